@@ -1,0 +1,1 @@
+//! librepair.so: the JVMTI agent.

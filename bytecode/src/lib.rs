@@ -1,0 +1,1 @@
+//! The class-file engine of repair.
