@@ -12,6 +12,7 @@ pub mod constant_pool;
 pub mod descriptor;
 pub mod error;
 pub mod mutf8;
+pub mod transform;
 
 pub use classfile::{Attribute, ClassFile, Member};
 pub use constant_pool::{Constant, ConstantPool};

@@ -1,0 +1,29 @@
+//! The runtime hooks contract: the class the agent defines in the bootstrap loader and the
+//! static methods injected code calls. The agent binds each to Rust with `RegisterNatives`.
+//!
+//! This module is the single source of truth: the agent generates the class from [`METHODS`].
+
+/// Internal name of the hooks class.
+pub const CLASS: &str = "repair/rt/Hooks";
+
+/// A guard handler took its fallback: `(guardId, exception)`.
+pub const FALLBACK: (&str, &str) = ("fallback", "(ILjava/lang/Throwable;)V");
+/// Method entry: `(probeId)`.
+pub const ENTER: (&str, &str) = ("enter", "(I)V");
+/// Method entry with arguments boxed: `(probeId, args)`.
+pub const ENTER_ARGS: (&str, &str) = ("enterArgs", "(I[Ljava/lang/Object;)V");
+/// Method entry with a `System.nanoTime()` timestamp: `(probeId, nanos)`.
+pub const ENTER_AT: (&str, &str) = ("enterAt", "(IJ)V");
+/// Normal exit: `(probeId)`.
+pub const EXIT: (&str, &str) = ("exit", "(I)V");
+/// Normal exit with the return value boxed (`null` for void): `(probeId, value)`.
+pub const EXIT_VALUE: (&str, &str) = ("exitValue", "(ILjava/lang/Object;)V");
+/// Normal exit with a timestamp: `(probeId, nanos)`.
+pub const EXIT_AT: (&str, &str) = ("exitAt", "(IJ)V");
+/// Exceptional exit: `(probeId, exception)`; the exception is rethrown after the call.
+pub const THROWN: (&str, &str) = ("thrown", "(ILjava/lang/Throwable;)V");
+/// A source line is about to run: `(probeId, line)`.
+pub const LINE: (&str, &str) = ("line", "(II)V");
+
+/// Every hook method as `(name, descriptor)`.
+pub const METHODS: &[(&str, &str)] = &[FALLBACK, ENTER, ENTER_ARGS, ENTER_AT, EXIT, EXIT_VALUE, EXIT_AT, THROWN, LINE];
