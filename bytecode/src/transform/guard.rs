@@ -1,0 +1,366 @@
+//! `guard`: a try/catch over a whole method whose handler reports the fault and returns a
+//! fallback. Constructors are guarded only after their `super(...)`/`this(...)` call.
+//!
+//! The handler's frame keeps no locals (every type is assignable to `top`), so the existing
+//! frames need no change. A fallback that needs arguments reads copies saved at entry into fresh
+//! slots, which the original code never writes; every frame is extended with those slots.
+
+use std::sync::Arc;
+
+use super::hooks;
+use super::{Constant, Fallback, GuardSpec};
+use crate::classfile::{ClassFile, ACC_ABSTRACT, ACC_NATIVE};
+use crate::code::opcodes::*;
+use crate::code::{Code, Frame, Handler, Insn, MethodInfo, VType, ValueKind};
+use crate::constant_pool::ConstantPool;
+use crate::descriptor::{FieldType, MethodDescriptor};
+use crate::error::{Error, Result};
+use crate::transform::MethodTarget;
+
+/// Guards one method of a class (whole body; see `call_site` for a single call).
+pub fn guard(class: &[u8], spec: &GuardSpec) -> Result<Vec<u8>> {
+    let mut cf = ClassFile::parse(class)?;
+    let index = cf.find_method(&spec.method.name, spec.method.descriptor.as_deref())?;
+    guard_method(&mut cf, index, spec)?;
+    cf.to_bytes()
+}
+
+/// Guards every method that has a body against `java.lang.Throwable` with the default fallback.
+/// Methods that cannot be guarded are left as they were; returns the bytes and how many methods
+/// were guarded and skipped.
+pub fn guard_all(class: &[u8]) -> Result<(Vec<u8>, GuardAllStats)> {
+    let mut cf = ClassFile::parse(class)?;
+    let mut stats = GuardAllStats::default();
+    let spec = GuardSpec {
+        method: MethodTarget { name: String::new(), descriptor: None },
+        catch: vec!["java/lang/Throwable".to_string()],
+        fallback: Fallback::Default,
+        call_site: None,
+        report_id: None,
+    };
+    for i in 0..cf.methods.len() {
+        if cf.methods[i].access & (ACC_ABSTRACT | ACC_NATIVE) != 0 {
+            continue;
+        }
+        let before = cf.methods[i].clone();
+        match guard_method(&mut cf, i, &spec) {
+            Ok(()) => stats.guarded += 1,
+            Err(e) => {
+                cf.methods[i] = before;
+                stats.skipped.push(e);
+            }
+        }
+    }
+    Ok((cf.to_bytes()?, stats))
+}
+
+#[derive(Debug, Default)]
+pub struct GuardAllStats {
+    pub guarded: usize,
+    /// Why each skipped method could not be guarded.
+    pub skipped: Vec<Error>,
+}
+
+/// Decodes the method at `index`, hands its code to `edit`, and stores the re-encoded result.
+pub fn edit_method(
+    cf: &mut ClassFile,
+    index: usize,
+    edit: impl FnOnce(&mut Code, &mut ConstantPool, &MethodInfo<'_>, u16) -> Result<()>,
+) -> Result<()> {
+    let class_name = cf.name()?.into_owned();
+    let m = &cf.methods[index];
+    let name = cf.member_name(m)?.into_owned();
+    let descriptor = cf.member_descriptor(m)?.into_owned();
+    let context = format!("method {}.{name}{descriptor}", class_name.replace('/', "."));
+    if m.access & (ACC_ABSTRACT | ACC_NATIVE) != 0 {
+        return Err(Error::refused(context, "is abstract or native: it has no body to rewrite"));
+    }
+    let info = MethodInfo { class: &class_name, name: &name, descriptor: &descriptor, access: m.access };
+    let code_at =
+        cf.attribute_position(&m.attributes, "Code").ok_or_else(|| Error::malformed(&context, "no Code attribute"))?;
+    let mut code =
+        Code::decode(&cf.methods[index].attributes[code_at].data, &cf.pool, &info).map_err(|e| e.within(&context))?;
+    let major = cf.major;
+    edit(&mut code, &mut cf.pool, &info, major).map_err(|e| e.within(&context))?;
+    let data = code.encode(&mut cf.pool, &info).map_err(|e| e.within(&context))?;
+    cf.methods[index].attributes[code_at].data = data;
+    Ok(())
+}
+
+fn guard_method(cf: &mut ClassFile, index: usize, spec: &GuardSpec) -> Result<()> {
+    edit_method(cf, index, |code, pool, info, major| guard_code(code, pool, info, major, spec))
+}
+
+/// Where protection may start: 0, or right after the constructor's `super(...)`/`this(...)`.
+/// Returns the index in `code.insns` before which the protected range begins.
+pub fn body_start(code: &Code, pool: &ConstantPool, info: &MethodInfo<'_>) -> Result<usize> {
+    if !info.is_constructor() || info.class == "java/lang/Object" {
+        return Ok(0);
+    }
+    // Every `new` is matched by one `<init>` call on it; the first unmatched `<init>` call is the
+    // one on `this`.
+    let mut pending_new = 0usize;
+    for (i, insn) in code.insns.iter().enumerate() {
+        match insn {
+            Insn::Cp { op: NEW, .. } => pending_new += 1,
+            Insn::Cp { op: INVOKESPECIAL, index } if pool.member_ref(*index)?.name == "<init>" => {
+                if pending_new == 0 {
+                    return Ok(i + 1);
+                }
+                pending_new -= 1;
+            }
+            _ => {}
+        }
+    }
+    Err(Error::refused("constructor", "no super(...) or this(...) call found"))
+}
+
+/// Whether StackMapTable frames must be written for this method.
+pub fn needs_frames(code: &Code, major: u16) -> bool {
+    major >= 51 || code.frames().is_some()
+}
+
+fn guard_code(
+    code: &mut Code,
+    pool: &mut ConstantPool,
+    info: &MethodInfo<'_>,
+    major: u16,
+    spec: &GuardSpec,
+) -> Result<()> {
+    if spec.call_site.is_some() {
+        return Err(Error::refused("guard", "a call-site guard goes through call_site::guard_call_site"));
+    }
+    let desc = MethodDescriptor::parse(info.descriptor)?;
+    let ret = ValueKind::of(&desc.ret);
+    check_fallback(&spec.fallback, &desc)?;
+
+    // Arguments the fallback needs, saved at entry into fresh slots: (kind, from slot, to slot).
+    let first_param = if info.is_static() { 0 } else { 1 };
+    let param_slot = |i: usize| first_param + desc.params[..i].iter().map(FieldType::size).sum::<usize>();
+    let needed: Vec<usize> = match &spec.fallback {
+        Fallback::Argument(i) => vec![*i as usize],
+        Fallback::StaticMethod { .. } => (0..desc.params.len()).collect(),
+        _ => Vec::new(),
+    };
+    let old_max_locals = code.max_locals as usize;
+    let mut saved = Vec::with_capacity(needed.len());
+    let mut next = old_max_locals;
+    for &p in &needed {
+        let t = &desc.params[p];
+        saved.push((
+            ValueKind::of(t).expect("parameters are never void"),
+            param_slot(p) as u16,
+            next as u16,
+            t.clone(),
+        ));
+        next += t.size();
+    }
+    let max_locals = u16::try_from(next).map_err(|_| Error::limit("locals", "more than 65535 local slots"))?;
+
+    let start_at = body_start(code, pool, info)?;
+    let start = code.new_label();
+    let end = code.new_label();
+    let handler = code.new_label();
+    code.insns.insert(start_at, Insn::Label(start));
+    let copies: Vec<Insn> =
+        saved.iter().flat_map(|(k, from, to, _)| [Insn::load(*k, *from), Insn::store(*k, *to)]).collect();
+    code.insns.splice(0..0, copies);
+    code.insns.push(Insn::Label(end));
+    code.insns.push(Insn::Label(handler));
+
+    // Handler: report, then return the fallback.
+    let mut stack_needed: usize = 2;
+    if let Some(id) = spec.report_id {
+        code.insns.push(push_int(id, pool)?);
+        code.insns.push(Insn::Op(SWAP));
+        let m = pool.add_method_ref(hooks::CLASS, hooks::FALLBACK.0, hooks::FALLBACK.1)?;
+        code.insns.push(Insn::Cp { op: INVOKESTATIC, index: m });
+    } else {
+        code.insns.push(Insn::Op(POP));
+    }
+    match &spec.fallback {
+        Fallback::Default => {
+            if let Some(k) = ret {
+                code.insns.push(k.default_value());
+            }
+        }
+        Fallback::Null => code.insns.push(Insn::Op(ACONST_NULL)),
+        Fallback::Constant(c) => {
+            let (insns, slots) = push_constant(c, &desc.ret, pool)?;
+            stack_needed = stack_needed.max(slots);
+            code.insns.extend(insns);
+        }
+        Fallback::Argument(_) => {
+            let (k, _, to, _) = &saved[0];
+            code.insns.push(Insn::load(*k, *to));
+        }
+        Fallback::StaticMethod { class, name } => {
+            for (k, _, to, _) in &saved {
+                code.insns.push(Insn::load(*k, *to));
+            }
+            stack_needed = stack_needed.max(desc.param_slots());
+            let m = pool.add_method_ref(&class.replace('.', "/"), name, info.descriptor)?;
+            code.insns.push(Insn::Cp { op: INVOKESTATIC, index: m });
+        }
+    }
+    stack_needed = stack_needed.max(desc.ret.size()).max(saved.iter().map(|s| s.3.size()).max().unwrap_or(0));
+    code.insns.push(Insn::Op(ret.map_or(RETURN, ValueKind::return_op)));
+
+    let catch_names: Vec<String> = spec.catch.iter().map(|c| c.replace('.', "/")).collect();
+    for c in &catch_names {
+        let catch_type = pool.add_class(c)?;
+        code.handlers.push(Handler { start, end, handler, catch_type });
+    }
+
+    if needs_frames(code, major) {
+        let saved_types: Vec<VType> = saved.iter().map(|s| crate::code::vtype_of(&s.3)).collect();
+        let frames = code.frames_or_insert(pool)?;
+        if !saved_types.is_empty() {
+            for (_, f) in frames.iter_mut() {
+                extend_locals(f, old_max_locals, &saved_types);
+            }
+        }
+        let caught: Arc<str> = match catch_names.as_slice() {
+            [one] => Arc::from(one.as_str()),
+            _ => Arc::from("java/lang/Throwable"),
+        };
+        let mut locals = Vec::new();
+        if !saved_types.is_empty() {
+            locals = vec![VType::Top; old_max_locals];
+            locals.extend(saved_types);
+        }
+        frames.push((handler, Frame { locals, stack: vec![VType::Object(caught)] }));
+        sort_frames(code)?;
+    }
+    code.max_locals = max_locals;
+    code.max_stack = code.max_stack.max(stack_needed as u16);
+    Ok(())
+}
+
+/// Pads `f.locals` with `top` up to `slots` slots, then appends `extra`.
+pub fn extend_locals(f: &mut Frame, slots: usize, extra: &[VType]) {
+    let mut used = f.local_slots();
+    while used < slots {
+        f.locals.push(VType::Top);
+        used += 1;
+    }
+    f.locals.extend(extra.iter().cloned());
+}
+
+/// Orders the StackMapTable by code position (the encoder needs ascending offsets).
+pub fn sort_frames(code: &mut Code) -> Result<()> {
+    let layout = code.compute_layout()?;
+    let frames = code.frames_mut().expect("called on code with frames");
+    frames.sort_by_key(|(l, _)| layout.labels.get(l.0 as usize).copied().unwrap_or(u32::MAX));
+    Ok(())
+}
+
+fn check_fallback(f: &Fallback, desc: &MethodDescriptor) -> Result<()> {
+    let ret = &desc.ret;
+    match f {
+        Fallback::Null if !ret.is_reference() => {
+            Err(Error::refused("fallback", format!("null cannot be returned as {}", ret.java_name())))
+        }
+        Fallback::Argument(i) => match desc.params.get(*i as usize) {
+            None => Err(Error::refused(
+                "fallback",
+                format!("argument {i} does not exist: the method has {} parameters", desc.params.len()),
+            )),
+            Some(p) if ValueKind::of(p) != ValueKind::of(ret) || (p.is_reference() != ret.is_reference()) => {
+                Err(Error::refused(
+                    "fallback",
+                    format!("argument {i} is {} but the method returns {}", p.java_name(), ret.java_name()),
+                ))
+            }
+            Some(_) => Ok(()),
+        },
+        Fallback::Constant(_) if *ret == FieldType::Void => {
+            Err(Error::refused("fallback", "the method returns void: only the default fallback applies"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Instructions pushing `v` as a value of type `t`, and the stack slots they need.
+pub fn push_constant(v: &Constant, t: &FieldType, pool: &mut ConstantPool) -> Result<(Vec<Insn>, usize)> {
+    let mismatch = || Error::refused("fallback", format!("value {v:?} cannot be returned as {}", t.java_name()));
+    let int_in = |lo: i64, hi: i64| match v {
+        Constant::Int(i) if (lo..=hi).contains(i) => Ok(*i as i32),
+        Constant::Bool(b) if lo == 0 && hi == 1 => Ok(*b as i32),
+        _ => Err(mismatch()),
+    };
+    Ok(match t {
+        FieldType::Boolean => (vec![push_int(int_in(0, 1)?, pool)?], 1),
+        FieldType::Byte => (vec![push_int(int_in(i8::MIN as i64, i8::MAX as i64)?, pool)?], 1),
+        FieldType::Short => (vec![push_int(int_in(i16::MIN as i64, i16::MAX as i64)?, pool)?], 1),
+        FieldType::Char => (vec![push_int(int_in(0, u16::MAX as i64)?, pool)?], 1),
+        FieldType::Int => (vec![push_int(int_in(i32::MIN as i64, i32::MAX as i64)?, pool)?], 1),
+        FieldType::Long => {
+            let Constant::Int(i) = v else { return Err(mismatch()) };
+            (vec![push_long(*i, pool)?], 2)
+        }
+        FieldType::Float => {
+            let f = match v {
+                Constant::Int(i) => *i as f32,
+                Constant::Float(f) => *f as f32,
+                _ => return Err(mismatch()),
+            };
+            let index = pool.add(crate::constant_pool::Constant::Float(f.to_bits()))?;
+            (vec![Insn::Ldc { op: LDC_W, index }], 1)
+        }
+        FieldType::Double => {
+            let d = match v {
+                Constant::Int(i) => *i as f64,
+                Constant::Float(f) => *f,
+                _ => return Err(mismatch()),
+            };
+            let index = pool.add(crate::constant_pool::Constant::Double(d.to_bits()))?;
+            (vec![Insn::Ldc { op: LDC2_W, index }], 2)
+        }
+        FieldType::Object(name) => match (name.as_str(), v) {
+            ("java/lang/String" | "java/lang/Object" | "java/lang/CharSequence", Constant::String(s)) => {
+                (vec![Insn::Ldc { op: LDC_W, index: pool.add_string(s)? }], 1)
+            }
+            (boxed, _) => {
+                let Some(prim) = unboxed(boxed) else { return Err(mismatch()) };
+                let (mut insns, slots) = push_constant(v, &prim, pool)?;
+                let m = pool.add_method_ref(boxed, "valueOf", &format!("({}){}", prim.descriptor(), t.descriptor()))?;
+                insns.push(Insn::Cp { op: INVOKESTATIC, index: m });
+                (insns, slots)
+            }
+        },
+        FieldType::Array(_) | FieldType::Void => return Err(mismatch()),
+    })
+}
+
+fn unboxed(class: &str) -> Option<FieldType> {
+    Some(match class {
+        "java/lang/Integer" => FieldType::Int,
+        "java/lang/Long" => FieldType::Long,
+        "java/lang/Short" => FieldType::Short,
+        "java/lang/Byte" => FieldType::Byte,
+        "java/lang/Character" => FieldType::Char,
+        "java/lang/Boolean" => FieldType::Boolean,
+        "java/lang/Float" => FieldType::Float,
+        "java/lang/Double" => FieldType::Double,
+        _ => return None,
+    })
+}
+
+/// The shortest instruction pushing an int.
+pub fn push_int(v: i32, pool: &mut ConstantPool) -> Result<Insn> {
+    Ok(match v {
+        -1..=5 => Insn::Op((ICONST_0 as i32 + v) as u8),
+        -128..=127 => Insn::Bipush(v as i8),
+        -32768..=32767 => Insn::Sipush(v as i16),
+        _ => Insn::Ldc { op: LDC_W, index: pool.add(crate::constant_pool::Constant::Integer(v))? },
+    })
+}
+
+fn push_long(v: i64, pool: &mut ConstantPool) -> Result<Insn> {
+    Ok(match v {
+        0 => Insn::Op(LCONST_0),
+        1 => Insn::Op(LCONST_1),
+        _ => Insn::Ldc { op: LDC2_W, index: pool.add(crate::constant_pool::Constant::Long(v))? },
+    })
+}
