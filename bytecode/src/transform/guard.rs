@@ -91,28 +91,70 @@ fn guard_method(cf: &mut ClassFile, index: usize, spec: &GuardSpec) -> Result<()
     edit_method(cf, index, |code, pool, info, major| guard_code(code, pool, info, major, spec))
 }
 
-/// Where protection may start: 0, or right after the constructor's `super(...)`/`this(...)`.
-/// Returns the index in `code.insns` before which the protected range begins.
-pub fn body_start(code: &Code, pool: &ConstantPool, info: &MethodInfo<'_>) -> Result<usize> {
+/// The runs of instructions where `this` is initialized, as `[start, end)` indices into
+/// `code.insns`: the whole body, or in a constructor what follows `super(...)`/`this(...)` on
+/// every path (a constructor may call it on several paths, e.g. one per `switch` case).
+pub fn initialized_ranges(code: &Code, pool: &ConstantPool, info: &MethodInfo<'_>) -> Result<Vec<(usize, usize)>> {
+    let n = code.insns.len();
     if !info.is_constructor() || info.class == "java/lang/Object" {
-        return Ok(0);
+        return Ok(vec![(0, n)]);
     }
-    // Every `new` is matched by one `<init>` call on it; the first unmatched `<init>` call is the
-    // one on `this`.
+    let frames: std::collections::HashMap<_, _> =
+        code.frames().map(|f| f.iter().map(|(l, f)| (*l, f)).collect()).unwrap_or_default();
+    let mut ranges = Vec::new();
+    let mut uninit = true;
+    // `new` objects not yet constructed: each is matched by one `<init>` call; an `<init>` call
+    // with none pending is the one on `this`.
     let mut pending_new = 0usize;
+    let mut run_start = None;
+    let mut prefix_branches = false;
     for (i, insn) in code.insns.iter().enumerate() {
         match insn {
-            Insn::Cp { op: NEW, .. } => pending_new += 1,
-            Insn::Cp { op: INVOKESPECIAL, index } if pool.member_ref(*index)?.name == "<init>" => {
-                if pending_new == 0 {
-                    return Ok(i + 1);
+            Insn::Label(l) => {
+                if let Some(f) = frames.get(l) {
+                    let was = uninit;
+                    uninit = f.locals.contains(&VType::UninitializedThis);
+                    pending_new = f.stack.iter().filter(|t| matches!(t, VType::Uninitialized(_))).count();
+                    if uninit && !was {
+                        if let Some(s) = run_start.take() {
+                            ranges.push((s, i));
+                        }
+                    } else if !uninit && run_start.is_none() {
+                        run_start = Some(i);
+                    }
                 }
-                pending_new -= 1;
+            }
+            Insn::Cp { op: NEW, .. } => pending_new += 1,
+            Insn::Cp { op: INVOKESPECIAL, index } if uninit && pool.member_ref(*index)?.name == "<init>" => {
+                if pending_new == 0 {
+                    uninit = false;
+                    run_start = Some(i + 1);
+                } else {
+                    pending_new -= 1;
+                }
+            }
+            other if uninit && (!other.targets().is_empty() || matches!(other, Insn::Local { op: RET, .. })) => {
+                prefix_branches = true;
             }
             _ => {}
         }
     }
-    Err(Error::refused("constructor", "no super(...) or this(...) call found"))
+    if let Some(s) = run_start {
+        ranges.push((s, n));
+    }
+    // A run holding only labels protects nothing (and an empty exception range is illegal).
+    ranges.retain(|&(s, e)| code.insns[s..e].iter().any(|i| !matches!(i, Insn::Label(_))));
+    if ranges.is_empty() {
+        return Err(Error::refused("constructor", "no super(...) or this(...) call found"));
+    }
+    if frames.is_empty() && (prefix_branches || ranges.len() > 1) {
+        // Without frames the state at a branch target is unknown: only straight-line prefixes.
+        return Err(Error::refused(
+            "constructor",
+            "branches before super(...)/this(...) in a method without StackMapTable",
+        ));
+    }
+    Ok(ranges)
 }
 
 /// Whether StackMapTable frames must be written for this method.
@@ -157,15 +199,19 @@ fn guard_code(
     }
     let max_locals = u16::try_from(next).map_err(|_| Error::limit("locals", "more than 65535 local slots"))?;
 
-    let start_at = body_start(code, pool, info)?;
-    let start = code.new_label();
-    let end = code.new_label();
+    let ranges = initialized_ranges(code, pool, info)?;
+    let mut labelled = Vec::with_capacity(ranges.len());
+    for &(s, e) in ranges.iter().rev() {
+        let (start, end) = (code.new_label(), code.new_label());
+        code.insns.insert(e, Insn::Label(end));
+        code.insns.insert(s, Insn::Label(start));
+        labelled.push((start, end));
+    }
+    labelled.reverse();
     let handler = code.new_label();
-    code.insns.insert(start_at, Insn::Label(start));
     let copies: Vec<Insn> =
         saved.iter().flat_map(|(k, from, to, _)| [Insn::load(*k, *from), Insn::store(*k, *to)]).collect();
     code.insns.splice(0..0, copies);
-    code.insns.push(Insn::Label(end));
     code.insns.push(Insn::Label(handler));
 
     // Handler: report, then return the fallback.
@@ -207,9 +253,11 @@ fn guard_code(
     code.insns.push(Insn::Op(ret.map_or(RETURN, ValueKind::return_op)));
 
     let catch_names: Vec<String> = spec.catch.iter().map(|c| c.replace('.', "/")).collect();
-    for c in &catch_names {
-        let catch_type = pool.add_class(c)?;
-        code.handlers.push(Handler { start, end, handler, catch_type });
+    for &(start, end) in &labelled {
+        for c in &catch_names {
+            let catch_type = pool.add_class(c)?;
+            code.handlers.push(Handler { start, end, handler, catch_type });
+        }
     }
 
     if needs_frames(code, major) {
