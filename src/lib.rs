@@ -1,11 +1,12 @@
 //! Shared model of repair: patch specs, the control-plane contract, and the gRPC client.
 
+pub mod journal;
+
 pub mod proto {
     //! Generated control-plane types (`proto/repair/v1`).
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("repair.v1");
 
     /// Encoded file descriptor set, for gRPC server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/repair_descriptor.bin"));
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/repair_descriptor.bin"));
 }
