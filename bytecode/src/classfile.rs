@@ -135,12 +135,12 @@ impl ClassFile {
 
     /// Finds the attribute called `name` among `attrs`.
     pub fn find_attribute<'a>(&self, attrs: &'a [Attribute], name: &str) -> Option<&'a Attribute> {
-        attrs.iter().find(|a| self.pool.utf8(a.name).is_ok_and(|n| n == name))
+        attrs.iter().find(|a| self.pool.is_utf8(a.name, name))
     }
 
     /// Position of the attribute called `name` among `attrs`.
     pub fn attribute_position(&self, attrs: &[Attribute], name: &str) -> Option<usize> {
-        attrs.iter().position(|a| self.pool.utf8(a.name).is_ok_and(|n| n == name))
+        attrs.iter().position(|a| self.pool.is_utf8(a.name, name))
     }
 
     /// Index of the method `name` with `descriptor` (or the only method called `name` when

@@ -2,7 +2,10 @@
 //! byte-identical), with deduplicating insertion for edits.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash};
+
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 
 use crate::bytes::{Reader, Writer};
 use crate::error::{Error, Result};
@@ -89,12 +92,24 @@ pub struct MemberRef<'a> {
     pub descriptor: Cow<'a, str>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ConstantPool {
     /// Slot 0 and the second slot of a long/double are `None`.
     entries: Vec<Option<Constant>>,
-    /// Built on first insertion: reading never pays for it.
-    index: Option<HashMap<Constant, u16>>,
+    /// Entry indices by content, built on first insertion: reading never pays for it.
+    index: Option<HashTable<u16>>,
+    /// Additions made by scanning, before the index is built.
+    scans: u8,
+}
+
+impl std::fmt::Debug for ConstantPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+fn hash_of(c: &Constant) -> u64 {
+    FxBuildHasher.hash_one(c)
 }
 
 impl ConstantPool {
@@ -140,7 +155,7 @@ impl ConstantPool {
                 entries.push(None);
             }
         }
-        Ok(Self { entries, index: None })
+        Ok(Self { entries, index: None, scans: 0 })
     }
 
     pub fn write(&self, w: &mut Writer) {
@@ -261,31 +276,58 @@ impl ConstantPool {
 
     /// Adds `c` unless an equal entry exists; returns its index.
     pub fn add(&mut self, c: Constant) -> Result<u16> {
+        // A few additions (the common edit) are cheaper as scans than as an index of the pool.
+        if self.index.is_none() && self.scans < 8 {
+            self.scans += 1;
+            if let Some(i) = self.entries.iter().position(|e| e.as_ref() == Some(&c)) {
+                return Ok(i as u16);
+            }
+            return self.push(c);
+        }
         let entries = &self.entries;
         let index = self.index.get_or_insert_with(|| {
-            let mut m = HashMap::with_capacity(entries.len());
+            let mut t = HashTable::with_capacity(entries.len());
             for (i, e) in entries.iter().enumerate() {
                 if let Some(e) = e {
-                    m.entry(e.clone()).or_insert(i as u16);
+                    let h = hash_of(e);
+                    // Keep the first of duplicate entries, as a lookup would find it.
+                    if t.find(h, |&j: &u16| entries[j as usize].as_ref() == Some(e)).is_none() {
+                        t.insert_unique(h, i as u16, |&j: &u16| {
+                            hash_of(entries[j as usize].as_ref().expect("indexed"))
+                        });
+                    }
                 }
             }
-            m
+            t
         });
-        if let Some(&i) = index.get(&c) {
+        let h = hash_of(&c);
+        if let Some(&i) = index.find(h, |&j| entries[j as usize].as_ref() == Some(&c)) {
             return Ok(i);
         }
+        let i = self.push(c)?;
+        let (entries, index) = (&self.entries, self.index.as_mut().expect("built above"));
+        index.insert_unique(h, i, |&j| hash_of(entries[j as usize].as_ref().expect("indexed")));
+        Ok(i)
+    }
+
+    /// Appends `c` without looking for an equal entry (the caller did).
+    fn push(&mut self, c: Constant) -> Result<u16> {
         let i = self.entries.len();
         let needed = i + if c.is_wide() { 2 } else { 1 };
         if needed > u16::MAX as usize {
             return Err(Error::limit("constant pool", "more than 65535 entries"));
         }
-        index.insert(c.clone(), i as u16);
         let wide = c.is_wide();
         self.entries.push(Some(c));
         if wide {
             self.entries.push(None);
         }
         Ok(i as u16)
+    }
+
+    /// Whether entry `index` is the `Utf8` string `s` (compared as stored, without decoding).
+    pub fn is_utf8(&self, index: u16, s: &str) -> bool {
+        matches!(self.entries.get(index as usize), Some(Some(Constant::Utf8(b))) if b == s.as_bytes() || (!s.is_ascii() && *b == mutf8::encode(s)))
     }
 
     pub fn add_utf8(&mut self, s: &str) -> Result<u16> {

@@ -5,7 +5,7 @@
 mod annotations;
 mod insn;
 pub mod opcodes;
-mod stackmap;
+pub mod stackmap;
 
 use std::sync::Arc;
 
@@ -394,6 +394,19 @@ impl Code {
     pub fn compute_layout(&self) -> Result<Layout> {
         self.layout().map(|(l, _)| l)
     }
+}
+
+/// Encodes a branch-free instruction sequence placed at `pc` (e.g. a handler appended to code).
+pub fn encode_linear(insns: &[Insn], pc: u32) -> Result<Vec<u8>> {
+    let mut w = Writer::default();
+    for insn in insns {
+        if !insn.targets().is_empty() {
+            return Err(Error::malformed("code", "a linear sequence cannot branch"));
+        }
+        let at = pc + w.len() as u32;
+        encode_insn(&mut w, insn, at, &|_| u32::MAX)?;
+    }
+    Ok(w.into_inner())
 }
 
 /// Offsets → labels while decoding; validates that targets are instruction boundaries.

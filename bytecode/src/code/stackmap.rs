@@ -59,6 +59,8 @@ pub fn decode(
     let mut out: Vec<(Label, Frame)> = Vec::with_capacity(n as usize);
     let mut prev = initial.clone();
     let mut offset: i64 = -1;
+    let mut names = NameCache::default();
+    let pool = &mut (pool, &mut names);
     for _ in 0..n {
         let tag = r.u8()?;
         let (delta, frame) = match tag {
@@ -118,7 +120,7 @@ pub fn decode(
 
 fn read_vtype(
     r: &mut Reader<'_>,
-    pool: &ConstantPool,
+    pool: &mut (&ConstantPool, &mut NameCache),
     label_at: &mut dyn FnMut(u32) -> Result<Label>,
 ) -> Result<VType> {
     Ok(match r.u8()? {
@@ -129,10 +131,25 @@ fn read_vtype(
         4 => VType::Long,
         5 => VType::Null,
         6 => VType::UninitializedThis,
-        7 => VType::Object(Arc::from(pool.class_name(r.u16()?)?.as_ref())),
+        7 => VType::Object(pool.1.get(pool.0, r.u16()?)?),
         8 => VType::Uninitialized(label_at(r.u16()? as u32)?),
         t => return Err(Error::malformed("StackMapTable", format!("unknown verification type {t}"))),
     })
+}
+
+/// Class names already read in this table: frames repeat a few names many times.
+#[derive(Default)]
+struct NameCache(Vec<(u16, Arc<str>)>);
+
+impl NameCache {
+    fn get(&mut self, pool: &ConstantPool, index: u16) -> Result<Arc<str>> {
+        if let Some((_, n)) = self.0.iter().find(|(i, _)| *i == index) {
+            return Ok(n.clone());
+        }
+        let n: Arc<str> = Arc::from(pool.class_name(index)?.as_ref());
+        self.0.push((index, n.clone()));
+        Ok(n)
+    }
 }
 
 fn write_vtype(w: &mut Writer, t: &VType, pool: &mut ConstantPool, offset_of: &dyn Fn(Label) -> u32) -> Result<()> {
@@ -222,4 +239,52 @@ pub fn encode(
         prev_offset = *offset as i64;
     }
     Ok(w.into_inner())
+}
+
+/// Number of frames and offset of the last one in an encoded table, read without decoding types.
+pub fn last_frame_offset(data: &[u8]) -> Result<(u16, Option<u32>)> {
+    let mut r = Reader::new(data, "StackMapTable");
+    let n = r.u16()?;
+    let mut offset: i64 = -1;
+    let skip_types = |r: &mut Reader<'_>, k: u16| -> Result<()> {
+        for _ in 0..k {
+            if matches!(r.u8()?, 7 | 8) {
+                r.skip(2)?;
+            }
+        }
+        Ok(())
+    };
+    for _ in 0..n {
+        let tag = r.u8()?;
+        let delta = match tag {
+            0..=63 => tag as u32,
+            64..=127 => {
+                skip_types(&mut r, 1)?;
+                tag as u32 - 64
+            }
+            128..=246 => return Err(Error::malformed("StackMapTable", format!("reserved frame type {tag}"))),
+            247 => {
+                let d = r.u16()? as u32;
+                skip_types(&mut r, 1)?;
+                d
+            }
+            248..=251 => r.u16()? as u32,
+            252..=254 => {
+                let d = r.u16()? as u32;
+                skip_types(&mut r, (tag - 251) as u16)?;
+                d
+            }
+            255 => {
+                let d = r.u16()? as u32;
+                let nl = r.u16()?;
+                skip_types(&mut r, nl)?;
+                let ns = r.u16()?;
+                skip_types(&mut r, ns)?;
+                d
+            }
+        };
+        offset += delta as i64 + 1;
+    }
+    r.finish()?;
+    Ok((n, if n == 0 { None } else { Some(offset as u32) }))
 }

@@ -42,13 +42,10 @@ pub fn guard_all(class: &[u8]) -> Result<(Vec<u8>, GuardAllStats)> {
         if cf.methods[i].access & (ACC_ABSTRACT | ACC_NATIVE) != 0 {
             continue;
         }
-        let before = cf.methods[i].clone();
+        // A failed edit leaves the method as it was (at most unused pool entries remain).
         match guard_method(&mut cf, i, &spec) {
             Ok(()) => stats.guarded += 1,
-            Err(e) => {
-                cf.methods[i] = before;
-                stats.skipped.push(e);
-            }
+            Err(e) => stats.skipped.push(e),
         }
     }
     Ok((cf.to_bytes()?, stats))
@@ -88,6 +85,15 @@ pub fn edit_method(
 }
 
 fn guard_method(cf: &mut ClassFile, index: usize, spec: &GuardSpec) -> Result<()> {
+    let reads_arguments = matches!(spec.fallback, Fallback::Argument(_) | Fallback::StaticMethod { .. });
+    let m = &cf.methods[index];
+    if spec.call_site.is_none()
+        && !reads_arguments
+        && !cf.pool.is_utf8(m.name, "<init>")
+        && m.access & (ACC_ABSTRACT | ACC_NATIVE) == 0
+    {
+        return guard_appended(cf, index, spec);
+    }
     edit_method(cf, index, |code, pool, info, major| guard_code(code, pool, info, major, spec))
 }
 
@@ -173,7 +179,6 @@ fn guard_code(
         return Err(Error::refused("guard", "a call-site guard goes through call_site::guard_call_site"));
     }
     let desc = MethodDescriptor::parse(info.descriptor)?;
-    let ret = ValueKind::of(&desc.ret);
     check_fallback(&spec.fallback, &desc)?;
 
     // Arguments the fallback needs, saved at entry into fresh slots: (kind, from slot, to slot).
@@ -214,43 +219,8 @@ fn guard_code(
     code.insns.splice(0..0, copies);
     code.insns.push(Insn::Label(handler));
 
-    // Handler: report, then return the fallback.
-    let mut stack_needed: usize = 2;
-    if let Some(id) = spec.report_id {
-        code.insns.push(push_int(id, pool)?);
-        code.insns.push(Insn::Op(SWAP));
-        let m = pool.add_method_ref(hooks::CLASS, hooks::FALLBACK.0, hooks::FALLBACK.1)?;
-        code.insns.push(Insn::Cp { op: INVOKESTATIC, index: m });
-    } else {
-        code.insns.push(Insn::Op(POP));
-    }
-    match &spec.fallback {
-        Fallback::Default => {
-            if let Some(k) = ret {
-                code.insns.push(k.default_value());
-            }
-        }
-        Fallback::Null => code.insns.push(Insn::Op(ACONST_NULL)),
-        Fallback::Constant(c) => {
-            let (insns, slots) = push_constant(c, &desc.ret, pool)?;
-            stack_needed = stack_needed.max(slots);
-            code.insns.extend(insns);
-        }
-        Fallback::Argument(_) => {
-            let (k, _, to, _) = &saved[0];
-            code.insns.push(Insn::load(*k, *to));
-        }
-        Fallback::StaticMethod { class, name } => {
-            for (k, _, to, _) in &saved {
-                code.insns.push(Insn::load(*k, *to));
-            }
-            stack_needed = stack_needed.max(desc.param_slots());
-            let m = pool.add_method_ref(&class.replace('.', "/"), name, info.descriptor)?;
-            code.insns.push(Insn::Cp { op: INVOKESTATIC, index: m });
-        }
-    }
-    stack_needed = stack_needed.max(desc.ret.size()).max(saved.iter().map(|s| s.3.size()).max().unwrap_or(0));
-    code.insns.push(Insn::Op(ret.map_or(RETURN, ValueKind::return_op)));
+    let (handler_code, stack_needed) = handler_insns(spec, &desc, info, &saved, pool)?;
+    code.insns.extend(handler_code);
 
     let catch_names: Vec<String> = spec.catch.iter().map(|c| c.replace('.', "/")).collect();
     for &(start, end) in &labelled {
@@ -277,11 +247,147 @@ fn guard_code(
             locals = vec![VType::Top; old_max_locals];
             locals.extend(saved_types);
         }
+        // The encoder orders frames by offset.
         frames.push((handler, Frame { locals, stack: vec![VType::Object(caught)] }));
-        sort_frames(code)?;
     }
     code.max_locals = max_locals;
     code.max_stack = code.max_stack.max(stack_needed as u16);
+    Ok(())
+}
+
+/// The handler body: report the fault when asked, then return the fallback. Returns the
+/// instructions and the operand stack they need. `saved` lists the argument copies (kind, from,
+/// to, type) the fallback reads.
+fn handler_insns(
+    spec: &GuardSpec,
+    desc: &MethodDescriptor,
+    info: &MethodInfo<'_>,
+    saved: &[(ValueKind, u16, u16, FieldType)],
+    pool: &mut ConstantPool,
+) -> Result<(Vec<Insn>, usize)> {
+    let ret = ValueKind::of(&desc.ret);
+    let mut insns = Vec::with_capacity(8);
+    let mut stack_needed: usize = 2;
+    if let Some(id) = spec.report_id {
+        insns.push(push_int(id, pool)?);
+        insns.push(Insn::Op(SWAP));
+        let m = pool.add_method_ref(hooks::CLASS, hooks::FALLBACK.0, hooks::FALLBACK.1)?;
+        insns.push(Insn::Cp { op: INVOKESTATIC, index: m });
+    } else {
+        insns.push(Insn::Op(POP));
+    }
+    match &spec.fallback {
+        Fallback::Default => {
+            if let Some(k) = ret {
+                insns.push(k.default_value());
+            }
+        }
+        Fallback::Null => insns.push(Insn::Op(ACONST_NULL)),
+        Fallback::Constant(c) => {
+            let (push, slots) = push_constant(c, &desc.ret, pool)?;
+            stack_needed = stack_needed.max(slots);
+            insns.extend(push);
+        }
+        Fallback::Argument(_) => {
+            let (k, _, to, _) = &saved[0];
+            insns.push(Insn::load(*k, *to));
+        }
+        Fallback::StaticMethod { class, name } => {
+            for (k, _, to, _) in saved {
+                insns.push(Insn::load(*k, *to));
+            }
+            stack_needed = stack_needed.max(desc.param_slots());
+            let m = pool.add_method_ref(&class.replace('.', "/"), name, info.descriptor)?;
+            insns.push(Insn::Cp { op: INVOKESTATIC, index: m });
+        }
+    }
+    stack_needed = stack_needed.max(desc.ret.size());
+    insns.push(Insn::Op(ret.map_or(RETURN, ValueKind::return_op)));
+    Ok((insns, stack_needed))
+}
+
+/// Guards a method whose code need not move: the handler is appended after the last
+/// instruction, so no offset changes and nothing is decoded. Applies when the whole body is
+/// protected (not a constructor) and the fallback reads no arguments.
+fn guard_appended(cf: &mut ClassFile, index: usize, spec: &GuardSpec) -> Result<()> {
+    use crate::bytes::{Reader, Writer};
+    use crate::classfile::{parse_attributes, write_attributes, Attribute};
+    let class_name = cf.name()?.into_owned();
+    let m = &cf.methods[index];
+    let name = cf.member_name(m)?.into_owned();
+    let descriptor = cf.member_descriptor(m)?.into_owned();
+    let context = format!("method {}.{name}{descriptor}", class_name.replace('/', "."));
+    let info = MethodInfo { class: &class_name, name: &name, descriptor: &descriptor, access: m.access };
+    let code_at =
+        cf.attribute_position(&m.attributes, "Code").ok_or_else(|| Error::malformed(&context, "no Code attribute"))?;
+    let desc = MethodDescriptor::parse(&descriptor).map_err(|e| e.within(&context))?;
+    check_fallback(&spec.fallback, &desc).map_err(|e| e.within(&context))?;
+
+    let data = &cf.methods[index].attributes[code_at].data;
+    let mut r = Reader::new(data, "Code attribute");
+    let max_stack = r.u16()?;
+    let max_locals = r.u16()?;
+    let code_length = r.u32()? as usize;
+    let code = r.bytes(code_length)?;
+    let handlers = r.u16()?;
+    let table = r.bytes(handlers as usize * 8)?;
+    let mut attributes = parse_attributes(&mut r)?;
+    r.finish()?;
+
+    let (handler_code, stack_needed) =
+        handler_insns(spec, &desc, &info, &[], &mut cf.pool).map_err(|e| e.within(&context))?;
+    let pc = code_length as u32;
+    let handler_bytes = crate::code::encode_linear(&handler_code, pc)?;
+    let new_length = code_length + handler_bytes.len();
+    if new_length > 65535 {
+        return Err(Error::limit(&context, format!("{new_length} bytes of code exceed the 65535-byte limit")));
+    }
+    let catch_names: Vec<String> = spec.catch.iter().map(|c| c.replace('.', "/")).collect();
+    let mut w = Writer::with_capacity(data.len() + handler_bytes.len() + 32);
+    w.u16(max_stack.max(stack_needed as u16));
+    w.u16(max_locals);
+    w.u32(new_length as u32);
+    w.bytes(code);
+    w.bytes(&handler_bytes);
+    w.len16(handlers as usize + catch_names.len(), "exception table")?;
+    w.bytes(table);
+    for c in &catch_names {
+        w.u16(0);
+        w.u16(pc as u16);
+        w.u16(pc as u16);
+        w.u16(cf.pool.add_class(c)?);
+    }
+    let has_table = cf.attribute_position(&attributes, "StackMapTable");
+    if has_table.is_some() || cf.major >= 51 {
+        let caught = match catch_names.as_slice() {
+            [one] => cf.pool.add_class(one)?,
+            _ => cf.pool.add_class("java/lang/Throwable")?,
+        };
+        let (count, last) = match has_table {
+            Some(i) => crate::code::stackmap::last_frame_offset(&attributes[i].data).map_err(|e| e.within(&context))?,
+            None => (0, None),
+        };
+        let delta = last.map_or(pc, |l| pc - l - 1) as u16;
+        let mut frame = Vec::with_capacity(10);
+        frame.extend_from_slice(&[255]);
+        frame.extend_from_slice(&delta.to_be_bytes());
+        frame.extend_from_slice(&[0, 0, 0, 1, 7]);
+        frame.extend_from_slice(&caught.to_be_bytes());
+        match has_table {
+            Some(i) => {
+                let t = &mut attributes[i].data;
+                t[..2].copy_from_slice(&(count + 1).to_be_bytes());
+                t.extend_from_slice(&frame);
+            }
+            None => {
+                let mut t = vec![0, 1];
+                t.extend_from_slice(&frame);
+                attributes.push(Attribute { name: cf.pool.add_utf8("StackMapTable")?, data: t });
+            }
+        }
+    }
+    write_attributes(&mut w, &attributes)?;
+    cf.methods[index].attributes[code_at].data = w.into_inner();
     Ok(())
 }
 
@@ -293,14 +399,6 @@ pub fn extend_locals(f: &mut Frame, slots: usize, extra: &[VType]) {
         used += 1;
     }
     f.locals.extend(extra.iter().cloned());
-}
-
-/// Orders the StackMapTable by code position (the encoder needs ascending offsets).
-pub fn sort_frames(code: &mut Code) -> Result<()> {
-    let layout = code.compute_layout()?;
-    let frames = code.frames_mut().expect("called on code with frames");
-    frames.sort_by_key(|(l, _)| layout.labels.get(l.0 as usize).copied().unwrap_or(u32::MAX));
-    Ok(())
 }
 
 fn check_fallback(f: &Fallback, desc: &MethodDescriptor) -> Result<()> {
