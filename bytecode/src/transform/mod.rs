@@ -6,6 +6,7 @@
 
 pub mod guard;
 pub mod hooks;
+pub mod probe;
 
 use crate::descriptor::FieldType;
 

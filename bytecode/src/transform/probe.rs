@@ -1,0 +1,216 @@
+//! `probe`: calls into the runtime hooks (`repair/rt/Hooks`, see [`super::hooks`]) at method
+//! entry, normal exit, exceptional exit and before source lines, optionally with the arguments,
+//! the return value and a `System.nanoTime()` timestamp. The method computes what it did before.
+
+use std::sync::Arc;
+
+use super::guard::{edit_method, initialized_ranges, needs_frames, push_int};
+use super::{hooks, ProbePoint, ProbeSpec};
+use crate::classfile::{ClassFile, ACC_ABSTRACT, ACC_NATIVE};
+use crate::code::opcodes::*;
+use crate::code::{CodeAttribute, Frame, Handler, Insn, VType};
+use crate::constant_pool::ConstantPool;
+use crate::descriptor::{FieldType, MethodDescriptor};
+use crate::error::{Error, Result};
+
+/// Extra operand stack the probes use on top of what the method had: an `Object[]` being
+/// filled (array, array, index, a long value) plus the probe id.
+const EXTRA_STACK: u16 = 6;
+
+pub fn probe(class: &[u8], spec: &ProbeSpec) -> Result<Vec<u8>> {
+    let mut cf = ClassFile::parse(class)?;
+    let index = cf.find_method(&spec.method.name, spec.method.descriptor.as_deref())?;
+    probe_method(&mut cf, index, spec)?;
+    cf.to_bytes()
+}
+
+/// Entry, exit and throw probes on every method with a body, with ids `probe_id_base`,
+/// `probe_id_base + 1`, ... in method order. Returns the bytes and how many methods were probed;
+/// methods that cannot be probed are left as they were.
+pub fn probe_all(class: &[u8], probe_id_base: i32) -> Result<(Vec<u8>, usize)> {
+    let mut cf = ClassFile::parse(class)?;
+    let mut probed = 0;
+    for i in 0..cf.methods.len() {
+        if cf.methods[i].access & (ACC_ABSTRACT | ACC_NATIVE) != 0 {
+            continue;
+        }
+        let spec = ProbeSpec {
+            method: super::MethodTarget { name: String::new(), descriptor: None },
+            points: vec![ProbePoint::Entry, ProbePoint::Exit, ProbePoint::Throw],
+            probe_id: probe_id_base.wrapping_add(i as i32),
+            capture_args: false,
+            capture_return: false,
+            timestamp: false,
+        };
+        if probe_method(&mut cf, i, &spec).is_ok() {
+            probed += 1;
+        }
+    }
+    Ok((cf.to_bytes()?, probed))
+}
+
+fn hook(pool: &mut ConstantPool, (name, descriptor): (&str, &str)) -> Result<Insn> {
+    Ok(Insn::Cp { op: INVOKESTATIC, index: pool.add_method_ref(hooks::CLASS, name, descriptor)? })
+}
+
+fn nano_time(pool: &mut ConstantPool) -> Result<Insn> {
+    Ok(Insn::Cp { op: INVOKESTATIC, index: pool.add_method_ref("java/lang/System", "nanoTime", "()J")? })
+}
+
+/// Boxes the value of type `t` on top of the stack into its wrapper (references stay).
+fn boxing(t: &FieldType, pool: &mut ConstantPool) -> Result<Option<Insn>> {
+    let (class, prim) = match t {
+        FieldType::Int => ("java/lang/Integer", "I"),
+        FieldType::Long => ("java/lang/Long", "J"),
+        FieldType::Float => ("java/lang/Float", "F"),
+        FieldType::Double => ("java/lang/Double", "D"),
+        FieldType::Boolean => ("java/lang/Boolean", "Z"),
+        FieldType::Byte => ("java/lang/Byte", "B"),
+        FieldType::Char => ("java/lang/Character", "C"),
+        FieldType::Short => ("java/lang/Short", "S"),
+        _ => return Ok(None),
+    };
+    let m = pool.add_method_ref(class, "valueOf", &format!("({prim})L{class};"))?;
+    Ok(Some(Insn::Cp { op: INVOKESTATIC, index: m }))
+}
+
+fn probe_method(cf: &mut ClassFile, index: usize, spec: &ProbeSpec) -> Result<()> {
+    edit_method(cf, index, |code, pool, info, major| {
+        let desc = MethodDescriptor::parse(info.descriptor)?;
+        let id = spec.probe_id;
+        let wants = |p: ProbePoint| spec.points.contains(&p);
+
+        // Lines first: they refer to labels that stay where they are.
+        for p in &spec.points {
+            let ProbePoint::Line(line) = *p else { continue };
+            let labels: Vec<_> = code
+                .attributes
+                .iter()
+                .flat_map(|(_, a)| match a {
+                    CodeAttribute::LineNumbers(l) => l.iter().filter(|(_, n)| *n == line).map(|(l, _)| *l).collect(),
+                    _ => Vec::new(),
+                })
+                .collect();
+            if labels.is_empty() {
+                let mut lines: Vec<u16> = code
+                    .attributes
+                    .iter()
+                    .flat_map(|(_, a)| match a {
+                        CodeAttribute::LineNumbers(l) => l.iter().map(|(_, n)| *n).collect(),
+                        _ => Vec::new(),
+                    })
+                    .collect();
+                lines.sort_unstable();
+                lines.dedup();
+                let first = lines.first().copied().unwrap_or(0);
+                let last = lines.last().copied().unwrap_or(0);
+                return Err(Error::not_found(
+                    "probe",
+                    if lines.is_empty() {
+                        format!("no line {line}: the method has no line numbers")
+                    } else {
+                        format!("no code on line {line}: the method spans lines {first}..{last}")
+                    },
+                ));
+            }
+            for l in labels {
+                let at = code
+                    .insns
+                    .iter()
+                    .position(|i| *i == Insn::Label(l))
+                    .ok_or_else(|| Error::malformed("LineNumberTable", "line label not in code"))?;
+                // After every label at this spot, so branches to the line run the probe too.
+                let at = at + code.insns[at..].iter().take_while(|i| matches!(i, Insn::Label(_))).count();
+                let call = [push_int(id, pool)?, push_int(line as i32, pool)?, hook(pool, hooks::LINE)?];
+                code.insns.splice(at..at, call);
+            }
+        }
+
+        if wants(ProbePoint::Exit) {
+            let mut i = 0;
+            while i < code.insns.len() {
+                let is_return = matches!(code.insns[i], Insn::Op(op) if (IRETURN..=RETURN).contains(&op));
+                if !is_return {
+                    i += 1;
+                    continue;
+                }
+                let mut call = Vec::with_capacity(6);
+                if spec.capture_return {
+                    match &desc.ret {
+                        FieldType::Void => call.push(Insn::Op(ACONST_NULL)),
+                        t => {
+                            call.push(Insn::Op(if t.size() == 2 { DUP2 } else { DUP }));
+                            call.extend(boxing(t, pool)?);
+                        }
+                    }
+                    call.extend([push_int(id, pool)?, Insn::Op(SWAP), hook(pool, hooks::EXIT_VALUE)?]);
+                } else if spec.timestamp {
+                    call.extend([push_int(id, pool)?, nano_time(pool)?, hook(pool, hooks::EXIT_AT)?]);
+                } else {
+                    call.extend([push_int(id, pool)?, hook(pool, hooks::EXIT)?]);
+                }
+                let n = call.len();
+                code.insns.splice(i..i, call);
+                i += n + 1;
+            }
+        }
+
+        if wants(ProbePoint::Throw) {
+            let ranges = initialized_ranges(code, pool, info)?;
+            let mut labelled = Vec::with_capacity(ranges.len());
+            for &(s, e) in ranges.iter().rev() {
+                let (start, end) = (code.new_label(), code.new_label());
+                code.insns.insert(e, Insn::Label(end));
+                code.insns.insert(s, Insn::Label(start));
+                labelled.push((start, end));
+            }
+            let handler = code.new_label();
+            code.insns.push(Insn::Label(handler));
+            code.insns.extend([
+                Insn::Op(DUP),
+                push_int(id, pool)?,
+                Insn::Op(SWAP),
+                hook(pool, hooks::THROWN)?,
+                Insn::Op(ATHROW),
+            ]);
+            for (start, end) in labelled.into_iter().rev() {
+                code.handlers.push(Handler { start, end, handler, catch_type: 0 });
+            }
+            if needs_frames(code, major) {
+                let frames = code.frames_or_insert(pool)?;
+                frames.push((
+                    handler,
+                    Frame { locals: Vec::new(), stack: vec![VType::Object(Arc::from("java/lang/Throwable"))] },
+                ));
+            }
+        }
+
+        if wants(ProbePoint::Entry) {
+            let mut call = vec![push_int(id, pool)?];
+            if spec.capture_args {
+                call.push(push_int(desc.params.len() as i32, pool)?);
+                call.push(Insn::Cp { op: ANEWARRAY, index: pool.add_class("java/lang/Object")? });
+                let mut slot = if info.is_static() { 0 } else { 1 };
+                for (i, t) in desc.params.iter().enumerate() {
+                    call.push(Insn::Op(DUP));
+                    call.push(push_int(i as i32, pool)?);
+                    let kind = crate::code::ValueKind::of(t).expect("parameters are not void");
+                    call.push(Insn::load(kind, slot));
+                    call.extend(boxing(t, pool)?);
+                    call.push(Insn::Op(AASTORE));
+                    slot += t.size() as u16;
+                }
+                call.push(hook(pool, hooks::ENTER_ARGS)?);
+            } else if spec.timestamp {
+                call.push(nano_time(pool)?);
+                call.push(hook(pool, hooks::ENTER_AT)?);
+            } else {
+                call.push(hook(pool, hooks::ENTER)?);
+            }
+            code.insns.splice(0..0, call);
+        }
+
+        code.max_stack = code.max_stack.saturating_add(EXTRA_STACK);
+        Ok(())
+    })
+}

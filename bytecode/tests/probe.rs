@@ -1,0 +1,130 @@
+//! Golden behaviour of `probe`: the probed program computes the same results and the hooks
+//! see entry, exit, throw and line events in order, with arguments and return values.
+
+mod support;
+
+use repair_bytecode::transform::probe::{probe, probe_all};
+use repair_bytecode::transform::{MethodTarget, ProbePoint, ProbeSpec};
+
+/// Stands in for the class the agent defines: prints what it receives.
+const HOOKS: &str = r#"
+package repair.rt;
+public class Hooks {
+    public static void fallback(int id, Throwable t) { System.out.println("fallback " + id + " " + t); }
+    public static void enter(int id) { System.out.println("enter " + id); }
+    public static void enterArgs(int id, Object[] a) { System.out.println("enterArgs " + id + " " + java.util.Arrays.toString(a)); }
+    public static void enterAt(int id, long t) { System.out.println("enterAt " + id + " " + (t != 0)); }
+    public static void exit(int id) { System.out.println("exit " + id); }
+    public static void exitValue(int id, Object v) { System.out.println("exitValue " + id + " " + v); }
+    public static void exitAt(int id, long t) { System.out.println("exitAt " + id + " " + (t != 0)); }
+    public static void thrown(int id, Throwable t) { System.out.println("thrown " + id + " " + t.getClass().getName()); }
+    public static void line(int id, int line) { System.out.println("line " + id + " " + line); }
+}
+"#;
+
+const CALC: &str = r#"
+public class Calc {
+    final long base;
+    Calc(long base) { super(); this.base = base; }
+    long add(int a, long b, String tag) {
+        long r = base + a + b;
+        return tag == null ? r : r * 2;
+    }
+    static double half(double d) {
+        if (d < 0) throw new IllegalArgumentException("negative");
+        return d / 2;
+    }
+    static void loop(int n) {
+        int s = 0;
+        for (int i = 0; i < n; i++) {
+            s += i;
+        }
+        System.out.println("sum=" + s);
+    }
+    public static void main(String[] args) {
+        Calc c = new Calc(10);
+        System.out.println("add=" + c.add(1, 2L, "x"));
+        System.out.println("half=" + half(3));
+        try { half(-1); } catch (IllegalArgumentException e) { System.out.println("caught " + e.getMessage()); }
+        loop(2);
+    }
+}
+"#;
+
+fn spec(method: &str, points: Vec<ProbePoint>, id: i32) -> ProbeSpec {
+    ProbeSpec {
+        method: MethodTarget::parse(method),
+        points,
+        probe_id: id,
+        capture_args: false,
+        capture_return: false,
+        timestamp: false,
+    }
+}
+
+#[test]
+fn probes_fire_in_order_and_results_stay_the_same() {
+    let dir = support::scratch("probe");
+    let classes = support::javac(&dir, &[("Calc.java", CALC), ("repair/rt/Hooks.java", HOOKS)]);
+    let path = classes.join("Calc.class");
+    let (ok, before, err) = support::java(&[&classes], "Calc");
+    assert!(ok, "{err}");
+
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mut add = spec("add", vec![ProbePoint::Entry, ProbePoint::Exit], 1);
+    add.capture_args = true;
+    add.capture_return = true;
+    bytes = probe(&bytes, &add).unwrap();
+    let mut half = spec("half", vec![ProbePoint::Entry, ProbePoint::Exit, ProbePoint::Throw], 2);
+    half.timestamp = true;
+    bytes = probe(&bytes, &half).unwrap();
+    bytes = probe(&bytes, &spec("loop", vec![ProbePoint::Line(16)], 3)).unwrap();
+    bytes = probe(&bytes, &spec("<init>", vec![ProbePoint::Entry, ProbePoint::Exit, ProbePoint::Throw], 4)).unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+
+    let (ok, out, err) = support::java(&[&classes], "Calc");
+    assert!(ok, "stdout:\n{out}\nstderr:\n{err}");
+    let results: Vec<&str> = out.lines().filter(|l| l.contains('=') || l.starts_with("caught")).collect();
+    let expected: Vec<&str> = before.lines().collect();
+    assert_eq!(results, expected, "results unchanged");
+    let events: Vec<&str> = out.lines().filter(|l| !results.contains(l)).collect();
+    assert_eq!(
+        events,
+        [
+            "enter 4",
+            "exit 4",
+            "enterArgs 1 [1, 2, x]",
+            "exitValue 1 26",
+            "enterAt 2 true",
+            "exitAt 2 true",
+            "enterAt 2 true",
+            "thrown 2 java.lang.IllegalArgumentException",
+            "line 3 16",
+            "line 3 16",
+        ],
+        "full output:\n{out}"
+    );
+}
+
+#[test]
+fn probe_refuses_a_line_without_code() {
+    let dir = support::scratch("probe-refuse");
+    let classes = support::javac(&dir, &[("Calc.java", CALC)]);
+    let bytes = std::fs::read(classes.join("Calc.class")).unwrap();
+    let err = probe(&bytes, &spec("loop", vec![ProbePoint::Line(99)], 1)).unwrap_err();
+    assert_eq!(err.to_string(), "method Calc.loop(I)V, probe: no code on line 99: the method spans lines 14..19");
+}
+
+#[test]
+fn probe_all_keeps_the_program_working() {
+    let dir = support::scratch("probe-all");
+    let classes = support::javac(&dir, &[("Calc.java", CALC), ("repair/rt/Hooks.java", HOOKS)]);
+    let path = classes.join("Calc.class");
+    let (bytes, probed) = probe_all(&std::fs::read(&path).unwrap(), 100).unwrap();
+    assert_eq!(probed, 5);
+    std::fs::write(&path, &bytes).unwrap();
+    let (ok, out, err) = support::java(&[&classes], "Calc");
+    assert!(ok, "{err}");
+    assert!(out.starts_with("enter 104\nenter 100\nexit 100\nenter 101\nexit 101\nadd=26\n"), "{out}");
+    assert!(out.contains("thrown 102 java.lang.IllegalArgumentException\ncaught negative\n"), "{out}");
+}
