@@ -7,6 +7,7 @@
 pub mod guard;
 pub mod hooks;
 pub mod probe;
+pub mod swap;
 
 use crate::descriptor::FieldType;
 
