@@ -1,6 +1,7 @@
 //! Shared model of repair: patch specs, the control-plane contract, and the gRPC client.
 
 pub mod journal;
+pub mod spec;
 
 pub mod proto {
     //! Generated control-plane types (`proto/repair/v1`).

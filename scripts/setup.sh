@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine lacks for building and testing repair; safe to run twice.
+set -euo pipefail
+
+packages=(gradle libclang-dev protobuf-compiler libasm-java junit4 libhamcrest-java)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+    echo "setup: Debian packages present"
+fi
+
+# The JDK: 17 is the reference; Temurin beside it is tested too when present.
+java_home=${JAVA_HOME:-$(dirname "$(dirname "$(readlink -f "$(command -v javac)")")")}
+if ! "$java_home/bin/java" -version 2>&1 | grep -q 'version "17'; then
+    echo "setup: error: JDK 17 expected at $java_home (set JAVA_HOME)" >&2
+    exit 1
+fi
+echo "setup: JDK 17 at $java_home"
+for t in /usr/lib/jvm/temurin-*; do
+    [ -x "$t/bin/java" ] && echo "setup: also testing against $t"
+done
+
+for c in clippy rustfmt; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+done
+echo "setup: done"

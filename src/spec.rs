@@ -1,0 +1,549 @@
+//! The patch spec: one YAML format for the offline rewrite, the control plane and policies.
+//!
+//! ```yaml
+//! id: price-npe
+//! target: { class: com.shop.PriceService, method: "price(Ljava/lang/String;)J" }
+//! action:
+//!   guard: { catch: [java.lang.NullPointerException], fallback: { value: 0 } }
+//! durable: true
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+
+use repair_bytecode::transform::{self, CallSite, Fallback, GuardSpec, MethodTarget, ProbePoint, ProbeSpec, SwapSpec};
+use serde_yaml::Value;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchSpec {
+    pub id: String,
+    /// Dotted class name (`com.shop.PriceService`).
+    pub class: String,
+    pub method: MethodTarget,
+    pub action: Action,
+    pub durable: bool,
+    /// The YAML text the spec was read from.
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Guard {
+        catch: Vec<String>,
+        fallback: Fallback,
+        call: Option<CallSite>,
+    },
+    /// The patch class file, by the name it is attached under (a path relative to the spec).
+    Swap {
+        class_file: String,
+    },
+    Probe {
+        points: Vec<ProbePoint>,
+        capture_args: bool,
+        capture_return: bool,
+        timestamp: bool,
+    },
+}
+
+impl Action {
+    /// A short human summary (`guard NPE → value 0`).
+    pub fn summary(&self) -> String {
+        match self {
+            Action::Guard { catch, fallback, call } => {
+                let short: Vec<&str> = catch.iter().map(|c| c.rsplit('.').next().unwrap_or(c)).collect();
+                let at = call.as_ref().map(|c| format!(" at call {}#{}", c.name, c.occurrence)).unwrap_or_default();
+                format!("guard {}{at} -> {}", short.join("|"), fallback_text(fallback))
+            }
+            Action::Swap { class_file } => format!("swap from {class_file}"),
+            Action::Probe { points, .. } => {
+                let p: Vec<String> = points.iter().map(|p| format!("{p:?}").to_lowercase()).collect();
+                format!("probe {}", p.join(","))
+            }
+        }
+    }
+}
+
+fn fallback_text(f: &Fallback) -> String {
+    match f {
+        Fallback::Default => "default".into(),
+        Fallback::Null => "null".into(),
+        Fallback::Constant(c) => format!("value {c:?}"),
+        Fallback::Argument(i) => format!("arg {i}"),
+        Fallback::StaticMethod { class, name } => format!("{class}.{name}"),
+    }
+}
+
+/// A spec that does not parse: where (source, line, field) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    pub source: String,
+    pub line: Option<usize>,
+    pub field: String,
+    pub reason: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.source)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ": {}", self.field)?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+/// A spec that could not be applied to a class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewriteError {
+    pub patch: String,
+    pub error: repair_bytecode::Error,
+}
+
+impl fmt::Display for RewriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "patch {}: {}", self.patch, self.error)
+    }
+}
+
+impl std::error::Error for RewriteError {}
+
+/// What a rewrite may need besides the class: attached files and the ids to report under.
+#[derive(Default)]
+pub struct RewriteEnv<'a> {
+    /// File name (as the spec names it) → bytes, e.g. a swap's patch class.
+    pub attachments: Option<&'a HashMap<String, Vec<u8>>>,
+    /// Passed to the runtime hooks by guard handlers and probes; `None`: no reports.
+    pub report_id: Option<i32>,
+}
+
+impl PatchSpec {
+    /// Parses a spec; `source` names it in errors (a file name, or `<grpc>`).
+    pub fn from_yaml(text: &str, source: &str) -> Result<PatchSpec, SpecError> {
+        let p = Parser { text, source };
+        let root: Value = serde_yaml::from_str(text).map_err(|e| SpecError {
+            source: source.into(),
+            line: e.location().map(|l| l.line()),
+            field: String::new(),
+            reason: e.to_string().split(" at line ").next().unwrap_or("").to_string(),
+        })?;
+        let map = p.mapping(&root, &[])?;
+        p.only_keys(map, &[], &["id", "target", "action", "durable"])?;
+        let id = p.string(p.required(map, &[], "id")?, &["id"])?;
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            return Err(p.error(&["id"], format!("{id:?} is not an id: use letters, digits, '.', '_' and '-'")));
+        }
+        let target = p.mapping(p.required(map, &[], "target")?, &["target"])?;
+        p.only_keys(target, &["target"], &["class", "method"])?;
+        let class = p.string(p.required(target, &["target"], "class")?, &["target", "class"])?;
+        if !is_binary_name(&class) {
+            return Err(p.error(&["target", "class"], format!("{class:?} is not a Java class name")));
+        }
+        let method_text = p.string(p.required(target, &["target"], "method")?, &["target", "method"])?;
+        let method = MethodTarget::parse(&method_text);
+        if let Some(d) = &method.descriptor {
+            repair_bytecode::descriptor::MethodDescriptor::parse(d)
+                .map_err(|e| p.error(&["target", "method"], format!("bad descriptor: {}", e.reason)))?;
+        }
+        if method.name.is_empty()
+            || !(method.name == "<init>" || method.name == "<clinit>" || is_identifier(&method.name))
+        {
+            return Err(p.error(&["target", "method"], format!("{:?} is not a method name", method.name)));
+        }
+        let durable = match map.get("durable") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(p.error(&["durable"], "expected true or false")),
+        };
+        let action_map = p.mapping(p.required(map, &[], "action")?, &["action"])?;
+        p.only_keys(action_map, &["action"], &["guard", "swap", "probe"])?;
+        if action_map.len() != 1 {
+            return Err(p.error(&["action"], "give exactly one of guard, swap, probe"));
+        }
+        let (kind, body) = action_map.iter().next().expect("one entry");
+        let action = match kind.as_str().unwrap_or("") {
+            "guard" => p.guard(body)?,
+            "swap" => {
+                let m = p.mapping(body, &["action", "swap"])?;
+                p.only_keys(m, &["action", "swap"], &["class_file"])?;
+                let f =
+                    p.string(p.required(m, &["action", "swap"], "class_file")?, &["action", "swap", "class_file"])?;
+                Action::Swap { class_file: f }
+            }
+            _ => p.probe(body)?,
+        };
+        Ok(PatchSpec { id, class, method, action, durable, source: text.to_string() })
+    }
+
+    /// The target class as the JVM names it internally (`com/shop/PriceService`).
+    pub fn target_class_internal(&self) -> String {
+        self.class.replace('.', "/")
+    }
+
+    /// Files the spec refers to, which must be attached to apply it.
+    pub fn attachments_needed(&self) -> Vec<String> {
+        match &self.action {
+            Action::Swap { class_file } => vec![class_file.clone()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Applies the spec to the target class's bytes.
+    pub fn rewrite(&self, class_bytes: &[u8], env: &RewriteEnv<'_>) -> Result<Vec<u8>, RewriteError> {
+        let err = |error| RewriteError { patch: self.id.clone(), error };
+        let cf = repair_bytecode::ClassFile::parse(class_bytes).map_err(err)?;
+        let name = cf.name().map_err(err)?.into_owned();
+        if name != self.target_class_internal() {
+            return Err(err(repair_bytecode::Error::not_found(
+                format!("class {}", name.replace('/', ".")),
+                format!("is not the patch target {}", self.class),
+            )));
+        }
+        let out = match &self.action {
+            Action::Guard { catch, fallback, call } => {
+                let spec = GuardSpec {
+                    method: self.method.clone(),
+                    catch: catch.iter().map(|c| c.replace('.', "/")).collect(),
+                    fallback: fallback.clone(),
+                    call_site: call.clone(),
+                    report_id: env.report_id,
+                };
+                if spec.call_site.is_some() {
+                    return Err(err(repair_bytecode::Error::refused(
+                        format!("patch {}", self.id),
+                        "call-site guards are not available yet: guard the whole method",
+                    )));
+                }
+                transform::guard::guard(class_bytes, &spec)
+            }
+            Action::Probe { points, capture_args, capture_return, timestamp } => {
+                let spec = ProbeSpec {
+                    method: self.method.clone(),
+                    points: points.clone(),
+                    probe_id: env.report_id.unwrap_or(0),
+                    capture_args: *capture_args,
+                    capture_return: *capture_return,
+                    timestamp: *timestamp,
+                };
+                transform::probe::probe(class_bytes, &spec)
+            }
+            Action::Swap { class_file } => {
+                let patch = env.attachments.and_then(|a| a.get(class_file)).ok_or_else(|| {
+                    err(repair_bytecode::Error::not_found(
+                        format!("patch {}", self.id),
+                        format!("the swap's class file {class_file} was not attached"),
+                    ))
+                })?;
+                transform::swap::swap(
+                    class_bytes,
+                    &SwapSpec { method: self.method.clone(), patch_class: patch.clone() },
+                )
+            }
+        }
+        .map_err(err)?;
+        transform::check_redefinable(class_bytes, &out).map_err(err)?;
+        Ok(out)
+    }
+}
+
+struct Parser<'a> {
+    text: &'a str,
+    source: &'a str,
+}
+
+impl Parser<'_> {
+    fn error(&self, path: &[&str], reason: impl Into<String>) -> SpecError {
+        SpecError {
+            source: self.source.into(),
+            line: line_of(self.text, path),
+            field: path.join("."),
+            reason: reason.into(),
+        }
+    }
+
+    fn mapping<'v>(&self, v: &'v Value, path: &[&str]) -> Result<&'v serde_yaml::Mapping, SpecError> {
+        v.as_mapping().ok_or_else(|| self.error(path, "expected a mapping (key: value)"))
+    }
+
+    fn required<'v>(&self, m: &'v serde_yaml::Mapping, path: &[&str], key: &str) -> Result<&'v Value, SpecError> {
+        m.get(key).ok_or_else(|| {
+            let mut at = path.to_vec();
+            at.push(key);
+            SpecError { line: line_of(self.text, path), ..self.error(&at, "missing") }
+        })
+    }
+
+    fn string(&self, v: &Value, path: &[&str]) -> Result<String, SpecError> {
+        match v {
+            Value::String(s) => Ok(s.clone()),
+            _ => Err(self.error(path, "expected a string")),
+        }
+    }
+
+    fn only_keys(&self, m: &serde_yaml::Mapping, path: &[&str], known: &[&str]) -> Result<(), SpecError> {
+        for k in m.keys() {
+            let k = k.as_str().unwrap_or("?");
+            if !known.contains(&k) {
+                let mut at = path.to_vec();
+                at.push(k);
+                return Err(self.error(&at, format!("unknown field; expected one of: {}", known.join(", "))));
+            }
+        }
+        Ok(())
+    }
+
+    fn guard(&self, body: &Value) -> Result<Action, SpecError> {
+        let path = ["action", "guard"];
+        let m = self.mapping(body, &path)?;
+        self.only_keys(m, &path, &["catch", "fallback", "call"])?;
+        let catch = match m.get("catch") {
+            None => vec!["java.lang.Throwable".to_string()],
+            Some(Value::Sequence(items)) if !items.is_empty() => {
+                let mut v = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    let field = format!("catch[{i}]");
+                    let s = self.string(item, &["action", "guard", &field])?;
+                    if !is_binary_name(&s) {
+                        return Err(
+                            self.error(&["action", "guard", "catch"], format!("{s:?} is not a Java class name"))
+                        );
+                    }
+                    v.push(s);
+                }
+                v
+            }
+            Some(_) => {
+                return Err(self.error(&["action", "guard", "catch"], "expected a non-empty list of exception classes"))
+            }
+        };
+        let fallback = match m.get("fallback") {
+            None => Fallback::Default,
+            Some(v) => self.fallback(v)?,
+        };
+        let call = match m.get("call") {
+            None => None,
+            Some(v) => {
+                let cp = ["action", "guard", "call"];
+                let c = self.mapping(v, &cp)?;
+                self.only_keys(c, &cp, &["method", "owner", "occurrence"])?;
+                let target = MethodTarget::parse(
+                    &self.string(self.required(c, &cp, "method")?, &["action", "guard", "call", "method"])?,
+                );
+                let owner =
+                    c.get("owner").map(|o| self.string(o, &["action", "guard", "call", "owner"])).transpose()?;
+                let occurrence = match c.get("occurrence") {
+                    None => 1,
+                    Some(Value::Number(n)) if n.as_u64().is_some_and(|n| (1..=u32::MAX as u64).contains(&n)) => {
+                        n.as_u64().unwrap_or(1) as u32
+                    }
+                    Some(_) => {
+                        return Err(self.error(&["action", "guard", "call", "occurrence"], "expected a positive number"))
+                    }
+                };
+                Some(CallSite {
+                    owner: owner.map(|o| o.replace('.', "/")),
+                    name: target.name,
+                    descriptor: target.descriptor,
+                    occurrence,
+                })
+            }
+        };
+        Ok(Action::Guard { catch, fallback, call })
+    }
+
+    fn fallback(&self, v: &Value) -> Result<Fallback, SpecError> {
+        let path = ["action", "guard", "fallback"];
+        match v {
+            Value::String(s) if s == "default" => return Ok(Fallback::Default),
+            Value::String(s) if s == "null" => return Ok(Fallback::Null),
+            Value::Null => return Ok(Fallback::Null),
+            Value::Mapping(m) if m.len() == 1 => {
+                let (k, val) = m.iter().next().expect("one entry");
+                return match (k.as_str().unwrap_or(""), val) {
+                    ("value", Value::Number(n)) => Ok(Fallback::Constant(match n.as_i64() {
+                        Some(i) => transform::Constant::Int(i),
+                        None => transform::Constant::Float(n.as_f64().unwrap_or(0.0)),
+                    })),
+                    ("value", Value::Bool(b)) => Ok(Fallback::Constant(transform::Constant::Bool(*b))),
+                    ("value", Value::String(s)) => Ok(Fallback::Constant(transform::Constant::String(s.clone()))),
+                    ("value", Value::Null) => Ok(Fallback::Null),
+                    ("arg", Value::Number(n)) if n.as_u64().is_some_and(|n| n < 256) => {
+                        Ok(Fallback::Argument(n.as_u64().unwrap_or(0) as u16))
+                    }
+                    ("method", Value::String(s)) => match s.rsplit_once('.') {
+                        Some((class, name)) if is_binary_name(class) && is_identifier(name) => {
+                            Ok(Fallback::StaticMethod { class: class.to_string(), name: name.to_string() })
+                        }
+                        _ => Err(self.error(&path, format!("{s:?} is not Class.method"))),
+                    },
+                    _ => {
+                        Err(self
+                            .error(&path, "expected default, null, {value: X}, {arg: N} or {method: pkg.Class.name}"))
+                    }
+                };
+            }
+            _ => {}
+        }
+        Err(self.error(&path, "expected default, null, {value: X}, {arg: N} or {method: pkg.Class.name}"))
+    }
+
+    fn probe(&self, body: &Value) -> Result<Action, SpecError> {
+        let path = ["action", "probe"];
+        let m = self.mapping(body, &path)?;
+        self.only_keys(m, &path, &["at", "capture"])?;
+        let list = |key: &str| -> Result<Vec<String>, SpecError> {
+            match m.get(key) {
+                None => Ok(Vec::new()),
+                Some(Value::Sequence(items)) => {
+                    items.iter().map(|i| self.string(i, &["action", "probe", key])).collect()
+                }
+                Some(Value::String(s)) => Ok(vec![s.clone()]),
+                Some(_) => Err(self.error(&["action", "probe", key], "expected a list")),
+            }
+        };
+        let mut points = Vec::new();
+        for p in list("at")? {
+            points.push(match p.as_str() {
+                "entry" => ProbePoint::Entry,
+                "exit" => ProbePoint::Exit,
+                "throw" => ProbePoint::Throw,
+                other => match other.strip_prefix("line:").and_then(|n| n.parse::<u16>().ok()) {
+                    Some(n) => ProbePoint::Line(n),
+                    None => {
+                        return Err(self.error(
+                            &["action", "probe", "at"],
+                            format!("{other:?}: expected entry, exit, throw or line:N"),
+                        ))
+                    }
+                },
+            });
+        }
+        if points.is_empty() {
+            points = vec![ProbePoint::Entry, ProbePoint::Exit, ProbePoint::Throw];
+        }
+        let (mut capture_args, mut capture_return, mut timestamp) = (false, false, false);
+        for c in list("capture")? {
+            match c.as_str() {
+                "args" => capture_args = true,
+                "return" => capture_return = true,
+                "time" => timestamp = true,
+                other => {
+                    return Err(self
+                        .error(&["action", "probe", "capture"], format!("{other:?}: expected args, return or time")))
+                }
+            }
+        }
+        Ok(Action::Probe { points, capture_args, capture_return, timestamp })
+    }
+}
+
+/// The 1-based line where the field at `path` is written (block or flow style), if found.
+fn line_of(text: &str, path: &[&str]) -> Option<usize> {
+    let mut from = 0;
+    let mut found = None;
+    for key in path {
+        let key = key.split('[').next().unwrap_or(key);
+        let (i, _) = text.lines().enumerate().skip(from).find(|(_, l)| {
+            let l = l.trim_start().trim_start_matches("- ");
+            l.starts_with(&format!("{key}:"))
+                || l.contains(&format!("{{ {key}:"))
+                || l.contains(&format!(", {key}:"))
+                || l.contains(&format!("{{{key}:"))
+        })?;
+        from = i;
+        found = Some(i + 1);
+    }
+    found.or(if path.is_empty() { Some(1) } else { None })
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next().is_some_and(|f| f.is_alphabetic() || f == '_' || f == '$')
+        && c.all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+}
+
+/// A Java binary class name with dots or slashes (`com.shop.Price$Cache`).
+pub fn is_binary_name(s: &str) -> bool {
+    !s.is_empty() && s.split(['.', '/']).all(is_identifier)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "id: price-npe\ntarget: { class: com.shop.PriceService, method: \"price(Ljava/lang/String;)J\" }\naction:\n  guard: { catch: [java.lang.NullPointerException], fallback: { value: 0 } }\ndurable: true\n";
+
+    #[test]
+    fn parses_the_design_example() {
+        let s = PatchSpec::from_yaml(GOOD, "price.yaml").unwrap();
+        assert_eq!(s.id, "price-npe");
+        assert_eq!(s.target_class_internal(), "com/shop/PriceService");
+        assert_eq!(s.method, MethodTarget { name: "price".into(), descriptor: Some("(Ljava/lang/String;)J".into()) });
+        assert!(s.durable);
+        assert_eq!(
+            s.action,
+            Action::Guard {
+                catch: vec!["java.lang.NullPointerException".into()],
+                fallback: Fallback::Constant(transform::Constant::Int(0)),
+                call: None
+            }
+        );
+    }
+
+    fn err(text: &str) -> String {
+        PatchSpec::from_yaml(text, "p.yaml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_line_and_field() {
+        assert_eq!(
+            err(&GOOD.replace("java.lang.NullPointerException", "java..NPE")),
+            "p.yaml:4: action.guard.catch: \"java..NPE\" is not a Java class name"
+        );
+        assert_eq!(
+            err(&GOOD.replace("price(L", "price(Q")),
+            "p.yaml:2: target.method: bad descriptor: bad parameter type"
+        );
+        assert_eq!(
+            err(&GOOD.replace("guard:", "gaurd:")),
+            "p.yaml:4: action.gaurd: unknown field; expected one of: guard, swap, probe"
+        );
+        assert_eq!(err(&GOOD.replace("id: price-npe\n", "")), "p.yaml:1: id: missing");
+        assert_eq!(err(&GOOD.replace("durable: true", "durable: maybe")), "p.yaml:5: durable: expected true or false");
+        assert_eq!(err("id: [unclosed"), "p.yaml:2: did not find expected ',' or ']'");
+        assert_eq!(
+            err(&GOOD.replace("{ value: 0 }", "{ valeu: 0 }")),
+            "p.yaml:4: action.guard.fallback: expected default, null, {value: X}, {arg: N} or {method: pkg.Class.name}"
+        );
+        assert_eq!(
+            err(&GOOD.replace("id: price-npe", "id: \"bad id\"")),
+            "p.yaml:1: id: \"bad id\" is not an id: use letters, digits, '.', '_' and '-'"
+        );
+    }
+
+    #[test]
+    fn parses_probe_and_swap_actions() {
+        let probe = "id: p\ntarget: { class: a.B, method: run }\naction:\n  probe: { at: [entry, exit, \"line:42\"], capture: [args, time] }\n";
+        let s = PatchSpec::from_yaml(probe, "p.yaml").unwrap();
+        assert_eq!(
+            s.action,
+            Action::Probe {
+                points: vec![ProbePoint::Entry, ProbePoint::Exit, ProbePoint::Line(42)],
+                capture_args: true,
+                capture_return: false,
+                timestamp: true
+            }
+        );
+        let swap = "id: s\ntarget: { class: a.B, method: run }\naction:\n  swap: { class_file: Fixed.class }\n";
+        let s = PatchSpec::from_yaml(swap, "s.yaml").unwrap();
+        assert_eq!(s.attachments_needed(), vec!["Fixed.class".to_string()]);
+        assert_eq!(
+            err(&probe.replace("line:42", "line:x")),
+            "p.yaml:4: action.probe.at: \"line:x\": expected entry, exit, throw or line:N"
+        );
+    }
+}
