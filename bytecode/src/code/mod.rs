@@ -396,6 +396,20 @@ impl Code {
     }
 }
 
+/// Visits `(offset, opcode)` of every instruction of raw code bytes, without decoding operands,
+/// until `visit` returns false.
+pub fn scan(code: &[u8], mut visit: impl FnMut(u32, u8) -> bool) -> Result<()> {
+    let mut r = Reader::new(code, "code");
+    while r.remaining() > 0 {
+        let pc = r.pos() as u32;
+        if !visit(pc, code[pc as usize]) {
+            return Ok(());
+        }
+        skip_insn(&mut r, pc)?;
+    }
+    Ok(())
+}
+
 /// Encodes a branch-free instruction sequence placed at `pc` (e.g. a handler appended to code).
 pub fn encode_linear(insns: &[Insn], pc: u32) -> Result<Vec<u8>> {
     let mut w = Writer::default();

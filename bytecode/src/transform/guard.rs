@@ -89,10 +89,10 @@ fn guard_method(cf: &mut ClassFile, index: usize, spec: &GuardSpec) -> Result<()
     let m = &cf.methods[index];
     if spec.call_site.is_none()
         && !reads_arguments
-        && !cf.pool.is_utf8(m.name, "<init>")
         && m.access & (ACC_ABSTRACT | ACC_NATIVE) == 0
+        && guard_appended(cf, index, spec)?
     {
-        return guard_appended(cf, index, spec);
+        return Ok(());
     }
     edit_method(cf, index, |code, pool, info, major| guard_code(code, pool, info, major, spec))
 }
@@ -306,10 +306,53 @@ fn handler_insns(
     Ok((insns, stack_needed))
 }
 
+/// Where a constructor's body starts: the offset after its `super(...)`/`this(...)` call when the
+/// code before it is straight-line and unprotected (then that call dominates the rest);
+/// `None` when a full analysis is needed.
+fn straight_constructor_start(code: &[u8], table: &[u8], pool: &ConstantPool) -> Result<Option<u32>> {
+    let mut pending_new = 0usize;
+    let mut start = None;
+    let mut complex = false;
+    let mut bad_index = None;
+    crate::code::scan(code, |pc, op| match op {
+        NEW => {
+            pending_new += 1;
+            true
+        }
+        INVOKESPECIAL => {
+            let index = code.get(pc as usize + 1..pc as usize + 3).map(|b| u16::from_be_bytes([b[0], b[1]]));
+            match index.map(|i| pool.member_ref(i)) {
+                Some(Ok(r)) if r.name == "<init>" => {
+                    if pending_new == 0 {
+                        start = Some(pc + 3);
+                        return false;
+                    }
+                    pending_new -= 1;
+                }
+                Some(Ok(_)) => {}
+                _ => bad_index = Some(pc),
+            }
+            true
+        }
+        IFEQ..=RET | TABLESWITCH | LOOKUPSWITCH | IFNULL | IFNONNULL | GOTO_W | JSR_W | ATHROW | IRETURN..=RETURN => {
+            complex = true;
+            false
+        }
+        _ => true,
+    })?;
+    if let Some(pc) = bad_index {
+        return Err(Error::malformed("code", format!("invokespecial at {pc} without a method reference")));
+    }
+    let Some(start) = start else { return Ok(None) };
+    let protected_prefix = table.chunks_exact(8).any(|e| (u16::from_be_bytes([e[0], e[1]]) as u32) < start);
+    Ok(if complex || protected_prefix || start as usize >= code.len() { None } else { Some(start) })
+}
+
 /// Guards a method whose code need not move: the handler is appended after the last
-/// instruction, so no offset changes and nothing is decoded. Applies when the whole body is
-/// protected (not a constructor) and the fallback reads no arguments.
-fn guard_appended(cf: &mut ClassFile, index: usize, spec: &GuardSpec) -> Result<()> {
+/// instruction, so no offset changes and nothing is decoded. Applies when the fallback reads no
+/// arguments and the protected range is the whole body (or a constructor's straight-line tail).
+/// Returns false, changing nothing, when the method needs the general path.
+fn guard_appended(cf: &mut ClassFile, index: usize, spec: &GuardSpec) -> Result<bool> {
     use crate::bytes::{Reader, Writer};
     use crate::classfile::{parse_attributes, write_attributes, Attribute};
     let class_name = cf.name()?.into_owned();
@@ -334,6 +377,14 @@ fn guard_appended(cf: &mut ClassFile, index: usize, spec: &GuardSpec) -> Result<
     let mut attributes = parse_attributes(&mut r)?;
     r.finish()?;
 
+    let start = if info.is_constructor() && class_name != "java/lang/Object" {
+        match straight_constructor_start(code, table, &cf.pool).map_err(|e| e.within(&context))? {
+            Some(s) => s,
+            None => return Ok(false),
+        }
+    } else {
+        0
+    };
     let (handler_code, stack_needed) =
         handler_insns(spec, &desc, &info, &[], &mut cf.pool).map_err(|e| e.within(&context))?;
     let pc = code_length as u32;
@@ -352,7 +403,7 @@ fn guard_appended(cf: &mut ClassFile, index: usize, spec: &GuardSpec) -> Result<
     w.len16(handlers as usize + catch_names.len(), "exception table")?;
     w.bytes(table);
     for c in &catch_names {
-        w.u16(0);
+        w.u16(start as u16);
         w.u16(pc as u16);
         w.u16(pc as u16);
         w.u16(cf.pool.add_class(c)?);
@@ -388,7 +439,7 @@ fn guard_appended(cf: &mut ClassFile, index: usize, spec: &GuardSpec) -> Result<
     }
     write_attributes(&mut w, &attributes)?;
     cf.methods[index].attributes[code_at].data = w.into_inner();
-    Ok(())
+    Ok(true)
 }
 
 /// Pads `f.locals` with `top` up to `slots` slots, then appends `extra`.
