@@ -1,1 +1,34 @@
-//! librepair.so: the JVMTI agent.
+//! librepair.so: the JVMTI agent of repair.
+//!
+//! [`jvmti`] is the only module with `unsafe` code: bindings, the safe wrapper and the
+//! `extern "C"` entry points. [`agent`] holds the agent's state and reacts to JVM events;
+//! [`faults`], [`hooks`] and [`patches`] are the parts it is made of.
+
+// The patch manager, fault subscription and status fields are reached through the control
+// plane's `AgentApi` (agent/src/api.rs), wired in when that lands; until then they are unused.
+#![allow(dead_code)]
+
+mod agent;
+mod config;
+mod faults;
+mod hooks;
+mod jvmti;
+mod patches;
+
+/// Logs to the JVM's stderr when the agent's log level allows `$level`.
+#[macro_export]
+macro_rules! log_at {
+    ($level:expr, $($arg:tt)*) => {
+        if $crate::agent::log_enabled($level) {
+            eprintln!("repair: {}", format_args!($($arg)*));
+        }
+    };
+}
+#[macro_export]
+macro_rules! log_error { ($($arg:tt)*) => { $crate::log_at!($crate::config::LogLevel::Error, $($arg)*) }; }
+#[macro_export]
+macro_rules! log_warn { ($($arg:tt)*) => { $crate::log_at!($crate::config::LogLevel::Warn, $($arg)*) }; }
+#[macro_export]
+macro_rules! log_info { ($($arg:tt)*) => { $crate::log_at!($crate::config::LogLevel::Info, $($arg)*) }; }
+#[macro_export]
+macro_rules! log_debug { ($($arg:tt)*) => { $crate::log_at!($crate::config::LogLevel::Debug, $($arg)*) }; }

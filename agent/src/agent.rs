@@ -1,0 +1,317 @@
+//! The agent's life: loading (at start-up or by attach), its state, and the JVM events.
+//!
+//! Loading twice in one JVM (a second `-agentpath`, a second attach, or another copy of the
+//! library) initializes nothing the second time: at start-up the second load is ignored with a
+//! message and returns 0, so the JVM starts; an attach returns [`ALREADY_LOADED`] so that `jcmd
+//! PID JVMTI.agent_load` and `repairctl attach` show a failure code instead of a silent success.
+
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use crate::config::{FaultMode, LogLevel, Options};
+use crate::faults::FaultLog;
+use crate::hooks::Reports;
+use crate::jvmti::{entry, Capability, Event, JavaVm, Jni, Jvmti, Local, MethodId, REQUESTED_VERSION};
+use crate::patches::PatchManager;
+use crate::{log_error, log_info, log_warn};
+
+/// What `Agent_OnAttach` returns when the agent is already in the JVM (JNI_EEXIST).
+pub const ALREADY_LOADED: i32 = -5;
+/// What `Agent_OnLoad`/`Agent_OnAttach` return for bad options or a JVM without JVMTI.
+pub const LOAD_FAILED: i32 = -1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadMode {
+    /// `-agentpath` at JVM start-up.
+    Startup,
+    /// Loaded into a running JVM.
+    Attach,
+}
+
+/// The JVMTI `Exception` event, in safe handles.
+pub struct ExceptionEvent<'a> {
+    pub exception: Local<'a>,
+    /// The method and bytecode index of the handler that will catch it; `None`: uncaught.
+    pub catch: Option<(MethodId, i64)>,
+}
+
+/// Capabilities asked for and what came of it.
+#[derive(Debug, Clone, Default)]
+pub struct Capabilities {
+    pub held: Vec<Capability>,
+    /// `(capability, why not)`: the JVMTI error name, or that it was not asked for.
+    pub missing: Vec<(Capability, String)>,
+}
+
+impl Capabilities {
+    pub fn holds(&self, c: Capability) -> bool {
+        self.held.contains(&c)
+    }
+}
+
+pub struct Agent {
+    pub vm: JavaVm,
+    pub jvmti: Jvmti,
+    pub mode: LoadMode,
+    pub options: Options,
+    /// What `GetVersionNumber` reported (the JVM's JVMTI version, e.g. 0x30110000 on JDK 17).
+    pub jvmti_version: i32,
+    pub capabilities: Capabilities,
+    /// How faults are captured in fact (asking for `jvmti` after attach gets `bytecode`).
+    pub fault_mode: FaultMode,
+    pub faults: FaultLog,
+    pub reports: Reports,
+    pub patches: PatchManager,
+    /// Whether `repair/rt/Hooks` is defined and bound, or why not.
+    pub hooks: Mutex<Result<(), String>>,
+    pub loaded_at: Instant,
+}
+
+static AGENT: OnceLock<Agent> = OnceLock::new();
+static LOADING: AtomicBool = AtomicBool::new(false);
+static LOG_LEVEL: AtomicU8 = AtomicU8::new(LogLevel::Info as u8);
+
+pub fn get() -> Option<&'static Agent> {
+    AGENT.get()
+}
+
+pub fn log_enabled(level: LogLevel) -> bool {
+    level as u8 <= LOG_LEVEL.load(Ordering::Relaxed)
+}
+
+/// `Agent_OnLoad` / `Agent_OnAttach`.
+pub fn load(vm: JavaVm, options: &str, mode: LoadMode) -> i32 {
+    if LOADING.swap(true, Ordering::SeqCst) {
+        return already_loaded(mode, options);
+    }
+    match init(vm, options, mode) {
+        Ok(()) => 0,
+        Err((code, message)) => {
+            // Nothing was set up: a corrected load may follow (attach again with fixed options).
+            if code != ALREADY_LOADED {
+                LOADING.store(false, Ordering::SeqCst);
+            }
+            eprintln!("repair: {message}");
+            code
+        }
+    }
+}
+
+fn already_loaded(mode: LoadMode, options: &str) -> i32 {
+    eprintln!(
+        "repair: the agent is already loaded in this JVM (pid {}); this second load (options {options:?}) is ignored",
+        std::process::id()
+    );
+    match mode {
+        LoadMode::Startup => 0,
+        LoadMode::Attach => ALREADY_LOADED,
+    }
+}
+
+fn init(vm: JavaVm, text: &str, mode: LoadMode) -> Result<(), (i32, String)> {
+    let options = Options::parse(text).map_err(|e| (LOAD_FAILED, format!("refusing to load: {e}")))?;
+    LOG_LEVEL.store(options.log as u8, Ordering::Relaxed);
+    let jvmti = vm.jvmti().map_err(|rc| {
+        (
+            LOAD_FAILED,
+            format!("refusing to load: the JVM has no JVMTI version {REQUESTED_VERSION:#x} (GetEnv returned {rc})"),
+        )
+    })?;
+    if mode == LoadMode::Attach {
+        // Another copy of the library (another path) has its own statics: the JVM-wide sign is
+        // the hooks class it defined.
+        if vm.with_env(crate::hooks::already_defined).unwrap_or(false) {
+            return Err((
+                ALREADY_LOADED,
+                format!(
+                    "the agent is already loaded in this JVM (pid {}: repair/rt/Hooks exists); this load is ignored",
+                    std::process::id()
+                ),
+            ));
+        }
+    }
+    let jvmti_version = jvmti.version().map_err(|e| (LOAD_FAILED, format!("refusing to load: {e}")))?;
+    let capabilities = take_capabilities(jvmti, &options, mode);
+    let fault_mode = match options.faults {
+        FaultMode::Jvmti if !capabilities.holds(Capability::ExceptionEvents) => {
+            log_warn!(
+                "faults=jvmti asked for, but {} is not available{}: capturing faults in bytecode instead",
+                Capability::ExceptionEvents.name(),
+                if mode == LoadMode::Attach { " after attach" } else { "" }
+            );
+            FaultMode::Bytecode
+        }
+        m => m,
+    };
+    entry::install_callbacks(jvmti).map_err(|e| (LOAD_FAILED, format!("refusing to load: {e}")))?;
+    let agent = Agent {
+        vm,
+        jvmti,
+        mode,
+        options,
+        jvmti_version,
+        capabilities,
+        fault_mode,
+        faults: FaultLog::default(),
+        reports: Reports::default(),
+        patches: PatchManager::default(),
+        hooks: Mutex::new(Err("not defined yet: the VM has not finished starting".to_string())),
+        loaded_at: Instant::now(),
+    };
+    let agent = AGENT.get_or_init(|| agent);
+    enable(jvmti, Event::ClassFileLoadHook);
+    enable(jvmti, Event::VmDeath);
+    match mode {
+        LoadMode::Startup => enable(jvmti, Event::VmInit),
+        LoadMode::Attach => {
+            if vm.with_env(|jni| agent.start(jni)).is_none() {
+                log_error!("the attaching thread has no JNI environment: runtime hooks are not available");
+            }
+        }
+    }
+    log_info!(
+        "loaded ({}), JVMTI {}, faults={}, capabilities held: {}{}",
+        if mode == LoadMode::Startup { "at start-up" } else { "by attach" },
+        version_text(jvmti_version),
+        agent.fault_mode,
+        names(&agent.capabilities.held),
+        missing_text(&agent.capabilities.missing)
+    );
+    Ok(())
+}
+
+fn take_capabilities(jvmti: Jvmti, options: &Options, mode: LoadMode) -> Capabilities {
+    let mut caps = Capabilities::default();
+    for c in Capability::ALL {
+        // Holding exception events makes every throw dearer even while disabled: only on request.
+        if c == Capability::ExceptionEvents && options.faults != FaultMode::Jvmti {
+            caps.missing.push((c, "not asked for (faults=jvmti asks for it)".to_string()));
+            continue;
+        }
+        match jvmti.add_capability(c) {
+            Ok(()) => caps.held.push(c),
+            Err(e) => {
+                if mode == LoadMode::Startup || c != Capability::ExceptionEvents {
+                    log_warn!("capability {} refused: {}; continuing without it", c.name(), e.name());
+                }
+                caps.missing.push((c, e.name().to_string()));
+            }
+        }
+    }
+    caps
+}
+
+fn enable(jvmti: Jvmti, event: Event) {
+    if let Err(e) = jvmti.set_event(event, true) {
+        log_error!("cannot enable the {event:?} event: {e}");
+    }
+}
+
+/// `0x30110000` → `17.0.0`.
+pub fn version_text(v: i32) -> String {
+    format!("{}.{}.{}", (v >> 16) & 0xfff, (v >> 8) & 0xff, v & 0xff)
+}
+
+fn names(caps: &[Capability]) -> String {
+    caps.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+}
+
+fn missing_text(missing: &[(Capability, String)]) -> String {
+    if missing.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = missing.iter().map(|(c, why)| format!("{} ({why})", c.name())).collect();
+    format!("; without: {}", parts.join(", "))
+}
+
+impl Agent {
+    /// Once the VM is live: define the hooks class and turn fault capture on.
+    fn start(&self, jni: &Jni<'_>) {
+        let hooks = crate::hooks::define(jni);
+        if let Err(e) = &hooks {
+            log_error!("runtime hooks unavailable: {e}");
+        }
+        *self.hooks.lock().unwrap_or_else(|e| e.into_inner()) = hooks;
+        if self.fault_mode == FaultMode::Jvmti {
+            enable(self.jvmti, Event::Exception);
+        }
+    }
+
+    /// One line per fault site and per report id, for the log at exit.
+    fn summary(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let (faults, dropped) = self.faults.list();
+        for f in &faults {
+            lines.push(format!(
+                "fault #{} {} x{} at {}.{}{} bci {} line {} thread {:?}: {}",
+                f.id,
+                f.exception,
+                f.count,
+                f.site.class,
+                f.site.method,
+                f.site.descriptor,
+                f.site.bci,
+                f.site.line.map(|l| l.to_string()).unwrap_or_else(|| "?".into()),
+                f.thread,
+                f.message.as_deref().unwrap_or("(no message)")
+            ));
+        }
+        if dropped > 0 {
+            lines.push(format!("{dropped} fault sites dropped for room"));
+        }
+        for (id, c) in self.reports.all() {
+            let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            let patch = self.patches.patch_of_report(id).unwrap_or_else(|| "-".to_string());
+            lines.push(format!(
+                "report {id} (patch {patch}): fallbacks={} enters={} exits={} throws={} lines={}",
+                load(&c.fallbacks),
+                load(&c.enters),
+                load(&c.exits),
+                load(&c.throws),
+                load(&c.lines)
+            ));
+        }
+        lines
+    }
+}
+
+pub fn on_vm_init(_jvmti: Jvmti, jni: &Jni<'_>) {
+    if let Some(agent) = get() {
+        agent.start(jni);
+    }
+}
+
+pub fn on_vm_death(jvmti: Jvmti, _jni: &Jni<'_>) {
+    let Some(agent) = get() else { return };
+    for event in [Event::Exception, Event::ClassFileLoadHook] {
+        // Already disabled or never enabled is fine at exit.
+        let _ = jvmti.set_event(event, false);
+    }
+    for line in agent.summary() {
+        log_info!("{line}");
+    }
+}
+
+pub fn on_class_file_load(
+    _jvmti: Jvmti,
+    _jni: &Jni<'_>,
+    name: Option<&str>,
+    _redefining: bool,
+    bytes: &[u8],
+) -> Option<Vec<u8>> {
+    let agent = get()?;
+    let name = name?;
+    let new_bytes = agent.patches.transform(name, bytes);
+    if agent.fault_mode == FaultMode::Jvmti {
+        agent.faults.note_class(name, new_bytes.as_deref().unwrap_or(bytes));
+    }
+    new_bytes
+}
+
+pub fn on_exception(jvmti: Jvmti, jni: &Jni<'_>, event: &ExceptionEvent<'_>) {
+    let Some(agent) = get() else { return };
+    if agent.fault_mode == FaultMode::Jvmti {
+        agent.faults.on_exception(jvmti, jni, &event.exception, event.catch);
+    }
+}

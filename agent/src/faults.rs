@@ -1,0 +1,392 @@
+//! Fault capture: a bounded, deduplicated log of the exceptions that escape application code.
+//!
+//! Two sources feed it. With `faults=jvmti`, the JVMTI `Exception` event, filtered here in native
+//! code: an exception counts when it reaches application code (a frame outside the JDK) and is
+//! uncaught, or caught by a generic handler (`Throwable`, `Exception`, `RuntimeException`,
+//! `Error`) or by JDK code below the application frame (an executor's catch-all). Handlers of a
+//! specific type are the program's normal control flow and are ignored, as are catch-any handlers
+//! (`finally`, `synchronized`), which rethrow: the rethrow is seen as its own event. Handler types
+//! come from the exception tables of the classes the ClassFileLoadHook saw. Without exception
+//! events (the default, and always after attach), `Hooks.thrown` probes report instead.
+//!
+//! A fault is keyed by (exception class, throw site): the first application frame's class,
+//! method, descriptor and bytecode index. At most [`MAX_SITES`] are kept; when full, the site
+//! seen least recently is dropped and counted in `dropped`.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::broadcast;
+
+use crate::jvmti::{Frame, Jni, Jvmti, Local, MethodId};
+
+pub const MAX_SITES: usize = 1024;
+pub const MAX_FRAMES: usize = 32;
+/// A site already known is re-broadcast at most this often (its count still grows every time).
+const UPDATE_INTERVAL: Duration = Duration::from_millis(250);
+/// Bound of the method-info cache (cleared when full: method ids are cheap to look up again).
+const MAX_METHODS: usize = 65_536;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackFrame {
+    /// Dotted class name.
+    pub class: String,
+    pub method: String,
+    pub descriptor: String,
+    /// Bytecode index; -1 for a native method.
+    pub bci: i64,
+    /// Source line, when the class has a line-number table.
+    pub line: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// Stable for the life of the JVM; assigned in order of first sight.
+    pub id: u64,
+    /// Dotted exception class name.
+    pub exception: String,
+    pub message: Option<String>,
+    pub thread: String,
+    /// The throw site: the innermost application frame.
+    pub site: StackFrame,
+    /// Innermost first, at most [`MAX_FRAMES`].
+    pub stack: Vec<StackFrame>,
+    pub count: u64,
+    /// Milliseconds since the Unix epoch.
+    pub first_seen_ms: u64,
+    pub last_seen_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SiteKey {
+    exception: String,
+    class: String,
+    method: String,
+    descriptor: String,
+    bci: i64,
+}
+
+struct Site {
+    fault: Fault,
+    last_broadcast: Instant,
+}
+
+#[derive(Default)]
+struct Store {
+    sites: HashMap<SiteKey, Site>,
+    next_id: u64,
+    dropped: u64,
+}
+
+/// What the agent knows of a method, cached by method id.
+#[derive(Debug)]
+struct MethodInfo {
+    /// Internal class name (`com/shop/PriceService`).
+    class: String,
+    name: String,
+    descriptor: String,
+    lines: Vec<(i64, i32)>,
+}
+
+impl MethodInfo {
+    fn is_application(&self) -> bool {
+        !is_jdk_or_agent_class(&self.class)
+    }
+    fn line_at(&self, bci: i64) -> Option<i32> {
+        self.lines.iter().filter(|(start, _)| *start <= bci).max_by_key(|(start, _)| *start).map(|(_, l)| *l)
+    }
+    fn frame(&self, bci: i64) -> StackFrame {
+        StackFrame {
+            class: self.class.replace('/', "."),
+            method: self.name.clone(),
+            descriptor: self.descriptor.clone(),
+            bci,
+            line: self.line_at(bci),
+        }
+    }
+}
+
+/// Internal class names the agent treats as the platform, not the application.
+pub fn is_jdk_or_agent_class(internal: &str) -> bool {
+    ["java/", "javax/", "jdk/", "sun/", "com/sun/", "repair/rt/"].iter().any(|p| internal.starts_with(p))
+}
+
+/// Exception handlers of one method: `(handler bci, catch type)`; `None` is catch-any.
+type Handlers = Vec<(u16, Option<String>)>;
+
+pub struct FaultLog {
+    store: Mutex<Store>,
+    methods: Mutex<HashMap<MethodId, Arc<MethodInfo>>>,
+    /// Internal class name → (method name + descriptor → handlers), from the class bytes seen.
+    handlers: Mutex<HashMap<String, HashMap<String, Handlers>>>,
+    updates: broadcast::Sender<Fault>,
+}
+
+thread_local! {
+    /// Set while this thread records a fault: exceptions thrown by what recording calls (e.g. a
+    /// `getMessage` that throws) must not be recorded in turn.
+    static RECORDING: Cell<bool> = const { Cell::new(false) };
+}
+
+impl Default for FaultLog {
+    fn default() -> Self {
+        FaultLog {
+            store: Mutex::default(),
+            methods: Mutex::default(),
+            handlers: Mutex::default(),
+            updates: broadcast::channel(256).0,
+        }
+    }
+}
+
+impl FaultLog {
+    /// New and updated faults, as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<Fault> {
+        self.updates.subscribe()
+    }
+
+    /// All faults, most recently seen first, and how many sites were dropped for room.
+    pub fn list(&self) -> (Vec<Fault>, u64) {
+        let store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<Fault> = store.sites.values().map(|s| s.fault.clone()).collect();
+        v.sort_by(|a, b| b.last_seen_ms.cmp(&a.last_seen_ms).then(a.id.cmp(&b.id)));
+        (v, store.dropped)
+    }
+
+    /// Remembers the exception handlers of an application class from its bytes (called from the
+    /// ClassFileLoadHook with the bytes the JVM will use), for classifying catch sites.
+    pub fn note_class(&self, internal_name: &str, bytes: &[u8]) {
+        if is_jdk_or_agent_class(internal_name) {
+            return;
+        }
+        let Ok(cf) = repair_bytecode::ClassFile::parse(bytes) else { return };
+        let mut methods = HashMap::new();
+        for m in &cf.methods {
+            let (Ok(name), Ok(desc)) = (cf.member_name(m), cf.member_descriptor(m)) else { continue };
+            let Some(code) = cf.find_attribute(&m.attributes, "Code") else { continue };
+            let handlers = exception_handlers(&code.data, |i| cf.pool.class_name(i).ok().map(|n| n.into_owned()));
+            if !handlers.is_empty() {
+                methods.insert(format!("{name}{desc}"), handlers);
+            }
+        }
+        let mut all = self.handlers.lock().unwrap_or_else(|e| e.into_inner());
+        if methods.is_empty() {
+            all.remove(internal_name);
+        } else {
+            all.insert(internal_name.to_string(), methods);
+        }
+    }
+
+    /// The JVMTI `Exception` event.
+    pub fn on_exception(&self, jvmti: Jvmti, jni: &Jni<'_>, thrown: &Local<'_>, catch: Option<(MethodId, i64)>) {
+        if RECORDING.with(Cell::get) {
+            return;
+        }
+        RECORDING.with(|r| r.set(true));
+        self.classify_and_record(jvmti, jni, thrown, catch);
+        RECORDING.with(|r| r.set(false));
+    }
+
+    /// A `Hooks.thrown` probe: the probed method exits by an exception.
+    pub fn record_from_probe(&self, jvmti: Jvmti, jni: &Jni<'_>, thrown: &Local<'_>) {
+        if RECORDING.with(Cell::get) {
+            return;
+        }
+        RECORDING.with(|r| r.set(true));
+        if let Ok(frames) = jvmti.current_stack(MAX_FRAMES) {
+            let infos = self.infos(jvmti, jni, &frames);
+            if let Some(site) = infos.iter().position(|(i, _)| i.is_application()) {
+                self.record(jvmti, jni, thrown, &infos, site);
+            }
+        }
+        RECORDING.with(|r| r.set(false));
+    }
+
+    fn classify_and_record(&self, jvmti: Jvmti, jni: &Jni<'_>, thrown: &Local<'_>, catch: Option<(MethodId, i64)>) {
+        // A specific handler in application code is decided before walking the stack, which is
+        // the dearer part.
+        if let Some((catch_method, catch_bci)) = catch {
+            let Some(info) = self.info(jvmti, jni, catch_method) else { return };
+            if info.is_application() && !self.is_generic_handler(&info, catch_bci) {
+                return;
+            }
+        }
+        let Ok(frames) = jvmti.current_stack(MAX_FRAMES) else { return };
+        let infos = self.infos(jvmti, jni, &frames);
+        let Some(site) = infos.iter().position(|(i, _)| i.is_application()) else { return };
+        if let Some((catch_method, _)) = catch {
+            // Caught above the first application frame: the exception never reached the
+            // application (JDK-internal control flow).
+            if let Some(at) = frames.iter().position(|f| f.method == catch_method) {
+                if at < site {
+                    return;
+                }
+            }
+        }
+        self.record(jvmti, jni, thrown, &infos, site);
+    }
+
+    fn is_generic_handler(&self, info: &MethodInfo, handler_bci: i64) -> bool {
+        let handlers = self.handlers.lock().unwrap_or_else(|e| e.into_inner());
+        let key = format!("{}{}", info.name, info.descriptor);
+        match handlers.get(&info.class).and_then(|m| m.get(&key)) {
+            // A class the agent never saw load: count it rather than miss a fault.
+            None => true,
+            Some(list) => list.iter().filter(|(pc, _)| *pc as i64 == handler_bci).any(|(_, t)| {
+                matches!(
+                    t.as_deref(),
+                    Some(
+                        "java/lang/Throwable"
+                            | "java/lang/Exception"
+                            | "java/lang/RuntimeException"
+                            | "java/lang/Error"
+                    )
+                )
+            }),
+        }
+    }
+
+    fn infos(&self, jvmti: Jvmti, jni: &Jni<'_>, frames: &[Frame]) -> Vec<(Arc<MethodInfo>, i64)> {
+        frames.iter().filter_map(|f| self.info(jvmti, jni, f.method).map(|i| (i, f.bci))).collect()
+    }
+
+    fn info(&self, jvmti: Jvmti, jni: &Jni<'_>, m: MethodId) -> Option<Arc<MethodInfo>> {
+        if let Some(i) = self.methods.lock().unwrap_or_else(|e| e.into_inner()).get(&m) {
+            return Some(i.clone());
+        }
+        // Looked up without the lock: these JVMTI calls may run Java code on this thread.
+        let (name, descriptor) = jvmti.method_name(m).ok()?;
+        let class = jni.with_local_frame(2, |jni| {
+            let c = jvmti.method_class(jni, m).ok()?;
+            jvmti.class_signature(&c).ok()
+        })?;
+        let class = class.strip_prefix('L').and_then(|c| c.strip_suffix(';')).unwrap_or(&class).to_string();
+        let lines = jvmti.line_numbers(m).unwrap_or_default();
+        let info = Arc::new(MethodInfo { class, name, descriptor, lines });
+        let mut methods = self.methods.lock().unwrap_or_else(|e| e.into_inner());
+        if methods.len() >= MAX_METHODS {
+            methods.clear();
+        }
+        methods.insert(m, info.clone());
+        Some(info)
+    }
+
+    fn record(&self, jvmti: Jvmti, jni: &Jni<'_>, thrown: &Local<'_>, infos: &[(Arc<MethodInfo>, i64)], site: usize) {
+        let exception = jni.class_name_of_object(thrown);
+        let (info, bci) = &infos[site];
+        let key = SiteKey {
+            exception,
+            class: info.class.clone(),
+            method: info.name.clone(),
+            descriptor: info.descriptor.clone(),
+            bci: *bci,
+        };
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        {
+            let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = store.sites.get_mut(&key) {
+                s.fault.count += 1;
+                s.fault.last_seen_ms = now_ms;
+                if s.last_broadcast.elapsed() >= UPDATE_INTERVAL {
+                    s.last_broadcast = Instant::now();
+                    // No receiver is not an error: nobody follows the faults right now.
+                    let _ = self.updates.send(s.fault.clone());
+                }
+                return;
+            }
+        }
+        // A new site: gather the rest without holding the lock (these call into the JVM).
+        let message = jni.throwable_message(thrown);
+        let thread = jvmti.current_thread_name(jni).unwrap_or_else(|_| "?".to_string());
+        let stack: Vec<StackFrame> = infos.iter().map(|(i, b)| i.frame(*b)).collect();
+        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = store.sites.get_mut(&key) {
+            // Another thread recorded it meanwhile.
+            s.fault.count += 1;
+            s.fault.last_seen_ms = now_ms;
+            return;
+        }
+        if store.sites.len() >= MAX_SITES {
+            let oldest = store.sites.iter().min_by_key(|(_, s)| s.fault.last_seen_ms).map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                store.sites.remove(&k);
+                store.dropped += 1;
+            }
+        }
+        store.next_id += 1;
+        let fault = Fault {
+            id: store.next_id,
+            exception: key.exception.clone(),
+            message,
+            thread,
+            site: info.frame(*bci),
+            stack,
+            count: 1,
+            first_seen_ms: now_ms,
+            last_seen_ms: now_ms,
+        };
+        let _ = self.updates.send(fault.clone());
+        store.sites.insert(key, Site { fault, last_broadcast: Instant::now() });
+    }
+}
+
+/// The exception table of a `Code` attribute body: `(handler_pc, catch type)`.
+fn exception_handlers(code: &[u8], class_name: impl Fn(u16) -> Option<String>) -> Handlers {
+    let u16_at = |i: usize| code.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let Some(len) = code.get(4..8).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize) else {
+        return Vec::new();
+    };
+    let table = 8 + len;
+    let Some(n) = u16_at(table) else { return Vec::new() };
+    (0..n as usize)
+        .filter_map(|i| {
+            let e = table + 2 + i * 8;
+            let handler = u16_at(e + 4)?;
+            let catch_type = u16_at(e + 6)?;
+            Some((handler, if catch_type == 0 { None } else { class_name(catch_type) }))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platform_classes_are_not_application_classes() {
+        for c in ["java/lang/String", "javax/x/Y", "jdk/internal/Z", "sun/misc/U", "com/sun/A", "repair/rt/Hooks"] {
+            assert!(is_jdk_or_agent_class(c), "{c}");
+        }
+        for c in ["com/shop/PriceService", "javafx/Foo", "Main", "sunny/Day"] {
+            assert!(!is_jdk_or_agent_class(c), "{c}");
+        }
+    }
+
+    #[test]
+    fn exception_table_is_read_from_a_code_attribute() {
+        // max_stack, max_locals, code_length=2, code, 2 entries, no attributes.
+        let mut code = vec![0, 1, 0, 1, 0, 0, 0, 2, 0x03, 0xac, 0, 2];
+        code.extend_from_slice(&[0, 0, 0, 1, 0, 9, 0, 5]);
+        code.extend_from_slice(&[0, 0, 0, 1, 0, 11, 0, 0]);
+        code.extend_from_slice(&[0, 0]);
+        let h = exception_handlers(&code, |i| (i == 5).then(|| "java/lang/Exception".to_string()));
+        assert_eq!(h, vec![(9, Some("java/lang/Exception".to_string())), (11, None)]);
+        assert!(exception_handlers(&[0, 1], |_| None).is_empty(), "truncated input yields nothing");
+    }
+
+    #[test]
+    fn line_lookup_takes_the_last_entry_at_or_before_the_bci() {
+        let m = MethodInfo {
+            class: "A".into(),
+            name: "m".into(),
+            descriptor: "()V".into(),
+            lines: vec![(0, 10), (5, 11), (9, 12)],
+        };
+        assert_eq!(m.line_at(0), Some(10));
+        assert_eq!(m.line_at(7), Some(11));
+        assert_eq!(m.line_at(40), Some(12));
+        assert_eq!(MethodInfo { lines: vec![], ..m }.line_at(3), None);
+    }
+}

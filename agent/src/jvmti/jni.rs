@@ -1,0 +1,364 @@
+//! JNI handles: the VM, the per-thread environment, local and global references.
+
+use std::ffi::{c_void, CString};
+use std::marker::PhantomData;
+use std::ptr;
+
+use super::{sys, Jvmti, REQUESTED_VERSION};
+
+/// Calls a function of the JNI function table. A missing entry (never the case in a conforming
+/// JVM) yields `None`.
+macro_rules! jni_call {
+    ($env:expr, $f:ident $(, $arg:expr)* $(,)?) => {{
+        let env: *mut sys::JNIEnv = $env;
+        // SAFETY: `env` is the JNI environment of the current thread (a `Jni` is only built from
+        // the env the JVM handed to this thread); arguments follow the JNI contract.
+        unsafe { (**env).$f.map(|f| f(env $(, $arg)*)) }
+    }};
+}
+
+/// The Java VM. Usable from any thread.
+#[derive(Debug, Clone, Copy)]
+pub struct JavaVm(*mut sys::JavaVM);
+
+// SAFETY: the JavaVM pointer is process-global and its invocation functions are thread-safe.
+unsafe impl Send for JavaVm {}
+// SAFETY: as above.
+unsafe impl Sync for JavaVm {}
+
+impl JavaVm {
+    pub(super) fn from_raw(vm: *mut sys::JavaVM) -> JavaVm {
+        JavaVm(vm)
+    }
+
+    /// A JVMTI environment of [`REQUESTED_VERSION`]; `Err` carries the JNI error code.
+    pub fn jvmti(self) -> Result<Jvmti, i32> {
+        let mut env: *mut c_void = ptr::null_mut();
+        // SAFETY: `self.0` is the VM the JVM passed to Agent_OnLoad/OnAttach.
+        let rc = unsafe { (**self.0).GetEnv.map(|f| f(self.0, &mut env, REQUESTED_VERSION)) };
+        match rc {
+            Some(0) if !env.is_null() => Ok(Jvmti(env.cast())),
+            Some(rc) => Err(rc),
+            None => Err(sys::JNI_ERR),
+        }
+    }
+
+    /// Runs `f` with the current thread's JNI environment, or returns `None` when the thread is
+    /// not attached to the JVM.
+    pub fn with_env<R>(self, f: impl FnOnce(&Jni<'_>) -> R) -> Option<R> {
+        let mut env: *mut c_void = ptr::null_mut();
+        // SAFETY: as in `jvmti`; GetEnv only reads the current thread's attachment.
+        let rc = unsafe { (**self.0).GetEnv.map(|g| g(self.0, &mut env, sys::JNI_VERSION_1_8 as i32)) };
+        if rc != Some(0) || env.is_null() {
+            return None;
+        }
+        Some(f(&Jni { env: env.cast(), _thread: PhantomData }))
+    }
+
+    /// Attaches the current (agent-owned) thread as a daemon, so the JVM can still exit after
+    /// `main` while our threads run.
+    pub fn attach_current_thread_as_daemon(self, name: &str) -> Result<(), i32> {
+        let name = CString::new(name.replace('\0', " ")).unwrap_or_default();
+        let mut args = sys::JavaVMAttachArgs {
+            version: sys::JNI_VERSION_1_8 as i32,
+            name: name.as_ptr().cast_mut(),
+            group: ptr::null_mut(),
+        };
+        let mut env: *mut c_void = ptr::null_mut();
+        // SAFETY: attaches the calling native thread; `args` outlives the call.
+        let rc = unsafe {
+            (**self.0)
+                .AttachCurrentThreadAsDaemon
+                .map(|f| f(self.0, &mut env, (&mut args as *mut sys::JavaVMAttachArgs).cast()))
+        };
+        match rc {
+            Some(0) => Ok(()),
+            Some(rc) => Err(rc),
+            None => Err(sys::JNI_ERR),
+        }
+    }
+
+    /// Detaches the current thread; a thread not attached is left as it is.
+    pub fn detach_current_thread(self) {
+        // SAFETY: detaching the calling thread; a no-op error for a thread never attached.
+        unsafe {
+            if let Some(f) = (**self.0).DetachCurrentThread {
+                f(self.0);
+            }
+        }
+    }
+}
+
+/// The JNI environment of the current thread. Not `Send`: valid only on its thread.
+pub struct Jni<'a> {
+    env: *mut sys::JNIEnv,
+    _thread: PhantomData<&'a *mut ()>,
+}
+
+/// A local reference (possibly null), valid while the [`Jni`] it came from is.
+#[derive(Debug, Clone, Copy)]
+pub struct Local<'a> {
+    obj: sys::jobject,
+    _env: PhantomData<&'a ()>,
+}
+
+impl Local<'_> {
+    pub(super) fn raw(&self) -> sys::jobject {
+        self.obj
+    }
+    pub fn is_null(&self) -> bool {
+        self.obj.is_null()
+    }
+}
+
+impl<'a> Jni<'a> {
+    pub(super) fn from_raw(env: *mut sys::JNIEnv) -> Jni<'a> {
+        Jni { env, _thread: PhantomData }
+    }
+
+    pub(super) fn local(&self, obj: sys::jobject) -> Local<'a> {
+        Local { obj, _env: PhantomData }
+    }
+
+    pub(super) fn delete_local(&self, obj: sys::jobject) {
+        if !obj.is_null() {
+            jni_call!(self.env, DeleteLocalRef, obj);
+        }
+    }
+
+    /// Frees a local reference early (in loops that would otherwise pile them up).
+    pub fn delete_local_ref(&self, obj: Local<'_>) {
+        self.delete_local(obj.raw());
+    }
+
+    /// Runs `f` inside a JNI local frame, so that the local references it creates are freed
+    /// (agent threads never return to Java, which would free them otherwise).
+    pub fn with_local_frame<R>(&self, capacity: i32, f: impl FnOnce(&Jni<'_>) -> R) -> R {
+        let pushed = jni_call!(self.env, PushLocalFrame, capacity) == Some(0);
+        let result = f(&Jni { env: self.env, _thread: PhantomData });
+        if pushed {
+            jni_call!(self.env, PopLocalFrame, ptr::null_mut());
+        }
+        result
+    }
+
+    /// Whether a Java exception is pending; if so it is cleared.
+    pub fn clear_exception(&self) -> bool {
+        let pending = jni_call!(self.env, ExceptionCheck) == Some(1);
+        if pending {
+            jni_call!(self.env, ExceptionClear);
+        }
+        pending
+    }
+
+    /// `FindClass`; `None` (and no pending exception) when the class does not exist.
+    pub fn find_class(&self, internal_name: &str) -> Option<Local<'a>> {
+        let name = CString::new(internal_name).ok()?;
+        let class = jni_call!(self.env, FindClass, name.as_ptr()).unwrap_or(ptr::null_mut());
+        self.clear_exception();
+        (!class.is_null()).then(|| self.local(class))
+    }
+
+    /// Defines a class in the bootstrap loader from `bytes`; the error is the Java exception's
+    /// class name when the JVM refuses.
+    pub fn define_bootstrap_class(&self, internal_name: &str, bytes: &[u8]) -> Result<Local<'a>, String> {
+        let name = CString::new(internal_name).map_err(|_| format!("class name {internal_name:?} contains NUL"))?;
+        let class =
+            jni_call!(self.env, DefineClass, name.as_ptr(), ptr::null_mut(), bytes.as_ptr().cast(), bytes.len() as i32)
+                .unwrap_or(ptr::null_mut());
+        if class.is_null() {
+            let why = self.pending_exception_text().unwrap_or_else(|| "DefineClass returned null".to_string());
+            return Err(format!("cannot define {internal_name} in the bootstrap class loader: {why}"));
+        }
+        Ok(self.local(class))
+    }
+
+    /// Binds native methods of `class` to Rust functions: `(name, descriptor, function)`.
+    pub(super) fn register_natives(
+        &self,
+        class: &Local<'_>,
+        methods: &[(&str, &str, *mut c_void)],
+    ) -> Result<(), String> {
+        let names: Vec<(CString, CString)> = methods
+            .iter()
+            .map(|(n, d, _)| (CString::new(*n).unwrap_or_default(), CString::new(*d).unwrap_or_default()))
+            .collect();
+        let table: Vec<sys::JNINativeMethod> = names
+            .iter()
+            .zip(methods)
+            .map(|((n, d), (_, _, f))| sys::JNINativeMethod {
+                name: n.as_ptr().cast_mut(),
+                signature: d.as_ptr().cast_mut(),
+                fnPtr: *f,
+            })
+            .collect();
+        let rc = jni_call!(self.env, RegisterNatives, class.raw(), table.as_ptr(), table.len() as i32);
+        if rc == Some(0) {
+            Ok(())
+        } else {
+            let why = self.pending_exception_text().unwrap_or_else(|| format!("return code {rc:?}"));
+            Err(format!("RegisterNatives failed: {why}"))
+        }
+    }
+
+    /// The class of an object.
+    pub fn object_class(&self, obj: &Local<'_>) -> Local<'a> {
+        self.local(jni_call!(self.env, GetObjectClass, obj.raw()).unwrap_or(ptr::null_mut()))
+    }
+
+    /// The result of `throwable.getMessage()`, or `None` when it is null or the call throws (the
+    /// exception it throws is cleared: the agent must not change what the program sees).
+    pub fn throwable_message(&self, throwable: &Local<'_>) -> Option<String> {
+        if throwable.is_null() {
+            return None;
+        }
+        self.with_local_frame(4, |jni| {
+            let class = jni.find_class("java/lang/Throwable")?;
+            let method =
+                jni_call!(jni.env, GetMethodID, class.raw(), c"getMessage".as_ptr(), c"()Ljava/lang/String;".as_ptr())
+                    .unwrap_or(ptr::null_mut());
+            if method.is_null() {
+                jni.clear_exception();
+                return None;
+            }
+            let msg =
+                jni_call!(jni.env, CallObjectMethodA, throwable.raw(), method, ptr::null()).unwrap_or(ptr::null_mut());
+            if jni.clear_exception() || msg.is_null() {
+                return None;
+            }
+            jni.string(msg)
+        })
+    }
+
+    /// A Java string's contents.
+    fn string(&self, s: sys::jobject) -> Option<String> {
+        let chars = jni_call!(self.env, GetStringUTFChars, s, ptr::null_mut()).unwrap_or(ptr::null());
+        if chars.is_null() {
+            self.clear_exception();
+            return None;
+        }
+        let text = super::c_string(chars);
+        jni_call!(self.env, ReleaseStringUTFChars, s, chars);
+        text
+    }
+
+    /// Takes the pending exception (clearing it) and describes it as `Class: message`.
+    fn pending_exception_text(&self) -> Option<String> {
+        let exc = jni_call!(self.env, ExceptionOccurred).unwrap_or(ptr::null_mut());
+        if exc.is_null() {
+            return None;
+        }
+        jni_call!(self.env, ExceptionClear);
+        let exc = self.local(exc);
+        let class = self.object_class(&exc);
+        let name = self.class_name_of(&class);
+        let text = match self.throwable_message(&exc) {
+            Some(m) => format!("{name}: {m}"),
+            None => name,
+        };
+        self.delete_local(class.raw());
+        self.delete_local(exc.raw());
+        Some(text)
+    }
+
+    /// `Class.getName()` of the class of `obj` (`java.lang.String`), or `?`.
+    pub fn class_name_of_object(&self, obj: &Local<'_>) -> String {
+        self.with_local_frame(2, |jni| {
+            let class = jni.object_class(obj);
+            jni.class_name_of(&class)
+        })
+    }
+
+    /// Short text for a captured value: `null`, the value of a string or boxed primitive, or
+    /// `<class name>` for other objects (their `toString` is application code the agent must not
+    /// run on the application's thread).
+    pub fn value_text(&self, obj: &Local<'_>) -> String {
+        const PLAIN: &[&str] = &[
+            "java.lang.String",
+            "java.lang.Integer",
+            "java.lang.Long",
+            "java.lang.Short",
+            "java.lang.Byte",
+            "java.lang.Character",
+            "java.lang.Boolean",
+            "java.lang.Float",
+            "java.lang.Double",
+        ];
+        const MAX_CHARS: usize = 200;
+        if obj.is_null() {
+            return "null".to_string();
+        }
+        let class = self.class_name_of_object(obj);
+        if !PLAIN.contains(&class.as_str()) {
+            return format!("<{class}>");
+        }
+        let text = self.with_local_frame(4, |jni| {
+            let object = jni.find_class("java/lang/Object")?;
+            let to_string =
+                jni_call!(jni.env, GetMethodID, object.raw(), c"toString".as_ptr(), c"()Ljava/lang/String;".as_ptr())
+                    .unwrap_or(ptr::null_mut());
+            if to_string.is_null() {
+                jni.clear_exception();
+                return None;
+            }
+            let s = jni_call!(jni.env, CallObjectMethodA, obj.raw(), to_string, ptr::null()).unwrap_or(ptr::null_mut());
+            if jni.clear_exception() || s.is_null() {
+                return None;
+            }
+            jni.string(s)
+        });
+        match text {
+            Some(t) if t.chars().count() > MAX_CHARS => format!("{}...", t.chars().take(MAX_CHARS).collect::<String>()),
+            Some(t) if class == "java.lang.String" => format!("{t:?}"),
+            Some(t) => t,
+            None => format!("<{class}>"),
+        }
+    }
+
+    /// [`Jni::value_text`] of the first `max` elements of an `Object[]`, comma-separated.
+    pub fn array_text(&self, array: &Local<'_>, max: usize) -> String {
+        if array.is_null() {
+            return "null".to_string();
+        }
+        let len = jni_call!(self.env, GetArrayLength, array.raw()).unwrap_or(0).max(0) as usize;
+        let mut parts = Vec::with_capacity(len.min(max));
+        for i in 0..len.min(max) {
+            let text = self.with_local_frame(2, |jni| {
+                let e = jni_call!(jni.env, GetObjectArrayElement, array.raw(), i as i32).unwrap_or(ptr::null_mut());
+                jni.clear_exception();
+                jni.value_text(&jni.local(e))
+            });
+            parts.push(text);
+        }
+        if len > max {
+            parts.push(format!("... {} more", len - max));
+        }
+        format!("[{}]", parts.join(", "))
+    }
+
+    /// `Class.getName()` of a class object, or `?` when it cannot be had.
+    fn class_name_of(&self, class: &Local<'_>) -> String {
+        self.with_local_frame(4, |jni| {
+            let class_class = jni.find_class("java/lang/Class")?;
+            let get_name = jni_call!(
+                jni.env,
+                GetMethodID,
+                class_class.raw(),
+                c"getName".as_ptr(),
+                c"()Ljava/lang/String;".as_ptr()
+            )
+            .unwrap_or(ptr::null_mut());
+            if get_name.is_null() {
+                jni.clear_exception();
+                return None;
+            }
+            let name =
+                jni_call!(jni.env, CallObjectMethodA, class.raw(), get_name, ptr::null()).unwrap_or(ptr::null_mut());
+            if jni.clear_exception() || name.is_null() {
+                return None;
+            }
+            jni.string(name)
+        })
+        .unwrap_or_else(|| "?".to_string())
+    }
+}

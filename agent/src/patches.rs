@@ -1,0 +1,310 @@
+//! The patch manager: each patched class has a stack of applied patches over its original bytes.
+//!
+//! Classes change only through `RetransformClasses`: the JVM then runs the ClassFileLoadHook,
+//! whose input is always the class's original bytes (our own earlier transformations are not
+//! included for a retransformation-capable environment), and [`PatchManager::transform`] returns
+//! the original bytes with every active patch of that class applied in order. A class that loads
+//! later (another loader) gets the same chain as it loads.
+//!
+//! Apply: parse and rewrite outside the JVM first (a spec that does not fit fails here and
+//! changes nothing); then one `RetransformClasses` call for all loaded classes of the target name,
+//! during which the hook hands out the precomputed bytes. HotSpot applies such a call to all its
+//! classes or to none, so a patch the JVM rejects leaves the previous version active. The state
+//! lock is never held across a JVMTI call: the retransformation calls back into
+//! [`PatchManager::transform`] on the same thread.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use repair_model::spec::{PatchSpec, RewriteEnv};
+
+use crate::jvmti::{Jni, Jvmti, JvmtiError, Local};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatchError {
+    /// The spec names a class or method that is not there, or a patch id that is unknown.
+    NotFound(String),
+    /// A patch with this id is already applied.
+    AlreadyExists(String),
+    /// The spec does not fit the class (the rewrite refused it).
+    Invalid(String),
+    /// The JVM refused the new class bytes; the previous version stays active.
+    Rejected { patch: String, error: JvmtiError },
+    /// The agent cannot patch (a capability is missing, the thread is not attached...).
+    Unavailable(String),
+}
+
+impl fmt::Display for PatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PatchError::NotFound(m) | PatchError::AlreadyExists(m) | PatchError::Invalid(m) => f.write_str(m),
+            PatchError::Unavailable(m) => f.write_str(m),
+            PatchError::Rejected { patch, error } => write!(
+                f,
+                "patch {patch}: the JVM refused the new class bytes with {} ({}): {}; the previous version stays active",
+                error.name(),
+                error.code,
+                error.meaning()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PatchError {}
+
+/// A patch in effect.
+#[derive(Debug, Clone)]
+pub struct AppliedPatch {
+    pub spec: PatchSpec,
+    /// The id guard handlers and probes of this patch report under (`Hooks.*(int id, ...)`).
+    pub report_id: i32,
+    /// Internal name of the class it rewrites.
+    pub class: String,
+    /// How many loaded classes of that name it changed (one per class loader).
+    pub loaded_classes: usize,
+    pub applied_at_ms: u64,
+    attachments: HashMap<String, Vec<u8>>,
+}
+
+#[derive(Default)]
+struct State {
+    patches: Vec<AppliedPatch>,
+    /// Internal class name → the bytes the JVM gave before any patch of ours.
+    originals: HashMap<String, Vec<u8>>,
+    /// Classes the hook must only remember the original bytes of (first patch of a class).
+    capturing: Vec<String>,
+    /// Bytes the hook returns during our own retransformation; `None`: the original bytes.
+    pending: HashMap<String, Option<Vec<u8>>>,
+    next_report_id: i32,
+}
+
+#[derive(Default)]
+pub struct PatchManager {
+    state: Mutex<State>,
+    /// Serializes apply and rollback: each is a read-compute-retransform-commit sequence.
+    operations: Mutex<()>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The original bytes with `patches` applied in order.
+fn chain<'p>(original: &[u8], patches: impl Iterator<Item = &'p AppliedPatch>) -> Result<Vec<u8>, PatchError> {
+    let mut bytes = original.to_vec();
+    for p in patches {
+        let env = RewriteEnv { attachments: Some(&p.attachments), report_id: Some(p.report_id) };
+        bytes = p.spec.rewrite(&bytes, &env).map_err(|e| PatchError::Invalid(e.to_string()))?;
+    }
+    Ok(bytes)
+}
+
+impl PatchManager {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The patches in effect, in the order they were applied.
+    pub fn list(&self) -> Vec<AppliedPatch> {
+        self.state().patches.clone()
+    }
+
+    /// The patch a report id belongs to.
+    pub fn patch_of_report(&self, report_id: i32) -> Option<String> {
+        self.state().patches.iter().find(|p| p.report_id == report_id).map(|p| p.spec.id.clone())
+    }
+
+    /// The original bytes of a patched class, when the agent has them.
+    pub fn original_bytes(&self, internal_name: &str) -> Option<Vec<u8>> {
+        self.state().originals.get(internal_name).cloned()
+    }
+
+    /// The ClassFileLoadHook: new bytes for `name`, or `None` to leave the class as it is.
+    pub fn transform(&self, name: &str, bytes: &[u8]) -> Option<Vec<u8>> {
+        let mut st = self.state();
+        if st.pending.is_empty() && st.capturing.is_empty() && st.patches.is_empty() {
+            return None;
+        }
+        if !st.originals.contains_key(name) && (st.capturing.iter().any(|c| c == name) || st.pending.contains_key(name))
+        {
+            st.originals.insert(name.to_string(), bytes.to_vec());
+        }
+        if let Some(p) = st.pending.get(name) {
+            return p.clone();
+        }
+        if !st.patches.iter().any(|p| p.class == name) {
+            return None;
+        }
+        // A class of a patched name loads (another loader) or is retransformed by someone else.
+        st.originals.entry(name.to_string()).or_insert_with(|| bytes.to_vec());
+        match chain(bytes, st.patches.iter().filter(|p| p.class == name)) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                crate::log_warn!("class {} loads unpatched: {e}", name.replace('/', "."));
+                None
+            }
+        }
+    }
+
+    /// Applies a patch. `attachments` holds the files the spec names (a swap's patch class).
+    pub fn apply(
+        &self,
+        jvmti: Jvmti,
+        jni: &Jni<'_>,
+        spec: PatchSpec,
+        attachments: HashMap<String, Vec<u8>>,
+    ) -> Result<AppliedPatch, PatchError> {
+        let _op = self.operations.lock().unwrap_or_else(|e| e.into_inner());
+        if self.state().patches.iter().any(|p| p.spec.id == spec.id) {
+            return Err(PatchError::AlreadyExists(format!(
+                "patch {} is already applied: roll it back first or use another id",
+                spec.id
+            )));
+        }
+        let class = spec.target_class_internal();
+        jni.with_local_frame(64, |jni| {
+            let loaded = loaded_classes_named(jvmti, jni, &class)?;
+            self.capture_originals(jvmti, &class, &loaded)?;
+            let mut st = self.state();
+            st.next_report_id += 1;
+            let patch = AppliedPatch {
+                spec,
+                report_id: st.next_report_id,
+                class: class.clone(),
+                loaded_classes: loaded.len(),
+                applied_at_ms: now_ms(),
+                attachments,
+            };
+            let original = st.originals.get(&class).cloned().ok_or_else(|| {
+                PatchError::Unavailable(format!("the JVM did not hand over the bytes of {}", patch.spec.class))
+            })?;
+            let new_bytes =
+                chain(&original, st.patches.iter().filter(|p| p.class == class).chain(std::iter::once(&patch)))?;
+            st.pending.insert(class.clone(), Some(new_bytes));
+            drop(st);
+            let result = jvmti.retransform(&loaded);
+            let mut st = self.state();
+            st.pending.remove(&class);
+            match result {
+                Ok(()) => {
+                    st.patches.push(patch.clone());
+                    Ok(patch)
+                }
+                Err(error) => Err(PatchError::Rejected { patch: patch.spec.id, error }),
+            }
+        })
+    }
+
+    /// Rolls back one patch (`Some(id)`) or all; returns the ids rolled back. For each class it
+    /// touches, the remaining patches of that class stay in effect.
+    pub fn rollback(&self, jvmti: Jvmti, jni: &Jni<'_>, id: Option<&str>) -> Result<Vec<String>, PatchError> {
+        let _op = self.operations.lock().unwrap_or_else(|e| e.into_inner());
+        let (removed, classes): (Vec<String>, Vec<String>) = {
+            let st = self.state();
+            let removed: Vec<&AppliedPatch> = match id {
+                Some(id) => {
+                    let p = st.patches.iter().find(|p| p.spec.id == id).ok_or_else(|| {
+                        let known: Vec<&str> = st.patches.iter().map(|p| p.spec.id.as_str()).collect();
+                        PatchError::NotFound(format!("no patch {id} is applied (applied: {})", list_or_none(&known)))
+                    })?;
+                    vec![p]
+                }
+                None => st.patches.iter().collect(),
+            };
+            let mut classes: Vec<String> = removed.iter().map(|p| p.class.clone()).collect();
+            classes.sort();
+            classes.dedup();
+            (removed.iter().map(|p| p.spec.id.clone()).collect(), classes)
+        };
+        if removed.is_empty() {
+            return Ok(removed);
+        }
+        jni.with_local_frame(64, |jni| {
+            let mut loaded = Vec::new();
+            {
+                let mut st = self.state();
+                for class in &classes {
+                    let remaining = st.patches.iter().filter(|p| &p.class == class && !removed.contains(&p.spec.id));
+                    let bytes = match st.originals.get(class) {
+                        Some(original) if remaining.clone().next().is_some() => Some(chain(original, remaining)?),
+                        _ => None,
+                    };
+                    st.pending.insert(class.clone(), bytes);
+                }
+            }
+            let lookup: Result<(), PatchError> = classes.iter().try_for_each(|class| {
+                loaded.extend(loaded_classes_named(jvmti, jni, class).or_else(|e| match e {
+                    // Its classes were unloaded: nothing to restore in the JVM.
+                    PatchError::NotFound(_) => Ok(Vec::new()),
+                    e => Err(e),
+                })?);
+                Ok(())
+            });
+            let result = lookup.and_then(|()| {
+                if loaded.is_empty() {
+                    Ok(())
+                } else {
+                    jvmti.retransform(&loaded).map_err(|error| PatchError::Rejected { patch: removed.join(","), error })
+                }
+            });
+            let mut st = self.state();
+            for class in &classes {
+                st.pending.remove(class);
+            }
+            result?;
+            st.patches.retain(|p| !removed.contains(&p.spec.id));
+            Ok(removed.clone())
+        })
+    }
+
+    /// Makes sure the original bytes of `class` are known, by a retransformation that changes
+    /// nothing (the hook only records what the JVM hands it).
+    fn capture_originals(&self, jvmti: Jvmti, class: &str, loaded: &[Local<'_>]) -> Result<(), PatchError> {
+        {
+            let mut st = self.state();
+            if st.originals.contains_key(class) {
+                return Ok(());
+            }
+            st.capturing.push(class.to_string());
+        }
+        let result = jvmti.retransform(loaded);
+        self.state().capturing.retain(|c| c != class);
+        result.map_err(|error| PatchError::Rejected { patch: format!("(reading the bytes of {class})"), error })
+    }
+}
+
+fn list_or_none(items: &[&str]) -> String {
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// Every loaded class named `internal` (one per defining loader) that can be retransformed.
+fn loaded_classes_named<'a>(jvmti: Jvmti, jni: &Jni<'a>, internal: &str) -> Result<Vec<Local<'a>>, PatchError> {
+    let signature = format!("L{internal};");
+    let all = jvmti.loaded_classes(jni).map_err(|e| PatchError::Unavailable(e.to_string()))?;
+    let mut found = Vec::new();
+    for class in all {
+        if jvmti.class_signature(&class).is_ok_and(|s| s == signature) {
+            found.push(class);
+        } else {
+            jni.delete_local_ref(class);
+        }
+    }
+    let dotted = internal.replace('/', ".");
+    if found.is_empty() {
+        return Err(PatchError::NotFound(format!("class {dotted} is not loaded in this JVM")));
+    }
+    for class in &found {
+        if !jvmti.is_modifiable(class).unwrap_or(false) {
+            return Err(PatchError::Unavailable(format!(
+                "class {dotted} cannot be modified (JVMTI IsModifiableClass says no)"
+            )));
+        }
+    }
+    Ok(found)
+}

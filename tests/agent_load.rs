@@ -1,0 +1,185 @@
+//! librepair.so in real JVMs: loading, options, the runtime hooks, fault capture and attach.
+
+mod agent_support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use agent_support::{agentpath, compile, finish, java, jdks, TempDir};
+
+const HOOKS_CALLER: &str = r#"
+import java.lang.reflect.Method;
+public class HooksCaller {
+    public static void main(String[] args) throws Exception {
+        Class<?> h = Class.forName("repair.rt.Hooks");
+        if (h.getClassLoader() != null) throw new AssertionError("Hooks is not in the bootstrap loader");
+        Method fallback = h.getMethod("fallback", int.class, Throwable.class);
+        for (int i = 0; i < 3; i++) fallback.invoke(null, 42, new IllegalStateException("broken " + i));
+        h.getMethod("enter", int.class).invoke(null, 7);
+        h.getMethod("enterAt", int.class, long.class).invoke(null, 7, System.nanoTime());
+        h.getMethod("exitAt", int.class, long.class).invoke(null, 7, System.nanoTime());
+        h.getMethod("thrown", int.class, Throwable.class).invoke(null, 8, new RuntimeException("probe"));
+        h.getMethod("line", int.class, int.class).invoke(null, 9, 120);
+        System.out.println("hooks called");
+    }
+}
+"#;
+
+const FAULTY: &str = r#"
+public class Faulty {
+    static int parse(String s) { return Integer.parseInt(s); }
+    static void fail(int i) {
+        if (i % 2 == 0) throw new IllegalStateException("bad " + i);
+    }
+    public static void main(String[] args) {
+        // Caught by a specific handler: the program's normal flow, not a fault.
+        for (int i = 0; i < 5; i++) { try { parse("x" + i); } catch (NumberFormatException e) { } }
+        // Caught by a generic handler: a fault, one site, counted twice (i = 0, 2).
+        for (int i = 0; i < 4; i++) { try { fail(i); } catch (Exception e) { } }
+        try { fail(0); } catch (IllegalStateException e) { }
+        System.out.println("faulty done");
+    }
+}
+"#;
+
+#[test]
+fn agent_loads_at_startup_and_the_program_runs_normally() {
+    for jdk in jdks() {
+        let dir = TempDir::new("load");
+        compile(&jdk, &dir.0, &[("HooksCaller.java", HOOKS_CALLER)]);
+        let run = java(&jdk, &dir.0, &[agentpath("")], "HooksCaller");
+        run.expect_success().expect_stdout("hooks called").expect_stderr("repair: loaded (at start-up)");
+        // The default keeps exception events off: holding them makes every throw dearer.
+        run.expect_stderr("faults=bytecode").expect_stderr("can_retransform_classes");
+        run.expect_stderr("without: can_generate_exception_events (not asked for");
+        let expected_version = if jdk.name == "JDK 25" { "JVMTI 25." } else { "JVMTI 17." };
+        run.expect_stderr(expected_version);
+    }
+}
+
+#[test]
+fn hooks_natives_reach_the_agent_and_are_counted_per_id() {
+    for jdk in jdks() {
+        let dir = TempDir::new("hooks");
+        compile(&jdk, &dir.0, &[("HooksCaller.java", HOOKS_CALLER)]);
+        let run = java(&jdk, &dir.0, &[agentpath("")], "HooksCaller");
+        run.expect_success();
+        run.expect_stderr("report 7 (patch -): fallbacks=0 enters=2 exits=1 throws=0 lines=0");
+        run.expect_stderr("report 9 (patch -): fallbacks=0 enters=0 exits=0 throws=0 lines=1");
+        run.expect_stderr("report 42 (patch -): fallbacks=3 enters=0 exits=0 throws=0 lines=0");
+        // A `thrown` probe records a fault at the innermost application frame.
+        run.expect_stderr("report 8 (patch -): fallbacks=0 enters=0 exits=0 throws=1");
+        run.expect_stderr("java.lang.RuntimeException x1 at HooksCaller.main([Ljava/lang/String;)V");
+    }
+}
+
+#[test]
+fn a_bad_option_is_refused_with_its_name() {
+    for jdk in jdks() {
+        let dir = TempDir::new("badopt");
+        compile(&jdk, &dir.0, &[("HooksCaller.java", HOOKS_CALLER)]);
+        let run = java(&jdk, &dir.0, &[agentpath("colour=red")], "HooksCaller");
+        assert_ne!(run.code, Some(0), "the JVM must not start with a refused agent");
+        run.expect_stderr("repair: refusing to load: unknown option \"colour\"");
+        assert!(!run.stdout.contains("hooks called"));
+        let run = java(&jdk, &dir.0, &[agentpath("faults=sometimes")], "HooksCaller");
+        assert_ne!(run.code, Some(0));
+        run.expect_stderr("faults=\"sometimes\": expected jvmti, bytecode or off");
+    }
+}
+
+#[test]
+fn a_second_load_at_startup_is_ignored_with_a_message() {
+    for jdk in jdks() {
+        let dir = TempDir::new("twice");
+        compile(&jdk, &dir.0, &[("HooksCaller.java", HOOKS_CALLER)]);
+        let run = java(&jdk, &dir.0, &[agentpath(""), agentpath("log=debug")], "HooksCaller");
+        run.expect_success().expect_stdout("hooks called");
+        run.expect_stderr("the agent is already loaded in this JVM");
+        assert_eq!(run.stderr.matches("repair: loaded").count(), 1, "initialized once:\n{}", run.stderr);
+        // Counted once: one set of natives, one registry.
+        run.expect_stderr("report 42 (patch -): fallbacks=3 ");
+    }
+}
+
+#[test]
+fn faults_jvmti_captures_exceptions_reaching_generic_handlers_only() {
+    for jdk in jdks() {
+        let dir = TempDir::new("faults");
+        compile(&jdk, &dir.0, &[("Faulty.java", FAULTY)]);
+        let run = java(&jdk, &dir.0, &[agentpath("faults=jvmti")], "Faulty");
+        run.expect_success().expect_stdout("faulty done").expect_stderr("faults=jvmti");
+        run.expect_stderr(
+            "fault #1 java.lang.IllegalStateException x2 at Faulty.fail(I)V bci 19 line 5 thread \"main\": bad 0",
+        );
+        assert!(!run.stderr.contains("NumberFormatException"), "specific handlers are not faults:\n{}", run.stderr);
+        assert_eq!(run.stderr.matches("fault #").count(), 1, "{}", run.stderr);
+    }
+}
+
+const SLEEPER: &str = r#"
+public class Sleeper {
+    public static void main(String[] args) throws Exception {
+        System.out.println("ready");
+        System.out.flush();
+        // Runs until the test has attached (it writes the file "go"), at most 30 s.
+        java.io.File go = new java.io.File(args[0]);
+        for (int i = 0; i < 300 && !go.exists(); i++) Thread.sleep(100);
+        Class<?> h = Class.forName("repair.rt.Hooks");
+        h.getMethod("fallback", int.class, Throwable.class).invoke(null, 5, new RuntimeException("after attach"));
+        System.out.println("attached hooks called");
+    }
+}
+"#;
+
+#[test]
+fn attach_by_jcmd_loads_once_and_reports_what_it_lacks() {
+    for jdk in jdks() {
+        let dir = TempDir::new("attach");
+        compile(&jdk, &dir.0, &[("Sleeper.java", SLEEPER)]);
+        let go = dir.0.join("go");
+        let mut child = Command::new(jdk.java())
+            .arg("-XX:+EnableDynamicAgentLoading")
+            .arg("-cp")
+            .arg(&dir.0)
+            .arg("Sleeper")
+            .arg(&go)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("java starts");
+        let mut line = String::new();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        let jcmd = |opts: &str| {
+            let out = Command::new(jdk.tool("jcmd"))
+                .arg(child.id().to_string())
+                .arg("JVMTI.agent_load")
+                .arg(agent_support::agent_so())
+                // jcmd takes key=value words as its own arguments: the agent's options are quoted.
+                .arg(format!("\"{opts}\""))
+                .output()
+                .expect("jcmd runs");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let first = jcmd("faults=jvmti");
+        assert!(first.contains("return code: 0"), "{}: first attach: {first}", jdk.name);
+        let second = jcmd("log=debug");
+        assert!(second.contains("return code: -5"), "{}: second attach: {second}", jdk.name);
+        std::fs::write(&go, "").unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+        let run = finish(child, Duration::from_secs(30));
+        assert_eq!(run.code, Some(0), "{}: {}", jdk.name, run.stderr);
+        assert!(rest.contains("attached hooks called"), "{rest}");
+        run.expect_stderr("repair: loaded (by attach)");
+        // Exception events cannot be had after attach: the agent says so and uses bytecode.
+        run.expect_stderr("can_generate_exception_events is not available after attach");
+        run.expect_stderr("faults=bytecode");
+        run.expect_stderr("can_generate_exception_events (JVMTI_ERROR_NOT_AVAILABLE)");
+        run.expect_stderr("the agent is already loaded in this JVM");
+        run.expect_stderr("report 5 (patch -): fallbacks=1");
+    }
+}

@@ -1,0 +1,157 @@
+//! Shared by the `agent_*` tests: finds librepair.so and the JDKs, compiles Java sources with
+//! javac into a temp dir, and runs `java -agentpath:...` with a time limit.
+#![allow(dead_code)] // each test file uses a different part of this module
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// librepair.so of the same build profile as this test (target/<profile>/librepair.so), or
+/// `$REPAIR_AGENT_SO`.
+pub fn agent_so() -> PathBuf {
+    if let Some(p) = std::env::var_os("REPAIR_AGENT_SO") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/agent_x-hash → target/<profile>
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let so = profile_dir.join("librepair.so");
+    assert!(
+        so.is_file(),
+        "{} does not exist: build the agent first (cargo build -p repair-agent, same profile as the tests; \
+         scripts/test.sh does) or set REPAIR_AGENT_SO",
+        so.display()
+    );
+    so
+}
+
+#[derive(Debug, Clone)]
+pub struct Jdk {
+    pub home: PathBuf,
+    pub name: &'static str,
+}
+
+impl Jdk {
+    pub fn java(&self) -> PathBuf {
+        self.home.join("bin/java")
+    }
+    pub fn tool(&self, name: &str) -> PathBuf {
+        self.home.join("bin").join(name)
+    }
+}
+
+/// The JDK from JAVA_HOME (or the javac on the PATH), and JDK 25 when installed.
+pub fn jdks() -> Vec<Jdk> {
+    let mut v = vec![default_jdk()];
+    let jdk25 = PathBuf::from("/usr/lib/jvm/temurin-25-jdk-amd64");
+    if jdk25.join("bin/java").is_file() {
+        v.push(Jdk { home: jdk25, name: "JDK 25" });
+    } else {
+        eprintln!("skipping JDK 25: {} is not installed", jdk25.display());
+    }
+    v
+}
+
+pub fn default_jdk() -> Jdk {
+    if let Some(h) = std::env::var_os("JAVA_HOME").filter(|h| !h.is_empty()) {
+        return Jdk { home: PathBuf::from(h), name: "default JDK" };
+    }
+    let out = Command::new("sh").args(["-c", "readlink -f \"$(command -v javac)\""]).output().expect("sh");
+    let javac = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let home = javac.parent().and_then(Path::parent).unwrap_or_else(|| panic!("no javac on the PATH and no JAVA_HOME"));
+    Jdk { home: home.to_path_buf(), name: "default JDK" }
+}
+
+/// A fresh temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let p = std::env::temp_dir().join(format!("repair-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Compiles `(file name, source)` pairs with the JDK's javac (`-g`: line numbers) into `dir`.
+pub fn compile(jdk: &Jdk, dir: &Path, sources: &[(&str, &str)]) {
+    let mut files = Vec::new();
+    for (name, text) in sources {
+        let f = dir.join(name);
+        std::fs::write(&f, text).unwrap();
+        files.push(f);
+    }
+    let out = Command::new(jdk.tool("javac")).arg("-g").arg("-d").arg(dir).args(&files).output().expect("javac runs");
+    assert!(out.status.success(), "javac failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The output of a finished JVM, as text.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn expect_success(&self) -> &Run {
+        assert_eq!(self.code, Some(0), "JVM failed:\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+    pub fn expect_stderr(&self, needle: &str) -> &Run {
+        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}:\n{}", self.stderr);
+        self
+    }
+    pub fn expect_stdout(&self, needle: &str) -> &Run {
+        assert!(self.stdout.contains(needle), "stdout lacks {needle:?}:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+/// `java [jvm_args] -cp dir class` with a 60 s limit.
+pub fn java(jdk: &Jdk, dir: &Path, jvm_args: &[String], class: &str) -> Run {
+    let child = Command::new(jdk.java())
+        .args(jvm_args)
+        .arg("-cp")
+        .arg(dir)
+        .arg(class)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("java starts");
+    finish(child, Duration::from_secs(60))
+}
+
+/// Waits for `child`, killing it after `limit`.
+pub fn finish(mut child: Child, limit: Duration) -> Run {
+    let start = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let Output { status, stdout, stderr } = child.wait_with_output().expect("output");
+    Run {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into(),
+        stderr: String::from_utf8_lossy(&stderr).into(),
+    }
+}
+
+/// `-agentpath:<librepair.so>[=options]`.
+pub fn agentpath(options: &str) -> String {
+    let so = agent_so();
+    if options.is_empty() {
+        format!("-agentpath:{}", so.display())
+    } else {
+        format!("-agentpath:{}={options}", so.display())
+    }
+}
