@@ -108,6 +108,10 @@ impl MethodInfo {
     }
 }
 
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
 /// Internal class names the agent treats as the platform, not the application.
 pub fn is_jdk_or_agent_class(internal: &str) -> bool {
     ["java/", "javax/", "jdk/", "sun/", "com/sun/", "repair/rt/"].iter().any(|p| internal.starts_with(p))
@@ -121,6 +125,8 @@ pub struct FaultLog {
     methods: Mutex<HashMap<MethodId, Arc<MethodInfo>>>,
     /// Internal class name → (method name + descriptor → handlers), from the class bytes seen.
     handlers: Mutex<HashMap<String, HashMap<String, Handlers>>>,
+    /// (probe id, exception class) → the site it was recorded under, for the probes' fast path.
+    probe_sites: Mutex<HashMap<(i32, String), SiteKey>>,
     updates: broadcast::Sender<Fault>,
 }
 
@@ -136,6 +142,7 @@ impl Default for FaultLog {
             store: Mutex::default(),
             methods: Mutex::default(),
             handlers: Mutex::default(),
+            probe_sites: Mutex::default(),
             updates: broadcast::channel(256).0,
         }
     }
@@ -189,19 +196,43 @@ impl FaultLog {
         RECORDING.with(|r| r.set(false));
     }
 
-    /// A `Hooks.thrown` probe: the probed method exits by an exception.
-    pub fn record_from_probe(&self, jvmti: Jvmti, jni: &Jni<'_>, thrown: &Local<'_>) {
+    /// A `Hooks.thrown` probe with report id `probe_id`: the probed method exits by an
+    /// exception. A (probe, exception class) seen before only counts, without walking the stack:
+    /// a method that keeps failing must stay cheap.
+    pub fn record_from_probe(&self, jvmti: Jvmti, jni: &Jni<'_>, probe_id: i32, thrown: &Local<'_>) {
         if RECORDING.with(Cell::get) {
             return;
         }
         RECORDING.with(|r| r.set(true));
-        if let Ok(frames) = jvmti.current_stack(MAX_FRAMES) {
-            let infos = self.infos(jvmti, jni, &frames);
-            if let Some(site) = infos.iter().position(|(i, _)| i.is_application()) {
-                self.record(jvmti, jni, thrown, &infos, site);
+        let exception = jni.class_name_of_object(thrown);
+        let known =
+            self.probe_sites.lock().unwrap_or_else(|e| e.into_inner()).get(&(probe_id, exception.clone())).cloned();
+        let counted = known.is_some_and(|key| self.count_again(&key));
+        if !counted {
+            if let Ok(frames) = jvmti.current_stack(MAX_FRAMES) {
+                let infos = self.infos(jvmti, jni, &frames);
+                if let Some(site) = infos.iter().position(|(i, _)| i.is_application()) {
+                    let key = self.record(jvmti, jni, thrown, &infos, site);
+                    self.probe_sites.lock().unwrap_or_else(|e| e.into_inner()).insert((probe_id, exception), key);
+                }
             }
         }
         RECORDING.with(|r| r.set(false));
+    }
+
+    /// Counts one more occurrence of a known site; `false` if the site was dropped meanwhile.
+    fn count_again(&self, key: &SiteKey) -> bool {
+        let now_ms = now_ms();
+        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(s) = store.sites.get_mut(key) else { return false };
+        s.fault.count += 1;
+        s.fault.last_seen_ms = now_ms;
+        if s.last_broadcast.elapsed() >= UPDATE_INTERVAL {
+            s.last_broadcast = Instant::now();
+            // No receiver is not an error: nobody follows the faults right now.
+            let _ = self.updates.send(s.fault.clone());
+        }
+        true
     }
 
     fn classify_and_record(&self, jvmti: Jvmti, jni: &Jni<'_>, thrown: &Local<'_>, catch: Option<(MethodId, i64)>) {
@@ -273,7 +304,15 @@ impl FaultLog {
         Some(info)
     }
 
-    fn record(&self, jvmti: Jvmti, jni: &Jni<'_>, thrown: &Local<'_>, infos: &[(Arc<MethodInfo>, i64)], site: usize) {
+    /// Records one occurrence at `infos[site]`; returns the site's key.
+    fn record(
+        &self,
+        jvmti: Jvmti,
+        jni: &Jni<'_>,
+        thrown: &Local<'_>,
+        infos: &[(Arc<MethodInfo>, i64)],
+        site: usize,
+    ) -> SiteKey {
         let exception = jni.class_name_of_object(thrown);
         let (info, bci) = &infos[site];
         let key = SiteKey {
@@ -283,20 +322,10 @@ impl FaultLog {
             descriptor: info.descriptor.clone(),
             bci: *bci,
         };
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-        {
-            let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(s) = store.sites.get_mut(&key) {
-                s.fault.count += 1;
-                s.fault.last_seen_ms = now_ms;
-                if s.last_broadcast.elapsed() >= UPDATE_INTERVAL {
-                    s.last_broadcast = Instant::now();
-                    // No receiver is not an error: nobody follows the faults right now.
-                    let _ = self.updates.send(s.fault.clone());
-                }
-                return;
-            }
+        if self.count_again(&key) {
+            return key;
         }
+        let now_ms = now_ms();
         // A new site: gather the rest without holding the lock (these call into the JVM).
         let message = jni.throwable_message(thrown);
         let thread = jvmti.current_thread_name(jni).unwrap_or_else(|_| "?".to_string());
@@ -306,7 +335,7 @@ impl FaultLog {
             // Another thread recorded it meanwhile.
             s.fault.count += 1;
             s.fault.last_seen_ms = now_ms;
-            return;
+            return key;
         }
         if store.sites.len() >= MAX_SITES {
             let oldest = store.sites.iter().min_by_key(|(_, s)| s.fault.last_seen_ms).map(|(k, _)| k.clone());
@@ -328,7 +357,8 @@ impl FaultLog {
             last_seen_ms: now_ms,
         };
         let _ = self.updates.send(fault.clone());
-        store.sites.insert(key, Site { fault, last_broadcast: Instant::now() });
+        store.sites.insert(key.clone(), Site { fault, last_broadcast: Instant::now() });
+        key
     }
 }
 

@@ -204,7 +204,7 @@ pub fn thrown(jni: &Jni<'_>, id: i32, thrown: &Local<'_>) {
     c.throws.fetch_add(1, Ordering::Relaxed);
     // The exit probe on the exceptional path is also how faults are captured without JVMTI
     // exception events: the probed method is the innermost application frame.
-    a.faults.record_from_probe(a.jvmti, jni, thrown);
+    a.faults.record_from_probe(a.jvmti, jni, id, thrown);
 }
 
 pub fn line(id: i32, line: i32) {

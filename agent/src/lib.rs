@@ -14,6 +14,7 @@ mod faults;
 mod hooks;
 mod jvmti;
 mod patches;
+mod service;
 
 /// Logs to the JVM's stderr when the agent's log level allows `$level`.
 #[macro_export]

@@ -116,11 +116,6 @@ impl PatchManager {
         self.state().patches.iter().find(|p| p.report_id == report_id).map(|p| p.spec.id.clone())
     }
 
-    /// The original bytes of a patched class, when the agent has them.
-    pub fn original_bytes(&self, internal_name: &str) -> Option<Vec<u8>> {
-        self.state().originals.get(internal_name).cloned()
-    }
-
     /// The ClassFileLoadHook: new bytes for `name`, or `None` to leave the class as it is.
     pub fn transform(&self, name: &str, bytes: &[u8]) -> Option<Vec<u8>> {
         let mut st = self.state();
@@ -257,6 +252,21 @@ impl PatchManager {
             st.patches.retain(|p| !removed.contains(&p.spec.id));
             Ok(removed.clone())
         })
+    }
+
+    /// The bytes the JVM runs for `internal` now: its original bytes (read from the JVM on first
+    /// use) with the active patches applied.
+    pub fn live_bytes(&self, jvmti: Jvmti, jni: &Jni<'_>, internal: &str) -> Result<Vec<u8>, PatchError> {
+        let _op = self.operations.lock().unwrap_or_else(|e| e.into_inner());
+        jni.with_local_frame(64, |jni| {
+            let loaded = loaded_classes_named(jvmti, jni, internal)?;
+            self.capture_originals(jvmti, internal, &loaded)
+        })?;
+        let st = self.state();
+        let original = st.originals.get(internal).ok_or_else(|| {
+            PatchError::Unavailable(format!("the JVM did not hand over the bytes of {}", internal.replace('/', ".")))
+        })?;
+        chain(original, st.patches.iter().filter(|p| p.class == internal))
     }
 
     /// Makes sure the original bytes of `class` are known, by a retransformation that changes

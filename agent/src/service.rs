@@ -1,0 +1,181 @@
+//! The operations the control plane calls (its `AgentApi` implementation maps onto these). Each
+//! runs on the calling thread, which must be attached to the JVM (the control plane's threads
+//! are, through [`on_thread_start`]).
+
+use std::collections::HashMap;
+
+use repair_model::spec::PatchSpec;
+
+use crate::agent::{self, version_text, Agent, LoadMode};
+use crate::config::FaultMode;
+use crate::jvmti::{Capability, Jni};
+use crate::patches::{AppliedPatch, PatchError};
+
+/// Attaches a control-plane thread to the JVM as a daemon (so the JVM still exits after `main`).
+pub fn on_thread_start() {
+    if let Some(a) = agent::get() {
+        if let Err(rc) = a.vm.attach_current_thread_as_daemon("repair-control") {
+            crate::log_error!("cannot attach a control thread to the JVM (JNI error {rc})");
+        }
+    }
+}
+
+/// Detaches a control-plane thread before it ends.
+pub fn on_thread_stop() {
+    if let Some(a) = agent::get() {
+        a.vm.detach_current_thread();
+    }
+}
+
+/// What `status` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub pid: u32,
+    /// `startup` or `attach`.
+    pub load_mode: &'static str,
+    /// The JVM's JVMTI version, e.g. `17.0.0`.
+    pub jvmti_version: String,
+    /// `jvmti`, `bytecode` or `off`: how faults are captured in fact.
+    pub fault_mode: String,
+    /// What the fault mode cannot do here, in words (empty when nothing is missing).
+    pub fault_mode_lacks: String,
+    pub capabilities_held: Vec<String>,
+    /// `(capability, why not)`.
+    pub capabilities_missing: Vec<(String, String)>,
+    /// `Ok` or why `repair/rt/Hooks` is not available.
+    pub hooks: Result<(), String>,
+    pub patches: usize,
+    pub fault_sites: usize,
+    pub faults_dropped: u64,
+    pub uptime_ms: u64,
+}
+
+fn with_agent<R>(f: impl FnOnce(&'static Agent, &Jni<'_>) -> Result<R, PatchError>) -> Result<R, PatchError> {
+    let a = agent::get().ok_or_else(|| PatchError::Unavailable("the agent is not initialized".to_string()))?;
+    a.vm.with_env(|jni| f(a, jni))
+        .unwrap_or_else(|| Err(PatchError::Unavailable("the calling thread is not attached to the JVM".to_string())))
+}
+
+pub fn status() -> Option<Status> {
+    let a = agent::get()?;
+    let (faults, dropped) = a.faults.list();
+    let fault_mode_lacks = match (a.options.faults, a.fault_mode) {
+        (FaultMode::Jvmti, FaultMode::Bytecode) => format!(
+            "faults=jvmti was asked for, but {} is not available{}: faults are captured by bytecode probes \
+             (Hooks.thrown), without the exact throwing instruction",
+            Capability::ExceptionEvents.name(),
+            if a.mode == LoadMode::Attach { " after attach" } else { "" }
+        ),
+        (_, FaultMode::Bytecode) => "faults are captured only where probes with throw points are applied \
+                                     (Hooks.thrown); faults=jvmti at start-up captures every throw at a cost"
+            .to_string(),
+        (_, FaultMode::Off) => "fault capture is off".to_string(),
+        (_, FaultMode::Jvmti) => String::new(),
+    };
+    Some(Status {
+        pid: std::process::id(),
+        load_mode: if a.mode == LoadMode::Startup { "startup" } else { "attach" },
+        jvmti_version: version_text(a.jvmti_version),
+        fault_mode: a.fault_mode.to_string(),
+        fault_mode_lacks,
+        capabilities_held: a.capabilities.held.iter().map(|c| c.name().to_string()).collect(),
+        capabilities_missing: a
+            .capabilities
+            .missing
+            .iter()
+            .map(|(c, why)| (c.name().to_string(), why.clone()))
+            .collect(),
+        hooks: a.hooks.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        patches: a.patches.list().len(),
+        fault_sites: faults.len(),
+        faults_dropped: dropped,
+        uptime_ms: a.loaded_at.elapsed().as_millis() as u64,
+    })
+}
+
+/// Parses and applies a patch spec; `attachments` are the files it names (a swap's class file).
+pub fn apply(yaml: &str, source: &str, attachments: HashMap<String, Vec<u8>>) -> Result<AppliedPatch, PatchError> {
+    let spec = PatchSpec::from_yaml(yaml, source).map_err(|e| PatchError::Invalid(e.to_string()))?;
+    with_agent(|a, jni| {
+        if !a.capabilities.holds(Capability::RetransformClasses) {
+            return Err(PatchError::Unavailable(format!(
+                "the agent does not hold {}: patches cannot be applied in this JVM",
+                Capability::RetransformClasses.name()
+            )));
+        }
+        a.patches.apply(a.jvmti, jni, spec, attachments)
+    })
+}
+
+/// Rolls back one patch, or all with `None`; returns the ids rolled back.
+pub fn rollback(id: Option<&str>) -> Result<Vec<String>, PatchError> {
+    with_agent(|a, jni| a.patches.rollback(a.jvmti, jni, id))
+}
+
+/// The bytes of a loaded class as the JVM runs them now (`javap CLASS`); `class` is dotted.
+pub fn class_bytes(class: &str) -> Result<Vec<u8>, PatchError> {
+    with_agent(|a, jni| a.patches.live_bytes(a.jvmti, jni, &class.replace('.', "/")))
+}
+
+/// Dotted names of the loaded classes matching `glob` (`*` any run, `?` one character), sorted.
+pub fn classes(glob: &str) -> Result<Vec<String>, PatchError> {
+    with_agent(|a, jni| {
+        jni.with_local_frame(16, |jni| {
+            let all = a.jvmti.loaded_classes(jni).map_err(|e| PatchError::Unavailable(e.to_string()))?;
+            let mut names = Vec::new();
+            for class in all {
+                if let Ok(sig) = a.jvmti.class_signature(&class) {
+                    if let Some(internal) = sig.strip_prefix('L').and_then(|s| s.strip_suffix(';')) {
+                        let dotted = internal.replace('/', ".");
+                        if glob_matches(glob, &dotted) {
+                            names.push(dotted);
+                        }
+                    }
+                }
+                jni.delete_local_ref(class);
+            }
+            names.sort();
+            names.dedup();
+            Ok(names)
+        })
+    })
+}
+
+fn glob_matches(glob: &str, text: &str) -> bool {
+    let (g, t): (Vec<char>, Vec<char>) = (glob.chars().collect(), text.chars().collect());
+    // Iterative wildcard match with backtracking to the last `*`.
+    let (mut gi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if gi < g.len() && (g[gi] == '?' || g[gi] == t[ti]) {
+            gi += 1;
+            ti += 1;
+        } else if gi < g.len() && g[gi] == '*' {
+            star = Some(gi);
+            mark = ti;
+            gi += 1;
+        } else if let Some(s) = star {
+            gi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    g[gi..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_matches;
+
+    #[test]
+    fn globs_match_class_names() {
+        assert!(glob_matches("com.shop.*", "com.shop.PriceService"));
+        assert!(glob_matches("*Service", "com.shop.PriceService"));
+        assert!(glob_matches("com.?hop.*Serv*", "com.shop.PriceService"));
+        assert!(glob_matches("*", "A"));
+        assert!(!glob_matches("com.shop", "com.shop.PriceService"));
+        assert!(!glob_matches("*Servic", "com.shop.PriceService"));
+        assert!(glob_matches("", ""));
+    }
+}
