@@ -1,6 +1,8 @@
 //! Shared model of repair: patch specs, the control-plane contract, and the gRPC client.
 
 pub mod cli;
+pub mod client;
+pub mod endpoint;
 pub mod journal;
 pub mod spec;
 

@@ -9,6 +9,8 @@
 #![allow(dead_code)]
 
 mod agent;
+pub mod api;
+pub mod control;
 mod config;
 mod faults;
 mod hooks;

@@ -1,0 +1,165 @@
+//! The control plane end to end in one process: a fake `AgentApi` behind the real server, called
+//! by the real client over a real Unix socket or TCP.
+
+use std::sync::{Arc, Mutex};
+
+use repair_model::client::{connect, Target};
+use repair_model::endpoint::Endpoint;
+use repair_model::proto;
+
+use super::{start, ControlConfig, ThreadHooks};
+use crate::api::*;
+
+#[derive(Default)]
+struct FakeApi {
+    patches: Mutex<Vec<PatchInfo>>,
+    faults: Mutex<Option<tokio::sync::broadcast::Sender<Fault>>>,
+}
+
+impl AgentApi for FakeApi {
+    fn status(&self) -> AgentStatus {
+        AgentStatus { pid: 42, jvm: "fake".into(), load_mode: LoadMode::OnAttach, ..Default::default() }
+    }
+    fn classes(&self, glob: &str) -> Result<Vec<LoadedClass>, ApiError> {
+        Ok(["a.B", "a.C", "x.Y"]
+            .iter()
+            .filter(|n| glob_matches(glob, n))
+            .map(|n| LoadedClass { name: n.to_string(), loader: "app".into(), modifiable: true })
+            .collect())
+    }
+    fn class_bytes(&self, class: &str) -> Result<Vec<u8>, ApiError> {
+        Err(ApiError::new(ErrorKind::NotFound, format!("class {class} is not loaded")))
+    }
+    fn faults(&self) -> (Vec<Fault>, u64) {
+        (vec![Fault { id: 1, exception: "java.lang.NullPointerException".into(), count: 3, ..Default::default() }], 0)
+    }
+    fn subscribe_faults(&self) -> tokio::sync::broadcast::Receiver<Fault> {
+        self.faults.lock().unwrap().get_or_insert_with(|| tokio::sync::broadcast::channel(16).0).subscribe()
+    }
+    fn apply(&self, r: ApplyRequest) -> Result<PatchInfo, ApiError> {
+        let spec = repair_model::spec::PatchSpec::from_yaml(&r.spec_yaml, &r.source)
+            .map_err(|e| ApiError::new(ErrorKind::InvalidArgument, e.to_string()))?;
+        let p = PatchInfo { id: spec.id, who: r.who, ..Default::default() };
+        self.patches.lock().unwrap().push(p.clone());
+        Ok(p)
+    }
+    fn patches(&self) -> Vec<PatchInfo> {
+        self.patches.lock().unwrap().clone()
+    }
+    fn rollback(&self, t: RollbackTarget) -> Result<Vec<PatchInfo>, ApiError> {
+        let mut all = self.patches.lock().unwrap();
+        match t {
+            RollbackTarget::All => Ok(std::mem::take(&mut *all)),
+            RollbackTarget::One(id) => match all.iter().position(|p| p.id == id) {
+                Some(i) => Ok(vec![all.remove(i)]),
+                None => Err(ApiError::new(ErrorKind::NotFound, format!("no active patch {id}"))),
+            },
+        }
+    }
+}
+
+fn hooks() -> ThreadHooks {
+    ThreadHooks { on_start: Arc::new(|| {}), on_stop: Arc::new(|| {}) }
+}
+
+fn socket(name: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("repair-control-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    dir.join("agent.sock")
+}
+
+fn config(endpoint: Endpoint, token: Option<&str>) -> ControlConfig {
+    ControlConfig { endpoint, token: token.map(str::to_string), pid: std::process::id() }
+}
+
+const SPEC: &str = "id: p1\ntarget: { class: a.B, method: run }\naction:\n  guard: { fallback: default }\n";
+
+#[test]
+fn a_client_drives_the_agent_over_the_unix_socket() {
+    let path = socket("unix");
+    let server = start(Arc::new(FakeApi::default()), config(Endpoint::Unix(path.clone()), None), hooks()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = connect(&Target::Endpoint(Endpoint::Unix(path.clone())), None).await.unwrap();
+        let s = c.status(proto::StatusRequest {}).await.unwrap().into_inner();
+        assert_eq!((s.pid, s.load_mode.as_str()), (42, "onattach"));
+        let classes = c.classes(proto::ClassesRequest { glob: "a.*".into() }).await.unwrap().into_inner().classes;
+        assert_eq!(classes.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["a.B", "a.C"]);
+        let err = c.class_bytes(proto::ClassBytesRequest { class_name: "q.Z".into() }).await.unwrap_err();
+        assert_eq!((err.code(), err.message()), (tonic::Code::NotFound, "class q.Z is not loaded"));
+        let bad = c
+            .apply(proto::ApplyRequest { spec_yaml: "id: [".into(), source: "bad.yaml".into(), ..Default::default() })
+            .await
+            .unwrap_err();
+        assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+        assert!(bad.message().starts_with("bad.yaml:"), "{}", bad.message());
+        let p = c
+            .apply(proto::ApplyRequest {
+                spec_yaml: SPEC.into(),
+                source: "p1.yaml".into(),
+                who: "ann".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((p.id.as_str(), p.who.as_str(), p.state.as_str()), ("p1", "operator:ann", "active"));
+        assert_eq!(c.patches(proto::PatchesRequest {}).await.unwrap().into_inner().patches.len(), 1);
+        let back = c.rollback(proto::RollbackRequest { all: true, ..Default::default() }).await.unwrap().into_inner();
+        assert_eq!(back.patches.len(), 1);
+        assert_eq!(c.faults(proto::FaultsRequest {}).await.unwrap().into_inner().faults[0].count, 3);
+    });
+    server.shutdown();
+    assert!(!path.exists(), "socket removed at shutdown");
+}
+
+#[test]
+fn a_live_socket_is_refused_and_a_stale_one_replaced() {
+    let path = socket("stale");
+    let first = start(Arc::new(FakeApi::default()), config(Endpoint::Unix(path.clone()), None), hooks()).unwrap();
+    let err = start(Arc::new(FakeApi::default()), config(Endpoint::Unix(path.clone()), None), hooks()).err().unwrap();
+    assert!(err.0.contains("in use by a live agent"), "{err}");
+    first.shutdown();
+
+    // A JVM killed with -9 leaves its socket file behind with nobody listening.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let second = start(Arc::new(FakeApi::default()), config(Endpoint::Unix(path.clone()), None), hooks()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = connect(&Target::Endpoint(Endpoint::Unix(path.clone())), None).await.unwrap();
+        assert_eq!(c.status(proto::StatusRequest {}).await.unwrap().into_inner().pid, 42);
+    });
+    second.shutdown();
+}
+
+#[test]
+fn tcp_needs_the_token() {
+    let server =
+        start(Arc::new(FakeApi::default()), config(Endpoint::Tcp("127.0.0.1:0".into()), Some("s3cret")), hooks())
+            .unwrap();
+    let endpoint = Endpoint::parse(server.endpoint()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut anon = connect(&Target::Endpoint(endpoint.clone()), None).await.unwrap();
+        let err = anon.status(proto::StatusRequest {}).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+        let mut wrong = connect(&Target::Endpoint(endpoint.clone()), Some("nope".into())).await.unwrap();
+        assert_eq!(wrong.status(proto::StatusRequest {}).await.unwrap_err().code(), tonic::Code::Unauthenticated);
+        let mut ok = connect(&Target::Endpoint(endpoint), Some("s3cret".into())).await.unwrap();
+        assert_eq!(ok.status(proto::StatusRequest {}).await.unwrap().into_inner().jvm, "fake");
+    });
+    server.shutdown();
+}
+
+#[test]
+fn an_open_socket_directory_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let path = socket("open");
+    std::fs::set_permissions(path.parent().unwrap(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = start(Arc::new(FakeApi::default()), config(Endpoint::Unix(path), None), hooks()).err().unwrap();
+    assert!(err.0.contains("mode 0700"), "{err}");
+}
