@@ -236,6 +236,7 @@ impl Agent {
         if self.fault_mode == FaultMode::Jvmti {
             enable(self.jvmti, Event::Exception);
         }
+        crate::api_impl::start_control(&self.options);
     }
 
     /// One line per fault site and per report id, for the log at exit.
@@ -284,6 +285,7 @@ pub fn on_vm_init(_jvmti: Jvmti, jni: &Jni<'_>) {
 
 pub fn on_vm_death(jvmti: Jvmti, _jni: &Jni<'_>) {
     let Some(agent) = get() else { return };
+    crate::api_impl::stop_control();
     for event in [Event::Exception, Event::ClassFileLoadHook] {
         // Already disabled or never enabled is fine at exit.
         let _ = jvmti.set_event(event, false);

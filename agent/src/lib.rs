@@ -4,11 +4,8 @@
 //! `extern "C"` entry points. [`agent`] holds the agent's state and reacts to JVM events;
 //! [`faults`], [`hooks`] and [`patches`] are the parts it is made of.
 
-// The patch manager, fault subscription and status fields are reached through the control
-// plane's `AgentApi` (agent/src/api.rs), wired in when that lands; until then they are unused.
-#![allow(dead_code)]
-
 mod agent;
+mod api_impl;
 pub mod api;
 pub mod control;
 mod config;

@@ -62,9 +62,9 @@ pub struct AppliedPatch {
     pub report_id: i32,
     /// Internal name of the class it rewrites.
     pub class: String,
-    /// How many loaded classes of that name it changed (one per class loader).
-    pub loaded_classes: usize,
     pub applied_at_ms: u64,
+    /// Who applied it: `operator:<name>` or `rule:<name>`.
+    pub who: String,
     attachments: HashMap<String, Vec<u8>>,
 }
 
@@ -150,6 +150,7 @@ impl PatchManager {
         jni: &Jni<'_>,
         spec: PatchSpec,
         attachments: HashMap<String, Vec<u8>>,
+        who: String,
     ) -> Result<AppliedPatch, PatchError> {
         let _op = self.operations.lock().unwrap_or_else(|e| e.into_inner());
         if self.state().patches.iter().any(|p| p.spec.id == spec.id) {
@@ -168,8 +169,8 @@ impl PatchManager {
                 spec,
                 report_id: st.next_report_id,
                 class: class.clone(),
-                loaded_classes: loaded.len(),
                 applied_at_ms: now_ms(),
+                who,
                 attachments,
             };
             let original = st.originals.get(&class).cloned().ok_or_else(|| {
@@ -194,7 +195,7 @@ impl PatchManager {
 
     /// Rolls back one patch (`Some(id)`) or all; returns the ids rolled back. For each class it
     /// touches, the remaining patches of that class stay in effect.
-    pub fn rollback(&self, jvmti: Jvmti, jni: &Jni<'_>, id: Option<&str>) -> Result<Vec<String>, PatchError> {
+    pub fn rollback(&self, jvmti: Jvmti, jni: &Jni<'_>, id: Option<&str>) -> Result<Vec<AppliedPatch>, PatchError> {
         let _op = self.operations.lock().unwrap_or_else(|e| e.into_inner());
         let (removed, classes): (Vec<String>, Vec<String>) = {
             let st = self.state();
@@ -214,7 +215,7 @@ impl PatchManager {
             (removed.iter().map(|p| p.spec.id.clone()).collect(), classes)
         };
         if removed.is_empty() {
-            return Ok(removed);
+            return Ok(Vec::new());
         }
         jni.with_local_frame(64, |jni| {
             let mut loaded = Vec::new();
@@ -249,8 +250,9 @@ impl PatchManager {
                 st.pending.remove(class);
             }
             result?;
-            st.patches.retain(|p| !removed.contains(&p.spec.id));
-            Ok(removed.clone())
+            let (gone, kept) = std::mem::take(&mut st.patches).into_iter().partition(|p| removed.contains(&p.spec.id));
+            st.patches = kept;
+            Ok(gone)
         })
     }
 

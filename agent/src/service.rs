@@ -94,7 +94,12 @@ pub fn status() -> Option<Status> {
 }
 
 /// Parses and applies a patch spec; `attachments` are the files it names (a swap's class file).
-pub fn apply(yaml: &str, source: &str, attachments: HashMap<String, Vec<u8>>) -> Result<AppliedPatch, PatchError> {
+pub fn apply(
+    yaml: &str,
+    source: &str,
+    attachments: HashMap<String, Vec<u8>>,
+    who: String,
+) -> Result<AppliedPatch, PatchError> {
     let spec = PatchSpec::from_yaml(yaml, source).map_err(|e| PatchError::Invalid(e.to_string()))?;
     with_agent(|a, jni| {
         if !a.capabilities.holds(Capability::RetransformClasses) {
@@ -103,12 +108,12 @@ pub fn apply(yaml: &str, source: &str, attachments: HashMap<String, Vec<u8>>) ->
                 Capability::RetransformClasses.name()
             )));
         }
-        a.patches.apply(a.jvmti, jni, spec, attachments)
+        a.patches.apply(a.jvmti, jni, spec, attachments, who)
     })
 }
 
 /// Rolls back one patch, or all with `None`; returns the ids rolled back.
-pub fn rollback(id: Option<&str>) -> Result<Vec<String>, PatchError> {
+pub fn rollback(id: Option<&str>) -> Result<Vec<AppliedPatch>, PatchError> {
     with_agent(|a, jni| a.patches.rollback(a.jvmti, jni, id))
 }
 

@@ -1,0 +1,190 @@
+//! The agent's side of the control plane's contract ([`crate::api::AgentApi`]), over
+//! [`crate::service`], and starting/stopping the server.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::broadcast;
+
+use crate::api::{self, AgentApi, ApiError, ErrorKind};
+use crate::config::{ControlEndpoint, FaultMode};
+use crate::control::{self, ControlConfig, ControlServer, ThreadHooks};
+use crate::patches::{AppliedPatch, PatchError};
+use crate::{agent, faults, service};
+
+static SERVER: Mutex<Option<ControlServer>> = Mutex::new(None);
+
+/// Starts the control plane (at VMInit, or at once after attach).
+pub fn start_control(options: &crate::config::Options) {
+    let pid = std::process::id();
+    let endpoint = match &options.control {
+        ControlEndpoint::Unix => repair_model::endpoint::Endpoint::Unix(repair_model::endpoint::socket_path(pid)),
+        ControlEndpoint::Tcp { host, port } => repair_model::endpoint::Endpoint::Tcp(format!("{host}:{port}")),
+    };
+    let config = ControlConfig { endpoint, token: options.token.clone(), pid };
+    let hooks =
+        ThreadHooks { on_start: Arc::new(service::on_thread_start), on_stop: Arc::new(service::on_thread_stop) };
+    match control::start(Arc::new(Api), config, hooks) {
+        Ok(server) => {
+            crate::log_info!("control plane listening on {}", server.endpoint());
+            *SERVER.lock().unwrap_or_else(|e| e.into_inner()) = Some(server);
+        }
+        Err(e) => crate::log_error!("control plane not started: {e}; the agent keeps running without it"),
+    }
+}
+
+/// Stops the control plane (VMDeath).
+pub fn stop_control() {
+    if let Some(server) = SERVER.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        server.shutdown();
+    }
+}
+
+fn endpoint_text() -> String {
+    SERVER.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|s| s.endpoint().to_string()).unwrap_or_default()
+}
+
+fn api_error(e: PatchError) -> ApiError {
+    let kind = match &e {
+        PatchError::NotFound(_) => ErrorKind::NotFound,
+        PatchError::AlreadyExists(_) => ErrorKind::AlreadyExists,
+        PatchError::Invalid(_) => ErrorKind::InvalidArgument,
+        PatchError::Rejected { .. } => ErrorKind::FailedPrecondition,
+        PatchError::Unavailable(_) => ErrorKind::FailedPrecondition,
+    };
+    ApiError::new(kind, e.to_string())
+}
+
+fn frame(f: &faults::StackFrame) -> api::Frame {
+    api::Frame {
+        class: f.class.clone(),
+        method: f.method.clone(),
+        descriptor: f.descriptor.clone(),
+        bci: f.bci,
+        line: f.line,
+    }
+}
+
+fn fault(f: &faults::Fault) -> api::Fault {
+    api::Fault {
+        id: f.id,
+        exception: f.exception.clone(),
+        message: f.message.clone(),
+        thread: f.thread.clone(),
+        site: frame(&f.site),
+        stack: f.stack.iter().map(frame).collect(),
+        count: f.count,
+        first_seen_ms: f.first_seen_ms,
+        last_seen_ms: f.last_seen_ms,
+        // Recorded faults escaped to a generic handler or out of the thread; which one is not kept.
+        caught: false,
+    }
+}
+
+fn patch_info(p: &AppliedPatch, state: api::PatchState) -> api::PatchInfo {
+    let fallbacks =
+        agent::get().map(|a| a.reports.counters(p.report_id).fallbacks.load(Ordering::Relaxed)).unwrap_or(0);
+    api::PatchInfo {
+        id: p.spec.id.clone(),
+        classes: vec![p.class.replace('/', ".")],
+        method: p.spec.method.to_string(),
+        action: p.spec.action.summary(),
+        applied_at_ms: p.applied_at_ms,
+        who: p.who.clone(),
+        state,
+        fallbacks,
+        durable: p.spec.durable,
+    }
+}
+
+/// The agent as the control plane sees it.
+pub struct Api;
+
+impl AgentApi for Api {
+    fn status(&self) -> api::AgentStatus {
+        let Some(s) = service::status() else { return api::AgentStatus::default() };
+        let a = agent::get();
+        api::AgentStatus {
+            pid: s.pid as i64,
+            jvm: format!("JVMTI {}", s.jvmti_version),
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            load_mode: if s.load_mode == "startup" { api::LoadMode::OnLoad } else { api::LoadMode::OnAttach },
+            fault_capture: match a.map(|a| a.fault_mode) {
+                Some(FaultMode::Jvmti) => api::FaultCapture::JvmtiExceptionEvents,
+                Some(FaultMode::Off) => api::FaultCapture::Off,
+                _ => api::FaultCapture::BytecodeProbes,
+            },
+            capabilities: s.capabilities_held,
+            missing_capabilities: s
+                .capabilities_missing
+                .iter()
+                .map(|(c, why)| format!("{c}: {why}"))
+                .chain((!s.fault_mode_lacks.is_empty()).then(|| format!("fault capture: {}", s.fault_mode_lacks)))
+                .chain(s.hooks.err().map(|e| format!("runtime hooks: {e}")))
+                .collect(),
+            faults_seen: s.fault_sites as u64,
+            patches_active: s.patches as u64,
+            classes_loaded: service::classes("").map(|c| c.len() as u64).unwrap_or(0),
+            uptime_ms: s.uptime_ms,
+            endpoint: endpoint_text(),
+        }
+    }
+
+    fn classes(&self, glob: &str) -> Result<Vec<api::LoadedClass>, ApiError> {
+        let names = service::classes(glob).map_err(api_error)?;
+        Ok(names.into_iter().map(|name| api::LoadedClass { name, loader: String::new(), modifiable: true }).collect())
+    }
+
+    fn class_bytes(&self, class: &str) -> Result<Vec<u8>, ApiError> {
+        service::class_bytes(class).map_err(api_error)
+    }
+
+    fn faults(&self) -> (Vec<api::Fault>, u64) {
+        let Some(a) = agent::get() else { return (Vec::new(), 0) };
+        let (list, dropped) = a.faults.list();
+        (list.iter().map(fault).collect(), dropped)
+    }
+
+    fn subscribe_faults(&self) -> broadcast::Receiver<api::Fault> {
+        let (tx, rx) = broadcast::channel(256);
+        if let (Some(a), Ok(runtime)) = (agent::get(), tokio::runtime::Handle::try_current()) {
+            let mut inner = a.faults.subscribe();
+            // Converts the agent's faults into the API's type on the control plane's runtime.
+            runtime.spawn(async move {
+                loop {
+                    match inner.recv().await {
+                        Ok(f) => {
+                            if tx.send(fault(&f)).is_err() {
+                                break;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    }
+                }
+            });
+        }
+        rx
+    }
+
+    fn apply(&self, request: api::ApplyRequest) -> Result<api::PatchInfo, ApiError> {
+        let p =
+            service::apply(&request.spec_yaml, &request.source, request.attachments, request.who).map_err(api_error)?;
+        Ok(patch_info(&p, api::PatchState::Active))
+    }
+
+    fn patches(&self) -> Vec<api::PatchInfo> {
+        agent::get()
+            .map(|a| a.patches.list().iter().map(|p| patch_info(p, api::PatchState::Active)).collect())
+            .unwrap_or_default()
+    }
+
+    fn rollback(&self, target: api::RollbackTarget) -> Result<Vec<api::PatchInfo>, ApiError> {
+        let id = match &target {
+            api::RollbackTarget::One(id) => Some(id.as_str()),
+            api::RollbackTarget::All => None,
+        };
+        let gone = service::rollback(id).map_err(api_error)?;
+        Ok(gone.iter().map(|p| patch_info(p, api::PatchState::RolledBack)).collect())
+    }
+}
