@@ -1,5 +1,6 @@
 //! Shared model of repair: patch specs, the control-plane contract, and the gRPC client.
 
+pub mod attach;
 pub mod cli;
 pub mod client;
 pub mod endpoint;

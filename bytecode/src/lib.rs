@@ -11,6 +11,7 @@ pub mod code;
 pub mod constant_pool;
 pub mod descriptor;
 pub mod error;
+pub mod javap;
 pub mod mutf8;
 pub mod transform;
 

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use repair::cli::live::{self, Conn};
 use repair::cli::{self, Output};
 
 #[global_allocator]
@@ -38,6 +39,74 @@ enum Command {
         #[arg(long)]
         probe_all: bool,
     },
+    /// What the agent in a JVM is, can do and lacks.
+    Status(#[command(flatten)] Conn),
+    /// Faults the agent has seen; --follow streams new ones.
+    Faults {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Loaded classes matching a glob (`repair.demo.*`).
+    Classes {
+        glob: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Disassemble a class: a FILE.class offline, or a loaded class of the JVM given by --pid.
+    Javap {
+        class: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Apply a patch spec to a live JVM.
+    Apply {
+        spec: PathBuf,
+        /// Extra files to attach, NAME=PATH (files the spec names are attached by themselves).
+        #[arg(long = "file")]
+        files: Vec<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Active patches.
+    Patches(#[command(flatten)] Conn),
+    /// Roll back one patch, or all of them.
+    Rollback {
+        #[arg(required_unless_present = "all")]
+        id: Option<String>,
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Load the agent into a running JVM (HotSpot's attach protocol, as jcmd does).
+    Attach {
+        pid: u32,
+        /// Agent options, key=value,... (e.g. control=tcp:127.0.0.1:7000).
+        #[arg(default_value = "")]
+        options: String,
+        /// The agent library (default: librepair.so beside repairctl).
+        #[arg(long)]
+        agent: Option<PathBuf>,
+        #[arg(short = 'o', long = "output", value_enum, default_value = "human")]
+        output: Output,
+    },
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime").block_on(f)
+}
+
+fn javap(class: &str, conn: &Conn) -> Result<(), String> {
+    let bytes = if class.ends_with(".class") && std::path::Path::new(class).exists() {
+        std::fs::read(class).map_err(|e| format!("{class}: {e}"))?
+    } else {
+        block_on(live::class_bytes(conn, class))?
+    };
+    let text = repair_bytecode::javap::disassemble(&bytes).map_err(|e| format!("{class}: {e}"))?;
+    print!("{text}");
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -56,6 +125,14 @@ fn main() -> ExitCode {
             };
             cli::rewrite::run(&mode, &input, &out, format)
         }
+        Command::Status(conn) => block_on(live::status(&conn)),
+        Command::Faults { conn, follow } => block_on(live::faults(&conn, follow)),
+        Command::Classes { glob, conn } => block_on(live::classes(&conn, &glob)),
+        Command::Javap { class, conn } => javap(&class, &conn),
+        Command::Apply { spec, files, conn } => block_on(live::apply(&conn, &spec, &files)),
+        Command::Patches(conn) => block_on(live::patches(&conn)),
+        Command::Rollback { id, all, conn } => block_on(live::rollback(&conn, id, all)),
+        Command::Attach { pid, options, agent, output } => live::attach(pid, &options, agent, output),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! The `repairctl` commands, one module per command group.
 
+pub mod live;
 pub mod rewrite;
 
 /// How results are printed.

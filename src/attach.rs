@@ -1,0 +1,133 @@
+//! Loading the agent into a running HotSpot JVM by its attach protocol (as `jcmd` and jattach
+//! do): a `.attach_pid<PID>` file and SIGQUIT make the JVM open `/tmp/.java_pid<PID>`, where
+//! the `load` command is sent.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What the JVM answered to `load`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LoadResult {
+    /// `Agent_OnAttach`'s return code (0: loaded).
+    pub agent_code: i32,
+    pub output: String,
+}
+
+/// The socket the target's attach listener serves, seen through the target's root (containers).
+fn listener_socket(pid: u32) -> PathBuf {
+    let root = PathBuf::from(format!("/proc/{pid}/root/tmp"));
+    let base = if root.exists() { root } else { PathBuf::from("/tmp") };
+    base.join(format!(".java_pid{pid}"))
+}
+
+/// Asks JVM `pid` to load the agent at `agent` (an absolute path) with `options`.
+pub fn load_agent(pid: u32, agent: &Path, options: &str, timeout: Duration) -> Result<LoadResult, String> {
+    if !Path::new(&format!("/proc/{pid}")).exists() {
+        return Err(format!("no process {pid}"));
+    }
+    if !agent.is_absolute() || !agent.exists() {
+        return Err(format!("agent library {} not found (give an absolute path with --agent)", agent.display()));
+    }
+    let socket = listener_socket(pid);
+    if !socket.exists() {
+        start_listener(pid, &socket, timeout)?;
+    }
+    let mut s =
+        UnixStream::connect(&socket).map_err(|e| format!("JVM {pid}: attach socket {}: {e}", socket.display()))?;
+    s.set_read_timeout(Some(timeout)).ok();
+    s.write_all(&request("load", &[&agent.display().to_string(), "true", options]))
+        .map_err(|e| format!("JVM {pid}: attach request: {e}"))?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).map_err(|e| format!("JVM {pid}: attach reply: {e}"))?;
+    parse_reply(&reply).map_err(|e| format!("JVM {pid}: {e}"))
+}
+
+/// The attach protocol's request: version 1, the command and three arguments, NUL-terminated.
+pub fn request(command: &str, args: &[&str]) -> Vec<u8> {
+    let mut v = b"1\0".to_vec();
+    v.extend_from_slice(command.as_bytes());
+    v.push(0);
+    for i in 0..3 {
+        v.extend_from_slice(args.get(i).unwrap_or(&"").as_bytes());
+        v.push(0);
+    }
+    v
+}
+
+/// `0\n` (command accepted) then the agent's code, as `return code: N` (JDK 9+) or `N`.
+pub fn parse_reply(reply: &str) -> Result<LoadResult, String> {
+    let mut lines = reply.lines();
+    let status = lines.next().unwrap_or("").trim();
+    let rest: Vec<&str> = lines.collect();
+    if status != "0" {
+        return Err(format!("the JVM refused the load command (status {status:?}): {}", rest.join(" ").trim()));
+    }
+    let code_line = rest.first().copied().unwrap_or("").trim();
+    let code = code_line.strip_prefix("return code:").unwrap_or(code_line).trim();
+    let agent_code = code.parse::<i32>().map_err(|_| format!("unexpected attach reply {reply:?}"))?;
+    Ok(LoadResult { agent_code, output: rest[1.min(rest.len())..].join("\n") })
+}
+
+/// Makes the JVM start its attach listener: the trigger file, then SIGQUIT, then wait.
+fn start_listener(pid: u32, socket: &Path, timeout: Duration) -> Result<(), String> {
+    let candidates =
+        [PathBuf::from(format!("/proc/{pid}/cwd/.attach_pid{pid}")), PathBuf::from(format!("/tmp/.attach_pid{pid}"))];
+    let trigger = candidates
+        .iter()
+        .find(|p| std::fs::File::create(p).is_ok())
+        .ok_or_else(|| format!("JVM {pid}: cannot create .attach_pid{pid} in its working directory or /tmp"))?;
+    let signalled = std::process::Command::new("kill").args(["-QUIT", &pid.to_string()]).status();
+    if !signalled.is_ok_and(|s| s.success()) {
+        let _ = std::fs::remove_file(trigger);
+        return Err(format!("JVM {pid}: cannot send it SIGQUIT (another user's process?)"));
+    }
+    let start = Instant::now();
+    while !socket.exists() {
+        if start.elapsed() > timeout {
+            let _ = std::fs::remove_file(trigger);
+            return Err(format!(
+                "process {pid} did not open its attach socket within {:?}: not a HotSpot JVM, or started with -XX:+DisableAttachMechanism",
+                timeout
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_file(trigger);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_framed_as_hotspot_expects() {
+        assert_eq!(
+            request("load", &["/a/librepair.so", "true", "faults=off"]),
+            b"1\0load\0/a/librepair.so\0true\0faults=off\0".to_vec()
+        );
+        assert_eq!(request("properties", &[]), b"1\0properties\0\0\0\0".to_vec());
+    }
+
+    #[test]
+    fn replies_give_the_agent_code() {
+        assert_eq!(parse_reply("0\nreturn code: 0\n").unwrap(), LoadResult { agent_code: 0, output: String::new() });
+        assert_eq!(parse_reply("0\n-1\n").unwrap().agent_code, -1);
+        assert!(parse_reply("101\nOperation not supported\n").unwrap_err().contains("refused the load command"));
+        assert!(parse_reply("0\ngarbage").is_err());
+    }
+
+    #[test]
+    fn a_missing_process_or_library_is_named() {
+        assert_eq!(
+            load_agent(u32::MAX - 1, Path::new("/x.so"), "", Duration::from_millis(10)).unwrap_err(),
+            format!("no process {}", u32::MAX - 1)
+        );
+        let me = std::process::id();
+        assert!(load_agent(me, Path::new("relative.so"), "", Duration::from_millis(10))
+            .unwrap_err()
+            .contains("not found"));
+    }
+}
