@@ -1,46 +1,48 @@
 #!/usr/bin/env bash
-# The demo: the shop service faults under traffic; repairctl rewrites its classes with three
-# patch specs (demo/*.yaml); the repaired service serves the same traffic without errors.
+# The demo: the shop service runs with librepair.so and faults under traffic; repairctl repairs
+# it live over gRPC with the three patch specs in demo/; the same JVM, with its in-memory state,
+# then serves the same traffic without errors. One repair is rolled back to show the way back.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 ./scripts/setup.sh >/dev/null
-cargo build --release -q -p repair
-(cd java-harness && gradle --offline -q jar)
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+echo "== building (cargo --release, gradle)"
+cargo build --release -q --workspace
+(cd java-harness && gradle --offline -q jar 2>/dev/null)
 jar=java-harness/build/libs/repair-harness.jar
+repairctl=target/release/repairctl
+log=$(mktemp)
+trap 'kill "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
 traffic=(/price?item=apple /price?item=durian /ratio?a=7\&b=0 /ratio?a=9\&b=3 /order?item=pear\&qty=2 /orders?page=0\&size=5 /orders?page=9\&size=5)
 
-serve() { # serve JAR: starts the service, sets $port
-    java -cp "$1" repair.demo.ShopService > "$work/service.log" 2>&1 &
-    for _ in $(seq 100); do
-        port=$(sed -n 's/^LISTENING port=//p' "$work/service.log")
-        [ -n "$port" ] && return
-        sleep 0.1
-    done
-    echo "demo: the service did not start" >&2
-    exit 1
-}
-drive() {
-    java -cp "$jar" repair.demo.LoadDriver "http://127.0.0.1:$port" 700 4 "${traffic[@]}"
-}
-
-echo "== 1. the shop service as built: three endpoints fault"
-serve "$jar"
-drive
-kill %1; wait %1 2>/dev/null || true
-
-echo "== 2. repairctl rewrites the faulty methods (demo/*.yaml)"
-cp "$jar" "$work/step0.jar"
-i=0
-for spec in demo/price-npe.yaml demo/ratio-zero.yaml demo/orders-page.yaml; do
-    echo "   $spec"
-    target/release/repairctl rewrite "$spec" "$work/step$i.jar" -o "$work/step$((i + 1)).jar"
-    i=$((i + 1))
+java -agentpath:"$root/target/release/librepair.so" -cp "$jar" repair.demo.ShopService > "$log" 2>&1 &
+pid=$!
+for _ in $(seq 100); do
+    port=$(sed -n 's/^LISTENING port=//p' "$log")
+    [ -n "$port" ] && break
+    sleep 0.1
 done
+[ -n "$port" ] || { echo "demo: the service did not start"; cat "$log"; exit 1; }
+drive() { java -cp "$jar" repair.demo.LoadDriver "http://127.0.0.1:$port" 700 4 "${traffic[@]}"; }
+stats() { curl -s "http://127.0.0.1:$port/stats" | tr '\n' ' '; echo; }
 
-echo "== 3. the repaired service: the same traffic, no errors"
-serve "$work/step$i.jar"
+echo "== 1. the shop service (pid $pid) with the agent: three endpoints fault"
 drive
-curl -s "http://127.0.0.1:$port/price?item=durian" | sed 's/^/   price of an unknown item: /'
+echo "   state: $(stats)"
+"$repairctl" status --pid "$pid" | sed 's/^/   /'
+
+echo "== 2. repaired live: repairctl apply (no restart)"
+for spec in demo/price-npe.yaml demo/ratio-zero.yaml demo/orders-page.yaml; do
+    "$repairctl" apply "$spec" --pid "$pid" | sed 's/^/   /'
+done
+"$repairctl" patches --pid "$pid" | sed 's/^/   /'
+
+echo "== 3. the same JVM, same traffic: no errors; the state carried on"
+drive
+echo "   state: $(stats)"
+
+echo "== 4. rollback price-npe: the original behaviour is back"
+"$repairctl" rollback price-npe --pid "$pid" | sed 's/^/   /'
+echo "   /price?item=durian -> $(curl -s "http://127.0.0.1:$port/price?item=durian")"
+"$repairctl" patches --pid "$pid" | sed 's/^/   /'
+echo "   the JVM is still pid $pid: $(ps -o etime= -p "$pid" | tr -d ' ') up"

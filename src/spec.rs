@@ -67,7 +67,10 @@ fn fallback_text(f: &Fallback) -> String {
     match f {
         Fallback::Default => "default".into(),
         Fallback::Null => "null".into(),
-        Fallback::Constant(c) => format!("value {c:?}"),
+        Fallback::Constant(transform::Constant::Int(i)) => format!("value {i}"),
+        Fallback::Constant(transform::Constant::Float(f)) => format!("value {f}"),
+        Fallback::Constant(transform::Constant::Bool(b)) => format!("value {b}"),
+        Fallback::Constant(transform::Constant::String(s)) => format!("value {s:?}"),
         Fallback::Argument(i) => format!("arg {i}"),
         Fallback::StaticMethod { class, name } => format!("{class}.{name}"),
     }
