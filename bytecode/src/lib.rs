@@ -4,6 +4,7 @@
 //! touch is written back byte-identical. `code` decodes a method body into labelled instructions
 //! and encodes it again with every offset relocated.
 
+pub mod analysis;
 pub mod archive;
 pub mod bytes;
 pub mod classfile;
@@ -11,6 +12,7 @@ pub mod code;
 pub mod constant_pool;
 pub mod descriptor;
 pub mod error;
+pub mod hierarchy;
 pub mod javap;
 pub mod mutf8;
 pub mod transform;
