@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use repair_bytecode::hierarchy::{Hierarchy, ObjectHierarchy};
 use repair_bytecode::transform::{self, CallSite, Fallback, GuardSpec, MethodTarget, ProbePoint, ProbeSpec, SwapSpec};
 use serde_yaml::Value;
 
@@ -116,12 +117,15 @@ impl fmt::Display for RewriteError {
 impl std::error::Error for RewriteError {}
 
 /// What a rewrite may need besides the class: attached files and the ids to report under.
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 pub struct RewriteEnv<'a> {
     /// File name (as the spec names it) → bytes, e.g. a swap's patch class.
     pub attachments: Option<&'a HashMap<String, Vec<u8>>>,
     /// Passed to the runtime hooks by guard handlers and probes; `None`: no reports.
     pub report_id: Option<i32>,
+    /// Answers type merges in methods without stack map frames (default: every class extends
+    /// `Object`, enough for class files of Java 7 and later, whose frames are declared).
+    pub hierarchy: Option<&'a dyn Hierarchy>,
 }
 
 impl PatchSpec {
@@ -215,13 +219,11 @@ impl PatchSpec {
                     call_site: call.clone(),
                     report_id: env.report_id,
                 };
-                if spec.call_site.is_some() {
-                    return Err(err(repair_bytecode::Error::refused(
-                        format!("patch {}", self.id),
-                        "call-site guards are not available yet: guard the whole method",
-                    )));
+                match env.hierarchy {
+                    _ if spec.call_site.is_none() => transform::guard::guard(class_bytes, &spec),
+                    Some(h) => transform::call_site::guard_call_site(class_bytes, &spec, h),
+                    None => transform::call_site::guard_call_site(class_bytes, &spec, &ObjectHierarchy),
                 }
-                transform::guard::guard(class_bytes, &spec)
             }
             Action::Probe { points, capture_args, capture_return, timestamp } => {
                 let spec = ProbeSpec {

@@ -95,7 +95,7 @@ fn now_ms() -> u64 {
 fn chain<'p>(original: &[u8], patches: impl Iterator<Item = &'p AppliedPatch>) -> Result<Vec<u8>, PatchError> {
     let mut bytes = original.to_vec();
     for p in patches {
-        let env = RewriteEnv { attachments: Some(&p.attachments), report_id: Some(p.report_id) };
+        let env = RewriteEnv { attachments: Some(&p.attachments), report_id: Some(p.report_id), hierarchy: None };
         bytes = p.spec.rewrite(&bytes, &env).map_err(|e| PatchError::Invalid(e.to_string()))?;
     }
     Ok(bytes)

@@ -164,7 +164,7 @@ fn rewrite_part(
                     out.push(None);
                     continue;
                 }
-                let env = RewriteEnv { attachments: Some(attachments), report_id: None };
+                let env = RewriteEnv { attachments: Some(attachments), ..RewriteEnv::default() };
                 let bytes = spec.rewrite(&e.bytes, &env).map_err(|err| err.to_string())?;
                 s.methods += 1;
                 Ok(bytes)

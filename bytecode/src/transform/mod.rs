@@ -4,6 +4,7 @@
 //! None may add or remove members or change signatures, modifiers or the hierarchy, since
 //! `RedefineClasses` refuses that; [`check_redefinable`] enforces it on the result.
 
+pub mod call_site;
 pub mod guard;
 pub mod hooks;
 pub mod probe;

@@ -1,0 +1,199 @@
+//! `guard` of one call site: `try { r = call(args) } catch (E) { r = fallback }` around a single
+//! invoke, with whatever the method had on its operand stack below the call kept. The stack at
+//! the call is spilled to fresh locals (its types come from the type inference) so the handler,
+//! which starts from an empty stack, can restore it.
+
+use std::sync::Arc;
+
+use super::guard::{edit_method, needs_frames, push_constant, push_int};
+use super::{hooks, CallSite, Fallback, GuardSpec};
+use crate::analysis::Analysis;
+use crate::classfile::ClassFile;
+use crate::code::opcodes::*;
+use crate::code::{Frame, Handler, Insn, VType, ValueKind};
+use crate::constant_pool::ConstantPool;
+use crate::descriptor::{FieldType, MethodDescriptor};
+use crate::error::{Error, Result};
+use crate::hierarchy::Hierarchy;
+
+/// Guards the call `spec.call_site` names inside `spec.method`.
+pub fn guard_call_site(class: &[u8], spec: &GuardSpec, hierarchy: &dyn Hierarchy) -> Result<Vec<u8>> {
+    let site = spec.call_site.as_ref().ok_or_else(|| Error::refused("guard", "no call site given"))?;
+    let mut cf = ClassFile::parse(class)?;
+    let index = cf.find_method(&spec.method.name, spec.method.descriptor.as_deref())?;
+    edit_method(&mut cf, index, |code, pool, info, major| {
+        let at = find_call(&code.insns, pool, site)?;
+        let (owner_desc, is_static) = call_shape(&code.insns[at], pool)?;
+        let call = MethodDescriptor::parse(&owner_desc)?;
+        let analysis = Analysis::run(code, pool, info, hierarchy)?;
+        let state = analysis.states[at].clone().ok_or_else(|| Error::refused("guard", "the call is unreachable"))?;
+        if state.locals.contains(&VType::UninitializedThis) {
+            return Err(Error::refused(
+                "guard",
+                "the call runs before super(...)/this(...): the object is not built yet",
+            ));
+        }
+        if state.stack.iter().any(|t| matches!(t, VType::Uninitialized(_) | VType::UninitializedThis | VType::Top)) {
+            return Err(Error::refused(
+                "guard",
+                "the call's operands include an object under construction (new X(..call..))",
+            ));
+        }
+        let n_args = call.params.len() + usize::from(!is_static);
+        let below = state.stack.len() - n_args;
+
+        // Spill every stack entry, top first, into fresh slots.
+        let mut slot = code.max_locals as usize;
+        let mut slots = vec![0u16; state.stack.len()];
+        for (i, t) in state.stack.iter().enumerate() {
+            slots[i] = u16::try_from(slot).map_err(|_| Error::limit("locals", "more than 65535 local slots"))?;
+            slot += if t.is_wide() { 2 } else { 1 };
+        }
+        let kind = |t: &VType| match t {
+            VType::Integer => ValueKind::Int,
+            VType::Long => ValueKind::Long,
+            VType::Float => ValueKind::Float,
+            VType::Double => ValueKind::Double,
+            _ => ValueKind::Reference,
+        };
+        let reload = |range: std::ops::Range<usize>| -> Vec<Insn> {
+            range.map(|i| Insn::load(kind(&state.stack[i]), slots[i])).collect()
+        };
+        let mut prefix: Vec<Insn> =
+            (0..state.stack.len()).rev().map(|i| Insn::store(kind(&state.stack[i]), slots[i])).collect();
+        prefix.extend(reload(0..state.stack.len()));
+        let (start, end, handler, join) = (code.new_label(), code.new_label(), code.new_label(), code.new_label());
+        prefix.push(Insn::Label(start));
+
+        let mut handler_code = vec![Insn::Label(handler)];
+        if let Some(id) = spec.report_id {
+            handler_code.extend([push_int(id, pool)?, Insn::Op(SWAP)]);
+            handler_code.push(Insn::Cp {
+                op: INVOKESTATIC,
+                index: pool.add_method_ref(hooks::CLASS, hooks::FALLBACK.0, hooks::FALLBACK.1)?,
+            });
+        } else {
+            handler_code.push(Insn::Op(POP));
+        }
+        handler_code.extend(reload(0..below));
+        let ret = ValueKind::of(&call.ret);
+        let first_arg = below + usize::from(!is_static);
+        match &spec.fallback {
+            Fallback::Default => handler_code.extend(ret.map(ValueKind::default_value)),
+            Fallback::Null if call.ret.is_reference() => handler_code.push(Insn::Op(ACONST_NULL)),
+            Fallback::Null => {
+                return Err(Error::refused("fallback", format!("null cannot stand for {}", call.ret.java_name())))
+            }
+            Fallback::Constant(_) if call.ret == FieldType::Void => {
+                return Err(Error::refused("fallback", "the call returns void: only the default fallback applies"))
+            }
+            Fallback::Constant(c) => handler_code.extend(push_constant(c, &call.ret, pool)?.0),
+            Fallback::Argument(a) => {
+                let p = call.params.get(*a as usize).ok_or_else(|| {
+                    Error::refused(
+                        "fallback",
+                        format!("argument {a} does not exist: the call has {} arguments", call.params.len()),
+                    )
+                })?;
+                if ValueKind::of(p) != ret {
+                    return Err(Error::refused(
+                        "fallback",
+                        format!("argument {a} is {} but the call returns {}", p.java_name(), call.ret.java_name()),
+                    ));
+                }
+                handler_code.extend(reload(first_arg + *a as usize..first_arg + *a as usize + 1));
+            }
+            Fallback::StaticMethod { class, name } => {
+                handler_code.extend(reload(first_arg..state.stack.len()));
+                let m = pool.add_method_ref(&class.replace('.', "/"), name, &owner_desc)?;
+                handler_code.push(Insn::Cp { op: INVOKESTATIC, index: m });
+            }
+        }
+        handler_code.push(Insn::Label(join));
+
+        // [spill, reload, start:] call [end:] goto join; handler: ...; [join:]
+        let mut suffix = vec![Insn::Label(end), Insn::Branch { op: GOTO, target: join }];
+        suffix.extend(handler_code);
+        code.insns.splice(at + 1..at + 1, suffix);
+        code.insns.splice(at..at, prefix);
+
+        let catch: Vec<String> = spec.catch.iter().map(|c| c.replace('.', "/")).collect();
+        for (i, c) in catch.iter().enumerate() {
+            let catch_type = pool.add_class(c)?;
+            code.insert_handler(i, Handler { start, end, handler, catch_type });
+        }
+        if needs_frames(code, major) {
+            let mut locals = state.locals.clone();
+            locals.resize(code.max_locals as usize, VType::Top);
+            for (i, t) in state.stack.iter().enumerate() {
+                locals.push(t.clone());
+                if t.is_wide() {
+                    locals.push(VType::Top);
+                }
+                debug_assert_eq!(locals.len() - 1 - usize::from(t.is_wide()), slots[i] as usize);
+            }
+            let base = crate::analysis::State { locals, stack: Vec::new() }.to_frame();
+            let caught: Arc<str> = match catch.as_slice() {
+                [one] => Arc::from(one.as_str()),
+                _ => Arc::from("java/lang/Throwable"),
+            };
+            let mut after = state.stack[..below].to_vec();
+            if call.ret != FieldType::Void {
+                after.push(crate::code::vtype_of(&call.ret));
+            }
+            let frames = code.frames_or_insert(pool)?;
+            frames.push((handler, Frame { locals: base.locals.clone(), stack: vec![VType::Object(caught)] }));
+            frames.push((join, Frame { locals: base.locals, stack: after }));
+        }
+        let below_slots: usize = state.stack[..below].iter().map(|t| if t.is_wide() { 2 } else { 1 }).sum();
+        code.max_locals = u16::try_from(slot).map_err(|_| Error::limit("locals", "more than 65535 local slots"))?;
+        code.max_stack = code.max_stack.max((below_slots + 2 + state.stack_slots()) as u16);
+        Ok(())
+    })?;
+    cf.to_bytes()
+}
+
+/// Index in `insns` of the `site.occurrence`-th matching call.
+fn find_call(insns: &[Insn], pool: &ConstantPool, site: &CallSite) -> Result<usize> {
+    let owner = site.owner.as_ref().map(|o| o.replace('.', "/"));
+    let mut seen = 0;
+    for (i, insn) in insns.iter().enumerate() {
+        let index = match insn {
+            Insn::Cp { op: INVOKEVIRTUAL | INVOKESPECIAL | INVOKESTATIC, index }
+            | Insn::InvokeInterface { index, .. } => *index,
+            _ => continue,
+        };
+        let r = pool.member_ref(index)?;
+        if r.name != site.name
+            || site.descriptor.as_deref().is_some_and(|d| d != r.descriptor)
+            || owner.as_deref().is_some_and(|o| o != r.class)
+        {
+            continue;
+        }
+        if r.name == "<init>" {
+            return Err(Error::refused("guard", "a constructor call cannot be guarded at the call site"));
+        }
+        seen += 1;
+        if seen == site.occurrence {
+            return Ok(i);
+        }
+    }
+    Err(Error::not_found(
+        "guard",
+        format!(
+            "call #{} to {}{} not found: the method makes {seen} such call(s)",
+            site.occurrence,
+            site.name,
+            site.descriptor.as_deref().unwrap_or("")
+        ),
+    ))
+}
+
+/// The called method's descriptor and whether the call is static.
+fn call_shape(insn: &Insn, pool: &ConstantPool) -> Result<(String, bool)> {
+    match insn {
+        Insn::Cp { op, index } => Ok((pool.member_ref(*index)?.descriptor.into_owned(), *op == INVOKESTATIC)),
+        Insn::InvokeInterface { index, .. } => Ok((pool.member_ref(*index)?.descriptor.into_owned(), false)),
+        _ => Err(Error::malformed("guard", "not a call")),
+    }
+}
