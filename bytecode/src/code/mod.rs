@@ -287,6 +287,7 @@ impl Code {
         let (layout, widened) = self.layout()?;
         let offset_of = |l: Label| layout.labels.get(l.0 as usize).copied().unwrap_or(u32::MAX);
         let mut code = Writer::with_capacity(layout.code_length as usize);
+        // (offset after an inverted branch, index of the widened conditional)
         let mut extra_frames: Vec<(u32, usize)> = Vec::new();
         for (i, insn) in self.insns.iter().enumerate() {
             let pc = layout.offsets[i];
@@ -339,12 +340,29 @@ impl Code {
             let data = match a {
                 CodeAttribute::StackMapTable(frames) => {
                     let mut sorted: Vec<(u32, &Frame)> = frames.iter().map(|(l, f)| (offset_of(*l), f)).collect();
-                    if let Some(&(_, i)) = extra_frames.first() {
-                        return Err(Error::limit(
-                            "code",
-                            format!("conditional branch (instruction {i}) must reach past 32 KiB, which needs a new stack map frame after it; not supported"),
-                        ));
-                    }
+                    // A widened conditional (`if!cond +8; goto_w target`) makes the instruction
+                    // after it a branch target: it needs the frame the condition leaves.
+                    let widened_frames: Vec<(u32, Frame)> = if extra_frames.is_empty() {
+                        Vec::new()
+                    } else {
+                        let analysis =
+                            crate::analysis::Analysis::run(self, pool, method, &crate::hierarchy::ObjectHierarchy)?;
+                        extra_frames
+                            .iter()
+                            .map(|&(offset, i)| {
+                                let mut state = analysis.states[i]
+                                    .clone()
+                                    .ok_or_else(|| Error::malformed("code", "unreachable widened branch"))?;
+                                let popped = match self.insns[i].opcode() {
+                                    Some(IF_ICMPEQ..=IF_ACMPNE) => 2,
+                                    _ => 1,
+                                };
+                                state.stack.truncate(state.stack.len().saturating_sub(popped));
+                                Ok((offset, state.to_frame()))
+                            })
+                            .collect::<Result<_>>()?
+                    };
+                    sorted.extend(widened_frames.iter().map(|(o, f)| (*o, f)));
                     sorted.sort_by_key(|(o, _)| *o);
                     sorted.dedup_by_key(|(o, _)| *o);
                     if sorted.iter().any(|(o, _)| *o >= layout.code_length) {
