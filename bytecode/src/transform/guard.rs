@@ -58,7 +58,8 @@ pub struct GuardAllStats {
     pub skipped: Vec<Error>,
 }
 
-/// Decodes the method at `index`, hands its code to `edit`, and stores the re-encoded result.
+/// Decodes the method at `index`, hands its code to `edit`, recomputes `max_stack`, and stores
+/// the re-encoded result.
 pub fn edit_method(
     cf: &mut ClassFile,
     index: usize,
@@ -79,6 +80,11 @@ pub fn edit_method(
         Code::decode(&cf.methods[index].attributes[code_at].data, &cf.pool, &info).map_err(|e| e.within(&context))?;
     let major = cf.major;
     edit(&mut code, &mut cf.pool, &info, major).map_err(|e| e.within(&context))?;
+    // The edit's own estimate is an upper bound; the inference gives the exact depth (it cannot
+    // follow jsr/ret subroutines of old class files, which keep the estimate).
+    if let Ok(a) = crate::analysis::Analysis::run(&code, &cf.pool, &info, &crate::hierarchy::ObjectHierarchy) {
+        code.max_stack = a.max_stack.min(u16::MAX as usize) as u16;
+    }
     let data = code.encode(&mut cf.pool, &info).map_err(|e| e.within(&context))?;
     cf.methods[index].attributes[code_at].data = data;
     Ok(())
