@@ -236,7 +236,38 @@ impl Agent {
         if self.fault_mode == FaultMode::Jvmti {
             enable(self.jvmti, Event::Exception);
         }
+        if self.fault_mode == FaultMode::Bytecode && self.mode == LoadMode::Attach {
+            self.probe_loaded_classes(jni);
+        }
         crate::api_impl::start_control(&self.options);
+    }
+
+    /// After attach, the application classes already loaded get their fault probes through one
+    /// `RetransformClasses` call (the ClassFileLoadHook adds them); classes loaded later get them
+    /// as they load.
+    fn probe_loaded_classes(&self, jni: &Jni<'_>) {
+        let done = jni.with_local_frame(4096, |jni| {
+            let classes = self.jvmti.loaded_classes(jni).map_err(|e| e.to_string())?;
+            let app: Vec<_> = classes
+                .into_iter()
+                .filter(|c| {
+                    self.jvmti.class_signature(c).is_ok_and(|s| {
+                        s.starts_with('L')
+                            && !s.contains("$$Lambda")
+                            && is_application_class(&s[1..s.len().saturating_sub(1)])
+                    }) && self.jvmti.is_modifiable(c).unwrap_or(false)
+                })
+                .collect();
+            let n = app.len();
+            if n > 0 {
+                self.jvmti.retransform(&app).map_err(|e| e.to_string())?;
+            }
+            Ok::<usize, String>(n)
+        });
+        match done {
+            Ok(n) => log_info!("fault probes added to {n} loaded application classes"),
+            Err(e) => log_warn!("fault probes not added to the loaded classes: {e}"),
+        }
     }
 
     /// One line per fault site and per report id, for the log at exit.
@@ -308,7 +339,33 @@ pub fn on_class_file_load(
     if agent.fault_mode == FaultMode::Jvmti {
         agent.faults.note_class(name, new_bytes.as_deref().unwrap_or(bytes));
     }
+    if agent.fault_mode == FaultMode::Bytecode && is_application_class(name) {
+        return capture_probes(name, new_bytes.as_deref().unwrap_or(bytes)).or(new_bytes);
+    }
     new_bytes
+}
+
+/// Classes whose exits by exception are faults: not the JDK's, not the agent's own.
+pub fn is_application_class(name: &str) -> bool {
+    const SYSTEM: [&str; 9] =
+        ["java/", "javax/", "jdk/", "sun/", "com/sun/", "repair/rt/", "org/w3c/", "org/xml/", "org/ietf/"];
+    !SYSTEM.iter().any(|p| name.starts_with(p))
+}
+
+/// Bytecode fault capture: a `Hooks.thrown` exception-exit probe on every method of `name`.
+/// Capture probe ids are negative (patch report ids are positive): a base per class, plus the
+/// method's index.
+fn capture_probes(name: &str, bytes: &[u8]) -> Option<Vec<u8>> {
+    let hash = name.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193));
+    let base = i32::MIN + ((hash & 0xF_FFFF) << 10) as i32;
+    match repair_bytecode::transform::probe::throw_probe_all(bytes, base) {
+        Ok((probed, n)) if n > 0 => Some(probed),
+        Ok(_) => None,
+        Err(e) => {
+            crate::log_debug!("no fault probes in {}: {e}", name.replace('/', "."));
+            None
+        }
+    }
 }
 
 pub fn on_exception(jvmti: Jvmti, jni: &Jni<'_>, event: &ExceptionEvent<'_>) {

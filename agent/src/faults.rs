@@ -134,6 +134,8 @@ thread_local! {
     /// Set while this thread records a fault: exceptions thrown by what recording calls (e.g. a
     /// `getMessage` that throws) must not be recorded in turn.
     static RECORDING: Cell<bool> = const { Cell::new(false) };
+    /// Identity hash of the exception this thread's throw probes last recorded.
+    static LAST_THROWN: Cell<Option<i32>> = const { Cell::new(None) };
 }
 
 impl Default for FaultLog {
@@ -203,6 +205,13 @@ impl FaultLog {
         if RECORDING.with(Cell::get) {
             return;
         }
+        // Throw probes sit on every application method: one exception unwinding through several
+        // of them is one occurrence, recorded at the first (innermost) probe it passes.
+        let identity = jvmti.object_hash(thrown).ok();
+        if identity.is_some() && LAST_THROWN.with(Cell::get) == identity {
+            return;
+        }
+        LAST_THROWN.with(|l| l.set(identity));
         RECORDING.with(|r| r.set(true));
         let exception = jni.class_name_of_object(thrown);
         let known =

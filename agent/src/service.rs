@@ -66,8 +66,9 @@ pub fn status() -> Option<Status> {
             Capability::ExceptionEvents.name(),
             if a.mode == LoadMode::Attach { " after attach" } else { "" }
         ),
-        (_, FaultMode::Bytecode) => "faults are captured only where probes with throw points are applied \
-                                     (Hooks.thrown); faults=jvmti at start-up captures every throw at a cost"
+        (_, FaultMode::Bytecode) => "faults are exceptions leaving application methods, seen by exception-exit \
+                                     probes (Hooks.thrown): whether a caller catches them is not known; \
+                                     faults=jvmti at start-up sees every throw and its handler, at a cost"
             .to_string(),
         (_, FaultMode::Off) => "fault capture is off".to_string(),
         (_, FaultMode::Jvmti) => String::new(),

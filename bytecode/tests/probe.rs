@@ -128,3 +128,21 @@ fn probe_all_keeps_the_program_working() {
     assert!(out.starts_with("enter 104\nenter 100\nexit 100\nenter 101\nexit 101\nadd=26\n"), "{out}");
     assert!(out.contains("thrown 102 java.lang.IllegalArgumentException\ncaught negative\n"), "{out}");
 }
+
+#[test]
+fn throw_probes_on_every_method_report_exits_by_exception_only() {
+    use repair_bytecode::transform::probe::throw_probe_all;
+    let dir = support::scratch("probe-throw-all");
+    let classes = support::javac(&dir, &[("Calc.java", CALC), ("repair/rt/Hooks.java", HOOKS)]);
+    let path = classes.join("Calc.class");
+    let (ok, before, _) = support::java(&[&classes], "Calc");
+    assert!(ok);
+    let (bytes, probed) = throw_probe_all(&std::fs::read(&path).unwrap(), 200).unwrap();
+    assert_eq!(probed, 5);
+    std::fs::write(&path, &bytes).unwrap();
+    let (ok, out, err) = support::java(&[&classes], "Calc");
+    assert!(ok, "{err}");
+    // half(-1) throws out of half (method #2): one event, then main catches it as before.
+    assert_eq!(out.replace("thrown 202 java.lang.IllegalArgumentException\n", ""), before);
+    assert_eq!(out.matches("thrown").count(), 1, "{out}");
+}

@@ -321,6 +321,13 @@ impl Jvmti {
         Ok(list)
     }
 
+    /// The object's identity hash code (as `System.identityHashCode`).
+    pub fn object_hash(self, object: &Local<'_>) -> Result<i32, JvmtiError> {
+        let mut hash = 0;
+        jvmti_call!(self.0, GetObjectHashCode, object.raw(), &mut hash)?;
+        Ok(hash)
+    }
+
     /// Whether `RedefineClasses`/`RetransformClasses` may touch the class.
     pub fn is_modifiable(self, class: &Local<'_>) -> Result<bool, JvmtiError> {
         let mut modifiable = 0;

@@ -315,7 +315,7 @@ fn handler_insns(
 /// Where a constructor's body starts: the offset after its `super(...)`/`this(...)` call when the
 /// code before it is straight-line and unprotected (then that call dominates the rest);
 /// `None` when a full analysis is needed.
-fn straight_constructor_start(code: &[u8], table: &[u8], pool: &ConstantPool) -> Result<Option<u32>> {
+pub(crate) fn straight_constructor_start(code: &[u8], table: &[u8], pool: &ConstantPool) -> Result<Option<u32>> {
     let mut pending_new = 0usize;
     let mut start = None;
     let mut complex = false;
@@ -359,8 +359,6 @@ fn straight_constructor_start(code: &[u8], table: &[u8], pool: &ConstantPool) ->
 /// arguments and the protected range is the whole body (or a constructor's straight-line tail).
 /// Returns false, changing nothing, when the method needs the general path.
 fn guard_appended(cf: &mut ClassFile, index: usize, spec: &GuardSpec) -> Result<bool> {
-    use crate::bytes::{Reader, Writer};
-    use crate::classfile::{parse_attributes, write_attributes, Attribute};
     let class_name = cf.name()?.into_owned();
     let m = &cf.methods[index];
     let name = cf.member_name(m)?.into_owned();
@@ -372,7 +370,52 @@ fn guard_appended(cf: &mut ClassFile, index: usize, spec: &GuardSpec) -> Result<
     let desc = MethodDescriptor::parse(&descriptor).map_err(|e| e.within(&context))?;
     check_fallback(&spec.fallback, &desc).map_err(|e| e.within(&context))?;
 
-    let data = &cf.methods[index].attributes[code_at].data;
+    // Moved out while the pool grows; put back unless replaced.
+    let data = std::mem::take(&mut cf.methods[index].attributes[code_at].data);
+    let mut edit = || -> Result<Option<Vec<u8>>> {
+        let raw = raw_code(&data)?;
+        let start = if info.is_constructor() && class_name != "java/lang/Object" {
+            match straight_constructor_start(raw.code, raw.table, &cf.pool).map_err(|e| e.within(&context))? {
+                Some(s) => s,
+                None => return Ok(None),
+            }
+        } else {
+            0
+        };
+        let (handler_code, stack_needed) =
+            handler_insns(spec, &desc, &info, &[], &mut cf.pool).map_err(|e| e.within(&context))?;
+        let catch: Vec<String> = spec.catch.iter().map(|c| c.replace('.', "/")).collect();
+        append_handler(cf, &context, raw, start, &catch, &handler_code, stack_needed).map(Some)
+    };
+    let result = edit();
+    match result {
+        Ok(Some(new)) => {
+            cf.methods[index].attributes[code_at].data = new;
+            Ok(true)
+        }
+        Ok(None) => {
+            cf.methods[index].attributes[code_at].data = data;
+            Ok(false)
+        }
+        Err(e) => {
+            cf.methods[index].attributes[code_at].data = data;
+            Err(e)
+        }
+    }
+}
+
+/// The parts of a raw `Code` attribute an appended handler keeps.
+pub(crate) struct RawCode<'a> {
+    pub(crate) code: &'a [u8],
+    pub(crate) table: &'a [u8],
+    max_stack: u16,
+    max_locals: u16,
+    attributes: Vec<crate::classfile::Attribute>,
+}
+
+/// Splits a raw `Code` attribute without decoding its instructions.
+pub(crate) fn raw_code(data: &[u8]) -> Result<RawCode<'_>> {
+    use crate::bytes::Reader;
     let mut r = Reader::new(data, "Code attribute");
     let max_stack = r.u16()?;
     let max_locals = r.u16()?;
@@ -380,48 +423,56 @@ fn guard_appended(cf: &mut ClassFile, index: usize, spec: &GuardSpec) -> Result<
     let code = r.bytes(code_length)?;
     let handlers = r.u16()?;
     let table = r.bytes(handlers as usize * 8)?;
-    let mut attributes = parse_attributes(&mut r)?;
+    let attributes = crate::classfile::parse_attributes(&mut r)?;
     r.finish()?;
+    Ok(RawCode { code, table, max_stack, max_locals, attributes })
+}
 
-    let start = if info.is_constructor() && class_name != "java/lang/Object" {
-        match straight_constructor_start(code, table, &cf.pool).map_err(|e| e.within(&context))? {
-            Some(s) => s,
-            None => return Ok(false),
-        }
-    } else {
-        0
-    };
-    let (handler_code, stack_needed) =
-        handler_insns(spec, &desc, &info, &[], &mut cf.pool).map_err(|e| e.within(&context))?;
+/// A `Code` attribute with `handler_code` appended after the last instruction and one handler
+/// entry per catch type (`""`: any) over `[start, end of the old code)`, placed last; with a
+/// frame at the handler (locals none, stack the caught type) when the method needs frames.
+pub(crate) fn append_handler(
+    cf: &mut ClassFile,
+    context: &str,
+    raw: RawCode<'_>,
+    start: u32,
+    catch: &[String],
+    handler_code: &[Insn],
+    stack_needed: usize,
+) -> Result<Vec<u8>> {
+    use crate::bytes::Writer;
+    use crate::classfile::{write_attributes, Attribute};
+    let RawCode { code, table, max_stack, max_locals, mut attributes } = raw;
+    let code_length = code.len();
     let pc = code_length as u32;
-    let handler_bytes = crate::code::encode_linear(&handler_code, pc)?;
+    let handler_bytes = crate::code::encode_linear(handler_code, pc)?;
     let new_length = code_length + handler_bytes.len();
     if new_length > 65535 {
-        return Err(Error::limit(&context, format!("{new_length} bytes of code exceed the 65535-byte limit")));
+        return Err(Error::limit(context, format!("{new_length} bytes of code exceed the 65535-byte limit")));
     }
-    let catch_names: Vec<String> = spec.catch.iter().map(|c| c.replace('.', "/")).collect();
-    let mut w = Writer::with_capacity(data.len() + handler_bytes.len() + 32);
+    let catch_names = catch;
+    let mut w = Writer::with_capacity(code_length + table.len() + handler_bytes.len() + 64);
     w.u16(max_stack.max(stack_needed as u16));
     w.u16(max_locals);
     w.u32(new_length as u32);
     w.bytes(code);
     w.bytes(&handler_bytes);
-    w.len16(handlers as usize + catch_names.len(), "exception table")?;
+    w.len16(table.len() / 8 + catch_names.len(), "exception table")?;
     w.bytes(table);
-    for c in &catch_names {
+    for c in catch_names {
         w.u16(start as u16);
         w.u16(pc as u16);
         w.u16(pc as u16);
-        w.u16(cf.pool.add_class(c)?);
+        w.u16(if c.is_empty() { 0 } else { cf.pool.add_class(c)? });
     }
     let has_table = cf.attribute_position(&attributes, "StackMapTable");
     if has_table.is_some() || cf.major >= 51 {
-        let caught = match catch_names.as_slice() {
-            [one] => cf.pool.add_class(one)?,
+        let caught = match catch_names {
+            [one] if !one.is_empty() => cf.pool.add_class(one)?,
             _ => cf.pool.add_class("java/lang/Throwable")?,
         };
         let (count, last) = match has_table {
-            Some(i) => crate::code::stackmap::last_frame_offset(&attributes[i].data).map_err(|e| e.within(&context))?,
+            Some(i) => crate::code::stackmap::last_frame_offset(&attributes[i].data).map_err(|e| e.within(context))?,
             None => (0, None),
         };
         let delta = last.map_or(pc, |l| pc - l - 1) as u16;
@@ -444,8 +495,7 @@ fn guard_appended(cf: &mut ClassFile, index: usize, spec: &GuardSpec) -> Result<
         }
     }
     write_attributes(&mut w, &attributes)?;
-    cf.methods[index].attributes[code_at].data = w.into_inner();
-    Ok(true)
+    Ok(w.into_inner())
 }
 
 /// Pads `f.locals` with `top` up to `slots` slots, then appends `extra`.

@@ -214,3 +214,67 @@ fn probe_method(cf: &mut ClassFile, index: usize, spec: &ProbeSpec) -> Result<()
         Ok(())
     })
 }
+
+/// Exception-exit probes (`Hooks.thrown`, then rethrow) on every method with a body: the
+/// agent's default fault capture. The handler is appended after the last instruction, so no
+/// method is decoded; a constructor whose `super(...)` call is not on a straight-line prefix
+/// takes the general path. Returns the bytes and how many methods got a probe.
+pub fn throw_probe_all(class: &[u8], probe_id_base: i32) -> Result<(Vec<u8>, usize)> {
+    use super::guard::{append_handler, raw_code, straight_constructor_start};
+    let mut cf = ClassFile::parse(class)?;
+    let class_name = cf.name()?.into_owned();
+    let mut probed = 0;
+    for i in 0..cf.methods.len() {
+        let m = &cf.methods[i];
+        let Some(code_at) = cf.attribute_position(&m.attributes, "Code") else { continue };
+        if m.access & (ACC_ABSTRACT | ACC_NATIVE) != 0 {
+            continue;
+        }
+        let id = probe_id_base.wrapping_add(i as i32);
+        let is_constructor = cf.pool.is_utf8(m.name, "<init>") && class_name != "java/lang/Object";
+        let context = format!("method {} #{i}", class_name.replace('/', "."));
+        let data = std::mem::take(&mut cf.methods[i].attributes[code_at].data);
+        let mut edit = || -> Result<Option<Vec<u8>>> {
+            let raw = raw_code(&data)?;
+            let start = if is_constructor {
+                match straight_constructor_start(raw.code, raw.table, &cf.pool)? {
+                    Some(s) => s,
+                    None => return Ok(None),
+                }
+            } else {
+                0
+            };
+            let handler = [
+                Insn::Op(DUP),
+                push_int(id, &mut cf.pool)?,
+                Insn::Op(SWAP),
+                hook(&mut cf.pool, hooks::THROWN)?,
+                Insn::Op(ATHROW),
+            ];
+            append_handler(&mut cf, &context, raw, start, &[String::new()], &handler, 3).map(Some)
+        };
+        let result = edit();
+        match result {
+            Ok(Some(new)) => {
+                cf.methods[i].attributes[code_at].data = new;
+                probed += 1;
+            }
+            Ok(None) => {
+                cf.methods[i].attributes[code_at].data = data;
+                let spec = ProbeSpec {
+                    method: super::MethodTarget { name: String::new(), descriptor: None },
+                    points: vec![ProbePoint::Throw],
+                    probe_id: id,
+                    capture_args: false,
+                    capture_return: false,
+                    timestamp: false,
+                };
+                if probe_method(&mut cf, i, &spec).is_ok() {
+                    probed += 1;
+                }
+            }
+            Err(_) => cf.methods[i].attributes[code_at].data = data,
+        }
+    }
+    Ok((cf.to_bytes()?, probed))
+}
