@@ -5,10 +5,10 @@
 //! [`faults`], [`hooks`] and [`patches`] are the parts it is made of.
 
 mod agent;
-mod api_impl;
 pub mod api;
-pub mod control;
+mod api_impl;
 mod config;
+pub mod control;
 mod faults;
 mod hooks;
 mod jvmti;
