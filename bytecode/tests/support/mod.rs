@@ -42,19 +42,39 @@ pub fn javac(dir: &Path, sources: &[(&str, &str)]) -> PathBuf {
     out
 }
 
-/// Runs `main` with `classpath`; returns (success, stdout, stderr).
+/// The other JDK the tests run on when this machine has it.
+pub const TEMURIN: &str = "/usr/lib/jvm/temurin-25-jdk-amd64";
+
+/// Runs `main` with `classpath` on the default JDK and, when present, on Temurin too, which must
+/// behave the same; returns (success, stdout, stderr) of the default JDK's run.
 pub fn java(classpath: &[&Path], main: &str) -> (bool, String, String) {
-    let cp = std::env::join_paths(classpath).unwrap();
-    let out = Command::new(java_home().join("bin/java"))
-        .arg("-Xshare:off")
-        .arg("-cp")
-        .arg(cp)
-        .arg(main)
-        .output()
-        .expect("java runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let run = |home: &Path| {
+        let cp = std::env::join_paths(classpath).unwrap();
+        let out = Command::new(home.join("bin/java"))
+            .arg("-Xshare:off")
+            .arg("-cp")
+            .arg(cp)
+            .arg(main)
+            .output()
+            .expect("java runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let reference = run(&java_home());
+    let temurin = Path::new(TEMURIN);
+    if temurin.join("bin/java").exists() {
+        let other = run(temurin);
+        assert_eq!(
+            (other.0, &other.1),
+            (reference.0, &reference.1),
+            "Temurin behaves differently; its stderr:\n{}",
+            other.2
+        );
+    } else {
+        println!("skipping the second JDK: {TEMURIN} not found");
+    }
+    reference
 }
