@@ -1,0 +1,336 @@
+//! Live repair over gRPC: a JVM whose worker threads call the target methods is patched with
+//! `repairctl apply` (guard, swap, probe), keeps its state, and `repairctl rollback` restores the
+//! original behaviour. The same after dynamic attach (JDK 17 and, when present, JDK 25). Bad input
+//! gets one clear error and changes nothing in the JVM.
+
+mod agent_support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::Duration;
+
+use agent_support::{agentpath, compile, jdks, Jdk, TempDir};
+
+const SHOP: &str = r#"
+import java.io.*;
+import java.util.*;
+import java.util.concurrent.*;
+import java.util.concurrent.atomic.*;
+public class Shop {
+    static final Map<String, Long> state = new ConcurrentHashMap<>();
+    static final AtomicLong calls = new AtomicLong(), errors = new AtomicLong();
+    static String tryPrice(String k) { try { return String.valueOf(Prices.price(k)); } catch (NullPointerException e) { return "NPE"; } }
+    public static void main(String[] a) throws Exception {
+        state.put("orders", 42L);
+        for (int t = 0; t < 4; t++) {
+            Thread w = new Thread(() -> {
+                for (long i = 0; ; i++) {
+                    try { Prices.price(i % 2 == 0 ? "apple" : "durian"); Calc.twice((int) i); calls.incrementAndGet(); }
+                    catch (RuntimeException e) { errors.incrementAndGet(); }
+                    try { Thread.sleep(1); } catch (InterruptedException e) { return; }
+                }
+            });
+            w.setDaemon(true);
+            w.start();
+        }
+        System.out.println("READY " + ProcessHandle.current().pid());
+        BufferedReader in = new BufferedReader(new InputStreamReader(System.in));
+        for (String line; (line = in.readLine()) != null; ) {
+            long e1 = errors.get(), c1 = calls.get();
+            Thread.sleep(150);
+            System.out.println("STATE price=" + tryPrice("durian") + " label=" + Labels.label("x") + " twice=" + Calc.twice(21)
+                + " erroring=" + (errors.get() > e1) + " serving=" + (calls.get() > c1) + " orders=" + state.get("orders"));
+        }
+    }
+}
+class Prices {
+    static final Map<String, Long> prices = new HashMap<>(Map.of("apple", 3L));
+    static long price(String k) { return prices.get(k).longValue(); }
+}
+class Labels { static String label(String s) { return s; } }
+class Calc { static int twice(int x) { return 2 * x; } }
+"#;
+
+/// Fixed source for the swap: compiled apart, its `label` replaces the target's.
+const FIXED: &str = r#"
+class Labels {
+    static String label(String s) { return "fixed:" + s.toUpperCase(); }
+    static String lambda(String s) { return java.util.Optional.of(s).map(v -> v + "!").get(); }
+}
+"#;
+
+struct Jvm {
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    pid: u32,
+}
+
+impl Jvm {
+    fn start(jdk: &Jdk, dir: &Path, args: &[String]) -> Jvm {
+        let mut child = Command::new(jdk.java())
+            .args(args)
+            .arg("-cp")
+            .arg(dir)
+            .arg("Shop")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("java starts");
+        let (tx, lines) = channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        let stdin = child.stdin.take().unwrap();
+        let ready = lines.recv_timeout(Duration::from_secs(30)).expect("the JVM prints READY");
+        let pid = ready.strip_prefix("READY ").expect("READY line").trim().parse().unwrap();
+        Jvm { child: Some(child), stdin: Some(stdin), lines, pid }
+    }
+
+    fn state(&mut self) -> String {
+        writeln!(self.stdin.as_mut().expect("running"), "state").unwrap();
+        self.lines.recv_timeout(Duration::from_secs(30)).expect("a STATE line")
+    }
+
+    /// Ends the JVM by closing its stdin; returns its stderr (the agent's exit summary).
+    fn finish(mut self) -> String {
+        drop(self.stdin.take());
+        let run = agent_support::finish(self.child.take().expect("running"), Duration::from_secs(30));
+        assert_eq!(run.code, Some(0), "the JVM ended badly:\n{}", run.stderr);
+        run.stderr
+    }
+}
+
+impl Drop for Jvm {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+        }
+    }
+}
+
+/// Runs repairctl; returns (success, stdout, stderr).
+fn repairctl(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_repairctl")).args(args).output().expect("repairctl runs");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn write_spec(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+const GUARD: &str = "id: price-npe\ntarget: { class: Prices, method: \"price(Ljava/lang/String;)J\" }\naction:\n  guard: { catch: [java.lang.NullPointerException], fallback: { value: -7 } }\n";
+const SWAP: &str =
+    "id: label-fix\ntarget: { class: Labels, method: label }\naction:\n  swap: { class_file: fixed/Labels.class }\n";
+const PROBE: &str = "id: calc-probe\ntarget: { class: Calc, method: twice }\naction:\n  probe: { at: [entry, exit], capture: [time] }\n";
+
+fn sources(jdk: &Jdk, tag: &str) -> TempDir {
+    let dir = TempDir::new(tag);
+    compile(jdk, &dir.0, &[("Shop.java", SHOP)]);
+    let fixed = dir.0.join("fixed");
+    std::fs::create_dir_all(&fixed).unwrap();
+    compile(jdk, &fixed, &[("Labels.java", FIXED)]);
+    dir
+}
+
+/// Guard, swap and probe applied while the workers run, then rolled back.
+fn repair_and_roll_back(jvm: &mut Jvm, dir: &Path) {
+    let pid = jvm.pid.to_string();
+    let s = jvm.state();
+    assert!(
+        s.contains("price=NPE") && s.contains("label=x ") && s.contains("erroring=true") && s.contains("orders=42"),
+        "{s}"
+    );
+
+    let (guard, swap, probe) = (
+        write_spec(dir, "guard.yaml", GUARD),
+        write_spec(dir, "swap.yaml", SWAP),
+        write_spec(dir, "probe.yaml", PROBE),
+    );
+    for spec in [&guard, &swap, &probe] {
+        let (ok, out, err) = repairctl(&["apply", spec, "--pid", &pid]);
+        assert!(ok, "apply {spec}: {err}");
+        assert!(out.starts_with("applied "), "{out}");
+    }
+    let s = jvm.state();
+    assert!(s.contains("price=-7") && s.contains("label=fixed:X") && s.contains("twice=42"), "repaired: {s}");
+    assert!(s.contains("erroring=false") && s.contains("serving=true") && s.contains("orders=42"), "state kept: {s}");
+    let (ok, out, _) = repairctl(&["patches", "--pid", &pid, "-o", "json"]);
+    assert!(ok);
+    let patches: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let guard_patch = patches.as_array().unwrap().iter().find(|p| p["id"] == "price-npe").expect("price-npe listed");
+    assert!(guard_patch["fallbacks"].as_u64().unwrap() > 0, "fallbacks counted: {out}");
+
+    let (ok, _, err) = repairctl(&["rollback", "price-npe", "--pid", &pid]);
+    assert!(ok, "{err}");
+    let s = jvm.state();
+    assert!(
+        s.contains("price=NPE") && s.contains("erroring=true") && s.contains("label=fixed:X"),
+        "guard rolled back alone: {s}"
+    );
+    let (ok, out, err) = repairctl(&["rollback", "--all", "--pid", &pid]);
+    assert!(ok, "{err}");
+    assert!(out.contains("label-fix") && out.contains("calc-probe"), "{out}");
+    let s = jvm.state();
+    assert!(
+        s.contains("price=NPE") && s.contains("label=x ") && s.contains("orders=42") && s.contains("serving=true"),
+        "originals back: {s}"
+    );
+}
+
+#[test]
+fn guard_swap_and_probe_apply_live_and_roll_back() {
+    let jdk = agent_support::default_jdk();
+    let dir = sources(&jdk, "live");
+    let mut jvm = Jvm::start(&jdk, &dir.0, &[agentpath("")]);
+    repair_and_roll_back(&mut jvm, &dir.0);
+    let stderr = jvm.finish();
+    // Patches get report ids 1, 2, 3 in apply order: the probe (3) reported to the runtime hooks
+    // while it was in place, and the guard (1) counted its fallbacks.
+    let report = |id: &str| {
+        stderr
+            .lines()
+            .find(|l| l.contains(&format!("report {id} ")))
+            .unwrap_or_else(|| panic!("no report {id}:\n{stderr}"))
+    };
+    assert!(!report("3").contains("enters=0") && !report("3").contains("exits=0"), "{}", report("3"));
+    assert!(!report("1").contains("fallbacks=0"), "{}", report("1"));
+}
+
+#[test]
+fn the_same_after_dynamic_attach() {
+    for jdk in jdks() {
+        let dir = sources(&jdk, "attach");
+        let mut args = Vec::new();
+        if jdk.name != "default JDK" {
+            args.push("-XX:+EnableDynamicAgentLoading".to_string());
+        }
+        let mut jvm = Jvm::start(&jdk, &dir.0, &args);
+        let pid = jvm.pid.to_string();
+        let (ok, out, err) = repairctl(&["attach", &pid]);
+        assert!(ok, "{}: attach: {err}", jdk.name);
+        assert!(out.contains("agent loaded"), "{out}");
+        let (ok, out, _) = repairctl(&["status", "--pid", &pid]);
+        assert!(ok && out.contains("onattach") && out.contains("bytecode-probes"), "{out}");
+        repair_and_roll_back(&mut jvm, &dir.0);
+        // A second load is refused and the first agent keeps serving.
+        let (ok, _, err) = repairctl(&["attach", &pid]);
+        assert!(!ok && err.contains("refused to start"), "{err}");
+        assert!(repairctl(&["status", "--pid", &pid]).0);
+        jvm.finish();
+    }
+}
+
+#[test]
+fn bad_input_gets_one_clear_error_and_changes_nothing() {
+    let jdk = agent_support::default_jdk();
+    let dir = sources(&jdk, "bad");
+    let d = &dir.0;
+    let mut jvm = Jvm::start(&jdk, d, &[agentpath("")]);
+    let pid = jvm.pid.to_string();
+    let guard = write_spec(d, "guard.yaml", GUARD);
+    assert!(repairctl(&["apply", &guard, "--pid", &pid]).0);
+    let before = jvm.state();
+
+    let fail = |spec: &str, expect: &str| {
+        let (ok, out, err) = repairctl(&["apply", spec, "--pid", &pid]);
+        assert!(!ok, "{spec} was accepted: {out}");
+        assert!(err.starts_with("repairctl: error: ") && err.trim_end().lines().count() == 1, "one line: {err}");
+        assert!(err.contains(expect), "{spec}: {err} lacks {expect:?}");
+    };
+    fail(
+        &write_spec(d, "c.yaml", &GUARD.replace("class: Prices", "class: NoSuchClass").replace("price-npe", "c")),
+        "NoSuchClass",
+    );
+    fail(
+        &write_spec(
+            d,
+            "m.yaml",
+            &GUARD.replace("method: \"price(Ljava/lang/String;)J\"", "method: nosuch").replace("price-npe", "m"),
+        ),
+        "no method nosuch",
+    );
+    fail(&write_spec(d, "dup.yaml", GUARD), "already applied");
+    // A swap whose body needs the lambda's synthetic method, which the target lacks.
+    let lambda = write_spec(d, "l.yaml", &SWAP.replace("method: label", "method: lambda").replace("label-fix", "l"));
+    fail(&lambda, "no method lambda");
+    let lambda_body = FIXED.replace("return \"fixed:\" + s.toUpperCase();", "return lambda(s);");
+    let fixed2 = d.join("fixed2");
+    std::fs::create_dir_all(&fixed2).unwrap();
+    compile(&jdk, &fixed2, &[("Labels.java", &lambda_body)]);
+    fail(
+        &write_spec(d, "l2.yaml", &SWAP.replace("fixed/", "fixed2/").replace("label-fix", "l2")),
+        "redefinition cannot add a method",
+    );
+    // A file that is not a class.
+    std::fs::write(d.join("fixed/NotAClass.class"), b"hello").unwrap();
+    fail(
+        &write_spec(
+            d,
+            "n.yaml",
+            &SWAP.replace("fixed/Labels.class", "fixed/NotAClass.class").replace("label-fix", "n"),
+        ),
+        "not a class file",
+    );
+    // A patch class HotSpot's verifier rejects: `label` returning an int from a String method.
+    let bytes = std::fs::read(d.join("fixed/Labels.class")).unwrap();
+    let mut cf = repair_bytecode::ClassFile::parse(&bytes).unwrap();
+    let i = cf.find_method("label", None).unwrap();
+    let at = cf.attribute_position(&cf.methods[i].attributes, "Code").unwrap();
+    let info = repair_bytecode::code::MethodInfo {
+        class: "Labels",
+        name: "label",
+        descriptor: "(Ljava/lang/String;)Ljava/lang/String;",
+        access: cf.methods[i].access,
+    };
+    let mut code = repair_bytecode::code::Code::decode(&cf.methods[i].attributes[at].data, &cf.pool, &info).unwrap();
+    for insn in &mut code.insns {
+        if *insn == repair_bytecode::code::Insn::Op(repair_bytecode::code::opcodes::ARETURN) {
+            *insn = repair_bytecode::code::Insn::Op(repair_bytecode::code::opcodes::IRETURN);
+        }
+    }
+    cf.methods[i].attributes[at].data = code.encode(&mut cf.pool, &info).unwrap();
+    let bad = d.join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("Labels.class"), cf.to_bytes().unwrap()).unwrap();
+    fail(
+        &write_spec(d, "v.yaml", &SWAP.replace("fixed/", "bad/").replace("label-fix", "v")),
+        "JVMTI_ERROR_FAILS_VERIFICATION",
+    );
+
+    let after = jvm.state();
+    let strip = |s: &str| s.replace("erroring=false", "").replace("serving=true", "");
+    assert_eq!(strip(&after), strip(&before), "the JVM is unchanged");
+    let (_, out, _) = repairctl(&["patches", "--pid", &pid]);
+    assert_eq!(out.lines().count(), 2, "only the guard is active:\n{out}");
+    jvm.finish();
+}
+
+#[test]
+fn a_killed_jvm_leaves_a_socket_that_is_reported_clearly() {
+    let jdk = agent_support::default_jdk();
+    let dir = sources(&jdk, "killed");
+    let mut jvm = Jvm::start(&jdk, &dir.0, &[agentpath("")]);
+    let pid = jvm.pid;
+    assert!(repairctl(&["status", "--pid", &pid.to_string()]).0);
+    let mut child = jvm.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let socket = repair::endpoint::socket_path(pid);
+    assert!(socket.exists(), "kill -9 leaves {} behind", socket.display());
+    let (ok, _, err) = repairctl(&["status", "--pid", &pid.to_string()]);
+    assert!(!ok);
+    assert!(
+        err.starts_with("repairctl: error: ") && (err.contains("stale socket") || err.contains("no process")),
+        "{err}"
+    );
+    let _ = std::fs::remove_file(socket);
+}
