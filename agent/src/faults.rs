@@ -126,7 +126,7 @@ pub struct FaultLog {
     /// Internal class name → (method name + descriptor → handlers), from the class bytes seen.
     handlers: Mutex<HashMap<String, HashMap<String, Handlers>>>,
     /// (probe id, exception class) → the site it was recorded under, for the probes' fast path.
-    probe_sites: Mutex<HashMap<(i32, String), SiteKey>>,
+    probe_sites: Mutex<HashMap<(i32, i32), SiteKey>>,
     updates: broadcast::Sender<Fault>,
 }
 
@@ -213,16 +213,18 @@ impl FaultLog {
         }
         LAST_THROWN.with(|l| l.set(identity));
         RECORDING.with(|r| r.set(true));
-        let exception = jni.class_name_of_object(thrown);
-        let known =
-            self.probe_sites.lock().unwrap_or_else(|e| e.into_inner()).get(&(probe_id, exception.clone())).cloned();
+        // A known (probe, exception class) is only counted: keyed by the class object's identity,
+        // so the hot path makes no call back into Java for the class's name.
+        let class = jni.object_class(thrown);
+        let class_id = jvmti.object_hash(&class).unwrap_or(0);
+        let known = self.probe_sites.lock().unwrap_or_else(|e| e.into_inner()).get(&(probe_id, class_id)).cloned();
         let counted = known.is_some_and(|key| self.count_again(&key));
         if !counted {
             if let Ok(frames) = jvmti.current_stack(MAX_FRAMES) {
                 let infos = self.infos(jvmti, jni, &frames);
                 if let Some(site) = infos.iter().position(|(i, _)| i.is_application()) {
                     let key = self.record(jvmti, jni, thrown, &infos, site);
-                    self.probe_sites.lock().unwrap_or_else(|e| e.into_inner()).insert((probe_id, exception), key);
+                    self.probe_sites.lock().unwrap_or_else(|e| e.into_inner()).insert((probe_id, class_id), key);
                 }
             }
         }
