@@ -6,7 +6,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 forks=${FORKS:-3}
 seconds=${SECONDS_PER_FORK:-5}
-cargo build --release -q --workspace
+cargo build --release -q --workspace --examples
 (cd java-harness && gradle --offline -q jar 2>/dev/null)
 so="$root/target/release/librepair.so"
 cp="java-harness/build/libs/repair-harness.jar"
@@ -55,7 +55,7 @@ rss() {
 rss_none=$(for _ in 1 2 3; do rss; done | stats)
 rss_agent=$(for _ in 1 2 3; do rss -agentpath:"$so"; done | stats)
 
-echo "== apply round trip on a JVM with ~10,000 loaded classes: 50 apply + rollback"
+echo "== apply round trip on a JVM with ~10,000 loaded classes: 200 apply + rollback on one connection, 50 with repairctl"
 jars=$(for j in guava groovy-all commons-lang3 commons-io; do readlink -f "/usr/share/java/$j.jar"; done | tr '\n' ' ')
 "$java" -agentpath:"$so" -cp "$cp" repair.bench.AgentWorkloads serve 9000 $jars > "$out/serve.log" 2> "$out/serve.err" &
 serve_pid=$!
@@ -63,6 +63,7 @@ for _ in $(seq 300); do grep -q LISTENING "$out/serve.log" && break; sleep 0.1; 
 sock=$(sed -n 's/.*listening on unix://p' "$out/serve.err")
 
 spec="$root/demo/price-npe.yaml"
+connected=$(target/release/examples/apply_latency "unix:$sock" "$spec" 200)
 for _ in $(seq 50); do
     t0=$(date +%s%N)
     target/release/repairctl apply "$spec" --endpoint "unix:$sock" >/dev/null
@@ -85,5 +86,7 @@ quantiles() { python3 -c "import statistics as s; v=sorted(float(x) for x in ope
     echo "                       agent faults=jvmti: $(stats < "$out/exceptions-jvmti")   change $(pct "$out/exceptions-none" "$out/exceptions-jvmti")"
     echo "start-up to main (ms)  without agent: $(stats < "$out/start-none")   with agent: $(stats < "$out/start-agent")"
     echo "RSS of an idle service (KiB)  without agent: $rss_none   with agent: $rss_agent"
-    echo "apply round trip (repairctl apply process, gRPC, rewrite, RetransformClasses) with $loaded extra classes loaded: $(quantiles "$out/apply")"
+    echo "apply round trip with $loaded extra classes loaded (gRPC Apply: spec parse, rewrite, RetransformClasses):"
+    echo "                       a connected client (examples/apply_latency.rs): $connected"
+    echo "                       one repairctl process per apply: $(quantiles "$out/apply")"
 } | tee bench/agent.txt
