@@ -169,6 +169,25 @@ pub fn initialized_ranges(code: &Code, pool: &ConstantPool, info: &MethodInfo<'_
     Ok(ranges)
 }
 
+/// Binds a start and an end label around each of [`initialized_ranges`], in code order: the
+/// ranges a method-wide handler may protect.
+pub fn label_initialized_ranges(
+    code: &mut Code,
+    pool: &ConstantPool,
+    info: &MethodInfo<'_>,
+) -> Result<Vec<(crate::code::Label, crate::code::Label)>> {
+    let ranges = initialized_ranges(code, pool, info)?;
+    let mut labelled = Vec::with_capacity(ranges.len());
+    for &(s, e) in ranges.iter().rev() {
+        let (start, end) = (code.new_label(), code.new_label());
+        code.insns.insert(e, Insn::Label(end));
+        code.insns.insert(s, Insn::Label(start));
+        labelled.push((start, end));
+    }
+    labelled.reverse();
+    Ok(labelled)
+}
+
 /// Whether StackMapTable frames must be written for this method.
 pub fn needs_frames(code: &Code, major: u16) -> bool {
     major >= 51 || code.frames().is_some()
@@ -210,15 +229,7 @@ fn guard_code(
     }
     let max_locals = u16::try_from(next).map_err(|_| Error::limit("locals", "more than 65535 local slots"))?;
 
-    let ranges = initialized_ranges(code, pool, info)?;
-    let mut labelled = Vec::with_capacity(ranges.len());
-    for &(s, e) in ranges.iter().rev() {
-        let (start, end) = (code.new_label(), code.new_label());
-        code.insns.insert(e, Insn::Label(end));
-        code.insns.insert(s, Insn::Label(start));
-        labelled.push((start, end));
-    }
-    labelled.reverse();
+    let labelled = label_initialized_ranges(code, pool, info)?;
     let handler = code.new_label();
     let copies: Vec<Insn> =
         saved.iter().flat_map(|(k, from, to, _)| [Insn::load(*k, *from), Insn::store(*k, *to)]).collect();

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::guard::{edit_method, initialized_ranges, needs_frames, push_int};
+use super::guard::{edit_method, label_initialized_ranges, needs_frames, push_int};
 use super::{hooks, ProbePoint, ProbeSpec};
 use crate::classfile::{ClassFile, ACC_ABSTRACT, ACC_NATIVE};
 use crate::code::opcodes::*;
@@ -156,14 +156,7 @@ fn probe_method(cf: &mut ClassFile, index: usize, spec: &ProbeSpec) -> Result<()
         }
 
         if wants(ProbePoint::Throw) {
-            let ranges = initialized_ranges(code, pool, info)?;
-            let mut labelled = Vec::with_capacity(ranges.len());
-            for &(s, e) in ranges.iter().rev() {
-                let (start, end) = (code.new_label(), code.new_label());
-                code.insns.insert(e, Insn::Label(end));
-                code.insns.insert(s, Insn::Label(start));
-                labelled.push((start, end));
-            }
+            let labelled = label_initialized_ranges(code, pool, info)?;
             let handler = code.new_label();
             code.insns.push(Insn::Label(handler));
             code.insns.extend([
@@ -173,7 +166,7 @@ fn probe_method(cf: &mut ClassFile, index: usize, spec: &ProbeSpec) -> Result<()
                 hook(pool, hooks::THROWN)?,
                 Insn::Op(ATHROW),
             ]);
-            for (start, end) in labelled.into_iter().rev() {
+            for (start, end) in labelled {
                 code.handlers.push(Handler { start, end, handler, catch_type: 0 });
             }
             if needs_frames(code, major) {
