@@ -5,6 +5,7 @@ pub mod cli;
 pub mod client;
 pub mod endpoint;
 pub mod journal;
+pub mod policy;
 pub mod spec;
 
 pub mod proto {

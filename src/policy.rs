@@ -1,0 +1,357 @@
+//! Policies: rules that repair by themselves. This module is the pure part — the policy file and
+//! the decisions it leads to for a stream of faults; the agent feeds it faults and carries the
+//! decisions out.
+//!
+//! ```yaml
+//! mode: enforce            # or dry-run: decide and report, apply nothing
+//! limits: { repairs_per_minute: 10, active_patches: 20 }
+//! rules:
+//!   - name: price-npe
+//!     when: { exception: java.lang.NullPointerException, in: "repair.demo.*", count: 3, within: 10s }
+//!     then:
+//!       - guard: { catch: [java.lang.NullPointerException], fallback: { value: 0 } }
+//!     validate: { window: 30s, max_fallback_rate: 0.5 }
+//! ```
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_yaml::Value;
+
+/// What a rule does when it fires: a patch action, as YAML the spec parser reads.
+pub type ActionYaml = Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Enforce,
+    DryRun,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    /// The exception class, or one of its superclasses (dotted).
+    pub exception: String,
+    /// Glob over `class.method` of the throwing frame; `None`: any application code.
+    pub within_code: Option<String>,
+    pub message: Option<regex::Regex>,
+    pub count: u32,
+    pub window: Duration,
+    /// Actions in escalation order.
+    pub then: Vec<ActionYaml>,
+    pub validate_window: Duration,
+    pub max_fallback_rate: f64,
+    /// Whether JDK classes may be patched by this rule.
+    pub allow_jdk: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub mode: Mode,
+    pub repairs_per_minute: u32,
+    pub active_patches: u32,
+    pub rules: Vec<Rule>,
+}
+
+/// A fault as the policy sees it.
+#[derive(Debug, Clone)]
+pub struct Observation<'a> {
+    /// The exception class and its superclasses, most specific first (dotted).
+    pub exception_chain: &'a [String],
+    pub message: &'a str,
+    /// The throwing frame's class (dotted) and method.
+    pub class: &'a str,
+    pub method: &'a str,
+}
+
+/// What the engine decided, with its reason.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Apply the rule's action number `action` to `class.method`.
+    Repair { rule: String, class: String, method: String, action: usize, dry_run: bool, reason: String },
+    /// The rule fired but a safety rail held it back.
+    Held { rule: String, reason: String },
+}
+
+pub fn parse(text: &str, source: &str) -> Result<Policy, String> {
+    let root: Value = serde_yaml::from_str(text).map_err(|e| {
+        format!(
+            "{source}:{}: {}",
+            e.location().map_or(0, |l| l.line()),
+            e.to_string().split(" at line ").next().unwrap_or("")
+        )
+    })?;
+    let err = |field: &str, why: &str| format!("{source}: {field}: {why}");
+    let map = root.as_mapping().ok_or_else(|| err("(top)", "expected a mapping"))?;
+    let mode = match map.get("mode").and_then(Value::as_str) {
+        None | Some("enforce") => Mode::Enforce,
+        Some("dry-run") => Mode::DryRun,
+        Some(other) => return Err(err("mode", &format!("{other:?}: expected enforce or dry-run"))),
+    };
+    let limits = map.get("limits");
+    let limit = |k: &str, default: u32| -> Result<u32, String> {
+        match limits.and_then(|l| l.get(k)) {
+            None => Ok(default),
+            Some(v) => v.as_u64().map(|n| n as u32).ok_or_else(|| err(&format!("limits.{k}"), "expected a number")),
+        }
+    };
+    let repairs_per_minute = limit("repairs_per_minute", 10)?;
+    let active_patches = limit("active_patches", 50)?;
+    let mut rules = Vec::new();
+    for (i, r) in map
+        .get("rules")
+        .and_then(Value::as_sequence)
+        .ok_or_else(|| err("rules", "expected a list of rules"))?
+        .iter()
+        .enumerate()
+    {
+        let at = |f: &str| format!("rules[{i}].{f}");
+        let name = r.get("name").and_then(Value::as_str).ok_or_else(|| err(&at("name"), "missing"))?.to_string();
+        let when = r.get("when").ok_or_else(|| err(&at("when"), "missing"))?;
+        let exception = when
+            .get("exception")
+            .and_then(Value::as_str)
+            .ok_or_else(|| err(&at("when.exception"), "missing"))?
+            .to_string();
+        if !crate::spec::is_binary_name(&exception) {
+            return Err(err(&at("when.exception"), &format!("{exception:?} is not a class name")));
+        }
+        let message = match when.get("message").and_then(Value::as_str) {
+            None => None,
+            Some(m) => Some(regex::Regex::new(m).map_err(|e| err(&at("when.message"), &e.to_string()))?),
+        };
+        let count = when
+            .get("count")
+            .map_or(Some(1), Value::as_u64)
+            .ok_or_else(|| err(&at("when.count"), "expected a number"))? as u32;
+        let window = duration(when.get("within"), Duration::from_secs(60)).map_err(|e| err(&at("when.within"), &e))?;
+        let then = r
+            .get("then")
+            .and_then(Value::as_sequence)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| err(&at("then"), "expected a list of actions"))?
+            .clone();
+        let validate = r.get("validate");
+        let validate_window = duration(validate.and_then(|v| v.get("window")), Duration::from_secs(30))
+            .map_err(|e| err(&at("validate.window"), &e))?;
+        let max_fallback_rate = validate
+            .and_then(|v| v.get("max_fallback_rate"))
+            .map_or(Some(1.0), Value::as_f64)
+            .ok_or_else(|| err(&at("validate.max_fallback_rate"), "expected a number"))?;
+        rules.push(Rule {
+            name,
+            exception,
+            within_code: when.get("in").and_then(Value::as_str).map(str::to_string),
+            message,
+            count: count.max(1),
+            window,
+            then,
+            validate_window,
+            max_fallback_rate,
+            allow_jdk: r.get("allow_jdk").and_then(Value::as_bool).unwrap_or(false),
+        });
+    }
+    Ok(Policy { mode, repairs_per_minute, active_patches, rules })
+}
+
+/// `10s`, `500ms`, `2m` or a number of seconds.
+fn duration(v: Option<&Value>, default: Duration) -> Result<Duration, String> {
+    let Some(v) = v else { return Ok(default) };
+    if let Some(n) = v.as_f64() {
+        return Ok(Duration::from_secs_f64(n));
+    }
+    let s = v.as_str().ok_or("expected a duration such as 10s")?;
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let n: f64 = n.parse().map_err(|_| format!("{s:?}: expected a duration such as 10s"))?;
+    Ok(Duration::from_secs_f64(match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?}: unit must be ms, s or m")),
+    }))
+}
+
+const JDK: [&str; 5] = ["java.", "javax.", "jdk.", "sun.", "com.sun."];
+
+/// Decides, fault by fault, when a rule fires; keeps the sliding windows and the rails.
+pub struct Engine {
+    pub policy: Policy,
+    /// Per (rule, throw site): when it was seen within the rule's window.
+    seen: HashMap<(usize, String), Vec<Instant>>,
+    /// Per (rule, site): the next action to try (escalation after a rollback).
+    next_action: HashMap<(usize, String), usize>,
+    repairs: Vec<Instant>,
+    pub active: u32,
+}
+
+impl Engine {
+    pub fn new(policy: Policy) -> Engine {
+        Engine { policy, seen: HashMap::new(), next_action: HashMap::new(), repairs: Vec::new(), active: 0 }
+    }
+
+    pub fn observe(&mut self, f: &Observation<'_>, now: Instant) -> Option<Decision> {
+        let site = format!("{}.{}", f.class, f.method);
+        let (i, rule) = self.policy.rules.iter().enumerate().find(|(_, r)| {
+            f.exception_chain.contains(&r.exception)
+                && r.within_code.as_deref().is_none_or(|g| glob(g, &site))
+                && r.message.as_ref().is_none_or(|m| m.is_match(f.message))
+        })?;
+        let times = self.seen.entry((i, site.clone())).or_default();
+        times.retain(|t| now.duration_since(*t) < rule.window);
+        times.push(now);
+        if times.len() < rule.count as usize {
+            return None;
+        }
+        times.clear();
+        let name = rule.name.clone();
+        if !rule.allow_jdk && JDK.iter().any(|p| f.class.starts_with(p)) {
+            return Some(Decision::Held {
+                rule: name,
+                reason: format!("{} is a JDK class; the rule does not allow_jdk", f.class),
+            });
+        }
+        let action = *self.next_action.get(&(i, site.clone())).unwrap_or(&0);
+        if action >= rule.then.len() {
+            return Some(Decision::Held { rule: name, reason: format!("every action of the rule failed at {site}") });
+        }
+        self.repairs.retain(|t| now.duration_since(*t) < Duration::from_secs(60));
+        if self.repairs.len() >= self.policy.repairs_per_minute as usize {
+            return Some(Decision::Held {
+                rule: name,
+                reason: format!("{} repairs in the last minute: the cap", self.repairs.len()),
+            });
+        }
+        if self.active >= self.policy.active_patches {
+            return Some(Decision::Held { rule: name, reason: format!("{} active patches: the cap", self.active) });
+        }
+        let dry_run = self.policy.mode == Mode::DryRun;
+        if !dry_run {
+            self.repairs.push(now);
+        }
+        Some(Decision::Repair {
+            rule: name,
+            class: f.class.to_string(),
+            method: f.method.to_string(),
+            action,
+            dry_run,
+            reason: format!("{} x{} within {:?} at {site}", f.exception_chain[0], rule.count, rule.window),
+        })
+    }
+
+    /// A repair that did not hold was rolled back: the rule tries its next action at that site.
+    pub fn failed(&mut self, rule: &str, class: &str, method: &str) {
+        if let Some(i) = self.policy.rules.iter().position(|r| r.name == rule) {
+            *self.next_action.entry((i, format!("{class}.{method}"))).or_default() += 1;
+        }
+    }
+}
+
+/// Whether a repair holds after its validation window: the fallback rate stays at or under the
+/// rule's limit, and no new fault of another kind appeared in the method.
+pub fn holds(fallbacks: u64, calls: u64, other_faults: u64, max_fallback_rate: f64) -> Result<(), String> {
+    if other_faults > 0 {
+        return Err(format!("{other_faults} new faults of other kinds in the repaired method"));
+    }
+    let rate = if calls == 0 { 0.0 } else { fallbacks as f64 / calls as f64 };
+    if rate > max_fallback_rate {
+        return Err(format!("fallback rate {rate:.2} above the rule's limit {max_fallback_rate:.2}"));
+    }
+    Ok(())
+}
+
+fn glob(g: &str, s: &str) -> bool {
+    fn go(g: &[u8], n: &[u8]) -> bool {
+        match (g.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&g[1..], n) || (!n.is_empty() && go(g, &n[1..])),
+            (Some(b'?'), Some(_)) => go(&g[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&g[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(g.as_bytes(), s.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = "mode: enforce\nlimits: { repairs_per_minute: 2 }\nrules:\n  - name: price-npe\n    when: { exception: java.lang.RuntimeException, in: \"repair.demo.*\", message: \"Long\", count: 3, within: 10s }\n    then:\n      - guard: { catch: [java.lang.NullPointerException], fallback: { value: 0 } }\n      - guard: { fallback: default }\n    validate: { window: 5s, max_fallback_rate: 0.5 }\n";
+
+    fn npe(class: &str) -> (Vec<String>, String) {
+        (vec!["java.lang.NullPointerException".into(), "java.lang.RuntimeException".into()], class.to_string())
+    }
+
+    #[test]
+    fn a_rule_fires_after_n_faults_within_its_window_and_escalates() {
+        let mut e = Engine::new(parse(POLICY, "p.yaml").unwrap());
+        let (chain, class) = npe("repair.demo.PriceService");
+        let obs = Observation {
+            exception_chain: &chain,
+            message: "Cannot invoke Long.longValue()",
+            class: &class,
+            method: "price",
+        };
+        let t0 = Instant::now();
+        assert_eq!(e.observe(&obs, t0), None);
+        assert_eq!(e.observe(&obs, t0 + Duration::from_secs(11)), None, "the first fell out of the window");
+        assert_eq!(e.observe(&obs, t0 + Duration::from_secs(12)), None);
+        match e.observe(&obs, t0 + Duration::from_secs(13)) {
+            Some(Decision::Repair { action: 0, dry_run: false, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        e.failed("price-npe", &class, "price");
+        for s in 14..16 {
+            assert_eq!(e.observe(&obs, t0 + Duration::from_secs(s)), None);
+        }
+        match e.observe(&obs, t0 + Duration::from_secs(16)) {
+            Some(Decision::Repair { action: 1, .. }) => {}
+            other => panic!("the next action: {other:?}"),
+        }
+        e.failed("price-npe", &class, "price");
+        for s in 17..19 {
+            e.observe(&obs, t0 + Duration::from_secs(s));
+        }
+        assert!(matches!(e.observe(&obs, t0 + Duration::from_secs(19)), Some(Decision::Held { .. })));
+    }
+
+    #[test]
+    fn rails_hold_back_jdk_classes_and_the_rate() {
+        let text = POLICY.replace("in: \"repair.demo.*\", ", "").replace("count: 3", "count: 1");
+        let mut e = Engine::new(parse(&text, "p.yaml").unwrap());
+        let (chain, _) = npe("");
+        let at = |class: &'static str| Observation { exception_chain: &chain, message: "Long", class, method: "m" };
+        let t = Instant::now();
+        assert!(
+            matches!(e.observe(&at("java.util.HashMap"), t), Some(Decision::Held { reason, .. }) if reason.contains("JDK"))
+        );
+        assert!(matches!(e.observe(&at("a.A"), t), Some(Decision::Repair { .. })));
+        assert!(matches!(e.observe(&at("a.B"), t), Some(Decision::Repair { .. })));
+        assert!(matches!(e.observe(&at("a.C"), t), Some(Decision::Held { reason, .. }) if reason.contains("cap")));
+        assert_eq!(e.observe(&Observation { message: "other", ..at("a.D") }, t), None, "message regex");
+    }
+
+    #[test]
+    fn dry_run_decides_without_counting_repairs() {
+        let text = POLICY.replace("mode: enforce", "mode: dry-run").replace("count: 3", "count: 1");
+        let mut e = Engine::new(parse(&text, "p.yaml").unwrap());
+        let (chain, class) = npe("repair.demo.X");
+        let obs = Observation { exception_chain: &chain, message: "Long", class: &class, method: "m" };
+        for _ in 0..5 {
+            assert!(matches!(e.observe(&obs, Instant::now()), Some(Decision::Repair { dry_run: true, .. })));
+        }
+    }
+
+    #[test]
+    fn bad_policies_are_named() {
+        assert!(parse("mode: sometimes\nrules: []", "p.yaml").unwrap_err().contains("mode"));
+        assert!(parse(&POLICY.replace("java.lang.RuntimeException", "not a class"), "p.yaml")
+            .unwrap_err()
+            .contains("rules[0].when.exception"));
+        assert!(parse(&POLICY.replace("within: 10s", "within: 10h"), "p.yaml").unwrap_err().contains("unit"));
+        assert!(parse(&POLICY.replace("\"Long\"", "\"(\""), "p.yaml").unwrap_err().contains("rules[0].when.message"));
+        assert_eq!(holds(1, 10, 0, 0.5), Ok(()));
+        assert!(holds(9, 10, 0, 0.5).unwrap_err().contains("fallback rate"));
+        assert!(holds(0, 10, 1, 0.5).is_err());
+    }
+}
