@@ -132,15 +132,27 @@ fn parse(data: &[u8]) -> (Vec<Record>, usize) {
     (records, at)
 }
 
-/// The durable patches in effect after replaying `records`: applied with `durable`, and not
-/// rolled back since. Returned in the order they were applied.
-pub fn durable_patches(records: &[Record]) -> Vec<&Record> {
-    let mut active: Vec<&Record> = Vec::new();
+/// The durable patches in effect after replaying `records`: applied with `durable`, or kept by
+/// a rule (validated with `durable`), and not rolled back since. Returned in the order they
+/// became durable, each with the spec it was applied with.
+pub fn durable_patches(records: &[Record]) -> Vec<Record> {
+    let mut applied: Vec<&Record> = Vec::new();
+    let mut active: Vec<Record> = Vec::new();
     for r in records {
         match r.event {
-            Event::Applied if r.durable => {
+            Event::Applied => {
+                applied.retain(|a| a.patch_id != r.patch_id);
+                applied.push(r);
                 active.retain(|a| a.patch_id != r.patch_id);
-                active.push(r);
+                if r.durable {
+                    active.push(r.clone());
+                }
+            }
+            Event::Validated if r.durable => {
+                if let Some(a) = applied.iter().find(|a| a.patch_id == r.patch_id) {
+                    active.retain(|x| x.patch_id != r.patch_id);
+                    active.push(Record { durable: true, ..(*a).clone() });
+                }
             }
             Event::RolledBack => active.retain(|a| a.patch_id != r.patch_id),
             _ => {}
@@ -249,11 +261,16 @@ mod tests {
             record("c", Event::Applied, true),
             record("a", Event::RolledBack, true),
             record("d", Event::Applied, true),
+            record("e", Event::Applied, false),
+            record("e", Event::Validated, true),
+            record("f", Event::Applied, false),
+            record("f", Event::Validated, false),
         ];
         for (i, r) in rs.iter_mut().enumerate() {
             r.seq = i as u64 + 1;
         }
-        let ids: Vec<_> = durable_patches(&rs).iter().map(|r| r.patch_id.as_str()).collect();
-        assert_eq!(ids, ["c", "d"]);
+        let ids: Vec<String> = durable_patches(&rs).into_iter().map(|r| r.patch_id).collect();
+        assert_eq!(ids, ["c", "d", "e"], "e was kept by its rule");
+        assert_eq!(durable_patches(&rs)[2].spec, "id: e", "a kept patch replays the spec it was applied with");
     }
 }

@@ -8,10 +8,18 @@
 //! rules:
 //!   - name: price-npe
 //!     when: { exception: java.lang.NullPointerException, in: "repair.demo.*", count: 3, within: 10s }
-//!     then:
+//!     then:                # escalation order: the next action is tried when one does not hold
+//!       - guard: { call: auto, catch: [java.lang.NullPointerException], fallback: { value: 0 } }
 //!       - guard: { catch: [java.lang.NullPointerException], fallback: { value: 0 } }
+//!       - { breaker: { failures: 5, window: 10s, cooldown: 5s, fallback: { value: 0 } }, at: caller }
 //!     validate: { window: 30s, max_fallback_rate: 0.5 }
+//!     durable: true        # a repair that holds is kept across restarts
 //! ```
+//!
+//! Each action is a patch action of the spec (`guard`, `probe`, `swap`, `breaker`) aimed at a
+//! site chosen by fault localization: `at: site` (the default) is the throw site, the innermost
+//! application frame; `at: caller` the first application frame above it. `guard: { call: auto }`
+//! guards only the call that threw, inside the throw site.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -38,11 +46,30 @@ pub struct Rule {
     pub count: u32,
     pub window: Duration,
     /// Actions in escalation order.
-    pub then: Vec<ActionYaml>,
+    pub then: Vec<Step>,
     pub validate_window: Duration,
     pub max_fallback_rate: f64,
     /// Whether JDK classes may be patched by this rule.
     pub allow_jdk: bool,
+    /// Whether a repair of this rule that holds is kept across restarts.
+    pub durable: bool,
+}
+
+/// One action of a rule and where it aims.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The patch action (`{guard: {...}}`), as the spec's `action:` reads it.
+    pub action: ActionYaml,
+    pub at: At,
+}
+
+/// Which ranked candidate site an action targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum At {
+    /// The throw site: the innermost application frame.
+    Site,
+    /// The first application frame above the throw site.
+    Caller,
 }
 
 #[derive(Debug, Clone)]
@@ -50,7 +77,13 @@ pub struct Policy {
     pub mode: Mode,
     pub repairs_per_minute: u32,
     pub active_patches: u32,
+    /// Globs over dotted class names that are the application's own code; empty: every class
+    /// outside the JDK. Fault localization skips other frames.
+    pub application: Vec<String>,
     pub rules: Vec<Rule>,
+    /// The text it was read from, and its name.
+    pub text: String,
+    pub source: String,
 }
 
 /// A fault as the policy sees it.
@@ -130,7 +163,10 @@ pub fn parse(text: &str, source: &str) -> Result<Policy, String> {
             .and_then(Value::as_sequence)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| err(&at("then"), "expected a list of actions"))?
-            .clone();
+            .iter()
+            .enumerate()
+            .map(|(j, a)| step(a).map_err(|e| err(&at(&format!("then[{j}]")), &e)))
+            .collect::<Result<Vec<_>, _>>()?;
         let validate = r.get("validate");
         let validate_window = duration(validate.and_then(|v| v.get("window")), Duration::from_secs(30))
             .map_err(|e| err(&at("validate.window"), &e))?;
@@ -149,9 +185,136 @@ pub fn parse(text: &str, source: &str) -> Result<Policy, String> {
             validate_window,
             max_fallback_rate,
             allow_jdk: r.get("allow_jdk").and_then(Value::as_bool).unwrap_or(false),
+            durable: r.get("durable").and_then(Value::as_bool).unwrap_or(false),
         });
     }
-    Ok(Policy { mode, repairs_per_minute, active_patches, rules })
+    let application = match map.get("application") {
+        None => Vec::new(),
+        Some(Value::Sequence(s)) => s
+            .iter()
+            .map(|g| g.as_str().map(str::to_string).ok_or_else(|| err("application", "expected a list of globs")))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(err("application", "expected a list of globs")),
+    };
+    Ok(Policy {
+        mode,
+        repairs_per_minute,
+        active_patches,
+        application,
+        rules,
+        text: text.to_string(),
+        source: source.to_string(),
+    })
+}
+
+/// Reads one action of a rule, checking it as the spec parser would (on a placeholder target).
+fn step(v: &Value) -> Result<Step, String> {
+    let mut m = v.as_mapping().cloned().ok_or("expected an action such as {guard: {...}}")?;
+    let at = match m.remove("at") {
+        None => At::Site,
+        Some(Value::String(s)) if s == "site" => At::Site,
+        Some(Value::String(s)) if s == "caller" => At::Caller,
+        Some(other) => return Err(format!("at: {other:?}: expected site or caller")),
+    };
+    let action = Value::Mapping(m);
+    let probe = spec_yaml("policy-check", "a.B", "m", &resolve_call(&action, Some(("c", "()V", 1))), false);
+    crate::spec::PatchSpec::from_yaml(&probe, "action").map_err(|e| format!("{}: {}", e.field, e.reason))?;
+    Ok(Step { action, at })
+}
+
+/// The action with `call: auto` replaced by the call that threw (`name`, `descriptor`, its
+/// occurrence among calls of that name in the method); unchanged when it has no `call: auto`.
+pub fn resolve_call(action: &ActionYaml, call: Option<(&str, &str, u32)>) -> ActionYaml {
+    let mut a = action.clone();
+    if let Some(guard) = a.get_mut("guard").and_then(Value::as_mapping_mut) {
+        if guard.get("call").and_then(Value::as_str) == Some("auto") {
+            match call {
+                Some((name, desc, occurrence)) => {
+                    let mut c = serde_yaml::Mapping::new();
+                    c.insert("method".into(), format!("{name}{desc}").into());
+                    c.insert("occurrence".into(), occurrence.into());
+                    guard.insert("call".into(), Value::Mapping(c));
+                }
+                None => {
+                    guard.remove("call");
+                }
+            }
+        }
+    }
+    a
+}
+
+/// Whether an action guards the call that threw (`guard: { call: auto }`).
+pub fn wants_call(action: &ActionYaml) -> bool {
+    action.get("guard").and_then(|g| g.get("call")).and_then(Value::as_str) == Some("auto")
+}
+
+/// The patch spec a rule applies: `action` aimed at `class.method`.
+pub fn spec_yaml(id: &str, class: &str, method: &str, action: &ActionYaml, durable: bool) -> String {
+    let mut root = serde_yaml::Mapping::new();
+    root.insert("id".into(), id.into());
+    let mut target = serde_yaml::Mapping::new();
+    target.insert("class".into(), class.into());
+    target.insert("method".into(), method.into());
+    root.insert("target".into(), Value::Mapping(target));
+    root.insert("action".into(), action.clone());
+    root.insert("durable".into(), durable.into());
+    serde_yaml::to_string(&Value::Mapping(root)).unwrap_or_default()
+}
+
+/// A frame of a fault's stack, as localization reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameRef {
+    /// Dotted class name.
+    pub class: String,
+    pub method: String,
+    pub descriptor: String,
+    pub bci: i64,
+}
+
+/// A candidate repair site and why it is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub frame: FrameRef,
+    /// Position in the stack, innermost 0.
+    pub depth: usize,
+    pub reason: String,
+}
+
+/// Ranks where a fault could be repaired: the throw site (the innermost application frame),
+/// then its callers in application code, innermost first. JDK frames are skipped unless
+/// `allow_jdk`, and so are frames outside `application` when it is given; the reasons say so.
+pub fn candidates(stack: &[FrameRef], application: &[String], allow_jdk: bool) -> Vec<Candidate> {
+    let mut out: Vec<Candidate> = Vec::new();
+    let mut skipped: Vec<String> = Vec::new();
+    for (depth, f) in stack.iter().enumerate() {
+        let jdk = JDK.iter().any(|p| f.class.starts_with(p)) || f.class.starts_with("repair.rt.");
+        let outside = !application.is_empty() && !application.iter().any(|g| glob(g, &f.class));
+        if (jdk && !allow_jdk) || outside || f.bci < 0 {
+            skipped.push(format!(
+                "{}.{} ({})",
+                f.class,
+                f.method,
+                if f.bci < 0 {
+                    "native"
+                } else if jdk && !allow_jdk {
+                    "JDK"
+                } else {
+                    "library"
+                }
+            ));
+            continue;
+        }
+        let below = if skipped.is_empty() { String::new() } else { format!("; skipped {}", skipped.join(", ")) };
+        let reason = match out.last() {
+            None if depth == 0 => "throw site: the frame that threw".to_string(),
+            None => format!("throw site: the innermost application frame{below}"),
+            Some(c) => format!("caller of {}.{} in application code{below}", c.frame.class, c.frame.method),
+        };
+        skipped.clear();
+        out.push(Candidate { frame: f.clone(), depth, reason });
+    }
+    out
 }
 
 /// `10s`, `500ms`, `2m` or a number of seconds.
@@ -276,7 +439,7 @@ fn glob(g: &str, s: &str) -> bool {
 mod tests {
     use super::*;
 
-    const POLICY: &str = "mode: enforce\nlimits: { repairs_per_minute: 2 }\nrules:\n  - name: price-npe\n    when: { exception: java.lang.RuntimeException, in: \"repair.demo.*\", message: \"Long\", count: 3, within: 10s }\n    then:\n      - guard: { catch: [java.lang.NullPointerException], fallback: { value: 0 } }\n      - guard: { fallback: default }\n    validate: { window: 5s, max_fallback_rate: 0.5 }\n";
+    const POLICY: &str = "mode: enforce\nlimits: { repairs_per_minute: 2 }\nrules:\n  - name: price-npe\n    when: { exception: java.lang.RuntimeException, in: \"repair.demo.*\", message: \"Long\", count: 3, within: 10s }\n    then:\n      - guard: { catch: [java.lang.NullPointerException], fallback: { value: 0 } }\n      - { guard: { fallback: default }, at: caller }\n    validate: { window: 5s, max_fallback_rate: 0.5 }\n";
 
     fn npe(class: &str) -> (Vec<String>, String) {
         (vec!["java.lang.NullPointerException".into(), "java.lang.RuntimeException".into()], class.to_string())
@@ -350,8 +513,59 @@ mod tests {
             .contains("rules[0].when.exception"));
         assert!(parse(&POLICY.replace("within: 10s", "within: 10h"), "p.yaml").unwrap_err().contains("unit"));
         assert!(parse(&POLICY.replace("\"Long\"", "\"(\""), "p.yaml").unwrap_err().contains("rules[0].when.message"));
+        let bad_action = parse(&POLICY.replace("fallback: default", "fallback: sometimes"), "p.yaml").unwrap_err();
+        assert!(bad_action.contains("rules[0].then[1]") && bad_action.contains("fallback"), "{bad_action}");
+        let bad_at = parse(&POLICY.replace("at: caller", "at: nowhere"), "p.yaml").unwrap_err();
+        assert!(bad_at.contains("rules[0].then[1]") && bad_at.contains("site or caller"), "{bad_at}");
         assert_eq!(holds(1, 10, 0, 0.5), Ok(()));
         assert!(holds(9, 10, 0, 0.5).unwrap_err().contains("fallback rate"));
         assert!(holds(0, 10, 1, 0.5).is_err());
+    }
+
+    #[test]
+    fn actions_aim_at_the_site_or_the_caller_and_call_auto_resolves() {
+        let p = parse(POLICY, "p.yaml").unwrap();
+        assert_eq!(p.rules[0].then[0].at, At::Site);
+        assert_eq!(p.rules[0].then[1].at, At::Caller);
+        assert!(p.rules[0].then[1].action.get("at").is_none(), "at is not part of the patch action");
+        let auto: Value = serde_yaml::from_str("guard: { call: auto, fallback: default }").unwrap();
+        assert!(wants_call(&auto));
+        let resolved = resolve_call(&auto, Some(("longValue", "()J", 1)));
+        let yaml = spec_yaml("r-1", "repair.demo.PriceService", "price(Ljava/lang/String;)J", &resolved, false);
+        let spec = crate::spec::PatchSpec::from_yaml(&yaml, "r").unwrap();
+        match spec.action {
+            crate::spec::Action::Guard { call: Some(c), .. } => {
+                assert_eq!((c.name.as_str(), c.descriptor.as_deref(), c.occurrence), ("longValue", Some("()J"), 1))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!wants_call(&resolve_call(&auto, None)), "no call at the fault: the whole method");
+    }
+
+    #[test]
+    fn localization_ranks_the_throw_site_then_application_callers() {
+        let f = |class: &str, method: &str, bci: i64| FrameRef {
+            class: class.into(),
+            method: method.into(),
+            descriptor: "()V".into(),
+            bci,
+        };
+        let stack = vec![
+            f("java.util.Objects", "checkIndex", 3),
+            f("java.util.ArrayList", "get", 5),
+            f("repair.demo.OrderService", "page", 9),
+            f("com.lib.Router", "dispatch", 1),
+            f("repair.demo.ShopService", "route", 40),
+            f("java.lang.Thread", "run", 1),
+        ];
+        let c = candidates(&stack, &[], false);
+        let names: Vec<&str> = c.iter().map(|c| c.frame.method.as_str()).collect();
+        assert_eq!(names, ["page", "dispatch", "route"]);
+        assert!(c[0].reason.starts_with("throw site") && c[0].reason.contains("java.util.ArrayList.get (JDK)"));
+        assert!(c[1].reason.contains("caller of repair.demo.OrderService.page"));
+        let app = candidates(&stack, &["repair.demo.*".to_string()], false);
+        assert_eq!(app.iter().map(|c| c.frame.method.as_str()).collect::<Vec<_>>(), ["page", "route"]);
+        assert!(app[1].reason.contains("com.lib.Router.dispatch (library)"));
+        assert_eq!(candidates(&stack, &[], true)[0].frame.method, "checkIndex");
     }
 }
