@@ -26,7 +26,7 @@ async fn main() -> Result<(), String> {
         client.apply(req).await.map_err(|s| s.message().to_string())?;
         millis.push(start.elapsed().as_secs_f64() * 1000.0);
         client
-            .rollback(proto::RollbackRequest { id: id.clone(), all: false })
+            .rollback(proto::RollbackRequest { id: id.clone(), all: false, who: "bench".into() })
             .await
             .map_err(|s| s.message().to_string())?;
     }

@@ -12,6 +12,8 @@ so="$root/target/release/librepair.so"
 cp="java-harness/build/libs/repair-harness.jar"
 java=${JAVA_HOME:-/usr/lib/jvm/java-17-openjdk-amd64}/bin/java
 out=$(mktemp -d)
+# The agent keeps its journal here, not in the user's state dir.
+export XDG_STATE_HOME="$out/state"
 trap 'pkill -f "repair.bench.AgentWorkloads serve" 2>/dev/null || true; rm -rf "$out"' EXIT
 
 stats() { python3 -c 'import sys, statistics as s; v=[float(x) for x in sys.stdin.read().split()]; print(f"{s.mean(v):.0f} ± {s.stdev(v) if len(v) > 1 else 0:.0f} (n={len(v)})")'; }

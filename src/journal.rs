@@ -41,6 +41,10 @@ pub struct Record {
     pub hashes: Vec<(String, String)>,
     #[serde(default)]
     pub reason: String,
+    /// Files the spec names (a swap's class), as `(name, SHA-256)`: kept beside the journal
+    /// under `attachments/<SHA-256>`.
+    #[serde(default)]
+    pub attachments: Vec<(String, String)>,
 }
 
 /// How reading an existing journal went.
@@ -187,6 +191,7 @@ mod tests {
             durable,
             hashes: vec![(sha256_hex(b"before"), sha256_hex(b"after"))],
             reason: String::new(),
+            attachments: Vec::new(),
         }
     }
 

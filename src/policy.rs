@@ -157,7 +157,8 @@ pub fn parse(text: &str, source: &str) -> Result<Policy, String> {
             .get("count")
             .map_or(Some(1), Value::as_u64)
             .ok_or_else(|| err(&at("when.count"), "expected a number"))? as u32;
-        let window = duration(when.get("within"), Duration::from_secs(60)).map_err(|e| err(&at("when.within"), &e))?;
+        let window = crate::spec::parse_duration(when.get("within"), Duration::from_secs(60))
+            .map_err(|e| err(&at("when.within"), &e))?;
         let then = r
             .get("then")
             .and_then(Value::as_sequence)
@@ -168,8 +169,9 @@ pub fn parse(text: &str, source: &str) -> Result<Policy, String> {
             .map(|(j, a)| step(a).map_err(|e| err(&at(&format!("then[{j}]")), &e)))
             .collect::<Result<Vec<_>, _>>()?;
         let validate = r.get("validate");
-        let validate_window = duration(validate.and_then(|v| v.get("window")), Duration::from_secs(30))
-            .map_err(|e| err(&at("validate.window"), &e))?;
+        let validate_window =
+            crate::spec::parse_duration(validate.and_then(|v| v.get("window")), Duration::from_secs(30))
+                .map_err(|e| err(&at("validate.window"), &e))?;
         let max_fallback_rate = validate
             .and_then(|v| v.get("max_fallback_rate"))
             .map_or(Some(1.0), Value::as_f64)
@@ -315,23 +317,6 @@ pub fn candidates(stack: &[FrameRef], application: &[String], allow_jdk: bool) -
         out.push(Candidate { frame: f.clone(), depth, reason });
     }
     out
-}
-
-/// `10s`, `500ms`, `2m` or a number of seconds.
-fn duration(v: Option<&Value>, default: Duration) -> Result<Duration, String> {
-    let Some(v) = v else { return Ok(default) };
-    if let Some(n) = v.as_f64() {
-        return Ok(Duration::from_secs_f64(n));
-    }
-    let s = v.as_str().ok_or("expected a duration such as 10s")?;
-    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let n: f64 = n.parse().map_err(|_| format!("{s:?}: expected a duration such as 10s"))?;
-    Ok(Duration::from_secs_f64(match unit {
-        "ms" => n / 1000.0,
-        "s" | "" => n,
-        "m" => n * 60.0,
-        _ => return Err(format!("{s:?}: unit must be ms, s or m")),
-    }))
 }
 
 const JDK: [&str; 5] = ["java.", "javax.", "jdk.", "sun.", "com.sun."];

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::time::Duration;
 
 use repair_bytecode::hierarchy::{Hierarchy, ObjectHierarchy};
 use repair_bytecode::transform::{self, CallSite, Fallback, GuardSpec, MethodTarget, ProbePoint, ProbeSpec, SwapSpec};
@@ -44,6 +45,14 @@ pub enum Action {
         capture_return: bool,
         timestamp: bool,
     },
+    /// A circuit breaker: `failures` within `window_ms` open it; open, calls return `fallback`
+    /// without running the body for `cooldown_ms`, then one trial call is let through.
+    Breaker {
+        failures: u32,
+        window_ms: u64,
+        cooldown_ms: u64,
+        fallback: Fallback,
+    },
 }
 
 impl Action {
@@ -59,6 +68,9 @@ impl Action {
             Action::Probe { points, .. } => {
                 let p: Vec<String> = points.iter().map(|p| format!("{p:?}").to_lowercase()).collect();
                 format!("probe {}", p.join(","))
+            }
+            Action::Breaker { failures, window_ms, cooldown_ms, fallback } => {
+                format!("breaker {failures} in {window_ms}ms, open {cooldown_ms}ms -> {}", fallback_text(fallback))
             }
         }
     }
@@ -167,9 +179,9 @@ impl PatchSpec {
             Some(_) => return Err(p.error(&["durable"], "expected true or false")),
         };
         let action_map = p.mapping(p.required(map, &[], "action")?, &["action"])?;
-        p.only_keys(action_map, &["action"], &["guard", "swap", "probe"])?;
+        p.only_keys(action_map, &["action"], &["guard", "swap", "probe", "breaker"])?;
         if action_map.len() != 1 {
-            return Err(p.error(&["action"], "give exactly one of guard, swap, probe"));
+            return Err(p.error(&["action"], "give exactly one of guard, swap, probe, breaker"));
         }
         let (kind, body) = action_map.iter().next().expect("one entry");
         let action = match kind.as_str().unwrap_or("") {
@@ -181,6 +193,7 @@ impl PatchSpec {
                     p.string(p.required(m, &["action", "swap"], "class_file")?, &["action", "swap", "class_file"])?;
                 Action::Swap { class_file: f }
             }
+            "breaker" => p.breaker(body)?,
             _ => p.probe(body)?,
         };
         Ok(PatchSpec { id, class, method, action, durable, source: text.to_string() })
@@ -219,10 +232,26 @@ impl PatchSpec {
                     call_site: call.clone(),
                     report_id: env.report_id,
                 };
-                match env.hierarchy {
+                let guarded = match env.hierarchy {
                     _ if spec.call_site.is_none() => transform::guard::guard(class_bytes, &spec),
                     Some(h) => transform::call_site::guard_call_site(class_bytes, &spec, h),
                     None => transform::call_site::guard_call_site(class_bytes, &spec, &ObjectHierarchy),
+                };
+                // A guard that reports also counts the method's calls (`Hooks.enter`): its
+                // fallback rate is what tells whether a repair holds.
+                match (guarded, env.report_id) {
+                    (Ok(bytes), Some(id)) => transform::probe::probe(
+                        &bytes,
+                        &ProbeSpec {
+                            method: self.method.clone(),
+                            points: vec![ProbePoint::Entry],
+                            probe_id: id,
+                            capture_args: false,
+                            capture_return: false,
+                            timestamp: false,
+                        },
+                    ),
+                    (other, _) => other,
                 }
             }
             Action::Probe { points, capture_args, capture_return, timestamp } => {
@@ -248,11 +277,36 @@ impl PatchSpec {
                     &SwapSpec { method: self.method.clone(), patch_class: patch.clone() },
                 )
             }
+            Action::Breaker { fallback, .. } => transform::breaker::breaker(
+                class_bytes,
+                &transform::BreakerSpec {
+                    method: self.method.clone(),
+                    fallback: fallback.clone(),
+                    report_id: env.report_id.unwrap_or(0),
+                },
+            ),
         }
         .map_err(err)?;
         transform::check_redefinable(class_bytes, &out).map_err(err)?;
         Ok(out)
     }
+}
+
+/// `10s`, `500ms`, `2m` or a number of seconds; `None` gives `default`.
+pub fn parse_duration(v: Option<&Value>, default: Duration) -> Result<Duration, String> {
+    let Some(v) = v else { return Ok(default) };
+    if let Some(n) = v.as_f64() {
+        return Ok(Duration::from_secs_f64(n.max(0.0)));
+    }
+    let s = v.as_str().ok_or("expected a duration such as 10s")?;
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let n: f64 = n.parse().map_err(|_| format!("{s:?}: expected a duration such as 10s"))?;
+    Ok(Duration::from_secs_f64(match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?}: unit must be ms, s or m")),
+    }))
 }
 
 struct Parser<'a> {
@@ -360,8 +414,36 @@ impl Parser<'_> {
         Ok(Action::Guard { catch, fallback, call })
     }
 
+    fn breaker(&self, body: &Value) -> Result<Action, SpecError> {
+        let path = ["action", "breaker"];
+        let m = self.mapping(body, &path)?;
+        self.only_keys(m, &path, &["failures", "window", "cooldown", "fallback"])?;
+        let failures = match m.get("failures") {
+            None => 5,
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| (1..=1_000_000).contains(&n)) => {
+                n.as_u64().unwrap_or(5) as u32
+            }
+            Some(_) => return Err(self.error(&["action", "breaker", "failures"], "expected a positive number")),
+        };
+        let ms = |key: &str, default: Duration| -> Result<u64, SpecError> {
+            parse_duration(m.get(key), default)
+                .map(|d| d.as_millis() as u64)
+                .map_err(|e| self.error(&["action", "breaker", key], e))
+        };
+        let window_ms = ms("window", Duration::from_secs(10))?;
+        let cooldown_ms = ms("cooldown", Duration::from_secs(5))?;
+        let fallback = match m.get("fallback") {
+            None => Fallback::Default,
+            Some(v) => self.fallback_at(v, &["action", "breaker", "fallback"])?,
+        };
+        Ok(Action::Breaker { failures, window_ms, cooldown_ms, fallback })
+    }
+
     fn fallback(&self, v: &Value) -> Result<Fallback, SpecError> {
-        let path = ["action", "guard", "fallback"];
+        self.fallback_at(v, &["action", "guard", "fallback"])
+    }
+
+    fn fallback_at(&self, v: &Value, path: &[&str]) -> Result<Fallback, SpecError> {
         match v {
             Value::String(s) if s == "default" => return Ok(Fallback::Default),
             Value::String(s) if s == "null" => return Ok(Fallback::Null),
@@ -383,17 +465,17 @@ impl Parser<'_> {
                         Some((class, name)) if is_binary_name(class) && is_identifier(name) => {
                             Ok(Fallback::StaticMethod { class: class.to_string(), name: name.to_string() })
                         }
-                        _ => Err(self.error(&path, format!("{s:?} is not Class.method"))),
+                        _ => Err(self.error(path, format!("{s:?} is not Class.method"))),
                     },
                     _ => {
                         Err(self
-                            .error(&path, "expected default, null, {value: X}, {arg: N} or {method: pkg.Class.name}"))
+                            .error(path, "expected default, null, {value: X}, {arg: N} or {method: pkg.Class.name}"))
                     }
                 };
             }
             _ => {}
         }
-        Err(self.error(&path, "expected default, null, {value: X}, {arg: N} or {method: pkg.Class.name}"))
+        Err(self.error(path, "expected default, null, {value: X}, {arg: N} or {method: pkg.Class.name}"))
     }
 
     fn probe(&self, body: &Value) -> Result<Action, SpecError> {

@@ -71,6 +71,8 @@ struct Jvm {
 impl Jvm {
     fn start(jdk: &Jdk, dir: &Path, args: &[String]) -> Jvm {
         let mut child = Command::new(jdk.java())
+            // The agent's default state dir: per test, so no test sees another's durable patches.
+            .env("XDG_STATE_HOME", dir.join("state"))
             .args(args)
             .arg("-cp")
             .arg(dir)

@@ -9,8 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
+use crate::audit::Audit;
 use crate::config::{FaultMode, LogLevel, Options};
+use crate::events::{About, EventLog, Kind};
 use crate::faults::FaultLog;
+use crate::healing::Healer;
 use crate::hooks::Reports;
 use crate::jvmti::{entry, Capability, Event, JavaVm, Jni, Jvmti, Local, MethodId, REQUESTED_VERSION};
 use crate::patches::PatchManager;
@@ -63,6 +66,9 @@ pub struct Agent {
     pub faults: FaultLog,
     pub reports: Reports,
     pub patches: PatchManager,
+    pub events: EventLog,
+    pub audit: Audit,
+    pub healer: Healer,
     /// Whether `repair/rt/Hooks` is defined and bound, or why not.
     pub hooks: Mutex<Result<(), String>>,
     pub loaded_at: Instant,
@@ -144,7 +150,19 @@ fn init(vm: JavaVm, text: &str, mode: LoadMode) -> Result<(), (i32, String)> {
         }
         m => m,
     };
+    let policy = match &options.policy {
+        Some(path) => {
+            Some(crate::healing::load_file(path).map_err(|e| (LOAD_FAILED, format!("refusing to load: {e}")))?)
+        }
+        None => None,
+    };
+    let state_dir = options
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| crate::audit::default_state_dir(jvmti.system_property("sun.java.command").ok().as_deref()));
     entry::install_callbacks(jvmti).map_err(|e| (LOAD_FAILED, format!("refusing to load: {e}")))?;
+    let events = EventLog::default();
+    let audit = Audit::open(state_dir, &events);
     let agent = Agent {
         vm,
         jvmti,
@@ -156,10 +174,20 @@ fn init(vm: JavaVm, text: &str, mode: LoadMode) -> Result<(), (i32, String)> {
         faults: FaultLog::default(),
         reports: Reports::default(),
         patches: PatchManager::default(),
+        events,
+        audit,
+        healer: Healer::default(),
         hooks: Mutex::new(Err("not defined yet: the VM has not finished starting".to_string())),
         loaded_at: Instant::now(),
     };
     let agent = AGENT.get_or_init(|| agent);
+    if let Some(p) = policy {
+        agent.healer.replace(p, "agent option policy=".to_string());
+    }
+    if mode == LoadMode::Startup {
+        // Before any application class loads: durable patches apply as their classes load.
+        agent.restore_durable(None);
+    }
     enable(jvmti, Event::ClassFileLoadHook);
     enable(jvmti, Event::VmDeath);
     match mode {
@@ -239,7 +267,48 @@ impl Agent {
         if self.fault_mode == FaultMode::Bytecode && self.mode == LoadMode::Attach {
             self.probe_loaded_classes(jni);
         }
+        if self.mode == LoadMode::Attach {
+            self.restore_durable(Some(jni));
+        }
+        if let Some(agent) = get() {
+            agent.healer.start(agent);
+        }
         crate::api_impl::start_control(&self.options);
+    }
+
+    /// Puts back the durable patches the journal holds. At start-up (`jni` is `None`) they wait
+    /// for their classes to load; after attach they are applied to the loaded classes.
+    fn restore_durable(&self, jni: Option<&Jni<'_>>) {
+        for record in self.audit.durable() {
+            let about = About { patch: &record.patch_id, ..About::default() };
+            let spec = match repair_model::spec::PatchSpec::from_yaml(&record.spec, "journal") {
+                Ok(s) => s,
+                Err(e) => {
+                    self.events.emit(Kind::Journal, about, format!("durable patch not restored: {e}"));
+                    continue;
+                }
+            };
+            let attachments = match self.audit.attachments(&record) {
+                Ok(a) => a,
+                Err(e) => {
+                    self.events.emit(Kind::Journal, about, format!("durable patch not restored: {e}"));
+                    continue;
+                }
+            };
+            let site = format!("{}.{}", spec.class, spec.method.name);
+            let about = About { site: &site, ..about };
+            let since = format!("durable since journal record {} ({})", record.seq, record.who);
+            match jni {
+                None => {
+                    self.patches.preload(spec, attachments, record.who.clone());
+                    self.events.emit(Kind::Restored, about, format!("{since}: applies as the class loads"));
+                }
+                Some(jni) => match self.patches.apply(self.jvmti, jni, spec, attachments, record.who.clone()) {
+                    Ok(_) => self.events.emit(Kind::Restored, about, format!("{since}: applied to the loaded class")),
+                    Err(e) => self.events.emit(Kind::Journal, about, format!("durable patch not restored: {e}")),
+                },
+            };
+        }
     }
 
     /// After attach, the application classes already loaded get their fault probes through one

@@ -20,8 +20,57 @@ pub trait AgentApi: Send + Sync + 'static {
     fn apply(&self, request: ApplyRequest) -> Result<PatchInfo, ApiError>;
     /// Active patches, in the order applied.
     fn patches(&self) -> Vec<PatchInfo>;
-    /// Rolls back one patch or all; returns what was rolled back.
-    fn rollback(&self, target: RollbackTarget) -> Result<Vec<PatchInfo>, ApiError>;
+    /// Rolls back one patch or all for `who`; returns what was rolled back.
+    fn rollback(&self, target: RollbackTarget, who: &str) -> Result<Vec<PatchInfo>, ApiError>;
+    /// Replaces the self-healing policy; one that does not parse changes nothing.
+    fn policy_apply(&self, yaml: &str, source: &str, who: &str) -> Result<PolicyInfo, ApiError>;
+    /// The policy in force (`loaded: false` when none) and what its rules did.
+    fn policy_show(&self) -> PolicyInfo;
+    /// The journal's records, oldest first, and the state dir it lives in.
+    fn history(&self) -> (Vec<repair_model::journal::Record>, String);
+    /// Recent events, oldest first.
+    fn events(&self) -> Vec<EventInfo>;
+    /// Events as they happen.
+    fn subscribe_events(&self) -> broadcast::Receiver<EventInfo>;
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyInfo {
+    pub loaded: bool,
+    pub source: String,
+    /// `enforce` or `dry-run`.
+    pub mode: String,
+    pub yaml: String,
+    pub loaded_at_ms: u64,
+    pub loaded_by: String,
+    pub rules: Vec<RuleInfo>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleInfo {
+    pub name: String,
+    /// The fault pattern, in words.
+    pub when: String,
+    /// Summaries of its actions, in escalation order.
+    pub actions: Vec<String>,
+    pub fired: u64,
+    pub applied: u64,
+    pub validated: u64,
+    pub rolled_back: u64,
+    pub held: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventInfo {
+    pub seq: u64,
+    pub at_ms: u64,
+    /// Microseconds since the agent loaded.
+    pub at_us: u64,
+    pub kind: String,
+    pub rule: String,
+    pub patch: String,
+    pub site: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use crate::api::{self, AgentApi, ApiError, ErrorKind};
 use crate::config::{ControlEndpoint, FaultMode};
 use crate::control::{self, ControlConfig, ControlServer, ThreadHooks};
 use crate::patches::{AppliedPatch, PatchError};
-use crate::{agent, faults, service};
+use crate::{agent, events, faults, healing, service};
 
 static SERVER: Mutex<Option<ControlServer>> = Mutex::new(None);
 
@@ -88,7 +88,10 @@ fn patch_info(p: &AppliedPatch, state: api::PatchState) -> api::PatchInfo {
         id: p.spec.id.clone(),
         classes: vec![p.class.replace('/', ".")],
         method: p.spec.method.to_string(),
-        action: p.spec.action.summary(),
+        action: match crate::breakers::state(p.report_id) {
+            Some((state, short)) => format!("{} [{state}, {short} calls short-circuited]", p.spec.action.summary()),
+            None => p.spec.action.summary(),
+        },
         applied_at_ms: p.applied_at_ms,
         who: p.who.clone(),
         state,
@@ -179,12 +182,121 @@ impl AgentApi for Api {
             .unwrap_or_default()
     }
 
-    fn rollback(&self, target: api::RollbackTarget) -> Result<Vec<api::PatchInfo>, ApiError> {
+    fn rollback(&self, target: api::RollbackTarget, who: &str) -> Result<Vec<api::PatchInfo>, ApiError> {
         let id = match &target {
             api::RollbackTarget::One(id) => Some(id.as_str()),
             api::RollbackTarget::All => None,
         };
-        let gone = service::rollback(id).map_err(api_error)?;
+        let gone = service::rollback(id, who).map_err(api_error)?;
         Ok(gone.iter().map(|p| patch_info(p, api::PatchState::RolledBack)).collect())
+    }
+
+    fn policy_apply(&self, yaml: &str, source: &str, who: &str) -> Result<api::PolicyInfo, ApiError> {
+        let a =
+            agent::get().ok_or_else(|| ApiError::new(ErrorKind::FailedPrecondition, "the agent is not initialized"))?;
+        let policy =
+            repair_model::policy::parse(yaml, source).map_err(|e| ApiError::new(ErrorKind::InvalidArgument, e))?;
+        a.healer.replace(policy.clone(), who.to_string());
+        // The healer thread installs it at once; show it as given.
+        let state = healing::PolicyState {
+            policy,
+            loaded_at_ms: repair_model::journal::now_ms(),
+            who: who.to_string(),
+            stats: Default::default(),
+        };
+        Ok(policy_info(Some(&state)))
+    }
+
+    fn policy_show(&self) -> api::PolicyInfo {
+        policy_info(agent::get().and_then(|a| a.healer.state()).as_ref())
+    }
+
+    fn history(&self) -> (Vec<repair_model::journal::Record>, String) {
+        agent::get().map(|a| (a.audit.history(), a.audit.dir().display().to_string())).unwrap_or_default()
+    }
+
+    fn events(&self) -> Vec<api::EventInfo> {
+        agent::get().map(|a| a.events.list().iter().map(event_info).collect()).unwrap_or_default()
+    }
+
+    fn subscribe_events(&self) -> broadcast::Receiver<api::EventInfo> {
+        let (tx, rx) = broadcast::channel(1024);
+        if let (Some(a), Ok(runtime)) = (agent::get(), tokio::runtime::Handle::try_current()) {
+            let mut inner = a.events.subscribe();
+            runtime.spawn(async move {
+                loop {
+                    match inner.recv().await {
+                        Ok(e) => {
+                            if tx.send(event_info(&e)).is_err() {
+                                break;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    }
+                }
+            });
+        }
+        rx
+    }
+}
+
+fn event_info(e: &events::Event) -> api::EventInfo {
+    api::EventInfo {
+        seq: e.seq,
+        at_ms: e.at_ms,
+        at_us: e.at_us,
+        kind: e.kind.name().to_string(),
+        rule: e.rule.clone(),
+        patch: e.patch.clone(),
+        site: e.site.clone(),
+        reason: e.reason.clone(),
+    }
+}
+
+fn policy_info(state: Option<&healing::PolicyState>) -> api::PolicyInfo {
+    let Some(s) = state else { return api::PolicyInfo::default() };
+    let p = &s.policy;
+    api::PolicyInfo {
+        loaded: true,
+        source: p.source.clone(),
+        mode: if p.mode == repair_model::policy::Mode::DryRun { "dry-run" } else { "enforce" }.to_string(),
+        yaml: p.text.clone(),
+        loaded_at_ms: s.loaded_at_ms,
+        loaded_by: s.who.clone(),
+        rules: p
+            .rules
+            .iter()
+            .map(|r| {
+                let st = s.stats.get(&r.name).cloned().unwrap_or_default();
+                api::RuleInfo {
+                    name: r.name.clone(),
+                    when: format!(
+                        "{}{}{} x{} within {:?}",
+                        r.exception,
+                        r.within_code.as_ref().map(|g| format!(" in {g}")).unwrap_or_default(),
+                        r.message.as_ref().map(|m| format!(" message /{m}/")).unwrap_or_default(),
+                        r.count,
+                        r.window
+                    ),
+                    actions: r
+                        .then
+                        .iter()
+                        .map(|s| {
+                            let at = if s.at == repair_model::policy::At::Caller { " at caller" } else { "" };
+                            format!(
+                                "{}{at}",
+                                serde_yaml::to_string(&s.action).unwrap_or_default().trim().replace('\n', " ")
+                            )
+                        })
+                        .collect(),
+                    fired: st.fired,
+                    applied: st.applied,
+                    validated: st.validated,
+                    rolled_back: st.rolled_back,
+                    held: st.held,
+                }
+            })
+            .collect(),
     }
 }

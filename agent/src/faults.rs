@@ -15,7 +15,8 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::broadcast;
@@ -47,6 +48,8 @@ pub struct Fault {
     pub id: u64,
     /// Dotted exception class name.
     pub exception: String,
+    /// The exception class and its superclasses below `Object`, most specific first.
+    pub exception_chain: Vec<String>,
     pub message: Option<String>,
     pub thread: String,
     /// The throw site: the innermost application frame.
@@ -128,6 +131,17 @@ pub struct FaultLog {
     /// (probe id, exception class) → the site it was recorded under, for the probes' fast path.
     probe_sites: Mutex<HashMap<(i32, i32), SiteKey>>,
     updates: broadcast::Sender<Fault>,
+    /// Told of every occurrence, for the policy engine; `None` without a policy.
+    observer: RwLock<Option<SyncSender<Occurrence>>>,
+}
+
+/// One more occurrence of a fault, as the policy engine is told of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Occurrence {
+    pub fault_id: u64,
+    /// The site's count with this occurrence (an observer that missed some sees the jump).
+    pub count: u64,
+    pub at: Instant,
 }
 
 thread_local! {
@@ -146,6 +160,7 @@ impl Default for FaultLog {
             handlers: Mutex::default(),
             probe_sites: Mutex::default(),
             updates: broadcast::channel(256).0,
+            observer: RwLock::new(None),
         }
     }
 }
@@ -154,6 +169,26 @@ impl FaultLog {
     /// New and updated faults, as they happen.
     pub fn subscribe(&self) -> broadcast::Receiver<Fault> {
         self.updates.subscribe()
+    }
+
+    /// Every occurrence from now on goes to `observer` (`None`: to nobody). A full channel drops
+    /// the occurrence: the next one carries the count.
+    pub fn observe(&self, observer: Option<SyncSender<Occurrence>>) {
+        *self.observer.write().unwrap_or_else(|e| e.into_inner()) = observer;
+    }
+
+    fn notify(&self, fault_id: u64, count: u64) {
+        if let Some(tx) = self.observer.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            // Full: the engine is behind and sees the jump in `count` next time; disconnected:
+            // the policy is being replaced. Neither may slow the faulting thread.
+            let _ = tx.try_send(Occurrence { fault_id, count, at: Instant::now() });
+        }
+    }
+
+    /// The fault with this id, if it is still kept.
+    pub fn get(&self, id: u64) -> Option<Fault> {
+        let store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        store.sites.values().find(|s| s.fault.id == id).map(|s| s.fault.clone())
     }
 
     /// All faults, most recently seen first, and how many sites were dropped for room.
@@ -243,6 +278,9 @@ impl FaultLog {
             // No receiver is not an error: nobody follows the faults right now.
             let _ = self.updates.send(s.fault.clone());
         }
+        let (id, count) = (s.fault.id, s.fault.count);
+        drop(store);
+        self.notify(id, count);
         true
     }
 
@@ -339,6 +377,7 @@ impl FaultLog {
         let now_ms = now_ms();
         // A new site: gather the rest without holding the lock (these call into the JVM).
         let message = jni.throwable_message(thrown);
+        let exception_chain = jni.class_chain_of_object(thrown, 16);
         let thread = jvmti.current_thread_name(jni).unwrap_or_else(|_| "?".to_string());
         let stack: Vec<StackFrame> = infos.iter().map(|(i, b)| i.frame(*b)).collect();
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
@@ -346,6 +385,9 @@ impl FaultLog {
             // Another thread recorded it meanwhile.
             s.fault.count += 1;
             s.fault.last_seen_ms = now_ms;
+            let (id, count) = (s.fault.id, s.fault.count);
+            drop(store);
+            self.notify(id, count);
             return key;
         }
         if store.sites.len() >= MAX_SITES {
@@ -359,6 +401,7 @@ impl FaultLog {
         let fault = Fault {
             id: store.next_id,
             exception: key.exception.clone(),
+            exception_chain,
             message,
             thread,
             site: info.frame(*bci),
@@ -368,7 +411,10 @@ impl FaultLog {
             last_seen_ms: now_ms,
         };
         let _ = self.updates.send(fault.clone());
+        let id = fault.id;
         store.sites.insert(key.clone(), Site { fault, last_broadcast: Instant::now() });
+        drop(store);
+        self.notify(id, 1);
         key
     }
 }

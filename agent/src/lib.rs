@@ -7,9 +7,13 @@
 mod agent;
 pub mod api;
 mod api_impl;
+mod audit;
+mod breakers;
 mod config;
 pub mod control;
+mod events;
 mod faults;
+mod healing;
 mod hooks;
 mod jvmti;
 mod patches;

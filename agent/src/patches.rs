@@ -18,6 +18,7 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use repair_model::journal::sha256_hex;
 use repair_model::spec::{PatchSpec, RewriteEnv};
 
 use crate::jvmti::{Jni, Jvmti, JvmtiError, Local};
@@ -65,7 +66,11 @@ pub struct AppliedPatch {
     pub applied_at_ms: u64,
     /// Who applied it: `operator:<name>` or `rule:<name>`.
     pub who: String,
-    attachments: HashMap<String, Vec<u8>>,
+    /// SHA-256 (hex) of the class bytes before and after the patch was applied.
+    pub hashes: (String, String),
+    /// Before and after of the rollback, once rolled back.
+    pub hashes_rollback: Option<(String, String)>,
+    pub attachments: HashMap<String, Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -165,19 +170,24 @@ impl PatchManager {
             self.capture_originals(jvmti, &class, &loaded)?;
             let mut st = self.state();
             st.next_report_id += 1;
-            let patch = AppliedPatch {
+            let mut patch = AppliedPatch {
                 spec,
                 report_id: st.next_report_id,
                 class: class.clone(),
                 applied_at_ms: now_ms(),
                 who,
+                hashes: Default::default(),
+                hashes_rollback: None,
                 attachments,
             };
             let original = st.originals.get(&class).cloned().ok_or_else(|| {
                 PatchError::Unavailable(format!("the JVM did not hand over the bytes of {}", patch.spec.class))
             })?;
+            let before = chain(&original, st.patches.iter().filter(|p| p.class == class))?;
             let new_bytes =
                 chain(&original, st.patches.iter().filter(|p| p.class == class).chain(std::iter::once(&patch)))?;
+            patch.hashes = (sha256_hex(&before), sha256_hex(&new_bytes));
+            crate::breakers::register(&patch);
             st.pending.insert(class.clone(), Some(new_bytes));
             drop(st);
             let result = jvmti.retransform(&loaded);
@@ -191,6 +201,26 @@ impl PatchManager {
                 Err(error) => Err(PatchError::Rejected { patch: patch.spec.id, error }),
             }
         })
+    }
+
+    /// Puts a patch in effect for classes that have not loaded yet (durable patches at start-up):
+    /// the ClassFileLoadHook applies it as they load, before any of their code runs.
+    pub fn preload(&self, spec: PatchSpec, attachments: HashMap<String, Vec<u8>>, who: String) -> AppliedPatch {
+        let mut st = self.state();
+        st.next_report_id += 1;
+        let patch = AppliedPatch {
+            class: spec.target_class_internal(),
+            spec,
+            report_id: st.next_report_id,
+            applied_at_ms: now_ms(),
+            who,
+            hashes: Default::default(),
+            hashes_rollback: None,
+            attachments,
+        };
+        crate::breakers::register(&patch);
+        st.patches.push(patch.clone());
+        patch
     }
 
     /// Rolls back one patch (`Some(id)`) or all; returns the ids rolled back. For each class it
@@ -219,14 +249,23 @@ impl PatchManager {
         }
         jni.with_local_frame(64, |jni| {
             let mut loaded = Vec::new();
+            let mut hashes: HashMap<String, (String, String)> = HashMap::new();
             {
                 let mut st = self.state();
                 for class in &classes {
-                    let remaining = st.patches.iter().filter(|p| &p.class == class && !removed.contains(&p.spec.id));
+                    let all = st.patches.iter().filter(|p| &p.class == class);
+                    let remaining = all.clone().filter(|p| !removed.contains(&p.spec.id));
                     let bytes = match st.originals.get(class) {
                         Some(original) if remaining.clone().next().is_some() => Some(chain(original, remaining)?),
                         _ => None,
                     };
+                    if let Some(original) = st.originals.get(class) {
+                        let before = chain(original, all)?;
+                        hashes.insert(
+                            class.clone(),
+                            (sha256_hex(&before), sha256_hex(bytes.as_deref().unwrap_or(original))),
+                        );
+                    }
                     st.pending.insert(class.clone(), bytes);
                 }
             }
@@ -250,8 +289,12 @@ impl PatchManager {
                 st.pending.remove(class);
             }
             result?;
-            let (gone, kept) = std::mem::take(&mut st.patches).into_iter().partition(|p| removed.contains(&p.spec.id));
+            let (mut gone, kept): (Vec<AppliedPatch>, Vec<AppliedPatch>) =
+                std::mem::take(&mut st.patches).into_iter().partition(|p| removed.contains(&p.spec.id));
             st.patches = kept;
+            for p in &mut gone {
+                p.hashes_rollback = hashes.get(&p.class).cloned();
+            }
             Ok(gone)
         })
     }

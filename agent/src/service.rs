@@ -8,6 +8,7 @@ use repair_model::spec::PatchSpec;
 
 use crate::agent::{self, version_text, Agent, LoadMode};
 use crate::config::FaultMode;
+use crate::events::{About, Kind};
 use crate::jvmti::{Capability, Jni};
 use crate::patches::{AppliedPatch, PatchError};
 
@@ -109,13 +110,36 @@ pub fn apply(
                 Capability::RetransformClasses.name()
             )));
         }
-        a.patches.apply(a.jvmti, jni, spec, attachments, who)
+        let (id, class) = (spec.id.clone(), spec.class.clone());
+        let site = format!("{}.{}", spec.class, spec.method.name);
+        let about = About { patch: &id, site: &site, ..About::default() };
+        match a.patches.apply(a.jvmti, jni, spec, attachments, who.clone()) {
+            Ok(p) => {
+                a.audit.applied(&p, &format!("applied by {who}"));
+                a.events.emit(Kind::Applied, about, format!("{} by {who}", p.spec.action.summary()));
+                Ok(p)
+            }
+            Err(e) => {
+                a.audit.refused(yaml, &id, &who, &class, &e.to_string());
+                a.events.emit(Kind::Refused, about, e.to_string());
+                Err(e)
+            }
+        }
     })
 }
 
-/// Rolls back one patch, or all with `None`; returns the ids rolled back.
-pub fn rollback(id: Option<&str>) -> Result<Vec<AppliedPatch>, PatchError> {
-    with_agent(|a, jni| a.patches.rollback(a.jvmti, jni, id))
+/// Rolls back one patch, or all with `None`, for `who`; returns what was rolled back.
+pub fn rollback(id: Option<&str>, who: &str) -> Result<Vec<AppliedPatch>, PatchError> {
+    with_agent(|a, jni| {
+        let gone = a.patches.rollback(a.jvmti, jni, id)?;
+        for p in &gone {
+            let reason = format!("rolled back by {who}");
+            a.audit.rolled_back(p, who, &reason);
+            let site = format!("{}.{}", p.spec.class, p.spec.method.name);
+            a.events.emit(Kind::RolledBack, About { patch: &p.spec.id, site: &site, ..About::default() }, reason);
+        }
+        Ok(gone)
+    })
 }
 
 /// The bytes of a loaded class as the JVM runs them now (`javap CLASS`); `class` is dotted.

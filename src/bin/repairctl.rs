@@ -80,6 +80,20 @@ enum Command {
         #[command(flatten)]
         conn: Conn,
     },
+    /// The self-healing policy: apply a file, or show the one in force.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// The journal: every patch applied, validated, refused and rolled back, across restarts.
+    History(#[command(flatten)] Conn),
+    /// What the agent decided and did, with reasons; --follow streams new events.
+    Events {
+        #[arg(short, long)]
+        follow: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Load the agent into a running JVM (HotSpot's attach protocol, as jcmd does).
     Attach {
         pid: u32,
@@ -92,6 +106,18 @@ enum Command {
         #[arg(short = 'o', long = "output", value_enum, default_value = "human")]
         output: Output,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCommand {
+    /// Replace the policy with FILE (a policy that does not parse changes nothing).
+    Apply {
+        file: PathBuf,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// The policy in force and what each rule did.
+    Show(#[command(flatten)] Conn),
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -132,6 +158,10 @@ fn main() -> ExitCode {
         Command::Apply { spec, files, conn } => block_on(live::apply(&conn, &spec, &files)),
         Command::Patches(conn) => block_on(live::patches(&conn)),
         Command::Rollback { id, all, conn } => block_on(live::rollback(&conn, id, all)),
+        Command::Policy { command: PolicyCommand::Apply { file, conn } } => block_on(live::policy_apply(&conn, &file)),
+        Command::Policy { command: PolicyCommand::Show(conn) } => block_on(live::policy_show(&conn)),
+        Command::History(conn) => block_on(live::history(&conn)),
+        Command::Events { follow, conn } => block_on(live::events(&conn, follow)),
         Command::Attach { pid, options, agent, output } => live::attach(pid, &options, agent, output),
     };
     match result {

@@ -203,8 +203,7 @@ pub async fn apply(conn: &Conn, spec_path: &Path, files: &[String]) -> Result<()
         let (name, path) = f.split_once('=').ok_or_else(|| format!("--file {f:?}: expected NAME=PATH"))?;
         attachments.insert(name.to_string(), std::fs::read(path).map_err(|e| format!("{path}: {e}"))?);
     }
-    let who = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    let req = proto::ApplyRequest { spec_yaml: text, source, attachments, who };
+    let req = proto::ApplyRequest { spec_yaml: text, source, attachments, who: operator() };
     let p = rpc(conn.client().await?.apply(req).await)?;
     print(conn.output, patch_json(&p), || {
         format!("applied {}: {} on {}.{}\n", p.id, p.action, p.classes.join(","), p.method)
@@ -221,11 +220,165 @@ pub async fn patches(conn: &Conn) -> Result<(), String> {
 }
 
 pub async fn rollback(conn: &Conn, id: Option<String>, all: bool) -> Result<(), String> {
-    let req = proto::RollbackRequest { id: id.unwrap_or_default(), all };
+    let req = proto::RollbackRequest { id: id.unwrap_or_default(), all, who: operator() };
     let r = rpc(conn.client().await?.rollback(req).await)?;
     print(conn.output, json!(r.patches.iter().map(patch_json).collect::<Vec<_>>()), || {
         r.patches.iter().map(|p| format!("rolled back {}\n", p.id)).collect()
     });
+    Ok(())
+}
+
+/// Who is at the console, as journaled.
+fn operator() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+}
+
+fn policy_json(p: &proto::PolicyReply) -> serde_json::Value {
+    json!({
+        "loaded": p.loaded, "source": p.source, "mode": p.mode, "loaded_at_ms": p.loaded_at_ms,
+        "loaded_by": p.loaded_by, "yaml": p.yaml,
+        "rules": p.rules.iter().map(|r| json!({
+            "name": r.name, "when": r.when, "actions": r.actions, "fired": r.fired, "applied": r.applied,
+            "validated": r.validated, "rolled_back": r.rolled_back, "held": r.held,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn policy_text(p: &proto::PolicyReply) -> String {
+    if !p.loaded {
+        return "no policy in force\n".to_string();
+    }
+    let mut out = format!("policy {} (mode {}), loaded by {}\n", p.source, p.mode, p.loaded_by);
+    let rows: Vec<Vec<String>> = p
+        .rules
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.clone(),
+                r.when.clone(),
+                r.fired.to_string(),
+                r.applied.to_string(),
+                r.validated.to_string(),
+                r.rolled_back.to_string(),
+                r.held.to_string(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["RULE", "WHEN", "FIRED", "APPLIED", "HELD UP", "ROLLED BACK", "HELD BACK"], &rows));
+    for r in &p.rules {
+        for (i, a) in r.actions.iter().enumerate() {
+            out.push_str(&format!("  {} action {i}: {a}\n", r.name));
+        }
+    }
+    out
+}
+
+pub async fn policy_apply(conn: &Conn, file: &Path) -> Result<(), String> {
+    let yaml = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let source = file.display().to_string();
+    // Checked here first: a bad file gets its error without a round trip.
+    crate::policy::parse(&yaml, &source)?;
+    let req = proto::PolicyApplyRequest { yaml, source, who: operator() };
+    let p = rpc(conn.client().await?.policy_apply(req).await)?;
+    print(conn.output, policy_json(&p), || format!("policy {} in force ({} rules)\n", p.source, p.rules.len()));
+    Ok(())
+}
+
+pub async fn policy_show(conn: &Conn) -> Result<(), String> {
+    let p = rpc(conn.client().await?.policy_show(proto::PolicyShowRequest {}).await)?;
+    print(conn.output, policy_json(&p), || policy_text(&p));
+    Ok(())
+}
+
+/// Local time of a Unix-millisecond timestamp, as `HH:MM:SS.mmm` UTC.
+fn clock(ms: u64) -> String {
+    let s = ms / 1000;
+    format!("{:02}:{:02}:{:02}.{:03}", (s / 3600) % 24, (s / 60) % 60, s % 60, ms % 1000)
+}
+
+pub async fn history(conn: &Conn) -> Result<(), String> {
+    let r = rpc(conn.client().await?.history(proto::HistoryRequest {}).await)?;
+    let value = json!({
+        "state_dir": r.state_dir,
+        "records": r.records.iter().map(|h| json!({
+            "seq": h.seq, "at_ms": h.at_ms, "event": h.event, "patch_id": h.patch_id, "who": h.who,
+            "classes": h.classes, "spec": h.spec, "durable": h.durable, "hashes_before": h.hashes_before,
+            "hashes_after": h.hashes_after, "reason": h.reason,
+        })).collect::<Vec<_>>(),
+    });
+    print(conn.output, value, || {
+        let short = |h: &[String]| h.iter().map(|x| x.get(..12).unwrap_or(x).to_string()).collect::<Vec<_>>().join(",");
+        let rows: Vec<Vec<String>> = r
+            .records
+            .iter()
+            .map(|h| {
+                let hashes = if h.hashes_before.is_empty() {
+                    String::new()
+                } else {
+                    format!("{} -> {}", short(&h.hashes_before), short(&h.hashes_after))
+                };
+                vec![
+                    h.seq.to_string(),
+                    clock(h.at_ms),
+                    h.event.clone(),
+                    h.patch_id.clone(),
+                    h.who.clone(),
+                    if h.durable { "durable".into() } else { String::new() },
+                    hashes,
+                    h.reason.clone(),
+                ]
+            })
+            .collect();
+        format!(
+            "journal in {}\n{}",
+            r.state_dir,
+            table(&["SEQ", "TIME (UTC)", "EVENT", "PATCH", "WHO", "", "CLASS SHA-256", "REASON"], &rows)
+        )
+    });
+    Ok(())
+}
+
+fn event_json(e: &proto::Event) -> serde_json::Value {
+    json!({"seq": e.seq, "at_ms": e.at_ms, "at_us": e.at_us, "kind": e.kind, "rule": e.rule, "patch": e.patch,
+           "site": e.site, "reason": e.reason})
+}
+
+fn event_line(e: &proto::Event) -> String {
+    let mut s = format!("{} {:<17}", clock(e.at_ms), e.kind);
+    for (k, v) in [("rule", &e.rule), ("patch", &e.patch), ("at", &e.site)] {
+        if !v.is_empty() {
+            s.push_str(&format!(" {k}={v}"));
+        }
+    }
+    if !e.reason.is_empty() {
+        s.push_str(": ");
+        s.push_str(&e.reason);
+    }
+    s
+}
+
+pub async fn events(conn: &Conn, follow: bool) -> Result<(), String> {
+    let mut client = conn.client().await?;
+    // Subscribe before listing so nothing falls between the two; duplicates are skipped by seq.
+    let mut stream = if follow { Some(rpc(client.watch_events(proto::EventsRequest {}).await)?) } else { None };
+    let r = rpc(client.events(proto::EventsRequest {}).await)?;
+    print(conn.output, json!(r.events.iter().map(event_json).collect::<Vec<_>>()), || {
+        r.events.iter().map(|e| format!("{}\n", event_line(e))).collect()
+    });
+    let mut last = r.events.last().map_or(0, |e| e.seq);
+    if let Some(stream) = stream.as_mut() {
+        while let Some(e) = stream.next().await {
+            let e = e.map_err(|s| describe(&s))?;
+            if e.seq <= last {
+                continue;
+            }
+            last = e.seq;
+            match conn.output {
+                Output::Json => println!("{}", event_json(&e)),
+                Output::Human => println!("{}", event_line(&e)),
+            }
+        }
+    }
     Ok(())
 }
 

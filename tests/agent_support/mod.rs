@@ -117,6 +117,8 @@ impl Run {
 /// `java [jvm_args] -cp dir class` with a 60 s limit.
 pub fn java(jdk: &Jdk, dir: &Path, jvm_args: &[String], class: &str) -> Run {
     let child = Command::new(jdk.java())
+        // The agent's default state dir: per test, so no test sees another's durable patches.
+        .env("XDG_STATE_HOME", dir.join("state"))
         .args(jvm_args)
         .arg("-cp")
         .arg(dir)

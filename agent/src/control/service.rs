@@ -194,7 +194,7 @@ impl agent_server::Agent for AgentService {
             spec_yaml: r.spec_yaml,
             source: if r.source.is_empty() { "<grpc>".into() } else { r.source },
             attachments: r.attachments.into_iter().collect(),
-            who: if r.who.is_empty() { "operator".into() } else { format!("operator:{}", r.who) },
+            who: operator(&r.who),
         };
         let p = self.call(move |a| a.apply(request)).await?.map_err(status)?;
         Ok(Response::new(patch(p)))
@@ -212,7 +212,108 @@ impl agent_server::Agent for AgentService {
             (false, false) => api::RollbackTarget::One(r.id),
             _ => return Err(Status::invalid_argument("rollback: give a patch id or all, not both")),
         };
-        let list = self.call(move |a| a.rollback(target)).await?.map_err(status)?;
+        let who = operator(&r.who);
+        let list = self.call(move |a| a.rollback(target, &who)).await?.map_err(status)?;
         Ok(Response::new(proto::PatchesReply { patches: list.into_iter().map(patch).collect() }))
+    }
+
+    async fn policy_apply(
+        &self,
+        req: Request<proto::PolicyApplyRequest>,
+    ) -> Result<Response<proto::PolicyReply>, Status> {
+        let r = req.into_inner();
+        let source = if r.source.is_empty() { "<grpc>".to_string() } else { r.source };
+        let who = operator(&r.who);
+        let p = self.call(move |a| a.policy_apply(&r.yaml, &source, &who)).await?.map_err(status)?;
+        Ok(Response::new(policy(p)))
+    }
+
+    async fn policy_show(&self, _: Request<proto::PolicyShowRequest>) -> Result<Response<proto::PolicyReply>, Status> {
+        Ok(Response::new(policy(self.call(|a| a.policy_show()).await?)))
+    }
+
+    async fn history(&self, _: Request<proto::HistoryRequest>) -> Result<Response<proto::HistoryReply>, Status> {
+        let (records, state_dir) = self.call(|a| a.history()).await?;
+        let records = records
+            .into_iter()
+            .map(|r| proto::HistoryRecord {
+                seq: r.seq,
+                at_ms: r.at_ms,
+                event: serde_json::to_value(r.event)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                patch_id: r.patch_id,
+                who: r.who,
+                classes: r.classes,
+                spec: r.spec,
+                durable: r.durable,
+                hashes_before: r.hashes.iter().map(|h| h.0.clone()).collect(),
+                hashes_after: r.hashes.into_iter().map(|h| h.1).collect(),
+                reason: r.reason,
+            })
+            .collect();
+        Ok(Response::new(proto::HistoryReply { records, state_dir }))
+    }
+
+    async fn events(&self, _: Request<proto::EventsRequest>) -> Result<Response<proto::EventsReply>, Status> {
+        let list = self.call(|a| a.events()).await?;
+        Ok(Response::new(proto::EventsReply { events: list.into_iter().map(event).collect() }))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(&self, _: Request<proto::EventsRequest>) -> Result<Response<EventStream>, Status> {
+        let rx = self.api.subscribe_events();
+        let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(|r| r.ok().map(|e| Ok(event(e))));
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<proto::Event, Status>> + Send>>;
+
+fn operator(name: &str) -> String {
+    if name.is_empty() {
+        "operator".into()
+    } else {
+        format!("operator:{name}")
+    }
+}
+
+fn event(e: api::EventInfo) -> proto::Event {
+    proto::Event {
+        seq: e.seq,
+        at_ms: e.at_ms,
+        at_us: e.at_us,
+        kind: e.kind,
+        rule: e.rule,
+        patch: e.patch,
+        site: e.site,
+        reason: e.reason,
+    }
+}
+
+fn policy(p: api::PolicyInfo) -> proto::PolicyReply {
+    proto::PolicyReply {
+        loaded: p.loaded,
+        source: p.source,
+        mode: p.mode,
+        yaml: p.yaml,
+        loaded_at_ms: p.loaded_at_ms,
+        loaded_by: p.loaded_by,
+        rules: p
+            .rules
+            .into_iter()
+            .map(|r| proto::RuleState {
+                name: r.name,
+                when: r.when,
+                actions: r.actions,
+                fired: r.fired,
+                applied: r.applied,
+                validated: r.validated,
+                rolled_back: r.rolled_back,
+                held: r.held,
+            })
+            .collect(),
     }
 }

@@ -46,7 +46,23 @@ impl AgentApi for FakeApi {
     fn patches(&self) -> Vec<PatchInfo> {
         self.patches.lock().unwrap().clone()
     }
-    fn rollback(&self, t: RollbackTarget) -> Result<Vec<PatchInfo>, ApiError> {
+    fn policy_apply(&self, yaml: &str, source: &str, who: &str) -> Result<PolicyInfo, ApiError> {
+        let p = repair_model::policy::parse(yaml, source).map_err(|e| ApiError::new(ErrorKind::InvalidArgument, e))?;
+        Ok(PolicyInfo { loaded: true, source: p.source, loaded_by: who.into(), ..Default::default() })
+    }
+    fn policy_show(&self) -> PolicyInfo {
+        PolicyInfo::default()
+    }
+    fn history(&self) -> (Vec<repair_model::journal::Record>, String) {
+        (Vec::new(), "/nowhere".into())
+    }
+    fn events(&self) -> Vec<EventInfo> {
+        vec![EventInfo { seq: 1, kind: "policy".into(), ..Default::default() }]
+    }
+    fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<EventInfo> {
+        tokio::sync::broadcast::channel(1).1
+    }
+    fn rollback(&self, t: RollbackTarget, _who: &str) -> Result<Vec<PatchInfo>, ApiError> {
         let mut all = self.patches.lock().unwrap();
         match t {
             RollbackTarget::All => Ok(std::mem::take(&mut *all)),

@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::{c_string, sys, JavaVm, Jni, Jvmti, JvmtiError, Local, MethodId, Reserved};
 use crate::agent::{self, ExceptionEvent, LoadMode};
-use crate::hooks;
+use crate::{breakers, hooks};
 
 /// Runs `f`; a panic is logged and replaced by `fallback`.
 fn guarded<R>(what: &str, fallback: R, f: impl FnOnce() -> R) -> R {
@@ -140,6 +140,9 @@ pub fn bind_hooks(jni: &Jni<'_>, class: &Local<'_>) -> Result<(), String> {
         (contract::EXIT_AT, f(hook_exit_at as *const ())),
         (contract::THROWN, f(hook_thrown as *const ())),
         (contract::LINE, f(hook_line as *const ())),
+        (contract::BREAKER_ENTER, f(hook_breaker_enter as *const ())),
+        (contract::BREAKER_EXIT, f(hook_breaker_exit as *const ())),
+        (contract::BREAKER_THROWN, f(hook_breaker_thrown as *const ())),
     ];
     let methods: Vec<(&str, &str, *mut c_void)> = table.iter().map(|((n, d), p)| (*n, *d, *p)).collect();
     jni.register_natives(class, &methods)
@@ -191,4 +194,20 @@ extern "C" fn hook_thrown(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::j
 
 extern "C" fn hook_line(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, line: sys::jint) {
     guarded("Hooks.line", (), || hooks::line(id, line))
+}
+
+extern "C" fn hook_breaker_enter(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint) -> sys::jboolean {
+    // On an internal error the body runs: a breaker that fails must not block calls.
+    guarded("Hooks.breakerEnter", 1, || u8::from(breakers::enter(id)))
+}
+
+extern "C" fn hook_breaker_exit(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint) {
+    guarded("Hooks.breakerExit", (), || breakers::exit(id))
+}
+
+extern "C" fn hook_breaker_thrown(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, t: sys::jobject) {
+    guarded("Hooks.breakerThrown", (), || {
+        let jni = Jni::from_raw(env);
+        breakers::thrown(id, || jni.class_name_of_object(&jni.local(t)))
+    })
 }

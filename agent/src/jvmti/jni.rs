@@ -269,6 +269,24 @@ impl<'a> Jni<'a> {
         })
     }
 
+    /// `Class.getName()` of the class of `obj` and of each of its superclasses, most specific
+    /// first, up to `java.lang.Object` (excluded).
+    pub fn class_chain_of_object(&self, obj: &Local<'_>, max: usize) -> Vec<String> {
+        self.with_local_frame(2 * max as i32 + 2, |jni| {
+            let mut chain = Vec::new();
+            let mut class = jni.object_class(obj);
+            while !class.is_null() && chain.len() < max {
+                let name = jni.class_name_of(&class);
+                if name == "java.lang.Object" {
+                    break;
+                }
+                chain.push(name);
+                class = jni.local(jni_call!(jni.env, GetSuperclass, class.raw()).unwrap_or(ptr::null_mut()));
+            }
+            chain
+        })
+    }
+
     /// Short text for a captured value: `null`, the value of a string or boxed primitive, or
     /// `<class name>` for other objects (their `toString` is application code the agent must not
     /// run on the application's thread).

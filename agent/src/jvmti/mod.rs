@@ -272,6 +272,17 @@ impl Jvmti {
         Ok(self.take_string(sig))
     }
 
+    /// A system property of the VM (`sun.java.command`...); usable from `Agent_OnLoad` on.
+    pub fn system_property(self, name: &str) -> Result<String, JvmtiError> {
+        let key = std::ffi::CString::new(name).map_err(|_| JvmtiError {
+            function: "GetSystemProperty",
+            code: sys::jvmtiError_JVMTI_ERROR_ILLEGAL_ARGUMENT,
+        })?;
+        let mut value = ptr::null_mut();
+        jvmti_call!(self.0, GetSystemProperty, key.as_ptr(), &mut value)?;
+        Ok(self.take_string(value))
+    }
+
     /// The line-number table of a method as `(start bci, line)` (needs `can_get_line_numbers`).
     pub fn line_numbers(self, m: MethodId) -> Result<Vec<(i64, i32)>, JvmtiError> {
         let (mut count, mut table) = (0, ptr::null_mut::<sys::jvmtiLineNumberEntry>());

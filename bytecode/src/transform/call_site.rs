@@ -154,6 +154,62 @@ pub fn guard_call_site(class: &[u8], spec: &GuardSpec, hierarchy: &dyn Hierarchy
 }
 
 /// Index in `insns` of the `site.occurrence`-th matching call.
+/// The call at bytecode index `bci` of a method, as a [`CallSite`] (`name`, `descriptor`, and
+/// which occurrence of that call it is): how fault localization turns "the fault is at bci N"
+/// into a call-site guard. An error says what sits there when it is not a call.
+pub fn call_at(class: &[u8], method: &super::MethodTarget, bci: u32) -> Result<CallSite> {
+    let cf = ClassFile::parse(class)?;
+    let index = cf.find_method(&method.name, method.descriptor.as_deref())?;
+    let code = cf
+        .find_attribute(&cf.methods[index].attributes, "Code")
+        .ok_or_else(|| Error::not_found(format!("method {method}"), "has no code"))?;
+    let data = &code.data;
+    let len = data.get(4..8).map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    let bytes = data.get(8..8 + len).ok_or_else(|| Error::malformed("Code", "code_length past the attribute"))?;
+    let mut calls: Vec<(u32, u16)> = Vec::new();
+    let mut at_bci = None;
+    crate::code::scan(bytes, |pc, op| {
+        if (INVOKEVIRTUAL..=INVOKEINTERFACE).contains(&op) {
+            if let Some(b) = bytes.get(pc as usize + 1..pc as usize + 3) {
+                calls.push((pc, u16::from_be_bytes([b[0], b[1]])));
+            }
+        }
+        if pc == bci {
+            at_bci = Some(op);
+        }
+        pc < bci
+    })?;
+    let op =
+        at_bci.ok_or_else(|| Error::not_found(format!("bci {bci}"), format!("is not an instruction of {method}")))?;
+    let &(_, target) = calls.last().filter(|(pc, _)| *pc == bci).ok_or_else(|| {
+        Error::refused("call site", format!("bci {bci} of {method} is {}, not a call", opcode_name(op)))
+    })?;
+    let r = cf.pool.member_ref(target)?;
+    let occurrence = calls
+        .iter()
+        .filter(|(_, i)| cf.pool.member_ref(*i).is_ok_and(|m| m.name == r.name && m.descriptor == r.descriptor))
+        .count() as u32;
+    Ok(CallSite { owner: None, name: r.name.into_owned(), descriptor: Some(r.descriptor.into_owned()), occurrence })
+}
+
+/// A readable name for the opcodes a fault can sit on.
+fn opcode_name(op: u8) -> String {
+    match op {
+        IDIV => "idiv".into(),
+        LDIV => "ldiv".into(),
+        IREM => "irem".into(),
+        LREM => "lrem".into(),
+        ATHROW => "athrow".into(),
+        CHECKCAST => "checkcast".into(),
+        GETFIELD => "getfield".into(),
+        PUTFIELD => "putfield".into(),
+        ARRAYLENGTH => "arraylength".into(),
+        IALOAD..=SALOAD => "an array load".into(),
+        IASTORE..=SASTORE => "an array store".into(),
+        other => format!("opcode {other:#04x}"),
+    }
+}
+
 fn find_call(insns: &[Insn], pool: &ConstantPool, site: &CallSite) -> Result<usize> {
     let owner = site.owner.as_ref().map(|o| o.replace('.', "/"));
     let mut seen = 0;

@@ -282,9 +282,7 @@ fn handler_insns(
     saved: &[(ValueKind, u16, u16, FieldType)],
     pool: &mut ConstantPool,
 ) -> Result<(Vec<Insn>, usize)> {
-    let ret = ValueKind::of(&desc.ret);
     let mut insns = Vec::with_capacity(8);
-    let mut stack_needed: usize = 2;
     if let Some(id) = spec.report_id {
         insns.push(push_int(id, pool)?);
         insns.push(Insn::Op(SWAP));
@@ -293,7 +291,24 @@ fn handler_insns(
     } else {
         insns.push(Insn::Op(POP));
     }
-    match &spec.fallback {
+    let (ret, stack_needed) = fallback_return(&spec.fallback, desc, info, saved, pool)?;
+    insns.extend(ret);
+    Ok((insns, stack_needed.max(2)))
+}
+
+/// Instructions that return `fallback` from a method of type `desc`, and the operand stack they
+/// need. `saved` lists where the arguments the fallback reads are (kind, from, to, type).
+pub(crate) fn fallback_return(
+    fallback: &Fallback,
+    desc: &MethodDescriptor,
+    info: &MethodInfo<'_>,
+    saved: &[(ValueKind, u16, u16, FieldType)],
+    pool: &mut ConstantPool,
+) -> Result<(Vec<Insn>, usize)> {
+    let ret = ValueKind::of(&desc.ret);
+    let mut insns = Vec::with_capacity(4);
+    let mut stack_needed: usize = 0;
+    match fallback {
         Fallback::Default => {
             if let Some(k) = ret {
                 insns.push(k.default_value());
@@ -519,7 +534,7 @@ pub fn extend_locals(f: &mut Frame, slots: usize, extra: &[VType]) {
     f.locals.extend(extra.iter().cloned());
 }
 
-fn check_fallback(f: &Fallback, desc: &MethodDescriptor) -> Result<()> {
+pub(crate) fn check_fallback(f: &Fallback, desc: &MethodDescriptor) -> Result<()> {
     let ret = &desc.ret;
     match f {
         Fallback::Null if !ret.is_reference() => {

@@ -25,5 +25,25 @@ pub const THROWN: (&str, &str) = ("thrown", "(ILjava/lang/Throwable;)V");
 /// A source line is about to run: `(probeId, line)`.
 pub const LINE: (&str, &str) = ("line", "(II)V");
 
+/// A breaker asks whether the body may run: `(breakerId) -> run?` (false: return the fallback).
+pub const BREAKER_ENTER: (&str, &str) = ("breakerEnter", "(I)Z");
+/// The body of a breaker's method returned normally: `(breakerId)`.
+pub const BREAKER_EXIT: (&str, &str) = ("breakerExit", "(I)V");
+/// The body of a breaker's method exits by an exception, rethrown after: `(breakerId, exception)`.
+pub const BREAKER_THROWN: (&str, &str) = ("breakerThrown", "(ILjava/lang/Throwable;)V");
+
 /// Every hook method as `(name, descriptor)`.
-pub const METHODS: &[(&str, &str)] = &[FALLBACK, ENTER, ENTER_ARGS, ENTER_AT, EXIT, EXIT_VALUE, EXIT_AT, THROWN, LINE];
+pub const METHODS: &[(&str, &str)] = &[
+    FALLBACK,
+    ENTER,
+    ENTER_ARGS,
+    ENTER_AT,
+    EXIT,
+    EXIT_VALUE,
+    EXIT_AT,
+    THROWN,
+    LINE,
+    BREAKER_ENTER,
+    BREAKER_EXIT,
+    BREAKER_THROWN,
+];

@@ -4,6 +4,7 @@
 //! None may add or remove members or change signatures, modifiers or the hierarchy, since
 //! `RedefineClasses` refuses that; [`check_redefinable`] enforces it on the result.
 
+pub mod breaker;
 pub mod call_site;
 pub mod guard;
 pub mod hooks;
@@ -93,6 +94,16 @@ pub enum ProbePoint {
     Throw,
     /// Before the first instruction of a source line.
     Line(u16),
+}
+
+/// A circuit breaker around a method; its thresholds live in the runtime hooks, keyed by
+/// `report_id`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerSpec {
+    pub method: MethodTarget,
+    /// What the method returns while the breaker is open.
+    pub fallback: Fallback,
+    pub report_id: i32,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -49,7 +49,7 @@ pub fn probe_all(class: &[u8], probe_id_base: i32) -> Result<(Vec<u8>, usize)> {
     Ok((cf.to_bytes()?, probed))
 }
 
-fn hook(pool: &mut ConstantPool, (name, descriptor): (&str, &str)) -> Result<Insn> {
+pub(crate) fn hook(pool: &mut ConstantPool, (name, descriptor): (&str, &str)) -> Result<Insn> {
     Ok(Insn::Cp { op: INVOKESTATIC, index: pool.add_method_ref(hooks::CLASS, name, descriptor)? })
 }
 

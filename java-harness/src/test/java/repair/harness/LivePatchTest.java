@@ -10,6 +10,7 @@ import java.io.InputStreamReader;
 import java.net.HttpURLConnection;
 import java.net.URL;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -41,7 +42,10 @@ public class LivePatchTest {
             cmd.add("-agentpath:" + bin("librepair.so").getCanonicalPath());
         }
         cmd.addAll(Arrays.asList("-cp", System.getProperty("java.class.path"), "repair.demo.ShopService"));
-        service = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+        ProcessBuilder pb = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT);
+        // The agent's default state dir: per run, so no test sees another's durable patches.
+        pb.environment().put("XDG_STATE_HOME", Files.createTempDirectory("repair-state").toString());
+        service = pb.start();
         BufferedReader out = new BufferedReader(new InputStreamReader(service.getInputStream(), StandardCharsets.UTF_8));
         String line = out.readLine();
         assertTrue("service did not start: " + line, line != null && line.startsWith("LISTENING port="));

@@ -1,0 +1,176 @@
+//! Circuit breakers: the state behind `Hooks.breakerEnter/Exit/Thrown`, one per breaker patch
+//! (keyed by its report id).
+//!
+//! Closed: calls run; a failure (the body exits by an exception, which still reaches the caller)
+//! is counted, and `failures` of them within `window` open the breaker. Open: calls return the
+//! fallback without running the body, until `cooldown` has passed; then the next call is let
+//! through alone (half-open) while the others keep getting the fallback. The trial call's
+//! success closes the breaker, its failure opens it again for another cool-down. Every
+//! transition is an event. The closed path is one map read and one atomic load.
+
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use repair_model::spec::Action;
+
+use crate::events::{About, Kind};
+use crate::patches::AppliedPatch;
+
+const CLOSED: u8 = 0;
+const OPEN: u8 = 1;
+const HALF_OPEN: u8 = 2;
+
+struct Breaker {
+    failures: u32,
+    window: Duration,
+    cooldown: Duration,
+    patch: String,
+    site: String,
+    state: AtomicU8,
+    /// When it last opened, in microseconds since [`epoch`].
+    opened_at_us: AtomicU64,
+    recent_failures: Mutex<VecDeque<Instant>>,
+    short_circuits: AtomicU64,
+}
+
+static BREAKERS: OnceLock<RwLock<HashMap<i32, Arc<Breaker>>>> = OnceLock::new();
+
+thread_local! {
+    /// The breaker whose half-open trial call this thread is making.
+    static TRIAL: Cell<Option<i32>> = const { Cell::new(None) };
+}
+
+fn breakers() -> &'static RwLock<HashMap<i32, Arc<Breaker>>> {
+    BREAKERS.get_or_init(Default::default)
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_us() -> u64 {
+    epoch().elapsed().as_micros() as u64
+}
+
+/// Creates the state of a breaker patch before its code can run (no-op for other patches).
+pub fn register(p: &AppliedPatch) {
+    if let Action::Breaker { failures, window_ms, cooldown_ms, .. } = &p.spec.action {
+        let b = Breaker {
+            failures: (*failures).max(1),
+            window: Duration::from_millis(*window_ms),
+            cooldown: Duration::from_millis(*cooldown_ms),
+            patch: p.spec.id.clone(),
+            site: format!("{}.{}", p.spec.class, p.spec.method.name),
+            state: AtomicU8::new(CLOSED),
+            opened_at_us: AtomicU64::new(0),
+            recent_failures: Mutex::new(VecDeque::new()),
+            short_circuits: AtomicU64::new(0),
+        };
+        breakers().write().unwrap_or_else(|e| e.into_inner()).insert(p.report_id, Arc::new(b));
+    }
+}
+
+fn get(id: i32) -> Option<Arc<Breaker>> {
+    breakers().read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
+}
+
+/// `(state name, calls short-circuited)` of a breaker patch.
+pub fn state(id: i32) -> Option<(&'static str, u64)> {
+    let b = get(id)?;
+    let name = match b.state.load(Ordering::Acquire) {
+        OPEN => "open",
+        HALF_OPEN => "half-open",
+        _ => "closed",
+    };
+    Some((name, b.short_circuits.load(Ordering::Relaxed)))
+}
+
+fn event(b: &Breaker, kind: Kind, reason: String) {
+    if let Some(a) = crate::agent::get() {
+        a.events.emit(kind, About { patch: &b.patch, site: &b.site, ..About::default() }, reason);
+    }
+}
+
+/// `Hooks.breakerEnter`: whether the body runs (`false`: return the fallback).
+pub fn enter(id: i32) -> bool {
+    let Some(b) = get(id) else { return true };
+    match b.state.load(Ordering::Acquire) {
+        CLOSED => true,
+        OPEN => {
+            let open_for = now_us().saturating_sub(b.opened_at_us.load(Ordering::Acquire));
+            if open_for >= b.cooldown.as_micros() as u64
+                && b.state.compare_exchange(OPEN, HALF_OPEN, Ordering::AcqRel, Ordering::Acquire).is_ok()
+            {
+                TRIAL.with(|t| t.set(Some(id)));
+                event(
+                    &b,
+                    Kind::BreakerHalfOpen,
+                    format!("cool-down of {:?} over: one trial call let through", b.cooldown),
+                );
+                return true;
+            }
+            b.short_circuits.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+        _ => {
+            b.short_circuits.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    }
+}
+
+/// `Hooks.breakerExit`: the body returned normally.
+pub fn exit(id: i32) {
+    if TRIAL.with(|t| t.get()) != Some(id) {
+        return;
+    }
+    TRIAL.with(|t| t.set(None));
+    let Some(b) = get(id) else { return };
+    b.recent_failures.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    if b.state.compare_exchange(HALF_OPEN, CLOSED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        event(&b, Kind::BreakerClosed, "the trial call succeeded".to_string());
+    }
+}
+
+/// `Hooks.breakerThrown`: the body exits by `exception` (named lazily: only transitions need it).
+pub fn thrown(id: i32, exception: impl FnOnce() -> String) {
+    let Some(b) = get(id) else { return };
+    if TRIAL.with(|t| t.get()) == Some(id) {
+        TRIAL.with(|t| t.set(None));
+        b.opened_at_us.store(now_us(), Ordering::Release);
+        if b.state.compare_exchange(HALF_OPEN, OPEN, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            event(
+                &b,
+                Kind::BreakerOpen,
+                format!("the trial call failed with {}: open for {:?}", exception(), b.cooldown),
+            );
+        }
+        return;
+    }
+    if b.state.load(Ordering::Acquire) != CLOSED {
+        return;
+    }
+    let now = Instant::now();
+    let mut recent = b.recent_failures.lock().unwrap_or_else(|e| e.into_inner());
+    while recent.front().is_some_and(|t| now.duration_since(*t) > b.window) {
+        recent.pop_front();
+    }
+    recent.push_back(now);
+    if recent.len() < b.failures as usize {
+        return;
+    }
+    recent.clear();
+    drop(recent);
+    b.opened_at_us.store(now_us(), Ordering::Release);
+    if b.state.compare_exchange(CLOSED, OPEN, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        event(
+            &b,
+            Kind::BreakerOpen,
+            format!("{} failures within {:?} (last: {}): open for {:?}", b.failures, b.window, exception(), b.cooldown),
+        );
+    }
+}

@@ -1,0 +1,498 @@
+//! Self-healing: the policy engine's thread. It is told of every fault occurrence, lets the
+//! engine decide, localizes the repair site, applies the rule's action through the patch manager,
+//! then watches the repair for the rule's validation window: a repair that lets faults of other
+//! kinds through the method, that leaves the fault it repairs happening, or whose fallback rate
+//! exceeds the rule's limit is rolled back, and the rule's next action is tried when the fault
+//! comes back. Every step is an event with its reason and, for patches, a journal record.
+//!
+//! One thread does all of it, attached to the JVM as a daemon; JVM threads only hand it
+//! occurrences through a bounded channel and never wait for it.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use repair_model::policy::{self, Decision, Engine, FrameRef, Observation, Policy};
+use repair_model::spec::{Action, PatchSpec};
+
+use crate::agent::Agent;
+use crate::events::{About, Kind};
+use crate::faults::{Fault, Occurrence};
+use crate::jvmti::Jni;
+use crate::patches::AppliedPatch;
+
+/// Occurrences waiting for the engine; more are dropped (the next one carries the count).
+const QUEUE: usize = 4096;
+/// How often repairs under validation are checked for faults that say they do not hold.
+const CHECK_EVERY: Duration = Duration::from_millis(50);
+/// Faults counted in the first moments after an apply may come from calls already running the
+/// old code: the baseline for "new faults" is taken this long after the apply.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// Per-rule counts, for `repairctl policy show`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleStats {
+    pub fired: u64,
+    pub applied: u64,
+    pub validated: u64,
+    pub rolled_back: u64,
+    pub held: u64,
+}
+
+/// The policy in force and what its rules did.
+#[derive(Debug, Clone)]
+pub struct PolicyState {
+    pub policy: Policy,
+    pub loaded_at_ms: u64,
+    pub who: String,
+    pub stats: HashMap<String, RuleStats>,
+}
+
+#[derive(Default)]
+pub struct Healer {
+    sender: Mutex<Option<SyncSender<Occurrence>>>,
+    /// A policy handed over by `replace`, picked up by the thread.
+    incoming: Mutex<Option<(Policy, String)>>,
+    state: Mutex<Option<PolicyState>>,
+}
+
+/// A wake-up for the thread, not a fault (fault ids start at 1).
+const WAKE: u64 = 0;
+
+impl Healer {
+    /// Starts the thread (once the VM is live) and subscribes it to the faults.
+    pub fn start(&'static self, agent: &'static Agent) {
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        *self.sender.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx.clone());
+        agent.faults.observe(Some(tx));
+        let spawned = std::thread::Builder::new().name("repair-healer".into()).spawn(move || {
+            if let Err(rc) = agent.vm.attach_current_thread_as_daemon("repair-healer") {
+                crate::log_error!("self-healing off: cannot attach its thread to the JVM (JNI error {rc})");
+                return;
+            }
+            let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(agent, self, rx)));
+            if done.is_err() {
+                agent.faults.observe(None);
+                crate::log_error!("self-healing stopped after an internal error; patches in effect stay");
+            }
+            agent.vm.detach_current_thread();
+        });
+        if let Err(e) = spawned {
+            crate::log_error!("self-healing off: cannot start its thread: {e}");
+        }
+    }
+
+    /// Replaces the policy (the thread picks it up at once); `who` is journaled with its events.
+    pub fn replace(&self, policy: Policy, who: String) {
+        *self.incoming.lock().unwrap_or_else(|e| e.into_inner()) = Some((policy, who));
+        if let Some(tx) = self.sender.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            let _ = tx.try_send(Occurrence { fault_id: WAKE, count: 0, at: Instant::now() });
+        }
+    }
+
+    pub fn state(&self) -> Option<PolicyState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn stats(&self, rule: &str, f: impl FnOnce(&mut RuleStats)) {
+        if let Some(s) = self.state.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            f(s.stats.entry(rule.to_string()).or_default());
+        }
+    }
+}
+
+/// A repair under validation.
+struct Watch {
+    patch: AppliedPatch,
+    rule: String,
+    /// The throw site the engine keys the rule's escalation by (`class`, `method`).
+    site: (String, String),
+    /// The repaired method (dotted class, name).
+    target: (String, String),
+    fault_id: u64,
+    exception: String,
+    applied: Instant,
+    deadline: Instant,
+    max_fallback_rate: f64,
+    durable: bool,
+    /// Fault counts at the end of the settling time; `None` before.
+    baseline: Option<HashMap<u64, u64>>,
+}
+
+struct Run {
+    agent: &'static Agent,
+    healer: &'static Healer,
+    engine: Option<Engine>,
+    /// Fault id → the fault as first seen and the count already given to the engine.
+    seen: HashMap<u64, (Arc<Fault>, u64)>,
+    watches: Vec<Watch>,
+}
+
+fn run(agent: &'static Agent, healer: &'static Healer, rx: Receiver<Occurrence>) {
+    let mut r = Run { agent, healer, engine: None, seen: HashMap::new(), watches: Vec::new() };
+    r.take_policy();
+    loop {
+        let wait = if r.watches.is_empty() { Duration::from_secs(1) } else { CHECK_EVERY };
+        match rx.recv_timeout(wait) {
+            Ok(o) if o.fault_id == WAKE => r.take_policy(),
+            Ok(o) => r.occurrence(o),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if !r.watches.is_empty() {
+            r.check_watches();
+        }
+    }
+}
+
+impl Run {
+    fn take_policy(&mut self) {
+        let Some((policy, who)) = self.healer.incoming.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
+        let mut engine = Engine::new(policy.clone());
+        engine.active = self.agent.patches.list().iter().filter(|p| p.who.starts_with("rule:")).count() as u32;
+        let summary = format!(
+            "{} ({} rules, mode {}) loaded by {who}",
+            policy.source,
+            policy.rules.len(),
+            if policy.mode == policy::Mode::DryRun { "dry-run" } else { "enforce" }
+        );
+        *self.healer.state.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(PolicyState { policy, loaded_at_ms: repair_model::journal::now_ms(), who, stats: HashMap::new() });
+        self.engine = Some(engine);
+        self.agent.events.emit(Kind::Policy, About::default(), summary);
+    }
+
+    fn occurrence(&mut self, o: Occurrence) {
+        if self.engine.is_none() {
+            return;
+        }
+        let (fault, before) = match self.seen.get(&o.fault_id) {
+            Some((f, c)) => (f.clone(), *c),
+            None => match self.agent.faults.get(o.fault_id) {
+                Some(f) => (Arc::new(f), 0),
+                None => return,
+            },
+        };
+        // Occurrences dropped on a full queue show as a jump in the count; replay a bounded few.
+        let new = o.count.saturating_sub(before).clamp(1, 64);
+        self.seen.insert(o.fault_id, (fault.clone(), o.count.max(before)));
+        let chain = if fault.exception_chain.is_empty() {
+            vec![fault.exception.clone()]
+        } else {
+            fault.exception_chain.clone()
+        };
+        let obs = Observation {
+            exception_chain: &chain,
+            message: fault.message.as_deref().unwrap_or(""),
+            class: &fault.site.class,
+            method: &fault.site.method,
+        };
+        let Some(engine) = self.engine.as_mut() else { return };
+        let mut decision = None;
+        for _ in 0..new {
+            decision = engine.observe(&obs, o.at);
+            if decision.is_some() {
+                break;
+            }
+        }
+        match decision {
+            Some(Decision::Repair { rule, class, method, action, dry_run, reason }) => {
+                self.repair(&fault, &rule, (class, method), action, dry_run, &reason, o.at)
+            }
+            Some(Decision::Held { rule, reason }) => {
+                self.healer.stats(&rule, |s| s.held += 1);
+                let site = format!("{}.{}", fault.site.class, fault.site.method);
+                self.agent.events.emit(Kind::Held, About { rule: &rule, site: &site, ..About::default() }, reason);
+            }
+            None => {}
+        }
+    }
+
+    /// Carries out a decision: the rule's action `first`, or when it cannot apply at this fault,
+    /// the next ones in order.
+    #[allow(clippy::too_many_arguments)]
+    fn repair(
+        &mut self,
+        fault: &Fault,
+        rule_name: &str,
+        site: (String, String),
+        first: usize,
+        dry_run: bool,
+        reason: &str,
+        at: Instant,
+    ) {
+        let Some(engine) = self.engine.as_ref() else { return };
+        let Some(rule) = engine.policy.rules.iter().find(|r| r.name == rule_name).cloned() else { return };
+        let application = engine.policy.application.clone();
+        let source = engine.policy.source.clone();
+        let site_text = format!("{}.{}", site.0, site.1);
+        self.healer.stats(rule_name, |s| s.fired += 1);
+        self.agent.events.emit(
+            Kind::Fired,
+            About { rule: rule_name, site: &site_text, ..About::default() },
+            format!("{reason} (fault #{} {})", fault.id, fault.exception),
+        );
+        let frames: Vec<FrameRef> = fault
+            .stack
+            .iter()
+            .map(|f| FrameRef {
+                class: f.class.clone(),
+                method: f.method.clone(),
+                descriptor: f.descriptor.clone(),
+                bci: f.bci,
+            })
+            .collect();
+        let ranked = policy::candidates(&frames, &application, rule.allow_jdk);
+        for action in first..rule.then.len() {
+            let step = &rule.then[action];
+            let pick = match step.at {
+                policy::At::Site => ranked.first(),
+                policy::At::Caller => ranked.get(1),
+            };
+            let about = About { rule: rule_name, site: &site_text, ..About::default() };
+            let Some(target) = pick else {
+                self.agent.events.emit(
+                    Kind::Refused,
+                    about,
+                    format!("action {action}: no {:?} candidate in the fault's stack", step.at).to_lowercase(),
+                );
+                self.failed(rule_name, &site);
+                continue;
+            };
+            let method = format!("{}{}", target.frame.method, target.frame.descriptor);
+            let resolved = if policy::wants_call(&step.action) {
+                match self.call_at(&target.frame) {
+                    Ok(call) => policy::resolve_call(&step.action, Some((&call.0, &call.1, call.2))),
+                    Err(why) => {
+                        self.agent.events.emit(
+                            Kind::Refused,
+                            about,
+                            format!("action {action} (guard the call): {why}"),
+                        );
+                        self.failed(rule_name, &site);
+                        continue;
+                    }
+                }
+            } else {
+                step.action.clone()
+            };
+            let simple = target.frame.class.rsplit('.').next().unwrap_or(&target.frame.class);
+            let id = format!("{rule_name}.{simple}.{}.{action}", target.frame.method);
+            let yaml = policy::spec_yaml(&id, &target.frame.class, &method, &resolved, false);
+            let spec = match PatchSpec::from_yaml(&yaml, &format!("rule {rule_name}")) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.agent.events.emit(Kind::Refused, about, e.to_string());
+                    self.failed(rule_name, &site);
+                    continue;
+                }
+            };
+            let what = format!(
+                "{} at {}.{} ({})",
+                spec.action.summary(),
+                target.frame.class,
+                target.frame.method,
+                target.reason
+            );
+            if dry_run {
+                self.agent.events.emit(Kind::DryRun, About { patch: &id, ..about }, format!("would apply {what}"));
+                return;
+            }
+            let attachments = match attachments(&spec, &source) {
+                Ok(a) => a,
+                Err(e) => {
+                    self.agent.events.emit(Kind::Refused, About { patch: &id, ..about }, e);
+                    self.failed(rule_name, &site);
+                    continue;
+                }
+            };
+            let who = format!("rule:{rule_name}");
+            let applied = self.agent.vm.with_env(|jni| {
+                self.agent.patches.apply(self.agent.jvmti, jni, spec.clone(), attachments, who.clone())
+            });
+            match applied {
+                Some(Ok(p)) => {
+                    let latency = at.elapsed();
+                    let text = format!("{what}; in effect {:.1} ms after the fault", latency.as_secs_f64() * 1e3);
+                    self.agent.audit.applied(&p, &text);
+                    self.healer.stats(rule_name, |s| s.applied += 1);
+                    if let Some(e) = self.engine.as_mut() {
+                        e.active += 1;
+                    }
+                    self.agent.events.emit(Kind::Applied, About { patch: &id, ..about }, text);
+                    let now = Instant::now();
+                    self.watches.push(Watch {
+                        patch: p,
+                        rule: rule_name.to_string(),
+                        site,
+                        target: (target.frame.class.clone(), target.frame.method.clone()),
+                        fault_id: fault.id,
+                        exception: fault.exception.clone(),
+                        applied: now,
+                        deadline: now + rule.validate_window,
+                        max_fallback_rate: rule.max_fallback_rate,
+                        durable: rule.durable,
+                        baseline: None,
+                    });
+                    return;
+                }
+                Some(Err(e)) => {
+                    let why = format!("action {action} ({what}) refused: {e}");
+                    self.agent.audit.refused(&yaml, &id, &who, &target.frame.class, &why);
+                    self.agent.events.emit(Kind::Refused, About { patch: &id, ..about }, why);
+                    self.failed(rule_name, &site);
+                }
+                None => return,
+            }
+        }
+    }
+
+    fn failed(&mut self, rule: &str, site: &(String, String)) {
+        if let Some(e) = self.engine.as_mut() {
+            e.failed(rule, &site.0, &site.1);
+        }
+    }
+
+    /// The call at the fault's frame, from the bytes the JVM runs now.
+    fn call_at(&self, frame: &FrameRef) -> Result<(String, String, u32), String> {
+        let bytes = crate::service::class_bytes(&frame.class).map_err(|e| e.to_string())?;
+        let method = repair_bytecode::transform::MethodTarget {
+            name: frame.method.clone(),
+            descriptor: Some(frame.descriptor.clone()),
+        };
+        let bci = u32::try_from(frame.bci).map_err(|_| format!("{}.{} is native", frame.class, frame.method))?;
+        let c = repair_bytecode::transform::call_site::call_at(&bytes, &method, bci).map_err(|e| e.to_string())?;
+        Ok((c.name, c.descriptor.unwrap_or_default(), c.occurrence))
+    }
+
+    fn check_watches(&mut self) {
+        let (faults, _) = self.agent.faults.list();
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.watches.len() {
+            let w = &mut self.watches[i];
+            if w.baseline.is_none() {
+                if now.duration_since(w.applied) < SETTLE {
+                    i += 1;
+                    continue;
+                }
+                w.baseline = Some(faults.iter().map(|f| (f.id, f.count)).collect());
+            }
+            match verdict(w, &faults, now, self.agent) {
+                None => i += 1,
+                Some(result) => {
+                    let w = self.watches.remove(i);
+                    self.conclude(w, result);
+                }
+            }
+        }
+    }
+
+    fn conclude(&mut self, w: Watch, result: Result<String, String>) {
+        let id = w.patch.spec.id.clone();
+        let site = format!("{}.{}", w.target.0, w.target.1);
+        let about = About { rule: &w.rule, patch: &id, site: &site };
+        match result {
+            Ok(why) => {
+                let why = if w.durable { format!("{why}; kept across restarts (durable rule)") } else { why };
+                self.agent.audit.validated(&w.patch, w.durable, &why);
+                self.healer.stats(&w.rule, |s| s.validated += 1);
+                self.agent.events.emit(Kind::Validated, about, why);
+            }
+            Err(why) => {
+                let gone = self
+                    .agent
+                    .vm
+                    .with_env(|jni: &Jni<'_>| self.agent.patches.rollback(self.agent.jvmti, jni, Some(&id)));
+                match gone {
+                    Some(Ok(list)) => {
+                        let who = format!("rule:{}", w.rule);
+                        for p in &list {
+                            self.agent.audit.rolled_back(p, &who, &why);
+                        }
+                        self.agent.events.emit(
+                            Kind::RolledBack,
+                            about,
+                            format!("{why}; the rule tries its next action when the fault returns"),
+                        );
+                    }
+                    // An operator rolled it back meanwhile: nothing left to undo.
+                    Some(Err(e)) => self.agent.events.emit(Kind::RolledBack, about, format!("{why} ({e})")),
+                    None => return,
+                }
+                self.healer.stats(&w.rule, |s| s.rolled_back += 1);
+                if let Some(e) = self.engine.as_mut() {
+                    e.active = e.active.saturating_sub(1);
+                }
+                self.failed(&w.rule, &w.site);
+            }
+        }
+    }
+}
+
+/// Whether a repair under watch holds: `None` while undecided, `Ok(why)` once its window
+/// passed cleanly, `Err(why)` as soon as it does not hold.
+fn verdict(w: &Watch, faults: &[Fault], now: Instant, agent: &Agent) -> Option<Result<String, String>> {
+    let baseline = w.baseline.as_ref()?;
+    if !agent.patches.list().iter().any(|p| p.spec.id == w.patch.spec.id) {
+        return Some(Err("rolled back by an operator".to_string()));
+    }
+    let grew = |f: &Fault| f.count.saturating_sub(baseline.get(&f.id).copied().unwrap_or(0));
+    let through_target = |f: &Fault| f.stack.iter().any(|s| s.class == w.target.0 && s.method == w.target.1);
+    let other: Vec<String> = faults
+        .iter()
+        .filter(|f| f.exception != w.exception && through_target(f) && grew(f) > 0)
+        .map(|f| format!("{} x{} at {}.{}", f.exception, grew(f), f.site.class, f.site.method))
+        .collect();
+    let counters = agent.reports.counters(w.patch.report_id);
+    let fallbacks = counters.fallbacks.load(Ordering::Relaxed);
+    let calls = counters.enters.load(Ordering::Relaxed);
+    if !other.is_empty() {
+        return Some(Err(format!("new faults of other kinds through the repaired method: {}", other.join(", "))));
+    }
+    let breaker = matches!(w.patch.spec.action, Action::Breaker { .. });
+    if !breaker {
+        if let Some(f) = faults.iter().find(|f| f.id == w.fault_id && grew(f) > 0) {
+            return Some(Err(format!(
+                "the fault it repairs still happens: {} x{} more at {}.{}",
+                f.exception,
+                grew(f),
+                f.site.class,
+                f.site.method
+            )));
+        }
+    }
+    if now < w.deadline {
+        return None;
+    }
+    let window = w.deadline.duration_since(w.applied);
+    Some(match policy::holds(fallbacks, calls, 0, w.max_fallback_rate) {
+        Ok(()) => Ok(format!(
+            "held for {window:?}: {calls} calls, {fallbacks} fallbacks (limit rate {:.2}), no new faults",
+            w.max_fallback_rate
+        )),
+        Err(why) => Err(format!("{why} over {window:?} ({fallbacks} of {calls} calls)")),
+    })
+}
+
+/// The files a rule's swap names, read relative to the policy file.
+fn attachments(spec: &PatchSpec, policy_source: &str) -> Result<HashMap<String, Vec<u8>>, String> {
+    let base = std::path::Path::new(policy_source).parent().unwrap_or(std::path::Path::new("."));
+    spec.attachments_needed()
+        .into_iter()
+        .map(|name| {
+            let path = base.join(&name);
+            std::fs::read(&path).map(|b| (name, b)).map_err(|e| format!("swap class file {}: {e}", path.display()))
+        })
+        .collect()
+}
+
+/// Reads the policy file given at load (`policy=`).
+pub fn load_file(path: &std::path::Path) -> Result<Policy, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("policy {}: {e}", path.display()))?;
+    policy::parse(&text, &path.display().to_string())
+}
