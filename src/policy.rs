@@ -329,12 +329,21 @@ pub struct Engine {
     /// Per (rule, site): the next action to try (escalation after a rollback).
     next_action: HashMap<(usize, String), usize>,
     repairs: Vec<Instant>,
+    /// Per (rule, site): a repair is under validation; the rule waits for its verdict.
+    busy: std::collections::HashSet<(usize, String)>,
     pub active: u32,
 }
 
 impl Engine {
     pub fn new(policy: Policy) -> Engine {
-        Engine { policy, seen: HashMap::new(), next_action: HashMap::new(), repairs: Vec::new(), active: 0 }
+        Engine {
+            policy,
+            seen: HashMap::new(),
+            next_action: HashMap::new(),
+            repairs: Vec::new(),
+            busy: Default::default(),
+            active: 0,
+        }
     }
 
     pub fn observe(&mut self, f: &Observation<'_>, now: Instant) -> Option<Decision> {
@@ -344,6 +353,9 @@ impl Engine {
                 && r.within_code.as_deref().is_none_or(|g| glob(g, &site))
                 && r.message.as_ref().is_none_or(|m| m.is_match(f.message))
         })?;
+        if self.busy.contains(&(i, site.clone())) {
+            return None;
+        }
         let times = self.seen.entry((i, site.clone())).or_default();
         times.retain(|t| now.duration_since(*t) < rule.window);
         times.push(now);
@@ -384,6 +396,19 @@ impl Engine {
             dry_run,
             reason: format!("{} x{} within {:?} at {site}", f.exception_chain[0], rule.count, rule.window),
         })
+    }
+
+    /// While a rule's repair at a site is validated, the rule does not fire there again.
+    pub fn set_busy(&mut self, rule: &str, class: &str, method: &str, busy: bool) {
+        if let Some(i) = self.policy.rules.iter().position(|r| r.name == rule) {
+            let key = (i, format!("{class}.{method}"));
+            self.seen.remove(&key);
+            if busy {
+                self.busy.insert(key);
+            } else {
+                self.busy.remove(&key);
+            }
+        }
     }
 
     /// A repair that did not hold was rolled back: the rule tries its next action at that site.
@@ -448,6 +473,11 @@ mod tests {
             Some(Decision::Repair { action: 0, dry_run: false, .. }) => {}
             other => panic!("{other:?}"),
         }
+        e.set_busy("price-npe", &class, "price", true);
+        for s in 14..20 {
+            assert_eq!(e.observe(&obs, t0 + Duration::from_millis(13_500 + s)), None, "under validation");
+        }
+        e.set_busy("price-npe", &class, "price", false);
         e.failed("price-npe", &class, "price");
         for s in 14..16 {
             assert_eq!(e.observe(&obs, t0 + Duration::from_secs(s)), None);

@@ -18,6 +18,7 @@ use repair_model::policy::{self, Decision, Engine, FrameRef, Observation, Policy
 use repair_model::spec::{Action, PatchSpec};
 
 use crate::agent::Agent;
+use crate::config::FaultMode;
 use crate::events::{About, Kind};
 use crate::faults::{Fault, Occurrence};
 use crate::jvmti::Jni;
@@ -322,6 +323,7 @@ impl Run {
                     self.healer.stats(rule_name, |s| s.applied += 1);
                     if let Some(e) = self.engine.as_mut() {
                         e.active += 1;
+                        e.set_busy(rule_name, &site.0, &site.1, true);
                     }
                     self.agent.events.emit(Kind::Applied, About { patch: &id, ..about }, text);
                     let now = Instant::now();
@@ -359,6 +361,12 @@ impl Run {
 
     /// The call at the fault's frame, from the bytes the JVM runs now.
     fn call_at(&self, frame: &FrameRef) -> Result<(String, String, u32), String> {
+        if self.agent.fault_mode != FaultMode::Jvmti {
+            // An exception-exit probe runs after the frame left the throwing instruction.
+            return Err("the throwing instruction is not known with bytecode fault capture \
+                        (faults=jvmti at start-up records it)"
+                .to_string());
+        }
         let bytes = crate::service::class_bytes(&frame.class).map_err(|e| e.to_string())?;
         let method = repair_bytecode::transform::MethodTarget {
             name: frame.method.clone(),
@@ -393,6 +401,9 @@ impl Run {
     }
 
     fn conclude(&mut self, w: Watch, result: Result<String, String>) {
+        if let Some(e) = self.engine.as_mut() {
+            e.set_busy(&w.rule, &w.site.0, &w.site.1, false);
+        }
         let id = w.patch.spec.id.clone();
         let site = format!("{}.{}", w.target.0, w.target.1);
         let about = About { rule: &w.rule, patch: &id, site: &site };

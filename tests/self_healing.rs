@@ -1,0 +1,384 @@
+//! Self-healing end to end: the demo service (java-harness/src/main/java/repair/demo) runs with
+//! the real librepair.so and a policy, under HTTP traffic from several threads; no operator
+//! applies anything. Also: a repair that does not hold, durable repairs across a kill -9, and a
+//! circuit breaker's transitions under concurrent calls.
+
+mod agent_support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent_support::{agentpath, compile, default_jdk, TempDir};
+use serde_json::Value;
+
+/// The demo service's sources, compiled with javac into `dir`.
+fn compile_demo(dir: &Path) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("java-harness/src/main/java/repair/demo");
+    std::fs::create_dir_all(dir.join("repair/demo")).unwrap();
+    let sources: Vec<(String, String)> = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "java"))
+        .map(|p| {
+            let name = format!("repair/demo/{}", p.file_name().unwrap().to_string_lossy());
+            (name, std::fs::read_to_string(&p).unwrap())
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = sources.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    compile(&default_jdk(), dir, &refs);
+}
+
+struct Service {
+    child: Child,
+    port: u16,
+    pid: u32,
+    stderr: PathBuf,
+}
+
+impl Service {
+    fn start(classes: &Path, options: &str, stderr: PathBuf) -> Service {
+        let mut child = Command::new(default_jdk().java())
+            .arg(agentpath(options))
+            .arg("-cp")
+            .arg(classes)
+            .arg("repair.demo.ShopService")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("java starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("LISTENING port=")
+            .unwrap_or_else(|| panic!("service did not start: {line:?}\n{}", std::fs::read_to_string(&stderr).unwrap()))
+            .parse()
+            .unwrap();
+        let pid = child.id();
+        Service { child, port, pid, stderr }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn events(&self) -> Vec<Value> {
+        repairctl_json(&["events", "--pid", &self.pid.to_string(), "-o", "json"])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Waits until `done(events)` holds, failing with the events and the log after `limit`.
+    fn wait_events(&self, limit: Duration, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let start = Instant::now();
+        loop {
+            let events = self.events();
+            if done(&events) {
+                return events;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{what}: not within {limit:?}; events:\n{}\nlog:\n{}",
+                story(&events),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET path` on the service: (status, body).
+fn get(port: u16, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+fn stats(port: u16) -> HashMap<String, u64> {
+    let (_, body) = get(port, "/stats");
+    body.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.parse().unwrap())).collect()
+}
+
+/// Client threads cycling through `paths` until stopped; counts (ok, errors) per path.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    counts: Arc<HashMap<String, (AtomicU64, AtomicU64)>>,
+}
+
+impl Traffic {
+    fn start(port: u16, threads: usize, paths: &[&str]) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let counts: Arc<HashMap<String, (AtomicU64, AtomicU64)>> =
+            Arc::new(paths.iter().map(|p| (p.to_string(), (AtomicU64::new(0), AtomicU64::new(0)))).collect());
+        let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+        let threads = (0..threads)
+            .map(|t| {
+                let (stop, counts, paths) = (stop.clone(), counts.clone(), paths.clone());
+                std::thread::spawn(move || {
+                    let mut i = t;
+                    while !stop.load(Ordering::Relaxed) {
+                        let p = &paths[i % paths.len()];
+                        let (status, _) = get(port, p);
+                        let c = &counts[p];
+                        if status == 200 { &c.0 } else { &c.1 }.fetch_add(1, Ordering::Relaxed);
+                        i += 1;
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                })
+            })
+            .collect();
+        Traffic { stop, threads, counts }
+    }
+
+    fn finish(self) -> HashMap<String, (u64, u64)> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        self.counts
+            .iter()
+            .map(|(k, (ok, err))| (k.clone(), (ok.load(Ordering::Relaxed), err.load(Ordering::Relaxed))))
+            .collect()
+    }
+}
+
+fn repairctl_json(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_repairctl")).args(args).output().expect("repairctl runs");
+    assert!(out.status.success(), "repairctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("repairctl {args:?}: {e}"))
+}
+
+fn kinds_for<'a>(events: &'a [Value], rule: &str) -> Vec<&'a str> {
+    events.iter().filter(|e| e["rule"] == rule).map(|e| e["kind"].as_str().unwrap()).collect()
+}
+
+fn has(events: &[Value], rule: &str, kind: &str) -> bool {
+    kinds_for(events, rule).contains(&kind)
+}
+
+/// The events as lines, for failure messages.
+fn story(events: &[Value]) -> String {
+    events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} rule={} patch={} at={}: {}\n",
+                e["seq"], e["kind"], e["rule"], e["patch"], e["site"], e["reason"]
+            )
+        })
+        .collect()
+}
+
+const POLICY: &str = r#"
+mode: enforce
+limits: { repairs_per_minute: 20, active_patches: 10 }
+application: ["repair.demo.*"]
+rules:
+  - name: price-npe
+    when: { exception: java.lang.NullPointerException, in: "repair.demo.*", count: 3, within: 10s }
+    then:
+      - guard: { call: auto, catch: [java.lang.NullPointerException], fallback: { value: 0 } }
+      - guard: { catch: [java.lang.NullPointerException], fallback: { value: 0 } }
+    validate: { window: 2s, max_fallback_rate: 0.9 }
+    durable: true
+  - name: ratio-zero
+    when: { exception: java.lang.ArithmeticException, count: 3, within: 10s }
+    then:
+      - guard: { call: auto, catch: [java.lang.ArithmeticException], fallback: default }
+      - guard: { catch: [java.lang.ArithmeticException], fallback: default }
+    validate: { window: 2s, max_fallback_rate: 0.9 }
+    durable: true
+  - name: orders-page
+    when: { exception: java.lang.RuntimeException, message: "out of bounds", count: 3, within: 10s }
+    then:
+      - guard: { catch: [java.lang.IndexOutOfBoundsException], fallback: { value: "" } }
+    validate: { window: 2s, max_fallback_rate: 0.9 }
+"#;
+
+const THREADS: usize = 4;
+const PATHS: [&str; 7] = [
+    "/price?item=apple",
+    "/price?item=durian",
+    "/ratio?a=7&b=0",
+    "/ratio?a=9&b=3",
+    "/order?item=pear&qty=1",
+    "/orders?page=0&size=5",
+    "/orders?page=99&size=5",
+];
+
+#[test]
+fn policy_alone_repairs_the_three_faults_and_durable_repairs_survive_kill_9() {
+    let dir = TempDir::new("self-healing");
+    compile_demo(&dir.0);
+    let policy = dir.0.join("policy.yaml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let state = dir.0.join("state");
+    let options = format!("policy={},state={}", policy.display(), state.display());
+    let shop = Service::start(&dir.0, &options, dir.0.join("run1.log"));
+    let started = stats(shop.port)["started"];
+
+    // Traffic from several threads; nobody applies anything.
+    let traffic = Traffic::start(shop.port, THREADS, &PATHS);
+    let events = shop.wait_events(Duration::from_secs(60), "all three rules validated", |e| {
+        ["price-npe", "ratio-zero", "orders-page"].iter().all(|r| has(e, r, "validated"))
+    });
+    let during = traffic.finish();
+
+    // Each fault stopped after its rule's threshold (3), give or take the requests in flight.
+    for (path, rule) in [(PATHS[1], "price-npe"), (PATHS[2], "ratio-zero"), (PATHS[6], "orders-page")] {
+        let (_, errors) = during[path];
+        assert!(
+            errors >= 1 && errors <= 3 + THREADS as u64,
+            "{path}: {errors} errors before {rule} held\n{}",
+            story(&events)
+        );
+        let kinds = kinds_for(&events, rule);
+        let at = |k: &str| kinds.iter().position(|x| *x == k).unwrap_or_else(|| panic!("{rule}: no {k}: {kinds:?}"));
+        assert!(at("fired") < at("applied") && at("applied") < at("validated"), "{rule}: {kinds:?}");
+        assert!(!kinds.contains(&"rolled-back"), "{rule} was rolled back:\n{}", story(&events));
+    }
+    // The story of each: the site and the reason, in words.
+    let applied = |rule: &str| events.iter().find(|e| e["rule"] == rule && e["kind"] == "applied").unwrap().clone();
+    for (rule, site) in [
+        ("price-npe", "PriceService.price"),
+        ("ratio-zero", "StatsService.ratio"),
+        ("orders-page", "OrderService.page"),
+    ] {
+        let a = applied(rule);
+        assert!(a["reason"].as_str().unwrap().contains(&format!("at repair.demo.{site} (throw site")), "{a}");
+    }
+    // The call guard needs the throwing instruction, which bytecode capture does not see: the
+    // rule says so and escalates to guarding the method.
+    let refused =
+        events.iter().find(|e| e["rule"] == "ratio-zero" && e["kind"] == "refused").expect("ratio's call guard");
+    assert!(refused["reason"].as_str().unwrap().contains("faults=jvmti"), "{refused}");
+    assert_eq!(applied("ratio-zero")["patch"], "ratio-zero.StatsService.ratio.1", "escalated to the method guard");
+    assert_eq!(applied("orders-page")["patch"], "orders-page.OrderService.page.0");
+
+    // The same JVM now serves every path without errors, with its state intact.
+    let after = Traffic::start(shop.port, THREADS, &PATHS);
+    std::thread::sleep(Duration::from_secs(2));
+    let after = after.finish();
+    for p in PATHS {
+        assert_eq!(after[p].1, 0, "{p} still fails after the repairs: {:?}", after[p]);
+        assert!(after[p].0 > 0, "{p} got no traffic");
+    }
+    assert_eq!(get(shop.port, "/price?item=durian"), (200, "0\n".to_string()));
+    assert_eq!(get(shop.port, "/price?item=apple"), (200, "120\n".to_string()));
+    assert_eq!(get(shop.port, "/ratio?a=9&b=0"), (200, "0\n".to_string()));
+    let s = stats(shop.port);
+    let sum = |m: &HashMap<String, (u64, u64)>, f: fn(&(u64, u64)) -> u64| m.values().map(f).sum::<u64>();
+    assert_eq!(s["started"], started, "same JVM, never restarted");
+    assert_eq!(s["orders"], during[PATHS[4]].0 + after[PATHS[4]].0, "every order kept");
+    assert_eq!(s["errors"], sum(&during, |c| c.1) + sum(&after, |c| c.1), "the service counted what the clients saw");
+
+    // The journal holds the story with the class hashes.
+    let history = repairctl_json(&["history", "--pid", &shop.pid.to_string(), "-o", "json"]);
+    let records = history["records"].as_array().unwrap().clone();
+    let applied_records: Vec<&Value> = records.iter().filter(|r| r["event"] == "applied").collect();
+    assert_eq!(applied_records.len(), 3, "{history}");
+    for r in &applied_records {
+        assert!(r["who"].as_str().unwrap().starts_with("rule:"), "{r}");
+        assert_ne!(r["hashes_before"], r["hashes_after"], "{r}");
+        assert!(r["spec"].as_str().unwrap().contains("target:"), "{r}");
+    }
+    let durable = records.iter().filter(|r| r["event"] == "validated" && r["durable"] == true).count();
+    assert_eq!(durable, 2, "price-npe and ratio-zero are kept by their rules: {history}");
+
+    // kill -9, then the same state dir: the durable repairs are in effect before the first request.
+    let seq_before = records.len();
+    drop(shop);
+    let shop = Service::start(&dir.0, &options, dir.0.join("run2.log"));
+    assert_eq!(get(shop.port, "/price?item=durian"), (200, "0\n".to_string()), "{}", shop.log());
+    assert_eq!(get(shop.port, "/ratio?a=1&b=0"), (200, "0\n".to_string()), "{}", shop.log());
+    let (status, _) = get(shop.port, "/orders?page=99&size=5");
+    assert_eq!(status, 500, "orders-page was not durable: it is not restored");
+    let events = shop.events();
+    let restored: Vec<&str> =
+        events.iter().filter(|e| e["kind"] == "restored").map(|e| e["patch"].as_str().unwrap()).collect();
+    assert_eq!(restored.len(), 2, "{}", story(&events));
+    let history = repairctl_json(&["history", "--pid", &shop.pid.to_string(), "-o", "json"]);
+    let records = history["records"].as_array().unwrap();
+    assert!(records.len() >= seq_before, "the whole past: {history}");
+    assert_eq!(records[..seq_before].iter().filter(|r| r["event"] == "applied").count(), 3);
+}
+
+const ESCALATION: &str = r#"
+rules:
+  - name: price-npe
+    when: { exception: java.lang.NullPointerException, count: 3, within: 10s }
+    then:
+      - guard: { catch: [java.lang.NullPointerException], fallback: { method: repair.demo.Fallbacks.brokenPrice } }
+      - guard: { catch: [java.lang.NullPointerException], fallback: { value: 0 } }
+    validate: { window: 3s, max_fallback_rate: 0.9 }
+  - name: ratio-zero
+    when: { exception: java.lang.ArithmeticException, count: 3, within: 10s }
+    then:
+      - guard: { catch: [java.lang.NullPointerException], fallback: default }
+      - guard: { catch: [java.lang.ArithmeticException], fallback: default }
+    validate: { window: 3s, max_fallback_rate: 0.9 }
+"#;
+
+#[test]
+fn a_repair_that_does_not_hold_is_rolled_back_inside_its_window_and_the_next_action_tried() {
+    let dir = TempDir::new("self-healing-escalation");
+    compile_demo(&dir.0);
+    let policy = dir.0.join("policy.yaml");
+    std::fs::write(&policy, ESCALATION).unwrap();
+    let options = format!("policy={},state={}", policy.display(), dir.0.join("state").display());
+    let shop = Service::start(&dir.0, &options, dir.0.join("run.log"));
+    let traffic = Traffic::start(shop.port, THREADS, &PATHS[..4]);
+    let events = shop.wait_events(Duration::from_secs(60), "both rules validated after escalating", |e| {
+        ["price-npe", "ratio-zero"].iter().all(|r| has(e, r, "validated"))
+    });
+    traffic.finish();
+    for (rule, why) in [
+        // A fallback that itself throws: new faults of another kind through the method.
+        ("price-npe", "java.lang.IllegalStateException"),
+        // A guard on the wrong exception: the fault it repairs still happens.
+        ("ratio-zero", "the fault it repairs still happens"),
+    ] {
+        let mine: Vec<&Value> = events.iter().filter(|e| e["rule"] == rule).collect();
+        let kinds: Vec<&str> = mine.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        let first =
+            |k: &str| mine.iter().position(|e| e["kind"] == k).unwrap_or_else(|| panic!("{rule}: no {k} in {kinds:?}"));
+        let (applied, rolled) = (first("applied"), first("rolled-back"));
+        assert!(applied < rolled, "{rule}: {kinds:?}");
+        assert_eq!(
+            mine[applied]["patch"],
+            format!("{rule}.{}.0", if rule == "price-npe" { "PriceService.price" } else { "StatsService.ratio" })
+        );
+        assert!(mine[rolled]["reason"].as_str().unwrap().contains(why), "{rule}: {}", mine[rolled]);
+        let window_ms = mine[rolled]["at_ms"].as_u64().unwrap() - mine[applied]["at_ms"].as_u64().unwrap();
+        assert!(window_ms < 3000, "{rule}: rolled back {window_ms} ms after the apply, outside its 3 s window");
+        let next = mine.iter().skip(rolled).find(|e| e["kind"] == "applied").expect("the next action applied");
+        assert!(next["patch"].as_str().unwrap().ends_with(".1"), "{next}");
+        let validated = mine.iter().find(|e| e["kind"] == "validated").unwrap();
+        assert_eq!(validated["patch"], next["patch"]);
+    }
+    let patches = repairctl_json(&["patches", "--pid", &shop.pid.to_string(), "-o", "json"]);
+    let ids: Vec<&str> = patches.as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 2, "only the actions that held stay: {ids:?}");
+    assert!(ids.iter().all(|i| i.ends_with(".1")), "{ids:?}");
+    assert_eq!(get(shop.port, "/price?item=durian"), (200, "0\n".to_string()));
+}
