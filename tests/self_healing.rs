@@ -382,3 +382,157 @@ fn a_repair_that_does_not_hold_is_rolled_back_inside_its_window_and_the_next_act
     assert!(ids.iter().all(|i| i.ends_with(".1")), "{ids:?}");
     assert_eq!(get(shop.port, "/price?item=durian"), (200, "0\n".to_string()));
 }
+
+const FLAKY: &str = r#"
+import java.io.*;
+import java.util.concurrent.atomic.AtomicLong;
+public class Flaky {
+    static volatile boolean down;
+    static final AtomicLong ok = new AtomicLong(), fallback = new AtomicLong(), failed = new AtomicLong(), bodies = new AtomicLong();
+    static int call(int x) {
+        bodies.incrementAndGet();
+        if (down) throw new IllegalStateException("backend down");
+        return x;
+    }
+    public static void main(String[] a) throws Exception {
+        for (int t = 0; t < 4; t++) {
+            Thread th = new Thread(() -> {
+                while (true) {
+                    try { if (call(1) == 1) ok.incrementAndGet(); else fallback.incrementAndGet(); }
+                    catch (IllegalStateException e) { failed.incrementAndGet(); }
+                    try { Thread.sleep(1); } catch (InterruptedException e) { return; }
+                }
+            });
+            th.setDaemon(true);
+            th.start();
+        }
+        System.out.println("READY " + ProcessHandle.current().pid());
+        BufferedReader in = new BufferedReader(new InputStreamReader(System.in));
+        for (String l; (l = in.readLine()) != null; ) {
+            if (l.equals("down")) down = true;
+            if (l.equals("up")) down = false;
+            System.out.println("STATS " + ok.get() + " " + fallback.get() + " " + failed.get() + " " + bodies.get());
+        }
+    }
+}
+"#;
+
+const BREAKER: &str = "id: flaky-breaker\ntarget: { class: Flaky, method: call }\naction:\n  breaker: { failures: 5, window: 2s, cooldown: 500ms, fallback: { value: -1 } }\n";
+
+/// (ok, fallback, failed, bodies run) as counted by the program's 4 calling threads.
+struct Flaky {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    pid: u32,
+}
+
+impl Flaky {
+    fn send(&mut self, command: &str) -> [u64; 4] {
+        writeln!(self.stdin, "{command}").unwrap();
+        let line = self.lines.next().expect("a STATS line").unwrap();
+        let v: Vec<u64> = line.split(' ').skip(1).map(|n| n.parse().unwrap()).collect();
+        [v[0], v[1], v[2], v[3]]
+    }
+}
+
+impl Drop for Flaky {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn event_after<'a>(events: &'a [Value], seq: u64, kind: &str) -> Option<&'a Value> {
+    events.iter().find(|e| e["seq"].as_u64().unwrap() > seq && e["kind"] == kind)
+}
+
+#[test]
+fn the_breaker_opens_short_circuits_half_opens_and_closes_under_concurrent_calls() {
+    let dir = TempDir::new("breaker");
+    compile(&default_jdk(), &dir.0, &[("Flaky.java", FLAKY)]);
+    let mut child = Command::new(default_jdk().java())
+        .env("XDG_STATE_HOME", dir.0.join("state"))
+        .arg(agentpath(""))
+        .args(["-cp", &dir.0.display().to_string(), "Flaky"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.0.join("flaky.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let pid: u32 = lines.next().unwrap().unwrap().strip_prefix("READY ").unwrap().parse().unwrap();
+    let mut flaky = Flaky { child, stdin, lines, pid };
+    let spec = dir.0.join("breaker.yaml");
+    std::fs::write(&spec, BREAKER).unwrap();
+    let pid_text = flaky.pid.to_string();
+    repairctl_json(&["apply", &spec.display().to_string(), "--pid", &pid_text, "-o", "json"]);
+    let events =
+        || repairctl_json(&["events", "--pid", &pid_text, "-o", "json"]).as_array().cloned().unwrap_or_default();
+    let wait = |what: &str, pred: &dyn Fn(&[Value]) -> Option<Value>| -> Value {
+        let start = Instant::now();
+        loop {
+            let e = events();
+            if let Some(v) = pred(&e) {
+                return v;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "{what} never came:\n{}", story(&e));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let closed = flaky.send("stats");
+    assert!(closed[0] > 0 && closed[1] == 0 && closed[2] == 0, "closed: calls run and succeed: {closed:?}");
+
+    // Failures open it.
+    flaky.send("down");
+    let open = wait("breaker-open", &|e| event_after(e, 0, "breaker-open").cloned());
+    assert!(open["reason"].as_str().unwrap().contains("5 failures"), "{open}");
+    std::thread::sleep(Duration::from_millis(100));
+    let a = flaky.send("stats");
+    std::thread::sleep(Duration::from_millis(250));
+    let b = flaky.send("stats");
+    // Open: the body does not run and nothing fails; every call gets the fallback.
+    assert_eq!(b[3], a[3], "the body ran while open: {a:?} -> {b:?}");
+    assert_eq!(b[2], a[2], "calls failed while open: {a:?} -> {b:?}");
+    assert!(b[1] > a[1] + 50, "calls short-circuited to the fallback: {a:?} -> {b:?}");
+    assert!(a[2] >= 5 && a[2] <= 5 + 4, "failures before opening: {a:?}");
+
+    // After the cool-down, one trial call; the backend is still down, so it opens again.
+    let half =
+        wait("breaker-half-open", &|e| event_after(e, open["seq"].as_u64().unwrap(), "breaker-half-open").cloned());
+    let reopen =
+        wait("breaker-open again", &|e| event_after(e, half["seq"].as_u64().unwrap(), "breaker-open").cloned());
+    assert!(reopen["reason"].as_str().unwrap().contains("trial call failed"), "{reopen}");
+    let c = flaky.send("stats");
+    assert_eq!(c[2], b[2] + 1, "exactly one trial call ran, and failed: {b:?} -> {c:?}");
+
+    // The backend is back: the next trial succeeds and the breaker closes.
+    flaky.send("up");
+    let half2 =
+        wait("second half-open", &|e| event_after(e, reopen["seq"].as_u64().unwrap(), "breaker-half-open").cloned());
+    let close = wait("breaker-closed", &|e| event_after(e, half2["seq"].as_u64().unwrap(), "breaker-closed").cloned());
+    std::thread::sleep(Duration::from_millis(200));
+    let d = flaky.send("stats");
+    std::thread::sleep(Duration::from_millis(200));
+    let e = flaky.send("stats");
+    assert_eq!(e[1], d[1], "closed again: no more fallbacks: {d:?} -> {e:?}");
+    assert!(e[0] > d[0] + 50, "closed again: calls run and succeed: {d:?} -> {e:?}");
+
+    // Each transition, measured on the agent's clock.
+    let us = |v: &Value| v["at_us"].as_u64().unwrap();
+    let open_for = us(&half) - us(&open);
+    let reopened_for = us(&half2) - us(&reopen);
+    eprintln!(
+        "breaker: open -> half-open {} us, half-open -> open {} us, open -> half-open {} us, half-open -> closed {} us",
+        open_for,
+        us(&reopen) - us(&half),
+        reopened_for,
+        us(&close) - us(&half2)
+    );
+    for (what, t) in [("first", open_for), ("second", reopened_for)] {
+        assert!((500_000..900_000).contains(&t), "{what} cool-down: half-open {t} us after opening (500 ms asked)");
+    }
+    assert!(us(&close) - us(&half2) < 200_000, "the successful trial closes it at once");
+}
