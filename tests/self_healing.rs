@@ -189,31 +189,7 @@ fn story(events: &[Value]) -> String {
         .collect()
 }
 
-const POLICY: &str = r#"
-mode: enforce
-limits: { repairs_per_minute: 20, active_patches: 10 }
-application: ["repair.demo.*"]
-rules:
-  - name: price-npe
-    when: { exception: java.lang.NullPointerException, in: "repair.demo.*", count: 3, within: 10s }
-    then:
-      - guard: { call: auto, catch: [java.lang.NullPointerException], fallback: { value: 0 } }
-      - guard: { catch: [java.lang.NullPointerException], fallback: { value: 0 } }
-    validate: { window: 2s, max_fallback_rate: 0.9 }
-    durable: true
-  - name: ratio-zero
-    when: { exception: java.lang.ArithmeticException, count: 3, within: 10s }
-    then:
-      - guard: { call: auto, catch: [java.lang.ArithmeticException], fallback: default }
-      - guard: { catch: [java.lang.ArithmeticException], fallback: default }
-    validate: { window: 2s, max_fallback_rate: 0.9 }
-    durable: true
-  - name: orders-page
-    when: { exception: java.lang.RuntimeException, message: "out of bounds", count: 3, within: 10s }
-    then:
-      - guard: { catch: [java.lang.IndexOutOfBoundsException], fallback: { value: "" } }
-    validate: { window: 2s, max_fallback_rate: 0.9 }
-"#;
+const POLICY: &str = include_str!("../demo/policy.yaml");
 
 const THREADS: usize = 4;
 const PATHS: [&str; 7] = [
