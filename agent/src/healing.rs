@@ -134,16 +134,19 @@ struct Run {
 fn run(agent: &'static Agent, healer: &'static Healer, rx: Receiver<Occurrence>) {
     let mut r = Run { agent, healer, engine: None, seen: HashMap::new(), watches: Vec::new() };
     r.take_policy();
+    let mut checked = Instant::now();
     loop {
         let wait = if r.watches.is_empty() { Duration::from_secs(1) } else { CHECK_EVERY };
-        match rx.recv_timeout(wait) {
+        match rx.recv_timeout(wait.saturating_sub(checked.elapsed())) {
             Ok(o) if o.fault_id == WAKE => r.take_policy(),
             Ok(o) => r.occurrence(o),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
-        if !r.watches.is_empty() {
+        // On a timer, not per occurrence: a fault storm must not slow the engine down.
+        if !r.watches.is_empty() && checked.elapsed() >= CHECK_EVERY {
             r.check_watches();
+            checked = Instant::now();
         }
     }
 }
@@ -379,6 +382,7 @@ impl Run {
 
     fn check_watches(&mut self) {
         let (faults, _) = self.agent.faults.list();
+        let active: Vec<String> = self.agent.patches.list().into_iter().map(|p| p.spec.id).collect();
         let now = Instant::now();
         let mut i = 0;
         while i < self.watches.len() {
@@ -390,7 +394,7 @@ impl Run {
                 }
                 w.baseline = Some(faults.iter().map(|f| (f.id, f.count)).collect());
             }
-            match verdict(w, &faults, now, self.agent) {
+            match verdict(w, &faults, &active, now, self.agent) {
                 None => i += 1,
                 Some(result) => {
                     let w = self.watches.remove(i);
@@ -447,9 +451,15 @@ impl Run {
 
 /// Whether a repair under watch holds: `None` while undecided, `Ok(why)` once its window
 /// passed cleanly, `Err(why)` as soon as it does not hold.
-fn verdict(w: &Watch, faults: &[Fault], now: Instant, agent: &Agent) -> Option<Result<String, String>> {
+fn verdict(
+    w: &Watch,
+    faults: &[Fault],
+    active: &[String],
+    now: Instant,
+    agent: &Agent,
+) -> Option<Result<String, String>> {
     let baseline = w.baseline.as_ref()?;
-    if !agent.patches.list().iter().any(|p| p.spec.id == w.patch.spec.id) {
+    if !active.contains(&w.patch.spec.id) {
         return Some(Err("rolled back by an operator".to_string()));
     }
     let grew = |f: &Fault| f.count.saturating_sub(baseline.get(&f.id).copied().unwrap_or(0));
