@@ -357,6 +357,40 @@ fn a_repair_that_does_not_hold_is_rolled_back_inside_its_window_and_the_next_act
     assert_eq!(ids.len(), 2, "only the actions that held stay: {ids:?}");
     assert!(ids.iter().all(|i| i.ends_with(".1")), "{ids:?}");
     assert_eq!(get(shop.port, "/price?item=durian"), (200, "0\n".to_string()));
+
+    // The policy in force, what its rules did; replaced live, and a bad one changes nothing.
+    let pid = shop.pid.to_string();
+    let shown = repairctl_json(&["policy", "show", "--pid", &pid, "-o", "json"]);
+    let price = shown["rules"].as_array().unwrap().iter().find(|r| r["name"] == "price-npe").unwrap().clone();
+    assert_eq!(
+        (price["applied"].as_u64(), price["rolled_back"].as_u64(), price["validated"].as_u64()),
+        (Some(2), Some(1), Some(1)),
+        "{shown}"
+    );
+    let bad = dir.0.join("bad.yaml");
+    std::fs::write(&bad, "rules:\n  - name: x\n    when: { exception: 'not a class' }\n    then: [ { guard: {} } ]\n")
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_repairctl"))
+        .args(["policy", "apply", &bad.display().to_string(), "--pid", &pid])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rules[0].when.exception"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dry = dir.0.join("dry.yaml");
+    std::fs::write(&dry, "mode: dry-run\nrules:\n  - name: orders\n    when: { exception: java.lang.IndexOutOfBoundsException, count: 2 }\n    then: [ { guard: { fallback: { value: \"\" } } } ]\n").unwrap();
+    repairctl_json(&["policy", "apply", &dry.display().to_string(), "--pid", &pid, "-o", "json"]);
+    let shown = repairctl_json(&["policy", "show", "--pid", &pid, "-o", "json"]);
+    assert_eq!(shown["mode"], "dry-run", "{shown}");
+    let traffic = Traffic::start(shop.port, 2, &["/orders?page=99&size=5"]);
+    let events = shop.wait_events(Duration::from_secs(20), "a dry-run decision", |e| has(e, "orders", "dry-run"));
+    let counts = traffic.finish();
+    assert!(counts["/orders?page=99&size=5"].1 > 2, "dry-run repairs nothing: the fault goes on");
+    let dry_event = events.iter().find(|e| e["kind"] == "dry-run").unwrap();
+    assert!(dry_event["reason"].as_str().unwrap().starts_with("would apply guard"), "{dry_event}");
 }
 
 const FLAKY: &str = r#"
