@@ -597,7 +597,7 @@ mod tests {
         );
         assert_eq!(
             err(&GOOD.replace("guard:", "gaurd:")),
-            "p.yaml:4: action.gaurd: unknown field; expected one of: guard, swap, probe"
+            "p.yaml:4: action.gaurd: unknown field; expected one of: guard, swap, probe, breaker"
         );
         assert_eq!(err(&GOOD.replace("id: price-npe\n", "")), "p.yaml:1: id: missing");
         assert_eq!(err(&GOOD.replace("durable: true", "durable: maybe")), "p.yaml:5: durable: expected true or false");
