@@ -43,6 +43,9 @@ pub struct Rule {
     /// Glob over `class.method` of the throwing frame; `None`: any application code.
     pub within_code: Option<String>,
     pub message: Option<regex::Regex>,
+    /// `Some(false)`: only exceptions no handler catches (the thread dies); `Some(true)`: only
+    /// caught ones; `None`: either.
+    pub caught: Option<bool>,
     pub count: u32,
     pub window: Duration,
     /// Actions in escalation order.
@@ -92,9 +95,27 @@ pub struct Observation<'a> {
     /// The exception class and its superclasses, most specific first (dotted).
     pub exception_chain: &'a [String],
     pub message: &'a str,
+    /// Whether a handler catches it; `None`: the capture cannot tell.
+    pub caught: Option<bool>,
     /// The throwing frame's class (dotted) and method.
     pub class: &'a str,
     pub method: &'a str,
+}
+
+impl Policy {
+    /// Refuses a policy that asks what the fault capture in use cannot see: whether a handler
+    /// catches an exception is known from JVMTI exception events only, while a bytecode probe
+    /// sees the exception leave a method before any caller's handler is chosen.
+    pub fn check_capture(&self, exception_events: bool) -> Result<(), String> {
+        match self.rules.iter().position(|r| r.caught.is_some()) {
+            Some(i) if !exception_events => Err(format!(
+                "{}: rules[{i}].when.caught: telling caught from uncaught exceptions needs faults=jvmti \
+                 (bytecode capture sees an exception leave a method, not whether a caller catches it)",
+                self.source
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// What the engine decided, with its reason.
@@ -153,6 +174,10 @@ pub fn parse(text: &str, source: &str) -> Result<Policy, String> {
             None => None,
             Some(m) => Some(regex::Regex::new(m).map_err(|e| err(&at("when.message"), &e.to_string()))?),
         };
+        let caught = match when.get("caught") {
+            None => None,
+            Some(v) => Some(v.as_bool().ok_or_else(|| err(&at("when.caught"), "expected true or false"))?),
+        };
         let count = when
             .get("count")
             .map_or(Some(1), Value::as_u64)
@@ -181,6 +206,7 @@ pub fn parse(text: &str, source: &str) -> Result<Policy, String> {
             exception,
             within_code: when.get("in").and_then(Value::as_str).map(str::to_string),
             message,
+            caught,
             count: count.max(1),
             window,
             then,
@@ -352,6 +378,7 @@ impl Engine {
             f.exception_chain.contains(&r.exception)
                 && r.within_code.as_deref().is_none_or(|g| glob(g, &site))
                 && r.message.as_ref().is_none_or(|m| m.is_match(f.message))
+                && r.caught.is_none_or(|c| f.caught == Some(c))
         })?;
         if self.busy.contains(&(i, site.clone())) {
             return None;
@@ -462,6 +489,7 @@ mod tests {
         let obs = Observation {
             exception_chain: &chain,
             message: "Cannot invoke Long.longValue()",
+            caught: None,
             class: &class,
             method: "price",
         };
@@ -498,7 +526,13 @@ mod tests {
         let text = POLICY.replace("in: \"repair.demo.*\", ", "").replace("count: 3", "count: 1");
         let mut e = Engine::new(parse(&text, "p.yaml").unwrap());
         let (chain, _) = npe("");
-        let at = |class: &'static str| Observation { exception_chain: &chain, message: "Long", class, method: "m" };
+        let at = |class: &'static str| Observation {
+            exception_chain: &chain,
+            message: "Long",
+            caught: None,
+            class,
+            method: "m",
+        };
         let t = Instant::now();
         assert!(
             matches!(e.observe(&at("java.util.HashMap"), t), Some(Decision::Held { reason, .. }) if reason.contains("JDK"))
@@ -510,11 +544,31 @@ mod tests {
     }
 
     #[test]
+    fn caught_or_uncaught_selects_faults_and_needs_exception_events() {
+        let text = POLICY.replace("count: 3", "count: 1, caught: false");
+        let policy = parse(&text, "p.yaml").unwrap();
+        assert_eq!(policy.rules[0].caught, Some(false));
+        let refused = policy.check_capture(false).unwrap_err();
+        assert!(refused.contains("p.yaml: rules[0].when.caught") && refused.contains("faults=jvmti"), "{refused}");
+        assert!(policy.check_capture(true).is_ok());
+        assert!(parse(POLICY, "p.yaml").unwrap().check_capture(false).is_ok(), "no rule asks");
+        let mut e = Engine::new(policy);
+        let (chain, class) = npe("repair.demo.X");
+        let at = |caught| Observation { exception_chain: &chain, message: "Long", caught, class: &class, method: "m" };
+        let t = Instant::now();
+        assert_eq!(e.observe(&at(Some(true)), t), None, "a caught fault is not the rule's");
+        assert_eq!(e.observe(&at(None), t), None, "a capture that cannot tell does not match");
+        assert!(matches!(e.observe(&at(Some(false)), t), Some(Decision::Repair { .. })));
+        let bad = parse(&POLICY.replace("count: 3", "count: 3, caught: sometimes"), "p.yaml").unwrap_err();
+        assert!(bad.contains("rules[0].when.caught") && bad.contains("true or false"), "{bad}");
+    }
+
+    #[test]
     fn dry_run_decides_without_counting_repairs() {
         let text = POLICY.replace("mode: enforce", "mode: dry-run").replace("count: 3", "count: 1");
         let mut e = Engine::new(parse(&text, "p.yaml").unwrap());
         let (chain, class) = npe("repair.demo.X");
-        let obs = Observation { exception_chain: &chain, message: "Long", class: &class, method: "m" };
+        let obs = Observation { exception_chain: &chain, message: "Long", caught: None, class: &class, method: "m" };
         for _ in 0..5 {
             assert!(matches!(e.observe(&obs, Instant::now()), Some(Decision::Repair { dry_run: true, .. })));
         }

@@ -32,12 +32,17 @@ public class Faulty {
     static void fail(int i) {
         if (i % 2 == 0) throw new IllegalStateException("bad " + i);
     }
+    static void die() { throw new UnsupportedOperationException("no handler"); }
     public static void main(String[] args) {
         // Caught by a specific handler: the program's normal flow, not a fault.
         for (int i = 0; i < 5; i++) { try { parse("x" + i); } catch (NumberFormatException e) { } }
         // Caught by a generic handler: a fault, one site, counted twice (i = 0, 2).
         for (int i = 0; i < 4; i++) { try { fail(i); } catch (Exception e) { } }
         try { fail(0); } catch (IllegalStateException e) { }
+        // Caught by nothing: the thread dies.
+        Thread t = new Thread(Faulty::die, "doomed");
+        t.start();
+        try { t.join(); } catch (InterruptedException e) { }
         System.out.println("faulty done");
     }
 }
@@ -111,10 +116,13 @@ fn faults_jvmti_captures_exceptions_reaching_generic_handlers_only() {
         let run = java(&jdk, &dir.0, &[agentpath("faults=jvmti")], "Faulty");
         run.expect_success().expect_stdout("faulty done").expect_stderr("faults=jvmti");
         run.expect_stderr(
-            "fault #1 java.lang.IllegalStateException x2 at Faulty.fail(I)V bci 19 line 5 thread \"main\": bad 0",
+            "fault #1 java.lang.IllegalStateException x2 at Faulty.fail(I)V bci 19 line 5 thread \"main\", caught: bad 0",
+        );
+        run.expect_stderr(
+            "java.lang.UnsupportedOperationException x1 at Faulty.die()V bci 9 line 7 thread \"doomed\", uncaught: no handler",
         );
         assert!(!run.stderr.contains("NumberFormatException"), "specific handlers are not faults:\n{}", run.stderr);
-        assert_eq!(run.stderr.matches("fault #").count(), 1, "{}", run.stderr);
+        assert_eq!(run.stderr.matches("fault #").count(), 2, "{}", run.stderr);
     }
 }
 

@@ -367,18 +367,33 @@ fn a_repair_that_does_not_hold_is_rolled_back_inside_its_window_and_the_next_act
         (Some(2), Some(1), Some(1)),
         "{shown}"
     );
-    let bad = dir.0.join("bad.yaml");
-    std::fs::write(&bad, "rules:\n  - name: x\n    when: { exception: 'not a class' }\n    then: [ { guard: {} } ]\n")
-        .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_repairctl"))
-        .args(["policy", "apply", &bad.display().to_string(), "--pid", &pid])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("rules[0].when.exception"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let refused = |name: &str, yaml: &str, why: &str| {
+        let bad = dir.0.join(name);
+        std::fs::write(&bad, yaml).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_repairctl"))
+            .args(["policy", "apply", &bad.display().to_string(), "--pid", &pid])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(why), "{stderr}");
+    };
+    refused(
+        "bad.yaml",
+        "rules:\n  - name: x\n    when: { exception: 'not a class' }\n    then: [ { guard: {} } ]\n",
+        "rules[0].when.exception",
+    );
+    // This service captures faults in bytecode, which cannot tell caught from uncaught.
+    refused(
+        "uncaught.yaml",
+        "rules:\n  - name: x\n    when: { exception: java.lang.Error, caught: false }\n    then: [ { guard: {} } ]\n",
+        "rules[0].when.caught",
+    );
+    let still = repairctl_json(&["policy", "show", "--pid", &pid, "-o", "json"]);
+    assert_eq!(
+        (&still["source"], &still["loaded_at_ms"]),
+        (&shown["source"], &shown["loaded_at_ms"]),
+        "a refused policy changes nothing"
     );
     let dry = dir.0.join("dry.yaml");
     std::fs::write(&dry, "mode: dry-run\nrules:\n  - name: orders\n    when: { exception: java.lang.IndexOutOfBoundsException, count: 2 }\n    then: [ { guard: { fallback: { value: \"\" } } } ]\n").unwrap();
@@ -387,6 +402,8 @@ fn a_repair_that_does_not_hold_is_rolled_back_inside_its_window_and_the_next_act
     assert_eq!(shown["mode"], "dry-run", "{shown}");
     let traffic = Traffic::start(shop.port, 2, &["/orders?page=99&size=5"]);
     let events = shop.wait_events(Duration::from_secs(20), "a dry-run decision", |e| has(e, "orders", "dry-run"));
+    // Traffic goes on past the decision: a dry run must leave the fault in place.
+    std::thread::sleep(Duration::from_millis(500));
     let counts = traffic.finish();
     assert!(counts["/orders?page=99&size=5"].1 > 2, "dry-run repairs nothing: the fault goes on");
     let dry_event = events.iter().find(|e| e["kind"] == "dry-run").unwrap();
@@ -545,4 +562,83 @@ fn the_breaker_opens_short_circuits_half_opens_and_closes_under_concurrent_calls
         assert!((500_000..900_000).contains(&t), "{what} cool-down: half-open {t} us after opening (500 ms asked)");
     }
     assert!(us(&close) - us(&half2) < 200_000, "the successful trial closes it at once");
+}
+
+const WORKERS: &str = r#"
+import java.util.concurrent.atomic.AtomicInteger;
+public class Workers {
+    static int size(String s) { return s.length(); }
+    static int width(String s) { return s.trim().length(); }
+    public static void main(String[] args) throws Exception {
+        AtomicInteger died = new AtomicInteger();
+        int handled = 0, sizes = 0, widths = 0;
+        for (int i = 0; i < 40; i++) {
+            int[] got = {0};
+            // Uncaught: the worker thread dies of it.
+            Thread t = new Thread(() -> got[0] = size(null));
+            t.setUncaughtExceptionHandler((th, e) -> died.incrementAndGet());
+            t.start();
+            t.join();
+            sizes += got[0];
+            // Caught by a generic handler.
+            try { widths += width(null); } catch (RuntimeException e) { handled++; }
+            Thread.sleep(25);
+        }
+        System.out.println("died=" + died + " handled=" + handled + " sizes=" + sizes + " widths=" + widths);
+    }
+}
+"#;
+
+const CAUGHT_OR_NOT: &str = "rules:
+  - name: thread-killer
+    when: { exception: java.lang.NullPointerException, caught: false, count: 3, within: 10s }
+    then: [ { guard: { catch: [java.lang.NullPointerException], fallback: { value: -1 } } } ]
+    validate: { window: 300ms }
+  - name: handled-npe
+    when: { exception: java.lang.NullPointerException, caught: true, count: 3, within: 10s }
+    then: [ { guard: { catch: [java.lang.NullPointerException], fallback: { value: -2 } } } ]
+    validate: { window: 300ms }
+";
+
+/// The same exception, thrown at two sites: one kills its thread, one is caught. Each rule
+/// repairs only its own; with bytecode capture, which cannot tell them apart, the policy is refused.
+#[test]
+fn rules_tell_caught_from_uncaught_faults_with_exception_events() {
+    for jdk in agent_support::jdks() {
+        let dir = TempDir::new("caught");
+        compile(&jdk, &dir.0, &[("Workers.java", WORKERS)]);
+        let policy = dir.0.join("policy.yaml");
+        std::fs::write(&policy, CAUGHT_OR_NOT).unwrap();
+        let run = agent_support::java(
+            &jdk,
+            &dir.0,
+            &[agentpath(&format!("faults=jvmti,policy={}", policy.display()))],
+            "Workers",
+        );
+        run.expect_success();
+        let counts: HashMap<&str, i64> = run
+            .stdout
+            .trim()
+            .split(' ')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k, v.parse().unwrap()))
+            .collect();
+        let (died, handled) = (counts["died"], counts["handled"]);
+        assert!((3..40).contains(&died), "{}: the uncaught fault was not repaired:\n{}", jdk.name, run.stderr);
+        assert!((3..40).contains(&handled), "{}: the caught fault was not repaired:\n{}", jdk.name, run.stderr);
+        // Every call after its repair returned its own rule's fallback.
+        assert_eq!(counts["sizes"], -(40 - died), "{}", run.stdout);
+        assert_eq!(counts["widths"], -2 * (40 - handled), "{}", run.stdout);
+        run.expect_stderr("event applied rule=thread-killer patch=thread-killer.Workers.size.0");
+        run.expect_stderr("event applied rule=handled-npe patch=handled-npe.Workers.width.0");
+        run.expect_stderr("event validated rule=thread-killer");
+        run.expect_stderr("event validated rule=handled-npe");
+
+        // Bytecode capture cannot tell: the agent refuses to load, and the program never runs.
+        let refused =
+            agent_support::java(&jdk, &dir.0, &[agentpath(&format!("policy={}", policy.display()))], "Workers");
+        assert_ne!(refused.code, Some(0), "{}", refused.stdout);
+        assert!(!refused.stdout.contains("died="), "{}", refused.stdout);
+        refused.expect_stderr("refusing to load").expect_stderr("rules[0].when.caught").expect_stderr("faults=jvmti");
+    }
 }

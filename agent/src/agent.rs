@@ -152,7 +152,10 @@ fn init(vm: JavaVm, text: &str, mode: LoadMode) -> Result<(), (i32, String)> {
     };
     let policy = match &options.policy {
         Some(path) => {
-            Some(crate::healing::load_file(path).map_err(|e| (LOAD_FAILED, format!("refusing to load: {e}")))?)
+            let policy = crate::healing::load_file(path)
+                .and_then(|p| p.check_capture(fault_mode == FaultMode::Jvmti).map(|()| p))
+                .map_err(|e| (LOAD_FAILED, format!("refusing to load: {e}")))?;
+            Some(policy)
         }
         None => None,
     };
@@ -345,7 +348,7 @@ impl Agent {
         let (faults, dropped) = self.faults.list();
         for f in &faults {
             lines.push(format!(
-                "fault #{} {} x{} at {}.{}{} bci {} line {} thread {:?}: {}",
+                "fault #{} {} x{} at {}.{}{} bci {} line {} thread {:?}{}: {}",
                 f.id,
                 f.exception,
                 f.count,
@@ -355,6 +358,11 @@ impl Agent {
                 f.site.bci,
                 f.site.line.map(|l| l.to_string()).unwrap_or_else(|| "?".into()),
                 f.thread,
+                match f.caught {
+                    Some(true) => ", caught",
+                    Some(false) => ", uncaught",
+                    None => "",
+                },
                 f.message.as_deref().unwrap_or("(no message)")
             ));
         }

@@ -140,7 +140,8 @@ pub struct Fault {
     pub count: u64,
     pub first_seen_ms: u64,
     pub last_seen_ms: u64,
-    pub caught: bool,
+    /// `None`: the fault capture cannot tell.
+    pub caught: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -76,8 +76,7 @@ fn fault(f: &faults::Fault) -> api::Fault {
         count: f.count,
         first_seen_ms: f.first_seen_ms,
         last_seen_ms: f.last_seen_ms,
-        // Recorded faults escaped to a generic handler or out of the thread; which one is not kept.
-        caught: false,
+        caught: f.caught,
     }
 }
 
@@ -196,15 +195,11 @@ impl AgentApi for Api {
             agent::get().ok_or_else(|| ApiError::new(ErrorKind::FailedPrecondition, "the agent is not initialized"))?;
         let policy =
             repair_model::policy::parse(yaml, source).map_err(|e| ApiError::new(ErrorKind::InvalidArgument, e))?;
-        a.healer.replace(policy.clone(), who.to_string());
-        // The healer thread installs it at once; show it as given.
-        let state = healing::PolicyState {
-            policy,
-            loaded_at_ms: repair_model::journal::now_ms(),
-            who: who.to_string(),
-            stats: Default::default(),
-        };
-        Ok(policy_info(Some(&state)))
+        policy
+            .check_capture(a.fault_mode == FaultMode::Jvmti)
+            .map_err(|e| ApiError::new(ErrorKind::FailedPrecondition, e))?;
+        a.healer.replace(policy, who.to_string());
+        Ok(policy_info(a.healer.state().as_ref()))
     }
 
     fn policy_show(&self) -> api::PolicyInfo {

@@ -56,6 +56,9 @@ pub struct Fault {
     pub site: StackFrame,
     /// Innermost first, at most [`MAX_FRAMES`].
     pub stack: Vec<StackFrame>,
+    /// Whether a handler catches it, as first seen: known from exception events only (a
+    /// bytecode probe runs before any caller's handler is chosen).
+    pub caught: Option<bool>,
     pub count: u64,
     /// Milliseconds since the Unix epoch.
     pub first_seen_ms: u64,
@@ -258,7 +261,7 @@ impl FaultLog {
             if let Ok(frames) = jvmti.current_stack(MAX_FRAMES) {
                 let infos = self.infos(jvmti, jni, &frames);
                 if let Some(site) = infos.iter().position(|(i, _)| i.is_application()) {
-                    let key = self.record(jvmti, jni, thrown, &infos, site);
+                    let key = self.record(jvmti, jni, thrown, &infos, site, None);
                     self.probe_sites.lock().unwrap_or_else(|e| e.into_inner()).insert((probe_id, class_id), key);
                 }
             }
@@ -305,7 +308,7 @@ impl FaultLog {
                 }
             }
         }
-        self.record(jvmti, jni, thrown, &infos, site);
+        self.record(jvmti, jni, thrown, &infos, site, Some(catch.is_some()));
     }
 
     fn is_generic_handler(&self, info: &MethodInfo, handler_bci: i64) -> bool {
@@ -361,6 +364,7 @@ impl FaultLog {
         thrown: &Local<'_>,
         infos: &[(Arc<MethodInfo>, i64)],
         site: usize,
+        caught: Option<bool>,
     ) -> SiteKey {
         let exception = jni.class_name_of_object(thrown);
         let (info, bci) = &infos[site];
@@ -406,6 +410,7 @@ impl FaultLog {
             thread,
             site: info.frame(*bci),
             stack,
+            caught,
             count: 1,
             first_seen_ms: now_ms,
             last_seen_ms: now_ms,

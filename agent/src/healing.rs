@@ -85,8 +85,15 @@ impl Healer {
         }
     }
 
-    /// Replaces the policy (the thread picks it up at once); `who` is journaled with its events.
+    /// Replaces the policy: shown at once, in force as soon as the thread picks it up; `who` is
+    /// journaled with its events.
     pub fn replace(&self, policy: Policy, who: String) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(PolicyState {
+            policy: policy.clone(),
+            loaded_at_ms: repair_model::journal::now_ms(),
+            who: who.clone(),
+            stats: HashMap::new(),
+        });
         *self.incoming.lock().unwrap_or_else(|e| e.into_inner()) = Some((policy, who));
         if let Some(tx) = self.sender.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             let _ = tx.try_send(Occurrence { fault_id: WAKE, count: 0, at: Instant::now() });
@@ -164,8 +171,6 @@ impl Run {
             policy.rules.len(),
             if policy.mode == policy::Mode::DryRun { "dry-run" } else { "enforce" }
         );
-        *self.healer.state.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(PolicyState { policy, loaded_at_ms: repair_model::journal::now_ms(), who, stats: HashMap::new() });
         self.engine = Some(engine);
         self.agent.events.emit(Kind::Policy, About::default(), summary);
     }
@@ -192,6 +197,7 @@ impl Run {
         let obs = Observation {
             exception_chain: &chain,
             message: fault.message.as_deref().unwrap_or(""),
+            caught: fault.caught,
             class: &fault.site.class,
             method: &fault.site.method,
         };

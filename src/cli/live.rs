@@ -116,6 +116,12 @@ fn fault_row(f: &proto::Fault) -> Vec<String> {
         f.exception.clone(),
         format!("{}.{}{line}", site.class_name, site.method),
         f.thread.clone(),
+        match f.caught {
+            Some(true) => "caught",
+            Some(false) => "uncaught",
+            None => "-",
+        }
+        .to_string(),
         f.message.clone(),
     ]
 }
@@ -123,7 +129,7 @@ fn fault_row(f: &proto::Fault) -> Vec<String> {
 pub async fn faults(conn: &Conn, follow: bool) -> Result<(), String> {
     let mut client = conn.client().await?;
     let r = rpc(client.faults(proto::FaultsRequest {}).await)?;
-    let header = ["COUNT", "EXCEPTION", "SITE", "THREAD", "MESSAGE"];
+    let header = ["COUNT", "EXCEPTION", "SITE", "THREAD", "HANDLED", "MESSAGE"];
     print(
         conn.output,
         json!({ "faults": r.faults.iter().map(fault_json).collect::<Vec<_>>(), "dropped_sites": r.dropped_sites }),
