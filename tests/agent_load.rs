@@ -126,6 +126,40 @@ fn faults_jvmti_captures_exceptions_reaching_generic_handlers_only() {
     }
 }
 
+#[test]
+fn faults_bytecode_records_what_leaves_application_methods_at_its_source_line() {
+    for jdk in jdks() {
+        let dir = TempDir::new("faults-bytecode");
+        compile(&jdk, &dir.0, &[("Faulty.java", FAULTY)]);
+        let run = java(&jdk, &dir.0, &[agentpath("")], "Faulty");
+        run.expect_success().expect_stdout("faulty done").expect_stderr("faults=bytecode");
+        let summary = |exception: &str| {
+            run.stderr
+                .lines()
+                .find(|l| l.contains("repair: fault #") && l.contains(exception))
+                .unwrap_or_else(|| panic!("{}: no fault {exception}:\n{}", jdk.name, run.stderr))
+        };
+        // A probe cannot see handlers: every exception leaving a method counts, caught or not,
+        // and its line is the one that threw (from the exception's trace, not the probe's bci).
+        for (exception, site, tail) in [
+            (
+                "java.lang.NumberFormatException x5",
+                "at Faulty.parse(Ljava/lang/String;)I bci ",
+                " line 3 thread \"main\": For input string: \"x0\"",
+            ),
+            ("java.lang.IllegalStateException x3", "at Faulty.fail(I)V bci ", " line 5 thread \"main\": bad 0"),
+            (
+                "java.lang.UnsupportedOperationException x1",
+                "at Faulty.die()V bci ",
+                " line 7 thread \"doomed\": no handler",
+            ),
+        ] {
+            let line = summary(exception);
+            assert!(line.contains(site) && line.ends_with(tail), "{}: {line}", jdk.name);
+        }
+    }
+}
+
 const SLEEPER: &str = r#"
 public class Sleeper {
     public static void main(String[] args) throws Exception {

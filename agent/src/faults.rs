@@ -138,6 +138,16 @@ pub struct FaultLog {
     observer: RwLock<Option<SyncSender<Occurrence>>>,
 }
 
+/// How an occurrence was captured, which decides what is known of it.
+#[derive(Debug, Clone, Copy)]
+enum Seen {
+    /// A JVMTI `Exception` event: the frame is at the throwing instruction, and whether a
+    /// handler will catch the exception is known.
+    Event { caught: bool },
+    /// A bytecode exit probe: the frame is at the probe, after the throwing instruction.
+    Probe,
+}
+
 /// One more occurrence of a fault, as the policy engine is told of it.
 #[derive(Debug, Clone, Copy)]
 pub struct Occurrence {
@@ -261,7 +271,7 @@ impl FaultLog {
             if let Ok(frames) = jvmti.current_stack(MAX_FRAMES) {
                 let infos = self.infos(jvmti, jni, &frames);
                 if let Some(site) = infos.iter().position(|(i, _)| i.is_application()) {
-                    let key = self.record(jvmti, jni, thrown, &infos, site, None);
+                    let key = self.record(jvmti, jni, thrown, &infos, site, Seen::Probe);
                     self.probe_sites.lock().unwrap_or_else(|e| e.into_inner()).insert((probe_id, class_id), key);
                 }
             }
@@ -308,7 +318,7 @@ impl FaultLog {
                 }
             }
         }
-        self.record(jvmti, jni, thrown, &infos, site, Some(catch.is_some()));
+        self.record(jvmti, jni, thrown, &infos, site, Seen::Event { caught: catch.is_some() });
     }
 
     fn is_generic_handler(&self, info: &MethodInfo, handler_bci: i64) -> bool {
@@ -364,7 +374,7 @@ impl FaultLog {
         thrown: &Local<'_>,
         infos: &[(Arc<MethodInfo>, i64)],
         site: usize,
-        caught: Option<bool>,
+        seen: Seen,
     ) -> SiteKey {
         let exception = jni.class_name_of_object(thrown);
         let (info, bci) = &infos[site];
@@ -383,7 +393,16 @@ impl FaultLog {
         let message = jni.throwable_message(thrown);
         let exception_chain = jni.class_chain_of_object(thrown, 16);
         let thread = jvmti.current_thread_name(jni).unwrap_or_else(|_| "?".to_string());
-        let stack: Vec<StackFrame> = infos.iter().map(|(i, b)| i.frame(*b)).collect();
+        let mut stack: Vec<StackFrame> = infos.iter().map(|(i, b)| i.frame(*b)).collect();
+        let caught = match seen {
+            Seen::Event { caught } => Some(caught),
+            Seen::Probe => {
+                // The probe's bci says nothing of the line that threw; the exception's own trace does.
+                let frame = &mut stack[site];
+                frame.line = jni.throwable_line(thrown, &frame.class, &frame.method);
+                None
+            }
+        };
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = store.sites.get_mut(&key) {
             // Another thread recorded it meanwhile.
@@ -408,7 +427,7 @@ impl FaultLog {
             exception_chain,
             message,
             thread,
-            site: info.frame(*bci),
+            site: stack[site].clone(),
             stack,
             caught,
             count: 1,

@@ -1,6 +1,6 @@
 //! JNI handles: the VM, the per-thread environment, local and global references.
 
-use std::ffi::{c_void, CString};
+use std::ffi::{c_void, CStr, CString};
 use std::marker::PhantomData;
 use std::ptr;
 
@@ -227,6 +227,62 @@ impl<'a> Jni<'a> {
                 return None;
             }
             jni.string(msg)
+        })
+    }
+
+    /// The source line of the innermost element of `throwable`'s stack trace in `class` (dotted)
+    /// and `method`, from `Throwable.getStackTrace()`; `None` when there is none or it is unknown.
+    pub fn throwable_line(&self, throwable: &Local<'_>, class: &str, method: &str) -> Option<i32> {
+        const MAX_ELEMENTS: i32 = 64;
+        if throwable.is_null() {
+            return None;
+        }
+        self.with_local_frame(8, |jni| {
+            let id = |class: &Local<'_>, name: &CStr, sig: &CStr| {
+                let m = jni_call!(jni.env, GetMethodID, class.raw(), name.as_ptr(), sig.as_ptr())
+                    .unwrap_or(ptr::null_mut());
+                if m.is_null() {
+                    jni.clear_exception();
+                    return None;
+                }
+                Some(m)
+            };
+            let throwable_class = jni.find_class("java/lang/Throwable")?;
+            let get_trace = id(&throwable_class, c"getStackTrace", c"()[Ljava/lang/StackTraceElement;")?;
+            let element = jni.find_class("java/lang/StackTraceElement")?;
+            let get_class = id(&element, c"getClassName", c"()Ljava/lang/String;")?;
+            let get_method = id(&element, c"getMethodName", c"()Ljava/lang/String;")?;
+            let get_line = id(&element, c"getLineNumber", c"()I")?;
+            let trace = jni_call!(jni.env, CallObjectMethodA, throwable.raw(), get_trace, ptr::null())
+                .unwrap_or(ptr::null_mut());
+            if jni.clear_exception() || trace.is_null() {
+                return None;
+            }
+            let len = jni_call!(jni.env, GetArrayLength, trace).unwrap_or(0).clamp(0, MAX_ELEMENTS);
+            let text = |obj: sys::jobject, m: sys::jmethodID| {
+                let s = jni_call!(jni.env, CallObjectMethodA, obj, m, ptr::null()).unwrap_or(ptr::null_mut());
+                if jni.clear_exception() || s.is_null() {
+                    return None;
+                }
+                let text = jni.string(s);
+                jni.delete_local(s);
+                text
+            };
+            for i in 0..len {
+                let e = jni_call!(jni.env, GetObjectArrayElement, trace, i).unwrap_or(ptr::null_mut());
+                if jni.clear_exception() || e.is_null() {
+                    return None;
+                }
+                let here =
+                    text(e, get_class).as_deref() == Some(class) && text(e, get_method).as_deref() == Some(method);
+                let line = here.then(|| jni_call!(jni.env, CallIntMethodA, e, get_line, ptr::null())).flatten();
+                jni.delete_local(e);
+                if here {
+                    // Negative: unknown (-1) or native (-2).
+                    return line.filter(|l| !jni.clear_exception() && *l > 0);
+                }
+            }
+            None
         })
     }
 
