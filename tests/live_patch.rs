@@ -152,6 +152,24 @@ fn repair_and_roll_back(jvm: &mut Jvm, dir: &Path) {
         "{s}"
     );
 
+    // What is loaded, by whom, and whether it may be patched.
+    let json = |args: &[&str]| {
+        let (ok, out, err) = repairctl(args);
+        assert!(ok, "repairctl {args:?}: {err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let classes = json(&["classes", "Lab*", "--pid", &pid, "-o", "json"]);
+    assert_eq!(classes.as_array().map(Vec::len), Some(1), "{classes}");
+    assert_eq!(
+        (&classes[0]["name"], &classes[0]["loader"], &classes[0]["modifiable"]),
+        (&"Labels".into(), &"jdk.internal.loader.ClassLoaders$AppClassLoader".into(), &true.into()),
+        "{classes}"
+    );
+    let string = json(&["classes", "java.lang.String", "--pid", &pid, "-o", "json"]);
+    assert_eq!(string[0]["loader"], "bootstrap", "{string}");
+    let status = json(&["status", "--pid", &pid, "-o", "json"]);
+    assert!(status["classes_loaded"].as_u64().unwrap() > 400, "{status}");
+
     let (guard, swap, probe) = (
         write_spec(dir, "guard.yaml", GUARD),
         write_spec(dir, "swap.yaml", SWAP),

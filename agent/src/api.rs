@@ -111,8 +111,9 @@ pub enum FaultCapture {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadedClass {
-    /// Dotted name.
+    /// Dotted name; arrays and primitives are not listed.
     pub name: String,
+    /// The defining loader's class name, or `bootstrap`.
     pub loader: String,
     pub modifiable: bool,
 }

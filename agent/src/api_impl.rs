@@ -126,15 +126,14 @@ impl AgentApi for Api {
                 .collect(),
             faults_seen: s.fault_sites as u64,
             patches_active: s.patches as u64,
-            classes_loaded: service::classes("").map(|c| c.len() as u64).unwrap_or(0),
+            classes_loaded: service::class_count().map(|n| n as u64).unwrap_or(0),
             uptime_ms: s.uptime_ms,
             endpoint: endpoint_text(),
         }
     }
 
     fn classes(&self, glob: &str) -> Result<Vec<api::LoadedClass>, ApiError> {
-        let names = service::classes(glob).map_err(api_error)?;
-        Ok(names.into_iter().map(|name| api::LoadedClass { name, loader: String::new(), modifiable: true }).collect())
+        service::classes(glob).map_err(api_error)
     }
 
     fn class_bytes(&self, class: &str) -> Result<Vec<u8>, ApiError> {

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use repair_model::spec::PatchSpec;
 
 use crate::agent::{self, version_text, Agent, LoadMode};
+use crate::api::LoadedClass;
 use crate::config::FaultMode;
 use crate::events::{About, Kind};
 use crate::jvmti::{Capability, Jni};
@@ -148,25 +149,45 @@ pub fn class_bytes(class: &str) -> Result<Vec<u8>, PatchError> {
 }
 
 /// Dotted names of the loaded classes matching `glob` (`*` any run, `?` one character), sorted.
-pub fn classes(glob: &str) -> Result<Vec<String>, PatchError> {
+pub fn classes(glob: &str) -> Result<Vec<LoadedClass>, PatchError> {
     with_agent(|a, jni| {
         jni.with_local_frame(16, |jni| {
             let all = a.jvmti.loaded_classes(jni).map_err(|e| PatchError::Unavailable(e.to_string()))?;
-            let mut names = Vec::new();
+            let mut found = Vec::new();
             for class in all {
-                if let Ok(sig) = a.jvmti.class_signature(&class) {
-                    if let Some(internal) = sig.strip_prefix('L').and_then(|s| s.strip_suffix(';')) {
-                        let dotted = internal.replace('/', ".");
-                        if glob_matches(glob, &dotted) {
-                            names.push(dotted);
-                        }
-                    }
+                let dotted = a
+                    .jvmti
+                    .class_signature(&class)
+                    .ok()
+                    .and_then(|sig| Some(sig.strip_prefix('L')?.strip_suffix(';')?.replace('/', ".")));
+                if let Some(name) = dotted.filter(|n| glob_matches(glob, n)) {
+                    let loader = jni.with_local_frame(4, |jni| match a.jvmti.class_loader(jni, &class) {
+                        Ok(l) if l.is_null() => "bootstrap".to_string(),
+                        Ok(l) => jni.class_name_of_object(&l),
+                        Err(e) => format!("? ({e})"),
+                    });
+                    let modifiable = a.jvmti.is_modifiable(&class).unwrap_or(false);
+                    found.push(LoadedClass { name, loader, modifiable });
                 }
                 jni.delete_local_ref(class);
             }
-            names.sort();
-            names.dedup();
-            Ok(names)
+            found.sort_by(|x, y| (&x.name, &x.loader).cmp(&(&y.name, &y.loader)));
+            found.dedup();
+            Ok(found)
+        })
+    })
+}
+
+/// How many classes are loaded (arrays and primitives included).
+pub fn class_count() -> Result<usize, PatchError> {
+    with_agent(|a, jni| {
+        jni.with_local_frame(16, |jni| {
+            let all = a.jvmti.loaded_classes(jni).map_err(|e| PatchError::Unavailable(e.to_string()))?;
+            let n = all.len();
+            for class in all {
+                jni.delete_local_ref(class);
+            }
+            Ok(n)
         })
     })
 }

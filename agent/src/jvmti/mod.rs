@@ -332,6 +332,13 @@ impl Jvmti {
         Ok(list)
     }
 
+    /// The class's defining loader, as a local reference of `jni`; null for the boot loader.
+    pub fn class_loader<'a>(self, jni: &Jni<'a>, class: &Local<'_>) -> Result<Local<'a>, JvmtiError> {
+        let mut loader = ptr::null_mut();
+        jvmti_call!(self.0, GetClassLoader, class.raw(), &mut loader)?;
+        Ok(jni.local(loader))
+    }
+
     /// The object's identity hash code (as `System.identityHashCode`).
     pub fn object_hash(self, object: &Local<'_>) -> Result<i32, JvmtiError> {
         let mut hash = 0;
