@@ -188,6 +188,22 @@ fn repair_and_roll_back(jvm: &mut Jvm, dir: &Path) {
     let patches: serde_json::Value = serde_json::from_str(&out).unwrap();
     let guard_patch = patches.as_array().unwrap().iter().find(|p| p["id"] == "price-npe").expect("price-npe listed");
     assert!(guard_patch["fallbacks"].as_u64().unwrap() > 0, "fallbacks counted: {out}");
+    // Who applied it: the login name, else (a service account, a container) the user id.
+    let (ok, _, err) = repairctl(&["rollback", "price-npe", "--pid", &pid]);
+    assert!(ok, "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_repairctl"))
+        .args(["apply", &guard, "--pid", &pid, "-o", "json"])
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).unwrap().split_whitespace().next().unwrap();
+    let (_, out, _) = repairctl(&["patches", "--pid", &pid, "-o", "json"]);
+    let patches: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let again = patches.as_array().unwrap().iter().find(|p| p["id"] == "price-npe").expect("price-npe listed");
+    assert_eq!(again["who"], format!("operator:uid:{uid}"), "{out}");
 
     let (ok, _, err) = repairctl(&["rollback", "price-npe", "--pid", &pid]);
     assert!(ok, "{err}");

@@ -234,9 +234,17 @@ pub async fn rollback(conn: &Conn, id: Option<String>, all: bool) -> Result<(), 
     Ok(())
 }
 
-/// Who is at the console, as journaled.
+/// Who is at the console, as journaled: the login name, else the user id (`uid:1000`).
 fn operator() -> String {
-    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|n| !n.is_empty()))
+        .or_else(|| {
+            let status = std::fs::read_to_string("/proc/self/status").ok()?;
+            let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.to_string();
+            Some(format!("uid:{uid}"))
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn policy_json(p: &proto::PolicyReply) -> serde_json::Value {
