@@ -370,3 +370,59 @@ fn a_killed_jvm_leaves_a_socket_that_is_reported_clearly() {
     );
     let _ = std::fs::remove_file(socket);
 }
+
+/// A durable patch outlives the build of the class it was made for: when the JVM starts with
+/// the same state dir and the class loads in a form the patch no longer fits, the patch is
+/// dropped (journaled and told as an event), the class loads as it is, and it is not tried again.
+#[test]
+fn a_durable_patch_that_no_longer_fits_its_class_is_dropped_at_load_and_journaled() {
+    let jdk = agent_support::default_jdk();
+    let dir = sources(&jdk, "durable-misfit");
+    let json = |args: &[&str]| {
+        let (ok, out, err) = repairctl(args);
+        assert!(ok, "repairctl {args:?}: {err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let mut jvm = Jvm::start(&jdk, &dir.0, &[agentpath("")]);
+    let spec = write_spec(&dir.0, "durable.yaml", &format!("{GUARD}durable: true\n"));
+    let (ok, _, err) = repairctl(&["apply", &spec, "--pid", &jvm.pid.to_string()]);
+    assert!(ok, "{err}");
+    assert!(jvm.state().contains("price=-7"));
+    jvm.finish();
+
+    // The next build: `price` now returns an int, so the guard's target no longer exists.
+    let next = SHOP.replace(
+        "static long price(String k) { return prices.get(k).longValue(); }",
+        "static int price(String k) { return prices.get(k).intValue(); }",
+    );
+    assert_ne!(next, SHOP);
+    compile(&jdk, &dir.0, &[("Shop.java", &next)]);
+    let mut jvm = Jvm::start(&jdk, &dir.0, &[agentpath("")]);
+    let pid = jvm.pid.to_string();
+    let s = jvm.state();
+    assert!(s.contains("price=NPE") && s.contains("serving=true"), "the class runs as built: {s}");
+    assert_eq!(json(&["patches", "--pid", &pid, "-o", "json"]), serde_json::json!([]), "nothing is in effect");
+    let events = json(&["events", "--pid", &pid, "-o", "json"]);
+    let dropped = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "rolled-back" && e["patch"] == "price-npe")
+        .unwrap_or_else(|| panic!("no rolled-back event: {events}"));
+    assert!(dropped["reason"].as_str().unwrap().contains("does not fit Prices as it loads"), "{dropped}");
+    let history = json(&["history", "--pid", &pid, "-o", "json"]);
+    let last = history["records"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (&last["event"], &last["patch_id"], &last["who"]),
+        (&"rolled_back".into(), &"price-npe".into(), &"agent".into()),
+        "{history}"
+    );
+    jvm.finish();
+
+    // Dropped for good: the third start does not try it.
+    let mut jvm = Jvm::start(&jdk, &dir.0, &[agentpath("")]);
+    let events = json(&["events", "--pid", &jvm.pid.to_string(), "-o", "json"]);
+    assert!(!events.as_array().unwrap().iter().any(|e| e["patch"] == "price-npe"), "{events}");
+    assert!(jvm.state().contains("price=NPE"));
+    jvm.finish();
+}

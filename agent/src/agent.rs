@@ -412,7 +412,13 @@ pub fn on_class_file_load(
 ) -> Option<Vec<u8>> {
     let agent = get()?;
     let name = name?;
-    let new_bytes = agent.patches.transform(name, bytes);
+    let (new_bytes, dropped) = agent.patches.transform(name, bytes);
+    for (patch, error) in dropped {
+        let reason = format!("does not fit {} as it loads: {error}", name.replace('/', "."));
+        let site = format!("{}.{}", patch.spec.class, patch.spec.method.name);
+        agent.events.emit(Kind::RolledBack, About { patch: &patch.spec.id, site: &site, ..About::default() }, &reason);
+        agent.audit.rolled_back(&patch, "agent", &reason);
+    }
     if agent.fault_mode == FaultMode::Jvmti {
         agent.faults.note_class(name, new_bytes.as_deref().unwrap_or(bytes));
     }

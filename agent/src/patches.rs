@@ -121,31 +121,54 @@ impl PatchManager {
         self.state().patches.iter().find(|p| p.report_id == report_id).map(|p| p.spec.id.clone())
     }
 
-    /// The ClassFileLoadHook: new bytes for `name`, or `None` to leave the class as it is.
-    pub fn transform(&self, name: &str, bytes: &[u8]) -> Option<Vec<u8>> {
+    /// The ClassFileLoadHook: new bytes for `name` (`None`: leave the class as it is), and the
+    /// patches that waited for `name` but do not fit its bytes (a durable patch of an older build
+    /// of the class), dropped, with the reason.
+    pub fn transform(&self, name: &str, bytes: &[u8]) -> (Option<Vec<u8>>, Vec<(AppliedPatch, String)>) {
         let mut st = self.state();
         if st.pending.is_empty() && st.capturing.is_empty() && st.patches.is_empty() {
-            return None;
+            return (None, Vec::new());
         }
         if !st.originals.contains_key(name) && (st.capturing.iter().any(|c| c == name) || st.pending.contains_key(name))
         {
             st.originals.insert(name.to_string(), bytes.to_vec());
         }
         if let Some(p) = st.pending.get(name) {
-            return p.clone();
+            return (p.clone(), Vec::new());
         }
         if !st.patches.iter().any(|p| p.class == name) {
-            return None;
+            return (None, Vec::new());
         }
-        // A class of a patched name loads (another loader) or is retransformed by someone else.
+        // The class loads with patches waiting for it (durable ones at start-up), or a class of a
+        // patched name loads in another loader, or someone else retransforms it.
         st.originals.entry(name.to_string()).or_insert_with(|| bytes.to_vec());
-        match chain(bytes, st.patches.iter().filter(|p| p.class == name)) {
-            Ok(b) => Some(b),
-            Err(e) => {
-                crate::log_warn!("class {} loads unpatched: {e}", name.replace('/', "."));
-                None
+        let mut result = bytes.to_vec();
+        let mut dropped = Vec::new();
+        let mut kept = Vec::with_capacity(st.patches.len());
+        for mut p in std::mem::take(&mut st.patches) {
+            if p.class != name {
+                kept.push(p);
+                continue;
+            }
+            match chain(&result, std::iter::once(&p)) {
+                Ok(patched) => {
+                    if p.hashes.0.is_empty() {
+                        p.hashes = (sha256_hex(&result), sha256_hex(&patched));
+                    }
+                    result = patched;
+                    kept.push(p);
+                }
+                // Waiting for this class and never in effect: dropped.
+                Err(e) if p.hashes.0.is_empty() => dropped.push((p, e.to_string())),
+                // In effect in a class of this name in another loader: kept there.
+                Err(e) => {
+                    crate::log_warn!("class {} loads without patch {}: {e}", name.replace('/', "."), p.spec.id);
+                    kept.push(p);
+                }
             }
         }
+        st.patches = kept;
+        ((result != bytes).then_some(result), dropped)
     }
 
     /// Applies a patch. `attachments` holds the files the spec names (a swap's patch class).
