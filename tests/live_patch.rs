@@ -123,6 +123,13 @@ fn repairctl(args: &[&str]) -> (bool, String, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
+/// Runs repairctl, which must succeed, and reads its JSON output.
+fn json(args: &[&str]) -> serde_json::Value {
+    let (ok, out, err) = repairctl(args);
+    assert!(ok, "repairctl {args:?}: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("repairctl {args:?}: {e}: {out}"))
+}
+
 fn write_spec(dir: &Path, name: &str, text: &str) -> String {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -153,11 +160,6 @@ fn repair_and_roll_back(jvm: &mut Jvm, dir: &Path) {
     );
 
     // What is loaded, by whom, and whether it may be patched.
-    let json = |args: &[&str]| {
-        let (ok, out, err) = repairctl(args);
-        assert!(ok, "repairctl {args:?}: {err}");
-        serde_json::from_str::<serde_json::Value>(&out).unwrap()
-    };
     let classes = json(&["classes", "Lab*", "--pid", &pid, "-o", "json"]);
     assert_eq!(classes.as_array().map(Vec::len), Some(1), "{classes}");
     assert_eq!(
@@ -378,11 +380,6 @@ fn a_killed_jvm_leaves_a_socket_that_is_reported_clearly() {
 fn a_durable_patch_that_no_longer_fits_its_class_is_dropped_at_load_and_journaled() {
     let jdk = agent_support::default_jdk();
     let dir = sources(&jdk, "durable-misfit");
-    let json = |args: &[&str]| {
-        let (ok, out, err) = repairctl(args);
-        assert!(ok, "repairctl {args:?}: {err}");
-        serde_json::from_str::<serde_json::Value>(&out).unwrap()
-    };
     let mut jvm = Jvm::start(&jdk, &dir.0, &[agentpath("")]);
     let spec = write_spec(&dir.0, "durable.yaml", &format!("{GUARD}durable: true\n"));
     let (ok, _, err) = repairctl(&["apply", &spec, "--pid", &jvm.pid.to_string()]);

@@ -74,6 +74,12 @@ pub fn register(p: &AppliedPatch) {
     }
 }
 
+/// Forgets the state of a breaker patch that is gone (a call still running the old code then
+/// finds none and runs the body).
+pub fn unregister(report_id: i32) {
+    breakers().write().unwrap_or_else(|e| e.into_inner()).remove(&report_id);
+}
+
 fn get(id: i32) -> Option<Arc<Breaker>> {
     breakers().read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
 }
@@ -172,5 +178,35 @@ pub fn thrown(id: i32, exception: impl FnOnce() -> String) {
             Kind::BreakerOpen,
             format!("{} failures within {:?} (last: {}): open for {:?}", b.failures, b.window, exception(), b.cooldown),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_breaker_lives_from_register_to_unregister() {
+        let spec = repair_model::spec::PatchSpec::from_yaml(
+            "id: b\ntarget: { class: a.B, method: call }\naction:\n  breaker: { failures: 2, window: 1s, cooldown: 1s, fallback: { value: -1 } }\n",
+            "b.yaml",
+        )
+        .unwrap();
+        let patch = AppliedPatch {
+            class: spec.target_class_internal(),
+            spec,
+            report_id: 9001,
+            applied_at_ms: 0,
+            who: "operator:test".into(),
+            hashes: Default::default(),
+            hashes_rollback: None,
+            attachments: Default::default(),
+        };
+        register(&patch);
+        assert_eq!(state(9001), Some(("closed", 0)));
+        assert!(enter(9001), "a closed breaker runs the body");
+        unregister(9001);
+        assert_eq!(state(9001), None);
+        assert!(enter(9001), "no breaker: the body runs");
     }
 }

@@ -159,7 +159,10 @@ impl PatchManager {
                     kept.push(p);
                 }
                 // Waiting for this class and never in effect: dropped.
-                Err(e) if p.hashes.0.is_empty() => dropped.push((p, e.to_string())),
+                Err(e) if p.hashes.0.is_empty() => {
+                    crate::breakers::unregister(p.report_id);
+                    dropped.push((p, e.to_string()));
+                }
                 // In effect in a class of this name in another loader: kept there.
                 Err(e) => {
                     crate::log_warn!("class {} loads without patch {}: {e}", name.replace('/', "."), p.spec.id);
@@ -317,6 +320,7 @@ impl PatchManager {
             st.patches = kept;
             for p in &mut gone {
                 p.hashes_rollback = hashes.get(&p.class).cloned();
+                crate::breakers::unregister(p.report_id);
             }
             Ok(gone)
         })
