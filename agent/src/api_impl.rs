@@ -266,8 +266,13 @@ fn policy_info(state: Option<&healing::PolicyState>) -> api::PolicyInfo {
                 api::RuleInfo {
                     name: r.name.clone(),
                     when: format!(
-                        "{}{}{} x{} within {:?}",
+                        "{}{}{}{} x{} within {:?}",
                         r.exception,
+                        match r.caught {
+                            Some(true) => " caught",
+                            Some(false) => " uncaught",
+                            None => "",
+                        },
                         r.within_code.as_ref().map(|g| format!(" in {g}")).unwrap_or_default(),
                         r.message.as_ref().map(|m| format!(" message /{m}/")).unwrap_or_default(),
                         r.count,
