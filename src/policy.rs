@@ -316,7 +316,12 @@ pub fn candidates(stack: &[FrameRef], application: &[String], allow_jdk: bool) -
     let mut out: Vec<Candidate> = Vec::new();
     let mut skipped: Vec<String> = Vec::new();
     for (depth, f) in stack.iter().enumerate() {
-        let jdk = JDK.iter().any(|p| f.class.starts_with(p)) || f.class.starts_with("repair.rt.");
+        // The agent's own hooks (a bytecode capture probe's native call): not a frame of the
+        // program's, nor worth a word.
+        if f.class.starts_with("repair.rt.") {
+            continue;
+        }
+        let jdk = JDK.iter().any(|p| f.class.starts_with(p));
         let outside = !application.is_empty() && !application.iter().any(|g| glob(g, &f.class));
         if (jdk && !allow_jdk) || outside || f.bci < 0 {
             skipped.push(format!(
@@ -335,7 +340,7 @@ pub fn candidates(stack: &[FrameRef], application: &[String], allow_jdk: bool) -
         }
         let below = if skipped.is_empty() { String::new() } else { format!("; skipped {}", skipped.join(", ")) };
         let reason = match out.last() {
-            None if depth == 0 => "throw site: the frame that threw".to_string(),
+            None if skipped.is_empty() => "throw site: the frame that threw".to_string(),
             None => format!("throw site: the innermost application frame{below}"),
             Some(c) => format!("caller of {}.{} in application code{below}", c.frame.class, c.frame.method),
         };
@@ -438,8 +443,9 @@ impl Engine {
         }
     }
 
-    /// A repair that did not hold was rolled back: the rule tries its next action at that site.
-    pub fn failed(&mut self, rule: &str, class: &str, method: &str) {
+    /// The rule tries its next action at that site when the fault returns: the last one did not
+    /// hold (rolled back, or refused), or only observed (a probe).
+    pub fn advance(&mut self, rule: &str, class: &str, method: &str) {
         if let Some(i) = self.policy.rules.iter().position(|r| r.name == rule) {
             *self.next_action.entry((i, format!("{class}.{method}"))).or_default() += 1;
         }
@@ -506,7 +512,7 @@ mod tests {
             assert_eq!(e.observe(&obs, t0 + Duration::from_millis(13_500 + s)), None, "under validation");
         }
         e.set_busy("price-npe", &class, "price", false);
-        e.failed("price-npe", &class, "price");
+        e.advance("price-npe", &class, "price");
         for s in 14..16 {
             assert_eq!(e.observe(&obs, t0 + Duration::from_secs(s)), None);
         }
@@ -514,7 +520,7 @@ mod tests {
             Some(Decision::Repair { action: 1, .. }) => {}
             other => panic!("the next action: {other:?}"),
         }
-        e.failed("price-npe", &class, "price");
+        e.advance("price-npe", &class, "price");
         for s in 17..19 {
             e.observe(&obs, t0 + Duration::from_secs(s));
         }
@@ -636,5 +642,9 @@ mod tests {
         assert_eq!(app.iter().map(|c| c.frame.method.as_str()).collect::<Vec<_>>(), ["page", "route"]);
         assert!(app[1].reason.contains("com.lib.Router.dispatch (library)"));
         assert_eq!(candidates(&stack, &[], true)[0].frame.method, "checkIndex");
+        // A bytecode capture probe's call into the agent is passed over without a word.
+        let probed = [f("repair.rt.Hooks", "thrown", -1), f("repair.demo.OrderService", "page", 12)];
+        let c = candidates(&probed, &[], true);
+        assert_eq!((c[0].frame.method.as_str(), c[0].reason.as_str()), ("page", "throw site: the frame that threw"));
     }
 }

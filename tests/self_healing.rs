@@ -642,3 +642,96 @@ fn rules_tell_caught_from_uncaught_faults_with_exception_events() {
         refused.expect_stderr("refusing to load").expect_stderr("rules[0].when.caught").expect_stderr("faults=jvmti");
     }
 }
+
+const CHECKOUT: &str = r#"
+public class Checkout {
+    public static void main(String[] args) throws Exception {
+        long parsed = 0, sized = 0;
+        int parseErrors = 0, sizeErrors = 0;
+        for (int i = 0; i < 120; i++) {
+            try { parsed += Parser.parse("x" + i); } catch (RuntimeException e) { parseErrors++; }
+            try { sized += Sizer.size(null); } catch (RuntimeException e) { sizeErrors++; }
+            Thread.sleep(25);
+        }
+        System.out.println("parseErrors=" + parseErrors + " parsed=" + parsed + " sizeErrors=" + sizeErrors + " sized=" + sized);
+    }
+}
+class Parser { static long parse(String s) { return Long.parseLong(s); } }
+class Sizer { static int size(String s) { return s.length(); } }
+"#;
+
+/// The fixed build of `Parser`, compiled apart: the policy names its class file.
+const PARSER_FIXED: &str = r#"
+class Parser {
+    static long parse(String s) {
+        try { return Long.parseLong(s); } catch (NumberFormatException e) { return -1; }
+    }
+}
+"#;
+
+const SWAP_AND_PROBE: &str = "rules:
+  - name: parse-swap
+    when: { exception: java.lang.NumberFormatException, count: 3, within: 10s }
+    then: [ { swap: { class_file: fixed/Parser.class } } ]
+    validate: { window: 300ms }
+  - name: size-observe-then-guard
+    when: { exception: java.lang.NullPointerException, count: 3, within: 10s }
+    then:
+      - probe: { at: [entry], capture: [args] }
+      - guard: { catch: [java.lang.NullPointerException], fallback: { value: 0 } }
+    validate: { window: 300ms }
+";
+
+/// A rule may swap in a method body from a class file the policy names, and may first observe
+/// with a probe (kept: it changes nothing) before its next action repairs.
+#[test]
+fn a_policy_swaps_from_the_class_file_it_names_and_observes_before_it_guards() {
+    let jdk = default_jdk();
+    let dir = TempDir::new("swap-probe");
+    compile(&jdk, &dir.0, &[("Checkout.java", CHECKOUT)]);
+    let fixed = dir.0.join("fixed");
+    std::fs::create_dir_all(&fixed).unwrap();
+    compile(&jdk, &fixed, &[("Parser.java", PARSER_FIXED)]);
+    let policy = dir.0.join("policy.yaml");
+    std::fs::write(&policy, SWAP_AND_PROBE).unwrap();
+    let run = agent_support::java(&jdk, &dir.0, &[agentpath(&format!("policy={}", policy.display()))], "Checkout");
+    run.expect_success();
+    let counts: HashMap<&str, i64> = run
+        .stdout
+        .trim()
+        .split(' ')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k, v.parse().unwrap()))
+        .collect();
+    let (parse_errors, size_errors) = (counts["parseErrors"], counts["sizeErrors"]);
+    assert!((3..60).contains(&parse_errors), "the swap did not take:\n{}", run.stderr);
+    assert_eq!(counts["parsed"], -(120 - parse_errors), "every call after the swap runs the fixed body");
+    // The probe observes (the fault goes on through its window), then the guard repairs.
+    assert!((6..100).contains(&size_errors), "{size_errors} size errors:\n{}", run.stderr);
+    assert_eq!(counts["sized"], 0, "the guard's fallback");
+    run.expect_stderr("event applied rule=parse-swap patch=parse-swap.Parser.parse.0");
+    run.expect_stderr("event validated rule=parse-swap");
+    run.expect_stderr("the fault did not return, no new faults");
+    let order: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("rule=size-observe-then-guard") && (l.contains("applied") || l.contains("validated")))
+        .map(|l| l.trim_start_matches("repair: event ").split(": ").next().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "applied rule=size-observe-then-guard patch=size-observe-then-guard.Sizer.size.0 at=Sizer.size",
+            "validated rule=size-observe-then-guard patch=size-observe-then-guard.Sizer.size.0 at=Sizer.size",
+            "applied rule=size-observe-then-guard patch=size-observe-then-guard.Sizer.size.1 at=Sizer.size",
+            "validated rule=size-observe-then-guard patch=size-observe-then-guard.Sizer.size.1 at=Sizer.size",
+        ],
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("a probe only observes: kept"), "{}", run.stderr);
+    assert!(!run.stderr.contains("event rolled-back"), "{}", run.stderr);
+    // The probe stayed in place under the guard and saw the calls.
+    let probe = run.stderr.lines().find(|l| l.contains("(patch size-observe-then-guard.Sizer.size.0)")).unwrap();
+    assert!(!probe.contains("enters=0 "), "{probe}");
+}

@@ -270,7 +270,7 @@ impl Run {
                     about,
                     format!("action {action}: no {:?} candidate in the fault's stack", step.at).to_lowercase(),
                 );
-                self.failed(rule_name, &site);
+                self.advance(rule_name, &site);
                 continue;
             };
             let method = format!("{}{}", target.frame.method, target.frame.descriptor);
@@ -283,7 +283,7 @@ impl Run {
                             about,
                             format!("action {action} (guard the call): {why}"),
                         );
-                        self.failed(rule_name, &site);
+                        self.advance(rule_name, &site);
                         continue;
                     }
                 }
@@ -297,7 +297,7 @@ impl Run {
                 Ok(s) => s,
                 Err(e) => {
                     self.agent.events.emit(Kind::Refused, about, e.to_string());
-                    self.failed(rule_name, &site);
+                    self.advance(rule_name, &site);
                     continue;
                 }
             };
@@ -316,7 +316,7 @@ impl Run {
                 Ok(a) => a,
                 Err(e) => {
                     self.agent.events.emit(Kind::Refused, About { patch: &id, ..about }, e);
-                    self.failed(rule_name, &site);
+                    self.advance(rule_name, &site);
                     continue;
                 }
             };
@@ -355,16 +355,16 @@ impl Run {
                     let why = format!("action {action} ({what}) refused: {e}");
                     self.agent.audit.refused(&yaml, &id, &who, &target.frame.class, &why);
                     self.agent.events.emit(Kind::Refused, About { patch: &id, ..about }, why);
-                    self.failed(rule_name, &site);
+                    self.advance(rule_name, &site);
                 }
                 None => return,
             }
         }
     }
 
-    fn failed(&mut self, rule: &str, site: &(String, String)) {
+    fn advance(&mut self, rule: &str, site: &(String, String)) {
         if let Some(e) = self.engine.as_mut() {
-            e.failed(rule, &site.0, &site.1);
+            e.advance(rule, &site.0, &site.1);
         }
     }
 
@@ -423,6 +423,9 @@ impl Run {
                 self.agent.audit.validated(&w.patch, w.durable, &why);
                 self.healer.stats(&w.rule, |s| s.validated += 1);
                 self.agent.events.emit(Kind::Validated, about, why);
+                if matches!(w.patch.spec.action, Action::Probe { .. }) {
+                    self.advance(&w.rule, &w.site);
+                }
             }
             Err(why) => {
                 let gone = self
@@ -449,7 +452,7 @@ impl Run {
                 if let Some(e) = self.engine.as_mut() {
                     e.active = e.active.saturating_sub(1);
                 }
-                self.failed(&w.rule, &w.site);
+                self.advance(&w.rule, &w.site);
             }
         }
     }
@@ -478,6 +481,17 @@ fn verdict(
     let counters = agent.reports.counters(w.patch.report_id);
     let fallbacks = counters.fallbacks.load(Ordering::Relaxed);
     let calls = counters.enters.load(Ordering::Relaxed);
+    // A probe changes nothing the method does: the faults going on are not its doing, and there
+    // is no fallback rate; it is kept, and the rule's next action follows if the fault goes on.
+    if matches!(w.patch.spec.action, Action::Probe { .. }) {
+        return (now >= w.deadline).then(|| {
+            Ok(format!(
+                "a probe only observes: kept after {:?} ({calls} calls seen); the rule's next action \
+                 follows if the fault goes on",
+                w.deadline.duration_since(w.applied)
+            ))
+        });
+    }
     if !other.is_empty() {
         return Some(Err(format!("new faults of other kinds through the repaired method: {}", other.join(", "))));
     }
@@ -497,6 +511,10 @@ fn verdict(
         return None;
     }
     let window = w.deadline.duration_since(w.applied);
+    if matches!(w.patch.spec.action, Action::Swap { .. }) {
+        // A new body has no fallback to count: holding is running without the fault.
+        return Some(Ok(format!("held for {window:?}: the fault did not return, no new faults")));
+    }
     Some(match policy::holds(fallbacks, calls, 0, w.max_fallback_rate) {
         Ok(()) => Ok(format!(
             "held for {window:?}: {calls} calls, {fallbacks} fallbacks (limit rate {:.2}), no new faults",
