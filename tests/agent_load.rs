@@ -43,6 +43,8 @@ public class Faulty {
         Thread t = new Thread(Faulty::die, "doomed");
         t.start();
         try { t.join(); } catch (InterruptedException e) { }
+        // The same throw site, caught this time: with exception events, a fault of its own.
+        try { die(); } catch (RuntimeException e) { }
         System.out.println("faulty done");
     }
 }
@@ -122,7 +124,10 @@ fn faults_jvmti_captures_exceptions_reaching_generic_handlers_only() {
             "java.lang.UnsupportedOperationException x1 at Faulty.die()V bci 9 line 7 thread \"doomed\", uncaught: no handler",
         );
         assert!(!run.stderr.contains("NumberFormatException"), "specific handlers are not faults:\n{}", run.stderr);
-        assert_eq!(run.stderr.matches("fault #").count(), 2, "{}", run.stderr);
+        run.expect_stderr(
+            "java.lang.UnsupportedOperationException x1 at Faulty.die()V bci 9 line 7 thread \"main\", caught: no handler",
+        );
+        assert_eq!(run.stderr.matches("fault #").count(), 3, "{}", run.stderr);
     }
 }
 
@@ -149,7 +154,7 @@ fn faults_bytecode_records_what_leaves_application_methods_at_its_source_line() 
             ),
             ("java.lang.IllegalStateException x3", "at Faulty.fail(I)V bci ", " line 5 thread \"main\": bad 0"),
             (
-                "java.lang.UnsupportedOperationException x1",
+                "java.lang.UnsupportedOperationException x2",
                 "at Faulty.die()V bci ",
                 " line 7 thread \"doomed\": no handler",
             ),

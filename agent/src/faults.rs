@@ -10,7 +10,7 @@
 //! events (the default, and always after attach), `Hooks.thrown` probes report instead.
 //!
 //! A fault is keyed by (exception class, throw site): the first application frame's class,
-//! method, descriptor and bytecode index. At most [`MAX_SITES`] are kept; when full, the site
+//! method, descriptor and bytecode index, and with exception events whether it is caught. At most [`MAX_SITES`] are kept; when full, the site
 //! seen least recently is dropped and counted in `dropped`.
 
 use std::cell::Cell;
@@ -72,6 +72,8 @@ struct SiteKey {
     method: String,
     descriptor: String,
     bci: i64,
+    /// Caught and uncaught occurrences of one throw site are two faults (exception events only).
+    caught: Option<bool>,
 }
 
 struct Site {
@@ -378,12 +380,17 @@ impl FaultLog {
     ) -> SiteKey {
         let exception = jni.class_name_of_object(thrown);
         let (info, bci) = &infos[site];
+        let caught = match seen {
+            Seen::Event { caught } => Some(caught),
+            Seen::Probe => None,
+        };
         let key = SiteKey {
             exception,
             class: info.class.clone(),
             method: info.name.clone(),
             descriptor: info.descriptor.clone(),
             bci: *bci,
+            caught,
         };
         if self.count_again(&key) {
             return key;
@@ -394,15 +401,11 @@ impl FaultLog {
         let exception_chain = jni.class_chain_of_object(thrown, 16);
         let thread = jvmti.current_thread_name(jni).unwrap_or_else(|_| "?".to_string());
         let mut stack: Vec<StackFrame> = infos.iter().map(|(i, b)| i.frame(*b)).collect();
-        let caught = match seen {
-            Seen::Event { caught } => Some(caught),
-            Seen::Probe => {
-                // The probe's bci says nothing of the line that threw; the exception's own trace does.
-                let frame = &mut stack[site];
-                frame.line = jni.throwable_line(thrown, &frame.class, &frame.method);
-                None
-            }
-        };
+        if let Seen::Probe = seen {
+            // The probe's bci says nothing of the line that threw; the exception's own trace does.
+            let frame = &mut stack[site];
+            frame.line = jni.throwable_line(thrown, &frame.class, &frame.method);
+        }
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = store.sites.get_mut(&key) {
             // Another thread recorded it meanwhile.
