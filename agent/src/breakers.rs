@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use repair_model::spec::Action;
 
-use crate::events::{About, Kind};
+use crate::events::{now_us, About, Kind};
 use crate::patches::AppliedPatch;
 
 const CLOSED: u8 = 0;
@@ -45,15 +45,6 @@ thread_local! {
 
 fn breakers() -> &'static RwLock<HashMap<i32, Arc<Breaker>>> {
     BREAKERS.get_or_init(Default::default)
-}
-
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn now_us() -> u64 {
-    epoch().elapsed().as_micros() as u64
 }
 
 /// Creates the state of a breaker patch before its code can run (no-op for other patches).
@@ -95,9 +86,9 @@ pub fn state(id: i32) -> Option<(&'static str, u64)> {
     Some((name, b.short_circuits.load(Ordering::Relaxed)))
 }
 
-fn event(b: &Breaker, kind: Kind, reason: String) {
+fn event(b: &Breaker, at_us: u64, kind: Kind, reason: String) {
     if let Some(a) = crate::agent::get() {
-        a.events.emit(kind, About { patch: &b.patch, site: &b.site, ..About::default() }, reason);
+        a.events.emit_at(at_us, kind, About { patch: &b.patch, site: &b.site, ..About::default() }, reason);
     }
 }
 
@@ -107,13 +98,15 @@ pub fn enter(id: i32) -> bool {
     match b.state.load(Ordering::Acquire) {
         CLOSED => true,
         OPEN => {
-            let open_for = now_us().saturating_sub(b.opened_at_us.load(Ordering::Acquire));
+            let now = now_us();
+            let open_for = now.saturating_sub(b.opened_at_us.load(Ordering::Acquire));
             if open_for >= b.cooldown.as_micros() as u64
                 && b.state.compare_exchange(OPEN, HALF_OPEN, Ordering::AcqRel, Ordering::Acquire).is_ok()
             {
                 TRIAL.with(|t| t.set(Some(id)));
                 event(
                     &b,
+                    now,
                     Kind::BreakerHalfOpen,
                     format!("cool-down of {:?} over: one trial call let through", b.cooldown),
                 );
@@ -138,7 +131,7 @@ pub fn exit(id: i32) {
     let Some(b) = get(id) else { return };
     b.recent_failures.lock().unwrap_or_else(|e| e.into_inner()).clear();
     if b.state.compare_exchange(HALF_OPEN, CLOSED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-        event(&b, Kind::BreakerClosed, "the trial call succeeded".to_string());
+        event(&b, now_us(), Kind::BreakerClosed, "the trial call succeeded".to_string());
     }
 }
 
@@ -147,10 +140,12 @@ pub fn thrown(id: i32, exception: impl FnOnce() -> String) {
     let Some(b) = get(id) else { return };
     if TRIAL.with(|t| t.get()) == Some(id) {
         TRIAL.with(|t| t.set(None));
-        b.opened_at_us.store(now_us(), Ordering::Release);
+        let now = now_us();
+        b.opened_at_us.store(now, Ordering::Release);
         if b.state.compare_exchange(HALF_OPEN, OPEN, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             event(
                 &b,
+                now,
                 Kind::BreakerOpen,
                 format!("the trial call failed with {}: open for {:?}", exception(), b.cooldown),
             );
@@ -171,10 +166,12 @@ pub fn thrown(id: i32, exception: impl FnOnce() -> String) {
     }
     recent.clear();
     drop(recent);
-    b.opened_at_us.store(now_us(), Ordering::Release);
+    let now = now_us();
+    b.opened_at_us.store(now, Ordering::Release);
     if b.state.compare_exchange(CLOSED, OPEN, Ordering::AcqRel, Ordering::Acquire).is_ok() {
         event(
             &b,
+            now,
             Kind::BreakerOpen,
             format!("{} failures within {:?} (last: {}): open for {:?}", b.failures, b.window, exception(), b.cooldown),
         );

@@ -82,28 +82,36 @@ pub struct About<'a> {
 pub struct EventLog {
     ring: Mutex<(u64, VecDeque<Event>)>,
     updates: broadcast::Sender<Event>,
-    started: std::time::Instant,
 }
 
 impl Default for EventLog {
     fn default() -> Self {
-        EventLog {
-            ring: Mutex::new((0, VecDeque::new())),
-            updates: broadcast::channel(1024).0,
-            started: std::time::Instant::now(),
-        }
+        now_us(); // The clock starts with the log (the agent's load).
+        EventLog { ring: Mutex::new((0, VecDeque::new())), updates: broadcast::channel(1024).0 }
     }
+}
+
+/// Microseconds on the events' clock: what `at_us` says, and what code that times transitions
+/// itself (breakers) measures with, so an event's `at_us` is the instant it decided on.
+pub fn now_us() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(std::time::Instant::now).elapsed().as_micros() as u64
 }
 
 impl EventLog {
     pub fn emit(&self, kind: Kind, about: About<'_>, reason: impl Into<String>) {
+        self.emit_at(now_us(), kind, about, reason);
+    }
+
+    /// [`EventLog::emit`] for something that happened at `at_us` on [`now_us`]'s clock.
+    pub fn emit_at(&self, at_us: u64, kind: Kind, about: About<'_>, reason: impl Into<String>) {
         let reason = reason.into();
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         ring.0 += 1;
         let event = Event {
             seq: ring.0,
             at_ms: repair_model::journal::now_ms(),
-            at_us: self.started.elapsed().as_micros() as u64,
+            at_us,
             kind,
             rule: about.rule.to_string(),
             patch: about.patch.to_string(),
