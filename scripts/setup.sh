@@ -27,6 +27,20 @@ for t in /usr/lib/jvm/temurin-*; do
     [ -x "$t/bin/java" ] && echo "setup: also testing against $t"
 done
 
+# grpc-java for the Java client test of the control plane, from Maven Central. Without it that
+# test is skipped, saying why; everything else runs.
+root=$(cd "$(dirname "$0")/.." && pwd)
+grpc_libs=$root/java-harness/lib/grpc
+if ls "$grpc_libs"/grpc-netty-shaded-*.jar >/dev/null 2>&1; then
+    echo "setup: grpc-java present"
+elif mvn -q -B -f "$root/java-harness/grpc/pom.xml" dependency:copy-dependencies \
+        -DoutputDirectory="$grpc_libs.tmp" >/dev/null 2>&1 && rm -rf "$grpc_libs" && mv "$grpc_libs.tmp" "$grpc_libs"; then
+    echo "setup: grpc-java fetched into $grpc_libs"
+else
+    rm -rf "$grpc_libs.tmp"
+    echo "setup: warning: could not fetch grpc-java from Maven Central: the Java gRPC client test will be skipped"
+fi
+
 for c in clippy rustfmt; do
     rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
 done

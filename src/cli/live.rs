@@ -103,7 +103,7 @@ fn fault_json(f: &proto::Fault) -> serde_json::Value {
     json!({
         "id": f.id, "exception": f.exception, "message": f.message, "thread": f.thread, "count": f.count,
         "caught": f.caught, "first_seen_ms": f.first_seen_ms, "last_seen_ms": f.last_seen_ms,
-        "site": { "class": site.class_name, "method": site.method, "descriptor": site.descriptor, "bci": site.bci, "line": site.line },
+        "site": { "class": site.class_name, "method": site.method, "descriptor": site.method_descriptor, "bci": site.bci, "line": site.line },
         "stack": f.stack.iter().map(|s| format!("{}.{}:{}", s.class_name, s.method, s.line)).collect::<Vec<_>>(),
     })
 }

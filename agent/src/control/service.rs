@@ -86,7 +86,7 @@ fn frame(f: api::Frame) -> proto::Frame {
     proto::Frame {
         class_name: f.class,
         method: f.method,
-        descriptor: f.descriptor,
+        method_descriptor: f.descriptor,
         bci: f.bci,
         line: f.line.unwrap_or(0),
     }
