@@ -118,6 +118,11 @@ impl Policy {
     }
 }
 
+/// How a fault's handling is said (`caught` or `uncaught`); `None` when the capture cannot tell.
+pub fn handled_word(caught: Option<bool>) -> Option<&'static str> {
+    caught.map(|c| if c { "caught" } else { "uncaught" })
+}
+
 /// What the engine decided, with its reason.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {

@@ -358,11 +358,7 @@ impl Agent {
                 f.site.bci,
                 f.site.line.map(|l| l.to_string()).unwrap_or_else(|| "?".into()),
                 f.thread,
-                match f.caught {
-                    Some(true) => ", caught",
-                    Some(false) => ", uncaught",
-                    None => "",
-                },
+                repair_model::policy::handled_word(f.caught).map(|w| format!(", {w}")).unwrap_or_default(),
                 f.message.as_deref().unwrap_or("(no message)")
             ));
         }

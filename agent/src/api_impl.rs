@@ -268,11 +268,7 @@ fn policy_info(state: Option<&healing::PolicyState>) -> api::PolicyInfo {
                     when: format!(
                         "{}{}{}{} x{} within {:?}",
                         r.exception,
-                        match r.caught {
-                            Some(true) => " caught",
-                            Some(false) => " uncaught",
-                            None => "",
-                        },
+                        repair_model::policy::handled_word(r.caught).map(|w| format!(" {w}")).unwrap_or_default(),
                         r.within_code.as_ref().map(|g| format!(" in {g}")).unwrap_or_default(),
                         r.message.as_ref().map(|m| format!(" message /{m}/")).unwrap_or_default(),
                         r.count,

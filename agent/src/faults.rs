@@ -10,8 +10,9 @@
 //! events (the default, and always after attach), `Hooks.thrown` probes report instead.
 //!
 //! A fault is keyed by (exception class, throw site): the first application frame's class,
-//! method, descriptor and bytecode index, and with exception events whether it is caught. At most [`MAX_SITES`] are kept; when full, the site
-//! seen least recently is dropped and counted in `dropped`.
+//! method, descriptor and bytecode index, and with exception events whether it is caught. At
+//! most [`MAX_SITES`] are kept; when full, the site seen least recently is dropped and counted in
+//! `dropped`.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -56,8 +57,8 @@ pub struct Fault {
     pub site: StackFrame,
     /// Innermost first, at most [`MAX_FRAMES`].
     pub stack: Vec<StackFrame>,
-    /// Whether a handler catches it, as first seen: known from exception events only (a
-    /// bytecode probe runs before any caller's handler is chosen).
+    /// Whether a handler catches it: known from exception events only (a bytecode probe runs
+    /// before any caller's handler is chosen).
     pub caught: Option<bool>,
     pub count: u64,
     /// Milliseconds since the Unix epoch.

@@ -116,12 +116,7 @@ fn fault_row(f: &proto::Fault) -> Vec<String> {
         f.exception.clone(),
         format!("{}.{}{line}", site.class_name, site.method),
         f.thread.clone(),
-        match f.caught {
-            Some(true) => "caught",
-            Some(false) => "uncaught",
-            None => "-",
-        }
-        .to_string(),
+        crate::policy::handled_word(f.caught).unwrap_or("-").to_string(),
         f.message.clone(),
     ]
 }
