@@ -564,6 +564,15 @@ fn the_breaker_opens_short_circuits_half_opens_and_closes_under_concurrent_calls
     assert!(us(&close) - us(&half2) < 200_000, "the successful trial closes it at once");
 }
 
+/// The `key=number` pairs of a test program's last line.
+fn counts(stdout: &str) -> HashMap<&str, i64> {
+    let last = stdout.trim().lines().last().unwrap_or("");
+    last.split(' ')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k, v.parse().unwrap_or_else(|e| panic!("{k}={v}: {e}"))))
+        .collect()
+}
+
 const WORKERS: &str = r#"
 import java.util.concurrent.atomic.AtomicInteger;
 public class Workers {
@@ -616,13 +625,7 @@ fn rules_tell_caught_from_uncaught_faults_with_exception_events() {
             "Workers",
         );
         run.expect_success();
-        let counts: HashMap<&str, i64> = run
-            .stdout
-            .trim()
-            .split(' ')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k, v.parse().unwrap()))
-            .collect();
+        let counts = counts(&run.stdout);
         let (died, handled) = (counts["died"], counts["handled"]);
         assert!((3..40).contains(&died), "{}: the uncaught fault was not repaired:\n{}", jdk.name, run.stderr);
         assert!((3..40).contains(&handled), "{}: the caught fault was not repaired:\n{}", jdk.name, run.stderr);
@@ -696,13 +699,7 @@ fn a_policy_swaps_from_the_class_file_it_names_and_observes_before_it_guards() {
     std::fs::write(&policy, SWAP_AND_PROBE).unwrap();
     let run = agent_support::java(&jdk, &dir.0, &[agentpath(&format!("policy={}", policy.display()))], "Checkout");
     run.expect_success();
-    let counts: HashMap<&str, i64> = run
-        .stdout
-        .trim()
-        .split(' ')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k, v.parse().unwrap()))
-        .collect();
+    let counts = counts(&run.stdout);
     let (parse_errors, size_errors) = (counts["parseErrors"], counts["sizeErrors"]);
     assert!((3..60).contains(&parse_errors), "the swap did not take:\n{}", run.stderr);
     assert_eq!(counts["parsed"], -(120 - parse_errors), "every call after the swap runs the fixed body");
