@@ -320,10 +320,12 @@ pub struct Candidate {
 pub fn candidates(stack: &[FrameRef], application: &[String], allow_jdk: bool) -> Vec<Candidate> {
     let mut out: Vec<Candidate> = Vec::new();
     let mut skipped: Vec<String> = Vec::new();
+    // Seen from a bytecode capture probe (the agent's own hook is on top): the stack is the one
+    // the exception was leaving, so what threw below the first frame is gone from it.
+    let mut probed = false;
     for (depth, f) in stack.iter().enumerate() {
-        // The agent's own hooks (a bytecode capture probe's native call): not a frame of the
-        // program's, nor worth a word.
         if f.class.starts_with("repair.rt.") {
+            probed = true;
             continue;
         }
         let jdk = JDK.iter().any(|p| f.class.starts_with(p));
@@ -345,6 +347,7 @@ pub fn candidates(stack: &[FrameRef], application: &[String], allow_jdk: bool) -
         }
         let below = if skipped.is_empty() { String::new() } else { format!("; skipped {}", skipped.join(", ")) };
         let reason = match out.last() {
+            None if probed && skipped.is_empty() => "throw site: the frame the exception left".to_string(),
             None if skipped.is_empty() => "throw site: the frame that threw".to_string(),
             None => format!("throw site: the innermost application frame{below}"),
             Some(c) => format!("caller of {}.{} in application code{below}", c.frame.class, c.frame.method),
@@ -647,9 +650,13 @@ mod tests {
         assert_eq!(app.iter().map(|c| c.frame.method.as_str()).collect::<Vec<_>>(), ["page", "route"]);
         assert!(app[1].reason.contains("com.lib.Router.dispatch (library)"));
         assert_eq!(candidates(&stack, &[], true)[0].frame.method, "checkIndex");
-        // A bytecode capture probe's call into the agent is passed over without a word.
+        // A bytecode capture probe's call into the agent is passed over; the frame below it is the
+        // one the exception was leaving.
         let probed = [f("repair.rt.Hooks", "thrown", -1), f("repair.demo.OrderService", "page", 12)];
         let c = candidates(&probed, &[], true);
-        assert_eq!((c[0].frame.method.as_str(), c[0].reason.as_str()), ("page", "throw site: the frame that threw"));
+        assert_eq!(
+            (c[0].frame.method.as_str(), c[0].reason.as_str()),
+            ("page", "throw site: the frame the exception left")
+        );
     }
 }
