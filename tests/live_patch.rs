@@ -408,6 +408,11 @@ fn a_durable_patch_that_no_longer_fits_its_class_is_dropped_at_load_and_journale
         .unwrap_or_else(|| panic!("no rolled-back event: {events}"));
     assert!(dropped["reason"].as_str().unwrap().contains("does not fit Prices as it loads"), "{dropped}");
     let history = json(&["history", "--pid", &pid, "-o", "json"]);
+    // Who applied it, as the socket vouched for the client (repairctl's uid and pid).
+    let first = history["records"][0]["reason"].as_str().unwrap().to_string();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).unwrap().split_whitespace().next().unwrap();
+    assert!(first.starts_with("applied by operator:") && first.contains(&format!(" (uid {uid}, pid ")), "{first}");
     let last = history["records"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(
         (&last["event"], &last["patch_id"], &last["who"]),

@@ -21,7 +21,8 @@ pub trait AgentApi: Send + Sync + 'static {
     /// Active patches, in the order applied.
     fn patches(&self) -> Vec<PatchInfo>;
     /// Rolls back one patch or all for `who`; returns what was rolled back.
-    fn rollback(&self, target: RollbackTarget, who: &str) -> Result<Vec<PatchInfo>, ApiError>;
+    /// `peer`: the client as the transport vouches for it, for the journal.
+    fn rollback(&self, target: RollbackTarget, who: &str, peer: &str) -> Result<Vec<PatchInfo>, ApiError>;
     /// Replaces the self-healing policy; one that does not parse changes nothing.
     fn policy_apply(&self, yaml: &str, source: &str, who: &str) -> Result<PolicyInfo, ApiError>;
     /// The policy in force (`loaded: false` when none) and what its rules did.
@@ -154,6 +155,8 @@ pub struct ApplyRequest {
     pub attachments: HashMap<String, Vec<u8>>,
     /// `operator:<name>` or `rule:<name>`.
     pub who: String,
+    /// The client as the transport vouches for it (`uid 1000, pid 4242`), for the journal.
+    pub peer: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -169,8 +169,8 @@ impl AgentApi for Api {
     }
 
     fn apply(&self, request: api::ApplyRequest) -> Result<api::PatchInfo, ApiError> {
-        let p =
-            service::apply(&request.spec_yaml, &request.source, request.attachments, request.who).map_err(api_error)?;
+        let by = service::Operator { who: request.who, peer: request.peer };
+        let p = service::apply(&request.spec_yaml, &request.source, request.attachments, by).map_err(api_error)?;
         Ok(patch_info(&p, api::PatchState::Active))
     }
 
@@ -180,12 +180,13 @@ impl AgentApi for Api {
             .unwrap_or_default()
     }
 
-    fn rollback(&self, target: api::RollbackTarget, who: &str) -> Result<Vec<api::PatchInfo>, ApiError> {
+    fn rollback(&self, target: api::RollbackTarget, who: &str, peer: &str) -> Result<Vec<api::PatchInfo>, ApiError> {
         let id = match &target {
             api::RollbackTarget::One(id) => Some(id.as_str()),
             api::RollbackTarget::All => None,
         };
-        let gone = service::rollback(id, who).map_err(api_error)?;
+        let by = service::Operator { who: who.to_string(), peer: peer.to_string() };
+        let gone = service::rollback(id, &by).map_err(api_error)?;
         Ok(gone.iter().map(|p| patch_info(p, api::PatchState::RolledBack)).collect())
     }
 

@@ -96,12 +96,29 @@ pub fn status() -> Option<Status> {
     })
 }
 
+/// An operator's request: the name the client gives (`operator:<name>`), and the client as the
+/// transport vouches for it (`uid 1000, pid 4242`; empty when it cannot).
+pub struct Operator {
+    pub who: String,
+    pub peer: String,
+}
+
+impl std::fmt::Display for Operator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.peer.is_empty() {
+            write!(f, "{}", self.who)
+        } else {
+            write!(f, "{} ({})", self.who, self.peer)
+        }
+    }
+}
+
 /// Parses and applies a patch spec; `attachments` are the files it names (a swap's class file).
 pub fn apply(
     yaml: &str,
     source: &str,
     attachments: HashMap<String, Vec<u8>>,
-    who: String,
+    by: Operator,
 ) -> Result<AppliedPatch, PatchError> {
     let spec = PatchSpec::from_yaml(yaml, source).map_err(|e| PatchError::Invalid(e.to_string()))?;
     with_agent(|a, jni| {
@@ -114,14 +131,14 @@ pub fn apply(
         let (id, class) = (spec.id.clone(), spec.class.clone());
         let site = format!("{}.{}", spec.class, spec.method.name);
         let about = About { patch: &id, site: &site, ..About::default() };
-        match a.patches.apply(a.jvmti, jni, spec, attachments, who.clone()) {
+        match a.patches.apply(a.jvmti, jni, spec, attachments, by.who.clone()) {
             Ok(p) => {
-                a.audit.applied(&p, &format!("applied by {who}"));
-                a.events.emit(Kind::Applied, about, format!("{} by {who}", p.spec.action.summary()));
+                a.audit.applied(&p, &format!("applied by {by}"));
+                a.events.emit(Kind::Applied, about, format!("{} by {by}", p.spec.action.summary()));
                 Ok(p)
             }
             Err(e) => {
-                a.audit.refused(yaml, &id, &who, &class, &e.to_string());
+                a.audit.refused(yaml, &id, &by.who, &class, &format!("{e} (asked by {by})"));
                 a.events.emit(Kind::Refused, about, e.to_string());
                 Err(e)
             }
@@ -129,13 +146,13 @@ pub fn apply(
     })
 }
 
-/// Rolls back one patch, or all with `None`, for `who`; returns what was rolled back.
-pub fn rollback(id: Option<&str>, who: &str) -> Result<Vec<AppliedPatch>, PatchError> {
+/// Rolls back one patch, or all with `None`, for an operator; returns what was rolled back.
+pub fn rollback(id: Option<&str>, by: &Operator) -> Result<Vec<AppliedPatch>, PatchError> {
     with_agent(|a, jni| {
         let gone = a.patches.rollback(a.jvmti, jni, id)?;
         for p in &gone {
-            let reason = format!("rolled back by {who}");
-            a.audit.rolled_back(p, who, &reason);
+            let reason = format!("rolled back by {by}");
+            a.audit.rolled_back(p, &by.who, &reason);
             let site = format!("{}.{}", p.spec.class, p.spec.method.name);
             a.events.emit(Kind::RolledBack, About { patch: &p.spec.id, site: &site, ..About::default() }, reason);
         }

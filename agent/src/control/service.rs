@@ -189,12 +189,14 @@ impl agent_server::Agent for AgentService {
     }
 
     async fn apply(&self, req: Request<proto::ApplyRequest>) -> Result<Response<proto::Patch>, Status> {
+        let peer = peer(&req);
         let r = req.into_inner();
         let request = api::ApplyRequest {
             spec_yaml: r.spec_yaml,
             source: if r.source.is_empty() { "<grpc>".into() } else { r.source },
             attachments: r.attachments.into_iter().collect(),
             who: operator(&r.who),
+            peer,
         };
         let p = self.call(move |a| a.apply(request)).await?.map_err(status)?;
         Ok(Response::new(patch(p)))
@@ -206,6 +208,7 @@ impl agent_server::Agent for AgentService {
     }
 
     async fn rollback(&self, req: Request<proto::RollbackRequest>) -> Result<Response<proto::PatchesReply>, Status> {
+        let peer = peer(&req);
         let r = req.into_inner();
         let target = match (r.all, r.id.is_empty()) {
             (true, true) => api::RollbackTarget::All,
@@ -213,7 +216,7 @@ impl agent_server::Agent for AgentService {
             _ => return Err(Status::invalid_argument("rollback: give a patch id or all, not both")),
         };
         let who = operator(&r.who);
-        let list = self.call(move |a| a.rollback(target, &who)).await?.map_err(status)?;
+        let list = self.call(move |a| a.rollback(target, &who, &peer)).await?.map_err(status)?;
         Ok(Response::new(proto::PatchesReply { patches: list.into_iter().map(patch).collect() }))
     }
 
@@ -271,6 +274,17 @@ impl agent_server::Agent for AgentService {
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<proto::Event, Status>> + Send>>;
+
+/// The other end as the transport vouches for it, unlike the name a client claims: the peer
+/// process's uid and pid on the Unix socket, its address over TCP.
+fn peer<T>(req: &Request<T>) -> String {
+    let cred = req.extensions().get::<tonic::transport::server::UdsConnectInfo>().and_then(|i| i.peer_cred);
+    match (cred, req.remote_addr()) {
+        (Some(c), _) => format!("uid {}, pid {}", c.uid(), c.pid().map_or_else(|| "?".to_string(), |p| p.to_string())),
+        (None, Some(addr)) => format!("from {addr}"),
+        (None, None) => String::new(),
+    }
+}
 
 fn operator(name: &str) -> String {
     if name.is_empty() {

@@ -14,6 +14,8 @@ use crate::api::*;
 struct FakeApi {
     patches: Mutex<Vec<PatchInfo>>,
     faults: Mutex<Option<tokio::sync::broadcast::Sender<Fault>>>,
+    /// The peer of each apply and rollback, as the server passed it on.
+    peers: Mutex<Vec<String>>,
 }
 
 impl AgentApi for FakeApi {
@@ -39,6 +41,7 @@ impl AgentApi for FakeApi {
     fn apply(&self, r: ApplyRequest) -> Result<PatchInfo, ApiError> {
         let spec = repair_model::spec::PatchSpec::from_yaml(&r.spec_yaml, &r.source)
             .map_err(|e| ApiError::new(ErrorKind::InvalidArgument, e.to_string()))?;
+        self.peers.lock().unwrap().push(r.peer);
         let p = PatchInfo { id: spec.id, who: r.who, ..Default::default() };
         self.patches.lock().unwrap().push(p.clone());
         Ok(p)
@@ -62,7 +65,8 @@ impl AgentApi for FakeApi {
     fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<EventInfo> {
         tokio::sync::broadcast::channel(1).1
     }
-    fn rollback(&self, t: RollbackTarget, _who: &str) -> Result<Vec<PatchInfo>, ApiError> {
+    fn rollback(&self, t: RollbackTarget, _who: &str, peer: &str) -> Result<Vec<PatchInfo>, ApiError> {
+        self.peers.lock().unwrap().push(peer.to_string());
         let mut all = self.patches.lock().unwrap();
         match t {
             RollbackTarget::All => Ok(std::mem::take(&mut *all)),
@@ -96,7 +100,8 @@ const SPEC: &str = "id: p1\ntarget: { class: a.B, method: run }\naction:\n  guar
 #[test]
 fn a_client_drives_the_agent_over_the_unix_socket() {
     let path = socket("unix");
-    let server = start(Arc::new(FakeApi::default()), config(Endpoint::Unix(path.clone()), None), hooks()).unwrap();
+    let api = Arc::new(FakeApi::default());
+    let server = start(api.clone(), config(Endpoint::Unix(path.clone()), None), hooks()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut c = connect(&Target::Endpoint(Endpoint::Unix(path.clone())), None).await.unwrap();
@@ -128,6 +133,11 @@ fn a_client_drives_the_agent_over_the_unix_socket() {
         assert_eq!(back.patches.len(), 1);
         assert_eq!(c.faults(proto::FaultsRequest {}).await.unwrap().into_inner().faults[0].count, 3);
     });
+    // The socket vouches for the client: this very process.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).unwrap().split_whitespace().next().unwrap();
+    let me = format!("uid {uid}, pid {}", std::process::id());
+    assert_eq!(*api.peers.lock().unwrap(), [me.clone(), me.clone()], "the bad apply never reached the agent");
     server.shutdown();
     assert!(!path.exists(), "socket removed at shutdown");
 }
