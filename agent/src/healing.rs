@@ -471,13 +471,6 @@ fn verdict(
     if !active.contains(&w.patch.spec.id) {
         return Some(Err("rolled back by an operator".to_string()));
     }
-    let grew = |f: &Fault| f.count.saturating_sub(baseline.get(&f.id).copied().unwrap_or(0));
-    let through_target = |f: &Fault| f.stack.iter().any(|s| s.class == w.target.0 && s.method == w.target.1);
-    let other: Vec<String> = faults
-        .iter()
-        .filter(|f| f.exception != w.exception && through_target(f) && grew(f) > 0)
-        .map(|f| format!("{} x{} at {}.{}", f.exception, grew(f), f.site.class, f.site.method))
-        .collect();
     let counters = agent.reports.counters(w.patch.report_id);
     let fallbacks = counters.fallbacks.load(Ordering::Relaxed);
     let calls = counters.enters.load(Ordering::Relaxed);
@@ -492,6 +485,13 @@ fn verdict(
             ))
         });
     }
+    let grew = |f: &Fault| f.count.saturating_sub(baseline.get(&f.id).copied().unwrap_or(0));
+    let through_target = |f: &Fault| f.stack.iter().any(|s| s.class == w.target.0 && s.method == w.target.1);
+    let other: Vec<String> = faults
+        .iter()
+        .filter(|f| f.exception != w.exception && through_target(f) && grew(f) > 0)
+        .map(|f| format!("{} x{} at {}.{}", f.exception, grew(f), f.site.class, f.site.method))
+        .collect();
     if !other.is_empty() {
         return Some(Err(format!("new faults of other kinds through the repaired method: {}", other.join(", "))));
     }
