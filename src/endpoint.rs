@@ -4,9 +4,14 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
+/// The user id of this process (the owner of `/proc/self`); `None` without procfs.
+pub fn current_uid() -> Option<u32> {
+    std::fs::metadata("/proc/self").map(|m| m.uid()).ok()
+}
+
 /// The directory of the agents' sockets for the current user: `$TMPDIR/repair-<uid>`.
 pub fn socket_dir() -> PathBuf {
-    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+    let uid = current_uid().unwrap_or(0);
     std::env::temp_dir().join(format!("repair-{uid}"))
 }
 

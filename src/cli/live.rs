@@ -234,11 +234,7 @@ fn operator() -> String {
     ["USER", "LOGNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|n| !n.is_empty()))
-        .or_else(|| {
-            let status = std::fs::read_to_string("/proc/self/status").ok()?;
-            let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.to_string();
-            Some(format!("uid:{uid}"))
-        })
+        .or_else(|| crate::endpoint::current_uid().map(|uid| format!("uid:{uid}")))
         .unwrap_or_else(|| "unknown".into())
 }
 

@@ -134,8 +134,7 @@ fn a_client_drives_the_agent_over_the_unix_socket() {
         assert_eq!(c.faults(proto::FaultsRequest {}).await.unwrap().into_inner().faults[0].count, 3);
     });
     // The socket vouches for the client: this very process.
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).unwrap().split_whitespace().next().unwrap();
+    let uid = repair_model::endpoint::current_uid().expect("procfs");
     let me = format!("uid {uid}, pid {}", std::process::id());
     assert_eq!(*api.peers.lock().unwrap(), [me.clone(), me.clone()], "the bad apply never reached the agent");
     server.shutdown();
