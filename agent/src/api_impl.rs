@@ -8,7 +8,7 @@ use tokio::sync::broadcast;
 
 use crate::api::{self, AgentApi, ApiError, ErrorKind};
 use crate::config::{ControlEndpoint, FaultMode};
-use crate::control::{self, ControlConfig, ControlServer, ThreadHooks};
+use crate::control::{self, ControlConfig, ControlServer};
 use crate::patches::{AppliedPatch, PatchError};
 use crate::{agent, events, faults, healing, service};
 
@@ -22,9 +22,7 @@ pub fn start_control(options: &crate::config::Options) {
         ControlEndpoint::Tcp { host, port } => repair_model::endpoint::Endpoint::Tcp(format!("{host}:{port}")),
     };
     let config = ControlConfig { endpoint, token: options.token.clone(), pid };
-    let hooks =
-        ThreadHooks { on_start: Arc::new(service::on_thread_start), on_stop: Arc::new(service::on_thread_stop) };
-    match control::start(Arc::new(Api), config, hooks) {
+    match control::start(Arc::new(Api), config) {
         Ok(server) => {
             crate::log_info!("control plane listening on {}", server.endpoint());
             *SERVER.lock().unwrap_or_else(|e| e.into_inner()) = Some(server);

@@ -5,8 +5,9 @@
 //! exceeds the rule's limit is rolled back, and the rule's next action is tried when the fault
 //! comes back. Every step is an event with its reason and, for patches, a journal record.
 //!
-//! One thread does all of it, attached to the JVM as a daemon; JVM threads only hand it
-//! occurrences through a bounded channel and never wait for it.
+//! One thread does all of it, attached to the JVM (as a daemon) only while it applies or rolls
+//! back; it blocks while nothing is under validation. JVM threads only hand it occurrences
+//! through a bounded channel and never wait for it.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -59,6 +60,9 @@ pub struct Healer {
     state: Mutex<Option<PolicyState>>,
 }
 
+/// The name the thread has in the JVM while it is attached for a call.
+const THREAD: &str = "repair-healer";
+
 /// A wake-up for the thread, not a fault (fault ids start at 1).
 const WAKE: u64 = 0;
 
@@ -69,16 +73,11 @@ impl Healer {
         *self.sender.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx.clone());
         agent.faults.observe(Some(tx));
         let spawned = std::thread::Builder::new().name("repair-healer".into()).spawn(move || {
-            if let Err(rc) = agent.vm.attach_current_thread_as_daemon("repair-healer") {
-                crate::log_error!("self-healing off: cannot attach its thread to the JVM (JNI error {rc})");
-                return;
-            }
             let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(agent, self, rx)));
             if done.is_err() {
                 agent.faults.observe(None);
                 crate::log_error!("self-healing stopped after an internal error; patches in effect stay");
             }
-            agent.vm.detach_current_thread();
         });
         if let Err(e) = spawned {
             crate::log_error!("self-healing off: cannot start its thread: {e}");
@@ -143,8 +142,14 @@ fn run(agent: &'static Agent, healer: &'static Healer, rx: Receiver<Occurrence>)
     r.take_policy();
     let mut checked = Instant::now();
     loop {
-        let wait = if r.watches.is_empty() { Duration::from_secs(1) } else { CHECK_EVERY };
-        match rx.recv_timeout(wait.saturating_sub(checked.elapsed())) {
+        // Nothing under validation: sleep until an occurrence or a policy arrives. Otherwise wake
+        // for the next check; never a zero timeout in a loop.
+        let received = if r.watches.is_empty() {
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            rx.recv_timeout(CHECK_EVERY.saturating_sub(checked.elapsed()).max(Duration::from_millis(1)))
+        };
+        match received {
             Ok(o) if o.fault_id == WAKE => r.take_policy(),
             Ok(o) => r.occurrence(o),
             Err(RecvTimeoutError::Timeout) => {}
@@ -321,11 +326,11 @@ impl Run {
                 }
             };
             let who = format!("rule:{rule_name}");
-            let applied = self.agent.vm.with_env(|jni| {
+            let applied = self.agent.vm.attached(THREAD, |jni| {
                 self.agent.patches.apply(self.agent.jvmti, jni, spec.clone(), attachments, who.clone())
             });
             match applied {
-                Some(Ok(p)) => {
+                Ok(Ok(p)) => {
                     let latency = at.elapsed();
                     let text = format!("{what}; in effect {:.1} ms after the fault", latency.as_secs_f64() * 1e3);
                     self.agent.audit.applied(&p, &text);
@@ -351,13 +356,13 @@ impl Run {
                     });
                     return;
                 }
-                Some(Err(e)) => {
+                Ok(Err(e)) => {
                     let why = format!("action {action} ({what}) refused: {e}");
                     self.agent.audit.refused(&yaml, &id, &who, &target.frame.class, &why);
                     self.agent.events.emit(Kind::Refused, About { patch: &id, ..about }, why);
                     self.advance(rule_name, &site);
                 }
-                None => return,
+                Err(_) => return,
             }
         }
     }
@@ -431,9 +436,9 @@ impl Run {
                 let gone = self
                     .agent
                     .vm
-                    .with_env(|jni: &Jni<'_>| self.agent.patches.rollback(self.agent.jvmti, jni, Some(&id)));
+                    .attached(THREAD, |jni: &Jni<'_>| self.agent.patches.rollback(self.agent.jvmti, jni, Some(&id)));
                 match gone {
-                    Some(Ok(list)) => {
+                    Ok(Ok(list)) => {
                         let who = format!("rule:{}", w.rule);
                         for p in &list {
                             self.agent.audit.rolled_back(p, &who, &why);
@@ -445,8 +450,8 @@ impl Run {
                         );
                     }
                     // An operator rolled it back meanwhile: nothing left to undo.
-                    Some(Err(e)) => self.agent.events.emit(Kind::RolledBack, about, format!("{why} ({e})")),
-                    None => return,
+                    Ok(Err(e)) => self.agent.events.emit(Kind::RolledBack, about, format!("{why} ({e})")),
+                    Err(_) => return,
                 }
                 self.healer.stats(&w.rule, |s| s.rolled_back += 1);
                 if let Some(e) = self.engine.as_mut() {

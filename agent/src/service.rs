@@ -1,6 +1,5 @@
 //! The operations the control plane calls (its `AgentApi` implementation maps onto these). Each
-//! runs on the calling thread, which must be attached to the JVM (the control plane's threads
-//! are, through [`on_thread_start`]).
+//! runs on the calling thread, attached to the JVM for the call only (see `JavaVm::attached`).
 
 use std::collections::HashMap;
 
@@ -12,22 +11,6 @@ use crate::config::FaultMode;
 use crate::events::{About, Kind};
 use crate::jvmti::{Capability, Jni};
 use crate::patches::{AppliedPatch, PatchError};
-
-/// Attaches a control-plane thread to the JVM as a daemon (so the JVM still exits after `main`).
-pub fn on_thread_start() {
-    if let Some(a) = agent::get() {
-        if let Err(rc) = a.vm.attach_current_thread_as_daemon("repair-control") {
-            crate::log_error!("cannot attach a control thread to the JVM (JNI error {rc})");
-        }
-    }
-}
-
-/// Detaches a control-plane thread before it ends.
-pub fn on_thread_stop() {
-    if let Some(a) = agent::get() {
-        a.vm.detach_current_thread();
-    }
-}
 
 /// What `status` shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,8 +37,9 @@ pub struct Status {
 
 fn with_agent<R>(f: impl FnOnce(&'static Agent, &Jni<'_>) -> Result<R, PatchError>) -> Result<R, PatchError> {
     let a = agent::get().ok_or_else(|| PatchError::Unavailable("the agent is not initialized".to_string()))?;
-    a.vm.with_env(|jni| f(a, jni))
-        .unwrap_or_else(|| Err(PatchError::Unavailable("the calling thread is not attached to the JVM".to_string())))
+    a.vm.attached("repair-control", |jni| f(a, jni)).unwrap_or_else(|rc| {
+        Err(PatchError::Unavailable(format!("cannot attach the control thread to the JVM (JNI error {rc})")))
+    })
 }
 
 pub fn status() -> Option<Status> {

@@ -1,5 +1,6 @@
 //! The control plane: a tonic gRPC server on the agent's own threads (never a JVM thread),
 //! with server reflection, on a Unix socket only the JVM's user can open, or on TCP with a token.
+//! Its threads are not attached to the JVM: a request that needs the JVM attaches for its call.
 
 mod service;
 
@@ -21,14 +22,6 @@ pub struct ControlConfig {
     pub token: Option<String>,
     /// The JVM's pid, for the token file's name.
     pub pid: u32,
-}
-
-/// Run on every thread the server starts and before it ends: the agent attaches the thread to
-/// the JVM as a daemon (so it never keeps the JVM alive) and detaches it.
-#[derive(Clone)]
-pub struct ThreadHooks {
-    pub on_start: Arc<dyn Fn() + Send + Sync>,
-    pub on_stop: Arc<dyn Fn() + Send + Sync>,
 }
 
 #[derive(Debug)]
@@ -81,14 +74,11 @@ impl Drop for ControlServer {
 
 /// Binds the endpoint and serves `api` on a runtime of its own. Errors (a socket taken by a live
 /// agent, a directory others can enter, a port in use) come back before anything is served.
-pub fn start(api: Arc<dyn AgentApi>, config: ControlConfig, hooks: ThreadHooks) -> Result<ControlServer, ControlError> {
-    let (on_start, on_stop) = (hooks.on_start.clone(), hooks.on_stop.clone());
+pub fn start(api: Arc<dyn AgentApi>, config: ControlConfig) -> Result<ControlServer, ControlError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(4)
         .thread_name("repair-control")
-        .on_thread_start(move || on_start())
-        .on_thread_stop(move || on_stop())
         .enable_io()
         .enable_time()
         .build()

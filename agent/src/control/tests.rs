@@ -7,7 +7,7 @@ use repair_model::client::{connect, Target};
 use repair_model::endpoint::Endpoint;
 use repair_model::proto;
 
-use super::{start, ControlConfig, ThreadHooks};
+use super::{start, ControlConfig};
 use crate::api::*;
 
 #[derive(Default)]
@@ -78,10 +78,6 @@ impl AgentApi for FakeApi {
     }
 }
 
-fn hooks() -> ThreadHooks {
-    ThreadHooks { on_start: Arc::new(|| {}), on_stop: Arc::new(|| {}) }
-}
-
 fn socket(name: &str) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let dir = std::env::temp_dir().join(format!("repair-control-test-{}-{name}", std::process::id()));
@@ -101,7 +97,7 @@ const SPEC: &str = "id: p1\ntarget: { class: a.B, method: run }\naction:\n  guar
 fn a_client_drives_the_agent_over_the_unix_socket() {
     let path = socket("unix");
     let api = Arc::new(FakeApi::default());
-    let server = start(api.clone(), config(Endpoint::Unix(path.clone()), None), hooks()).unwrap();
+    let server = start(api.clone(), config(Endpoint::Unix(path.clone()), None)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut c = connect(&Target::Endpoint(Endpoint::Unix(path.clone())), None).await.unwrap();
@@ -144,15 +140,15 @@ fn a_client_drives_the_agent_over_the_unix_socket() {
 #[test]
 fn a_live_socket_is_refused_and_a_stale_one_replaced() {
     let path = socket("stale");
-    let first = start(Arc::new(FakeApi::default()), config(Endpoint::Unix(path.clone()), None), hooks()).unwrap();
-    let err = start(Arc::new(FakeApi::default()), config(Endpoint::Unix(path.clone()), None), hooks()).err().unwrap();
+    let first = start(Arc::new(FakeApi::default()), config(Endpoint::Unix(path.clone()), None)).unwrap();
+    let err = start(Arc::new(FakeApi::default()), config(Endpoint::Unix(path.clone()), None)).err().unwrap();
     assert!(err.0.contains("in use by a live agent"), "{err}");
     first.shutdown();
 
     // A JVM killed with -9 leaves its socket file behind with nobody listening.
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
     assert!(path.exists());
-    let second = start(Arc::new(FakeApi::default()), config(Endpoint::Unix(path.clone()), None), hooks()).unwrap();
+    let second = start(Arc::new(FakeApi::default()), config(Endpoint::Unix(path.clone()), None)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut c = connect(&Target::Endpoint(Endpoint::Unix(path.clone())), None).await.unwrap();
@@ -164,8 +160,7 @@ fn a_live_socket_is_refused_and_a_stale_one_replaced() {
 #[test]
 fn tcp_needs_the_token() {
     let server =
-        start(Arc::new(FakeApi::default()), config(Endpoint::Tcp("127.0.0.1:0".into()), Some("s3cret")), hooks())
-            .unwrap();
+        start(Arc::new(FakeApi::default()), config(Endpoint::Tcp("127.0.0.1:0".into()), Some("s3cret"))).unwrap();
     let endpoint = Endpoint::parse(server.endpoint()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -185,6 +180,6 @@ fn an_open_socket_directory_is_refused() {
     use std::os::unix::fs::PermissionsExt;
     let path = socket("open");
     std::fs::set_permissions(path.parent().unwrap(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let err = start(Arc::new(FakeApi::default()), config(Endpoint::Unix(path), None), hooks()).err().unwrap();
+    let err = start(Arc::new(FakeApi::default()), config(Endpoint::Unix(path), None)).err().unwrap();
     assert!(err.0.contains("mode 0700"), "{err}");
 }

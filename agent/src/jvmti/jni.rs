@@ -46,18 +46,36 @@ impl JavaVm {
     /// Runs `f` with the current thread's JNI environment, or returns `None` when the thread is
     /// not attached to the JVM.
     pub fn with_env<R>(self, f: impl FnOnce(&Jni<'_>) -> R) -> Option<R> {
+        let env = self.current_env()?;
+        Some(f(&Jni { env, _thread: PhantomData }))
+    }
+
+    /// Runs `f` with the current thread's JNI environment, attaching the thread as a daemon for
+    /// the call when it is not attached, and detaching it after. An agent thread must not stay
+    /// attached while it waits: at exit HotSpot waits up to 300 ms for attached threads that are
+    /// in native code (`VM_Exit::wait_for_threads_in_native_to_block`). `Err` is the JNI error
+    /// of a failed attach (e.g. while the JVM is exiting).
+    pub fn attached<R>(self, name: &str, f: impl FnOnce(&Jni<'_>) -> R) -> Result<R, i32> {
+        if let Some(env) = self.current_env() {
+            return Ok(f(&Jni { env, _thread: PhantomData }));
+        }
+        self.attach_current_thread_as_daemon(name)?;
+        let r = self.with_env(f);
+        self.detach_current_thread();
+        r.ok_or(sys::JNI_ERR)
+    }
+
+    /// The JNI environment of the calling thread, if it is attached.
+    fn current_env(self) -> Option<*mut sys::JNIEnv> {
         let mut env: *mut c_void = ptr::null_mut();
         // SAFETY: as in `jvmti`; GetEnv only reads the current thread's attachment.
         let rc = unsafe { (**self.0).GetEnv.map(|g| g(self.0, &mut env, sys::JNI_VERSION_1_8 as i32)) };
-        if rc != Some(0) || env.is_null() {
-            return None;
-        }
-        Some(f(&Jni { env: env.cast(), _thread: PhantomData }))
+        (rc == Some(0) && !env.is_null()).then_some(env.cast())
     }
 
     /// Attaches the current (agent-owned) thread as a daemon, so the JVM can still exit after
     /// `main` while our threads run.
-    pub fn attach_current_thread_as_daemon(self, name: &str) -> Result<(), i32> {
+    fn attach_current_thread_as_daemon(self, name: &str) -> Result<(), i32> {
         let name = CString::new(name.replace('\0', " ")).unwrap_or_default();
         let mut args = sys::JavaVMAttachArgs {
             version: sys::JNI_VERSION_1_8 as i32,
@@ -79,7 +97,7 @@ impl JavaVm {
     }
 
     /// Detaches the current thread; a thread not attached is left as it is.
-    pub fn detach_current_thread(self) {
+    fn detach_current_thread(self) {
         // SAFETY: detaching the calling thread; a no-op error for a thread never attached.
         unsafe {
             if let Some(f) = (**self.0).DetachCurrentThread {
