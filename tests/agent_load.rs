@@ -70,7 +70,7 @@ fn hooks_natives_reach_the_agent_and_are_counted_per_id() {
     for jdk in jdks() {
         let dir = TempDir::new("hooks");
         compile(&jdk, &dir.0, &[("HooksCaller.java", HOOKS_CALLER)]);
-        let run = java(&jdk, &dir.0, &[agentpath("")], "HooksCaller");
+        let run = java(&jdk, &dir.0, &[agentpath("log=info")], "HooksCaller");
         run.expect_success();
         run.expect_stderr("report 7 (patch -): fallbacks=0 enters=2 exits=1 throws=0 lines=0");
         run.expect_stderr("report 9 (patch -): fallbacks=0 enters=0 exits=0 throws=0 lines=1");
@@ -101,7 +101,7 @@ fn a_second_load_at_startup_is_ignored_with_a_message() {
     for jdk in jdks() {
         let dir = TempDir::new("twice");
         compile(&jdk, &dir.0, &[("HooksCaller.java", HOOKS_CALLER)]);
-        let run = java(&jdk, &dir.0, &[agentpath(""), agentpath("log=debug")], "HooksCaller");
+        let run = java(&jdk, &dir.0, &[agentpath("log=info"), agentpath("log=debug")], "HooksCaller");
         run.expect_success().expect_stdout("hooks called");
         run.expect_stderr("the agent is already loaded in this JVM");
         assert_eq!(run.stderr.matches("repair: loaded").count(), 1, "initialized once:\n{}", run.stderr);
@@ -115,7 +115,7 @@ fn faults_jvmti_captures_exceptions_reaching_generic_handlers_only() {
     for jdk in jdks() {
         let dir = TempDir::new("faults");
         compile(&jdk, &dir.0, &[("Faulty.java", FAULTY)]);
-        let run = java(&jdk, &dir.0, &[agentpath("faults=jvmti")], "Faulty");
+        let run = java(&jdk, &dir.0, &[agentpath("faults=jvmti,log=info")], "Faulty");
         run.expect_success().expect_stdout("faulty done").expect_stderr("faults=jvmti");
         run.expect_stderr(
             "fault #1 java.lang.IllegalStateException x2 at Faulty.fail(I)V bci 19 line 5 thread \"main\", caught: bad 0",
@@ -132,11 +132,27 @@ fn faults_jvmti_captures_exceptions_reaching_generic_handlers_only() {
 }
 
 #[test]
+fn by_default_the_agent_prints_one_line_at_load_and_warnings_only() {
+    for jdk in jdks() {
+        let dir = TempDir::new("quiet");
+        compile(&jdk, &dir.0, &[("Faulty.java", FAULTY)]);
+        let run = java(&jdk, &dir.0, &[agentpath("")], "Faulty");
+        run.expect_success().expect_stdout("faulty done");
+        let ours: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("repair: ")).collect();
+        assert_eq!(ours.len(), 1, "{}: one line at load, no fault or exit report:\n{}", jdk.name, run.stderr);
+        assert!(ours[0].contains("loaded (at start-up)") && ours[0].contains("control plane listening on unix:"));
+        // Every line of the JVM's stderr that is not the program's is the agent's, prefixed.
+        let others: Vec<&str> = run.stderr.lines().filter(|l| !l.starts_with("repair: ")).collect();
+        assert!(others.iter().all(|l| !l.contains("fault #")), "{}", run.stderr);
+    }
+}
+
+#[test]
 fn faults_bytecode_records_what_leaves_application_methods_at_its_source_line() {
     for jdk in jdks() {
         let dir = TempDir::new("faults-bytecode");
         compile(&jdk, &dir.0, &[("Faulty.java", FAULTY)]);
-        let run = java(&jdk, &dir.0, &[agentpath("")], "Faulty");
+        let run = java(&jdk, &dir.0, &[agentpath("log=info")], "Faulty");
         run.expect_success().expect_stdout("faulty done").expect_stderr("faults=bytecode");
         let summary = |exception: &str| {
             run.stderr
@@ -211,7 +227,7 @@ fn attach_by_jcmd_loads_once_and_reports_what_it_lacks() {
                 .expect("jcmd runs");
             String::from_utf8_lossy(&out.stdout).into_owned()
         };
-        let first = jcmd("faults=jvmti");
+        let first = jcmd("faults=jvmti,log=info");
         assert!(first.contains("return code: 0"), "{}: first attach: {first}", jdk.name);
         let second = jcmd("log=debug");
         assert!(second.contains("return code: -5"), "{}: second attach: {second}", jdk.name);

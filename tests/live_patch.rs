@@ -227,7 +227,7 @@ fn repair_and_roll_back(jvm: &mut Jvm, dir: &Path) {
 fn guard_swap_and_probe_apply_live_and_roll_back() {
     let jdk = agent_support::default_jdk();
     let dir = sources(&jdk, "live");
-    let mut jvm = Jvm::start(&jdk, &dir.0, &[agentpath("")]);
+    let mut jvm = Jvm::start(&jdk, &dir.0, &[agentpath("log=info")]);
     repair_and_roll_back(&mut jvm, &dir.0);
     let stderr = jvm.finish();
     // Patches get report ids 1, 2, 3 in apply order: the probe (3) reported to the runtime hooks

@@ -209,7 +209,7 @@ fn policy_alone_repairs_the_three_faults_and_durable_repairs_survive_kill_9() {
     let policy = dir.0.join("policy.yaml");
     std::fs::write(&policy, POLICY).unwrap();
     let state = dir.0.join("state");
-    let options = format!("policy={},state={}", policy.display(), state.display());
+    let options = format!("policy={},state={},log=info", policy.display(), state.display());
     let shop = Service::start(&dir.0, &options, dir.0.join("run1.log"));
     let started = stats(shop.port)["started"];
 
@@ -321,7 +321,7 @@ fn a_repair_that_does_not_hold_is_rolled_back_inside_its_window_and_the_next_act
     compile_demo(&dir.0);
     let policy = dir.0.join("policy.yaml");
     std::fs::write(&policy, ESCALATION).unwrap();
-    let options = format!("policy={},state={}", policy.display(), dir.0.join("state").display());
+    let options = format!("policy={},state={},log=info", policy.display(), dir.0.join("state").display());
     let shop = Service::start(&dir.0, &options, dir.0.join("run.log"));
     let traffic = Traffic::start(shop.port, THREADS, &PATHS[..4]);
     let events = shop.wait_events(Duration::from_secs(60), "both rules validated after escalating", |e| {
@@ -621,7 +621,7 @@ fn rules_tell_caught_from_uncaught_faults_with_exception_events() {
         let run = agent_support::java(
             &jdk,
             &dir.0,
-            &[agentpath(&format!("faults=jvmti,policy={}", policy.display()))],
+            &[agentpath(&format!("faults=jvmti,policy={},log=info", policy.display()))],
             "Workers",
         );
         run.expect_success();
@@ -697,7 +697,8 @@ fn a_policy_swaps_from_the_class_file_it_names_and_observes_before_it_guards() {
     compile(&jdk, &fixed, &[("Parser.java", PARSER_FIXED)]);
     let policy = dir.0.join("policy.yaml");
     std::fs::write(&policy, SWAP_AND_PROBE).unwrap();
-    let run = agent_support::java(&jdk, &dir.0, &[agentpath(&format!("policy={}", policy.display()))], "Checkout");
+    let run =
+        agent_support::java(&jdk, &dir.0, &[agentpath(&format!("policy={},log=info", policy.display()))], "Checkout");
     run.expect_success();
     let counts = counts(&run.stdout);
     let (parse_errors, size_errors) = (counts["parseErrors"], counts["sizeErrors"]);

@@ -17,7 +17,7 @@ use crate::healing::Healer;
 use crate::hooks::Reports;
 use crate::jvmti::{entry, Capability, Event, JavaVm, Jni, Jvmti, Local, MethodId, REQUESTED_VERSION};
 use crate::patches::PatchManager;
-use crate::{log_error, log_info, log_warn};
+use crate::{log_at, log_debug, log_error, log_info, log_warn};
 
 /// What `Agent_OnAttach` returns when the agent is already in the JVM (JNI_EEXIST).
 pub const ALREADY_LOADED: i32 = -5;
@@ -53,6 +53,40 @@ impl Capabilities {
     }
 }
 
+/// Fault probes added to the classes loaded before an attach.
+#[derive(Debug, Clone, Default)]
+pub struct AttachProbes {
+    pub probed: usize,
+    /// `(dotted class name, why not)`.
+    pub skipped: Vec<(String, String)>,
+}
+
+impl AttachProbes {
+    fn skip(&mut self, class: String, why: &str) {
+        self.skipped.push((class, why.to_string()));
+    }
+
+    /// `3 skipped: 2 in the error state: ... (a.B, c.D), 1 JVMTI_ERROR_...(e.F)`.
+    pub fn skipped_text(&self) -> String {
+        let mut by_reason: Vec<(&str, Vec<&str>)> = Vec::new();
+        for (class, why) in &self.skipped {
+            match by_reason.iter_mut().find(|(w, _)| w == why) {
+                Some((_, v)) => v.push(class),
+                None => by_reason.push((why, vec![class])),
+            }
+        }
+        let parts: Vec<String> = by_reason
+            .iter()
+            .map(|(why, classes)| {
+                let shown: Vec<&str> = classes.iter().take(5).copied().collect();
+                let more = if classes.len() > 5 { format!(", {} more", classes.len() - 5) } else { String::new() };
+                format!("{} {why} ({}{more})", classes.len(), shown.join(", "))
+            })
+            .collect();
+        format!("{} skipped: {}", self.skipped.len(), parts.join("; "))
+    }
+}
+
 pub struct Agent {
     pub vm: JavaVm,
     pub jvmti: Jvmti,
@@ -71,15 +105,35 @@ pub struct Agent {
     pub healer: Healer,
     /// Whether `repair/rt/Hooks` is defined and bound, or why not.
     pub hooks: Mutex<Result<(), String>>,
+    /// After attach with bytecode capture: how adding probes to the loaded classes went.
+    pub attach_probes: Mutex<Option<Result<AttachProbes, String>>>,
     pub loaded_at: Instant,
 }
 
 static AGENT: OnceLock<Agent> = OnceLock::new();
 static LOADING: AtomicBool = AtomicBool::new(false);
-static LOG_LEVEL: AtomicU8 = AtomicU8::new(LogLevel::Info as u8);
+static LOG_LEVEL: AtomicU8 = AtomicU8::new(LogLevel::Warn as u8);
 
 pub fn get() -> Option<&'static Agent> {
     AGENT.get()
+}
+
+/// Writes one message to the JVM's stderr, every line of it prefixed, in one write.
+pub fn log_line(message: &str) {
+    use std::io::Write;
+    // Nowhere to report a failed write to stderr.
+    let _ = std::io::stderr().lock().write_all(prefixed(message).as_bytes());
+}
+
+/// `message` with `repair: ` before each of its lines (one final newline ends the last line).
+fn prefixed(message: &str) -> String {
+    let mut text = String::with_capacity(message.len() + 16);
+    for line in message.strip_suffix('\n').unwrap_or(message).split('\n') {
+        text.push_str("repair: ");
+        text.push_str(line.strip_suffix('\r').unwrap_or(line));
+        text.push('\n');
+    }
+    text
 }
 
 pub fn log_enabled(level: LogLevel) -> bool {
@@ -98,7 +152,7 @@ pub fn load(vm: JavaVm, options: &str, mode: LoadMode) -> i32 {
             if code != ALREADY_LOADED {
                 LOADING.store(false, Ordering::SeqCst);
             }
-            eprintln!("repair: {message}");
+            log_line(&message);
             code
         }
     }
@@ -181,6 +235,7 @@ fn init(vm: JavaVm, text: &str, mode: LoadMode) -> Result<(), (i32, String)> {
         audit,
         healer: Healer::default(),
         hooks: Mutex::new(Err("not defined yet: the VM has not finished starting".to_string())),
+        attach_probes: Mutex::new(None),
         loaded_at: Instant::now(),
     };
     let agent = AGENT.get_or_init(|| agent);
@@ -201,14 +256,6 @@ fn init(vm: JavaVm, text: &str, mode: LoadMode) -> Result<(), (i32, String)> {
             }
         }
     }
-    log_info!(
-        "loaded ({}), JVMTI {}, faults={}, capabilities held: {}{}",
-        if mode == LoadMode::Startup { "at start-up" } else { "by attach" },
-        version_text(jvmti_version),
-        agent.fault_mode,
-        names(&agent.capabilities.held),
-        missing_text(&agent.capabilities.missing)
-    );
     Ok(())
 }
 
@@ -276,7 +323,26 @@ impl Agent {
         if let Some(agent) = get() {
             agent.healer.start(agent);
         }
-        crate::api_impl::start_control(&self.options);
+        let control = crate::api_impl::start_control(&self.options);
+        self.announce(control);
+    }
+
+    /// The one line a load prints by default (at `log=warn`, the default level, as warnings
+    /// are): what was loaded, how faults are captured, and where the control plane listens.
+    fn announce(&self, control: Result<String, String>) {
+        log_at!(
+            LogLevel::Warn,
+            "loaded ({}), JVMTI {}, faults={}, capabilities held: {}{}; {}",
+            if self.mode == LoadMode::Startup { "at start-up" } else { "by attach" },
+            version_text(self.jvmti_version),
+            self.fault_mode,
+            names(&self.capabilities.held),
+            missing_text(&self.capabilities.missing),
+            match control {
+                Ok(endpoint) => format!("control plane listening on {endpoint}"),
+                Err(_) => "control plane not started".to_string(),
+            }
+        );
     }
 
     /// Puts back the durable patches the journal holds. At start-up (`jni` is `None`) they wait
@@ -314,32 +380,52 @@ impl Agent {
         }
     }
 
-    /// After attach, the application classes already loaded get their fault probes through one
-    /// `RetransformClasses` call (the ClassFileLoadHook adds them); classes loaded later get them
-    /// as they load.
+    /// After attach, the application classes already loaded get their fault probes through
+    /// `RetransformClasses` (the ClassFileLoadHook adds them); classes loaded later get them as
+    /// they load. Classes in the error state (a failed static initializer) are skipped: one in a
+    /// batch fails it whole. If the batch still fails, each class is tried alone, so one bad
+    /// class costs only itself. What was skipped and why is kept for `status`.
     fn probe_loaded_classes(&self, jni: &Jni<'_>) {
-        let done = jni.with_local_frame(4096, |jni| {
+        let report = jni.with_local_frame(4096, |jni| {
             let classes = self.jvmti.loaded_classes(jni).map_err(|e| e.to_string())?;
-            let app: Vec<_> = classes
-                .into_iter()
-                .filter(|c| {
-                    self.jvmti.class_signature(c).is_ok_and(|s| {
-                        s.starts_with('L')
-                            && !s.contains("$$Lambda")
-                            && is_application_class(&s[1..s.len().saturating_sub(1)])
-                    }) && self.jvmti.is_modifiable(c).unwrap_or(false)
-                })
-                .collect();
-            let n = app.len();
-            if n > 0 {
-                self.jvmti.retransform(&app).map_err(|e| e.to_string())?;
+            let mut report = AttachProbes::default();
+            let mut batch = Vec::new();
+            for c in classes {
+                let Ok(sig) = self.jvmti.class_signature(&c) else { continue };
+                let internal = sig.strip_prefix('L').and_then(|s| s.strip_suffix(';')).unwrap_or("");
+                if internal.is_empty() || internal.contains("$$Lambda") || !is_application_class(internal) {
+                    continue;
+                }
+                let name = internal.replace('/', ".");
+                if !self.jvmti.is_modifiable(&c).unwrap_or(false) {
+                    report.skip(name, "not modifiable (IsModifiableClass)");
+                } else if self.jvmti.is_in_error_state(&c).unwrap_or(false) {
+                    report.skip(name, "in the error state: its static initializer failed");
+                } else {
+                    batch.push((name, c));
+                }
             }
-            Ok::<usize, String>(n)
+            let classes: Vec<_> = batch.iter().map(|(_, c)| *c).collect();
+            match self.jvmti.retransform(&classes) {
+                Ok(()) => report.probed = classes.len(),
+                Err(e) => {
+                    log_debug!("RetransformClasses of {} classes failed ({e}): trying each alone", classes.len());
+                    for (name, c) in batch {
+                        match self.jvmti.retransform(&[c]) {
+                            Ok(()) => report.probed += 1,
+                            Err(e) => report.skip(name, e.name()),
+                        }
+                    }
+                }
+            }
+            Ok::<AttachProbes, String>(report)
         });
-        match done {
-            Ok(n) => log_info!("fault probes added to {n} loaded application classes"),
+        match &report {
+            Ok(r) if r.skipped.is_empty() => log_info!("fault probes added to {} loaded application classes", r.probed),
+            Ok(r) => log_warn!("fault probes added to {} loaded application classes; {}", r.probed, r.skipped_text()),
             Err(e) => log_warn!("fault probes not added to the loaded classes: {e}"),
         }
+        *self.attach_probes.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
     }
 
     /// One line per fault site and per report id, for the log at exit.
@@ -431,13 +517,10 @@ pub fn is_application_class(name: &str) -> bool {
     !SYSTEM.iter().any(|p| name.starts_with(p))
 }
 
-/// Bytecode fault capture: a `Hooks.thrown` exception-exit probe on every method of `name`.
-/// Capture probe ids are negative (patch report ids are positive): a base per class, plus the
-/// method's index.
+/// Bytecode fault capture: a `Hooks.thrown` exception-exit probe on every method of `name`,
+/// with probe ids of its own ([`crate::faults::probe_ids`]).
 fn capture_probes(name: &str, bytes: &[u8]) -> Option<Vec<u8>> {
-    let hash = name.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193));
-    let base = i32::MIN + ((hash & 0xF_FFFF) << 10) as i32;
-    match repair_bytecode::transform::probe::throw_probe_all(bytes, base) {
+    match repair_bytecode::transform::probe::throw_probe_all(bytes, crate::faults::probe_ids) {
         Ok((probed, n)) if n > 0 => Some(probed),
         Ok(_) => None,
         Err(e) => {
@@ -451,5 +534,16 @@ pub fn on_exception(jvmti: Jvmti, jni: &Jni<'_>, event: &ExceptionEvent<'_>) {
     let Some(agent) = get() else { return };
     if agent.fault_mode == FaultMode::Jvmti {
         agent.faults.on_exception(jvmti, jni, &event.exception, event.catch);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_line_of_a_message_is_prefixed() {
+        assert_eq!(super::prefixed("one"), "repair: one\n");
+        assert_eq!(super::prefixed("one\ntwo\r\n"), "repair: one\nrepair: two\n");
+        assert_eq!(super::prefixed("a\n\nb"), "repair: a\nrepair: \nrepair: b\n");
+        assert_eq!(super::prefixed(""), "repair: \n");
     }
 }

@@ -89,6 +89,8 @@ pub struct AgentStatus {
     pub classes_loaded: u64,
     pub uptime_ms: u64,
     pub endpoint: String,
+    pub fault_capture_detail: String,
+    pub classes_skipped: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -14,8 +14,9 @@ use crate::{agent, events, faults, healing, service};
 
 static SERVER: Mutex<Option<ControlServer>> = Mutex::new(None);
 
-/// Starts the control plane (at VMInit, or at once after attach).
-pub fn start_control(options: &crate::config::Options) {
+/// Starts the control plane (at VMInit, or at once after attach); returns where it listens, or
+/// why it does not.
+pub fn start_control(options: &crate::config::Options) -> Result<String, String> {
     let pid = std::process::id();
     let endpoint = match &options.control {
         ControlEndpoint::Unix => repair_model::endpoint::Endpoint::Unix(repair_model::endpoint::socket_path(pid)),
@@ -24,10 +25,14 @@ pub fn start_control(options: &crate::config::Options) {
     let config = ControlConfig { endpoint, token: options.token.clone(), pid };
     match control::start(Arc::new(Api), config) {
         Ok(server) => {
-            crate::log_info!("control plane listening on {}", server.endpoint());
+            let endpoint = server.endpoint().to_string();
             *SERVER.lock().unwrap_or_else(|e| e.into_inner()) = Some(server);
+            Ok(endpoint)
         }
-        Err(e) => crate::log_error!("control plane not started: {e}; the agent keeps running without it"),
+        Err(e) => {
+            crate::log_error!("control plane not started: {e}; the agent keeps running without it");
+            Err(e.to_string())
+        }
     }
 }
 
@@ -127,6 +132,8 @@ impl AgentApi for Api {
             classes_loaded: service::class_count().map(|n| n as u64).unwrap_or(0),
             uptime_ms: s.uptime_ms,
             endpoint: endpoint_text(),
+            fault_capture_detail: s.fault_capture_detail,
+            classes_skipped: s.classes_skipped,
         }
     }
 

@@ -74,7 +74,7 @@ impl Default for Options {
             state_dir: None,
             policy: None,
             faults: FaultMode::Bytecode,
-            log: LogLevel::Info,
+            log: LogLevel::Warn,
         }
     }
 }

@@ -16,13 +16,14 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::broadcast;
 
-use crate::jvmti::{Frame, Jni, Jvmti, Local, MethodId};
+use crate::jvmti::{Frame, Jni, Jvmti, Local, MethodId, Weak};
 
 pub const MAX_SITES: usize = 1024;
 pub const MAX_FRAMES: usize = 32;
@@ -30,6 +31,21 @@ pub const MAX_FRAMES: usize = 32;
 const UPDATE_INTERVAL: Duration = Duration::from_millis(250);
 /// Bound of the method-info cache (cleared when full: method ids are cheap to look up again).
 const MAX_METHODS: usize = 65_536;
+/// Bound of the probes' fast-path cache (cleared when full: a cleared probe walks the stack once).
+const MAX_PROBE_SITES: usize = 65_536;
+
+/// The next free capture probe id. Capture probe ids are negative (patch report ids are
+/// positive); every class gets a range of its own each time it is rewritten (as it loads, or
+/// retransformed), so no two probes share an id.
+static NEXT_PROBE_ID: AtomicI64 = AtomicI64::new(i32::MIN as i64);
+
+/// The first of `methods` fresh capture probe ids; `None` once the ids are used up (2^31 methods
+/// rewritten in one JVM), when classes load without probes.
+pub fn probe_ids(methods: usize) -> Option<i32> {
+    let n = methods.max(1) as i64;
+    let first = NEXT_PROBE_ID.fetch_add(n, Ordering::Relaxed);
+    (first + n <= 0).then_some(first as i32)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StackFrame {
@@ -134,8 +150,10 @@ pub struct FaultLog {
     methods: Mutex<HashMap<MethodId, Arc<MethodInfo>>>,
     /// Internal class name → (method name + descriptor → handlers), from the class bytes seen.
     handlers: Mutex<HashMap<String, HashMap<String, Handlers>>>,
-    /// (probe id, exception class) → the site it was recorded under, for the probes' fast path.
-    probe_sites: Mutex<HashMap<(i32, i32), SiteKey>>,
+    /// Probe id → (exception class, the site it was recorded under) for each exception class
+    /// seen leaving there: the probes' fast path. The class is held weakly (it may unload) and
+    /// compared by identity, so two exception classes never share an entry.
+    probe_sites: Mutex<HashMap<i32, Vec<(Weak, SiteKey)>>>,
     updates: broadcast::Sender<Fault>,
     /// Told of every occurrence, for the policy engine; `None` without a policy.
     observer: RwLock<Option<SyncSender<Occurrence>>>,
@@ -264,22 +282,46 @@ impl FaultLog {
         }
         LAST_THROWN.with(|l| l.set(identity));
         RECORDING.with(|r| r.set(true));
-        // A known (probe, exception class) is only counted: keyed by the class object's identity,
-        // so the hot path makes no call back into Java for the class's name.
+        // A known (probe, exception class) is only counted: the class is compared by identity,
+        // so the hot path makes no call back into Java for its name.
         let class = jni.object_class(thrown);
-        let class_id = jvmti.object_hash(&class).unwrap_or(0);
-        let known = self.probe_sites.lock().unwrap_or_else(|e| e.into_inner()).get(&(probe_id, class_id)).cloned();
+        let known = self.known_site(jni, probe_id, &class);
         let counted = known.is_some_and(|key| self.count_again(&key));
         if !counted {
             if let Ok(frames) = jvmti.current_stack(MAX_FRAMES) {
                 let infos = self.infos(jvmti, jni, &frames);
                 if let Some(site) = infos.iter().position(|(i, _)| i.is_application()) {
                     let key = self.record(jvmti, jni, thrown, &infos, site, Seen::Probe);
-                    self.probe_sites.lock().unwrap_or_else(|e| e.into_inner()).insert((probe_id, class_id), key);
+                    self.remember_site(jni, probe_id, &class, key);
                 }
             }
         }
+        jni.delete_local_ref(class);
         RECORDING.with(|r| r.set(false));
+    }
+
+    fn known_site(&self, jni: &Jni<'_>, probe_id: i32, class: &Local<'_>) -> Option<SiteKey> {
+        let sites = self.probe_sites.lock().unwrap_or_else(|e| e.into_inner());
+        sites.get(&probe_id)?.iter().find(|(c, _)| jni.is_same(c, class)).map(|(_, key)| key.clone())
+    }
+
+    fn remember_site(&self, jni: &Jni<'_>, probe_id: i32, class: &Local<'_>, key: SiteKey) {
+        let Some(weak) = jni.new_weak(class) else { return };
+        let mut sites = self.probe_sites.lock().unwrap_or_else(|e| e.into_inner());
+        if sites.len() >= MAX_PROBE_SITES {
+            for (c, _) in sites.drain().flat_map(|(_, v)| v) {
+                jni.delete_weak(c);
+            }
+        }
+        let entry = sites.entry(probe_id).or_default();
+        match entry.iter_mut().find(|(c, _)| jni.is_same(c, class)) {
+            // Recorded anew after its site was dropped for room.
+            Some((_, k)) => {
+                *k = key;
+                jni.delete_weak(weak);
+            }
+            None => entry.push((weak, key)),
+        }
     }
 
     /// Counts one more occurrence of a known site; `false` if the site was dropped meanwhile.

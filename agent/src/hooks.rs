@@ -200,8 +200,10 @@ pub fn exit_value(jni: &Jni<'_>, id: i32, value: &Local<'_>) {
 
 pub fn thrown(jni: &Jni<'_>, id: i32, thrown: &Local<'_>) {
     let Some(a) = agent::get() else { return };
-    let c = a.reports.counters(id);
-    c.throws.fetch_add(1, Ordering::Relaxed);
+    // Fault-capture probes (negative ids) are counted by the fault log, not as a patch's reports.
+    if id >= 0 {
+        a.reports.counters(id).throws.fetch_add(1, Ordering::Relaxed);
+    }
     // The exit probe on the exceptional path is also how faults are captured without JVMTI
     // exception events: the probed method is the innermost application frame.
     a.faults.record_from_probe(a.jvmti, jni, id, thrown);

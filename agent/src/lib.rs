@@ -24,7 +24,7 @@ mod service;
 macro_rules! log_at {
     ($level:expr, $($arg:tt)*) => {
         if $crate::agent::log_enabled($level) {
-            eprintln!("repair: {}", format_args!($($arg)*));
+            $crate::agent::log_line(&format!($($arg)*));
         }
     };
 }

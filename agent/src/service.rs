@@ -24,6 +24,9 @@ pub struct Status {
     pub fault_mode: String,
     /// What the fault mode cannot do here, in words (empty when nothing is missing).
     pub fault_mode_lacks: String,
+    /// After attach: fault probes added to the loaded classes, and what was skipped.
+    pub fault_capture_detail: String,
+    pub classes_skipped: u64,
     pub capabilities_held: Vec<String>,
     /// `(capability, why not)`.
     pub capabilities_missing: Vec<(String, String)>,
@@ -59,12 +62,25 @@ pub fn status() -> Option<Status> {
         (_, FaultMode::Off) => "fault capture is off".to_string(),
         (_, FaultMode::Jvmti) => String::new(),
     };
+    let (fault_capture_detail, classes_skipped) = match &*a.attach_probes.lock().unwrap_or_else(|e| e.into_inner()) {
+        None => (String::new(), 0),
+        Some(Ok(r)) if r.skipped.is_empty() => {
+            (format!("probes added to {} classes loaded before the attach", r.probed), 0)
+        }
+        Some(Ok(r)) => (
+            format!("probes added to {} classes loaded before the attach; {}", r.probed, r.skipped_text()),
+            r.skipped.len() as u64,
+        ),
+        Some(Err(e)) => (format!("no probes in the classes loaded before the attach: {e}"), 0),
+    };
     Some(Status {
         pid: std::process::id(),
         load_mode: if a.mode == LoadMode::Startup { "startup" } else { "attach" },
         jvmti_version: version_text(a.jvmti_version),
         fault_mode: a.fault_mode.to_string(),
         fault_mode_lacks,
+        fault_capture_detail,
+        classes_skipped,
         capabilities_held: a.capabilities.held.iter().map(|c| c.name().to_string()).collect(),
         capabilities_missing: a
             .capabilities

@@ -86,12 +86,18 @@ pub async fn status(conn: &Conn) -> Result<(), String> {
         "fault_capture": s.fault_capture, "capabilities": s.capabilities, "missing_capabilities": s.missing_capabilities,
         "faults_seen": s.faults_seen, "patches_active": s.patches_active, "classes_loaded": s.classes_loaded,
         "uptime_ms": s.uptime_ms, "endpoint": s.endpoint,
+        "fault_capture_detail": s.fault_capture_detail, "classes_skipped": s.classes_skipped,
     });
     print(conn.output, value, || {
         let missing = if s.missing_capabilities.is_empty() { "none".into() } else { s.missing_capabilities.join("; ") };
+        let capture = if s.fault_capture_detail.is_empty() {
+            s.fault_capture.clone()
+        } else {
+            format!("{} ({})", s.fault_capture, s.fault_capture_detail)
+        };
         format!(
             "pid            {}\njvm            {}\nagent          {}\nloaded         {}\nfault capture  {}\ncapabilities   {}\nmissing        {}\nfaults seen    {}\npatches active {}\nclasses loaded {}\nuptime         {:.1}s\nendpoint       {}\n",
-            s.pid, s.jvm, s.agent_version, s.load_mode, s.fault_capture, s.capabilities.join(", "), missing,
+            s.pid, s.jvm, s.agent_version, s.load_mode, capture, s.capabilities.join(", "), missing,
             s.faults_seen, s.patches_active, s.classes_loaded, s.uptime_ms as f64 / 1000.0, s.endpoint
         )
     });

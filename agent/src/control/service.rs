@@ -150,6 +150,8 @@ impl agent_server::Agent for AgentService {
             classes_loaded: s.classes_loaded,
             uptime_ms: s.uptime_ms,
             endpoint: s.endpoint,
+            fault_capture_detail: s.fault_capture_detail,
+            classes_skipped: s.classes_skipped,
         }))
     }
 

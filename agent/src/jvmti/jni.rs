@@ -37,7 +37,11 @@ impl JavaVm {
         // SAFETY: `self.0` is the VM the JVM passed to Agent_OnLoad/OnAttach.
         let rc = unsafe { (**self.0).GetEnv.map(|f| f(self.0, &mut env, REQUESTED_VERSION)) };
         match rc {
-            Some(0) if !env.is_null() => Ok(Jvmti(env.cast())),
+            Some(0) if !env.is_null() => {
+                let jvmti = Jvmti(env.cast());
+                let _ = super::ENV.set(jvmti);
+                Ok(jvmti)
+            }
             Some(rc) => Err(rc),
             None => Err(sys::JNI_ERR),
         }
@@ -428,29 +432,64 @@ impl<'a> Jni<'a> {
         format!("[{}]", parts.join(", "))
     }
 
-    /// `Class.getName()` of a class object, or `?` when it cannot be had.
+    /// The name of a class as `Class.getName()` gives it (`java.lang.String`, `[I`), from its
+    /// JVMTI signature: no Java code runs, so it works on a thread whose stack overflowed.
+    /// `?` when it cannot be had.
     fn class_name_of(&self, class: &Local<'_>) -> String {
-        self.with_local_frame(4, |jni| {
-            let class_class = jni.find_class("java/lang/Class")?;
-            let get_name = jni_call!(
-                jni.env,
-                GetMethodID,
-                class_class.raw(),
-                c"getName".as_ptr(),
-                c"()Ljava/lang/String;".as_ptr()
-            )
-            .unwrap_or(ptr::null_mut());
-            if get_name.is_null() {
-                jni.clear_exception();
-                return None;
-            }
-            let name =
-                jni_call!(jni.env, CallObjectMethodA, class.raw(), get_name, ptr::null()).unwrap_or(ptr::null_mut());
-            if jni.clear_exception() || name.is_null() {
-                return None;
-            }
-            jni.string(name)
-        })
-        .unwrap_or_else(|| "?".to_string())
+        if class.is_null() {
+            return "?".to_string();
+        }
+        match super::env().map(|jvmti| jvmti.class_signature(class)) {
+            Some(Ok(sig)) => class_name_from_signature(&sig),
+            _ => "?".to_string(),
+        }
+    }
+
+    /// A weak global reference to `obj` (it does not keep `obj` alive); `None` if out of memory.
+    pub fn new_weak(&self, obj: &Local<'_>) -> Option<Weak> {
+        let w = jni_call!(self.env, NewWeakGlobalRef, obj.raw()).unwrap_or(ptr::null_mut());
+        (!w.is_null()).then_some(Weak(w))
+    }
+
+    /// Whether `weak` refers to `obj` (false once its object was collected and `obj` is not null).
+    pub fn is_same(&self, weak: &Weak, obj: &Local<'_>) -> bool {
+        jni_call!(self.env, IsSameObject, weak.0, obj.raw()) == Some(1)
+    }
+
+    pub fn delete_weak(&self, weak: Weak) {
+        jni_call!(self.env, DeleteWeakGlobalRef, weak.0);
+    }
+}
+
+/// A weak global reference, usable from any thread; freed only by [`Jni::delete_weak`].
+#[derive(Debug)]
+pub struct Weak(sys::jweak);
+
+// SAFETY: global references (weak ones too) are valid on every thread (JNI spec, "Global and
+// Local References").
+unsafe impl Send for Weak {}
+// SAFETY: as above; the reference is only read.
+unsafe impl Sync for Weak {}
+
+/// `Lcom/shop/Price;` → `com.shop.Price`; `[Ljava/lang/String;` → `[Ljava.lang.String;` (what
+/// `Class.getName()` returns for each).
+fn class_name_from_signature(sig: &str) -> String {
+    let dotted = sig.replace('/', ".");
+    match dotted.strip_prefix('L').and_then(|s| s.strip_suffix(';')) {
+        Some(name) => name.to_string(),
+        None => dotted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::class_name_from_signature;
+
+    #[test]
+    fn signatures_become_the_names_class_get_name_gives() {
+        assert_eq!(class_name_from_signature("Ljava/lang/StackOverflowError;"), "java.lang.StackOverflowError");
+        assert_eq!(class_name_from_signature("[Ljava/lang/String;"), "[Ljava.lang.String;");
+        assert_eq!(class_name_from_signature("[[I"), "[[I");
+        assert_eq!(class_name_from_signature("LMain$Inner;"), "Main$Inner");
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Handles: [`Jvmti`] (an environment, usable from any attached thread), [`Jni`] (the JNI
 //! environment of the current thread, valid only on it), [`JavaVm`], [`Local`] (a local reference
-//! valid while the `Jni` it came from is), [`Global`] and [`MethodId`]. The exported entry points
+//! valid while the `Jni` it came from is), [`Weak`] (a weak global reference) and [`MethodId`]. The exported entry points
 //! and event callbacks are in [`entry`]; they catch every panic before it reaches the JVM.
 
 pub mod entry;
@@ -13,11 +13,19 @@ use std::ffi::{c_char, c_uchar, c_void, CStr};
 use std::fmt;
 use std::ptr;
 
-pub use jni::{JavaVm, Jni, Local};
+pub use jni::{JavaVm, Jni, Local, Weak};
 
 /// The JVMTI version the agent asks for: 11 exists in every JDK since 11. A newer number (the
 /// header's own `JVMTI_VERSION`) makes older JVMs refuse the environment, so never use that.
 pub const REQUESTED_VERSION: i32 = sys::JVMTI_VERSION_11 as i32;
+
+/// The agent's JVMTI environment, kept from the first `GetEnv`: what the JNI layer needs of JVMTI
+/// (class names without running Java code) reaches it here.
+static ENV: std::sync::OnceLock<Jvmti> = std::sync::OnceLock::new();
+
+fn env() -> Option<Jvmti> {
+    ENV.get().copied()
+}
 
 /// A JVMTI error: the function that failed and the error code, named and explained.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -344,6 +352,14 @@ impl Jvmti {
         let mut hash = 0;
         jvmti_call!(self.0, GetObjectHashCode, object.raw(), &mut hash)?;
         Ok(hash)
+    }
+
+    /// Whether the class is in the error state (its static initializer failed): such a class
+    /// cannot be retransformed, and one in a batch fails the whole `RetransformClasses` call.
+    pub fn is_in_error_state(self, class: &Local<'_>) -> Result<bool, JvmtiError> {
+        let mut status = 0;
+        jvmti_call!(self.0, GetClassStatus, class.raw(), &mut status)?;
+        Ok(status as u32 & sys::JVMTI_CLASS_STATUS_ERROR != 0)
     }
 
     /// Whether `RedefineClasses`/`RetransformClasses` may touch the class.

@@ -211,11 +211,14 @@ fn probe_method(cf: &mut ClassFile, index: usize, spec: &ProbeSpec) -> Result<()
 /// Exception-exit probes (`Hooks.thrown`, then rethrow) on every method with a body: the
 /// agent's default fault capture. The handler is appended after the last instruction, so no
 /// method is decoded; a constructor whose `super(...)` call is not on a straight-line prefix
-/// takes the general path. Returns the bytes and how many methods got a probe.
-pub fn throw_probe_all(class: &[u8], probe_id_base: i32) -> Result<(Vec<u8>, usize)> {
+/// takes the general path. Method `i` reports probe id `first_id + i`: `first_id` is asked of
+/// `probe_ids` with the number of methods, so the caller can hand every class its own range
+/// (`None`: no ids left, nothing is probed). Returns the bytes and how many methods got a probe.
+pub fn throw_probe_all(class: &[u8], probe_ids: impl FnOnce(usize) -> Option<i32>) -> Result<(Vec<u8>, usize)> {
     use super::guard::{append_handler, raw_code, straight_constructor_start};
     let mut cf = ClassFile::parse(class)?;
     let class_name = cf.name()?.into_owned();
+    let Some(probe_id_base) = probe_ids(cf.methods.len()) else { return Ok((class.to_vec(), 0)) };
     let mut probed = 0;
     for i in 0..cf.methods.len() {
         let m = &cf.methods[i];
