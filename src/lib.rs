@@ -4,6 +4,7 @@ pub mod attach;
 pub mod cli;
 pub mod client;
 pub mod endpoint;
+pub mod glob;
 pub mod journal;
 pub mod policy;
 pub mod spec;

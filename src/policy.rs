@@ -329,7 +329,7 @@ pub fn candidates(stack: &[FrameRef], application: &[String], allow_jdk: bool) -
             continue;
         }
         let jdk = JDK.iter().any(|p| f.class.starts_with(p));
-        let outside = !application.is_empty() && !application.iter().any(|g| glob(g, &f.class));
+        let outside = !application.is_empty() && !application.iter().any(|g| crate::glob::matches(g, &f.class));
         if (jdk && !allow_jdk) || outside || f.bci < 0 {
             skipped.push(format!(
                 "{}.{} ({})",
@@ -389,7 +389,7 @@ impl Engine {
         let site = format!("{}.{}", f.class, f.method);
         let (i, rule) = self.policy.rules.iter().enumerate().find(|(_, r)| {
             f.exception_chain.contains(&r.exception)
-                && r.within_code.as_deref().is_none_or(|g| glob(g, &site))
+                && r.within_code.as_deref().is_none_or(|g| crate::glob::matches(g, &site))
                 && r.message.as_ref().is_none_or(|m| m.is_match(f.message))
                 && r.caught.is_none_or(|c| f.caught == Some(c))
         })?;
@@ -471,19 +471,6 @@ pub fn holds(fallbacks: u64, calls: u64, other_faults: u64, max_fallback_rate: f
         return Err(format!("fallback rate {rate:.2} above the rule's limit {max_fallback_rate:.2}"));
     }
     Ok(())
-}
-
-fn glob(g: &str, s: &str) -> bool {
-    fn go(g: &[u8], n: &[u8]) -> bool {
-        match (g.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&g[1..], n) || (!n.is_empty() && go(g, &n[1..])),
-            (Some(b'?'), Some(_)) => go(&g[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&g[1..], &n[1..]),
-            _ => false,
-        }
-    }
-    go(g.as_bytes(), s.as_bytes())
 }
 
 #[cfg(test)]

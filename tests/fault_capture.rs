@@ -202,3 +202,28 @@ fn a_stack_overflow_is_named_matched_by_a_rule_and_repaired() {
         assert!((2..30).contains(&overflows), "{}: repaired after 2 overflows: {line}\n{}", jdk.name, run.stderr);
     }
 }
+
+#[test]
+fn app_scopes_bytecode_capture_to_the_named_classes() {
+    let class = |name: &str| {
+        format!(
+            "public class {name} {{ public static void fail() {{ throw new IllegalStateException(\"{name}\"); }} }}"
+        )
+    };
+    let main = "public class Scoped { public static void main(String[] args) {
+        for (int i = 0; i < 2; i++) try { Ours.fail(); } catch (IllegalStateException e) { }
+        for (int i = 0; i < 2; i++) try { Library.fail(); } catch (IllegalStateException e) { }
+        System.out.println(\"done\");
+    } }";
+    let jdk = agent_support::default_jdk();
+    let dir = TempDir::new("scoped");
+    let (ours, library) = (class("Ours"), class("Library"));
+    compile(&jdk, &dir.0, &[("Ours.java", &ours), ("Library.java", &library), ("Scoped.java", main)]);
+    let run = agent_support::java(&jdk, &dir.0, &[agentpath("log=info,app=Ours:Scoped")], "Scoped");
+    run.expect_success().expect_stdout("done");
+    run.expect_stderr("java.lang.IllegalStateException x2 at Ours.fail()V");
+    // Library's exception is seen only where it leaves a class in scope: Scoped.main catches it,
+    // so nothing is recorded for it.
+    assert!(!run.stderr.contains("at Library."), "{}", run.stderr);
+    assert!(!run.stderr.contains("fault #2"), "{}", run.stderr);
+}

@@ -304,6 +304,16 @@ fn missing_text(missing: &[(Capability, String)]) -> String {
 }
 
 impl Agent {
+    /// Whether bytecode capture probes the class (internal name): not the JDK's or the agent's,
+    /// and within `app=` when it is given.
+    fn captures(&self, internal: &str) -> bool {
+        is_application_class(internal)
+            && (self.options.app.is_empty() || {
+                let dotted = internal.replace('/', ".");
+                self.options.app.iter().any(|g| repair_model::glob::matches(g, &dotted))
+            })
+    }
+
     /// Once the VM is live: define the hooks class and turn fault capture on.
     fn start(&self, jni: &Jni<'_>) {
         let hooks = crate::hooks::define(jni);
@@ -393,7 +403,7 @@ impl Agent {
             for c in classes {
                 let Ok(sig) = self.jvmti.class_signature(&c) else { continue };
                 let internal = sig.strip_prefix('L').and_then(|s| s.strip_suffix(';')).unwrap_or("");
-                if internal.is_empty() || internal.contains("$$Lambda") || !is_application_class(internal) {
+                if internal.is_empty() || internal.contains("$$Lambda") || !self.captures(internal) {
                     continue;
                 }
                 let name = internal.replace('/', ".");
@@ -504,7 +514,7 @@ pub fn on_class_file_load(
     if agent.fault_mode == FaultMode::Jvmti {
         agent.faults.note_class(name, new_bytes.as_deref().unwrap_or(bytes));
     }
-    if agent.fault_mode == FaultMode::Bytecode && is_application_class(name) {
+    if agent.fault_mode == FaultMode::Bytecode && agent.captures(name) {
         return capture_probes(name, new_bytes.as_deref().unwrap_or(bytes)).or(new_bytes);
     }
     new_bytes

@@ -220,31 +220,3 @@ impl std::fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
-
-/// Whether dotted `name` matches `glob` (`*` any run, `?` one character); an empty glob matches all.
-pub fn glob_matches(glob: &str, name: &str) -> bool {
-    fn go(g: &[u8], n: &[u8]) -> bool {
-        match (g.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&g[1..], n) || (!n.is_empty() && go(g, &n[1..])),
-            (Some(b'?'), Some(_)) => go(&g[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&g[1..], &n[1..]),
-            _ => false,
-        }
-    }
-    glob.is_empty() || go(glob.as_bytes(), name.as_bytes())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_matches;
-
-    #[test]
-    fn globs_match_like_a_shell() {
-        assert!(glob_matches("repair.demo.*", "repair.demo.PriceService"));
-        assert!(glob_matches("*Service", "repair.demo.PriceService"));
-        assert!(glob_matches("repair.demo.?rice*", "repair.demo.PriceService"));
-        assert!(!glob_matches("repair.demo.*", "java.lang.String"));
-        assert!(glob_matches("", "anything"));
-    }
-}

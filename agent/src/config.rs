@@ -64,6 +64,9 @@ pub struct Options {
     pub policy: Option<PathBuf>,
     pub faults: FaultMode,
     pub log: LogLevel,
+    /// `app=GLOB:GLOB...`: bytecode capture only in these classes (dotted globs, `com.shop.*`);
+    /// empty: every class outside the JDK and the agent.
+    pub app: Vec<String>,
 }
 
 impl Default for Options {
@@ -75,11 +78,12 @@ impl Default for Options {
             policy: None,
             faults: FaultMode::Bytecode,
             log: LogLevel::Warn,
+            app: Vec::new(),
         }
     }
 }
 
-pub const KEYS: &str = "control, token, state, policy, faults, log";
+pub const KEYS: &str = "control, token, state, policy, faults, log, app";
 
 impl Options {
     /// Parses `key=value,key=value`; the error names the offending pair and why.
@@ -110,6 +114,15 @@ impl Options {
                     }
                 }
                 "log" => o.log = value.parse()?,
+                "app" => {
+                    o.app = value.split(':').map(str::trim).filter(|g| !g.is_empty()).map(str::to_string).collect();
+                    if o.app.is_empty() {
+                        return Err("option app= needs class globs, e.g. app=com.shop.*:org.acme.*".to_string());
+                    }
+                    if let Some(g) = o.app.iter().find(|g| g.contains('/')) {
+                        return Err(format!("app={value:?}: {g:?} uses '/'; write dotted names (com.shop.*)"));
+                    }
+                }
                 _ => return Err(format!("unknown option {key:?} (known keys: {KEYS})")),
             }
         }
@@ -149,7 +162,7 @@ mod tests {
     #[test]
     fn every_key_parses() {
         let o =
-            Options::parse("control=tcp:127.0.0.1:7000,token=s3,state=/tmp/st,policy=/p.yaml,faults=jvmti,log=debug")
+            Options::parse("control=tcp:127.0.0.1:7000,token=s3,state=/tmp/st,policy=/p.yaml,faults=jvmti,log=debug,app=com.shop.*:org.acme.Main")
                 .unwrap();
         assert_eq!(o.control, ControlEndpoint::Tcp { host: "127.0.0.1".into(), port: 7000 });
         assert_eq!(o.token.as_deref(), Some("s3"));
@@ -157,6 +170,7 @@ mod tests {
         assert_eq!(o.policy, Some(PathBuf::from("/p.yaml")));
         assert_eq!(o.faults, FaultMode::Jvmti);
         assert_eq!(o.log, LogLevel::Debug);
+        assert_eq!(o.app, ["com.shop.*", "org.acme.Main"]);
     }
 
     #[test]
@@ -167,5 +181,7 @@ mod tests {
         assert!(Options::parse("control=tcp:h:1").unwrap_err().contains("token"));
         assert!(Options::parse("justaword").unwrap_err().contains("\"justaword\""));
         assert!(Options::parse("log=loud").unwrap_err().contains("log=\"loud\""));
+        assert!(Options::parse("app=").unwrap_err().contains("app= needs"));
+        assert!(Options::parse("app=com/shop/*").unwrap_err().contains("dotted"));
     }
 }

@@ -177,7 +177,7 @@ pub fn classes(glob: &str) -> Result<Vec<LoadedClass>, PatchError> {
                     .class_signature(&class)
                     .ok()
                     .and_then(|sig| Some(sig.strip_prefix('L')?.strip_suffix(';')?.replace('/', ".")));
-                if let Some(name) = dotted.filter(|n| glob_matches(glob, n)) {
+                if let Some(name) = dotted.filter(|n| repair_model::glob::matches(glob, n)) {
                     let loader = jni.with_local_frame(4, |jni| match a.jvmti.class_loader(jni, &class) {
                         Ok(l) if l.is_null() => "bootstrap".to_string(),
                         Ok(l) => jni.class_name_of_object(&l),
@@ -207,43 +207,4 @@ pub fn class_count() -> Result<usize, PatchError> {
             Ok(n)
         })
     })
-}
-
-fn glob_matches(glob: &str, text: &str) -> bool {
-    let (g, t): (Vec<char>, Vec<char>) = (glob.chars().collect(), text.chars().collect());
-    // Iterative wildcard match with backtracking to the last `*`.
-    let (mut gi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while ti < t.len() {
-        if gi < g.len() && (g[gi] == '?' || g[gi] == t[ti]) {
-            gi += 1;
-            ti += 1;
-        } else if gi < g.len() && g[gi] == '*' {
-            star = Some(gi);
-            mark = ti;
-            gi += 1;
-        } else if let Some(s) = star {
-            gi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    g[gi..].iter().all(|&c| c == '*')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_matches;
-
-    #[test]
-    fn globs_match_class_names() {
-        assert!(glob_matches("com.shop.*", "com.shop.PriceService"));
-        assert!(glob_matches("*Service", "com.shop.PriceService"));
-        assert!(glob_matches("com.?hop.*Serv*", "com.shop.PriceService"));
-        assert!(glob_matches("*", "A"));
-        assert!(!glob_matches("com.shop", "com.shop.PriceService"));
-        assert!(!glob_matches("*Servic", "com.shop.PriceService"));
-        assert!(glob_matches("", ""));
-    }
 }

@@ -25,7 +25,7 @@ impl AgentApi for FakeApi {
     fn classes(&self, glob: &str) -> Result<Vec<LoadedClass>, ApiError> {
         Ok(["a.B", "a.C", "x.Y"]
             .iter()
-            .filter(|n| glob_matches(glob, n))
+            .filter(|n| glob.is_empty() || repair_model::glob::matches(glob, n))
             .map(|n| LoadedClass { name: n.to_string(), loader: "app".into(), modifiable: true })
             .collect())
     }
