@@ -5,9 +5,9 @@
 
 use std::time::Instant;
 
-use repair::client::{connect, Target};
-use repair::endpoint::Endpoint;
-use repair::proto;
+use repair_model::client::{connect, Target};
+use repair_model::endpoint::Endpoint;
+use repair_model::proto;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), String> {
@@ -16,7 +16,7 @@ async fn main() -> Result<(), String> {
         return Err("usage: apply_latency ENDPOINT SPEC.yaml N".into());
     };
     let spec_yaml = std::fs::read_to_string(spec_path).map_err(|e| format!("{spec_path}: {e}"))?;
-    let id = repair::spec::PatchSpec::from_yaml(&spec_yaml, spec_path).map_err(|e| e.to_string())?.id;
+    let id = repair_model::spec::PatchSpec::from_yaml(&spec_yaml, spec_path).map_err(|e| e.to_string())?.id;
     let mut client = connect(&Target::Endpoint(Endpoint::parse(endpoint)?), None).await?;
     let n: usize = n.parse().map_err(|_| "N must be a number".to_string())?;
     let mut millis = Vec::with_capacity(n);

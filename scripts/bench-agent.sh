@@ -17,6 +17,7 @@ export XDG_STATE_HOME="$out/state"
 trap 'pkill -f "repair.bench.AgentWorkloads serve" 2>/dev/null || true; rm -rf "$out"' EXIT
 
 stats() { python3 -c 'import sys, statistics as s; v=[float(x) for x in sys.stdin.read().split()]; print(f"{s.mean(v):.0f} ± {s.stdev(v) if len(v) > 1 else 0:.0f} (n={len(v)})")'; }
+stats1() { python3 -c 'import sys, statistics as s; v=[float(x) for x in sys.stdin.read().split()]; print(f"{s.mean(v):.1f} ± {s.stdev(v) if len(v) > 1 else 0:.1f} (n={len(v)}, median {s.median(v):.1f})")'; }
 rate() { sed -nE 's/.*ops_per_s=([0-9]+).*/\1/p'; }
 
 echo "== throughput: CPU-bound and exception-heavy, $forks forks x $seconds s each after 3 s warm-up"
@@ -31,18 +32,31 @@ for workload in cpu exceptions; do
 done
 eps=$("$java" -cp "$cp" repair.bench.AgentWorkloads exceptions 2 | sed -nE 's/.*exceptions_per_s=([0-9]+).*/\1/p')
 
-echo "== start-up to main: 20 runs each"
-startup() { # prints ms per run of java ... hello
-    for _ in $(seq 20); do
-        local t0 t1
-        t0=$(date +%s%N)
-        "$java" "$@" -cp "$cp" repair.bench.AgentWorkloads hello >/dev/null 2>&1
-        t1=$(date +%s%N)
-        echo $(((t1 - t0) / 1000)) | awk '{print $1 / 1000}'
-    done
+echo "== start-up to main and exit after main: 20 runs each, alternated"
+# One line per run: ms from spawn to the first line main prints, ms from that line to the
+# process's end (HotSpot's exit: shutdown hooks, VMDeath, the final safepoint).
+launch() {
+    python3 - "$java" "$cp" "$@" <<'PY'
+import subprocess, sys, time
+java, cp, extra = sys.argv[1], sys.argv[2], sys.argv[3:]
+t0 = time.perf_counter()
+p = subprocess.Popen([java, *extra, "-cp", cp, "repair.bench.AgentWorkloads", "hello"],
+                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+p.stdout.readline()
+t1 = time.perf_counter()
+p.wait()
+t2 = time.perf_counter()
+print(f"{(t1 - t0) * 1e3:.2f} {(t2 - t1) * 1e3:.2f}")
+PY
 }
-startup -Xshare:auto > "$out/start-none"
-startup -agentpath:"$so" > "$out/start-agent"
+for _ in $(seq 20); do
+    launch -Xshare:auto >> "$out/launch-none"
+    launch -agentpath:"$so" >> "$out/launch-agent"
+done
+for c in none agent; do
+    cut -d' ' -f1 "$out/launch-$c" > "$out/start-$c"
+    cut -d' ' -f2 "$out/launch-$c" > "$out/exit-$c"
+done
 
 echo "== resident memory of an idle service, 4 s after start"
 rss() {
@@ -86,7 +100,8 @@ quantiles() { python3 -c "import statistics as s; v=sorted(float(x) for x in ope
     echo "                       without agent: $(stats < "$out/exceptions-none")"
     echo "                       agent (bytecode capture, default): $(stats < "$out/exceptions-agent")   change $(pct "$out/exceptions-none" "$out/exceptions-agent")"
     echo "                       agent faults=jvmti: $(stats < "$out/exceptions-jvmti")   change $(pct "$out/exceptions-none" "$out/exceptions-jvmti")"
-    echo "start-up to main (ms)  without agent: $(stats < "$out/start-none")   with agent: $(stats < "$out/start-agent")"
+    echo "start-up to main (ms)  without agent: $(stats1 < "$out/start-none")   with agent: $(stats1 < "$out/start-agent")"
+    echo "exit after main (ms)   without agent: $(stats1 < "$out/exit-none")   with agent: $(stats1 < "$out/exit-agent")"
     echo "RSS of an idle service (KiB)  without agent: $rss_none   with agent: $rss_agent"
     echo "apply round trip with $loaded extra classes loaded (gRPC Apply: spec parse, rewrite, RetransformClasses):"
     echo "                       a connected client (examples/apply_latency.rs): $connected"

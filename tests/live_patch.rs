@@ -200,7 +200,7 @@ fn repair_and_roll_back(jvm: &mut Jvm, dir: &Path) {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let uid = repair::endpoint::current_uid().expect("procfs");
+    let uid = repair_model::endpoint::current_uid().expect("procfs");
     let (_, out, _) = repairctl(&["patches", "--pid", &pid, "-o", "json"]);
     let patches: serde_json::Value = serde_json::from_str(&out).unwrap();
     let again = patches.as_array().unwrap().iter().find(|p| p["id"] == "price-npe").expect("price-npe listed");
@@ -361,7 +361,7 @@ fn a_killed_jvm_leaves_a_socket_that_is_reported_clearly() {
     let mut child = jvm.child.take().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
-    let socket = repair::endpoint::socket_path(pid);
+    let socket = repair_model::endpoint::socket_path(pid);
     assert!(socket.exists(), "kill -9 leaves {} behind", socket.display());
     let (ok, _, err) = repairctl(&["status", "--pid", &pid.to_string()]);
     assert!(!ok);
@@ -409,7 +409,7 @@ fn a_durable_patch_that_no_longer_fits_its_class_is_dropped_at_load_and_journale
     let history = json(&["history", "--pid", &pid, "-o", "json"]);
     // Who applied it, as the socket vouched for the client (repairctl's uid and pid).
     let first = history["records"][0]["reason"].as_str().unwrap().to_string();
-    let uid = repair::endpoint::current_uid().expect("procfs");
+    let uid = repair_model::endpoint::current_uid().expect("procfs");
     assert!(first.starts_with("applied by operator:") && first.contains(&format!(" (uid {uid}, pid ")), "{first}");
     let last = history["records"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(

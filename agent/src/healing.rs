@@ -18,12 +18,27 @@ use std::time::{Duration, Instant};
 use repair_model::policy::{self, Decision, Engine, FrameRef, Observation, Policy};
 use repair_model::spec::{Action, PatchSpec};
 
-use crate::agent::Agent;
 use crate::config::FaultMode;
-use crate::events::{About, Kind};
-use crate::faults::{Fault, Occurrence};
-use crate::jvmti::Jni;
-use crate::patches::AppliedPatch;
+use crate::events::{About, EventLog, Kind};
+use crate::journal::Journal;
+use crate::jvm::{JavaVm, Jni, Jvmti};
+use crate::patches::{AppliedPatch, PatchManager};
+use crate::runtime::faults::{Fault, FaultLog, Occurrence};
+use crate::runtime::hooks::Reports;
+
+/// What the healer works with, handed down by the lifecycle that owns each part.
+#[derive(Clone, Copy)]
+pub struct Parts {
+    pub vm: JavaVm,
+    pub jvmti: Jvmti,
+    /// How faults are captured in fact.
+    pub fault_mode: FaultMode,
+    pub faults: &'static FaultLog,
+    pub reports: &'static Reports,
+    pub patches: &'static PatchManager,
+    pub events: &'static EventLog,
+    pub journal: &'static Journal,
+}
 
 /// Occurrences waiting for the engine; more are dropped (the next one carries the count).
 const QUEUE: usize = 4096;
@@ -68,7 +83,7 @@ const WAKE: u64 = 0;
 
 impl Healer {
     /// Starts the thread (once the VM is live) and subscribes it to the faults.
-    pub fn start(&'static self, agent: &'static Agent) {
+    pub fn start(&'static self, agent: Parts) {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         *self.sender.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx.clone());
         agent.faults.observe(Some(tx));
@@ -129,7 +144,7 @@ struct Watch {
 }
 
 struct Run {
-    agent: &'static Agent,
+    agent: Parts,
     healer: &'static Healer,
     engine: Option<Engine>,
     /// Fault id → the fault as first seen and the count already given to the engine.
@@ -137,7 +152,7 @@ struct Run {
     watches: Vec<Watch>,
 }
 
-fn run(agent: &'static Agent, healer: &'static Healer, rx: Receiver<Occurrence>) {
+fn run(agent: Parts, healer: &'static Healer, rx: Receiver<Occurrence>) {
     let mut r = Run { agent, healer, engine: None, seen: HashMap::new(), watches: Vec::new() };
     r.take_policy();
     let mut checked = Instant::now();
@@ -333,7 +348,7 @@ impl Run {
                 Ok(Ok(p)) => {
                     let latency = at.elapsed();
                     let text = format!("{what}; in effect {:.1} ms after the fault", latency.as_secs_f64() * 1e3);
-                    self.agent.audit.applied(&p, &text);
+                    self.agent.journal.applied(&p, &text);
                     self.healer.stats(rule_name, |s| s.applied += 1);
                     if let Some(e) = self.engine.as_mut() {
                         e.active += 1;
@@ -358,7 +373,7 @@ impl Run {
                 }
                 Ok(Err(e)) => {
                     let why = format!("action {action} ({what}) refused: {e}");
-                    self.agent.audit.refused(&yaml, &id, &who, &target.frame.class, &why);
+                    self.agent.journal.refused(&yaml, &id, &who, &target.frame.class, &why);
                     self.agent.events.emit(Kind::Refused, About { patch: &id, ..about }, why);
                     self.advance(rule_name, &site);
                 }
@@ -381,7 +396,12 @@ impl Run {
                         (faults=jvmti at start-up records it)"
                 .to_string());
         }
-        let bytes = crate::service::class_bytes(&frame.class).map_err(|e| e.to_string())?;
+        let a = self.agent;
+        let internal = frame.class.replace('.', "/");
+        let bytes =
+            a.vm.attached(THREAD, |jni| a.patches.live_bytes(a.jvmti, jni, &internal))
+                .map_err(|rc| format!("cannot attach to the JVM (JNI error {rc})"))?
+                .map_err(|e| e.to_string())?;
         let method = repair_bytecode::transform::MethodTarget {
             name: frame.method.clone(),
             descriptor: Some(frame.descriptor.clone()),
@@ -425,7 +445,7 @@ impl Run {
         match result {
             Ok(why) => {
                 let why = if w.durable { format!("{why}; kept across restarts (durable rule)") } else { why };
-                self.agent.audit.validated(&w.patch, w.durable, &why);
+                self.agent.journal.validated(&w.patch, w.durable, &why);
                 self.healer.stats(&w.rule, |s| s.validated += 1);
                 self.agent.events.emit(Kind::Validated, about, why);
                 if matches!(w.patch.spec.action, Action::Probe { .. }) {
@@ -441,7 +461,7 @@ impl Run {
                     Ok(Ok(list)) => {
                         let who = format!("rule:{}", w.rule);
                         for p in &list {
-                            self.agent.audit.rolled_back(p, &who, &why);
+                            self.agent.journal.rolled_back(p, &who, &why);
                         }
                         self.agent.events.emit(
                             Kind::RolledBack,
@@ -470,7 +490,7 @@ fn verdict(
     faults: &[Fault],
     active: &[String],
     now: Instant,
-    agent: &Agent,
+    agent: Parts,
 ) -> Option<Result<String, String>> {
     let baseline = w.baseline.as_ref()?;
     if !active.contains(&w.patch.spec.id) {

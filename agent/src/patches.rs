@@ -21,7 +21,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use repair_model::journal::sha256_hex;
 use repair_model::spec::{PatchSpec, RewriteEnv};
 
-use crate::jvmti::{Jni, Jvmti, JvmtiError, Local};
+use crate::runtime::breakers::Breakers;
+
+use crate::jvm::{Jni, Jvmti, JvmtiError, Local};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PatchError {
@@ -87,6 +89,8 @@ struct State {
 
 #[derive(Default)]
 pub struct PatchManager {
+    /// The state of the breaker patches in effect (what `Hooks.breaker*` consult).
+    pub breakers: Breakers,
     state: Mutex<State>,
     /// Serializes apply and rollback: each is a read-compute-retransform-commit sequence.
     operations: Mutex<()>,
@@ -160,7 +164,7 @@ impl PatchManager {
                 }
                 // Waiting for this class and never in effect: dropped.
                 Err(e) if p.hashes.0.is_empty() => {
-                    crate::breakers::unregister(p.report_id);
+                    self.breakers.unregister(p.report_id);
                     dropped.push((p, e.to_string()));
                 }
                 // In effect in a class of this name in another loader: kept there.
@@ -213,7 +217,7 @@ impl PatchManager {
             let new_bytes =
                 chain(&original, st.patches.iter().filter(|p| p.class == class).chain(std::iter::once(&patch)))?;
             patch.hashes = (sha256_hex(&before), sha256_hex(&new_bytes));
-            crate::breakers::register(&patch);
+            self.breakers.register(patch.report_id, &patch.spec);
             st.pending.insert(class.clone(), Some(new_bytes));
             drop(st);
             let result = jvmti.retransform(&loaded);
@@ -244,7 +248,7 @@ impl PatchManager {
             hashes_rollback: None,
             attachments,
         };
-        crate::breakers::register(&patch);
+        self.breakers.register(patch.report_id, &patch.spec);
         st.patches.push(patch.clone());
         patch
     }
@@ -320,7 +324,7 @@ impl PatchManager {
             st.patches = kept;
             for p in &mut gone {
                 p.hashes_rollback = hashes.get(&p.class).cloned();
-                crate::breakers::unregister(p.report_id);
+                self.breakers.unregister(p.report_id);
             }
             Ok(gone)
         })

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use repair::cli::live::{self, Conn};
-use repair::cli::{self, Output};
+use repair_model::cli::live::{self, Conn};
+use repair_model::cli::{self, Output};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

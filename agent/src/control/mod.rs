@@ -2,7 +2,7 @@
 //! with server reflection, on a Unix socket only the JVM's user can open, or on TCP with a token.
 //! Its threads are not attached to the JVM: a request that needs the JVM attaches for its call.
 
-mod service;
+mod grpc;
 
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -12,7 +12,60 @@ use std::time::Duration;
 use repair_model::endpoint::Endpoint;
 use tokio::sync::oneshot;
 
-use crate::api::AgentApi;
+use repair_model::proto;
+use tokio::sync::broadcast;
+pub use tonic::Status;
+
+/// An operator's request as the control plane received it: the name the client gives
+/// (`operator:<name>`), and the client as the transport vouches for it (`uid 1000, pid 4242`,
+/// `from 127.0.0.1:5555`; empty when it cannot).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Operator {
+    pub who: String,
+    pub peer: String,
+}
+
+impl std::fmt::Display for Operator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.peer.is_empty() {
+            write!(f, "{}", self.who)
+        } else {
+            write!(f, "{} ({})", self.who, self.peer)
+        }
+    }
+}
+
+/// What the control plane asks of the agent, in the contract's own messages: the agent maps its
+/// domain onto them once (`lifecycle::operations`), and the server's tests serve a fake without
+/// a JVM. Called on the control plane's blocking threads, never on a JVM thread; may block.
+/// Errors are gRPC statuses with one clear message naming the input and the cause.
+pub trait Operations: Send + Sync + 'static {
+    fn status(&self) -> proto::StatusReply;
+    /// Loaded classes whose dotted name matches `glob` (`*`, `?`; empty: all).
+    fn classes(&self, glob: &str) -> Result<Vec<proto::LoadedClass>, Status>;
+    /// The current class-file bytes of a loaded class (dotted or internal name).
+    fn class_bytes(&self, class: &str) -> Result<Vec<u8>, Status>;
+    /// Faults seen, most recent first, and how many sites were dropped for space.
+    fn faults(&self) -> proto::FaultsReply;
+    /// New faults and updated counts as they happen.
+    fn subscribe_faults(&self) -> broadcast::Receiver<proto::Fault>;
+    /// Validates, transforms and applies a patch; on any error nothing changes in the JVM.
+    fn apply(&self, request: proto::ApplyRequest, by: Operator) -> Result<proto::Patch, Status>;
+    /// Active patches, in the order applied.
+    fn patches(&self) -> Vec<proto::Patch>;
+    /// Rolls back one patch (`Some(id)`) or all; returns what was rolled back.
+    fn rollback(&self, id: Option<&str>, by: Operator) -> Result<Vec<proto::Patch>, Status>;
+    /// Replaces the self-healing policy; one that does not parse changes nothing.
+    fn policy_apply(&self, yaml: &str, source: &str, by: Operator) -> Result<proto::PolicyReply, Status>;
+    /// The policy in force (`loaded: false` when none) and what its rules did.
+    fn policy_show(&self) -> proto::PolicyReply;
+    /// The journal's records, oldest first, and the state dir it lives in.
+    fn history(&self) -> proto::HistoryReply;
+    /// Recent events, oldest first.
+    fn events(&self) -> Vec<proto::Event>;
+    /// Events as they happen.
+    fn subscribe_events(&self) -> broadcast::Receiver<proto::Event>;
+}
 
 /// Where and how to serve.
 #[derive(Debug, Clone)]
@@ -72,9 +125,9 @@ impl Drop for ControlServer {
     }
 }
 
-/// Binds the endpoint and serves `api` on a runtime of its own. Errors (a socket taken by a live
+/// Binds the endpoint and serves `operations` on a runtime of its own. Errors (a socket taken by a live
 /// agent, a directory others can enter, a port in use) come back before anything is served.
-pub fn start(api: Arc<dyn AgentApi>, config: ControlConfig) -> Result<ControlServer, ControlError> {
+pub fn start(operations: Arc<dyn Operations>, config: ControlConfig) -> Result<ControlServer, ControlError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(4)
@@ -84,7 +137,7 @@ pub fn start(api: Arc<dyn AgentApi>, config: ControlConfig) -> Result<ControlSer
         .build()
         .map_err(|e| ControlError(format!("control plane: cannot start its threads: {e}")))?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let service = service::AgentService::new(api);
+    let service = grpc::AgentService::new(operations);
     match &config.endpoint {
         Endpoint::Unix(path) => {
             prepare_socket(path)?;
@@ -93,7 +146,7 @@ pub fn start(api: Arc<dyn AgentApi>, config: ControlConfig) -> Result<ControlSer
                 .map_err(|e| ControlError(format!("control socket {}: {e}", path.display())))?;
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
             let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-            runtime.spawn(service::serve(service, None, incoming, stopped));
+            runtime.spawn(grpc::serve(service, None, incoming, stopped));
             Ok(ControlServer {
                 runtime: Some(runtime),
                 stop: Some(stop),
@@ -111,7 +164,7 @@ pub fn start(api: Arc<dyn AgentApi>, config: ControlConfig) -> Result<ControlSer
                 .map_err(|e| ControlError(format!("control endpoint tcp:{addr}: {e}")))?;
             let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| addr.clone());
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-            runtime.spawn(service::serve(service, Some(token), incoming, stopped));
+            runtime.spawn(grpc::serve(service, Some(token), incoming, stopped));
             Ok(ControlServer {
                 runtime: Some(runtime),
                 stop: Some(stop),

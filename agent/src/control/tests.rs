@@ -1,4 +1,4 @@
-//! The control plane end to end in one process: a fake `AgentApi` behind the real server, called
+//! The control plane end to end in one process: a fake [`Operations`] behind the real server, called
 //! by the real client over a real Unix socket or TCP.
 
 use std::sync::{Arc, Mutex};
@@ -7,72 +7,73 @@ use repair_model::client::{connect, Target};
 use repair_model::endpoint::Endpoint;
 use repair_model::proto;
 
-use super::{start, ControlConfig};
-use crate::api::*;
+use super::{start, ControlConfig, Operations, Operator, Status};
 
 #[derive(Default)]
-struct FakeApi {
-    patches: Mutex<Vec<PatchInfo>>,
-    faults: Mutex<Option<tokio::sync::broadcast::Sender<Fault>>>,
+struct FakeOperations {
+    patches: Mutex<Vec<proto::Patch>>,
+    faults: Mutex<Option<tokio::sync::broadcast::Sender<proto::Fault>>>,
     /// The peer of each apply and rollback, as the server passed it on.
     peers: Mutex<Vec<String>>,
 }
 
-impl AgentApi for FakeApi {
-    fn status(&self) -> AgentStatus {
-        AgentStatus { pid: 42, jvm: "fake".into(), load_mode: LoadMode::OnAttach, ..Default::default() }
+impl Operations for FakeOperations {
+    fn status(&self) -> proto::StatusReply {
+        proto::StatusReply { pid: 42, jvm: "fake".into(), load_mode: "onattach".into(), ..Default::default() }
     }
-    fn classes(&self, glob: &str) -> Result<Vec<LoadedClass>, ApiError> {
+    fn classes(&self, glob: &str) -> Result<Vec<proto::LoadedClass>, Status> {
         Ok(["a.B", "a.C", "x.Y"]
             .iter()
             .filter(|n| glob.is_empty() || repair_model::glob::matches(glob, n))
-            .map(|n| LoadedClass { name: n.to_string(), loader: "app".into(), modifiable: true })
+            .map(|n| proto::LoadedClass { name: n.to_string(), loader: "app".into(), modifiable: true })
             .collect())
     }
-    fn class_bytes(&self, class: &str) -> Result<Vec<u8>, ApiError> {
-        Err(ApiError::new(ErrorKind::NotFound, format!("class {class} is not loaded")))
+    fn class_bytes(&self, class: &str) -> Result<Vec<u8>, Status> {
+        Err(Status::not_found(format!("class {class} is not loaded")))
     }
-    fn faults(&self) -> (Vec<Fault>, u64) {
-        (vec![Fault { id: 1, exception: "java.lang.NullPointerException".into(), count: 3, ..Default::default() }], 0)
+    fn faults(&self) -> proto::FaultsReply {
+        let npe =
+            proto::Fault { id: 1, exception: "java.lang.NullPointerException".into(), count: 3, ..Default::default() };
+        proto::FaultsReply { faults: vec![npe], dropped_sites: 0 }
     }
-    fn subscribe_faults(&self) -> tokio::sync::broadcast::Receiver<Fault> {
+    fn subscribe_faults(&self) -> tokio::sync::broadcast::Receiver<proto::Fault> {
         self.faults.lock().unwrap().get_or_insert_with(|| tokio::sync::broadcast::channel(16).0).subscribe()
     }
-    fn apply(&self, r: ApplyRequest) -> Result<PatchInfo, ApiError> {
+    fn apply(&self, r: proto::ApplyRequest, by: Operator) -> Result<proto::Patch, Status> {
         let spec = repair_model::spec::PatchSpec::from_yaml(&r.spec_yaml, &r.source)
-            .map_err(|e| ApiError::new(ErrorKind::InvalidArgument, e.to_string()))?;
-        self.peers.lock().unwrap().push(r.peer);
-        let p = PatchInfo { id: spec.id, who: r.who, ..Default::default() };
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.peers.lock().unwrap().push(by.peer);
+        let p = proto::Patch { id: spec.id, who: by.who, state: "active".into(), ..Default::default() };
         self.patches.lock().unwrap().push(p.clone());
         Ok(p)
     }
-    fn patches(&self) -> Vec<PatchInfo> {
+    fn patches(&self) -> Vec<proto::Patch> {
         self.patches.lock().unwrap().clone()
     }
-    fn policy_apply(&self, yaml: &str, source: &str, who: &str) -> Result<PolicyInfo, ApiError> {
-        let p = repair_model::policy::parse(yaml, source).map_err(|e| ApiError::new(ErrorKind::InvalidArgument, e))?;
-        Ok(PolicyInfo { loaded: true, source: p.source, loaded_by: who.into(), ..Default::default() })
+    fn policy_apply(&self, yaml: &str, source: &str, by: Operator) -> Result<proto::PolicyReply, Status> {
+        let p = repair_model::policy::parse(yaml, source).map_err(Status::invalid_argument)?;
+        Ok(proto::PolicyReply { loaded: true, source: p.source, loaded_by: by.who, ..Default::default() })
     }
-    fn policy_show(&self) -> PolicyInfo {
-        PolicyInfo::default()
+    fn policy_show(&self) -> proto::PolicyReply {
+        proto::PolicyReply::default()
     }
-    fn history(&self) -> (Vec<repair_model::journal::Record>, String) {
-        (Vec::new(), "/nowhere".into())
+    fn history(&self) -> proto::HistoryReply {
+        proto::HistoryReply { records: Vec::new(), state_dir: "/nowhere".into() }
     }
-    fn events(&self) -> Vec<EventInfo> {
-        vec![EventInfo { seq: 1, kind: "policy".into(), ..Default::default() }]
+    fn events(&self) -> Vec<proto::Event> {
+        vec![proto::Event { seq: 1, kind: "policy".into(), ..Default::default() }]
     }
-    fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<EventInfo> {
+    fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<proto::Event> {
         tokio::sync::broadcast::channel(1).1
     }
-    fn rollback(&self, t: RollbackTarget, _who: &str, peer: &str) -> Result<Vec<PatchInfo>, ApiError> {
-        self.peers.lock().unwrap().push(peer.to_string());
+    fn rollback(&self, id: Option<&str>, by: Operator) -> Result<Vec<proto::Patch>, Status> {
+        self.peers.lock().unwrap().push(by.peer);
         let mut all = self.patches.lock().unwrap();
-        match t {
-            RollbackTarget::All => Ok(std::mem::take(&mut *all)),
-            RollbackTarget::One(id) => match all.iter().position(|p| p.id == id) {
+        match id {
+            None => Ok(std::mem::take(&mut *all)),
+            Some(id) => match all.iter().position(|p| p.id == id) {
                 Some(i) => Ok(vec![all.remove(i)]),
-                None => Err(ApiError::new(ErrorKind::NotFound, format!("no active patch {id}"))),
+                None => Err(Status::not_found(format!("no active patch {id}"))),
             },
         }
     }
@@ -96,7 +97,7 @@ const SPEC: &str = "id: p1\ntarget: { class: a.B, method: run }\naction:\n  guar
 #[test]
 fn a_client_drives_the_agent_over_the_unix_socket() {
     let path = socket("unix");
-    let api = Arc::new(FakeApi::default());
+    let api = Arc::new(FakeOperations::default());
     let server = start(api.clone(), config(Endpoint::Unix(path.clone()), None)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -140,15 +141,15 @@ fn a_client_drives_the_agent_over_the_unix_socket() {
 #[test]
 fn a_live_socket_is_refused_and_a_stale_one_replaced() {
     let path = socket("stale");
-    let first = start(Arc::new(FakeApi::default()), config(Endpoint::Unix(path.clone()), None)).unwrap();
-    let err = start(Arc::new(FakeApi::default()), config(Endpoint::Unix(path.clone()), None)).err().unwrap();
+    let first = start(Arc::new(FakeOperations::default()), config(Endpoint::Unix(path.clone()), None)).unwrap();
+    let err = start(Arc::new(FakeOperations::default()), config(Endpoint::Unix(path.clone()), None)).err().unwrap();
     assert!(err.0.contains("in use by a live agent"), "{err}");
     first.shutdown();
 
     // A JVM killed with -9 leaves its socket file behind with nobody listening.
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
     assert!(path.exists());
-    let second = start(Arc::new(FakeApi::default()), config(Endpoint::Unix(path.clone()), None)).unwrap();
+    let second = start(Arc::new(FakeOperations::default()), config(Endpoint::Unix(path.clone()), None)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut c = connect(&Target::Endpoint(Endpoint::Unix(path.clone())), None).await.unwrap();
@@ -160,7 +161,8 @@ fn a_live_socket_is_refused_and_a_stale_one_replaced() {
 #[test]
 fn tcp_needs_the_token() {
     let server =
-        start(Arc::new(FakeApi::default()), config(Endpoint::Tcp("127.0.0.1:0".into()), Some("s3cret"))).unwrap();
+        start(Arc::new(FakeOperations::default()), config(Endpoint::Tcp("127.0.0.1:0".into()), Some("s3cret")))
+            .unwrap();
     let endpoint = Endpoint::parse(server.endpoint()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -180,6 +182,6 @@ fn an_open_socket_directory_is_refused() {
     use std::os::unix::fs::PermissionsExt;
     let path = socket("open");
     std::fs::set_permissions(path.parent().unwrap(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let err = start(Arc::new(FakeApi::default()), config(Endpoint::Unix(path), None)).err().unwrap();
+    let err = start(Arc::new(FakeOperations::default()), config(Endpoint::Unix(path), None)).err().unwrap();
     assert!(err.0.contains("mode 0700"), "{err}");
 }

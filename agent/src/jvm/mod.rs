@@ -3,17 +3,20 @@
 //! Handles: [`Jvmti`] (an environment, usable from any attached thread), [`Jni`] (the JNI
 //! environment of the current thread, valid only on it), [`JavaVm`], [`Local`] (a local reference
 //! valid while the `Jni` it came from is), [`Weak`] (a weak global reference) and [`MethodId`]. The exported entry points
-//! and event callbacks are in [`entry`]; they catch every panic before it reaches the JVM.
+//! and event callbacks are in [`ffi`]; they catch every panic before it reaches the JVM.
 
-pub mod entry;
+pub mod ffi;
 mod jni;
 mod sys;
 
-use std::ffi::{c_char, c_uchar, c_void, CStr};
+use std::ffi::{c_char, c_uchar, CStr};
 use std::fmt;
 use std::ptr;
 
 pub use jni::{JavaVm, Jni, Local, Weak};
+
+/// The JVM's `JavaVM` as `Agent_OnLoad` receives it, for the exports in `lib.rs`.
+pub type RawJavaVm = sys::JavaVM;
 
 /// The JVMTI version the agent asks for: 11 exists in every JDK since 11. A newer number (the
 /// header's own `JVMTI_VERSION`) makes older JVMs refuse the environment, so never use that.
@@ -418,6 +421,3 @@ fn c_string(s: *const c_char) -> Option<String> {
         Some(unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned())
     }
 }
-
-/// Raw pointer helper for the entry points: the `void*` reserved arguments are never read.
-type Reserved = *mut c_void;

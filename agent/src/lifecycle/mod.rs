@@ -1,22 +1,27 @@
-//! The agent's life: loading (at start-up or by attach), its state, and the JVM events.
+//! The agent's life: loading (at start-up or by attach), the [`Agent`] that owns every part, and
+//! what the JVM calls: its events and the hooks' natives, each handed to the part that does it.
 //!
 //! Loading twice in one JVM (a second `-agentpath`, a second attach, or another copy of the
 //! library) initializes nothing the second time: at start-up the second load is ignored with a
 //! message and returns 0, so the JVM starts; an attach returns [`ALREADY_LOADED`] so that `jcmd
 //! PID JVMTI.agent_load` and `repairctl attach` show a failure code instead of a silent success.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Mutex, OnceLock};
+mod operations;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use crate::audit::Audit;
-use crate::config::{FaultMode, LogLevel, Options};
+use crate::config::{ControlEndpoint, FaultMode, LogLevel, Options};
+use crate::control::{self, ControlConfig, ControlServer};
 use crate::events::{About, EventLog, Kind};
-use crate::faults::FaultLog;
-use crate::healing::Healer;
-use crate::hooks::Reports;
-use crate::jvmti::{entry, Capability, Event, JavaVm, Jni, Jvmti, Local, MethodId, REQUESTED_VERSION};
+use crate::healing::{self, Healer};
+use crate::journal::Journal;
+use crate::jvm::ffi::{self, ExceptionEvent, HookCalls, VmEvents};
+use crate::jvm::{Capability, Event, JavaVm, Jni, Jvmti, Local, REQUESTED_VERSION};
 use crate::patches::PatchManager;
+use crate::runtime::faults::FaultLog;
+use crate::runtime::hooks::{self, Reports};
 use crate::{log_at, log_debug, log_error, log_info, log_warn};
 
 /// What `Agent_OnAttach` returns when the agent is already in the JVM (JNI_EEXIST).
@@ -30,13 +35,6 @@ pub enum LoadMode {
     Startup,
     /// Loaded into a running JVM.
     Attach,
-}
-
-/// The JVMTI `Exception` event, in safe handles.
-pub struct ExceptionEvent<'a> {
-    pub exception: Local<'a>,
-    /// The method and bytecode index of the handler that will catch it; `None`: uncaught.
-    pub catch: Option<(MethodId, i64)>,
 }
 
 /// Capabilities asked for and what came of it.
@@ -101,8 +99,10 @@ pub struct Agent {
     pub reports: Reports,
     pub patches: PatchManager,
     pub events: EventLog,
-    pub audit: Audit,
+    pub journal: Journal,
     pub healer: Healer,
+    /// The gRPC server, while it runs.
+    control: Mutex<Option<ControlServer>>,
     /// Whether `repair/rt/Hooks` is defined and bound, or why not.
     pub hooks: Mutex<Result<(), String>>,
     /// After attach with bytecode capture: how adding probes to the loaded classes went.
@@ -112,33 +112,6 @@ pub struct Agent {
 
 static AGENT: OnceLock<Agent> = OnceLock::new();
 static LOADING: AtomicBool = AtomicBool::new(false);
-static LOG_LEVEL: AtomicU8 = AtomicU8::new(LogLevel::Warn as u8);
-
-pub fn get() -> Option<&'static Agent> {
-    AGENT.get()
-}
-
-/// Writes one message to the JVM's stderr, every line of it prefixed, in one write.
-pub fn log_line(message: &str) {
-    use std::io::Write;
-    // Nowhere to report a failed write to stderr.
-    let _ = std::io::stderr().lock().write_all(prefixed(message).as_bytes());
-}
-
-/// `message` with `repair: ` before each of its lines (one final newline ends the last line).
-fn prefixed(message: &str) -> String {
-    let mut text = String::with_capacity(message.len() + 16);
-    for line in message.strip_suffix('\n').unwrap_or(message).split('\n') {
-        text.push_str("repair: ");
-        text.push_str(line.strip_suffix('\r').unwrap_or(line));
-        text.push('\n');
-    }
-    text
-}
-
-pub fn log_enabled(level: LogLevel) -> bool {
-    level as u8 <= LOG_LEVEL.load(Ordering::Relaxed)
-}
 
 /// `Agent_OnLoad` / `Agent_OnAttach`.
 pub fn load(vm: JavaVm, options: &str, mode: LoadMode) -> i32 {
@@ -152,7 +125,7 @@ pub fn load(vm: JavaVm, options: &str, mode: LoadMode) -> i32 {
             if code != ALREADY_LOADED {
                 LOADING.store(false, Ordering::SeqCst);
             }
-            log_line(&message);
+            crate::log::line(&message);
             code
         }
     }
@@ -171,7 +144,7 @@ fn already_loaded(mode: LoadMode, options: &str) -> i32 {
 
 fn init(vm: JavaVm, text: &str, mode: LoadMode) -> Result<(), (i32, String)> {
     let options = Options::parse(text).map_err(|e| (LOAD_FAILED, format!("refusing to load: {e}")))?;
-    LOG_LEVEL.store(options.log as u8, Ordering::Relaxed);
+    crate::log::set_level(options.log);
     let jvmti = vm.jvmti().map_err(|rc| {
         (
             LOAD_FAILED,
@@ -181,7 +154,7 @@ fn init(vm: JavaVm, text: &str, mode: LoadMode) -> Result<(), (i32, String)> {
     if mode == LoadMode::Attach {
         // Another copy of the library (another path) has its own statics: the JVM-wide sign is
         // the hooks class it defined.
-        if vm.with_env(crate::hooks::already_defined).unwrap_or(false) {
+        if vm.with_env(hooks::already_defined).unwrap_or(false) {
             return Err((
                 ALREADY_LOADED,
                 format!(
@@ -206,20 +179,18 @@ fn init(vm: JavaVm, text: &str, mode: LoadMode) -> Result<(), (i32, String)> {
     };
     let policy = match &options.policy {
         Some(path) => {
-            let policy = crate::healing::load_file(path)
+            let policy = healing::load_file(path)
                 .and_then(|p| p.check_capture(fault_mode == FaultMode::Jvmti).map(|()| p))
                 .map_err(|e| (LOAD_FAILED, format!("refusing to load: {e}")))?;
             Some(policy)
         }
         None => None,
     };
-    let state_dir = options
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| crate::audit::default_state_dir(jvmti.system_property("sun.java.command").ok().as_deref()));
-    entry::install_callbacks(jvmti).map_err(|e| (LOAD_FAILED, format!("refusing to load: {e}")))?;
+    let state_dir = options.state_dir.clone().unwrap_or_else(|| {
+        crate::journal::default_state_dir(jvmti.system_property("sun.java.command").ok().as_deref())
+    });
     let events = EventLog::default();
-    let audit = Audit::open(state_dir, &events);
+    let journal = Journal::open(state_dir, &events);
     let agent = Agent {
         vm,
         jvmti,
@@ -232,13 +203,15 @@ fn init(vm: JavaVm, text: &str, mode: LoadMode) -> Result<(), (i32, String)> {
         reports: Reports::default(),
         patches: PatchManager::default(),
         events,
-        audit,
+        journal,
         healer: Healer::default(),
+        control: Mutex::new(None),
         hooks: Mutex::new(Err("not defined yet: the VM has not finished starting".to_string())),
         attach_probes: Mutex::new(None),
         loaded_at: Instant::now(),
     };
     let agent = AGENT.get_or_init(|| agent);
+    ffi::install_callbacks(jvmti, agent).map_err(|e| (LOAD_FAILED, format!("refusing to load: {e}")))?;
     if let Some(p) = policy {
         agent.healer.replace(p, "agent option policy=".to_string());
     }
@@ -315,8 +288,8 @@ impl Agent {
     }
 
     /// Once the VM is live: define the hooks class and turn fault capture on.
-    fn start(&self, jni: &Jni<'_>) {
-        let hooks = crate::hooks::define(jni);
+    fn start(&'static self, jni: &Jni<'_>) {
+        let hooks = hooks::define(jni, self);
         if let Err(e) = &hooks {
             log_error!("runtime hooks unavailable: {e}");
         }
@@ -330,11 +303,50 @@ impl Agent {
         if self.mode == LoadMode::Attach {
             self.restore_durable(Some(jni));
         }
-        if let Some(agent) = get() {
-            agent.healer.start(agent);
-        }
-        let control = crate::api_impl::start_control(&self.options);
+        self.healer.start(healing::Parts {
+            vm: self.vm,
+            jvmti: self.jvmti,
+            fault_mode: self.fault_mode,
+            faults: &self.faults,
+            reports: &self.reports,
+            patches: &self.patches,
+            events: &self.events,
+            journal: &self.journal,
+        });
+        let control = self.start_control();
         self.announce(control);
+    }
+
+    /// Starts the control plane (at VMInit, or at once after attach); returns where it listens,
+    /// or why it does not.
+    fn start_control(&'static self) -> Result<String, String> {
+        let pid = std::process::id();
+        let endpoint = match &self.options.control {
+            ControlEndpoint::Unix => repair_model::endpoint::Endpoint::Unix(repair_model::endpoint::socket_path(pid)),
+            ControlEndpoint::Tcp { host, port } => repair_model::endpoint::Endpoint::Tcp(format!("{host}:{port}")),
+        };
+        let config = ControlConfig { endpoint, token: self.options.token.clone(), pid };
+        match control::start(Arc::new(operations::AgentOperations(self)), config) {
+            Ok(server) => {
+                let endpoint = server.endpoint().to_string();
+                *self.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(server);
+                Ok(endpoint)
+            }
+            Err(e) => {
+                log_error!("control plane not started: {e}; the agent keeps running without it");
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Where the control plane listens (empty when it does not).
+    fn control_endpoint(&self) -> String {
+        self.control
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|s| s.endpoint().to_string())
+            .unwrap_or_default()
     }
 
     /// The one line a load prints by default (at `log=warn`, the default level, as warnings
@@ -358,7 +370,7 @@ impl Agent {
     /// Puts back the durable patches the journal holds. At start-up (`jni` is `None`) they wait
     /// for their classes to load; after attach they are applied to the loaded classes.
     fn restore_durable(&self, jni: Option<&Jni<'_>>) {
-        for record in self.audit.durable() {
+        for record in self.journal.durable() {
             let about = About { patch: &record.patch_id, ..About::default() };
             let spec = match repair_model::spec::PatchSpec::from_yaml(&record.spec, "journal") {
                 Ok(s) => s,
@@ -367,7 +379,7 @@ impl Agent {
                     continue;
                 }
             };
-            let attachments = match self.audit.attachments(&record) {
+            let attachments = match self.journal.attachments(&record) {
                 Ok(a) => a,
                 Err(e) => {
                     self.events.emit(Kind::Journal, about, format!("durable patch not restored: {e}"));
@@ -477,47 +489,88 @@ impl Agent {
     }
 }
 
-pub fn on_vm_init(_jvmti: Jvmti, jni: &Jni<'_>) {
-    if let Some(agent) = get() {
-        agent.start(jni);
+impl VmEvents for Agent {
+    fn vm_init(&self, jni: &Jni<'_>) {
+        // The agent lives in a static once loaded; only that one is registered for events.
+        if let Some(agent) = AGENT.get() {
+            agent.start(jni);
+        }
+    }
+
+    fn vm_death(&self, _jni: &Jni<'_>) {
+        if let Some(server) = self.control.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            server.shutdown();
+        }
+        for event in [Event::Exception, Event::ClassFileLoadHook] {
+            // Already disabled or never enabled is fine at exit.
+            let _ = self.jvmti.set_event(event, false);
+        }
+        for line in self.summary() {
+            log_info!("{line}");
+        }
+    }
+
+    fn class_file_load(&self, _jni: &Jni<'_>, name: Option<&str>, _redefining: bool, bytes: &[u8]) -> Option<Vec<u8>> {
+        let name = name?;
+        let (new_bytes, dropped) = self.patches.transform(name, bytes);
+        for (patch, error) in dropped {
+            let reason = format!("does not fit {} as it loads: {error}", name.replace('/', "."));
+            let site = format!("{}.{}", patch.spec.class, patch.spec.method.name);
+            self.events.emit(
+                Kind::RolledBack,
+                About { patch: &patch.spec.id, site: &site, ..About::default() },
+                &reason,
+            );
+            self.journal.rolled_back(&patch, "agent", &reason);
+        }
+        if self.fault_mode == FaultMode::Jvmti {
+            self.faults.note_class(name, new_bytes.as_deref().unwrap_or(bytes));
+        }
+        if self.fault_mode == FaultMode::Bytecode && self.captures(name) {
+            return capture_probes(name, new_bytes.as_deref().unwrap_or(bytes)).or(new_bytes);
+        }
+        new_bytes
+    }
+
+    fn exception(&self, jni: &Jni<'_>, event: &ExceptionEvent<'_>) {
+        if self.fault_mode == FaultMode::Jvmti {
+            self.faults.on_exception(self.jvmti, jni, &event.exception, event.catch);
+        }
     }
 }
 
-pub fn on_vm_death(jvmti: Jvmti, _jni: &Jni<'_>) {
-    let Some(agent) = get() else { return };
-    crate::api_impl::stop_control();
-    for event in [Event::Exception, Event::ClassFileLoadHook] {
-        // Already disabled or never enabled is fine at exit.
-        let _ = jvmti.set_event(event, false);
+/// The hooks' natives, each to the part that keeps its state.
+impl HookCalls for Agent {
+    fn fallback(&self, jni: &Jni<'_>, id: i32, thrown: &Local<'_>) {
+        self.reports.fallback(jni, id, thrown)
     }
-    for line in agent.summary() {
-        log_info!("{line}");
+    fn enter(&self, id: i32, nanos: Option<i64>) {
+        self.reports.enter(id, nanos)
     }
-}
-
-pub fn on_class_file_load(
-    _jvmti: Jvmti,
-    _jni: &Jni<'_>,
-    name: Option<&str>,
-    _redefining: bool,
-    bytes: &[u8],
-) -> Option<Vec<u8>> {
-    let agent = get()?;
-    let name = name?;
-    let (new_bytes, dropped) = agent.patches.transform(name, bytes);
-    for (patch, error) in dropped {
-        let reason = format!("does not fit {} as it loads: {error}", name.replace('/', "."));
-        let site = format!("{}.{}", patch.spec.class, patch.spec.method.name);
-        agent.events.emit(Kind::RolledBack, About { patch: &patch.spec.id, site: &site, ..About::default() }, &reason);
-        agent.audit.rolled_back(&patch, "agent", &reason);
+    fn enter_args(&self, jni: &Jni<'_>, id: i32, args: &Local<'_>) {
+        self.reports.enter_args(jni, id, args)
     }
-    if agent.fault_mode == FaultMode::Jvmti {
-        agent.faults.note_class(name, new_bytes.as_deref().unwrap_or(bytes));
+    fn exit(&self, id: i32, nanos: Option<i64>) {
+        self.reports.exit(id, nanos)
     }
-    if agent.fault_mode == FaultMode::Bytecode && agent.captures(name) {
-        return capture_probes(name, new_bytes.as_deref().unwrap_or(bytes)).or(new_bytes);
+    fn exit_value(&self, jni: &Jni<'_>, id: i32, value: &Local<'_>) {
+        self.reports.exit_value(jni, id, value)
     }
-    new_bytes
+    fn thrown(&self, jni: &Jni<'_>, id: i32, thrown: &Local<'_>) {
+        self.reports.thrown(&self.faults, self.jvmti, jni, id, thrown)
+    }
+    fn line(&self, id: i32, line: i32) {
+        self.reports.line(id, line)
+    }
+    fn breaker_enter(&self, id: i32) -> bool {
+        self.patches.breakers.enter(&self.events, id)
+    }
+    fn breaker_exit(&self, id: i32) {
+        self.patches.breakers.exit(&self.events, id)
+    }
+    fn breaker_thrown(&self, jni: &Jni<'_>, id: i32, thrown: &Local<'_>) {
+        self.patches.breakers.thrown(&self.events, id, || jni.class_name_of_object(thrown))
+    }
 }
 
 /// Classes whose exits by exception are faults: not the JDK's, not the agent's own.
@@ -528,32 +581,14 @@ pub fn is_application_class(name: &str) -> bool {
 }
 
 /// Bytecode fault capture: a `Hooks.thrown` exception-exit probe on every method of `name`,
-/// with probe ids of its own ([`crate::faults::probe_ids`]).
+/// with probe ids of its own ([`crate::runtime::faults::probe_ids`]).
 fn capture_probes(name: &str, bytes: &[u8]) -> Option<Vec<u8>> {
-    match repair_bytecode::transform::probe::throw_probe_all(bytes, crate::faults::probe_ids) {
+    match repair_bytecode::transform::probe::throw_probe_all(bytes, crate::runtime::faults::probe_ids) {
         Ok((probed, n)) if n > 0 => Some(probed),
         Ok(_) => None,
         Err(e) => {
             crate::log_debug!("no fault probes in {}: {e}", name.replace('/', "."));
             None
         }
-    }
-}
-
-pub fn on_exception(jvmti: Jvmti, jni: &Jni<'_>, event: &ExceptionEvent<'_>) {
-    let Some(agent) = get() else { return };
-    if agent.fault_mode == FaultMode::Jvmti {
-        agent.faults.on_exception(jvmti, jni, &event.exception, event.catch);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn every_line_of_a_message_is_prefixed() {
-        assert_eq!(super::prefixed("one"), "repair: one\n");
-        assert_eq!(super::prefixed("one\ntwo\r\n"), "repair: one\nrepair: two\n");
-        assert_eq!(super::prefixed("a\n\nb"), "repair: a\nrepair: \nrepair: b\n");
-        assert_eq!(super::prefixed(""), "repair: \n");
     }
 }

@@ -32,8 +32,9 @@ use repair_bytecode::classfile::{ACC_FINAL, ACC_NATIVE, ACC_PUBLIC, ACC_STATIC};
 use repair_bytecode::transform::hooks as contract;
 use repair_bytecode::{ClassFile, ConstantPool, Member};
 
-use crate::agent;
-use crate::jvmti::{Jni, Local};
+use super::faults::FaultLog;
+use crate::jvm::ffi::HookCalls;
+use crate::jvm::{Jni, Jvmti, Local};
 
 const ACC_SUPER: u16 = 0x0020;
 
@@ -67,11 +68,11 @@ pub fn class_bytes() -> Result<Vec<u8>, repair_bytecode::Error> {
     .to_bytes()
 }
 
-/// Defines `repair/rt/Hooks` in the bootstrap loader and binds its natives.
-pub fn define(jni: &Jni<'_>) -> Result<(), String> {
+/// Defines `repair/rt/Hooks` in the bootstrap loader and binds its natives to `hooks`.
+pub fn define(jni: &Jni<'_>, hooks: &'static dyn HookCalls) -> Result<(), String> {
     let bytes = class_bytes().map_err(|e| format!("cannot generate {}: {e}", contract::CLASS))?;
     let class = jni.define_bootstrap_class(contract::CLASS, &bytes)?;
-    crate::jvmti::entry::bind_hooks(jni, &class)
+    crate::jvm::ffi::bind_hooks(jni, &class, hooks)
 }
 
 /// Whether a `repair/rt/Hooks` class already exists in this JVM (another copy of the agent).
@@ -135,84 +136,78 @@ thread_local! {
 /// Deeper nesting than this (runaway recursion) is not timed.
 const MAX_TIMED_DEPTH: usize = 256;
 
-fn counters(id: i32) -> Option<Arc<ReportCounters>> {
-    agent::get().map(|a| a.reports.counters(id))
-}
-
-pub fn fallback(jni: &Jni<'_>, id: i32, thrown: &Local<'_>) {
-    let Some(a) = agent::get() else { return };
-    let c = a.reports.counters(id);
-    c.fallbacks.fetch_add(1, Ordering::Relaxed);
-    let class = jni.class_name_of_object(thrown);
-    let text = match jni.throwable_message(thrown) {
-        Some(m) => format!("{class}: {m}"),
-        None => class,
-    };
-    c.last.write().unwrap_or_else(|e| e.into_inner()).fallback_exception = Some(text);
-}
-
-pub fn enter(id: i32, nanos: Option<i64>) {
-    let Some(c) = counters(id) else { return };
-    c.enters.fetch_add(1, Ordering::Relaxed);
-    if let Some(n) = nanos {
-        TIMED.with(|t| {
-            let mut t = t.borrow_mut();
-            if t.len() < MAX_TIMED_DEPTH {
-                t.push((id, n));
-            }
-        });
+/// What each `Hooks` native does with its report.
+impl Reports {
+    pub fn fallback(&self, jni: &Jni<'_>, id: i32, thrown: &Local<'_>) {
+        let c = self.counters(id);
+        c.fallbacks.fetch_add(1, Ordering::Relaxed);
+        let class = jni.class_name_of_object(thrown);
+        let text = match jni.throwable_message(thrown) {
+            Some(m) => format!("{class}: {m}"),
+            None => class,
+        };
+        c.last.write().unwrap_or_else(|e| e.into_inner()).fallback_exception = Some(text);
     }
-}
 
-pub fn enter_args(jni: &Jni<'_>, id: i32, args: &Local<'_>) {
-    let Some(a) = agent::get() else { return };
-    let c = a.reports.counters(id);
-    c.enters.fetch_add(1, Ordering::Relaxed);
-    let text = jni.array_text(args, 8);
-    c.last.write().unwrap_or_else(|e| e.into_inner()).args = Some(text);
-}
-
-pub fn exit(id: i32, nanos: Option<i64>) {
-    let Some(c) = counters(id) else { return };
-    c.exits.fetch_add(1, Ordering::Relaxed);
-    if let Some(end) = nanos {
-        let start = TIMED.with(|t| {
-            let mut t = t.borrow_mut();
-            let at = t.iter().rposition(|(i, _)| *i == id)?;
-            let (_, start) = t[at];
-            t.truncate(at);
-            Some(start)
-        });
-        if let Some(start) = start {
-            c.timed_nanos.fetch_add(end.saturating_sub(start).max(0) as u64, Ordering::Relaxed);
-            c.timed_calls.fetch_add(1, Ordering::Relaxed);
+    pub fn enter(&self, id: i32, nanos: Option<i64>) {
+        self.counters(id).enters.fetch_add(1, Ordering::Relaxed);
+        if let Some(n) = nanos {
+            TIMED.with(|t| {
+                let mut t = t.borrow_mut();
+                if t.len() < MAX_TIMED_DEPTH {
+                    t.push((id, n));
+                }
+            });
         }
     }
-}
 
-pub fn exit_value(jni: &Jni<'_>, id: i32, value: &Local<'_>) {
-    let Some(a) = agent::get() else { return };
-    let c = a.reports.counters(id);
-    c.exits.fetch_add(1, Ordering::Relaxed);
-    let text = jni.value_text(value);
-    c.last.write().unwrap_or_else(|e| e.into_inner()).value = Some(text);
-}
-
-pub fn thrown(jni: &Jni<'_>, id: i32, thrown: &Local<'_>) {
-    let Some(a) = agent::get() else { return };
-    // Fault-capture probes (negative ids) are counted by the fault log, not as a patch's reports.
-    if id >= 0 {
-        a.reports.counters(id).throws.fetch_add(1, Ordering::Relaxed);
+    pub fn enter_args(&self, jni: &Jni<'_>, id: i32, args: &Local<'_>) {
+        let c = self.counters(id);
+        c.enters.fetch_add(1, Ordering::Relaxed);
+        let text = jni.array_text(args, 8);
+        c.last.write().unwrap_or_else(|e| e.into_inner()).args = Some(text);
     }
-    // The exit probe on the exceptional path is also how faults are captured without JVMTI
-    // exception events: the probed method is the innermost application frame.
-    a.faults.record_from_probe(a.jvmti, jni, id, thrown);
-}
 
-pub fn line(id: i32, line: i32) {
-    let Some(c) = counters(id) else { return };
-    c.lines.fetch_add(1, Ordering::Relaxed);
-    c.last_line.store(line as i64, Ordering::Relaxed);
+    pub fn exit(&self, id: i32, nanos: Option<i64>) {
+        let c = self.counters(id);
+        c.exits.fetch_add(1, Ordering::Relaxed);
+        if let Some(end) = nanos {
+            let start = TIMED.with(|t| {
+                let mut t = t.borrow_mut();
+                let at = t.iter().rposition(|(i, _)| *i == id)?;
+                let (_, start) = t[at];
+                t.truncate(at);
+                Some(start)
+            });
+            if let Some(start) = start {
+                c.timed_nanos.fetch_add(end.saturating_sub(start).max(0) as u64, Ordering::Relaxed);
+                c.timed_calls.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn exit_value(&self, jni: &Jni<'_>, id: i32, value: &Local<'_>) {
+        let c = self.counters(id);
+        c.exits.fetch_add(1, Ordering::Relaxed);
+        let text = jni.value_text(value);
+        c.last.write().unwrap_or_else(|e| e.into_inner()).value = Some(text);
+    }
+
+    /// A method exits by an exception. The exit probe on the exceptional path is also how faults
+    /// are captured without JVMTI exception events: fault-capture probes (negative ids) are
+    /// counted by the fault log only, not as a patch's reports.
+    pub fn thrown(&self, faults: &FaultLog, jvmti: Jvmti, jni: &Jni<'_>, id: i32, thrown: &Local<'_>) {
+        if id >= 0 {
+            self.counters(id).throws.fetch_add(1, Ordering::Relaxed);
+        }
+        faults.record_from_probe(jvmti, jni, id, thrown);
+    }
+
+    pub fn line(&self, id: i32, line: i32) {
+        let c = self.counters(id);
+        c.lines.fetch_add(1, Ordering::Relaxed);
+        c.last_line.store(line as i64, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]

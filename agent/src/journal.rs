@@ -1,4 +1,4 @@
-//! The audit trail: every patch applied, validated, refused or rolled back goes to the journal
+//! The agent's journal: every patch applied, validated, refused or rolled back goes to the journal
 //! under the state dir (`state=/path`), fsync'd before the operation is reported done. The
 //! journal also tells, at start-up, which durable patches to put back.
 
@@ -6,15 +6,15 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use repair_model::journal::{sha256_hex, Event, Journal, Record};
+use repair_model::journal::{sha256_hex, Event, Journal as JournalFile, Record};
 
 use crate::events::{About, EventLog, Kind};
 use crate::patches::AppliedPatch;
 
-pub struct Audit {
+pub struct Journal {
     dir: PathBuf,
     /// `None` when the journal could not be opened: the agent works on, without memory.
-    journal: Mutex<Option<(Journal, Vec<Record>)>>,
+    journal: Mutex<Option<(JournalFile, Vec<Record>)>>,
 }
 
 /// The state dir when none is given: per user and per application (main class or jar), so that
@@ -35,10 +35,10 @@ pub fn default_state_dir(java_command: Option<&str>) -> PathBuf {
     base.join("repair").join(app)
 }
 
-impl Audit {
+impl Journal {
     /// Opens the journal in `dir`; a torn tail (a crash mid-write) is cut off with a warning.
-    pub fn open(dir: PathBuf, events: &EventLog) -> Audit {
-        let journal = match Journal::open(&dir) {
+    pub fn open(dir: PathBuf, events: &EventLog) -> Journal {
+        let journal = match JournalFile::open(&dir) {
             Ok((journal, records, recovery)) => {
                 if recovery.torn_bytes > 0 {
                     events.emit(
@@ -66,7 +66,7 @@ impl Audit {
                 None
             }
         };
-        Audit { dir, journal: Mutex::new(journal) }
+        Journal { dir, journal: Mutex::new(journal) }
     }
 
     pub fn dir(&self) -> &Path {

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::broadcast;
 
-use crate::jvmti::{Frame, Jni, Jvmti, Local, MethodId, Weak};
+use crate::jvm::{Frame, Jni, Jvmti, Local, MethodId, Weak};
 
 pub const MAX_SITES: usize = 1024;
 pub const MAX_FRAMES: usize = 32;
@@ -88,6 +88,7 @@ struct SiteKey {
     class: String,
     method: String,
     descriptor: String,
+    /// The throwing instruction with exception events; -1 with probes (one site per method).
     bci: i64,
     /// Caught and uncaught occurrences of one throw site are two faults (exception events only).
     caught: Option<bool>,
@@ -432,7 +433,13 @@ impl FaultLog {
             class: info.class.clone(),
             method: info.name.clone(),
             descriptor: info.descriptor.clone(),
-            bci: *bci,
+            // A probe's bci is its own handler's, which moves when a patch rewrites the method:
+            // the site must stay one fault across patches (validation counts it), so it is the
+            // method. Exception events give the throwing instruction itself.
+            bci: match seen {
+                Seen::Event { .. } => *bci,
+                Seen::Probe => -1,
+            },
             caught,
         };
         if self.count_again(&key) {

@@ -1,13 +1,51 @@
-//! The agent's `extern "C"` surface: `Agent_OnLoad`, `Agent_OnAttach`, the JVMTI event callbacks
-//! and the native methods of `repair/rt/Hooks`. Each turns raw pointers into the safe handles of
-//! this module and runs the agent's code under `catch_unwind`: a panic never reaches the JVM.
+//! The agent's `extern "C"` surface: the JVMTI event callbacks and the native methods of
+//! `repair/rt/Hooks` (the `Agent_OnLoad`/`Agent_OnAttach` exports in `lib.rs` come through
+//! [`agent_load`]). Each turns raw pointers into the safe handles of this module and runs the
+//! agent's code under `catch_unwind`: a panic never reaches the JVM.
+//!
+//! This is the one place the agent is reached from the JVM: it registers itself here as the
+//! [`VmEvents`] and [`HookCalls`] implementation at load, and everything below gets its parts
+//! handed down from there.
 
 use std::ffi::{c_char, c_uchar, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
 
-use super::{c_string, sys, JavaVm, Jni, Jvmti, JvmtiError, Local, MethodId, Reserved};
-use crate::agent::{self, ExceptionEvent, LoadMode};
-use crate::{breakers, hooks};
+use super::{c_string, sys, JavaVm, Jni, Jvmti, JvmtiError, Local, MethodId};
+
+/// The JVMTI `Exception` event, in safe handles.
+pub struct ExceptionEvent<'a> {
+    pub exception: Local<'a>,
+    /// The method and bytecode index of the handler that will catch it; `None`: uncaught.
+    pub catch: Option<(MethodId, i64)>,
+}
+
+/// What the JVM's events are handed to.
+pub trait VmEvents: Sync {
+    fn vm_init(&self, jni: &Jni<'_>);
+    fn vm_death(&self, jni: &Jni<'_>);
+    /// New bytes for the class, or `None` to leave them as they are.
+    fn class_file_load(&self, jni: &Jni<'_>, name: Option<&str>, redefining: bool, bytes: &[u8]) -> Option<Vec<u8>>;
+    fn exception(&self, jni: &Jni<'_>, event: &ExceptionEvent<'_>);
+}
+
+/// What the natives of `repair/rt/Hooks` call (the contract is in `runtime::hooks`).
+pub trait HookCalls: Sync {
+    fn fallback(&self, jni: &Jni<'_>, id: i32, thrown: &Local<'_>);
+    fn enter(&self, id: i32, nanos: Option<i64>);
+    fn enter_args(&self, jni: &Jni<'_>, id: i32, args: &Local<'_>);
+    fn exit(&self, id: i32, nanos: Option<i64>);
+    fn exit_value(&self, jni: &Jni<'_>, id: i32, value: &Local<'_>);
+    fn thrown(&self, jni: &Jni<'_>, id: i32, thrown: &Local<'_>);
+    fn line(&self, id: i32, line: i32);
+    /// Whether the body runs (`false`: the breaker returns its fallback).
+    fn breaker_enter(&self, id: i32) -> bool;
+    fn breaker_exit(&self, id: i32);
+    fn breaker_thrown(&self, jni: &Jni<'_>, id: i32, thrown: &Local<'_>);
+}
+
+static EVENTS: OnceLock<&'static dyn VmEvents> = OnceLock::new();
+static HOOKS: OnceLock<&'static dyn HookCalls> = OnceLock::new();
 
 /// Runs `f`; a panic is logged and replaced by `fallback`.
 fn guarded<R>(what: &str, fallback: R, f: impl FnOnce() -> R) -> R {
@@ -25,24 +63,21 @@ fn guarded<R>(what: &str, fallback: R, f: impl FnOnce() -> R) -> R {
     }
 }
 
-/// Called by the JVM for `-agentpath:/path/librepair.so=OPTIONS` before the VM starts.
-#[no_mangle]
-pub extern "C" fn Agent_OnLoad(vm: *mut sys::JavaVM, options: *mut c_char, _reserved: Reserved) -> sys::jint {
-    guarded("Agent_OnLoad", sys::JNI_ERR, || {
-        agent::load(JavaVm::from_raw(vm), &c_string(options).unwrap_or_default(), LoadMode::Startup)
-    })
+/// `Agent_OnLoad` / `Agent_OnAttach`: hands the VM and the option string to `load`, whose
+/// return code goes back to the JVM; a panic returns `JNI_ERR`.
+pub fn agent_load(
+    what: &str,
+    vm: *mut sys::JavaVM,
+    options: *const c_char,
+    load: impl FnOnce(JavaVm, &str) -> i32,
+) -> i32 {
+    guarded(what, sys::JNI_ERR, || load(JavaVm::from_raw(vm), &c_string(options).unwrap_or_default()))
 }
 
-/// Called by the JVM when the agent is loaded into a running VM (attach, `jcmd JVMTI.agent_load`).
-#[no_mangle]
-pub extern "C" fn Agent_OnAttach(vm: *mut sys::JavaVM, options: *mut c_char, _reserved: Reserved) -> sys::jint {
-    guarded("Agent_OnAttach", sys::JNI_ERR, || {
-        agent::load(JavaVm::from_raw(vm), &c_string(options).unwrap_or_default(), LoadMode::Attach)
-    })
-}
-
-/// Installs the agent's event callbacks (events still need enabling one by one).
-pub fn install_callbacks(jvmti: Jvmti) -> Result<(), JvmtiError> {
+/// Installs the event callbacks, which go to `events` from now on (events still need enabling
+/// one by one). Only the first registration counts: one agent per library.
+pub fn install_callbacks(jvmti: Jvmti, events: &'static dyn VmEvents) -> Result<(), JvmtiError> {
+    let _ = EVENTS.set(events);
     let callbacks = sys::jvmtiEventCallbacks {
         VMInit: Some(on_vm_init),
         VMDeath: Some(on_vm_death),
@@ -53,12 +88,20 @@ pub fn install_callbacks(jvmti: Jvmti) -> Result<(), JvmtiError> {
     jvmti.set_callbacks(&callbacks)
 }
 
-unsafe extern "C" fn on_vm_init(jvmti: *mut sys::jvmtiEnv, jni: *mut sys::JNIEnv, _thread: sys::jthread) {
-    guarded("VMInit", (), || agent::on_vm_init(Jvmti(jvmti), &Jni::from_raw(jni)))
+unsafe extern "C" fn on_vm_init(_jvmti: *mut sys::jvmtiEnv, jni: *mut sys::JNIEnv, _thread: sys::jthread) {
+    guarded("VMInit", (), || {
+        if let Some(e) = EVENTS.get() {
+            e.vm_init(&Jni::from_raw(jni))
+        }
+    })
 }
 
-unsafe extern "C" fn on_vm_death(jvmti: *mut sys::jvmtiEnv, jni: *mut sys::JNIEnv) {
-    guarded("VMDeath", (), || agent::on_vm_death(Jvmti(jvmti), &Jni::from_raw(jni)))
+unsafe extern "C" fn on_vm_death(_jvmti: *mut sys::jvmtiEnv, jni: *mut sys::JNIEnv) {
+    guarded("VMDeath", (), || {
+        if let Some(e) = EVENTS.get() {
+            e.vm_death(&Jni::from_raw(jni))
+        }
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -80,15 +123,11 @@ unsafe extern "C" fn on_class_file_load_hook(
         }
         // SAFETY: the JVM passes `class_data_len` readable bytes at `class_data` for this call.
         let bytes = unsafe { std::slice::from_raw_parts(class_data, class_data_len as usize) };
+        let Some(events) = EVENTS.get() else { return };
         let name = c_string(name);
         let jvmti = Jvmti(jvmti);
-        let Some(new_bytes) = agent::on_class_file_load(
-            jvmti,
-            &Jni::from_raw(jni),
-            name.as_deref(),
-            !class_being_redefined.is_null(),
-            bytes,
-        ) else {
+        let redefining = !class_being_redefined.is_null();
+        let Some(new_bytes) = events.class_file_load(&Jni::from_raw(jni), name.as_deref(), redefining, bytes) else {
             return;
         };
         match jvmti.allocate_copy(&new_bytes) {
@@ -106,7 +145,7 @@ unsafe extern "C" fn on_class_file_load_hook(
 
 #[allow(clippy::too_many_arguments)]
 unsafe extern "C" fn on_exception(
-    jvmti: *mut sys::jvmtiEnv,
+    _jvmti: *mut sys::jvmtiEnv,
     jni: *mut sys::JNIEnv,
     _thread: sys::jthread,
     _method: sys::jmethodID,
@@ -121,14 +160,17 @@ unsafe extern "C" fn on_exception(
             exception: jni.local(exception),
             catch: (!catch_method.is_null()).then_some((MethodId(catch_method), catch_location)),
         };
-        agent::on_exception(Jvmti(jvmti), &jni, &event)
+        if let Some(e) = EVENTS.get() {
+            e.exception(&jni, &event)
+        }
     })
 }
 
 /// Binds the native methods of the hooks class to the functions below, in the order of
-/// [`repair_bytecode::transform::hooks::METHODS`].
-pub fn bind_hooks(jni: &Jni<'_>, class: &Local<'_>) -> Result<(), String> {
+/// [`repair_bytecode::transform::hooks::METHODS`]; they call `hooks` from now on.
+pub fn bind_hooks(jni: &Jni<'_>, class: &Local<'_>, hooks: &'static dyn HookCalls) -> Result<(), String> {
     use repair_bytecode::transform::hooks as contract;
+    let _ = HOOKS.set(hooks);
     let f = |p: *const ()| p as *mut c_void;
     let table = [
         (contract::FALLBACK, f(hook_fallback as *const ())),
@@ -148,66 +190,72 @@ pub fn bind_hooks(jni: &Jni<'_>, class: &Local<'_>) -> Result<(), String> {
     jni.register_natives(class, &methods)
 }
 
+fn with_hooks(f: impl FnOnce(&dyn HookCalls)) {
+    if let Some(h) = HOOKS.get() {
+        f(*h)
+    }
+}
+
 extern "C" fn hook_fallback(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, t: sys::jobject) {
     guarded("Hooks.fallback", (), || {
         let jni = Jni::from_raw(env);
-        hooks::fallback(&jni, id, &jni.local(t))
+        with_hooks(|h| h.fallback(&jni, id, &jni.local(t)))
     })
 }
 
 extern "C" fn hook_enter(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint) {
-    guarded("Hooks.enter", (), || hooks::enter(id, None))
+    guarded("Hooks.enter", (), || with_hooks(|h| h.enter(id, None)))
 }
 
 extern "C" fn hook_enter_args(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, args: sys::jobject) {
     guarded("Hooks.enterArgs", (), || {
         let jni = Jni::from_raw(env);
-        hooks::enter_args(&jni, id, &jni.local(args))
+        with_hooks(|h| h.enter_args(&jni, id, &jni.local(args)))
     })
 }
 
 extern "C" fn hook_enter_at(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, nanos: sys::jlong) {
-    guarded("Hooks.enterAt", (), || hooks::enter(id, Some(nanos)))
+    guarded("Hooks.enterAt", (), || with_hooks(|h| h.enter(id, Some(nanos))))
 }
 
 extern "C" fn hook_exit(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint) {
-    guarded("Hooks.exit", (), || hooks::exit(id, None))
+    guarded("Hooks.exit", (), || with_hooks(|h| h.exit(id, None)))
 }
 
 extern "C" fn hook_exit_value(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, value: sys::jobject) {
     guarded("Hooks.exitValue", (), || {
         let jni = Jni::from_raw(env);
-        hooks::exit_value(&jni, id, &jni.local(value))
+        with_hooks(|h| h.exit_value(&jni, id, &jni.local(value)))
     })
 }
 
 extern "C" fn hook_exit_at(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, nanos: sys::jlong) {
-    guarded("Hooks.exitAt", (), || hooks::exit(id, Some(nanos)))
+    guarded("Hooks.exitAt", (), || with_hooks(|h| h.exit(id, Some(nanos))))
 }
 
 extern "C" fn hook_thrown(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, t: sys::jobject) {
     guarded("Hooks.thrown", (), || {
         let jni = Jni::from_raw(env);
-        hooks::thrown(&jni, id, &jni.local(t))
+        with_hooks(|h| h.thrown(&jni, id, &jni.local(t)))
     })
 }
 
 extern "C" fn hook_line(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, line: sys::jint) {
-    guarded("Hooks.line", (), || hooks::line(id, line))
+    guarded("Hooks.line", (), || with_hooks(|h| h.line(id, line)))
 }
 
 extern "C" fn hook_breaker_enter(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint) -> sys::jboolean {
     // On an internal error the body runs: a breaker that fails must not block calls.
-    guarded("Hooks.breakerEnter", 1, || u8::from(breakers::enter(id)))
+    guarded("Hooks.breakerEnter", 1, || u8::from(HOOKS.get().is_none_or(|h| h.breaker_enter(id))))
 }
 
 extern "C" fn hook_breaker_exit(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint) {
-    guarded("Hooks.breakerExit", (), || breakers::exit(id))
+    guarded("Hooks.breakerExit", (), || with_hooks(|h| h.breaker_exit(id)))
 }
 
 extern "C" fn hook_breaker_thrown(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, t: sys::jobject) {
     guarded("Hooks.breakerThrown", (), || {
         let jni = Jni::from_raw(env);
-        breakers::thrown(id, || jni.class_name_of_object(&jni.local(t)))
+        with_hooks(|h| h.breaker_thrown(&jni, id, &jni.local(t)))
     })
 }

@@ -1,0 +1,196 @@
+//! The gRPC service: proto messages in, [`Operations`] calls on blocking threads, proto out. The
+//! only mapping here is of the request: the operator's name and the peer the transport vouches for.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use repair_model::proto::{self, agent_server};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use super::{Operations, Operator};
+
+pub struct AgentService {
+    operations: Arc<dyn Operations>,
+}
+
+impl AgentService {
+    pub fn new(operations: Arc<dyn Operations>) -> Self {
+        Self { operations }
+    }
+
+    /// Runs `f` on a blocking thread of the control runtime (attached to the JVM for the calls
+    /// that need it).
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Operations) -> T + Send + 'static,
+    ) -> Result<T, Status> {
+        let operations = self.operations.clone();
+        tokio::task::spawn_blocking(move || f(operations.as_ref()))
+            .await
+            .map_err(|e| Status::internal(format!("agent call failed: {e}")))
+    }
+}
+
+/// Serves until `stop` fires. With a token, every call must carry `authorization: Bearer TOKEN`.
+pub async fn serve<S, IO, E>(
+    service: AgentService,
+    token: Option<String>,
+    incoming: S,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) where
+    S: Stream<Item = Result<IO, E>> + Send + 'static,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + tonic::transport::server::Connected + Unpin + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(repair_model::proto::FILE_DESCRIPTOR_SET)
+        .build_v1();
+    let check = move |req: Request<()>| -> Result<Request<()>, Status> {
+        match &token {
+            None => Ok(req),
+            Some(t) => {
+                let given = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
+                if given == Some(format!("Bearer {t}").as_str()) {
+                    Ok(req)
+                } else {
+                    Err(Status::unauthenticated(
+                        "a valid token is required on a TCP endpoint (authorization: Bearer TOKEN)",
+                    ))
+                }
+            }
+        }
+    };
+    let mut router = tonic::transport::Server::builder()
+        .add_service(agent_server::AgentServer::with_interceptor(service, check.clone()));
+    match reflection {
+        Ok(r) => router = router.add_service(tonic::service::interceptor::InterceptedService::new(r, check)),
+        Err(e) => crate::log_warn!("gRPC reflection unavailable: {e}"),
+    }
+    let result = router
+        .serve_with_incoming_shutdown(incoming, async {
+            let _ = stop.await;
+        })
+        .await;
+    if let Err(e) = result {
+        crate::log_error!("control plane stopped: {e}");
+    }
+}
+
+type FaultStream = Pin<Box<dyn Stream<Item = Result<proto::Fault, Status>> + Send>>;
+type EventStream = Pin<Box<dyn Stream<Item = Result<proto::Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl agent_server::Agent for AgentService {
+    async fn status(&self, _: Request<proto::StatusRequest>) -> Result<Response<proto::StatusReply>, Status> {
+        Ok(Response::new(self.call(|o| o.status()).await?))
+    }
+
+    async fn classes(&self, req: Request<proto::ClassesRequest>) -> Result<Response<proto::ClassesReply>, Status> {
+        let glob = req.into_inner().glob;
+        let classes = self.call(move |o| o.classes(&glob)).await??;
+        Ok(Response::new(proto::ClassesReply { classes }))
+    }
+
+    async fn class_bytes(
+        &self,
+        req: Request<proto::ClassBytesRequest>,
+    ) -> Result<Response<proto::ClassBytesReply>, Status> {
+        let name = req.into_inner().class_name;
+        let n = name.clone();
+        let bytes = self.call(move |o| o.class_bytes(&n)).await??;
+        Ok(Response::new(proto::ClassBytesReply { class_name: name, bytes }))
+    }
+
+    async fn faults(&self, _: Request<proto::FaultsRequest>) -> Result<Response<proto::FaultsReply>, Status> {
+        Ok(Response::new(self.call(|o| o.faults()).await?))
+    }
+
+    type WatchFaultsStream = FaultStream;
+
+    async fn watch_faults(&self, _: Request<proto::FaultsRequest>) -> Result<Response<FaultStream>, Status> {
+        let rx = self.operations.subscribe_faults();
+        // A subscriber that falls behind skips what it missed rather than ending the stream.
+        let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(|r| r.ok().map(Ok));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn apply(&self, req: Request<proto::ApplyRequest>) -> Result<Response<proto::Patch>, Status> {
+        let peer = peer(&req);
+        let mut r = req.into_inner();
+        if r.source.is_empty() {
+            r.source = "<grpc>".into();
+        }
+        let by = Operator { who: operator(&r.who), peer };
+        Ok(Response::new(self.call(move |o| o.apply(r, by)).await??))
+    }
+
+    async fn patches(&self, _: Request<proto::PatchesRequest>) -> Result<Response<proto::PatchesReply>, Status> {
+        let patches = self.call(|o| o.patches()).await?;
+        Ok(Response::new(proto::PatchesReply { patches }))
+    }
+
+    async fn rollback(&self, req: Request<proto::RollbackRequest>) -> Result<Response<proto::PatchesReply>, Status> {
+        let peer = peer(&req);
+        let r = req.into_inner();
+        let id = match (r.all, r.id.is_empty()) {
+            (true, true) => None,
+            (false, false) => Some(r.id),
+            _ => return Err(Status::invalid_argument("rollback: give a patch id or all, not both")),
+        };
+        let by = Operator { who: operator(&r.who), peer };
+        let patches = self.call(move |o| o.rollback(id.as_deref(), by)).await??;
+        Ok(Response::new(proto::PatchesReply { patches }))
+    }
+
+    async fn policy_apply(
+        &self,
+        req: Request<proto::PolicyApplyRequest>,
+    ) -> Result<Response<proto::PolicyReply>, Status> {
+        let peer = peer(&req);
+        let r = req.into_inner();
+        let source = if r.source.is_empty() { "<grpc>".to_string() } else { r.source };
+        let by = Operator { who: operator(&r.who), peer };
+        Ok(Response::new(self.call(move |o| o.policy_apply(&r.yaml, &source, by)).await??))
+    }
+
+    async fn policy_show(&self, _: Request<proto::PolicyShowRequest>) -> Result<Response<proto::PolicyReply>, Status> {
+        Ok(Response::new(self.call(|o| o.policy_show()).await?))
+    }
+
+    async fn history(&self, _: Request<proto::HistoryRequest>) -> Result<Response<proto::HistoryReply>, Status> {
+        Ok(Response::new(self.call(|o| o.history()).await?))
+    }
+
+    async fn events(&self, _: Request<proto::EventsRequest>) -> Result<Response<proto::EventsReply>, Status> {
+        let events = self.call(|o| o.events()).await?;
+        Ok(Response::new(proto::EventsReply { events }))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(&self, _: Request<proto::EventsRequest>) -> Result<Response<EventStream>, Status> {
+        let rx = self.operations.subscribe_events();
+        let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(|r| r.ok().map(Ok));
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// The other end as the transport vouches for it, unlike the name a client claims: the peer
+/// process's uid and pid on the Unix socket, its address over TCP.
+fn peer<T>(req: &Request<T>) -> String {
+    let cred = req.extensions().get::<tonic::transport::server::UdsConnectInfo>().and_then(|i| i.peer_cred);
+    match (cred, req.remote_addr()) {
+        (Some(c), _) => format!("uid {}, pid {}", c.uid(), c.pid().map_or_else(|| "?".to_string(), |p| p.to_string())),
+        (None, Some(addr)) => format!("from {addr}"),
+        (None, None) => String::new(),
+    }
+}
+
+fn operator(name: &str) -> String {
+    if name.is_empty() {
+        "operator".into()
+    } else {
+        format!("operator:{name}")
+    }
+}

@@ -1,0 +1,387 @@
+//! The control plane's operations on the agent ([`Operations`]): each maps the agent's domain
+//! straight onto the contract's messages, the one conversion between them. Each runs on a
+//! control-plane thread, attached to the JVM for the call only (see `JavaVm::attached`).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use repair_model::proto;
+use repair_model::spec::PatchSpec;
+use tokio::sync::broadcast;
+
+use super::{version_text, Agent, LoadMode};
+use crate::config::FaultMode;
+use crate::control::{Operations, Operator, Status};
+use crate::events::{self, About, Kind};
+use crate::healing::PolicyState;
+use crate::jvm::{Capability, Jni};
+use crate::patches::{AppliedPatch, PatchError};
+use crate::runtime::faults;
+
+/// The agent as the control plane sees it.
+pub struct AgentOperations(pub &'static Agent);
+
+fn status_of(e: PatchError) -> Status {
+    let message = e.to_string();
+    match e {
+        PatchError::NotFound(_) => Status::not_found(message),
+        PatchError::AlreadyExists(_) => Status::already_exists(message),
+        PatchError::Invalid(_) => Status::invalid_argument(message),
+        PatchError::Rejected { .. } | PatchError::Unavailable(_) => Status::failed_precondition(message),
+    }
+}
+
+impl AgentOperations {
+    fn with_jni<R>(&self, f: impl FnOnce(&'static Agent, &Jni<'_>) -> Result<R, PatchError>) -> Result<R, Status> {
+        let a = self.0;
+        a.vm.attached("repair-control", |jni| f(a, jni))
+            .unwrap_or_else(|rc| {
+                Err(PatchError::Unavailable(format!("cannot attach the control thread to the JVM (JNI error {rc})")))
+            })
+            .map_err(status_of)
+    }
+
+    /// How many classes are loaded (arrays and primitives included).
+    fn class_count(&self) -> Result<usize, Status> {
+        self.with_jni(|a, jni| {
+            jni.with_local_frame(16, |jni| {
+                let all = a.jvmti.loaded_classes(jni).map_err(|e| PatchError::Unavailable(e.to_string()))?;
+                let n = all.len();
+                for class in all {
+                    jni.delete_local_ref(class);
+                }
+                Ok(n)
+            })
+        })
+    }
+
+    fn patch(&self, p: &AppliedPatch, state: &str) -> proto::Patch {
+        let a = self.0;
+        proto::Patch {
+            id: p.spec.id.clone(),
+            classes: vec![p.class.replace('/', ".")],
+            method: p.spec.method.to_string(),
+            action: match a.patches.breakers.state(p.report_id) {
+                Some((state, short)) => {
+                    format!("{} [{state}, {short} calls short-circuited]", p.spec.action.summary())
+                }
+                None => p.spec.action.summary(),
+            },
+            applied_at_ms: p.applied_at_ms,
+            who: p.who.clone(),
+            state: state.to_string(),
+            fallbacks: a.reports.counters(p.report_id).fallbacks.load(Ordering::Relaxed),
+            durable: p.spec.durable,
+        }
+    }
+}
+
+impl Operations for AgentOperations {
+    fn status(&self) -> proto::StatusReply {
+        let a = self.0;
+        let (faults, _) = a.faults.list();
+        let fault_mode_lacks = match (a.options.faults, a.fault_mode) {
+            (FaultMode::Jvmti, FaultMode::Bytecode) => format!(
+                "faults=jvmti was asked for, but {} is not available{}: faults are captured by bytecode probes \
+                 (Hooks.thrown), without the exact throwing instruction",
+                Capability::ExceptionEvents.name(),
+                if a.mode == LoadMode::Attach { " after attach" } else { "" }
+            ),
+            (_, FaultMode::Bytecode) => "faults are exceptions leaving application methods, seen by exception-exit \
+                                         probes (Hooks.thrown): whether a caller catches them is not known; \
+                                         faults=jvmti at start-up sees every throw and its handler, at a cost"
+                .to_string(),
+            (_, FaultMode::Off) => "fault capture is off".to_string(),
+            (_, FaultMode::Jvmti) => String::new(),
+        };
+        let (fault_capture_detail, classes_skipped) = match &*a.attach_probes.lock().unwrap_or_else(|e| e.into_inner())
+        {
+            None => (String::new(), 0),
+            Some(Ok(r)) if r.skipped.is_empty() => {
+                (format!("probes added to {} classes loaded before the attach", r.probed), 0)
+            }
+            Some(Ok(r)) => (
+                format!("probes added to {} classes loaded before the attach; {}", r.probed, r.skipped_text()),
+                r.skipped.len() as u64,
+            ),
+            Some(Err(e)) => (format!("no probes in the classes loaded before the attach: {e}"), 0),
+        };
+        let hooks = a.hooks.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        proto::StatusReply {
+            pid: std::process::id() as i64,
+            jvm: format!("JVMTI {}", version_text(a.jvmti_version)),
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            load_mode: if a.mode == LoadMode::Startup { "onload" } else { "onattach" }.to_string(),
+            fault_capture: match a.fault_mode {
+                FaultMode::Jvmti => "jvmti-exception-events",
+                FaultMode::Bytecode => "bytecode-probes",
+                FaultMode::Off => "off",
+            }
+            .to_string(),
+            capabilities: a.capabilities.held.iter().map(|c| c.name().to_string()).collect(),
+            missing_capabilities: a
+                .capabilities
+                .missing
+                .iter()
+                .map(|(c, why)| format!("{}: {why}", c.name()))
+                .chain((!fault_mode_lacks.is_empty()).then(|| format!("fault capture: {fault_mode_lacks}")))
+                .chain(hooks.err().map(|e| format!("runtime hooks: {e}")))
+                .collect(),
+            faults_seen: faults.len() as u64,
+            patches_active: a.patches.list().len() as u64,
+            classes_loaded: self.class_count().map(|n| n as u64).unwrap_or(0),
+            uptime_ms: a.loaded_at.elapsed().as_millis() as u64,
+            endpoint: self.0.control_endpoint(),
+            fault_capture_detail,
+            classes_skipped,
+        }
+    }
+
+    fn classes(&self, glob: &str) -> Result<Vec<proto::LoadedClass>, Status> {
+        self.with_jni(|a, jni| {
+            jni.with_local_frame(16, |jni| {
+                let all = a.jvmti.loaded_classes(jni).map_err(|e| PatchError::Unavailable(e.to_string()))?;
+                let mut found = Vec::new();
+                for class in all {
+                    let dotted = a
+                        .jvmti
+                        .class_signature(&class)
+                        .ok()
+                        .and_then(|sig| Some(sig.strip_prefix('L')?.strip_suffix(';')?.replace('/', ".")));
+                    if let Some(name) = dotted.filter(|n| repair_model::glob::matches(glob, n)) {
+                        let loader = jni.with_local_frame(4, |jni| match a.jvmti.class_loader(jni, &class) {
+                            Ok(l) if l.is_null() => "bootstrap".to_string(),
+                            Ok(l) => jni.class_name_of_object(&l),
+                            Err(e) => format!("? ({e})"),
+                        });
+                        let modifiable = a.jvmti.is_modifiable(&class).unwrap_or(false);
+                        found.push(proto::LoadedClass { name, loader, modifiable });
+                    }
+                    jni.delete_local_ref(class);
+                }
+                found.sort_by(|x, y| (&x.name, &x.loader).cmp(&(&y.name, &y.loader)));
+                found.dedup();
+                Ok(found)
+            })
+        })
+    }
+
+    fn class_bytes(&self, class: &str) -> Result<Vec<u8>, Status> {
+        self.with_jni(|a, jni| a.patches.live_bytes(a.jvmti, jni, &class.replace('.', "/")))
+    }
+
+    fn faults(&self) -> proto::FaultsReply {
+        let (list, dropped) = self.0.faults.list();
+        proto::FaultsReply { faults: list.iter().map(fault).collect(), dropped_sites: dropped }
+    }
+
+    fn subscribe_faults(&self) -> broadcast::Receiver<proto::Fault> {
+        relay(self.0.faults.subscribe(), 256, |f| fault(&f))
+    }
+
+    fn apply(&self, request: proto::ApplyRequest, by: Operator) -> Result<proto::Patch, Status> {
+        let yaml = request.spec_yaml;
+        let spec = PatchSpec::from_yaml(&yaml, &request.source).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let attachments: HashMap<String, Vec<u8>> = request.attachments.into_iter().collect();
+        let p = self.with_jni(|a, jni| {
+            if !a.capabilities.holds(Capability::RetransformClasses) {
+                return Err(PatchError::Unavailable(format!(
+                    "the agent does not hold {}: patches cannot be applied in this JVM",
+                    Capability::RetransformClasses.name()
+                )));
+            }
+            let (id, class) = (spec.id.clone(), spec.class.clone());
+            let site = format!("{}.{}", spec.class, spec.method.name);
+            let about = About { patch: &id, site: &site, ..About::default() };
+            match a.patches.apply(a.jvmti, jni, spec, attachments, by.who.clone()) {
+                Ok(p) => {
+                    a.journal.applied(&p, &format!("applied by {by}"));
+                    a.events.emit(Kind::Applied, about, format!("{} by {by}", p.spec.action.summary()));
+                    Ok(p)
+                }
+                Err(e) => {
+                    a.journal.refused(&yaml, &id, &by.who, &class, &format!("{e} (asked by {by})"));
+                    a.events.emit(Kind::Refused, about, e.to_string());
+                    Err(e)
+                }
+            }
+        })?;
+        Ok(self.patch(&p, "active"))
+    }
+
+    fn patches(&self) -> Vec<proto::Patch> {
+        self.0.patches.list().iter().map(|p| self.patch(p, "active")).collect()
+    }
+
+    fn rollback(&self, id: Option<&str>, by: Operator) -> Result<Vec<proto::Patch>, Status> {
+        let gone = self.with_jni(|a, jni| {
+            let gone = a.patches.rollback(a.jvmti, jni, id)?;
+            for p in &gone {
+                let reason = format!("rolled back by {by}");
+                a.journal.rolled_back(p, &by.who, &reason);
+                let site = format!("{}.{}", p.spec.class, p.spec.method.name);
+                a.events.emit(Kind::RolledBack, About { patch: &p.spec.id, site: &site, ..About::default() }, reason);
+            }
+            Ok(gone)
+        })?;
+        Ok(gone.iter().map(|p| self.patch(p, "rolled-back")).collect())
+    }
+
+    fn policy_apply(&self, yaml: &str, source: &str, by: Operator) -> Result<proto::PolicyReply, Status> {
+        let a = self.0;
+        let policy = repair_model::policy::parse(yaml, source).map_err(Status::invalid_argument)?;
+        policy.check_capture(a.fault_mode == FaultMode::Jvmti).map_err(Status::failed_precondition)?;
+        a.healer.replace(policy, by.who);
+        Ok(policy_reply(a.healer.state().as_ref()))
+    }
+
+    fn policy_show(&self) -> proto::PolicyReply {
+        policy_reply(self.0.healer.state().as_ref())
+    }
+
+    fn history(&self) -> proto::HistoryReply {
+        let a = self.0;
+        let records = a
+            .journal
+            .history()
+            .into_iter()
+            .map(|r| proto::HistoryRecord {
+                seq: r.seq,
+                at_ms: r.at_ms,
+                event: serde_json::to_value(r.event)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                patch_id: r.patch_id,
+                who: r.who,
+                classes: r.classes,
+                spec: r.spec,
+                durable: r.durable,
+                hashes_before: r.hashes.iter().map(|h| h.0.clone()).collect(),
+                hashes_after: r.hashes.into_iter().map(|h| h.1).collect(),
+                reason: r.reason,
+            })
+            .collect();
+        proto::HistoryReply { records, state_dir: a.journal.dir().display().to_string() }
+    }
+
+    fn events(&self) -> Vec<proto::Event> {
+        self.0.events.list().iter().map(event).collect()
+    }
+
+    fn subscribe_events(&self) -> broadcast::Receiver<proto::Event> {
+        relay(self.0.events.subscribe(), 1024, |e| event(&e))
+    }
+}
+
+/// A receiver of `map`ped items from `inner`, mapped on the control plane's runtime (none outside
+/// it: the receiver then gets nothing).
+fn relay<T: Clone + Send + 'static, U: Clone + Send + 'static>(
+    mut inner: broadcast::Receiver<T>,
+    capacity: usize,
+    map: impl Fn(T) -> U + Send + 'static,
+) -> broadcast::Receiver<U> {
+    let (tx, rx) = broadcast::channel(capacity);
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            loop {
+                match inner.recv().await {
+                    Ok(item) => {
+                        if tx.send(map(item)).is_err() {
+                            break;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+    }
+    rx
+}
+
+fn frame(f: &faults::StackFrame) -> proto::Frame {
+    proto::Frame {
+        class_name: f.class.clone(),
+        method: f.method.clone(),
+        method_descriptor: f.descriptor.clone(),
+        bci: f.bci,
+        line: f.line.unwrap_or(0),
+    }
+}
+
+fn fault(f: &faults::Fault) -> proto::Fault {
+    proto::Fault {
+        id: f.id,
+        exception: f.exception.clone(),
+        message: f.message.clone().unwrap_or_default(),
+        thread: f.thread.clone(),
+        site: Some(frame(&f.site)),
+        stack: f.stack.iter().map(frame).collect(),
+        count: f.count,
+        first_seen_ms: f.first_seen_ms,
+        last_seen_ms: f.last_seen_ms,
+        caught: f.caught,
+    }
+}
+
+fn event(e: &events::Event) -> proto::Event {
+    proto::Event {
+        seq: e.seq,
+        at_ms: e.at_ms,
+        at_us: e.at_us,
+        kind: e.kind.name().to_string(),
+        rule: e.rule.clone(),
+        patch: e.patch.clone(),
+        site: e.site.clone(),
+        reason: e.reason.clone(),
+    }
+}
+
+fn policy_reply(state: Option<&PolicyState>) -> proto::PolicyReply {
+    let Some(s) = state else { return proto::PolicyReply::default() };
+    let p = &s.policy;
+    proto::PolicyReply {
+        loaded: true,
+        source: p.source.clone(),
+        mode: if p.mode == repair_model::policy::Mode::DryRun { "dry-run" } else { "enforce" }.to_string(),
+        yaml: p.text.clone(),
+        loaded_at_ms: s.loaded_at_ms,
+        loaded_by: s.who.clone(),
+        rules: p
+            .rules
+            .iter()
+            .map(|r| {
+                let st = s.stats.get(&r.name).cloned().unwrap_or_default();
+                proto::RuleState {
+                    name: r.name.clone(),
+                    when: format!(
+                        "{}{}{}{} x{} within {:?}",
+                        r.exception,
+                        repair_model::policy::handled_word(r.caught).map(|w| format!(" {w}")).unwrap_or_default(),
+                        r.within_code.as_ref().map(|g| format!(" in {g}")).unwrap_or_default(),
+                        r.message.as_ref().map(|m| format!(" message /{m}/")).unwrap_or_default(),
+                        r.count,
+                        r.window
+                    ),
+                    actions: r
+                        .then
+                        .iter()
+                        .map(|s| {
+                            let at = if s.at == repair_model::policy::At::Caller { " at caller" } else { "" };
+                            format!(
+                                "{}{at}",
+                                serde_yaml::to_string(&s.action).unwrap_or_default().trim().replace('\n', " ")
+                            )
+                        })
+                        .collect(),
+                    fired: st.fired,
+                    applied: st.applied,
+                    validated: st.validated,
+                    rolled_back: st.rolled_back,
+                    held: st.held,
+                }
+            })
+            .collect(),
+    }
+}
