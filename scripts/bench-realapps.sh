@@ -12,9 +12,12 @@
 # beginning with "repair:" the agent wrote to stderr.
 #
 # The main thread's CPU time is printed by bench/realapps/Launch.java, which calls the program's own
-# entry point and, when it returns, reads ThreadMXBean.getCurrentThreadCpuTime() on that thread (see
-# the comment there). The java launcher's first thread (task id == pid) is not that thread: it only
-# creates the main thread and waits for it.
+# entry point on that thread and, when it returns, reads the thread's own run time from
+# /proc/thread-self/schedstat, the clock of ThreadMXBean.getCurrentThreadCpuTime(), which it reads
+# next as a check (see the comment there). Not /proc/PID/task/*/stat from outside: the launcher's
+# first thread (task id == pid) only creates the main thread and waits, which thread is main is not
+# the same from one JDK to the next (pid + 1 on JDK 17, pid + 2 on JDK 25), and the thread's last
+# moments before exit cannot be sampled from outside.
 #
 # The application's stdout, with this run's temp paths replaced, must be the same bytes in every run
 # and configuration of a JDK; otherwise the script prints the diff and fails.
@@ -22,11 +25,16 @@
 # Environment: RUNS (default 5) counted runs per configuration; JDKS: "17" (default: $JAVA_HOME or
 # the Debian JDK 17), "25" (Temurin 25), "all" (both) or a list of those and JDK home paths; APPS
 # (default "groovy ant jgit rhino jetty"); REPAIR_AGENT_SO (default target/release/librepair.so,
-# built with cargo if missing). Takes about 10 minutes per JDK on 2 cores with the defaults.
+# built with cargo if missing). Takes about 7 minutes per JDK on 2 cores with the defaults, more on
+# a busy machine (the header records the load average).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 runs=${RUNS:-5}
+if ! [[ $runs =~ ^[1-9][0-9]*$ ]]; then
+    echo "RUNS must be a positive number" >&2
+    exit 2
+fi
 apps=${APPS:-groovy ant jgit rhino jetty}
 jdks=${JDKS:-17}
 [ "$jdks" = all ] && jdks="17 25"

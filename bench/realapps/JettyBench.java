@@ -3,7 +3,7 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.HttpURLConnection;
-import java.net.URL;
+import java.net.URI;
 import java.nio.charset.StandardCharsets;
 import java.util.Map;
 import java.util.TreeMap;
@@ -116,7 +116,7 @@ public final class JettyBench {
                 case 0 -> c = get(base + "/primes?n=" + (2000 + (i % 17) * 500));
                 case 1, 2 -> c = get(base + "/items?id=" + (i % 211));
                 case 3 -> {
-                    c = (HttpURLConnection) new URL(base + "/items").openConnection();
+                    c = (HttpURLConnection) URI.create(base + "/items").toURL().openConnection();
                     c.setRequestMethod("POST");
                     c.setDoOutput(true);
                     try (OutputStream out = c.getOutputStream()) {
@@ -141,7 +141,7 @@ public final class JettyBench {
     }
 
     private static HttpURLConnection get(String url) throws IOException {
-        return (HttpURLConnection) new URL(url).openConnection();
+        return (HttpURLConnection) URI.create(url).toURL().openConnection();
     }
 
     private static byte[] readAll(InputStream in) throws IOException {
