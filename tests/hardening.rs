@@ -1,0 +1,60 @@
+//! repairctl against hostile or unlucky input.
+
+mod agent_support;
+
+use std::process::Command;
+
+use agent_support::TempDir;
+
+fn repairctl() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_repairctl"))
+}
+
+/// Runs repairctl on input it must refuse: exit 1 with one error line, no panic.
+fn expect_refusal(args: &[&str], needles: &[&str]) {
+    let out = repairctl().args(args).output().expect("repairctl runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "repairctl {args:?} panicked: {stderr}");
+    assert_eq!(out.status.code(), Some(1), "repairctl {args:?}: {stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "repairctl {args:?}: stderr lacks {n:?}: {stderr}");
+    }
+}
+
+#[test]
+fn durations_no_clock_holds_are_refused_offline() {
+    let dir = TempDir::new("durations");
+    for (value, why) in
+        [(".inf", "not a finite"), ("1e300", "longer than"), ("-3", "negative"), (".nan", "not a finite")]
+    {
+        let spec = dir.0.join("breaker.yaml");
+        std::fs::write(
+            &spec,
+            format!(
+                "id: b\ntarget: {{ class: a.B, method: call }}\naction:\n  breaker: {{ failures: 2, window: {value}, cooldown: 1s }}\n"
+            ),
+        )
+        .unwrap();
+        let spec = spec.to_str().unwrap();
+        // The spec is parsed before the input is read: the class need not exist.
+        let out = dir.0.join("out.class");
+        expect_refusal(
+            &["rewrite", spec, "In.class", "-o", out.to_str().unwrap()],
+            &["action.breaker.window", value, why],
+        );
+
+        let policy = dir.0.join("policy.yaml");
+        std::fs::write(
+            &policy,
+            format!(
+                "mode: enforce\nrules:\n  - name: r\n    when: {{ exception: java.lang.RuntimeException, within: {value} }}\n    then:\n      - guard: {{ fallback: default }}\n"
+            ),
+        )
+        .unwrap();
+        // The policy is checked before connecting: no agent listens at this endpoint.
+        expect_refusal(
+            &["policy", "apply", policy.to_str().unwrap(), "--endpoint", "unix:/nonexistent/repair.sock"],
+            &["rules[0].when.within", value, why],
+        );
+    }
+}
