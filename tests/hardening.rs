@@ -1,8 +1,10 @@
-//! repairctl against hostile or unlucky input.
+//! repairctl against hostile or unlucky input: durations no clock holds, and a reader that
+//! stops reading.
 
 mod agent_support;
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 
 use agent_support::TempDir;
 
@@ -57,4 +59,30 @@ fn durations_no_clock_holds_are_refused_offline() {
             &["rules[0].when.within", value, why],
         );
     }
+}
+
+#[test]
+fn a_reader_that_stops_reading_ends_repairctl_quietly() {
+    let jdk = agent_support::default_jdk();
+    let dir = TempDir::new("broken-pipe");
+    // Enough methods that the disassembly is several times a pipe's buffer (64 KiB), so repairctl
+    // is still writing when the reader goes away.
+    let methods: String = (0..1500).map(|i| format!("  static int m{i}(int x) {{ return x * {i} + 1; }}\n")).collect();
+    agent_support::compile(&jdk, &dir.0, &[("Big.java", &format!("public class Big {{\n{methods}}}\n"))]);
+    let class = dir.0.join("Big.class");
+    let mut child = repairctl()
+        .args(["javap", class.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("repairctl runs");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(!first.is_empty(), "repairctl javap printed nothing");
+    // The reader is dropped here, as `head -1` exits.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "{stderr}");
+    assert!(stderr.is_empty(), "a closed pipe is not an error to report: {stderr}");
 }
