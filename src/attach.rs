@@ -30,6 +30,7 @@ pub fn load_agent(pid: u32, agent: &Path, options: &str, timeout: Duration) -> R
     if !agent.is_absolute() || !agent.exists() {
         return Err(format!("agent library {} not found (give an absolute path with --agent)", agent.display()));
     }
+    check_is_jvm(pid)?;
     let socket = listener_socket(pid);
     if !socket.exists() {
         start_listener(pid, &socket, timeout)?;
@@ -42,6 +43,30 @@ pub fn load_agent(pid: u32, agent: &Path, options: &str, timeout: Duration) -> R
     let mut reply = String::new();
     s.read_to_string(&mut reply).map_err(|e| format!("JVM {pid}: attach reply: {e}"))?;
     parse_reply(&reply).map_err(|e| format!("JVM {pid}: {e}"))
+}
+
+/// Refuses a process that is not a HotSpot JVM before anything is sent to it: SIGQUIT, the attach
+/// signal, ends most other programs. libjvm.so in the memory map also finds JVMs embedded in
+/// programs that are not `java`.
+fn check_is_jvm(pid: u32) -> Result<(), String> {
+    let maps_path = format!("/proc/{pid}/maps");
+    let maps = std::fs::read_to_string(&maps_path).map_err(|e| {
+        format!("process {pid}: cannot read {maps_path} to tell whether it is a Java VM: {e}; nothing was sent to it")
+    })?;
+    if maps_hold_libjvm(&maps) {
+        return Ok(());
+    }
+    let name =
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).map_or_else(|_| "?".into(), |n| n.trim().to_string());
+    Err(format!("process {pid} ({name}) is not a Java VM: no libjvm.so in its memory map; nothing was sent to it"))
+}
+
+/// Whether a `/proc/PID/maps` text maps a `libjvm.so` (also one deleted since, by a JDK update).
+fn maps_hold_libjvm(maps: &str) -> bool {
+    maps.lines().filter_map(|line| line.find('/').map(|i| &line[i..])).any(|path| {
+        let path = path.strip_suffix(" (deleted)").unwrap_or(path);
+        Path::new(path).file_name().is_some_and(|f| f == "libjvm.so")
+    })
 }
 
 /// The attach protocol's request: version 1, the command and three arguments, NUL-terminated.
@@ -129,5 +154,23 @@ mod tests {
         assert!(load_agent(me, Path::new("relative.so"), "", Duration::from_millis(10))
             .unwrap_err()
             .contains("not found"));
+    }
+
+    #[test]
+    fn a_process_without_libjvm_is_refused_before_any_signal() {
+        let me = std::process::id();
+        let exe = std::env::current_exe().unwrap();
+        let refused = load_agent(me, &exe, "", Duration::from_millis(10)).unwrap_err();
+        assert!(refused.starts_with(&format!("process {me} (")), "{refused}");
+        assert!(
+            refused.ends_with(") is not a Java VM: no libjvm.so in its memory map; nothing was sent to it"),
+            "{refused}"
+        );
+        let jvm = "7f00a000-7f00b000 r-xp 00000000 08:01 1234   /usr/lib/jvm/java-21/lib/server/libjvm.so\n";
+        assert!(maps_hold_libjvm(&format!("55d0-55e0 r--p 00000000 08:01 99   /usr/bin/java\n{jvm}")));
+        assert!(maps_hold_libjvm("7f00-7f01 r-xp 00000000 08:01 1   /opt/my jdk/lib/server/libjvm.so (deleted)\n"));
+        assert!(!maps_hold_libjvm(
+            "7f00-7f01 r-xp 00000000 08:01 1   /usr/lib/libjvm.so.bak\n7f02-7f03 rw-p 0 0:0 0   [heap]\n"
+        ));
     }
 }

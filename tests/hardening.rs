@@ -1,15 +1,43 @@
-//! repairctl against hostile or unlucky input: durations no clock holds, and a reader that
-//! stops reading.
+//! repairctl against hostile or unlucky input: a pid that is not a JVM, durations no clock
+//! holds, and a reader that stops reading.
 
 mod agent_support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use agent_support::TempDir;
 
 fn repairctl() -> Command {
     Command::new(env!("CARGO_BIN_EXE_repairctl"))
+}
+
+#[test]
+fn attach_refuses_a_process_that_is_not_a_jvm_and_sends_it_nothing() {
+    let dir = TempDir::new("attach-sleep");
+    let mut sleep = Command::new("sleep").arg("30").current_dir(&dir.0).spawn().expect("sleep starts");
+    let pid = sleep.id();
+    // An agent library that exists, so the refusal must come from the pid, not from the library.
+    let out = repairctl()
+        .args(["attach", &pid.to_string(), "--agent", env!("CARGO_BIN_EXE_repairctl")])
+        .output()
+        .expect("repairctl runs");
+    // SIGQUIT would have ended sleep by now; give it the time to show.
+    std::thread::sleep(Duration::from_millis(200));
+    let alive = sleep.try_wait().expect("wait").is_none();
+    let _ = sleep.kill();
+    let _ = sleep.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(alive, "repairctl attach killed the non-JVM process {pid}: {stderr}");
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "process {pid} (sleep) is not a Java VM: no libjvm.so in its memory map; nothing was sent to it"
+        )),
+        "{stderr}"
+    );
+    assert!(!dir.0.join(format!(".attach_pid{pid}")).exists(), "a trigger file was left in the process's directory");
 }
 
 /// Runs repairctl on input it must refuse: exit 1 with one error line, no panic.
