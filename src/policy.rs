@@ -583,6 +583,15 @@ mod tests {
             .contains("rules[0].when.exception"));
         assert!(parse(&POLICY.replace("within: 10s", "within: 10h"), "p.yaml").unwrap_err().contains("unit"));
         assert!(parse(&POLICY.replace("\"Long\"", "\"(\""), "p.yaml").unwrap_err().contains("rules[0].when.message"));
+        for (value, why) in [(".inf", "not a finite"), ("1e300", "limit of 1 day"), ("-1", "negative")] {
+            let within = parse(&POLICY.replace("within: 10s", &format!("within: {value}")), "p.yaml").unwrap_err();
+            assert!(
+                within.contains("rules[0].when.within") && within.contains(value) && within.contains(why),
+                "{within}"
+            );
+            let window = parse(&POLICY.replace("window: 5s", &format!("window: {value}")), "p.yaml").unwrap_err();
+            assert!(window.contains("rules[0].validate.window") && window.contains(why), "{window}");
+        }
         let bad_action = parse(&POLICY.replace("fallback: default", "fallback: sometimes"), "p.yaml").unwrap_err();
         assert!(bad_action.contains("rules[0].then[1]") && bad_action.contains("fallback"), "{bad_action}");
         let bad_at = parse(&POLICY.replace("at: caller", "at: nowhere"), "p.yaml").unwrap_err();

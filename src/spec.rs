@@ -292,21 +292,39 @@ impl PatchSpec {
     }
 }
 
-/// `10s`, `500ms`, `2m` or a number of seconds; `None` gives `default`.
+/// The longest window or cooldown a spec or policy may give. Anything longer is a slip (`1e300`),
+/// and the agent adds these to `Instant`s, which overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `10s`, `500ms`, `2m` or a number of seconds, from 0 to [`MAX_DURATION`]; `None` gives `default`.
 pub fn parse_duration(v: Option<&Value>, default: Duration) -> Result<Duration, String> {
     let Some(v) = v else { return Ok(default) };
-    if let Some(n) = v.as_f64() {
-        return Ok(Duration::from_secs_f64(n.max(0.0)));
+    let (shown, seconds) = match v {
+        Value::Number(n) => (n.to_string(), n.as_f64().unwrap_or(f64::NAN)),
+        _ => {
+            let s = v.as_str().ok_or("expected a duration such as 10s")?;
+            let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+            let n: f64 = n.parse().map_err(|_| format!("{s:?}: expected a duration such as 10s"))?;
+            let seconds = match unit {
+                "ms" => n / 1000.0,
+                "s" | "" => n,
+                "m" => n * 60.0,
+                _ => return Err(format!("{s:?}: unit must be ms, s or m")),
+            };
+            (format!("{s:?}"), seconds)
+        }
+    };
+    if !seconds.is_finite() {
+        return Err(format!("{shown}: not a finite duration"));
     }
-    let s = v.as_str().ok_or("expected a duration such as 10s")?;
-    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let n: f64 = n.parse().map_err(|_| format!("{s:?}: expected a duration such as 10s"))?;
-    Ok(Duration::from_secs_f64(match unit {
-        "ms" => n / 1000.0,
-        "s" | "" => n,
-        "m" => n * 60.0,
-        _ => return Err(format!("{s:?}: unit must be ms, s or m")),
-    }))
+    if seconds < 0.0 {
+        return Err(format!("{shown}: a duration cannot be negative"));
+    }
+    let limit = MAX_DURATION.as_secs();
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(format!("{shown}: longer than the limit of 1 day ({limit}s)")),
+    }
 }
 
 struct Parser<'a> {
@@ -610,6 +628,41 @@ mod tests {
             err(&GOOD.replace("id: price-npe", "id: \"bad id\"")),
             "p.yaml:1: id: \"bad id\" is not an id: use letters, digits, '.', '_' and '-'"
         );
+    }
+
+    #[test]
+    fn durations_are_finite_non_negative_and_at_most_a_day() {
+        let parse = |yaml: &str| parse_duration(Some(&serde_yaml::from_str(yaml).unwrap()), Duration::ZERO);
+        assert_eq!(parse("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse("1440m"), Ok(MAX_DURATION));
+        assert_eq!(parse("0"), Ok(Duration::ZERO));
+        assert_eq!(parse(".inf"), Err(".inf: not a finite duration".into()));
+        assert_eq!(parse("-.inf"), Err("-.inf: not a finite duration".into()));
+        assert_eq!(parse(".nan"), Err(".nan: not a finite duration".into()));
+        assert_eq!(parse("-3"), Err("-3: a duration cannot be negative".into()));
+        assert_eq!(parse("-0.5"), Err("-0.5: a duration cannot be negative".into()));
+        assert_eq!(parse("1e300"), Err("1e300: longer than the limit of 1 day (86400s)".into()));
+        assert_eq!(parse("86401"), Err("86401: longer than the limit of 1 day (86400s)".into()));
+        assert_eq!(parse("1441m"), Err("\"1441m\": longer than the limit of 1 day (86400s)".into()));
+        assert_eq!(
+            parse("\"99999999999999999999999s\""),
+            Err("\"99999999999999999999999s\": longer than the limit of 1 day (86400s)".into())
+        );
+        assert_eq!(parse("1e300s"), Err("\"1e300s\": unit must be ms, s or m".into()));
+        let breaker = |window: &str| {
+            PatchSpec::from_yaml(
+                &format!("id: b\ntarget: {{ class: a.B, method: run }}\naction:\n  breaker: {{ window: {window} }}\n"),
+                "b.yaml",
+            )
+        };
+        assert_eq!(
+            breaker(".inf").unwrap_err().to_string(),
+            "b.yaml:4: action.breaker.window: .inf: not a finite duration"
+        );
+        assert!(breaker("24h").unwrap_err().to_string().contains("unit must be ms, s or m"));
+        assert!(breaker("2s").is_ok());
     }
 
     #[test]

@@ -131,8 +131,7 @@ fn javap(class: &str, conn: &Conn) -> Result<(), String> {
         block_on(live::class_bytes(conn, class))?
     };
     let text = repair_bytecode::javap::disassemble(&bytes).map_err(|e| format!("{class}: {e}"))?;
-    print!("{text}");
-    Ok(())
+    cli::out(&text)
 }
 
 fn main() -> ExitCode {

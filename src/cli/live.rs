@@ -8,7 +8,7 @@ use clap::Args;
 use serde_json::json;
 use tokio_stream::StreamExt;
 
-use super::Output;
+use super::{out, Output};
 use crate::client::{connect, describe, Client, Target};
 use crate::endpoint::Endpoint;
 use crate::proto;
@@ -46,10 +46,10 @@ fn rpc<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Result<T, String> {
     r.map(tonic::Response::into_inner).map_err(|s| describe(&s))
 }
 
-fn print(output: Output, value: serde_json::Value, human: impl FnOnce() -> String) {
+fn print(output: Output, value: serde_json::Value, human: impl FnOnce() -> String) -> Result<(), String> {
     match output {
-        Output::Json => println!("{value}"),
-        Output::Human => print!("{}", human()),
+        Output::Json => out(&format!("{value}\n")),
+        Output::Human => out(&human()),
     }
 }
 
@@ -100,7 +100,7 @@ pub async fn status(conn: &Conn) -> Result<(), String> {
             s.pid, s.jvm, s.agent_version, s.load_mode, capture, s.capabilities.join(", "), missing,
             s.faults_seen, s.patches_active, s.classes_loaded, s.uptime_ms as f64 / 1000.0, s.endpoint
         )
-    });
+    })?;
     Ok(())
 }
 
@@ -135,14 +135,14 @@ pub async fn faults(conn: &Conn, follow: bool) -> Result<(), String> {
         conn.output,
         json!({ "faults": r.faults.iter().map(fault_json).collect::<Vec<_>>(), "dropped_sites": r.dropped_sites }),
         || table(&header, &r.faults.iter().map(fault_row).collect::<Vec<_>>()),
-    );
+    )?;
     if follow {
         let mut stream = rpc(client.watch_faults(proto::FaultsRequest {}).await)?;
         while let Some(f) = stream.next().await {
             let f = f.map_err(|s| describe(&s))?;
             match conn.output {
-                Output::Json => println!("{}", fault_json(&f)),
-                Output::Human => println!("{}", fault_row(&f).join("  ")),
+                Output::Json => out(&format!("{}\n", fault_json(&f)))?,
+                Output::Human => out(&format!("{}\n", fault_row(&f).join("  ")))?,
             }
         }
     }
@@ -164,7 +164,7 @@ pub async fn classes(conn: &Conn, glob: &str) -> Result<(), String> {
             .map(|c| json!({"name": c.name, "loader": c.loader, "modifiable": c.modifiable}))
             .collect::<Vec<_>>()),
         || table(&["CLASS", "LOADER", "MODIFIABLE"], &rows),
-    );
+    )?;
     Ok(())
 }
 
@@ -214,7 +214,7 @@ pub async fn apply(conn: &Conn, spec_path: &Path, files: &[String]) -> Result<()
     let p = rpc(conn.client().await?.apply(req).await)?;
     print(conn.output, patch_json(&p), || {
         format!("applied {}: {} on {}.{}\n", p.id, p.action, p.classes.join(","), p.method)
-    });
+    })?;
     Ok(())
 }
 
@@ -222,7 +222,7 @@ pub async fn patches(conn: &Conn) -> Result<(), String> {
     let r = rpc(conn.client().await?.patches(proto::PatchesRequest {}).await)?;
     print(conn.output, json!(r.patches.iter().map(patch_json).collect::<Vec<_>>()), || {
         table(&PATCH_HEADER, &r.patches.iter().map(patch_row).collect::<Vec<_>>())
-    });
+    })?;
     Ok(())
 }
 
@@ -231,7 +231,7 @@ pub async fn rollback(conn: &Conn, id: Option<String>, all: bool) -> Result<(), 
     let r = rpc(conn.client().await?.rollback(req).await)?;
     print(conn.output, json!(r.patches.iter().map(patch_json).collect::<Vec<_>>()), || {
         r.patches.iter().map(|p| format!("rolled back {}\n", p.id)).collect()
-    });
+    })?;
     Ok(())
 }
 
@@ -291,13 +291,13 @@ pub async fn policy_apply(conn: &Conn, file: &Path) -> Result<(), String> {
     crate::policy::parse(&yaml, &source)?;
     let req = proto::PolicyApplyRequest { yaml, source, who: operator() };
     let p = rpc(conn.client().await?.policy_apply(req).await)?;
-    print(conn.output, policy_json(&p), || format!("policy {} in force ({} rules)\n", p.source, p.rules.len()));
+    print(conn.output, policy_json(&p), || format!("policy {} in force ({} rules)\n", p.source, p.rules.len()))?;
     Ok(())
 }
 
 pub async fn policy_show(conn: &Conn) -> Result<(), String> {
     let p = rpc(conn.client().await?.policy_show(proto::PolicyShowRequest {}).await)?;
-    print(conn.output, policy_json(&p), || policy_text(&p));
+    print(conn.output, policy_json(&p), || policy_text(&p))?;
     Ok(())
 }
 
@@ -345,7 +345,7 @@ pub async fn history(conn: &Conn) -> Result<(), String> {
             r.state_dir,
             table(&["SEQ", "TIME (UTC)", "EVENT", "PATCH", "WHO", "", "CLASS SHA-256", "REASON"], &rows)
         )
-    });
+    })?;
     Ok(())
 }
 
@@ -375,7 +375,7 @@ pub async fn events(conn: &Conn, follow: bool) -> Result<(), String> {
     let r = rpc(client.events(proto::EventsRequest {}).await)?;
     print(conn.output, json!(r.events.iter().map(event_json).collect::<Vec<_>>()), || {
         r.events.iter().map(|e| format!("{}\n", event_line(e))).collect()
-    });
+    })?;
     let mut last = r.events.last().map_or(0, |e| e.seq);
     if let Some(stream) = stream.as_mut() {
         while let Some(e) = stream.next().await {
@@ -385,8 +385,8 @@ pub async fn events(conn: &Conn, follow: bool) -> Result<(), String> {
             }
             last = e.seq;
             match conn.output {
-                Output::Json => println!("{}", event_json(&e)),
-                Output::Human => println!("{}", event_line(&e)),
+                Output::Json => out(&format!("{}\n", event_json(&e)))?,
+                Output::Human => out(&format!("{}\n", event_line(&e)))?,
             }
         }
     }
@@ -408,6 +408,6 @@ pub fn attach(pid: u32, options: &str, agent: Option<PathBuf>, output: Output) -
             r.agent_code
         ));
     }
-    print(output, json!({"pid": pid, "agent": agent, "loaded": true}), || format!("agent loaded into JVM {pid}\n"));
+    print(output, json!({"pid": pid, "agent": agent, "loaded": true}), || format!("agent loaded into JVM {pid}\n"))?;
     Ok(())
 }

@@ -10,7 +10,7 @@ use repair_bytecode::archive::{read_archive, Entry};
 use repair_bytecode::transform::{guard::guard_all, probe::probe_all};
 use serde::Serialize;
 
-use super::Output;
+use super::{out, Output};
 use crate::spec::{PatchSpec, RewriteEnv};
 
 /// New bytes per entry, `None` where the entry is copied unchanged.
@@ -67,9 +67,9 @@ pub fn run(mode: &Mode, input: &Path, output: &Path, format: Output) -> Result<(
     summary.seconds = started.elapsed().as_secs_f64();
     summary.classes_per_s = summary.classes as f64 / summary.seconds.max(1e-9);
     match format {
-        Output::Json => println!("{}", serde_json::to_string(&summary).map_err(|e| e.to_string())?),
-        Output::Human => println!(
-            "classes={} rewritten={} methods={} skipped_methods={} unparsed={} seconds={:.3} classes_per_s={:.0}",
+        Output::Json => out(&format!("{}\n", serde_json::to_string(&summary).map_err(|e| e.to_string())?)),
+        Output::Human => out(&format!(
+            "classes={} rewritten={} methods={} skipped_methods={} unparsed={} seconds={:.3} classes_per_s={:.0}\n",
             summary.classes,
             summary.rewritten,
             summary.methods,
@@ -77,9 +77,8 @@ pub fn run(mode: &Mode, input: &Path, output: &Path, format: Output) -> Result<(
             summary.unparsed,
             summary.seconds,
             summary.classes_per_s
-        ),
+        )),
     }
-    Ok(())
 }
 
 /// The spec and the files it refers to (read relative to the spec's directory).
