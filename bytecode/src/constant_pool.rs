@@ -100,7 +100,14 @@ pub struct ConstantPool {
     index: Option<HashTable<u16>>,
     /// Additions made by scanning, before the index is built.
     scans: u8,
+    /// The last constants added (found or appended) and their indices: transforms add the same
+    /// few constants again for every method they edit, and these are answered without a scan
+    /// or an index of the whole pool.
+    recent: Vec<(Constant, u16)>,
 }
+
+/// How many recent additions [`ConstantPool::add`] remembers.
+const RECENT: usize = 16;
 
 impl std::fmt::Debug for ConstantPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -155,7 +162,7 @@ impl ConstantPool {
                 entries.push(None);
             }
         }
-        Ok(Self { entries, index: None, scans: 0 })
+        Ok(Self { entries, index: None, scans: 0, recent: Vec::new() })
     }
 
     pub fn write(&self, w: &mut Writer) {
@@ -276,6 +283,19 @@ impl ConstantPool {
 
     /// Adds `c` unless an equal entry exists; returns its index.
     pub fn add(&mut self, c: Constant) -> Result<u16> {
+        if let Some(&(_, i)) = self.recent.iter().find(|(r, _)| *r == c) {
+            return Ok(i);
+        }
+        let i = self.add_new(c.clone())?;
+        if self.recent.len() == RECENT {
+            self.recent.remove(0);
+        }
+        self.recent.push((c, i));
+        Ok(i)
+    }
+
+    /// [`ConstantPool::add`] of a constant not among the recent ones.
+    fn add_new(&mut self, c: Constant) -> Result<u16> {
         // A few additions (the common edit) are cheaper as scans than as an index of the pool.
         if self.index.is_none() && self.scans < 8 {
             self.scans += 1;

@@ -240,14 +240,14 @@ pub fn throw_probe_all(class: &[u8], probe_ids: impl FnOnce(usize) -> Option<i32
             } else {
                 0
             };
-            let handler = [
-                Insn::Op(DUP),
-                push_int(id, &mut cf.pool)?,
-                Insn::Op(SWAP),
-                hook(&mut cf.pool, hooks::THROWN)?,
-                Insn::Op(ATHROW),
-            ];
-            append_handler(&mut cf, &context, raw, start, &[String::new()], &handler, 3).map(Some)
+            // The id as `base + i`: one pool constant per class, not one per method (a constant
+            // per method made the pool's dedup index the rewrite's largest cost).
+            let mut handler = vec![Insn::Op(DUP), push_int(probe_id_base, &mut cf.pool)?];
+            if i > 0 {
+                handler.extend([push_int(i as i32, &mut cf.pool)?, Insn::Op(IADD)]);
+            }
+            handler.extend([Insn::Op(SWAP), hook(&mut cf.pool, hooks::THROWN)?, Insn::Op(ATHROW)]);
+            append_handler(&mut cf, &context, raw, start, &[String::new()], &handler, 4).map(Some)
         };
         let result = edit();
         match result {
