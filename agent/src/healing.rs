@@ -73,6 +73,9 @@ pub struct Healer {
     /// A policy handed over by `replace`, picked up by the thread.
     incoming: Mutex<Option<(Policy, String)>>,
     state: Mutex<Option<PolicyState>>,
+    /// The fault log, once started: told of the thread only while a policy is in force, so that
+    /// without one a throw never wakes the thread.
+    faults: std::sync::OnceLock<&'static FaultLog>,
 }
 
 /// The name the thread has in the JVM while it is attached for a call.
@@ -86,7 +89,10 @@ impl Healer {
     pub fn start(&'static self, agent: Parts) {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         *self.sender.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx.clone());
-        agent.faults.observe(Some(tx));
+        let _ = self.faults.set(agent.faults);
+        if self.state.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+            agent.faults.observe(Some(tx));
+        }
         let spawned = std::thread::Builder::new().name("repair-healer".into()).spawn(move || {
             let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(agent, self, rx)));
             if done.is_err() {
@@ -110,6 +116,9 @@ impl Healer {
         });
         *self.incoming.lock().unwrap_or_else(|e| e.into_inner()) = Some((policy, who));
         if let Some(tx) = self.sender.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            if let Some(faults) = self.faults.get() {
+                faults.observe(Some(tx.clone()));
+            }
             let _ = tx.try_send(Occurrence { fault_id: WAKE, count: 0, at: Instant::now() });
         }
     }

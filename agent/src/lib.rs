@@ -35,12 +35,6 @@ mod runtime;
 
 use std::ffi::{c_char, c_void};
 
-/// Class rewriting at load allocates a lot of small pieces (pool entries, attributes); mimalloc
-/// does that about 30% faster than glibc's malloc inside the JVM (measured with
-/// `bytecode/examples/capture_probe_bench.rs`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Called by the JVM for `-agentpath:/path/librepair.so=OPTIONS` before the VM starts.
 #[no_mangle]
 pub extern "C" fn Agent_OnLoad(vm: *mut jvm::RawJavaVm, options: *mut c_char, _reserved: *mut c_void) -> i32 {

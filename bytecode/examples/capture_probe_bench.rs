@@ -1,15 +1,12 @@
 //! What bytecode fault capture costs per class as it loads: `throw_probe_all` (the agent's
 //! exception-exit probes) over every class of the given jars, the first pass alone (cold caches,
 //! as a program's start-up sees it) and then warm passes, on one thread, with the
-//! mimalloc allocator (as the agent runs). With `--names FILE`, only the classes named there (dotted, one a
+//! system allocator (as the agent runs). With `--names FILE`, only the classes named there (dotted, one a
 //! line: the classes a program loads, from `-Xlog:class+load`).
 //!
 //! `cargo run --release -p repair-bytecode --example capture_probe_bench -- [--names FILE] JAR...`
 
 use std::path::Path;
-
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 
 use repair_bytecode::archive::read_archive;

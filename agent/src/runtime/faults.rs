@@ -29,6 +29,11 @@ pub const MAX_SITES: usize = 1024;
 pub const MAX_FRAMES: usize = 32;
 /// A site already known is re-broadcast at most this often (its count still grows every time).
 const UPDATE_INTERVAL: Duration = Duration::from_millis(250);
+/// The policy engine hears of every one of a site's first occurrences, then of at most one every
+/// this often (each carries the count, so none is lost): a fault storm must not wake the
+/// engine's thread on every throw.
+const NOTIFY_FIRST: u64 = 64;
+const NOTIFY_INTERVAL: Duration = Duration::from_millis(5);
 /// Bound of the method-info cache (cleared when full: method ids are cheap to look up again).
 const MAX_METHODS: usize = 65_536;
 /// Bound of the probes' fast-path cache (cleared when full: a cleared probe walks the stack once).
@@ -97,6 +102,7 @@ struct SiteKey {
 struct Site {
     fault: Fault,
     last_broadcast: Instant,
+    last_notified: Instant,
 }
 
 #[derive(Default)]
@@ -332,14 +338,21 @@ impl FaultLog {
         let Some(s) = store.sites.get_mut(key) else { return false };
         s.fault.count += 1;
         s.fault.last_seen_ms = now_ms;
-        if s.last_broadcast.elapsed() >= UPDATE_INTERVAL {
-            s.last_broadcast = Instant::now();
+        let now = Instant::now();
+        if now.duration_since(s.last_broadcast) >= UPDATE_INTERVAL {
+            s.last_broadcast = now;
             // No receiver is not an error: nobody follows the faults right now.
             let _ = self.updates.send(s.fault.clone());
         }
+        let notify = s.fault.count <= NOTIFY_FIRST || now.duration_since(s.last_notified) >= NOTIFY_INTERVAL;
+        if notify {
+            s.last_notified = now;
+        }
         let (id, count) = (s.fault.id, s.fault.count);
         drop(store);
-        self.notify(id, count);
+        if notify {
+            self.notify(id, count);
+        }
         true
     }
 
@@ -489,7 +502,7 @@ impl FaultLog {
         };
         let _ = self.updates.send(fault.clone());
         let id = fault.id;
-        store.sites.insert(key.clone(), Site { fault, last_broadcast: Instant::now() });
+        store.sites.insert(key.clone(), Site { fault, last_broadcast: Instant::now(), last_notified: Instant::now() });
         drop(store);
         self.notify(id, 1);
         key
