@@ -87,8 +87,8 @@ app_cmd() {
         groovy) cmd=(-cp "$classes:$groovy_cp" Launch main groovy.ui.GroovyMain "$src/work.groovy") ;;
         ant)
             cp -r "$src/ant-project" "$dir/project"
-            # A full build, a clean and a second full build.
-            cmd=(-Dant.home=/usr/share/ant -cp "$classes:$ant_cp" Launch ant -f "$dir/project/build.xml" dist clean dist)
+            # Three full builds, with a clean between them.
+            cmd=(-Dant.home=/usr/share/ant -cp "$classes:$ant_cp" Launch ant -f "$dir/project/build.xml" dist clean dist clean dist)
             ;;
         jgit)
             mkdir "$dir/home"
