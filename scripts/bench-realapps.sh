@@ -25,7 +25,7 @@
 # Environment: RUNS (default 5) counted runs per configuration; JDKS: "17" (default: $JAVA_HOME or
 # the Debian JDK 17), "25" (Temurin 25), "all" (both) or a list of those and JDK home paths; APPS
 # (default "groovy ant jgit rhino jetty"); REPAIR_AGENT_SO (default target/release/librepair.so,
-# built with cargo if missing). Takes about 7 minutes per JDK on 2 cores with the defaults, more on
+# built with cargo if missing). Takes about 5 minutes per JDK on 2 cores with the defaults, more on
 # a busy machine (the header records the load average).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
