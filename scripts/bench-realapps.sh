@@ -25,7 +25,7 @@
 # Environment: RUNS (default 5) counted runs per configuration; JDKS: "17" (default: $JAVA_HOME or
 # the Debian JDK 17), "25" (Temurin 25), "all" (both) or a list of those and JDK home paths; APPS
 # (default "groovy ant jgit rhino jetty"); REPAIR_AGENT_SO (default target/release/librepair.so,
-# built with cargo if missing). Takes about 7 minutes per JDK on 2 cores with the defaults, more on
+# built with cargo if missing). Takes about 5 minutes per JDK on 2 cores with the defaults, more on
 # a busy machine (the header records the load average).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -87,8 +87,8 @@ app_cmd() {
         groovy) cmd=(-cp "$classes:$groovy_cp" Launch main groovy.ui.GroovyMain "$src/work.groovy") ;;
         ant)
             cp -r "$src/ant-project" "$dir/project"
-            # A full build, a clean and a second full build.
-            cmd=(-Dant.home=/usr/share/ant -cp "$classes:$ant_cp" Launch ant -f "$dir/project/build.xml" dist clean dist)
+            # Three full builds, with a clean between them.
+            cmd=(-Dant.home=/usr/share/ant -cp "$classes:$ant_cp" Launch ant -f "$dir/project/build.xml" dist clean dist clean dist)
             ;;
         jgit)
             mkdir "$dir/home"

@@ -38,7 +38,7 @@ public final class JGitBench {
 
     public static void main(String[] args) throws Exception {
         Path dir = Path.of(args[0]);
-        int commits = args.length > 1 ? Integer.parseInt(args[1]) : 100;
+        int commits = args.length > 1 ? Integer.parseInt(args[1]) : 150;
         try (Git git = Git.init().setDirectory(dir.toFile()).call()) {
             Repository repo = git.getRepository();
             int tick = 0;

@@ -90,7 +90,7 @@ public final class JettyBench {
     }
 
     public static void main(String[] args) throws Exception {
-        int requests = args.length > 0 ? Integer.parseInt(args[0]) : 8000;
+        int requests = args.length > 0 ? Integer.parseInt(args[0]) : 12000;
         QueuedThreadPool pool = new QueuedThreadPool(16, 4);
         pool.setName("bench-jetty");
         Server server = new Server(pool);

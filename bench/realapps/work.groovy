@@ -61,7 +61,7 @@ def accounts = (1..200).collectEntries { ["acct-${it.toString().padLeft(3, '0')}
 def keys = accounts.keySet().sort()
 int shortfalls = 0, rejected = 0
 long missingTotal = 0
-40000.times { i ->
+100000.times { i ->
     def acct = accounts[keys[rng.next(keys.size())]]
     int amount = rng.next(500) - 20
     try {
@@ -81,7 +81,7 @@ println "bank: history entries ${accounts.values().sum { it.history.size() }}"
 // 2. Word statistics: string building, groupBy, countBy, sort with comparators.
 def syllables = ['ka', 'lo', 'mi', 'ne', 'ru', 'sa', 'to', 'vi', 'ze', 'qu']
 def sb = new StringBuilder()
-60000.times {
+120000.times {
     int len = 1 + rng.next(4)
     len.times { sb << syllables[rng.next(syllables.size())] }
     sb << (rng.next(12) == 0 ? '.\n' : ' ')
@@ -98,7 +98,7 @@ def caps = words.take(2000).collect { it.capitalize() }.inject(new StringBuilder
 println "words: initials hash ${caps.toString().hashCode()}"
 
 // 3. Numbers: primes with a sieve, a few matrix products, a memoized closure.
-int limit = 300000
+int limit = 600000
 def composite = new boolean[limit + 1]
 for (int i = 2; i * i <= limit; i++) if (!composite[i]) for (int j = i * i; j <= limit; j += i) composite[j] = true
 def primes = (2..limit).findAll { !composite[it] }
@@ -111,8 +111,8 @@ def fib
 fib = { BigInteger n -> n < 2 ? n : fib(n - 1) + fib(n - 2) }.memoize()
 println "fib(300) digits=${fib(300G).toString().length()}"
 def collatz = { long n -> int steps = 0; while (n != 1) { n = (n % 2 == 0) ? n.intdiv(2) : 3 * n + 1; steps++ }; steps }
-def longest = (1..30000).collect { [it, collatz(it)] }.max { it[1] }
-println "collatz: longest below 30000 starts at ${longest[0]} with ${longest[1]} steps"
+def longest = (1..60000).collect { [it, collatz(it)] }.max { it[1] }
+println "collatz: longest below 60000 starts at ${longest[0]} with ${longest[1]} steps"
 
 // 4. Parsing: a tiny expression evaluator, with bad inputs caught.
 def evalExpr
@@ -143,7 +143,7 @@ evalExpr = { String s ->
 }
 long exprSum = 0
 int exprErrors = 0
-3000.times { i ->
+8000.times { i ->
     def e = "(${rng.next(90) + 1} + ${rng.next(50)}) * ${rng.next(20)} - ${rng.next(99)} / ${rng.next(4)}" + (i % 97 == 0 ? ' + x' : '')
     try {
         exprSum += evalExpr(e)

@@ -28,7 +28,7 @@ function mergesort(a) {
     return out;
 }
 var data = [];
-for (var k = 0; k < 100000; k++) data.push(rand(1000000));
+for (var k = 0; k < 150000; k++) data.push(rand(1000000));
 var q = data.slice(0);
 quicksort(q, 0, q.length - 1);
 var m = mergesort(data);
