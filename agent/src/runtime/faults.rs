@@ -100,6 +100,7 @@ struct SiteKey {
 }
 
 struct Site {
+    key: SiteKey,
     fault: Fault,
     last_broadcast: Instant,
     last_notified: Instant,
@@ -107,7 +108,10 @@ struct Site {
 
 #[derive(Default)]
 struct Store {
-    sites: HashMap<SiteKey, Site>,
+    /// Site → its fault id; the sites themselves by id (the probes' fast path counts by id,
+    /// without hashing the key's strings).
+    ids: HashMap<SiteKey, u64>,
+    sites: HashMap<u64, Site>,
     next_id: u64,
     dropped: u64,
 }
@@ -160,7 +164,7 @@ pub struct FaultLog {
     /// Probe id → (exception class, the site it was recorded under) for each exception class
     /// seen leaving there: the probes' fast path. The class is held weakly (it may unload) and
     /// compared by identity, so two exception classes never share an entry.
-    probe_sites: Mutex<HashMap<i32, Vec<(Weak, SiteKey)>>>,
+    probe_sites: Mutex<HashMap<i32, Vec<(Weak, u64)>>>,
     updates: broadcast::Sender<Fault>,
     /// Told of every occurrence, for the policy engine; `None` without a policy.
     observer: RwLock<Option<SyncSender<Occurrence>>>,
@@ -229,7 +233,7 @@ impl FaultLog {
     /// The fault with this id, if it is still kept.
     pub fn get(&self, id: u64) -> Option<Fault> {
         let store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        store.sites.values().find(|s| s.fault.id == id).map(|s| s.fault.clone())
+        store.sites.get(&id).map(|s| s.fault.clone())
     }
 
     /// All faults, most recently seen first, and how many sites were dropped for room.
@@ -293,13 +297,13 @@ impl FaultLog {
         // so the hot path makes no call back into Java for its name.
         let class = jni.object_class(thrown);
         let known = self.known_site(jni, probe_id, &class);
-        let counted = known.is_some_and(|key| self.count_again(&key));
+        let counted = known.is_some_and(|id| self.count_again(id));
         if !counted {
             if let Ok(frames) = jvmti.current_stack(MAX_FRAMES) {
                 let infos = self.infos(jvmti, jni, &frames);
                 if let Some(site) = infos.iter().position(|(i, _)| i.is_application()) {
-                    let key = self.record(jvmti, jni, thrown, &infos, site, Seen::Probe);
-                    self.remember_site(jni, probe_id, &class, key);
+                    let id = self.record(jvmti, jni, thrown, &infos, site, Seen::Probe);
+                    self.remember_site(jni, probe_id, &class, id);
                 }
             }
         }
@@ -307,12 +311,12 @@ impl FaultLog {
         RECORDING.with(|r| r.set(false));
     }
 
-    fn known_site(&self, jni: &Jni<'_>, probe_id: i32, class: &Local<'_>) -> Option<SiteKey> {
+    fn known_site(&self, jni: &Jni<'_>, probe_id: i32, class: &Local<'_>) -> Option<u64> {
         let sites = self.probe_sites.lock().unwrap_or_else(|e| e.into_inner());
-        sites.get(&probe_id)?.iter().find(|(c, _)| jni.is_same(c, class)).map(|(_, key)| key.clone())
+        sites.get(&probe_id)?.iter().find(|(c, _)| jni.is_same(c, class)).map(|(_, id)| *id)
     }
 
-    fn remember_site(&self, jni: &Jni<'_>, probe_id: i32, class: &Local<'_>, key: SiteKey) {
+    fn remember_site(&self, jni: &Jni<'_>, probe_id: i32, class: &Local<'_>, id: u64) {
         let Some(weak) = jni.new_weak(class) else { return };
         let mut sites = self.probe_sites.lock().unwrap_or_else(|e| e.into_inner());
         if sites.len() >= MAX_PROBE_SITES {
@@ -323,19 +327,19 @@ impl FaultLog {
         let entry = sites.entry(probe_id).or_default();
         match entry.iter_mut().find(|(c, _)| jni.is_same(c, class)) {
             // Recorded anew after its site was dropped for room.
-            Some((_, k)) => {
-                *k = key;
+            Some((_, known)) => {
+                *known = id;
                 jni.delete_weak(weak);
             }
-            None => entry.push((weak, key)),
+            None => entry.push((weak, id)),
         }
     }
 
-    /// Counts one more occurrence of a known site; `false` if the site was dropped meanwhile.
-    fn count_again(&self, key: &SiteKey) -> bool {
+    /// Counts one more occurrence of the fault `id`; `false` if its site was dropped meanwhile.
+    fn count_again(&self, id: u64) -> bool {
         let now_ms = now_ms();
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(s) = store.sites.get_mut(key) else { return false };
+        let Some(s) = store.sites.get_mut(&id) else { return false };
         s.fault.count += 1;
         s.fault.last_seen_ms = now_ms;
         let now = Instant::now();
@@ -425,7 +429,7 @@ impl FaultLog {
         Some(info)
     }
 
-    /// Records one occurrence at `infos[site]`; returns the site's key.
+    /// Records one occurrence at `infos[site]`; returns its fault id.
     fn record(
         &self,
         jvmti: Jvmti,
@@ -434,7 +438,7 @@ impl FaultLog {
         infos: &[(Arc<MethodInfo>, i64)],
         site: usize,
         seen: Seen,
-    ) -> SiteKey {
+    ) -> u64 {
         let exception = jni.class_name_of_object(thrown);
         let (info, bci) = &infos[site];
         let caught = match seen {
@@ -455,8 +459,9 @@ impl FaultLog {
             },
             caught,
         };
-        if self.count_again(&key) {
-            return key;
+        let known = self.store.lock().unwrap_or_else(|e| e.into_inner()).ids.get(&key).copied();
+        if let Some(id) = known.filter(|id| self.count_again(*id)) {
+            return id;
         }
         let now_ms = now_ms();
         // A new site: gather the rest without holding the lock (these call into the JVM).
@@ -470,19 +475,16 @@ impl FaultLog {
             frame.line = jni.throwable_line(thrown, &frame.class, &frame.method);
         }
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = store.sites.get_mut(&key) {
+        if let Some(id) = store.ids.get(&key).copied() {
             // Another thread recorded it meanwhile.
-            s.fault.count += 1;
-            s.fault.last_seen_ms = now_ms;
-            let (id, count) = (s.fault.id, s.fault.count);
             drop(store);
-            self.notify(id, count);
-            return key;
+            self.count_again(id);
+            return id;
         }
         if store.sites.len() >= MAX_SITES {
-            let oldest = store.sites.iter().min_by_key(|(_, s)| s.fault.last_seen_ms).map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                store.sites.remove(&k);
+            let oldest = store.sites.values().min_by_key(|s| s.fault.last_seen_ms).map(|s| s.fault.id);
+            if let Some(gone) = oldest.and_then(|id| store.sites.remove(&id)) {
+                store.ids.remove(&gone.key);
                 store.dropped += 1;
             }
         }
@@ -502,10 +504,11 @@ impl FaultLog {
         };
         let _ = self.updates.send(fault.clone());
         let id = fault.id;
-        store.sites.insert(key.clone(), Site { fault, last_broadcast: Instant::now(), last_notified: Instant::now() });
+        store.ids.insert(key.clone(), id);
+        store.sites.insert(id, Site { key, fault, last_broadcast: Instant::now(), last_notified: Instant::now() });
         drop(store);
         self.notify(id, 1);
-        key
+        id
     }
 }
 
