@@ -4,6 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -65,16 +66,23 @@ const HEADER: usize = 8;
 /// Larger records are taken as corruption, not allocated.
 const MAX_RECORD: u32 = 16 << 20;
 
+/// Creates `dir` and its missing parents with mode 0700 (an existing directory is left as it is).
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
 impl Journal {
     /// Opens (or creates) the journal in `state_dir`, returning the records it holds and what was
     /// recovered. A torn tail is cut off so new records follow the last whole one.
     pub fn open(state_dir: &Path) -> Result<(Journal, Vec<Record>, Recovery), String> {
-        std::fs::create_dir_all(state_dir).map_err(|e| format!("state dir {}: {e}", state_dir.display()))?;
+        create_private_dir(state_dir).map_err(|e| format!("state dir {}: {e}", state_dir.display()))?;
         let path = state_dir.join("journal.log");
+        // What patches were applied, by whom, with their specs: readable by the JVM's user only.
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
+            .mode(0o600)
             .open(&path)
             .map_err(|e| format!("journal {}: {e}", path.display()))?;
         let mut data = Vec::new();
@@ -215,6 +223,18 @@ mod tests {
         assert_eq!(old.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert_eq!(rec.torn_bytes, 0);
         assert_eq!(j.append(record("c", Event::Applied, true)).unwrap().seq, 4);
+    }
+
+    #[test]
+    fn the_state_dir_and_journal_are_private_to_the_jvms_user() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = dir("private").join("app");
+        let (mut j, _, _) = Journal::open(&d).unwrap();
+        j.append(record("a", Event::Applied, true)).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&d), 0o700, "state dir");
+        assert_eq!(mode(d.parent().unwrap()), 0o700, "a parent it created");
+        assert_eq!(mode(j.path()), 0o600, "journal");
     }
 
     #[test]

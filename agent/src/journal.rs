@@ -98,8 +98,13 @@ impl Journal {
         for (name, bytes) in &p.attachments {
             let sha = sha256_hex(bytes);
             let path = self.dir.join("attachments").join(&sha);
-            let saved =
-                std::fs::create_dir_all(self.dir.join("attachments")).and_then(|()| std::fs::write(&path, bytes));
+            let saved = repair_model::journal::create_private_dir(&self.dir.join("attachments")).and_then(|()| {
+                use std::io::Write;
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut f =
+                    std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+                f.write_all(bytes)
+            });
             if let Err(e) = saved {
                 crate::log_error!("cannot keep {name} for patch {} at {}: {e}", p.spec.id, path.display());
             }
