@@ -9,13 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use agent_support::{agentpath, compile, finish, jdks, TempDir};
-
-fn repairctl(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_repairctl")).args(args).output().expect("repairctl runs");
-    assert!(out.status.success(), "repairctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("repairctl {args:?}: {e}"))
-}
+use agent_support::{agentpath, compile, finish, jdks, repairctl_json, TempDir};
 
 const INIT_FAILS: &str = r#"
 public class InitFails {
@@ -82,7 +76,7 @@ fn attach_probes_every_loaded_class_but_one_whose_initializer_failed_and_says_so
         out.read_line(&mut line).unwrap();
         assert_eq!(line.trim(), "failed");
 
-        let status = repairctl(&["status", "--pid", &pid, "-o", "json"]);
+        let status = repairctl_json(&["status", "--pid", &pid, "-o", "json"]);
         assert_eq!(status["classes_skipped"], 1, "{}: {status}", jdk.name);
         let detail = status["fault_capture_detail"].as_str().unwrap();
         assert!(
@@ -91,7 +85,7 @@ fn attach_probes_every_loaded_class_but_one_whose_initializer_failed_and_says_so
             jdk.name
         );
         // The batch did not fail whole: the class loaded before the attach reports its faults.
-        let faults = repairctl(&["faults", "--pid", &pid, "-o", "json"]);
+        let faults = repairctl_json(&["faults", "--pid", &pid, "-o", "json"]);
         let working = faults["faults"]
             .as_array()
             .unwrap()

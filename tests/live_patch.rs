@@ -123,12 +123,7 @@ fn repairctl(args: &[&str]) -> (bool, String, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
-/// Runs repairctl, which must succeed, and reads its JSON output.
-fn json(args: &[&str]) -> serde_json::Value {
-    let (ok, out, err) = repairctl(args);
-    assert!(ok, "repairctl {args:?}: {err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("repairctl {args:?}: {e}: {out}"))
-}
+use agent_support::repairctl_json as json;
 
 fn write_spec(dir: &Path, name: &str, text: &str) -> String {
     let p = dir.join(name);

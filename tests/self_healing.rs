@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent_support::{agentpath, compile, default_jdk, TempDir};
+use agent_support::{agentpath, compile, default_jdk, repairctl_json, TempDir};
 use serde_json::Value;
 
 /// The demo service's sources, compiled with javac into `dir`.
@@ -160,12 +160,6 @@ impl Traffic {
             .map(|(k, (ok, err))| (k.clone(), (ok.load(Ordering::Relaxed), err.load(Ordering::Relaxed))))
             .collect()
     }
-}
-
-fn repairctl_json(args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_repairctl")).args(args).output().expect("repairctl runs");
-    assert!(out.status.success(), "repairctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("repairctl {args:?}: {e}"))
 }
 
 fn kinds_for<'a>(events: &'a [Value], rule: &str) -> Vec<&'a str> {

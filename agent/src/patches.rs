@@ -16,9 +16,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use repair_model::journal::sha256_hex;
+use repair_model::journal::{now_ms, sha256_hex};
 use repair_model::spec::{PatchSpec, RewriteEnv};
 
 use crate::runtime::breakers::Breakers;
@@ -94,10 +93,6 @@ pub struct PatchManager {
     state: Mutex<State>,
     /// Serializes apply and rollback: each is a read-compute-retransform-commit sequence.
     operations: Mutex<()>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// The original bytes with `patches` applied in order.

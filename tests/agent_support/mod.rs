@@ -157,3 +157,10 @@ pub fn agentpath(options: &str) -> String {
         format!("-agentpath:{}={options}", so.display())
     }
 }
+
+/// Runs `repairctl` (of this build), which must succeed, and reads its JSON output (`-o json`).
+pub fn repairctl_json(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_repairctl")).args(args).output().expect("repairctl runs");
+    assert!(out.status.success(), "repairctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("repairctl {args:?}: {e}"))
+}

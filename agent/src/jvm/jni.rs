@@ -474,11 +474,7 @@ unsafe impl Sync for Weak {}
 /// `Lcom/shop/Price;` → `com.shop.Price`; `[Ljava/lang/String;` → `[Ljava.lang.String;` (what
 /// `Class.getName()` returns for each).
 fn class_name_from_signature(sig: &str) -> String {
-    let dotted = sig.replace('/', ".");
-    match dotted.strip_prefix('L').and_then(|s| s.strip_suffix(';')) {
-        Some(name) => name.to_string(),
-        None => dotted,
-    }
+    super::internal_name(sig).unwrap_or(sig).replace('/', ".")
 }
 
 #[cfg(test)]

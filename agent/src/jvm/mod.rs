@@ -22,6 +22,12 @@ pub type RawJavaVm = sys::JavaVM;
 /// header's own `JVMTI_VERSION`) makes older JVMs refuse the environment, so never use that.
 pub const REQUESTED_VERSION: i32 = sys::JVMTI_VERSION_11 as i32;
 
+/// The internal name in a class signature: `Lcom/shop/Price;` → `com/shop/Price`; `None` for
+/// arrays and primitives.
+pub fn internal_name(signature: &str) -> Option<&str> {
+    signature.strip_prefix('L')?.strip_suffix(';')
+}
+
 /// The agent's JVMTI environment, kept from the first `GetEnv`: what the JNI layer needs of JVMTI
 /// (class names without running Java code) reaches it here.
 static ENV: std::sync::OnceLock<Jvmti> = std::sync::OnceLock::new();

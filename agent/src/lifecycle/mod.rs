@@ -18,7 +18,7 @@ use crate::events::{About, EventLog, Kind};
 use crate::healing::{self, Healer};
 use crate::journal::Journal;
 use crate::jvm::ffi::{self, ExceptionEvent, HookCalls, VmEvents};
-use crate::jvm::{Capability, Event, JavaVm, Jni, Jvmti, Local, REQUESTED_VERSION};
+use crate::jvm::{internal_name, Capability, Event, JavaVm, Jni, Jvmti, Local, REQUESTED_VERSION};
 use crate::patches::PatchManager;
 use crate::runtime::faults::FaultLog;
 use crate::runtime::hooks::{self, Reports};
@@ -57,6 +57,18 @@ pub struct AttachProbes {
     pub probed: usize,
     /// `(dotted class name, why not)`.
     pub skipped: Vec<(String, String)>,
+}
+
+/// How adding fault probes to the classes loaded before an attach went, in words (the log at
+/// attach and `repairctl status` say the same).
+pub fn attach_probes_text(report: &Result<AttachProbes, String>) -> String {
+    match report {
+        Ok(r) if r.skipped.is_empty() => format!("fault probes added to {} classes loaded before the attach", r.probed),
+        Ok(r) => {
+            format!("fault probes added to {} classes loaded before the attach; {}", r.probed, r.skipped_text())
+        }
+        Err(e) => format!("no fault probes in the classes loaded before the attach: {e}"),
+    }
 }
 
 impl AttachProbes {
@@ -414,7 +426,7 @@ impl Agent {
             let mut batch = Vec::new();
             for c in classes {
                 let Ok(sig) = self.jvmti.class_signature(&c) else { continue };
-                let internal = sig.strip_prefix('L').and_then(|s| s.strip_suffix(';')).unwrap_or("");
+                let internal = internal_name(&sig).unwrap_or("");
                 if internal.is_empty() || internal.contains("$$Lambda") || !self.captures(internal) {
                     continue;
                 }
@@ -443,9 +455,8 @@ impl Agent {
             Ok::<AttachProbes, String>(report)
         });
         match &report {
-            Ok(r) if r.skipped.is_empty() => log_info!("fault probes added to {} loaded application classes", r.probed),
-            Ok(r) => log_warn!("fault probes added to {} loaded application classes; {}", r.probed, r.skipped_text()),
-            Err(e) => log_warn!("fault probes not added to the loaded classes: {e}"),
+            Ok(r) if r.skipped.is_empty() => log_info!("{}", attach_probes_text(&report)),
+            _ => log_warn!("{}", attach_probes_text(&report)),
         }
         *self.attach_probes.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
     }

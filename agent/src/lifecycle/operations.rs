@@ -14,7 +14,7 @@ use crate::config::FaultMode;
 use crate::control::{Operations, Operator, Status};
 use crate::events::{self, About, Kind};
 use crate::healing::PolicyState;
-use crate::jvm::{Capability, Jni};
+use crate::jvm::{internal_name, Capability, Jni};
 use crate::patches::{AppliedPatch, PatchError};
 use crate::runtime::faults;
 
@@ -97,14 +97,7 @@ impl Operations for AgentOperations {
         let (fault_capture_detail, classes_skipped) = match &*a.attach_probes.lock().unwrap_or_else(|e| e.into_inner())
         {
             None => (String::new(), 0),
-            Some(Ok(r)) if r.skipped.is_empty() => {
-                (format!("probes added to {} classes loaded before the attach", r.probed), 0)
-            }
-            Some(Ok(r)) => (
-                format!("probes added to {} classes loaded before the attach; {}", r.probed, r.skipped_text()),
-                r.skipped.len() as u64,
-            ),
-            Some(Err(e)) => (format!("no probes in the classes loaded before the attach: {e}"), 0),
+            Some(report) => (super::attach_probes_text(report), report.as_ref().map_or(0, |r| r.skipped.len() as u64)),
         };
         let hooks = a.hooks.lock().unwrap_or_else(|e| e.into_inner()).clone();
         proto::StatusReply {
@@ -147,7 +140,7 @@ impl Operations for AgentOperations {
                         .jvmti
                         .class_signature(&class)
                         .ok()
-                        .and_then(|sig| Some(sig.strip_prefix('L')?.strip_suffix(';')?.replace('/', ".")));
+                        .and_then(|sig| Some(internal_name(&sig)?.replace('/', ".")));
                     if let Some(name) = dotted.filter(|n| repair_model::glob::matches(glob, n)) {
                         let loader = jni.with_local_frame(4, |jni| match a.jvmti.class_loader(jni, &class) {
                             Ok(l) if l.is_null() => "bootstrap".to_string(),

@@ -50,6 +50,16 @@ fn event(events: &EventLog, b: &Breaker, at_us: u64, kind: Kind, reason: String)
     events.emit_at(at_us, kind, About { patch: &b.patch, site: &b.site, ..About::default() }, reason);
 }
 
+/// Opens `b` from state `from` (closed, or half-open after a failed trial) for a cool-down that
+/// starts now; the event says `why`.
+fn open(events: &EventLog, b: &Breaker, from: u8, why: impl FnOnce() -> String) {
+    let now = now_us();
+    b.opened_at_us.store(now, Ordering::Release);
+    if b.state.compare_exchange(from, OPEN, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        event(events, b, now, Kind::BreakerOpen, why());
+    }
+}
+
 impl Breakers {
     /// Creates the state of a breaker patch before its code can run (no-op for other patches).
     pub fn register(&self, report_id: i32, spec: &PatchSpec) {
@@ -139,17 +149,9 @@ impl Breakers {
         let Some(b) = self.get(id) else { return };
         if TRIAL.with(|t| t.get()) == Some(id) {
             TRIAL.with(|t| t.set(None));
-            let now = now_us();
-            b.opened_at_us.store(now, Ordering::Release);
-            if b.state.compare_exchange(HALF_OPEN, OPEN, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                event(
-                    events,
-                    &b,
-                    now,
-                    Kind::BreakerOpen,
-                    format!("the trial call failed with {}: open for {:?}", exception(), b.cooldown),
-                );
-            }
+            open(events, &b, HALF_OPEN, || {
+                format!("the trial call failed with {}: open for {:?}", exception(), b.cooldown)
+            });
             return;
         }
         if b.state.load(Ordering::Acquire) != CLOSED {
@@ -166,23 +168,9 @@ impl Breakers {
         }
         recent.clear();
         drop(recent);
-        let now = now_us();
-        b.opened_at_us.store(now, Ordering::Release);
-        if b.state.compare_exchange(CLOSED, OPEN, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-            event(
-                events,
-                &b,
-                now,
-                Kind::BreakerOpen,
-                format!(
-                    "{} failures within {:?} (last: {}): open for {:?}",
-                    b.failures,
-                    b.window,
-                    exception(),
-                    b.cooldown
-                ),
-            );
-        }
+        open(events, &b, CLOSED, || {
+            format!("{} failures within {:?} (last: {}): open for {:?}", b.failures, b.window, exception(), b.cooldown)
+        });
     }
 }
 

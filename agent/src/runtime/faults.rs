@@ -19,11 +19,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use repair_model::journal::now_ms;
 
 use tokio::sync::broadcast;
 
-use crate::jvm::{Frame, Jni, Jvmti, Local, MethodId, Weak};
+use crate::jvm::{internal_name, Frame, Jni, Jvmti, Local, MethodId, Weak};
 
 pub const MAX_SITES: usize = 1024;
 pub const MAX_FRAMES: usize = 32;
@@ -142,10 +144,6 @@ impl MethodInfo {
             line: self.line_at(bci),
         }
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Internal class names the agent treats as the platform, not the application.
@@ -418,7 +416,7 @@ impl FaultLog {
             let c = jvmti.method_class(jni, m).ok()?;
             jvmti.class_signature(&c).ok()
         })?;
-        let class = class.strip_prefix('L').and_then(|c| c.strip_suffix(';')).unwrap_or(&class).to_string();
+        let class = internal_name(&class).unwrap_or(&class).to_string();
         let lines = jvmti.line_numbers(m).unwrap_or_default();
         let info = Arc::new(MethodInfo { class, name, descriptor, lines });
         let mut methods = self.methods.lock().unwrap_or_else(|e| e.into_inner());
