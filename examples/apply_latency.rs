@@ -17,7 +17,7 @@ async fn main() -> Result<(), String> {
     };
     let spec_yaml = std::fs::read_to_string(spec_path).map_err(|e| format!("{spec_path}: {e}"))?;
     let id = repair_model::spec::PatchSpec::from_yaml(&spec_yaml, spec_path).map_err(|e| e.to_string())?.id;
-    let mut client = connect(&Target::Endpoint(Endpoint::parse(endpoint)?), None).await?;
+    let mut client = connect(&Target::Endpoint(Endpoint::parse(endpoint)?), &Default::default()).await?;
     let n: usize = n.parse().map_err(|_| "N must be a number".to_string())?;
     let mut millis = Vec::with_capacity(n);
     for _ in 0..n {

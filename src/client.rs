@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use hyper_util::rt::TokioIo;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint as TonicEndpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint as TonicEndpoint, Identity};
 
 use crate::endpoint::{socket_path, token_path, Endpoint};
 use crate::proto::agent_client::AgentClient;
@@ -14,6 +14,35 @@ use crate::proto::agent_client::AgentClient;
 pub enum Target {
     Pid(u32),
     Endpoint(Endpoint),
+}
+
+/// How to prove who we are and whom we talk to, over TCP.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// The bearer token (from a file or the environment; never a command-line argument).
+    pub token: Option<String>,
+    /// PEM file of the CA that signed the agent's certificate (TLS).
+    pub tls_ca: Option<PathBuf>,
+    /// PEM files of our certificate and key, for an agent that requires client certificates.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// The name the agent's certificate must carry, when not the endpoint's host.
+    pub tls_domain: Option<String>,
+}
+
+impl Credentials {
+    /// The token from `file` (trimmed), or else from `$REPAIR_TOKEN`.
+    pub fn token_from(file: Option<&std::path::Path>) -> Result<Option<String>, String> {
+        if let Some(f) = file {
+            let t = std::fs::read_to_string(f).map_err(|e| format!("token file {}: {e}", f.display()))?;
+            let t = t.trim();
+            if t.is_empty() {
+                return Err(format!("token file {}: empty", f.display()));
+            }
+            return Ok(Some(t.to_string()));
+        }
+        Ok(std::env::var("REPAIR_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
+    }
 }
 
 /// A connected client; TCP calls carry the token.
@@ -31,8 +60,29 @@ impl tonic::service::Interceptor for Auth {
     }
 }
 
+fn read_pem(what: &str, path: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{what} {}: {e}", path.display()))
+}
+
+fn tls_config(addr: &str, c: &Credentials) -> Result<ClientTlsConfig, String> {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
+    let mut tls = ClientTlsConfig::new().domain_name(c.tls_domain.clone().unwrap_or_else(|| host.to_string()));
+    match &c.tls_ca {
+        Some(ca) => tls = tls.ca_certificate(Certificate::from_pem(read_pem("--tls-ca", ca)?)),
+        None => return Err(format!("tls:{addr}: give the CA of the agent's certificate with --tls-ca FILE")),
+    }
+    match (&c.tls_cert, &c.tls_key) {
+        (Some(cert), Some(key)) => {
+            tls = tls.identity(Identity::from_pem(read_pem("--tls-cert", cert)?, read_pem("--tls-key", key)?))
+        }
+        (None, None) => {}
+        _ => return Err("a client certificate needs both --tls-cert and --tls-key".to_string()),
+    }
+    Ok(tls)
+}
+
 /// Connects to the agent; the error says which endpoint and what to try.
-pub async fn connect(target: &Target, token: Option<String>) -> Result<Client, String> {
+pub async fn connect(target: &Target, credentials: &Credentials) -> Result<Client, String> {
     let (endpoint, pid) = match target {
         Target::Pid(pid) => (Endpoint::Unix(socket_path(*pid)), Some(*pid)),
         Target::Endpoint(e) => (e.clone(), None),
@@ -63,9 +113,17 @@ pub async fn connect(target: &Target, token: Option<String>) -> Result<Client, S
             .connect()
             .await
             .map_err(|e| format!("{endpoint}: cannot connect: {e}"))?,
+        Endpoint::Tls(addr) => TonicEndpoint::from_shared(format!("https://{addr}"))
+            .map_err(|e| format!("{endpoint}: {e}"))?
+            .tls_config(tls_config(addr, credentials)?)
+            .map_err(|e| format!("{endpoint}: {e}"))?
+            .connect()
+            .await
+            .map_err(|e| format!("{endpoint}: cannot connect: {}", error_chain(&e)))?,
     };
-    let token =
-        token.or_else(|| pid.and_then(|p| std::fs::read_to_string(token_path(p)).ok()).map(|t| t.trim().to_string()));
+    let token = credentials.token.clone().or_else(|| {
+        pid.and_then(token_path).and_then(|p| std::fs::read_to_string(p).ok()).map(|t| t.trim().to_string())
+    });
     let auth = match token {
         Some(t) => Some(
             format!("Bearer {t}").parse().map_err(|_| "the token has characters a header cannot carry".to_string())?,
@@ -75,10 +133,25 @@ pub async fn connect(target: &Target, token: Option<String>) -> Result<Client, S
     Ok(AgentClient::with_interceptor(channel, Auth(auth)))
 }
 
+/// An error with its causes: a TLS failure's reason is several sources deep.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(c) = source {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        source = c.source();
+    }
+    s
+}
+
 /// One clear line for a failed call: the status message, with the code when it adds something.
 pub fn describe(status: &tonic::Status) -> String {
     match status.code() {
-        tonic::Code::Unavailable => format!("the agent is unreachable: {}", status.message()),
+        tonic::Code::Unavailable => {
+            let cause = std::error::Error::source(status).map(|s| format!(" ({})", error_chain(s))).unwrap_or_default();
+            format!("the agent is unreachable: {}{cause}", status.message())
+        }
         tonic::Code::Unauthenticated => format!("refused: {}", status.message()),
         _ => status.message().to_string(),
     }

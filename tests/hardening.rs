@@ -114,3 +114,139 @@ fn a_reader_that_stops_reading_ends_repairctl_quietly() {
     assert_ne!(out.status.code(), Some(101), "{stderr}");
     assert!(stderr.is_empty(), "a closed pipe is not an error to report: {stderr}");
 }
+
+/// A JVM that idles: prints `READY <pid>`, answers `state` with `STATE ok`, ends when stdin closes.
+const IDLE: &str = r#"
+import java.io.*;
+public class Idle {
+    public static void main(String[] a) throws Exception {
+        System.out.println("READY " + ProcessHandle.current().pid());
+        BufferedReader in = new BufferedReader(new InputStreamReader(System.in));
+        for (String l; (l = in.readLine()) != null; ) System.out.println("STATE ok");
+    }
+}
+"#;
+
+fn idle(tag: &str) -> (agent_support::Jdk, TempDir) {
+    let jdk = agent_support::default_jdk();
+    let dir = TempDir::new(tag);
+    agent_support::compile(&jdk, &dir.0, &[("Idle.java", IDLE)]);
+    (jdk, dir)
+}
+
+fn idle_command(jdk: &agent_support::Jdk, dir: &std::path::Path, options: &str) -> Command {
+    let mut c = Command::new(jdk.java());
+    c.env("XDG_STATE_HOME", dir.join("state")).arg(agent_support::agentpath(options)).arg("-cp").arg(dir).arg("Idle");
+    c
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn run_repairctl(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let out = repairctl().args(args).envs(env.iter().copied()).output().expect("repairctl runs");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn the_tcp_token_is_never_on_the_command_line() {
+    let (jdk, dir) = idle("tcp-token");
+    // token= in the options would show the secret to every local user: refused at load.
+    let run = agent_support::finish(
+        idle_command(&jdk, &dir.0, "control=tcp:127.0.0.1:1,token=s3cret")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(30),
+    );
+    assert_ne!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stderr.contains("token_file=PATH"), "{}", run.stderr);
+
+    // No token given: one is generated into a 0600 file; the command line holds none.
+    let port = free_port();
+    let mut jvm = agent_support::Service::start(idle_command(&jdk, &dir.0, &format!("control=tcp:127.0.0.1:{port}")));
+    let token_file = repair_model::endpoint::token_path(jvm.pid).expect("a generated token file");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777, 0o600);
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert!(token.len() >= 32, "{token:?}");
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", jvm.pid)).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains(token.trim()));
+    let endpoint = format!("tcp:127.0.0.1:{port}");
+    let (ok, out) = run_repairctl(&["status", "--endpoint", &endpoint], &[]);
+    assert!(!ok && out.contains("token"), "no token, no status: {out}");
+    let (ok, out) =
+        run_repairctl(&["status", "--endpoint", &endpoint, "--token-file", token_file.to_str().unwrap()], &[]);
+    assert!(ok, "{out}");
+    let (ok, out) = run_repairctl(&["status", "--endpoint", &endpoint], &[("REPAIR_TOKEN", token.trim())]);
+    assert!(ok, "{out}");
+    let (ok, out) = run_repairctl(&["status", "--endpoint", &endpoint, "--token", "x"], &[]);
+    assert!(!ok && out.contains("--token"), "repairctl takes no token argument either: {out}");
+    assert!(jvm.state().contains("ok"));
+    jvm.finish();
+    assert!(!token_file.exists(), "the generated token file is removed at exit");
+}
+
+#[test]
+fn plaintext_tcp_beyond_loopback_does_not_start() {
+    let (jdk, dir) = idle("tcp-wide");
+    let mut jvm =
+        agent_support::Service::start(idle_command(&jdk, &dir.0, &format!("control=tcp:0.0.0.0:{}", free_port())));
+    assert!(jvm.state().contains("ok"), "the JVM runs on without a control plane");
+    let stderr = jvm.finish();
+    assert!(stderr.contains("reachable from other hosts") && stderr.contains("tls_cert"), "{stderr}");
+    assert!(stderr.contains("control plane not started"), "{stderr}");
+}
+
+#[test]
+fn a_socket_directory_someone_else_made_first_is_not_used_and_the_agent_is_still_found() {
+    let (jdk, dir) = idle("hijack");
+    let base = dir.0.join("tmp");
+    std::fs::create_dir(&base).unwrap();
+    let me = repair_model::endpoint::current_uid().unwrap();
+    // Another user made repair-<uid> first, open to all.
+    let taken = base.join(format!("repair-{me}"));
+    std::fs::create_dir(&taken).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&taken, std::fs::Permissions::from_mode(0o777)).unwrap();
+    if me == 0 {
+        std::os::unix::fs::chown(&taken, Some(65534), Some(65534)).unwrap();
+    }
+    let mut command = idle_command(&jdk, &dir.0, "log=info");
+    command.env("TMPDIR", &base);
+    let mut jvm = agent_support::Service::start(command);
+    // repairctl runs with another TMPDIR; it finds the agent through the JVM's.
+    let (ok, out) = run_repairctl(&["status", "--pid", &jvm.pid.to_string()], &[]);
+    assert!(ok, "{out}");
+    assert!(std::fs::read_dir(&taken).unwrap().next().is_none(), "nothing was put in the directory others made");
+    assert!(jvm.state().contains("ok"));
+    let stderr = jvm.finish();
+    assert!(stderr.contains("someone else made it"), "{stderr}");
+}
+
+#[test]
+fn root_finds_the_agent_of_another_users_jvm() {
+    if repair_model::endpoint::current_uid() != Some(0) {
+        eprintln!("skipping: needs root to run a JVM as another user (uid is not 0)");
+        return;
+    }
+    let (jdk, dir) = idle("other-user");
+    let base = dir.0.join("tmp");
+    std::fs::create_dir(&base).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for d in [&dir.0, &base] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    }
+    let inner = idle_command(&jdk, &dir.0, "");
+    let mut command = Command::new("setpriv");
+    command.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(inner.get_program()).args(inner.get_args());
+    command.env("XDG_STATE_HOME", base.join("state")).env("TMPDIR", &base);
+    let mut jvm = agent_support::Service::start(command);
+    let (ok, out) = run_repairctl(&["status", "--pid", &jvm.pid.to_string()], &[]);
+    assert!(ok, "root reaches the agent under uid 65534's directory: {out}");
+    assert!(base.join("repair-65534").join(format!("{}.sock", jvm.pid)).exists());
+    assert!(jvm.state().contains("ok"));
+    jvm.finish();
+}

@@ -5,13 +5,10 @@
 
 mod agent_support;
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
-use std::time::Duration;
+use std::process::Command;
 
-use agent_support::{agentpath, compile, jdks, Jdk, TempDir};
+use agent_support::{agentpath, compile, jdks, Jdk, Service, TempDir};
 
 const SHOP: &str = r#"
 import java.io.*;
@@ -61,60 +58,12 @@ class Labels {
 }
 "#;
 
-struct Jvm {
-    child: Option<Child>,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    pid: u32,
-}
-
-impl Jvm {
-    fn start(jdk: &Jdk, dir: &Path, args: &[String]) -> Jvm {
-        let mut child = Command::new(jdk.java())
-            // The agent's default state dir: per test, so no test sees another's durable patches.
-            .env("XDG_STATE_HOME", dir.join("state"))
-            .args(args)
-            .arg("-cp")
-            .arg(dir)
-            .arg("Shop")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("java starts");
-        let (tx, lines) = channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-        let stdin = child.stdin.take().unwrap();
-        let ready = lines.recv_timeout(Duration::from_secs(30)).expect("the JVM prints READY");
-        let pid = ready.strip_prefix("READY ").expect("READY line").trim().parse().unwrap();
-        Jvm { child: Some(child), stdin: Some(stdin), lines, pid }
-    }
-
-    fn state(&mut self) -> String {
-        writeln!(self.stdin.as_mut().expect("running"), "state").unwrap();
-        self.lines.recv_timeout(Duration::from_secs(30)).expect("a STATE line")
-    }
-
-    /// Ends the JVM by closing its stdin; returns its stderr (the agent's exit summary).
-    fn finish(mut self) -> String {
-        drop(self.stdin.take());
-        let run = agent_support::finish(self.child.take().expect("running"), Duration::from_secs(30));
-        assert_eq!(run.code, Some(0), "the JVM ended badly:\n{}", run.stderr);
-        run.stderr
-    }
-}
-
-impl Drop for Jvm {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-        }
-    }
+/// The Shop JVM of these tests.
+fn start_shop(jdk: &Jdk, dir: &Path, args: &[String]) -> Service {
+    let mut command = Command::new(jdk.java());
+    // The agent's default state dir: per test, so no test sees another's durable patches.
+    command.env("XDG_STATE_HOME", dir.join("state")).args(args).arg("-cp").arg(dir).arg("Shop");
+    Service::start(command)
 }
 
 /// Runs repairctl; returns (success, stdout, stderr).
@@ -146,7 +95,7 @@ fn sources(jdk: &Jdk, tag: &str) -> TempDir {
 }
 
 /// Guard, swap and probe applied while the workers run, then rolled back.
-fn repair_and_roll_back(jvm: &mut Jvm, dir: &Path) {
+fn repair_and_roll_back(jvm: &mut Service, dir: &Path) {
     let pid = jvm.pid.to_string();
     let s = jvm.state();
     assert!(
@@ -222,7 +171,7 @@ fn repair_and_roll_back(jvm: &mut Jvm, dir: &Path) {
 fn guard_swap_and_probe_apply_live_and_roll_back() {
     let jdk = agent_support::default_jdk();
     let dir = sources(&jdk, "live");
-    let mut jvm = Jvm::start(&jdk, &dir.0, &[agentpath("log=info")]);
+    let mut jvm = start_shop(&jdk, &dir.0, &[agentpath("log=info")]);
     repair_and_roll_back(&mut jvm, &dir.0);
     let stderr = jvm.finish();
     // Patches get report ids 1, 2, 3 in apply order: the probe (3) reported to the runtime hooks
@@ -245,7 +194,7 @@ fn the_same_after_dynamic_attach() {
         if jdk.name != "default JDK" {
             args.push("-XX:+EnableDynamicAgentLoading".to_string());
         }
-        let mut jvm = Jvm::start(&jdk, &dir.0, &args);
+        let mut jvm = start_shop(&jdk, &dir.0, &args);
         let pid = jvm.pid.to_string();
         let (ok, out, err) = repairctl(&["attach", &pid]);
         assert!(ok, "{}: attach: {err}", jdk.name);
@@ -266,7 +215,7 @@ fn bad_input_gets_one_clear_error_and_changes_nothing() {
     let jdk = agent_support::default_jdk();
     let dir = sources(&jdk, "bad");
     let d = &dir.0;
-    let mut jvm = Jvm::start(&jdk, d, &[agentpath("")]);
+    let mut jvm = start_shop(&jdk, d, &[agentpath("")]);
     let pid = jvm.pid.to_string();
     let guard = write_spec(d, "guard.yaml", GUARD);
     assert!(repairctl(&["apply", &guard, "--pid", &pid]).0);
@@ -350,12 +299,10 @@ fn bad_input_gets_one_clear_error_and_changes_nothing() {
 fn a_killed_jvm_leaves_a_socket_that_is_reported_clearly() {
     let jdk = agent_support::default_jdk();
     let dir = sources(&jdk, "killed");
-    let mut jvm = Jvm::start(&jdk, &dir.0, &[agentpath("")]);
+    let mut jvm = start_shop(&jdk, &dir.0, &[agentpath("")]);
     let pid = jvm.pid;
     assert!(repairctl(&["status", "--pid", &pid.to_string()]).0);
-    let mut child = jvm.child.take().unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    jvm.kill();
     let socket = repair_model::endpoint::socket_path(pid);
     assert!(socket.exists(), "kill -9 leaves {} behind", socket.display());
     let (ok, _, err) = repairctl(&["status", "--pid", &pid.to_string()]);
@@ -374,7 +321,7 @@ fn a_killed_jvm_leaves_a_socket_that_is_reported_clearly() {
 fn a_durable_patch_that_no_longer_fits_its_class_is_dropped_at_load_and_journaled() {
     let jdk = agent_support::default_jdk();
     let dir = sources(&jdk, "durable-misfit");
-    let mut jvm = Jvm::start(&jdk, &dir.0, &[agentpath("")]);
+    let mut jvm = start_shop(&jdk, &dir.0, &[agentpath("")]);
     let spec = write_spec(&dir.0, "durable.yaml", &format!("{GUARD}durable: true\n"));
     let (ok, _, err) = repairctl(&["apply", &spec, "--pid", &jvm.pid.to_string()]);
     assert!(ok, "{err}");
@@ -388,7 +335,7 @@ fn a_durable_patch_that_no_longer_fits_its_class_is_dropped_at_load_and_journale
     );
     assert_ne!(next, SHOP);
     compile(&jdk, &dir.0, &[("Shop.java", &next)]);
-    let mut jvm = Jvm::start(&jdk, &dir.0, &[agentpath("")]);
+    let mut jvm = start_shop(&jdk, &dir.0, &[agentpath("")]);
     let pid = jvm.pid.to_string();
     let s = jvm.state();
     assert!(s.contains("price=NPE") && s.contains("serving=true"), "the class runs as built: {s}");
@@ -415,7 +362,7 @@ fn a_durable_patch_that_no_longer_fits_its_class_is_dropped_at_load_and_journale
     jvm.finish();
 
     // Dropped for good: the third start does not try it.
-    let mut jvm = Jvm::start(&jdk, &dir.0, &[agentpath("")]);
+    let mut jvm = start_shop(&jdk, &dir.0, &[agentpath("")]);
     let events = json(&["events", "--pid", &jvm.pid.to_string(), "-o", "json"]);
     assert!(!events.as_array().unwrap().iter().any(|e| e["patch"] == "price-npe"), "{events}");
     assert!(jvm.state().contains("price=NPE"));

@@ -9,8 +9,17 @@ use std::str::FromStr;
 pub enum ControlEndpoint {
     /// A Unix socket at a path derived from the pid, in a directory only the JVM's user can enter.
     Unix,
-    /// TCP on `host:port`, only with a token.
+    /// TCP on `host:port`, only with a token; beyond loopback only with TLS.
     Tcp { host: String, port: u16 },
+}
+
+/// PEM files of the control plane's TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// With a CA, clients must present a certificate it signed (mTLS).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// How faults are captured.
@@ -59,7 +68,9 @@ impl FromStr for LogLevel {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     pub control: ControlEndpoint,
-    pub token: Option<String>,
+    /// `token_file=PATH`: the TCP token; else `$REPAIR_TOKEN`, else one is generated.
+    pub token_file: Option<PathBuf>,
+    pub tls: Option<TlsFiles>,
     pub state_dir: Option<PathBuf>,
     pub policy: Option<PathBuf>,
     pub faults: FaultMode,
@@ -73,7 +84,8 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             control: ControlEndpoint::Unix,
-            token: None,
+            token_file: None,
+            tls: None,
             state_dir: None,
             policy: None,
             faults: FaultMode::Bytecode,
@@ -83,12 +95,13 @@ impl Default for Options {
     }
 }
 
-pub const KEYS: &str = "control, token, state, policy, faults, log, app";
+pub const KEYS: &str = "control, token_file, tls_cert, tls_key, tls_client_ca, state, policy, faults, log, app";
 
 impl Options {
     /// Parses `key=value,key=value`; the error names the offending pair and why.
     pub fn parse(text: &str) -> Result<Options, String> {
         let mut o = Options::default();
+        let (mut cert, mut tls_key, mut client_ca) = (None, None, None);
         for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let Some((key, value)) = pair.split_once('=') else {
                 return Err(format!("option {pair:?} is not key=value (known keys: {KEYS})"));
@@ -102,7 +115,15 @@ impl Options {
             };
             match key {
                 "control" => o.control = parse_control(value)?,
-                "token" => o.token = Some(nonempty(value)?),
+                "token" => {
+                    return Err("option token= would show the secret to every local user (ps, /proc/PID/cmdline): \
+                                use token_file=PATH (mode 0600) or $REPAIR_TOKEN"
+                        .to_string())
+                }
+                "token_file" => o.token_file = Some(PathBuf::from(nonempty(value)?)),
+                "tls_cert" => cert = Some(PathBuf::from(nonempty(value)?)),
+                "tls_key" => tls_key = Some(PathBuf::from(nonempty(value)?)),
+                "tls_client_ca" => client_ca = Some(PathBuf::from(nonempty(value)?)),
                 "state" => o.state_dir = Some(PathBuf::from(nonempty(value)?)),
                 "policy" => o.policy = Some(PathBuf::from(nonempty(value)?)),
                 "faults" => {
@@ -126,8 +147,16 @@ impl Options {
                 _ => return Err(format!("unknown option {key:?} (known keys: {KEYS})")),
             }
         }
-        if matches!(o.control, ControlEndpoint::Tcp { .. }) && o.token.is_none() {
-            return Err("control=tcp:... needs token=SECRET: a TCP endpoint is open to other users".to_string());
+        o.tls = match (cert, tls_key, client_ca) {
+            (Some(cert), Some(key), client_ca) => Some(TlsFiles { cert, key, client_ca }),
+            (None, None, None) => None,
+            (None, None, Some(_)) => return Err("tls_client_ca= needs tls_cert= and tls_key= too".to_string()),
+            _ => return Err("TLS needs both tls_cert=PEM and tls_key=PEM".to_string()),
+        };
+        if o.control == ControlEndpoint::Unix && (o.tls.is_some() || o.token_file.is_some()) {
+            return Err("token_file= and tls_*= are for control=tcp:HOST:PORT; the Unix socket is guarded by \
+                        its directory's permissions"
+                .to_string());
         }
         Ok(o)
     }
@@ -162,10 +191,12 @@ mod tests {
     #[test]
     fn every_key_parses() {
         let o =
-            Options::parse("control=tcp:127.0.0.1:7000,token=s3,state=/tmp/st,policy=/p.yaml,faults=jvmti,log=debug,app=com.shop.*:org.acme.Main")
+            Options::parse("control=tcp:127.0.0.1:7000,token_file=/t,tls_cert=/c.pem,tls_key=/k.pem,tls_client_ca=/ca.pem,state=/tmp/st,policy=/p.yaml,faults=jvmti,log=debug,app=com.shop.*:org.acme.Main")
                 .unwrap();
         assert_eq!(o.control, ControlEndpoint::Tcp { host: "127.0.0.1".into(), port: 7000 });
-        assert_eq!(o.token.as_deref(), Some("s3"));
+        assert_eq!(o.token_file, Some(PathBuf::from("/t")));
+        let tls = TlsFiles { cert: "/c.pem".into(), key: "/k.pem".into(), client_ca: Some("/ca.pem".into()) };
+        assert_eq!(o.tls, Some(tls));
         assert_eq!(o.state_dir, Some(PathBuf::from("/tmp/st")));
         assert_eq!(o.policy, Some(PathBuf::from("/p.yaml")));
         assert_eq!(o.faults, FaultMode::Jvmti);
@@ -178,7 +209,9 @@ mod tests {
         assert!(Options::parse("colour=red").unwrap_err().contains("\"colour\""));
         assert!(Options::parse("faults=maybe").unwrap_err().contains("faults=\"maybe\""));
         assert!(Options::parse("control=tcp:h:99999").unwrap_err().contains("99999"));
-        assert!(Options::parse("control=tcp:h:1").unwrap_err().contains("token"));
+        assert!(Options::parse("control=tcp:h:1,token=s3").unwrap_err().contains("token_file=PATH"));
+        assert!(Options::parse("control=tcp:h:1,tls_cert=/c").unwrap_err().contains("both"));
+        assert!(Options::parse("tls_cert=/c,tls_key=/k").unwrap_err().contains("control=tcp"));
         assert!(Options::parse("justaword").unwrap_err().contains("\"justaword\""));
         assert!(Options::parse("log=loud").unwrap_err().contains("log=\"loud\""));
         assert!(Options::parse("app=").unwrap_err().contains("app= needs"));

@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio_stream::StreamExt;
 
 use super::{out, Output};
-use crate::client::{connect, describe, Client, Target};
+use crate::client::{connect, describe, Client, Credentials, Target};
 use crate::endpoint::Endpoint;
 use crate::proto;
 use crate::spec::PatchSpec;
@@ -20,12 +20,25 @@ pub struct Conn {
     /// The JVM's pid: its agent's socket is found from it.
     #[arg(short = 'p', long, conflicts_with = "endpoint")]
     pub pid: Option<u32>,
-    /// unix:/path/to.sock, tcp:HOST:PORT or http://HOST:PORT.
+    /// unix:/path/to.sock, tcp:HOST:PORT (plaintext, loopback) or tls:HOST:PORT.
     #[arg(long)]
     pub endpoint: Option<String>,
-    /// Token of a TCP endpoint (read from the pid's token file when omitted).
-    #[arg(long)]
-    pub token: Option<String>,
+    /// File holding the token of a TCP endpoint; else $REPAIR_TOKEN, else (with --pid) the
+    /// token file the agent generated. Never on the command line: `ps` shows it to everyone.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// PEM file of the CA that signed the agent's certificate (tls: endpoints).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM file of this client's certificate, for an agent that requires one (mTLS).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file of this client's private key (mTLS).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The name the agent's certificate must carry, when not the endpoint's host.
+    #[arg(long, value_name = "NAME")]
+    pub tls_domain: Option<String>,
     /// human (tables) or json.
     #[arg(short = 'o', long = "output", value_enum, default_value = "human")]
     pub output: Output,
@@ -38,7 +51,14 @@ impl Conn {
             (None, Some(e)) => Target::Endpoint(Endpoint::parse(e)?),
             (None, None) => return Err("give the JVM with --pid PID or --endpoint ENDPOINT".into()),
         };
-        connect(&target, self.token.clone()).await
+        let credentials = Credentials {
+            token: Credentials::token_from(self.token_file.as_deref())?,
+            tls_ca: self.tls_ca.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_domain: self.tls_domain.clone(),
+        };
+        connect(&target, &credentials).await
     }
 }
 

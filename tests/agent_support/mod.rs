@@ -164,3 +164,65 @@ pub fn repairctl_json(args: &[&str]) -> serde_json::Value {
     assert!(out.status.success(), "repairctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("repairctl {args:?}: {e}"))
 }
+
+/// A long-running JVM whose main prints `READY <pid>` and then answers each line on its stdin
+/// with one line (`state` → `STATE ...`); killed when dropped.
+pub struct Service {
+    child: Option<Child>,
+    stdin: Option<std::process::ChildStdin>,
+    lines: std::sync::mpsc::Receiver<String>,
+    pub pid: u32,
+}
+
+impl Service {
+    /// Spawns `command` with piped stdio and waits (30 s) for its READY line.
+    pub fn start(mut command: Command) -> Service {
+        use std::io::BufRead;
+        let mut child =
+            command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("java starts");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        let stdin = child.stdin.take().unwrap();
+        let Ok(ready) = lines.recv_timeout(Duration::from_secs(30)) else {
+            let run = finish(child, Duration::from_secs(1));
+            panic!("the JVM did not print READY:\n{}", run.stderr);
+        };
+        let pid = ready.strip_prefix("READY ").expect("READY line").trim().parse().unwrap();
+        Service { child: Some(child), stdin: Some(stdin), lines, pid }
+    }
+
+    /// The JVM's answer to `state`.
+    pub fn state(&mut self) -> String {
+        use std::io::Write;
+        writeln!(self.stdin.as_mut().expect("running"), "state").unwrap();
+        self.lines.recv_timeout(Duration::from_secs(30)).expect("a STATE line")
+    }
+
+    /// SIGKILLs the JVM and reaps it.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Ends the JVM by closing its stdin; returns its stderr (the agent's exit summary).
+    pub fn finish(mut self) -> String {
+        drop(self.stdin.take());
+        let run = finish(self.child.take().expect("running"), Duration::from_secs(30));
+        assert_eq!(run.code, Some(0), "the JVM ended badly:\n{}", run.stderr);
+        run.stderr
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+        }
+    }
+}

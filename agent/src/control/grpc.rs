@@ -32,10 +32,12 @@ impl AgentService {
     }
 }
 
-/// Serves until `stop` fires. With a token, every call must carry `authorization: Bearer TOKEN`.
+/// Serves until `stop` fires. With a token, every call must carry `authorization: Bearer TOKEN`;
+/// with TLS, connections are TLS (and, with a client CA, clients show a certificate it signed).
 pub async fn serve<S, IO, E>(
     service: AgentService,
     token: Option<String>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     incoming: S,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) where
@@ -61,8 +63,17 @@ pub async fn serve<S, IO, E>(
             }
         }
     };
-    let mut router = tonic::transport::Server::builder()
-        .add_service(agent_server::AgentServer::with_interceptor(service, check.clone()));
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = match builder.tls_config(tls) {
+            Ok(b) => b,
+            Err(e) => {
+                crate::log_error!("control plane not started: TLS: {e}");
+                return;
+            }
+        };
+    }
+    let mut router = builder.add_service(agent_server::AgentServer::with_interceptor(service, check.clone()));
     match reflection {
         Ok(r) => router = router.add_service(tonic::service::interceptor::InterceptedService::new(r, check)),
         Err(e) => crate::log_warn!("gRPC reflection unavailable: {e}"),

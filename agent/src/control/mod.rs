@@ -4,7 +4,7 @@
 
 mod grpc;
 
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,10 +71,24 @@ pub trait Operations: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct ControlConfig {
     pub endpoint: Endpoint,
-    /// Required on TCP; generated (and written beside the socket, mode 0600) when absent.
-    pub token: Option<String>,
+    /// The token TCP calls must carry.
+    pub token: TokenSource,
+    /// TCP over TLS; required for an address other than loopback.
+    pub tls: Option<crate::config::TlsFiles>,
     /// The JVM's pid, for the token file's name.
     pub pid: u32,
+}
+
+/// Where the TCP token comes from: never the agent's options, which every local user can read.
+#[derive(Debug, Clone)]
+pub enum TokenSource {
+    /// From `$REPAIR_TOKEN`.
+    Given(String),
+    /// From a file only the JVM's user can read.
+    File(PathBuf),
+    /// Generated, and written (0600) to `<pid>.token` beside where the socket would be, for
+    /// `repairctl --pid` to find.
+    Generate,
 }
 
 #[derive(Debug)]
@@ -92,14 +106,22 @@ impl std::error::Error for ControlError {}
 pub struct ControlServer {
     runtime: Option<tokio::runtime::Runtime>,
     stop: Option<oneshot::Sender<()>>,
-    socket: Option<PathBuf>,
+    /// The socket or token file, removed at shutdown.
+    files: Vec<PathBuf>,
     endpoint: String,
+    token_file: Option<PathBuf>,
 }
 
 impl ControlServer {
-    /// The endpoint as a client names it (`unix:/…/1234.sock`, `tcp:127.0.0.1:7000`).
+    /// The endpoint as a client names it (`unix:/…/1234.sock`, `tcp:127.0.0.1:7000`,
+    /// `tls:0.0.0.0:7443`).
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// The generated token's file, when the token was generated.
+    pub fn token_file(&self) -> Option<&Path> {
+        self.token_file.as_deref()
     }
 
     pub fn shutdown(mut self) {
@@ -113,8 +135,8 @@ impl ControlServer {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_timeout(Duration::from_secs(1));
         }
-        if let Some(s) = self.socket.take() {
-            let _ = std::fs::remove_file(s);
+        for f in self.files.drain(..) {
+            let _ = std::fs::remove_file(f);
         }
     }
 }
@@ -125,8 +147,9 @@ impl Drop for ControlServer {
     }
 }
 
-/// Binds the endpoint and serves `operations` on a runtime of its own. Errors (a socket taken by a live
-/// agent, a directory others can enter, a port in use) come back before anything is served.
+/// Binds the endpoint and serves `operations` on a runtime of its own. Errors (a socket taken by a
+/// live agent, a directory others can enter, a port in use, plaintext beyond loopback, a token
+/// file others can read, TLS files that do not load) come back before anything is served.
 pub fn start(operations: Arc<dyn Operations>, config: ControlConfig) -> Result<ControlServer, ControlError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -140,101 +163,186 @@ pub fn start(operations: Arc<dyn Operations>, config: ControlConfig) -> Result<C
     let service = grpc::AgentService::new(operations);
     match &config.endpoint {
         Endpoint::Unix(path) => {
-            prepare_socket(path)?;
+            let path = prepare_socket(path)?;
             let listener = runtime
-                .block_on(async { tokio::net::UnixListener::bind(path) })
+                .block_on(async { tokio::net::UnixListener::bind(&path) })
                 .map_err(|e| ControlError(format!("control socket {}: {e}", path.display())))?;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
             let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-            runtime.spawn(grpc::serve(service, None, incoming, stopped));
+            runtime.spawn(grpc::serve(service, None, None, incoming, stopped));
             Ok(ControlServer {
                 runtime: Some(runtime),
                 stop: Some(stop),
-                socket: Some(path.clone()),
-                endpoint: config.endpoint.to_string(),
+                endpoint: Endpoint::Unix(path.clone()).to_string(),
+                files: vec![path],
+                token_file: None,
             })
         }
-        Endpoint::Tcp(addr) => {
-            let token = match &config.token {
-                Some(t) if !t.is_empty() => t.clone(),
-                _ => write_token(config.pid)?,
+        Endpoint::Tcp(addr) | Endpoint::Tls(addr) => {
+            let loopback = is_loopback(addr)?;
+            let tls = match &config.tls {
+                Some(files) => Some(tls_config(files)?),
+                None if loopback => None,
+                None => {
+                    return Err(ControlError(format!(
+                        "control=tcp:{addr} is reachable from other hosts: it needs TLS (tls_cert=PEM,tls_key=PEM), \
+                         or bind 127.0.0.1"
+                    )))
+                }
+            };
+            let (token, token_file) = match &config.token {
+                TokenSource::Given(t) => (t.clone(), None),
+                TokenSource::File(f) => (read_token_file(f)?, None),
+                TokenSource::Generate => {
+                    let (t, f) = write_token(config.pid)?;
+                    (t, Some(f))
+                }
             };
             let listener = runtime
                 .block_on(tokio::net::TcpListener::bind(addr.as_str()))
                 .map_err(|e| ControlError(format!("control endpoint tcp:{addr}: {e}")))?;
             let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| addr.clone());
+            let endpoint =
+                if tls.is_some() { Endpoint::Tls(local.clone()) } else { Endpoint::Tcp(local.clone()) }.to_string();
+            if !loopback {
+                let clients = match config.tls.as_ref().and_then(|t| t.client_ca.as_ref()) {
+                    Some(ca) => format!("clients need a certificate signed by {}", ca.display()),
+                    None => "any client with the token (no client certificate required)".to_string(),
+                };
+                crate::log_warn!("control plane on {endpoint} is reachable from other hosts, over TLS; {clients}");
+            }
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-            runtime.spawn(grpc::serve(service, Some(token), incoming, stopped));
+            runtime.spawn(grpc::serve(service, Some(token), tls, incoming, stopped));
             Ok(ControlServer {
                 runtime: Some(runtime),
                 stop: Some(stop),
-                socket: None,
-                endpoint: format!("tcp:{local}"),
+                endpoint,
+                files: token_file.iter().cloned().collect(),
+                token_file,
             })
         }
     }
 }
 
+/// Whether every address `addr` resolves to is a loopback one.
+fn is_loopback(addr: &str) -> Result<bool, ControlError> {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<_> =
+        addr.to_socket_addrs().map_err(|e| ControlError(format!("control endpoint tcp:{addr}: {e}")))?.collect();
+    Ok(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()))
+}
+
+fn tls_config(files: &crate::config::TlsFiles) -> Result<tonic::transport::ServerTlsConfig, ControlError> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let read = |what: &str, p: &Path| {
+        let pem = std::fs::read(p).map_err(|e| ControlError(format!("{what} {}: {e}", p.display())))?;
+        if !pem.starts_with(b"-----BEGIN") && !String::from_utf8_lossy(&pem).contains("-----BEGIN") {
+            return Err(ControlError(format!("{what} {}: not a PEM file", p.display())));
+        }
+        Ok(pem)
+    };
+    let mut tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(read("tls_cert", &files.cert)?, read("tls_key", &files.key)?));
+    if let Some(ca) = &files.client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read("tls_client_ca", ca)?));
+    }
+    Ok(tls)
+}
+
+/// The token in `path`, which only the JVM's user may be able to read.
+fn read_token_file(path: &Path) -> Result<String, ControlError> {
+    let err = |e: String| ControlError(format!("token_file {}: {e}", path.display()));
+    let m = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+    if m.mode() & 0o077 != 0 {
+        return Err(err(format!("readable by others (mode {:o}): chmod 600 it", m.mode() & 0o777)));
+    }
+    let token = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?.trim().to_string();
+    if token.is_empty() {
+        return Err(err("empty".to_string()));
+    }
+    Ok(token)
+}
+
 /// Makes the socket's directory private (created 0700; an existing one must be ours and closed
 /// to others) and clears a stale socket left by a JVM that died. A socket a live agent answers on
-/// is an error: two agents cannot share one endpoint.
-fn prepare_socket(path: &Path) -> Result<(), ControlError> {
+/// is an error: two agents cannot share one endpoint. When the default directory
+/// (`repair-<uid>`, a predictable name) was made by someone else, the socket goes to a fresh
+/// private directory beside it instead; returns the path bound.
+fn prepare_socket(path: &Path) -> Result<PathBuf, ControlError> {
     let dir = path.parent().ok_or_else(|| ControlError(format!("control socket {}: no directory", path.display())))?;
-    match std::fs::metadata(dir) {
-        Err(_) => {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| ControlError(format!("control socket directory {}: {e}", dir.display())))?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| ControlError(format!("control socket directory {}: {e}", dir.display())))?;
-        }
-        Ok(m) => {
-            let me = std::fs::metadata("/proc/self").map(|s| s.uid()).unwrap_or(m.uid());
-            if m.uid() != me || m.mode() & 0o077 != 0 {
-                return Err(ControlError(format!(
-                    "control socket directory {} must belong to uid {me} with mode 0700 (has uid {}, mode {:o})",
-                    dir.display(),
-                    m.uid(),
-                    m.mode() & 0o777
-                )));
-            }
-        }
-    }
+    let name = path.file_name().ok_or_else(|| ControlError(format!("control socket {}: no name", path.display())))?;
+    let dir = private_dir(dir)?;
+    let path = dir.join(name);
     if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
             return Err(ControlError(format!(
                 "control socket {} is in use by a live agent: one agent per JVM (was the agent loaded twice?)",
                 path.display()
             )));
         }
         crate::log_warn!("removing stale control socket {} (its JVM is gone)", path.display());
-        std::fs::remove_file(path)
+        std::fs::remove_file(&path)
             .map_err(|e| ControlError(format!("stale control socket {}: {e}", path.display())))?;
     }
-    Ok(())
+    Ok(path)
 }
 
-/// Generates a token and writes it, readable by the owner only, to the pid's token file.
-fn write_token(pid: u32) -> Result<String, ControlError> {
-    use std::io::{Read, Write};
-    let mut raw = [0u8; 16];
+/// `dir` made private to this user (created 0700, or found so); for the default directory that
+/// someone else holds, a fresh `repair-<uid>-<random>` beside it.
+fn private_dir(dir: &Path) -> Result<PathBuf, ControlError> {
+    use repair_model::endpoint::{current_uid, default_socket_dir, is_private_dir_of};
+    let me = current_uid().unwrap_or(0);
+    let made = std::fs::DirBuilder::new().mode(0o700).create(dir);
+    if let Err(e) = &made {
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            return Err(ControlError(format!("control socket directory {}: {e}", dir.display())));
+        }
+    }
+    let refused = match is_private_dir_of(dir, me) {
+        Ok(()) => return Ok(dir.to_path_buf()),
+        Err(why) => why,
+    };
+    if dir != default_socket_dir() {
+        return Err(ControlError(format!("control socket directory {refused}")));
+    }
+    for _ in 0..8 {
+        let fresh = dir.with_file_name(format!("repair-{me}-{}", random_hex(8)?));
+        if std::fs::DirBuilder::new().mode(0o700).create(&fresh).is_ok() {
+            crate::log_warn!(
+                "control socket directory {refused}: someone else made it; using {} instead (repairctl --pid finds it)",
+                fresh.display()
+            );
+            return Ok(fresh);
+        }
+    }
+    Err(ControlError(format!("control socket directory {refused}; no private directory could be made beside it")))
+}
+
+fn random_hex(bytes: usize) -> Result<String, ControlError> {
+    use std::io::Read;
+    let mut raw = vec![0u8; bytes];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut raw))
-        .map_err(|e| ControlError(format!("control token: {e}")))?;
-    let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    let path = repair_model::endpoint::token_path(pid);
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-    }
+        .map_err(|e| ControlError(format!("/dev/urandom: {e}")))?;
+    Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Generates a token and writes it, readable by the owner only, to `<pid>.token` in the private
+/// socket directory; returns the token and the file.
+fn write_token(pid: u32) -> Result<(String, PathBuf), ControlError> {
+    use std::io::Write;
+    let token = random_hex(16)?;
+    let path = private_dir(&repair_model::endpoint::default_socket_dir())?.join(format!("{pid}.token"));
+    // Left by an earlier JVM with this pid; create_new then refuses anything planted in its place.
+    let _ = std::fs::remove_file(&path);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&path)
         .map_err(|e| ControlError(format!("control token file {}: {e}", path.display())))?;
     f.write_all(token.as_bytes()).map_err(|e| ControlError(format!("control token file {}: {e}", path.display())))?;
-    Ok(token)
+    Ok((token, path))
 }
 
 #[cfg(test)]

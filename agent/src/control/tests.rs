@@ -3,11 +3,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use repair_model::client::{connect, Target};
+use repair_model::client::{connect, Credentials, Target};
 use repair_model::endpoint::Endpoint;
 use repair_model::proto;
 
-use super::{start, ControlConfig, Operations, Operator, Status};
+use super::{start, ControlConfig, Operations, Operator, Status, TokenSource};
+use crate::config::TlsFiles;
 
 #[derive(Default)]
 struct FakeOperations {
@@ -89,7 +90,16 @@ fn socket(name: &str) -> std::path::PathBuf {
 }
 
 fn config(endpoint: Endpoint, token: Option<&str>) -> ControlConfig {
-    ControlConfig { endpoint, token: token.map(str::to_string), pid: std::process::id() }
+    let token = token.map_or(TokenSource::Generate, |t| TokenSource::Given(t.to_string()));
+    ControlConfig { endpoint, token, tls: None, pid: std::process::id() }
+}
+
+fn none() -> Credentials {
+    Credentials::default()
+}
+
+fn token(t: &str) -> Credentials {
+    Credentials { token: Some(t.to_string()), ..Default::default() }
 }
 
 const SPEC: &str = "id: p1\ntarget: { class: a.B, method: run }\naction:\n  guard: { fallback: default }\n";
@@ -101,7 +111,7 @@ fn a_client_drives_the_agent_over_the_unix_socket() {
     let server = start(api.clone(), config(Endpoint::Unix(path.clone()), None)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut c = connect(&Target::Endpoint(Endpoint::Unix(path.clone())), None).await.unwrap();
+        let mut c = connect(&Target::Endpoint(Endpoint::Unix(path.clone())), &none()).await.unwrap();
         let s = c.status(proto::StatusRequest {}).await.unwrap().into_inner();
         assert_eq!((s.pid, s.load_mode.as_str()), (42, "onattach"));
         let classes = c.classes(proto::ClassesRequest { glob: "a.*".into() }).await.unwrap().into_inner().classes;
@@ -152,7 +162,7 @@ fn a_live_socket_is_refused_and_a_stale_one_replaced() {
     let second = start(Arc::new(FakeOperations::default()), config(Endpoint::Unix(path.clone()), None)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut c = connect(&Target::Endpoint(Endpoint::Unix(path.clone())), None).await.unwrap();
+        let mut c = connect(&Target::Endpoint(Endpoint::Unix(path.clone())), &none()).await.unwrap();
         assert_eq!(c.status(proto::StatusRequest {}).await.unwrap().into_inner().pid, 42);
     });
     second.shutdown();
@@ -166,12 +176,12 @@ fn tcp_needs_the_token() {
     let endpoint = Endpoint::parse(server.endpoint()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut anon = connect(&Target::Endpoint(endpoint.clone()), None).await.unwrap();
+        let mut anon = connect(&Target::Endpoint(endpoint.clone()), &none()).await.unwrap();
         let err = anon.status(proto::StatusRequest {}).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
-        let mut wrong = connect(&Target::Endpoint(endpoint.clone()), Some("nope".into())).await.unwrap();
+        let mut wrong = connect(&Target::Endpoint(endpoint.clone()), &token("nope")).await.unwrap();
         assert_eq!(wrong.status(proto::StatusRequest {}).await.unwrap_err().code(), tonic::Code::Unauthenticated);
-        let mut ok = connect(&Target::Endpoint(endpoint), Some("s3cret".into())).await.unwrap();
+        let mut ok = connect(&Target::Endpoint(endpoint), &token("s3cret")).await.unwrap();
         assert_eq!(ok.status(proto::StatusRequest {}).await.unwrap().into_inner().jvm, "fake");
     });
     server.shutdown();
@@ -184,4 +194,137 @@ fn an_open_socket_directory_is_refused() {
     std::fs::set_permissions(path.parent().unwrap(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let err = start(Arc::new(FakeOperations::default()), config(Endpoint::Unix(path), None)).err().unwrap();
     assert!(err.0.contains("mode 0700"), "{err}");
+}
+
+/// A CA, a server certificate for localhost/127.0.0.1 and a client certificate, as PEM files in a
+/// fresh directory.
+struct Pki {
+    dir: std::path::PathBuf,
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let dir = std::env::temp_dir().join(format!("repair-pki-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let write = |f: &str, text: String| std::fs::write(dir.join(f), text).unwrap();
+        write("ca.pem", ca_cert.pem());
+        for (who, names) in
+            [("server", vec!["localhost".to_string(), "127.0.0.1".to_string()]), ("client", vec!["ops".into()])]
+        {
+            let key = KeyPair::generate().unwrap();
+            let cert = CertificateParams::new(names).unwrap().signed_by(&key, &issuer).unwrap();
+            write(&format!("{who}.pem"), cert.pem());
+            write(&format!("{who}.key"), key.serialize_pem());
+        }
+        Pki { dir }
+    }
+
+    fn file(&self, name: &str) -> std::path::PathBuf {
+        self.dir.join(name)
+    }
+
+    fn server(&self, mtls: bool) -> TlsFiles {
+        TlsFiles {
+            cert: self.file("server.pem"),
+            key: self.file("server.key"),
+            client_ca: mtls.then(|| self.file("ca.pem")),
+        }
+    }
+
+    fn client(&self, with_cert: bool, t: &str) -> Credentials {
+        Credentials {
+            token: Some(t.to_string()),
+            tls_ca: Some(self.file("ca.pem")),
+            tls_cert: with_cert.then(|| self.file("client.pem")),
+            tls_key: with_cert.then(|| self.file("client.key")),
+            tls_domain: Some("localhost".into()),
+        }
+    }
+}
+
+async fn status(endpoint: &Endpoint, c: &Credentials) -> Result<String, String> {
+    let mut client = connect(&Target::Endpoint(endpoint.clone()), c).await?;
+    client.status(proto::StatusRequest {}).await.map(|r| r.into_inner().jvm).map_err(|s| format!("{s:?}"))
+}
+
+#[test]
+fn tls_serves_clients_that_trust_its_ca_and_carry_the_token() {
+    let pki = Pki::new("tls");
+    let mut cfg = config(Endpoint::Tcp("127.0.0.1:0".into()), Some("s3cret"));
+    cfg.tls = Some(pki.server(false));
+    let server = start(Arc::new(FakeOperations::default()), cfg).unwrap();
+    assert!(server.endpoint().starts_with("tls:127.0.0.1:"), "{}", server.endpoint());
+    let endpoint = Endpoint::parse(server.endpoint()).unwrap();
+    let plain = Endpoint::Tcp(server.endpoint().trim_start_matches("tls:").to_string());
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        assert_eq!(status(&endpoint, &pki.client(false, "s3cret")).await.unwrap(), "fake");
+        let wrong = status(&endpoint, &pki.client(false, "nope")).await.unwrap_err();
+        assert!(wrong.contains("Unauthenticated"), "{wrong}");
+        assert!(status(&plain, &token("s3cret")).await.is_err(), "plaintext to a TLS port");
+        let no_ca = status(&endpoint, &token("s3cret")).await.unwrap_err();
+        assert!(no_ca.contains("--tls-ca"), "{no_ca}");
+        let other = Pki::new("other-ca");
+        let untrusted = status(&endpoint, &other.client(false, "s3cret")).await;
+        assert!(untrusted.is_err(), "a CA that did not sign the agent's certificate is not trusted");
+    });
+    server.shutdown();
+}
+
+#[test]
+fn mtls_refuses_clients_without_a_certificate_from_its_ca() {
+    let pki = Pki::new("mtls");
+    let mut cfg = config(Endpoint::Tcp("127.0.0.1:0".into()), Some("s3cret"));
+    cfg.tls = Some(pki.server(true));
+    let server = start(Arc::new(FakeOperations::default()), cfg).unwrap();
+    let endpoint = Endpoint::parse(server.endpoint()).unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        assert_eq!(status(&endpoint, &pki.client(true, "s3cret")).await.unwrap(), "fake");
+        assert!(status(&endpoint, &pki.client(false, "s3cret")).await.is_err(), "no client certificate");
+    });
+    server.shutdown();
+}
+
+#[test]
+fn plaintext_beyond_loopback_is_refused() {
+    let err =
+        start(Arc::new(FakeOperations::default()), config(Endpoint::Tcp("0.0.0.0:0".into()), Some("t"))).err().unwrap();
+    assert!(err.0.contains("reachable from other hosts") && err.0.contains("tls_cert"), "{err}");
+    let pki = Pki::new("wide");
+    let mut cfg = config(Endpoint::Tcp("0.0.0.0:0".into()), Some("t"));
+    cfg.tls = Some(pki.server(false));
+    let server = start(Arc::new(FakeOperations::default()), cfg).unwrap();
+    assert!(server.endpoint().starts_with("tls:0.0.0.0:"), "{}", server.endpoint());
+    server.shutdown();
+}
+
+#[test]
+fn bad_tls_files_and_open_token_files_are_refused_by_name() {
+    use std::os::unix::fs::PermissionsExt;
+    let pki = Pki::new("bad");
+    let mut cfg = config(Endpoint::Tcp("127.0.0.1:0".into()), Some("t"));
+    cfg.tls = Some(TlsFiles { cert: pki.file("nope.pem"), key: pki.file("server.key"), client_ca: None });
+    let err = start(Arc::new(FakeOperations::default()), cfg).err().unwrap();
+    assert!(err.0.contains("tls_cert") && err.0.contains("nope.pem"), "{err}");
+
+    let token_file = pki.file("token");
+    std::fs::write(&token_file, "s3cret\n").unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut cfg = config(Endpoint::Tcp("127.0.0.1:0".into()), None);
+    cfg.token = TokenSource::File(token_file.clone());
+    let err = start(Arc::new(FakeOperations::default()), cfg.clone()).err().unwrap();
+    assert!(err.0.contains("readable by others") && err.0.contains("token"), "{err}");
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let server = start(Arc::new(FakeOperations::default()), cfg).unwrap();
+    let endpoint = Endpoint::parse(server.endpoint()).unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        assert_eq!(status(&endpoint, &token("s3cret")).await.unwrap(), "fake");
+    });
+    server.shutdown();
 }

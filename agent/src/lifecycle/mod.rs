@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use crate::config::{ControlEndpoint, FaultMode, LogLevel, Options};
-use crate::control::{self, ControlConfig, ControlServer};
+use crate::control::{self, ControlConfig, ControlServer, TokenSource};
 use crate::events::{About, EventLog, Kind};
 use crate::healing::{self, Healer};
 use crate::journal::Journal;
@@ -334,13 +334,23 @@ impl Agent {
     fn start_control(&'static self) -> Result<String, String> {
         let pid = std::process::id();
         let endpoint = match &self.options.control {
-            ControlEndpoint::Unix => repair_model::endpoint::Endpoint::Unix(repair_model::endpoint::socket_path(pid)),
+            ControlEndpoint::Unix => repair_model::endpoint::Endpoint::Unix(
+                repair_model::endpoint::default_socket_dir().join(format!("{pid}.sock")),
+            ),
             ControlEndpoint::Tcp { host, port } => repair_model::endpoint::Endpoint::Tcp(format!("{host}:{port}")),
         };
-        let config = ControlConfig { endpoint, token: self.options.token.clone(), pid };
+        let token = match (&self.options.token_file, std::env::var("REPAIR_TOKEN")) {
+            (Some(f), _) => TokenSource::File(f.clone()),
+            (None, Ok(t)) if !t.trim().is_empty() => TokenSource::Given(t.trim().to_string()),
+            _ => TokenSource::Generate,
+        };
+        let config = ControlConfig { endpoint, token, tls: self.options.tls.clone(), pid };
         match control::start(Arc::new(operations::AgentOperations(self)), config) {
             Ok(server) => {
-                let endpoint = server.endpoint().to_string();
+                let endpoint = match server.token_file() {
+                    Some(f) => format!("{} (token in {})", server.endpoint(), f.display()),
+                    None => server.endpoint().to_string(),
+                };
                 *self.control.lock().unwrap_or_else(|e| e.into_inner()) = Some(server);
                 Ok(endpoint)
             }
