@@ -328,7 +328,7 @@ pub fn candidates(stack: &[FrameRef], application: &[String], allow_jdk: bool) -
             probed = true;
             continue;
         }
-        let jdk = JDK.iter().any(|p| f.class.starts_with(p));
+        let jdk = is_jdk_class(&f.class);
         let outside = !application.is_empty() && !application.iter().any(|g| crate::glob::matches(g, &f.class));
         if (jdk && !allow_jdk) || outside || f.bci < 0 {
             skipped.push(format!(
@@ -359,6 +359,12 @@ pub fn candidates(stack: &[FrameRef], application: &[String], allow_jdk: bool) -
 }
 
 const JDK: [&str; 5] = ["java.", "javax.", "jdk.", "sun.", "com.sun."];
+
+/// Whether `class` (dotted) is the JDK's: patching it changes every caller in the JVM, the
+/// agent's own formatting of values included.
+pub fn is_jdk_class(class: &str) -> bool {
+    JDK.iter().any(|p| class.starts_with(p))
+}
 
 /// Decides, fault by fault, when a rule fires; keeps the sliding windows and the rails.
 pub struct Engine {
@@ -404,7 +410,7 @@ impl Engine {
         }
         times.clear();
         let name = rule.name.clone();
-        if !rule.allow_jdk && JDK.iter().any(|p| f.class.starts_with(p)) {
+        if !rule.allow_jdk && is_jdk_class(&f.class) {
             return Some(Decision::Held {
                 rule: name,
                 reason: format!("{} is a JDK class; the rule does not allow_jdk", f.class),

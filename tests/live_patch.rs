@@ -38,7 +38,8 @@ public class Shop {
             long e1 = errors.get(), c1 = calls.get();
             Thread.sleep(150);
             System.out.println("STATE price=" + tryPrice("durian") + " label=" + Labels.label("x") + " twice=" + Calc.twice(21)
-                + " erroring=" + (errors.get() > e1) + " serving=" + (calls.get() > c1) + " orders=" + state.get("orders"));
+                + " erroring=" + (errors.get() > e1) + " serving=" + (calls.get() > c1) + " orders=" + state.get("orders")
+                + " echo=" + String.valueOf((Object) line));
         }
     }
 }
@@ -48,6 +49,11 @@ class Prices {
 }
 class Labels { static String label(String s) { return s; } }
 class Calc { static int twice(int x) { return 2 * x; } }
+class Fallbacks {
+    static long price(String k) { return -9L; }
+    static int priceAsInt(String k) { return -9; }
+    long priceOnInstance(String k) { return -9L; }
+}
 "#;
 
 /// Fixed source for the swap: compiled apart, its `label` replaces the target's.
@@ -366,5 +372,76 @@ fn a_durable_patch_that_no_longer_fits_its_class_is_dropped_at_load_and_journale
     let events = json(&["events", "--pid", &jvm.pid.to_string(), "-o", "json"]);
     assert!(!events.as_array().unwrap().iter().any(|e| e["patch"] == "price-npe"), "{events}");
     assert!(jvm.state().contains("price=NPE"));
+    jvm.finish();
+}
+
+#[test]
+fn jdk_classes_need_allow_jdk_and_a_probe_there_never_recurses_into_the_agent() {
+    let jdk = agent_support::default_jdk();
+    let dir = sources(&jdk, "allow-jdk");
+    let mut jvm = start_shop(&jdk, &dir.0, &[agentpath("")]);
+    let pid = jvm.pid.to_string();
+    // The agent formats a captured value with Class.getName and toString: probing them used to
+    // recurse (Hooks.exitValue -> getName -> Hooks.exitValue ...) and hang every caller.
+    let spec = write_spec(
+        &dir.0,
+        "getname.yaml",
+        "id: getname\ntarget: { class: java.lang.Class, method: \"getName()Ljava/lang/String;\" }\naction:\n  probe: { at: [entry, exit], capture: [args, return] }\n",
+    );
+    let (ok, _, err) = repairctl(&["apply", &spec, "--pid", &pid]);
+    assert!(!ok && err.contains("JDK class") && err.contains("--allow-jdk"), "{err}");
+    assert!(json(&["patches", "--pid", &pid, "-o", "json"]).as_array().unwrap().is_empty(), "nothing applied");
+    let (ok, _, err) = repairctl(&["apply", &spec, "--pid", &pid, "--allow-jdk"]);
+    assert!(ok, "{err}");
+    // Values are captured (getName is called by the JVM's own code too) and nothing hangs.
+    let to_string = write_spec(
+        &dir.0,
+        "tostring.yaml",
+        "id: tostring\ntarget: { class: java.lang.String, method: \"toString()Ljava/lang/String;\" }\naction:\n  probe: { at: [entry, exit], capture: [return] }\n",
+    );
+    let (ok, _, err) = repairctl(&["apply", &to_string, "--pid", &pid, "--allow-jdk"]);
+    assert!(ok, "{err}");
+    for _ in 0..3 {
+        let s = jvm.state();
+        assert!(s.contains("serving=true") && s.contains("orders=42") && s.contains("echo=state"), "{s}");
+    }
+    let (ok, _, err) = repairctl(&["rollback", "--all", "--pid", &pid]);
+    assert!(ok, "{err}");
+    jvm.finish();
+}
+
+#[test]
+fn a_fallback_method_is_resolved_when_the_guard_is_applied() {
+    let jdk = agent_support::default_jdk();
+    let dir = sources(&jdk, "fallback-method");
+    let mut jvm = start_shop(&jdk, &dir.0, &[agentpath("")]);
+    let pid = jvm.pid.to_string();
+    let guard = |name: &str, method: &str| {
+        write_spec(
+            &dir.0,
+            &format!("{name}.yaml"),
+            &format!(
+                "id: {name}\ntarget: {{ class: Prices, method: \"price(Ljava/lang/String;)J\" }}\naction:\n  guard: {{ catch: [java.lang.NullPointerException], fallback: {{ method: {method} }} }}\n"
+            ),
+        )
+    };
+    for (name, method, needle) in [
+        ("no-class", "NoSuchFallbacks.price", "NoSuchFallbacks"),
+        ("no-method", "Fallbacks.nope", "no static method nope(Ljava/lang/String;)J"),
+        ("wrong-type", "Fallbacks.priceAsInt", "no static method priceAsInt(Ljava/lang/String;)J"),
+        ("not-static", "Fallbacks.priceOnInstance", "no static method priceOnInstance"),
+    ] {
+        let (ok, _, err) = repairctl(&["apply", &guard(name, method), "--pid", &pid]);
+        assert!(!ok && err.contains(needle) && err.contains(&format!("patch {name}")), "{name}: {err}");
+        assert!(
+            json(&["patches", "--pid", &pid, "-o", "json"]).as_array().unwrap().is_empty(),
+            "{name}: nothing applied"
+        );
+        assert!(jvm.state().contains("price=NPE"), "{name}: the JVM is unchanged");
+    }
+    let (ok, _, err) = repairctl(&["apply", &guard("good", "Fallbacks.price"), "--pid", &pid]);
+    assert!(ok, "{err}");
+    let s = jvm.state();
+    assert!(s.contains("price=-9") && s.contains("erroring=false"), "{s}");
     jvm.finish();
 }

@@ -212,6 +212,9 @@ impl PatchManager {
             let new_bytes =
                 chain(&original, st.patches.iter().filter(|p| p.class == class).chain(std::iter::once(&patch)))?;
             patch.hashes = (sha256_hex(&before), sha256_hex(&new_bytes));
+            drop(st);
+            check_fallback_method(jvmti, jni, &patch.spec, &new_bytes, &loaded)?;
+            let mut st = self.state();
             self.breakers.register(patch.report_id, &patch.spec);
             st.pending.insert(class.clone(), Some(new_bytes));
             drop(st);
@@ -365,6 +368,68 @@ fn list_or_none(items: &[&str]) -> String {
 }
 
 /// Every loaded class named `internal` (one per defining loader) that can be retransformed.
+/// A `{method: pkg.Class.name}` fallback must resolve where the patched code will call it, or
+/// every fallback would throw `NoSuchMethodError`/`IllegalAccessError` on the application's
+/// thread: in each loaded copy of the target's class loader, a static method of that name with
+/// the descriptor the rewrite calls, accessible from the target (public, or in its package).
+fn check_fallback_method(
+    jvmti: Jvmti,
+    jni: &Jni<'_>,
+    spec: &PatchSpec,
+    patched: &[u8],
+    loaded: &[Local<'_>],
+) -> Result<(), PatchError> {
+    use repair_bytecode::transform::Fallback;
+    use repair_model::spec::Action;
+    let (Action::Guard { fallback: Fallback::StaticMethod { class, name }, .. }
+    | Action::Breaker { fallback: Fallback::StaticMethod { class, name }, .. }) = &spec.action
+    else {
+        return Ok(());
+    };
+    const ACC_PUBLIC: i32 = 0x0001;
+    let internal = class.replace('.', "/");
+    let cf = repair_bytecode::ClassFile::parse(patched).map_err(|e| PatchError::Invalid(e.to_string()))?;
+    let mut descriptors: Vec<String> = cf
+        .pool
+        .iter()
+        .filter_map(|(i, _)| cf.pool.member_ref(i).ok())
+        .filter(|r| r.class == internal && r.name == *name)
+        .map(|r| r.descriptor.into_owned())
+        .collect();
+    descriptors.sort();
+    descriptors.dedup();
+    let package = |n: &str| n.rsplit_once(['.', '/']).map_or(String::new(), |(p, _)| p.replace('/', "."));
+    let fallback = |d: &str| format!("fallback {class}.{name}{d} of patch {}", spec.id);
+    for target in loaded {
+        let loader = jvmti.class_loader(jni, target).map_err(|e| PatchError::Unavailable(e.to_string()))?;
+        let owner = jni.class_for_name(class, &loader).map_err(|why| {
+            PatchError::NotFound(format!(
+                "{}: cannot load {class} from {}'s class loader: {why}",
+                fallback(""),
+                spec.class
+            ))
+        })?;
+        for d in &descriptors {
+            let method = jni.static_method(&owner, name, d).ok_or_else(|| {
+                PatchError::NotFound(format!(
+                    "{}: {class} has no static method {name}{d} (the fallback takes the patched method's \
+                     arguments and returns its type)",
+                    fallback(d)
+                ))
+            })?;
+            let modifiers = jvmti.method_modifiers(method).map_err(|e| PatchError::Unavailable(e.to_string()))?;
+            if modifiers & ACC_PUBLIC == 0 && package(class) != package(&spec.class) {
+                return Err(PatchError::Invalid(format!(
+                    "{}: not public, and {} is in another package: it could not be called",
+                    fallback(d),
+                    spec.class
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn loaded_classes_named<'a>(jvmti: Jvmti, jni: &Jni<'a>, internal: &str) -> Result<Vec<Local<'a>>, PatchError> {
     let signature = format!("L{internal};");
     let all = jvmti.loaded_classes(jni).map_err(|e| PatchError::Unavailable(e.to_string()))?;

@@ -66,6 +66,10 @@ enum Command {
         /// Extra files to attach, NAME=PATH (files the spec names are attached by themselves).
         #[arg(long = "file")]
         files: Vec<String>,
+        /// Patch a JDK class (java.*, javax.*, jdk.*, sun.*, com.sun.*): it changes every caller in
+        /// the JVM, so it must be meant.
+        #[arg(long)]
+        allow_jdk: bool,
         #[command(flatten)]
         conn: Conn,
     },
@@ -154,7 +158,7 @@ fn main() -> ExitCode {
         Command::Faults { conn, follow } => block_on(live::faults(&conn, follow)),
         Command::Classes { glob, conn } => block_on(live::classes(&conn, &glob)),
         Command::Javap { class, conn } => javap(&class, &conn),
-        Command::Apply { spec, files, conn } => block_on(live::apply(&conn, &spec, &files)),
+        Command::Apply { spec, files, allow_jdk, conn } => block_on(live::apply(&conn, &spec, &files, allow_jdk)),
         Command::Patches(conn) => block_on(live::patches(&conn)),
         Command::Rollback { id, all, conn } => block_on(live::rollback(&conn, id, all)),
         Command::Policy { command: PolicyCommand::Apply { file, conn } } => block_on(live::policy_apply(&conn, &file)),

@@ -213,7 +213,7 @@ fn patch_json(p: &proto::Patch) -> serde_json::Value {
 const PATCH_HEADER: [&str; 7] = ["ID", "CLASSES", "METHOD", "ACTION", "STATE", "FALLBACKS", "WHO"];
 
 /// Reads the spec and the files it names (relative to it), plus `--file NAME=PATH` extras.
-pub async fn apply(conn: &Conn, spec_path: &Path, files: &[String]) -> Result<(), String> {
+pub async fn apply(conn: &Conn, spec_path: &Path, files: &[String], allow_jdk: bool) -> Result<(), String> {
     let text = std::fs::read_to_string(spec_path).map_err(|e| format!("{}: {e}", spec_path.display()))?;
     let source = spec_path.display().to_string();
     let spec = PatchSpec::from_yaml(&text, &source).map_err(|e| e.to_string())?;
@@ -230,7 +230,7 @@ pub async fn apply(conn: &Conn, spec_path: &Path, files: &[String]) -> Result<()
         let (name, path) = f.split_once('=').ok_or_else(|| format!("--file {f:?}: expected NAME=PATH"))?;
         attachments.insert(name.to_string(), std::fs::read(path).map_err(|e| format!("{path}: {e}"))?);
     }
-    let req = proto::ApplyRequest { spec_yaml: text, source, attachments, who: operator() };
+    let req = proto::ApplyRequest { spec_yaml: text, source, attachments, who: operator(), allow_jdk };
     let p = rpc(conn.client().await?.apply(req).await)?;
     print(conn.output, patch_json(&p), || {
         format!("applied {}: {} on {}.{}\n", p.id, p.action, p.classes.join(","), p.method)

@@ -29,19 +29,22 @@ pub trait VmEvents: Sync {
     fn exception(&self, jni: &Jni<'_>, event: &ExceptionEvent<'_>);
 }
 
-/// What the natives of `repair/rt/Hooks` call (the contract is in `runtime::hooks`).
+/// What the natives of `repair/rt/Hooks` call (the contract is in `runtime::hooks`). An object a
+/// hook is passed is `None` when this thread is already inside a hook that reads one: reading it
+/// (its class name, `toString`, a message) runs Java, and that Java may itself be probed, so the
+/// nested hook only counts; the agent never observes, or recurses into, itself.
 pub trait HookCalls: Sync {
-    fn fallback(&self, jni: &Jni<'_>, id: i32, thrown: &Local<'_>);
+    fn fallback(&self, jni: &Jni<'_>, id: i32, thrown: Option<&Local<'_>>);
     fn enter(&self, id: i32, nanos: Option<i64>);
-    fn enter_args(&self, jni: &Jni<'_>, id: i32, args: &Local<'_>);
+    fn enter_args(&self, jni: &Jni<'_>, id: i32, args: Option<&Local<'_>>);
     fn exit(&self, id: i32, nanos: Option<i64>);
-    fn exit_value(&self, jni: &Jni<'_>, id: i32, value: &Local<'_>);
-    fn thrown(&self, jni: &Jni<'_>, id: i32, thrown: &Local<'_>);
+    fn exit_value(&self, jni: &Jni<'_>, id: i32, value: Option<&Local<'_>>);
+    fn thrown(&self, jni: &Jni<'_>, id: i32, thrown: Option<&Local<'_>>);
     fn line(&self, id: i32, line: i32);
     /// Whether the body runs (`false`: the breaker returns its fallback).
     fn breaker_enter(&self, id: i32) -> bool;
     fn breaker_exit(&self, id: i32);
-    fn breaker_thrown(&self, jni: &Jni<'_>, id: i32, thrown: &Local<'_>);
+    fn breaker_thrown(&self, jni: &Jni<'_>, id: i32, thrown: Option<&Local<'_>>);
 }
 
 static EVENTS: OnceLock<&'static dyn VmEvents> = OnceLock::new();
@@ -196,11 +199,33 @@ fn with_hooks(f: impl FnOnce(&dyn HookCalls)) {
     }
 }
 
-extern "C" fn hook_fallback(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, t: sys::jobject) {
-    guarded("Hooks.fallback", (), || {
-        let jni = Jni::from_raw(env);
-        with_hooks(|h| h.fallback(&jni, id, &jni.local(t)))
+thread_local! {
+    /// Whether this thread is inside a hook that reads an object (and so runs Java).
+    static READING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Calls `f` on the hooks with `obj` to read, or with `None` when this thread is already reading
+/// one in an outer hook (see [`HookCalls`]).
+fn with_object(env: *mut sys::JNIEnv, obj: sys::jobject, f: impl FnOnce(&dyn HookCalls, &Jni<'_>, Option<&Local<'_>>)) {
+    struct Done;
+    impl Drop for Done {
+        // Also on a panic, which `guarded` catches: the thread must not stay marked.
+        fn drop(&mut self) {
+            READING.set(false);
+        }
+    }
+    let jni = Jni::from_raw(env);
+    with_hooks(|h| {
+        if READING.replace(true) {
+            return f(h, &jni, None);
+        }
+        let _done = Done;
+        f(h, &jni, Some(&jni.local(obj)))
     })
+}
+
+extern "C" fn hook_fallback(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, t: sys::jobject) {
+    guarded("Hooks.fallback", (), || with_object(env, t, |h, jni, obj| h.fallback(jni, id, obj)))
 }
 
 extern "C" fn hook_enter(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint) {
@@ -208,10 +233,7 @@ extern "C" fn hook_enter(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::j
 }
 
 extern "C" fn hook_enter_args(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, args: sys::jobject) {
-    guarded("Hooks.enterArgs", (), || {
-        let jni = Jni::from_raw(env);
-        with_hooks(|h| h.enter_args(&jni, id, &jni.local(args)))
-    })
+    guarded("Hooks.enterArgs", (), || with_object(env, args, |h, jni, obj| h.enter_args(jni, id, obj)))
 }
 
 extern "C" fn hook_enter_at(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, nanos: sys::jlong) {
@@ -223,10 +245,7 @@ extern "C" fn hook_exit(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::ji
 }
 
 extern "C" fn hook_exit_value(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, value: sys::jobject) {
-    guarded("Hooks.exitValue", (), || {
-        let jni = Jni::from_raw(env);
-        with_hooks(|h| h.exit_value(&jni, id, &jni.local(value)))
-    })
+    guarded("Hooks.exitValue", (), || with_object(env, value, |h, jni, obj| h.exit_value(jni, id, obj)))
 }
 
 extern "C" fn hook_exit_at(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, nanos: sys::jlong) {
@@ -234,10 +253,7 @@ extern "C" fn hook_exit_at(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys:
 }
 
 extern "C" fn hook_thrown(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, t: sys::jobject) {
-    guarded("Hooks.thrown", (), || {
-        let jni = Jni::from_raw(env);
-        with_hooks(|h| h.thrown(&jni, id, &jni.local(t)))
-    })
+    guarded("Hooks.thrown", (), || with_object(env, t, |h, jni, obj| h.thrown(jni, id, obj)))
 }
 
 extern "C" fn hook_line(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, line: sys::jint) {
@@ -254,8 +270,5 @@ extern "C" fn hook_breaker_exit(_env: *mut sys::JNIEnv, _class: sys::jclass, id:
 }
 
 extern "C" fn hook_breaker_thrown(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, t: sys::jobject) {
-    guarded("Hooks.breakerThrown", (), || {
-        let jni = Jni::from_raw(env);
-        with_hooks(|h| h.breaker_thrown(&jni, id, &jni.local(t)))
-    })
+    guarded("Hooks.breakerThrown", (), || with_object(env, t, |h, jni, obj| h.breaker_thrown(jni, id, obj)))
 }

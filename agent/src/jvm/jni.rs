@@ -181,6 +181,46 @@ impl<'a> Jni<'a> {
         (!class.is_null()).then(|| self.local(class))
     }
 
+    /// `Class.forName(dotted, false, loader)`: the class as `loader` sees it, loaded but not
+    /// initialized; the error is the Java exception (`java.lang.ClassNotFoundException: x.Y`).
+    pub fn class_for_name(&self, dotted: &str, loader: &Local<'_>) -> Result<Local<'a>, String> {
+        let class_class = self.find_class("java/lang/Class").ok_or("java.lang.Class is missing")?;
+        let for_name = jni_call!(
+            self.env,
+            GetStaticMethodID,
+            class_class.raw(),
+            c"forName".as_ptr(),
+            c"(Ljava/lang/String;ZLjava/lang/ClassLoader;)Ljava/lang/Class;".as_ptr()
+        )
+        .unwrap_or(ptr::null_mut());
+        if for_name.is_null() {
+            return Err(self.pending_exception_text().unwrap_or_else(|| "no Class.forName".to_string()));
+        }
+        let name = CString::new(dotted).map_err(|_| format!("class name {dotted:?} contains NUL"))?;
+        let jname = jni_call!(self.env, NewStringUTF, name.as_ptr()).unwrap_or(ptr::null_mut());
+        if jname.is_null() {
+            return Err(self.pending_exception_text().unwrap_or_else(|| "NewStringUTF failed".to_string()));
+        }
+        let args = [sys::jvalue { l: jname }, sys::jvalue { z: 0 }, sys::jvalue { l: loader.raw() }];
+        let class = jni_call!(self.env, CallStaticObjectMethodA, class_class.raw(), for_name, args.as_ptr())
+            .unwrap_or(ptr::null_mut());
+        self.delete_local(jname);
+        match self.pending_exception_text() {
+            Some(why) => Err(why),
+            None if class.is_null() => Err("Class.forName returned null".to_string()),
+            None => Ok(self.local(class)),
+        }
+    }
+
+    /// `GetStaticMethodID`: the static method `name` with `descriptor` that `class` declares or
+    /// inherits; `None` (and no pending exception) when there is none.
+    pub fn static_method(&self, class: &Local<'_>, name: &str, descriptor: &str) -> Option<super::MethodId> {
+        let (n, d) = (CString::new(name).ok()?, CString::new(descriptor).ok()?);
+        let m = jni_call!(self.env, GetStaticMethodID, class.raw(), n.as_ptr(), d.as_ptr()).unwrap_or(ptr::null_mut());
+        self.clear_exception();
+        (!m.is_null()).then_some(super::MethodId(m))
+    }
+
     /// Defines a class in the bootstrap loader from `bytes`; the error is the Java exception's
     /// class name when the JVM refuses.
     pub fn define_bootstrap_class(&self, internal_name: &str, bytes: &[u8]) -> Result<Local<'a>, String> {

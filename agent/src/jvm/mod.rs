@@ -275,6 +275,13 @@ impl Jvmti {
         Ok((self.take_string(name), self.take_string(sig)))
     }
 
+    /// The access flags of a method (`ACC_PUBLIC`, `ACC_STATIC`, ...).
+    pub fn method_modifiers(self, m: MethodId) -> Result<i32, JvmtiError> {
+        let mut modifiers = 0;
+        jvmti_call!(self.0, GetMethodModifiers, m.0, &mut modifiers)?;
+        Ok(modifiers)
+    }
+
     /// The class declaring `m`, as a local reference of `jni`.
     pub fn method_class<'a>(self, jni: &Jni<'a>, m: MethodId) -> Result<Local<'a>, JvmtiError> {
         let mut class = ptr::null_mut();

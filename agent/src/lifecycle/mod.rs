@@ -562,22 +562,22 @@ impl VmEvents for Agent {
 
 /// The hooks' natives, each to the part that keeps its state.
 impl HookCalls for Agent {
-    fn fallback(&self, jni: &Jni<'_>, id: i32, thrown: &Local<'_>) {
+    fn fallback(&self, jni: &Jni<'_>, id: i32, thrown: Option<&Local<'_>>) {
         self.reports.fallback(jni, id, thrown)
     }
     fn enter(&self, id: i32, nanos: Option<i64>) {
         self.reports.enter(id, nanos)
     }
-    fn enter_args(&self, jni: &Jni<'_>, id: i32, args: &Local<'_>) {
+    fn enter_args(&self, jni: &Jni<'_>, id: i32, args: Option<&Local<'_>>) {
         self.reports.enter_args(jni, id, args)
     }
     fn exit(&self, id: i32, nanos: Option<i64>) {
         self.reports.exit(id, nanos)
     }
-    fn exit_value(&self, jni: &Jni<'_>, id: i32, value: &Local<'_>) {
+    fn exit_value(&self, jni: &Jni<'_>, id: i32, value: Option<&Local<'_>>) {
         self.reports.exit_value(jni, id, value)
     }
-    fn thrown(&self, jni: &Jni<'_>, id: i32, thrown: &Local<'_>) {
+    fn thrown(&self, jni: &Jni<'_>, id: i32, thrown: Option<&Local<'_>>) {
         self.reports.thrown(&self.faults, self.jvmti, jni, id, thrown)
     }
     fn line(&self, id: i32, line: i32) {
@@ -589,8 +589,9 @@ impl HookCalls for Agent {
     fn breaker_exit(&self, id: i32) {
         self.patches.breakers.exit(&self.events, id)
     }
-    fn breaker_thrown(&self, jni: &Jni<'_>, id: i32, thrown: &Local<'_>) {
-        self.patches.breakers.thrown(&self.events, id, || jni.class_name_of_object(thrown))
+    fn breaker_thrown(&self, jni: &Jni<'_>, id: i32, thrown: Option<&Local<'_>>) {
+        let name = || thrown.map_or_else(|| "an exception".to_string(), |t| jni.class_name_of_object(t));
+        self.patches.breakers.thrown(&self.events, id, name)
     }
 }
 

@@ -175,6 +175,19 @@ impl Operations for AgentOperations {
     fn apply(&self, request: proto::ApplyRequest, by: Operator) -> Result<proto::Patch, Status> {
         let yaml = request.spec_yaml;
         let spec = PatchSpec::from_yaml(&yaml, &request.source).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if spec.class.starts_with("repair.rt.") {
+            return Err(Status::invalid_argument(format!(
+                "{}: {} is the agent's own class",
+                request.source, spec.class
+            )));
+        }
+        if repair_model::policy::is_jdk_class(&spec.class) && !request.allow_jdk {
+            return Err(Status::failed_precondition(format!(
+                "{}: {} is a JDK class: a patch there changes every caller in the JVM; apply with --allow-jdk \
+                 to mean it",
+                request.source, spec.class
+            )));
+        }
         let attachments: HashMap<String, Vec<u8>> = request.attachments.into_iter().collect();
         let p = self.with_jni(|a, jni| {
             if !a.capabilities.holds(Capability::RetransformClasses) {

@@ -138,9 +138,10 @@ const MAX_TIMED_DEPTH: usize = 256;
 
 /// What each `Hooks` native does with its report.
 impl Reports {
-    pub fn fallback(&self, jni: &Jni<'_>, id: i32, thrown: &Local<'_>) {
+    pub fn fallback(&self, jni: &Jni<'_>, id: i32, thrown: Option<&Local<'_>>) {
         let c = self.counters(id);
         c.fallbacks.fetch_add(1, Ordering::Relaxed);
+        let Some(thrown) = thrown else { return };
         let class = jni.class_name_of_object(thrown);
         let text = match jni.throwable_message(thrown) {
             Some(m) => format!("{class}: {m}"),
@@ -161,9 +162,10 @@ impl Reports {
         }
     }
 
-    pub fn enter_args(&self, jni: &Jni<'_>, id: i32, args: &Local<'_>) {
+    pub fn enter_args(&self, jni: &Jni<'_>, id: i32, args: Option<&Local<'_>>) {
         let c = self.counters(id);
         c.enters.fetch_add(1, Ordering::Relaxed);
+        let Some(args) = args else { return };
         let text = jni.array_text(args, 8);
         c.last.write().unwrap_or_else(|e| e.into_inner()).args = Some(text);
     }
@@ -186,9 +188,10 @@ impl Reports {
         }
     }
 
-    pub fn exit_value(&self, jni: &Jni<'_>, id: i32, value: &Local<'_>) {
+    pub fn exit_value(&self, jni: &Jni<'_>, id: i32, value: Option<&Local<'_>>) {
         let c = self.counters(id);
         c.exits.fetch_add(1, Ordering::Relaxed);
+        let Some(value) = value else { return };
         let text = jni.value_text(value);
         c.last.write().unwrap_or_else(|e| e.into_inner()).value = Some(text);
     }
@@ -196,11 +199,13 @@ impl Reports {
     /// A method exits by an exception. The exit probe on the exceptional path is also how faults
     /// are captured without JVMTI exception events: fault-capture probes (negative ids) are
     /// counted by the fault log only, not as a patch's reports.
-    pub fn thrown(&self, faults: &FaultLog, jvmti: Jvmti, jni: &Jni<'_>, id: i32, thrown: &Local<'_>) {
+    pub fn thrown(&self, faults: &FaultLog, jvmti: Jvmti, jni: &Jni<'_>, id: i32, thrown: Option<&Local<'_>>) {
         if id >= 0 {
             self.counters(id).throws.fetch_add(1, Ordering::Relaxed);
         }
-        faults.record_from_probe(jvmti, jni, id, thrown);
+        if let Some(thrown) = thrown {
+            faults.record_from_probe(jvmti, jni, id, thrown);
+        }
     }
 
     pub fn line(&self, id: i32, line: i32) {
