@@ -410,7 +410,7 @@ impl Engine {
         }
         times.clear();
         let name = rule.name.clone();
-        if !rule.allow_jdk && is_jdk_class(&f.class) {
+        if !rule.allow_jdk && is_jdk_class(f.class) {
             return Some(Decision::Held {
                 rule: name,
                 reason: format!("{} is a JDK class; the rule does not allow_jdk", f.class),
