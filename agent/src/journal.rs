@@ -38,7 +38,7 @@ pub fn default_state_dir(java_command: Option<&str>) -> PathBuf {
 impl Journal {
     /// Opens the journal in `dir`; a torn tail (a crash mid-write) is cut off with a warning.
     pub fn open(dir: PathBuf, events: &EventLog) -> Journal {
-        let journal = match JournalFile::open(&dir) {
+        let journal = match JournalFile::open(&dir, repair_model::journal::DEFAULT_MAX_BYTES) {
             Ok((journal, records, recovery)) => {
                 if recovery.torn_bytes > 0 {
                     events.emit(
@@ -78,7 +78,7 @@ impl Journal {
         let mut guard = self.journal.lock().unwrap_or_else(|e| e.into_inner());
         let Some((journal, records)) = guard.as_mut() else { return };
         match journal.append(record) {
-            Ok(r) => records.push(r),
+            Ok(appended) => records.push(appended.record),
             Err(e) => crate::log_error!("journal write failed: {e}"),
         }
     }
@@ -141,6 +141,7 @@ impl Journal {
             hashes: Vec::new(),
             reason: reason.to_string(),
             attachments: Vec::new(),
+            instance: String::new(),
         });
     }
 
@@ -169,6 +170,7 @@ fn record(event: Event, p: &AppliedPatch, durable: bool, reason: &str, with_spec
         hashes: if event == Event::Applied { vec![p.hashes.clone()] } else { Vec::new() },
         reason: reason.to_string(),
         attachments: Vec::new(),
+        instance: String::new(),
     }
 }
 
