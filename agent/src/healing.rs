@@ -20,7 +20,7 @@ use repair_model::spec::{Action, PatchSpec};
 
 use crate::config::FaultMode;
 use crate::events::{About, EventLog, Kind};
-use crate::journal::Journal;
+use crate::journal::{Journal, Refusal};
 use crate::jvm::{JavaVm, Jni, Jvmti};
 use crate::patches::{AppliedPatch, PatchManager};
 use crate::runtime::faults::{Fault, FaultLog, Occurrence};
@@ -357,7 +357,14 @@ impl Run {
                 Ok(Ok(p)) => {
                     let latency = at.elapsed();
                     let text = format!("{what}; in effect {:.1} ms after the fault", latency.as_secs_f64() * 1e3);
-                    self.agent.journal.applied(&p, &text);
+                    if let Err(e) = self.agent.journal.applied(&self.agent.events, &p, &text) {
+                        // Never a repair the journal does not know of: undone, and the rule waits.
+                        let _ = self.agent.vm.attached(THREAD, |jni: &Jni<'_>| {
+                            self.agent.patches.rollback(self.agent.jvmti, jni, Some(&id))
+                        });
+                        self.agent.events.emit(Kind::Refused, About { patch: &id, ..about }, format!("{e}; undone"));
+                        return;
+                    }
                     self.healer.stats(rule_name, |s| s.applied += 1);
                     if let Some(e) = self.engine.as_mut() {
                         e.active += 1;
@@ -382,7 +389,9 @@ impl Run {
                 }
                 Ok(Err(e)) => {
                     let why = format!("action {action} ({what}) refused: {e}");
-                    self.agent.journal.refused(&yaml, &id, &who, &target.frame.class, &why);
+                    let refusal =
+                        Refusal { spec_yaml: &yaml, id: &id, who: &who, class: &target.frame.class, reason: &why };
+                    let _ = self.agent.journal.refused(&self.agent.events, refusal);
                     self.agent.events.emit(Kind::Refused, About { patch: &id, ..about }, why);
                     self.advance(rule_name, &site);
                 }
@@ -454,7 +463,7 @@ impl Run {
         match result {
             Ok(why) => {
                 let why = if w.durable { format!("{why}; kept across restarts (durable rule)") } else { why };
-                self.agent.journal.validated(&w.patch, w.durable, &why);
+                let _ = self.agent.journal.validated(&self.agent.events, &w.patch, w.durable, &why);
                 self.healer.stats(&w.rule, |s| s.validated += 1);
                 self.agent.events.emit(Kind::Validated, about, why);
                 if matches!(w.patch.spec.action, Action::Probe { .. }) {
@@ -470,7 +479,7 @@ impl Run {
                     Ok(Ok(list)) => {
                         let who = format!("rule:{}", w.rule);
                         for p in &list {
-                            self.agent.journal.rolled_back(p, &who, &why);
+                            let _ = self.agent.journal.rolled_back(&self.agent.events, p, &who, &why);
                         }
                         self.agent.events.emit(
                             Kind::RolledBack,

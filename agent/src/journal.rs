@@ -13,8 +13,15 @@ use crate::patches::AppliedPatch;
 
 pub struct Journal {
     dir: PathBuf,
-    /// `None` when the journal could not be opened: the agent works on, without memory.
+    /// Who writes: this JVM, one of the service's replicas that may share the state dir.
+    instance: String,
+    /// `None` when the journal could not be opened: the agent works on, without memory, and says so.
     journal: Mutex<Option<(JournalFile, Vec<Record>)>>,
+    /// Why the journal is not to be trusted right now (it could not be opened, the last write
+    /// failed); `None` when healthy. Shown by `status`.
+    trouble: Mutex<Option<String>>,
+    /// What was recovered at open (quarantined bytes), for `status`.
+    recovered: String,
 }
 
 /// The state dir when none is given: per user and per application (main class or jar), so that
@@ -35,65 +42,151 @@ pub fn default_state_dir(java_command: Option<&str>) -> PathBuf {
     base.join("repair").join(app)
 }
 
+/// This JVM's identity in a shared journal: its pid and the agent's start time, unique on a host.
+pub fn instance_id() -> String {
+    format!("{}@{}", std::process::id(), repair_model::journal::now_ms())
+}
+
 impl Journal {
-    /// Opens the journal in `dir`; a torn tail (a crash mid-write) is cut off with a warning.
-    pub fn open(dir: PathBuf, events: &EventLog) -> Journal {
-        let journal = match JournalFile::open(&dir, repair_model::journal::DEFAULT_MAX_BYTES) {
-            Ok((journal, records, recovery)) => {
-                if recovery.torn_bytes > 0 {
-                    events.emit(
-                        Kind::Journal,
-                        About::default(),
-                        format!(
-                            "journal {} was torn by a crash: read up to its last whole record ({} records), \
-                             {} bytes after it dropped",
-                            journal.path().display(),
-                            recovery.records,
-                            recovery.torn_bytes
-                        ),
-                    );
-                    crate::log_warn!(
-                        "journal {}: {} torn bytes after record {} dropped",
+    /// Opens the journal in `dir`. Bytes that do not read as records (a crash mid-write, a
+    /// corrupt byte) are moved to a side file and every valid record around them kept; said in
+    /// an event, on stderr and in `status`.
+    pub fn open(dir: PathBuf, instance: String, events: &EventLog) -> Journal {
+        let mut recovered = String::new();
+        let (journal, trouble) = match JournalFile::open(&dir, repair_model::journal::DEFAULT_MAX_BYTES) {
+            Ok((journal, _, recovery)) => {
+                for q in &recovery.quarantined {
+                    let text = format!(
+                        "journal {}: {} unreadable bytes at offset {} moved to {}; every valid record around them kept \
+                         ({} records)",
                         journal.path().display(),
-                        recovery.torn_bytes,
+                        q.len,
+                        q.offset,
+                        q.file.display(),
                         recovery.records
                     );
+                    events.emit(Kind::Journal, About::default(), text.clone());
+                    crate::log_warn!("{text}");
+                    if !recovered.is_empty() {
+                        recovered.push_str("; ");
+                    }
+                    recovered.push_str(&format!("{} bytes quarantined to {}", q.len, q.file.display()));
                 }
-                Some((journal, records))
+                // The rotated part too, so history survives one compaction.
+                let records = match repair_model::journal::read_history(&dir) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        crate::log_warn!("journal history: {e}");
+                        Vec::new()
+                    }
+                };
+                (Some((journal, records)), None)
             }
             Err(e) => {
                 crate::log_error!("no journal: {e}; patches will not be remembered across restarts");
-                None
+                (None, Some(format!("not open: {e}")))
             }
         };
-        Journal { dir, journal: Mutex::new(journal) }
+        let j = Journal { dir, instance, journal: Mutex::new(journal), trouble: Mutex::new(trouble), recovered };
+        j.collect_attachments();
+        j
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// Appends and syncs one record.
-    pub fn write(&self, record: Record) {
-        let mut guard = self.journal.lock().unwrap_or_else(|e| e.into_inner());
-        let Some((journal, records)) = guard.as_mut() else { return };
-        match journal.append(record) {
-            Ok(appended) => records.push(appended.record),
-            Err(e) => crate::log_error!("journal write failed: {e}"),
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// `ok`, or what is wrong with the journal (and what was recovered at open).
+    pub fn health(&self) -> String {
+        let trouble = self.trouble.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match (trouble, self.recovered.is_empty()) {
+            (Some(t), true) => t,
+            (Some(t), false) => format!("{t}; at open: {}", self.recovered),
+            (None, true) => "ok".to_string(),
+            (None, false) => format!("ok; at open: {}", self.recovered),
         }
     }
 
-    /// Every record, oldest first: this run's and the runs' before.
-    pub fn history(&self) -> Vec<Record> {
-        self.journal.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|(_, r)| r.clone()).unwrap_or_default()
+    /// Appends and syncs one record. An error means the record is not on disk (no partial record
+    /// is left either): the caller must not report the operation as done.
+    pub fn write(&self, events: &EventLog, mut record: Record) -> Result<(), String> {
+        record.instance = self.instance.clone();
+        let mut guard = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((journal, records)) = guard.as_mut() else {
+            return Err(self.trouble.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default());
+        };
+        let result = journal.append(record);
+        if let Ok(appended) = &result {
+            records.extend(appended.news.records.iter().cloned());
+        }
+        let mut trouble = self.trouble.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(appended) => {
+                records.push(appended.record);
+                if let Some(e) = appended.compaction_error {
+                    crate::log_warn!("journal compaction failed (retried at the next record): {e}");
+                }
+                if let Some(was) = trouble.take() {
+                    events.emit(Kind::Journal, About::default(), format!("journal writable again (was: {was})"));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let text = format!("write failed: {e}");
+                if trouble.as_deref() != Some(text.as_str()) {
+                    events.emit(
+                        Kind::Journal,
+                        About::default(),
+                        format!(
+                            "journal {text}; operations that need \
+                        a record are refused until it can be written"
+                        ),
+                    );
+                    crate::log_error!("journal {text}");
+                }
+                *trouble = Some(text);
+                Err(format!("the journal in {} cannot be written: {e}", self.dir.display()))
+            }
+        }
     }
 
-    /// The durable patches in effect, to put back at start-up.
+    /// Every record, oldest first: this run's, the runs' before and the other replicas' (read
+    /// from the shared file when they last appended).
+    pub fn history(&self) -> Vec<Record> {
+        let mut guard = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((journal, records)) = guard.as_mut() else { return Vec::new() };
+        if let Ok(news) = journal.refresh() {
+            records.extend(news.records);
+        }
+        records.clone()
+    }
+
+    /// The durable patches in effect, to put back at start-up: the service's, whichever replica
+    /// applied them.
     pub fn durable(&self) -> Vec<Record> {
         repair_model::journal::durable_patches(&self.history())
     }
 
-    pub fn applied(&self, p: &AppliedPatch, reason: &str) {
+    /// Removes kept class files no record names any more (compaction dropped the records);
+    /// recent ones are spared, as a record naming them may be on its way.
+    fn collect_attachments(&self) {
+        let Ok(referenced) = repair_model::journal::referenced_attachments(&self.dir) else { return };
+        let Ok(entries) = std::fs::read_dir(self.dir.join("attachments")) else { return };
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stale = e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < old);
+            if stale && !referenced.contains(&name) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    pub fn applied(&self, events: &EventLog, p: &AppliedPatch, reason: &str) -> Result<(), String> {
         let mut r = record(Event::Applied, p, p.spec.durable, reason, true);
         for (name, bytes) in &p.attachments {
             let sha = sha256_hex(bytes);
@@ -106,11 +199,11 @@ impl Journal {
                 f.write_all(bytes)
             });
             if let Err(e) = saved {
-                crate::log_error!("cannot keep {name} for patch {} at {}: {e}", p.spec.id, path.display());
+                return Err(format!("cannot keep {name} for patch {} at {}: {e}", p.spec.id, path.display()));
             }
             r.attachments.push((name.clone(), sha));
         }
-        self.write(r);
+        self.write(events, r)
     }
 
     /// The files a journaled patch names, read back from the state dir.
@@ -128,33 +221,46 @@ impl Journal {
             .collect()
     }
 
-    pub fn refused(&self, spec_yaml: &str, id: &str, who: &str, class: &str, reason: &str) {
-        self.write(Record {
-            seq: 0,
-            at_ms: 0,
-            event: Event::Refused,
-            patch_id: id.to_string(),
-            who: who.to_string(),
-            classes: vec![class.to_string()],
-            spec: spec_yaml.to_string(),
-            durable: false,
-            hashes: Vec::new(),
-            reason: reason.to_string(),
-            attachments: Vec::new(),
-            instance: String::new(),
-        });
+    pub fn refused(&self, events: &EventLog, refusal: Refusal<'_>) -> Result<(), String> {
+        let Refusal { spec_yaml, id, who, class, reason } = refusal;
+        self.write(
+            events,
+            Record {
+                seq: 0,
+                at_ms: 0,
+                event: Event::Refused,
+                patch_id: id.to_string(),
+                who: who.to_string(),
+                classes: vec![class.to_string()],
+                spec: spec_yaml.to_string(),
+                durable: false,
+                hashes: Vec::new(),
+                reason: reason.to_string(),
+                attachments: Vec::new(),
+                instance: String::new(),
+            },
+        )
     }
 
-    pub fn validated(&self, p: &AppliedPatch, durable: bool, reason: &str) {
-        self.write(record(Event::Validated, p, durable, reason, false));
+    pub fn validated(&self, events: &EventLog, p: &AppliedPatch, durable: bool, reason: &str) -> Result<(), String> {
+        self.write(events, record(Event::Validated, p, durable, reason, false))
     }
 
-    pub fn rolled_back(&self, p: &AppliedPatch, who: &str, reason: &str) {
+    pub fn rolled_back(&self, events: &EventLog, p: &AppliedPatch, who: &str, reason: &str) -> Result<(), String> {
         let mut r = record(Event::RolledBack, p, false, reason, false);
         r.who = who.to_string();
         r.hashes = p.hashes_rollback.iter().cloned().collect();
-        self.write(r);
+        self.write(events, r)
     }
+}
+
+/// An apply that was refused, as journaled.
+pub struct Refusal<'a> {
+    pub spec_yaml: &'a str,
+    pub id: &'a str,
+    pub who: &'a str,
+    pub class: &'a str,
+    pub reason: &'a str,
 }
 
 fn record(event: Event, p: &AppliedPatch, durable: bool, reason: &str, with_spec: bool) -> Record {

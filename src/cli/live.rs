@@ -107,6 +107,7 @@ pub async fn status(conn: &Conn) -> Result<(), String> {
         "faults_seen": s.faults_seen, "patches_active": s.patches_active, "classes_loaded": s.classes_loaded,
         "uptime_ms": s.uptime_ms, "endpoint": s.endpoint,
         "fault_capture_detail": s.fault_capture_detail, "classes_skipped": s.classes_skipped,
+        "journal": s.journal, "instance": s.instance,
     });
     print(conn.output, value, || {
         let missing = if s.missing_capabilities.is_empty() { "none".into() } else { s.missing_capabilities.join("; ") };
@@ -116,9 +117,10 @@ pub async fn status(conn: &Conn) -> Result<(), String> {
             format!("{} ({})", s.fault_capture, s.fault_capture_detail)
         };
         format!(
-            "pid            {}\njvm            {}\nagent          {}\nloaded         {}\nfault capture  {}\ncapabilities   {}\nmissing        {}\nfaults seen    {}\npatches active {}\nclasses loaded {}\nuptime         {:.1}s\nendpoint       {}\n",
+            "pid            {}\njvm            {}\nagent          {}\nloaded         {}\nfault capture  {}\ncapabilities   {}\nmissing        {}\nfaults seen    {}\npatches active {}\nclasses loaded {}\nuptime         {:.1}s\nendpoint       {}\njournal        {} (this JVM: {})\n",
             s.pid, s.jvm, s.agent_version, s.load_mode, capture, s.capabilities.join(", "), missing,
-            s.faults_seen, s.patches_active, s.classes_loaded, s.uptime_ms as f64 / 1000.0, s.endpoint
+            s.faults_seen, s.patches_active, s.classes_loaded, s.uptime_ms as f64 / 1000.0, s.endpoint,
+            s.journal, s.instance
         )
     })?;
     Ok(())
@@ -328,13 +330,22 @@ fn clock(ms: u64) -> String {
 }
 
 pub async fn history(conn: &Conn) -> Result<(), String> {
-    let r = rpc(conn.client().await?.history(proto::HistoryRequest {}).await)?;
+    let mut client = conn.client().await?;
+    // Page by page: a long journal would not fit in one gRPC message.
+    let mut r = rpc(client.history(proto::HistoryRequest { after_seq: 0, limit: 1000 }).await)?;
+    let (mut more, mut after_seq) = (r.more, r.next_after_seq);
+    while more {
+        let mut page = rpc(client.history(proto::HistoryRequest { after_seq, limit: 1000 }).await)?;
+        r.records.append(&mut page.records);
+        (more, after_seq) = (page.more, page.next_after_seq);
+    }
     let value = json!({
         "state_dir": r.state_dir,
+        "journal": r.journal,
         "records": r.records.iter().map(|h| json!({
             "seq": h.seq, "at_ms": h.at_ms, "event": h.event, "patch_id": h.patch_id, "who": h.who,
             "classes": h.classes, "spec": h.spec, "durable": h.durable, "hashes_before": h.hashes_before,
-            "hashes_after": h.hashes_after, "reason": h.reason,
+            "hashes_after": h.hashes_after, "reason": h.reason, "instance": h.instance,
         })).collect::<Vec<_>>(),
     });
     print(conn.output, value, || {
@@ -354,6 +365,7 @@ pub async fn history(conn: &Conn) -> Result<(), String> {
                     h.event.clone(),
                     h.patch_id.clone(),
                     h.who.clone(),
+                    h.instance.clone(),
                     if h.durable { "durable".into() } else { String::new() },
                     hashes,
                     h.reason.clone(),
@@ -361,9 +373,10 @@ pub async fn history(conn: &Conn) -> Result<(), String> {
             })
             .collect();
         format!(
-            "journal in {}\n{}",
+            "journal in {} ({})\n{}",
             r.state_dir,
-            table(&["SEQ", "TIME (UTC)", "EVENT", "PATCH", "WHO", "", "CLASS SHA-256", "REASON"], &rows)
+            r.journal,
+            table(&["SEQ", "TIME (UTC)", "EVENT", "PATCH", "WHO", "JVM", "", "CLASS SHA-256", "REASON"], &rows)
         )
     })?;
     Ok(())

@@ -169,8 +169,11 @@ impl agent_server::Agent for AgentService {
         Ok(Response::new(self.call(|o| o.policy_show()).await?))
     }
 
-    async fn history(&self, _: Request<proto::HistoryRequest>) -> Result<Response<proto::HistoryReply>, Status> {
-        Ok(Response::new(self.call(|o| o.history()).await?))
+    async fn history(&self, req: Request<proto::HistoryRequest>) -> Result<Response<proto::HistoryReply>, Status> {
+        let r = req.into_inner();
+        // Pages keep a reply far below gRPC's 4 MiB message limit, however long the journal.
+        let limit = if r.limit == 0 { 1000 } else { (r.limit as usize).min(5000) };
+        Ok(Response::new(self.call(move |o| o.history(r.after_seq, limit)).await?))
     }
 
     async fn events(&self, _: Request<proto::EventsRequest>) -> Result<Response<proto::EventsReply>, Status> {

@@ -60,7 +60,8 @@ pub trait Operations: Send + Sync + 'static {
     /// The policy in force (`loaded: false` when none) and what its rules did.
     fn policy_show(&self) -> proto::PolicyReply;
     /// The journal's records, oldest first, and the state dir it lives in.
-    fn history(&self) -> proto::HistoryReply;
+    /// A page of the journal: records after `after_seq`, at most `limit`.
+    fn history(&self, after_seq: u64, limit: usize) -> proto::HistoryReply;
     /// Recent events, oldest first.
     fn events(&self) -> Vec<proto::Event>;
     /// Events as they happen.

@@ -58,8 +58,8 @@ impl Operations for FakeOperations {
     fn policy_show(&self) -> proto::PolicyReply {
         proto::PolicyReply::default()
     }
-    fn history(&self) -> proto::HistoryReply {
-        proto::HistoryReply { records: Vec::new(), state_dir: "/nowhere".into() }
+    fn history(&self, _: u64, _: usize) -> proto::HistoryReply {
+        proto::HistoryReply { state_dir: "/nowhere".into(), ..Default::default() }
     }
     fn events(&self) -> Vec<proto::Event> {
         vec![proto::Event { seq: 1, kind: "policy".into(), ..Default::default() }]

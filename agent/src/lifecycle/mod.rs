@@ -202,7 +202,7 @@ fn init(vm: JavaVm, text: &str, mode: LoadMode) -> Result<(), (i32, String)> {
         crate::journal::default_state_dir(jvmti.system_property("sun.java.command").ok().as_deref())
     });
     let events = EventLog::default();
-    let journal = Journal::open(state_dir, &events);
+    let journal = Journal::open(state_dir, crate::journal::instance_id(), &events);
     let agent = Agent {
         vm,
         jvmti,
@@ -410,7 +410,19 @@ impl Agent {
             };
             let site = format!("{}.{}", spec.class, spec.method.name);
             let about = About { site: &site, ..about };
-            let since = format!("durable since journal record {} ({})", record.seq, record.who);
+            // Durable patches belong to the service (its state dir), so a replica restores what
+            // another applied: said here, with who and which JVM.
+            let by = if record.instance.is_empty() || record.instance == self.journal.instance() {
+                String::new()
+            } else {
+                format!(", JVM {}", record.instance)
+            };
+            let since = format!(
+                "durable for this service since journal record {} ({}{by}) in {}",
+                record.seq,
+                record.who,
+                self.journal.dir().display()
+            );
             match jni {
                 None => {
                     self.patches.preload(spec, attachments, record.who.clone());
@@ -542,7 +554,8 @@ impl VmEvents for Agent {
                 About { patch: &patch.spec.id, site: &site, ..About::default() },
                 &reason,
             );
-            self.journal.rolled_back(&patch, "agent", &reason);
+            // A failure is reported by the journal itself (event, status); the class loads on.
+            let _ = self.journal.rolled_back(&self.events, &patch, "agent", &reason);
         }
         if self.fault_mode == FaultMode::Jvmti {
             self.faults.note_class(name, new_bytes.as_deref().unwrap_or(bytes));

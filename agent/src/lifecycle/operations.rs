@@ -14,6 +14,7 @@ use crate::config::FaultMode;
 use crate::control::{Operations, Operator, Status};
 use crate::events::{self, About, Kind};
 use crate::healing::PolicyState;
+use crate::journal::Refusal;
 use crate::jvm::{internal_name, Capability, Jni};
 use crate::patches::{AppliedPatch, PatchError};
 use crate::runtime::faults;
@@ -127,6 +128,8 @@ impl Operations for AgentOperations {
             endpoint: self.0.control_endpoint(),
             fault_capture_detail,
             classes_skipped,
+            journal: a.journal.health(),
+            instance: a.journal.instance().to_string(),
         }
     }
 
@@ -201,12 +204,20 @@ impl Operations for AgentOperations {
             let about = About { patch: &id, site: &site, ..About::default() };
             match a.patches.apply(a.jvmti, jni, spec, attachments, by.who.clone()) {
                 Ok(p) => {
-                    a.journal.applied(&p, &format!("applied by {by}"));
+                    // Never a silent success: a patch the journal cannot record is undone.
+                    if let Err(e) = a.journal.applied(&a.events, &p, &format!("applied by {by}")) {
+                        let undone =
+                            a.patches.rollback(a.jvmti, jni, Some(&id)).map(|_| "undone").unwrap_or("NOT undone");
+                        a.events.emit(Kind::Refused, about, format!("{e}; the patch was {undone}"));
+                        return Err(PatchError::Unavailable(format!("patch {id}: {e}; the patch was {undone}")));
+                    }
                     a.events.emit(Kind::Applied, about, format!("{} by {by}", p.spec.action.summary()));
                     Ok(p)
                 }
                 Err(e) => {
-                    a.journal.refused(&yaml, &id, &by.who, &class, &format!("{e} (asked by {by})"));
+                    let reason = format!("{e} (asked by {by})");
+                    let refusal = Refusal { spec_yaml: &yaml, id: &id, who: &by.who, class: &class, reason: &reason };
+                    let _ = a.journal.refused(&a.events, refusal);
                     a.events.emit(Kind::Refused, about, e.to_string());
                     Err(e)
                 }
@@ -222,13 +233,24 @@ impl Operations for AgentOperations {
     fn rollback(&self, id: Option<&str>, by: Operator) -> Result<Vec<proto::Patch>, Status> {
         let gone = self.with_jni(|a, jni| {
             let gone = a.patches.rollback(a.jvmti, jni, id)?;
+            let mut unrecorded = None;
             for p in &gone {
                 let reason = format!("rolled back by {by}");
-                a.journal.rolled_back(p, &by.who, &reason);
+                if let Err(e) = a.journal.rolled_back(&a.events, p, &by.who, &reason) {
+                    unrecorded = Some(e);
+                }
                 let site = format!("{}.{}", p.spec.class, p.spec.method.name);
                 a.events.emit(Kind::RolledBack, About { patch: &p.spec.id, site: &site, ..About::default() }, reason);
             }
-            Ok(gone)
+            match unrecorded {
+                // The JVM is rolled back; the operator must know a durable patch would return.
+                Some(e) => Err(PatchError::Unavailable(format!(
+                    "rolled back in the JVM ({}), but {e}: a durable patch among them would be restored at the next \
+                     start",
+                    gone.iter().map(|p| p.spec.id.as_str()).collect::<Vec<_>>().join(", ")
+                ))),
+                None => Ok(gone),
+            }
         })?;
         Ok(gone.iter().map(|p| self.patch(p, "rolled-back")).collect())
     }
@@ -245,12 +267,13 @@ impl Operations for AgentOperations {
         policy_reply(self.0.healer.state().as_ref())
     }
 
-    fn history(&self) -> proto::HistoryReply {
+    fn history(&self, after_seq: u64, limit: usize) -> proto::HistoryReply {
         let a = self.0;
-        let records = a
-            .journal
-            .history()
-            .into_iter()
+        let all = a.journal.history();
+        let (page, next) = repair_model::journal::page(&all, after_seq, limit);
+        let records = page
+            .iter()
+            .cloned()
             .map(|r| proto::HistoryRecord {
                 seq: r.seq,
                 at_ms: r.at_ms,
@@ -266,9 +289,16 @@ impl Operations for AgentOperations {
                 hashes_before: r.hashes.iter().map(|h| h.0.clone()).collect(),
                 hashes_after: r.hashes.into_iter().map(|h| h.1).collect(),
                 reason: r.reason,
+                instance: r.instance,
             })
             .collect();
-        proto::HistoryReply { records, state_dir: a.journal.dir().display().to_string() }
+        proto::HistoryReply {
+            records,
+            state_dir: a.journal.dir().display().to_string(),
+            next_after_seq: next.unwrap_or(0),
+            more: next.is_some(),
+            journal: a.journal.health(),
+        }
     }
 
     fn events(&self) -> Vec<proto::Event> {
