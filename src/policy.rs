@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 /// What a rule does when it fires: a patch action, as YAML the spec parser reads.
 pub type ActionYaml = Value;
@@ -133,7 +133,7 @@ pub enum Decision {
 }
 
 pub fn parse(text: &str, source: &str) -> Result<Policy, String> {
-    let root: Value = serde_yaml::from_str(text).map_err(|e| {
+    let root: Value = serde_yaml_ng::from_str(text).map_err(|e| {
         format!(
             "{source}:{}: {}",
             e.location().map_or(0, |l| l.line()),
@@ -263,7 +263,7 @@ pub fn resolve_call(action: &ActionYaml, call: Option<(&str, &str, u32)>) -> Act
         if guard.get("call").and_then(Value::as_str) == Some("auto") {
             match call {
                 Some((name, desc, occurrence)) => {
-                    let mut c = serde_yaml::Mapping::new();
+                    let mut c = serde_yaml_ng::Mapping::new();
                     c.insert("method".into(), format!("{name}{desc}").into());
                     c.insert("occurrence".into(), occurrence.into());
                     guard.insert("call".into(), Value::Mapping(c));
@@ -284,15 +284,15 @@ pub fn wants_call(action: &ActionYaml) -> bool {
 
 /// The patch spec a rule applies: `action` aimed at `class.method`.
 pub fn spec_yaml(id: &str, class: &str, method: &str, action: &ActionYaml, durable: bool) -> String {
-    let mut root = serde_yaml::Mapping::new();
+    let mut root = serde_yaml_ng::Mapping::new();
     root.insert("id".into(), id.into());
-    let mut target = serde_yaml::Mapping::new();
+    let mut target = serde_yaml_ng::Mapping::new();
     target.insert("class".into(), class.into());
     target.insert("method".into(), method.into());
     root.insert("target".into(), Value::Mapping(target));
     root.insert("action".into(), action.clone());
     root.insert("durable".into(), durable.into());
-    serde_yaml::to_string(&Value::Mapping(root)).unwrap_or_default()
+    serde_yaml_ng::to_string(&Value::Mapping(root)).unwrap_or_default()
 }
 
 /// A frame of a fault's stack, as localization reads it.
@@ -607,7 +607,7 @@ mod tests {
         assert_eq!(p.rules[0].then[0].at, At::Site);
         assert_eq!(p.rules[0].then[1].at, At::Caller);
         assert!(p.rules[0].then[1].action.get("at").is_none(), "at is not part of the patch action");
-        let auto: Value = serde_yaml::from_str("guard: { call: auto, fallback: default }").unwrap();
+        let auto: Value = serde_yaml_ng::from_str("guard: { call: auto, fallback: default }").unwrap();
         assert!(wants_call(&auto));
         let resolved = resolve_call(&auto, Some(("longValue", "()J", 1)));
         let yaml = spec_yaml("r-1", "repair.demo.PriceService", "price(Ljava/lang/String;)J", &resolved, false);

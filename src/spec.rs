@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use repair_bytecode::hierarchy::{Hierarchy, ObjectHierarchy};
 use repair_bytecode::transform::{self, CallSite, Fallback, GuardSpec, MethodTarget, ProbePoint, ProbeSpec, SwapSpec};
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PatchSpec {
@@ -144,7 +144,7 @@ impl PatchSpec {
     /// Parses a spec; `source` names it in errors (a file name, or `<grpc>`).
     pub fn from_yaml(text: &str, source: &str) -> Result<PatchSpec, SpecError> {
         let p = Parser { text, source };
-        let root: Value = serde_yaml::from_str(text).map_err(|e| SpecError {
+        let root: Value = serde_yaml_ng::from_str(text).map_err(|e| SpecError {
             source: source.into(),
             line: e.location().map(|l| l.line()),
             field: String::new(),
@@ -342,11 +342,11 @@ impl Parser<'_> {
         }
     }
 
-    fn mapping<'v>(&self, v: &'v Value, path: &[&str]) -> Result<&'v serde_yaml::Mapping, SpecError> {
+    fn mapping<'v>(&self, v: &'v Value, path: &[&str]) -> Result<&'v serde_yaml_ng::Mapping, SpecError> {
         v.as_mapping().ok_or_else(|| self.error(path, "expected a mapping (key: value)"))
     }
 
-    fn required<'v>(&self, m: &'v serde_yaml::Mapping, path: &[&str], key: &str) -> Result<&'v Value, SpecError> {
+    fn required<'v>(&self, m: &'v serde_yaml_ng::Mapping, path: &[&str], key: &str) -> Result<&'v Value, SpecError> {
         m.get(key).ok_or_else(|| {
             let mut at = path.to_vec();
             at.push(key);
@@ -361,7 +361,7 @@ impl Parser<'_> {
         }
     }
 
-    fn only_keys(&self, m: &serde_yaml::Mapping, path: &[&str], known: &[&str]) -> Result<(), SpecError> {
+    fn only_keys(&self, m: &serde_yaml_ng::Mapping, path: &[&str], known: &[&str]) -> Result<(), SpecError> {
         for k in m.keys() {
             let k = k.as_str().unwrap_or("?");
             if !known.contains(&k) {
@@ -632,7 +632,7 @@ mod tests {
 
     #[test]
     fn durations_are_finite_non_negative_and_at_most_a_day() {
-        let parse = |yaml: &str| parse_duration(Some(&serde_yaml::from_str(yaml).unwrap()), Duration::ZERO);
+        let parse = |yaml: &str| parse_duration(Some(&serde_yaml_ng::from_str(yaml).unwrap()), Duration::ZERO);
         assert_eq!(parse("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse("1.5"), Ok(Duration::from_millis(1500)));
