@@ -140,7 +140,18 @@ pub fn parse(text: &str, source: &str) -> Result<Policy, String> {
             e.to_string().split(" at line ").next().unwrap_or("")
         )
     })?;
-    let err = |field: &str, why: &str| format!("{source}: {field}: {why}");
+    // `file:line: field: why`, at the line where the field is written (for a missing field, where
+    // its parent is), or `file: field: why` when that cannot be found.
+    let line = |field: &str| {
+        let path: Vec<&str> = field.split('.').filter(|s| !s.is_empty() && *s != "(top)").collect();
+        crate::spec::line_of(text, &path)
+    };
+    let say = |line: Option<usize>, field: &str, why: &str| match line {
+        Some(l) => format!("{source}:{l}: {field}: {why}"),
+        None => format!("{source}: {field}: {why}"),
+    };
+    let err = |field: &str, why: &str| say(line(field), field, why);
+    let missing = |field: &str| say(line(field.rsplit_once('.').map_or("", |(parent, _)| parent)), field, "missing");
     let map = root.as_mapping().ok_or_else(|| err("(top)", "expected a mapping"))?;
     let mode = match map.get("mode").and_then(Value::as_str) {
         None | Some("enforce") => Mode::Enforce,
@@ -165,13 +176,10 @@ pub fn parse(text: &str, source: &str) -> Result<Policy, String> {
         .enumerate()
     {
         let at = |f: &str| format!("rules[{i}].{f}");
-        let name = r.get("name").and_then(Value::as_str).ok_or_else(|| err(&at("name"), "missing"))?.to_string();
-        let when = r.get("when").ok_or_else(|| err(&at("when"), "missing"))?;
-        let exception = when
-            .get("exception")
-            .and_then(Value::as_str)
-            .ok_or_else(|| err(&at("when.exception"), "missing"))?
-            .to_string();
+        let name = r.get("name").and_then(Value::as_str).ok_or_else(|| missing(&at("name")))?.to_string();
+        let when = r.get("when").ok_or_else(|| missing(&at("when")))?;
+        let exception =
+            when.get("exception").and_then(Value::as_str).ok_or_else(|| missing(&at("when.exception")))?.to_string();
         if !crate::spec::is_binary_name(&exception) {
             return Err(err(&at("when.exception"), &format!("{exception:?} is not a class name")));
         }
@@ -599,6 +607,30 @@ mod tests {
         assert_eq!(holds(1, 10, 0, 0.5), Ok(()));
         assert!(holds(9, 10, 0, 0.5).unwrap_err().contains("fallback rate"));
         assert!(holds(0, 10, 1, 0.5).is_err());
+    }
+
+    /// Whatever YAML crate reads policies, a bad one's error says the file, the line and the field.
+    #[test]
+    fn a_bad_policys_error_names_the_file_line_and_field() {
+        let text = "mode: enforce\nrules:\n  - name: first\n    when: { exception: java.lang.IllegalStateException }\n    then:\n      - guard: { fallback: default }\n  - name: second\n    when:\n      exception: java.lang.NullPointerException\n      count: many\n    then:\n      - guard: { fallback: default }\n      - { guard: { fallback: sometimes }, at: caller }\nlimits: { repairs_per_minute: 2, active_patches: 5 }\n";
+        let err = |text: &str| parse(text, "p.yaml").unwrap_err();
+        assert_eq!(err(text), "p.yaml:10: rules[1].when.count: expected a number");
+        let text = text.replace("count: many", "count: 2");
+        assert_eq!(
+            err(&text),
+            "p.yaml:13: rules[1].then[1]: action.guard.fallback: expected default, null, {value: X}, {arg: N} or {method: pkg.Class.name}"
+        );
+        let text = text.replace("sometimes", "default");
+        assert!(parse(&text, "p.yaml").is_ok());
+        assert_eq!(err(&text.replace(": 5", ": lots")), "p.yaml:14: limits.active_patches: expected a number");
+        let no_when = text.replace("    when:\n      exception: java.lang.NullPointerException\n      count: 2\n", "");
+        assert_eq!(err(&no_when), "p.yaml:7: rules[1].when: missing");
+        assert_eq!(
+            err(&text.replace("mode: enforce", "mode: sometimes")),
+            "p.yaml:1: mode: \"sometimes\": expected enforce or dry-run"
+        );
+        let syntax = err(&text.replace("count: 2", "count: [2"));
+        assert!(syntax.starts_with("p.yaml:11: "), "{syntax}");
     }
 
     #[test]
