@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 /// What a rule does when it fires: a patch action, as YAML the spec parser reads.
 pub type ActionYaml = Value;
@@ -133,14 +133,25 @@ pub enum Decision {
 }
 
 pub fn parse(text: &str, source: &str) -> Result<Policy, String> {
-    let root: Value = serde_yaml::from_str(text).map_err(|e| {
+    let root: Value = serde_yaml_ng::from_str(text).map_err(|e| {
         format!(
             "{source}:{}: {}",
             e.location().map_or(0, |l| l.line()),
             e.to_string().split(" at line ").next().unwrap_or("")
         )
     })?;
-    let err = |field: &str, why: &str| format!("{source}: {field}: {why}");
+    // `file:line: field: why`, at the line where the field is written (for a missing field, where
+    // its parent is), or `file: field: why` when that cannot be found.
+    let line = |field: &str| {
+        let path: Vec<&str> = field.split('.').filter(|s| !s.is_empty() && *s != "(top)").collect();
+        crate::spec::line_of(text, &path)
+    };
+    let say = |line: Option<usize>, field: &str, why: &str| match line {
+        Some(l) => format!("{source}:{l}: {field}: {why}"),
+        None => format!("{source}: {field}: {why}"),
+    };
+    let err = |field: &str, why: &str| say(line(field), field, why);
+    let missing = |field: &str| say(line(field.rsplit_once('.').map_or("", |(parent, _)| parent)), field, "missing");
     let map = root.as_mapping().ok_or_else(|| err("(top)", "expected a mapping"))?;
     let mode = match map.get("mode").and_then(Value::as_str) {
         None | Some("enforce") => Mode::Enforce,
@@ -165,13 +176,10 @@ pub fn parse(text: &str, source: &str) -> Result<Policy, String> {
         .enumerate()
     {
         let at = |f: &str| format!("rules[{i}].{f}");
-        let name = r.get("name").and_then(Value::as_str).ok_or_else(|| err(&at("name"), "missing"))?.to_string();
-        let when = r.get("when").ok_or_else(|| err(&at("when"), "missing"))?;
-        let exception = when
-            .get("exception")
-            .and_then(Value::as_str)
-            .ok_or_else(|| err(&at("when.exception"), "missing"))?
-            .to_string();
+        let name = r.get("name").and_then(Value::as_str).ok_or_else(|| missing(&at("name")))?.to_string();
+        let when = r.get("when").ok_or_else(|| missing(&at("when")))?;
+        let exception =
+            when.get("exception").and_then(Value::as_str).ok_or_else(|| missing(&at("when.exception")))?.to_string();
         if !crate::spec::is_binary_name(&exception) {
             return Err(err(&at("when.exception"), &format!("{exception:?} is not a class name")));
         }
@@ -263,7 +271,7 @@ pub fn resolve_call(action: &ActionYaml, call: Option<(&str, &str, u32)>) -> Act
         if guard.get("call").and_then(Value::as_str) == Some("auto") {
             match call {
                 Some((name, desc, occurrence)) => {
-                    let mut c = serde_yaml::Mapping::new();
+                    let mut c = serde_yaml_ng::Mapping::new();
                     c.insert("method".into(), format!("{name}{desc}").into());
                     c.insert("occurrence".into(), occurrence.into());
                     guard.insert("call".into(), Value::Mapping(c));
@@ -284,15 +292,15 @@ pub fn wants_call(action: &ActionYaml) -> bool {
 
 /// The patch spec a rule applies: `action` aimed at `class.method`.
 pub fn spec_yaml(id: &str, class: &str, method: &str, action: &ActionYaml, durable: bool) -> String {
-    let mut root = serde_yaml::Mapping::new();
+    let mut root = serde_yaml_ng::Mapping::new();
     root.insert("id".into(), id.into());
-    let mut target = serde_yaml::Mapping::new();
+    let mut target = serde_yaml_ng::Mapping::new();
     target.insert("class".into(), class.into());
     target.insert("method".into(), method.into());
     root.insert("target".into(), Value::Mapping(target));
     root.insert("action".into(), action.clone());
     root.insert("durable".into(), durable.into());
-    serde_yaml::to_string(&Value::Mapping(root)).unwrap_or_default()
+    serde_yaml_ng::to_string(&Value::Mapping(root)).unwrap_or_default()
 }
 
 /// A frame of a fault's stack, as localization reads it.
@@ -607,13 +615,37 @@ mod tests {
         assert!(holds(0, 10, 1, 0.5).is_err());
     }
 
+    /// Whatever YAML crate reads policies, a bad one's error says the file, the line and the field.
+    #[test]
+    fn a_bad_policys_error_names_the_file_line_and_field() {
+        let text = "mode: enforce\nrules:\n  - name: first\n    when: { exception: java.lang.IllegalStateException }\n    then:\n      - guard: { fallback: default }\n  - name: second\n    when:\n      exception: java.lang.NullPointerException\n      count: many\n    then:\n      - guard: { fallback: default }\n      - { guard: { fallback: sometimes }, at: caller }\nlimits: { repairs_per_minute: 2, active_patches: 5 }\n";
+        let err = |text: &str| parse(text, "p.yaml").unwrap_err();
+        assert_eq!(err(text), "p.yaml:10: rules[1].when.count: expected a number");
+        let text = text.replace("count: many", "count: 2");
+        assert_eq!(
+            err(&text),
+            "p.yaml:13: rules[1].then[1]: action.guard.fallback: expected default, null, {value: X}, {arg: N} or {method: pkg.Class.name}"
+        );
+        let text = text.replace("sometimes", "default");
+        assert!(parse(&text, "p.yaml").is_ok());
+        assert_eq!(err(&text.replace(": 5", ": lots")), "p.yaml:14: limits.active_patches: expected a number");
+        let no_when = text.replace("    when:\n      exception: java.lang.NullPointerException\n      count: 2\n", "");
+        assert_eq!(err(&no_when), "p.yaml:7: rules[1].when: missing");
+        assert_eq!(
+            err(&text.replace("mode: enforce", "mode: sometimes")),
+            "p.yaml:1: mode: \"sometimes\": expected enforce or dry-run"
+        );
+        let syntax = err(&text.replace("count: 2", "count: [2"));
+        assert!(syntax.starts_with("p.yaml:11: "), "{syntax}");
+    }
+
     #[test]
     fn actions_aim_at_the_site_or_the_caller_and_call_auto_resolves() {
         let p = parse(POLICY, "p.yaml").unwrap();
         assert_eq!(p.rules[0].then[0].at, At::Site);
         assert_eq!(p.rules[0].then[1].at, At::Caller);
         assert!(p.rules[0].then[1].action.get("at").is_none(), "at is not part of the patch action");
-        let auto: Value = serde_yaml::from_str("guard: { call: auto, fallback: default }").unwrap();
+        let auto: Value = serde_yaml_ng::from_str("guard: { call: auto, fallback: default }").unwrap();
         assert!(wants_call(&auto));
         let resolved = resolve_call(&auto, Some(("longValue", "()J", 1)));
         let yaml = spec_yaml("r-1", "repair.demo.PriceService", "price(Ljava/lang/String;)J", &resolved, false);

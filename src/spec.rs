@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use repair_bytecode::hierarchy::{Hierarchy, ObjectHierarchy};
 use repair_bytecode::transform::{self, CallSite, Fallback, GuardSpec, MethodTarget, ProbePoint, ProbeSpec, SwapSpec};
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PatchSpec {
@@ -144,7 +144,7 @@ impl PatchSpec {
     /// Parses a spec; `source` names it in errors (a file name, or `<grpc>`).
     pub fn from_yaml(text: &str, source: &str) -> Result<PatchSpec, SpecError> {
         let p = Parser { text, source };
-        let root: Value = serde_yaml::from_str(text).map_err(|e| SpecError {
+        let root: Value = serde_yaml_ng::from_str(text).map_err(|e| SpecError {
             source: source.into(),
             line: e.location().map(|l| l.line()),
             field: String::new(),
@@ -342,11 +342,11 @@ impl Parser<'_> {
         }
     }
 
-    fn mapping<'v>(&self, v: &'v Value, path: &[&str]) -> Result<&'v serde_yaml::Mapping, SpecError> {
+    fn mapping<'v>(&self, v: &'v Value, path: &[&str]) -> Result<&'v serde_yaml_ng::Mapping, SpecError> {
         v.as_mapping().ok_or_else(|| self.error(path, "expected a mapping (key: value)"))
     }
 
-    fn required<'v>(&self, m: &'v serde_yaml::Mapping, path: &[&str], key: &str) -> Result<&'v Value, SpecError> {
+    fn required<'v>(&self, m: &'v serde_yaml_ng::Mapping, path: &[&str], key: &str) -> Result<&'v Value, SpecError> {
         m.get(key).ok_or_else(|| {
             let mut at = path.to_vec();
             at.push(key);
@@ -361,7 +361,7 @@ impl Parser<'_> {
         }
     }
 
-    fn only_keys(&self, m: &serde_yaml::Mapping, path: &[&str], known: &[&str]) -> Result<(), SpecError> {
+    fn only_keys(&self, m: &serde_yaml_ng::Mapping, path: &[&str], known: &[&str]) -> Result<(), SpecError> {
         for k in m.keys() {
             let k = k.as_str().unwrap_or("?");
             if !known.contains(&k) {
@@ -546,21 +546,60 @@ impl Parser<'_> {
     }
 }
 
-/// The 1-based line where the field at `path` is written (block or flow style), if found.
-fn line_of(text: &str, path: &[&str]) -> Option<usize> {
-    let mut from = 0;
+/// The 1-based line where the field at `path` is written (block or flow style), if found. A key
+/// is looked for within its parent's block only (the parent's line and the lines indented past
+/// it); `key[i]` is the `i`th `- ` item of a block list, or the key's line for a flow list.
+pub(crate) fn line_of(text: &str, path: &[&str]) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let blank = |l: &str| l.trim().is_empty() || l.trim_start().starts_with('#');
+    // The search for the next key: from this line, over the lines indented past `parent`.
+    let (mut from, mut parent) = (0, None::<usize>);
     let mut found = None;
-    for key in path {
-        let key = key.split('[').next().unwrap_or(key);
-        let (i, _) = text.lines().enumerate().skip(from).find(|(_, l)| {
-            let l = l.trim_start().trim_start_matches("- ");
-            l.starts_with(&format!("{key}:"))
-                || l.contains(&format!("{{ {key}:"))
-                || l.contains(&format!(", {key}:"))
-                || l.contains(&format!("{{{key}:"))
+    for segment in path {
+        let (key, index) = match segment.split_once('[') {
+            Some((k, i)) => (k, i.trim_end_matches(']').parse::<usize>().ok()),
+            None => (*segment, None),
+        };
+        let mut block = lines
+            .iter()
+            .enumerate()
+            .skip(from)
+            .take_while(|&(i, l)| i == from || blank(l) || parent.is_none_or(|p| indent(l) > p));
+        let (i, col, rest) = block.find_map(|(i, l)| {
+            let t = l.trim_start().trim_start_matches("- ");
+            let col = l.len() - t.len();
+            if let Some(rest) = t.strip_prefix(&format!("{key}:")) {
+                return Some((i, col, rest));
+            }
+            [format!("{{ {key}:"), format!(", {key}:"), format!("{{{key}:")]
+                .iter()
+                .find_map(|p| l.find(p.as_str()).map(|at| (i, at + p.len() - key.len() - 1, &l[at + p.len()..])))
         })?;
-        from = i;
+        (from, parent) = (i, Some(col));
         found = Some(i + 1);
+        let Some(n) = index else { continue };
+        if !(rest.trim().is_empty() || rest.trim_start().starts_with('#')) {
+            continue; // a flow list: its items are on the key's line
+        }
+        // The items of a block list: `- ` lines at one indent, the first at or past the key's.
+        let mut items = lines
+            .iter()
+            .enumerate()
+            .skip(i + 1)
+            .filter(|(_, l)| !blank(l))
+            .map(|(j, l)| (j, indent(l), l.trim_start().starts_with("- ") || l.trim() == "-"));
+        let Some((first, dash, true)) = items.next().filter(|&(_, d, is_item)| is_item && d >= col) else {
+            continue;
+        };
+        let nth = std::iter::once((first, dash, true))
+            .chain(items.take_while(|&(_, d, is_item)| d > dash || (d == dash && is_item)))
+            .filter(|&(_, d, _)| d == dash)
+            .nth(n);
+        if let Some((j, _, _)) = nth {
+            (from, parent) = (j, Some(dash));
+            found = Some(j + 1);
+        }
     }
     found.or(if path.is_empty() { Some(1) } else { None })
 }
@@ -630,9 +669,27 @@ mod tests {
         );
     }
 
+    /// Whatever YAML crate reads specs, a bad one's error says the file, the line and the field.
+    #[test]
+    fn a_bad_documents_error_names_the_file_line_and_field() {
+        let doc = "id: p\ntarget: { class: a.B, method: run }\ncolour: red\naction:\n  guard:\n    catch:\n      - java.lang.NullPointerException\n      - 42\n    fallback: default\ndurable: true\n";
+        assert_eq!(err(doc), "p.yaml:3: colour: unknown field; expected one of: id, target, action, durable");
+        let doc = doc.replace("colour: red\n", "");
+        assert_eq!(err(&doc), "p.yaml:7: action.guard.catch[1]: expected a string");
+        let doc = doc.replace("- 42", "- java.lang.IllegalStateException");
+        assert!(PatchSpec::from_yaml(&doc, "p.yaml").is_ok());
+        assert_eq!(err(&doc.replace("durable: true", "durable: \"yes\"")), "p.yaml:9: durable: expected true or false");
+        assert_eq!(
+            err(&doc.replace("target: { class: a.B, method: run }", "target: a.B")),
+            "p.yaml:2: target: expected a mapping (key: value)"
+        );
+        let syntax = err(&doc.replace("fallback: default", "fallback: [default"));
+        assert!(syntax.starts_with("p.yaml:9: "), "{syntax}");
+    }
+
     #[test]
     fn durations_are_finite_non_negative_and_at_most_a_day() {
-        let parse = |yaml: &str| parse_duration(Some(&serde_yaml::from_str(yaml).unwrap()), Duration::ZERO);
+        let parse = |yaml: &str| parse_duration(Some(&serde_yaml_ng::from_str(yaml).unwrap()), Duration::ZERO);
         assert_eq!(parse("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse("1.5"), Ok(Duration::from_millis(1500)));

@@ -407,7 +407,7 @@ fn policy_reply(state: Option<&PolicyState>) -> proto::PolicyReply {
                             let at = if s.at == repair_model::policy::At::Caller { " at caller" } else { "" };
                             format!(
                                 "{}{at}",
-                                serde_yaml::to_string(&s.action).unwrap_or_default().trim().replace('\n', " ")
+                                serde_yaml_ng::to_string(&s.action).unwrap_or_default().trim().replace('\n', " ")
                             )
                         })
                         .collect(),
