@@ -357,7 +357,7 @@ impl Run {
                 Ok(Ok(p)) => {
                     let latency = at.elapsed();
                     let text = format!("{what}; in effect {:.1} ms after the fault", latency.as_secs_f64() * 1e3);
-                    if let Err(e) = self.agent.journal.applied(&self.agent.events, &p, &text) {
+                    if let Err(e) = self.agent.journal.applied(self.agent.events, &p, &text) {
                         // Never a repair the journal does not know of: undone, and the rule waits.
                         let _ = self.agent.vm.attached(THREAD, |jni: &Jni<'_>| {
                             self.agent.patches.rollback(self.agent.jvmti, jni, Some(&id))
@@ -391,7 +391,7 @@ impl Run {
                     let why = format!("action {action} ({what}) refused: {e}");
                     let refusal =
                         Refusal { spec_yaml: &yaml, id: &id, who: &who, class: &target.frame.class, reason: &why };
-                    let _ = self.agent.journal.refused(&self.agent.events, refusal);
+                    let _ = self.agent.journal.refused(self.agent.events, refusal);
                     self.agent.events.emit(Kind::Refused, About { patch: &id, ..about }, why);
                     self.advance(rule_name, &site);
                 }
@@ -463,7 +463,7 @@ impl Run {
         match result {
             Ok(why) => {
                 let why = if w.durable { format!("{why}; kept across restarts (durable rule)") } else { why };
-                let _ = self.agent.journal.validated(&self.agent.events, &w.patch, w.durable, &why);
+                let _ = self.agent.journal.validated(self.agent.events, &w.patch, w.durable, &why);
                 self.healer.stats(&w.rule, |s| s.validated += 1);
                 self.agent.events.emit(Kind::Validated, about, why);
                 if matches!(w.patch.spec.action, Action::Probe { .. }) {
@@ -479,7 +479,7 @@ impl Run {
                     Ok(Ok(list)) => {
                         let who = format!("rule:{}", w.rule);
                         for p in &list {
-                            let _ = self.agent.journal.rolled_back(&self.agent.events, p, &who, &why);
+                            let _ = self.agent.journal.rolled_back(self.agent.events, p, &who, &why);
                         }
                         self.agent.events.emit(
                             Kind::RolledBack,
