@@ -92,7 +92,7 @@ fn applied_ids(h: &serde_json::Value) -> Vec<String> {
 fn a_corrupt_byte_costs_one_record_and_is_quarantined() {
     let (jdk, dir) = compiled("journal-corrupt");
     let state = dir.0.join("state");
-    let mut jvm = start(&jdk, &dir.0, &state, None);
+    let jvm = start(&jdk, &dir.0, &state, None);
     for i in 0..12 {
         let (ok, out) = apply(&dir.0, jvm.pid, &format!("g{i:02}"), -(i as i64));
         assert!(ok, "{out}");
@@ -219,7 +219,7 @@ fn a_history_larger_than_a_grpc_message_is_read_in_pages() {
 fn replicas_share_the_services_journal_and_restore_its_durable_patches_visibly() {
     let (jdk, dir) = compiled("journal-replicas");
     let state = dir.0.join("state");
-    let mut a = start(&jdk, &dir.0, &state, None);
+    let a = start(&jdk, &dir.0, &state, None);
     let mut b = start(&jdk, &dir.0, &state, None);
     assert!(apply(&dir.0, a.pid, "on-a", 1).0);
     assert!(apply(&dir.0, b.pid, "on-b", 2).0);
@@ -255,7 +255,7 @@ fn replicas_share_the_services_journal_and_restore_its_durable_patches_visibly()
     a.finish();
 
     // A replica starting later restores the service's durable patches, and says whose they were.
-    let mut c = start(&jdk, &dir.0, &state, None);
+    let c = start(&jdk, &dir.0, &state, None);
     assert_eq!(patch_ids(c.pid), ["on-a", "on-b", "on-a2"]);
     let events = json(&["events", "--pid", &c.pid.to_string(), "-o", "json"]).to_string();
     assert!(events.contains("durable for this service") && events.contains(&format!("JVM {ia}")), "{events}");
