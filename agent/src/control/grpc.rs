@@ -19,6 +19,14 @@ impl AgentService {
         Self { operations }
     }
 
+    /// Runs a call that can fail, with its error message bounded (see [`bounded`]).
+    async fn try_call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Operations) -> Result<T, Status> + Send + 'static,
+    ) -> Result<T, Status> {
+        self.call(f).await?.map_err(bounded)
+    }
+
     /// Runs `f` on a blocking thread of the control runtime (attached to the JVM for the calls
     /// that need it).
     async fn call<T: Send + 'static>(
@@ -99,7 +107,7 @@ impl agent_server::Agent for AgentService {
 
     async fn classes(&self, req: Request<proto::ClassesRequest>) -> Result<Response<proto::ClassesReply>, Status> {
         let glob = req.into_inner().glob;
-        let classes = self.call(move |o| o.classes(&glob)).await??;
+        let classes = self.try_call(move |o| o.classes(&glob)).await?;
         Ok(Response::new(proto::ClassesReply { classes }))
     }
 
@@ -109,7 +117,7 @@ impl agent_server::Agent for AgentService {
     ) -> Result<Response<proto::ClassBytesReply>, Status> {
         let name = req.into_inner().class_name;
         let n = name.clone();
-        let bytes = self.call(move |o| o.class_bytes(&n)).await??;
+        let bytes = self.try_call(move |o| o.class_bytes(&n)).await?;
         Ok(Response::new(proto::ClassBytesReply { class_name: name, bytes }))
     }
 
@@ -133,7 +141,7 @@ impl agent_server::Agent for AgentService {
             r.source = "<grpc>".into();
         }
         let by = Operator { who: operator(&r.who), peer };
-        Ok(Response::new(self.call(move |o| o.apply(r, by)).await??))
+        Ok(Response::new(self.try_call(move |o| o.apply(r, by)).await?))
     }
 
     async fn patches(&self, _: Request<proto::PatchesRequest>) -> Result<Response<proto::PatchesReply>, Status> {
@@ -150,7 +158,7 @@ impl agent_server::Agent for AgentService {
             _ => return Err(Status::invalid_argument("rollback: give a patch id or all, not both")),
         };
         let by = Operator { who: operator(&r.who), peer };
-        let patches = self.call(move |o| o.rollback(id.as_deref(), by)).await??;
+        let patches = self.try_call(move |o| o.rollback(id.as_deref(), by)).await?;
         Ok(Response::new(proto::PatchesReply { patches }))
     }
 
@@ -162,7 +170,7 @@ impl agent_server::Agent for AgentService {
         let r = req.into_inner();
         let source = if r.source.is_empty() { "<grpc>".to_string() } else { r.source };
         let by = Operator { who: operator(&r.who), peer };
-        Ok(Response::new(self.call(move |o| o.policy_apply(&r.yaml, &source, by)).await??))
+        Ok(Response::new(self.try_call(move |o| o.policy_apply(&r.yaml, &source, by)).await?))
     }
 
     async fn policy_show(&self, _: Request<proto::PolicyShowRequest>) -> Result<Response<proto::PolicyReply>, Status> {
@@ -188,6 +196,25 @@ impl agent_server::Agent for AgentService {
         let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(|r| r.ok().map(Ok));
         Ok(Response::new(Box::pin(stream)))
     }
+}
+
+/// Longest error message sent: it travels in an HTTP/2 trailer, and a message echoing a huge
+/// input (a 30 KB patch id) would exceed the peer's header list limit and reach it as a protocol
+/// error that also kills the connection, instead of the error.
+const MAX_MESSAGE: usize = 2048;
+
+/// `status` with its message cut to [`MAX_MESSAGE`] bytes (at a character boundary), saying so.
+fn bounded(status: Status) -> Status {
+    let message = status.message();
+    if message.len() <= MAX_MESSAGE {
+        return status;
+    }
+    let mut end = MAX_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = format!("{}... ({} more bytes)", &message[..end], message.len() - end);
+    Status::new(status.code(), cut)
 }
 
 /// The other end as the transport vouches for it, unlike the name a client claims: the peer

@@ -328,3 +328,19 @@ fn bad_tls_files_and_open_token_files_are_refused_by_name() {
     });
     server.shutdown();
 }
+
+#[test]
+fn an_error_echoing_a_huge_input_still_reaches_the_client() {
+    let path = socket("huge");
+    let server = start(Arc::new(FakeOperations::default()), config(Endpoint::Unix(path.clone()), None)).unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut c = connect(&Target::Endpoint(Endpoint::Unix(path.clone())), &none()).await.unwrap();
+        let id = "a".repeat(30_000);
+        let err = c.rollback(proto::RollbackRequest { id, ..Default::default() }).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+        assert!(err.message().starts_with("no active patch aaa") && err.message().ends_with("more bytes)"));
+        // The connection survives: the next call on it works.
+        assert_eq!(c.status(proto::StatusRequest {}).await.unwrap().into_inner().pid, 42);
+    });
+    server.shutdown();
+}
