@@ -566,28 +566,41 @@ pub fn durable_patches(records: &[Record]) -> Vec<Record> {
                     active.push(Record { durable: true, ..(*a).clone() });
                 }
             }
-            Event::RolledBack => active.retain(|a| a.patch_id != r.patch_id),
+            // Rolled back, it is gone: a later validation (of the same id) has nothing to keep.
+            Event::RolledBack => {
+                applied.retain(|a| a.patch_id != r.patch_id);
+                active.retain(|a| a.patch_id != r.patch_id);
+            }
             _ => {}
         }
     }
     active
 }
 
-/// For every patch, the records [`durable_patches`] needs to reach the same answer after any
-/// later records: its last `Applied` (a later durable `Validated` makes that one durable, even
-/// after a rollback) and the last durable `Validated` or `RolledBack` after it (whether, and
-/// since when, it is durable).
+/// For every patch still in effect, the records [`durable_patches`] needs to reach the same
+/// answer after any later records: its last `Applied` (a later durable `Validated` makes that one
+/// durable) and the last durable `Validated` after it. A patch rolled back since needs nothing:
+/// so the journal compacts to the patches in effect, however many ids were ever used.
 fn replay_anchors(records: &[Record]) -> Vec<usize> {
-    let mut anchors: HashMap<&str, (usize, Option<usize>)> = HashMap::new();
+    // Per patch id: its last Applied and last durable Validated, while not rolled back since.
+    let mut anchors: HashMap<&str, Option<(usize, Option<usize>)>> = HashMap::new();
     for (i, r) in records.iter().enumerate() {
-        let settles = r.event == Event::RolledBack || (r.event == Event::Validated && r.durable);
-        if r.event == Event::Applied {
-            anchors.insert(&r.patch_id, (i, None));
-        } else if let Some((_, last)) = anchors.get_mut(r.patch_id.as_str()).filter(|_| settles) {
-            *last = Some(i);
+        match r.event {
+            Event::Applied => {
+                anchors.insert(&r.patch_id, Some((i, None)));
+            }
+            Event::RolledBack => {
+                anchors.insert(&r.patch_id, None);
+            }
+            Event::Validated if r.durable => {
+                if let Some(Some((_, last))) = anchors.get_mut(r.patch_id.as_str()) {
+                    *last = Some(i);
+                }
+            }
+            _ => {}
         }
     }
-    anchors.into_values().flat_map(|(applied, last)| [Some(applied), last]).flatten().collect()
+    anchors.into_values().flatten().flat_map(|(applied, last)| [Some(applied), last]).flatten().collect()
 }
 
 pub fn now_ms() -> u64 {

@@ -72,6 +72,8 @@ pub struct Options {
     pub token_file: Option<PathBuf>,
     pub tls: Option<TlsFiles>,
     pub state_dir: Option<PathBuf>,
+    /// `journal_max=MIB`: the journal is compacted above this size (default 8 MiB).
+    pub journal_max_bytes: u64,
     pub policy: Option<PathBuf>,
     pub faults: FaultMode,
     pub log: LogLevel,
@@ -87,6 +89,7 @@ impl Default for Options {
             token_file: None,
             tls: None,
             state_dir: None,
+            journal_max_bytes: repair_model::journal::DEFAULT_MAX_BYTES,
             policy: None,
             faults: FaultMode::Bytecode,
             log: LogLevel::Warn,
@@ -95,7 +98,8 @@ impl Default for Options {
     }
 }
 
-pub const KEYS: &str = "control, token_file, tls_cert, tls_key, tls_client_ca, state, policy, faults, log, app";
+pub const KEYS: &str =
+    "control, token_file, tls_cert, tls_key, tls_client_ca, state, journal_max, policy, faults, log, app";
 
 impl Options {
     /// Parses `key=value,key=value`; the error names the offending pair and why.
@@ -125,6 +129,12 @@ impl Options {
                 "tls_key" => tls_key = Some(PathBuf::from(nonempty(value)?)),
                 "tls_client_ca" => client_ca = Some(PathBuf::from(nonempty(value)?)),
                 "state" => o.state_dir = Some(PathBuf::from(nonempty(value)?)),
+                "journal_max" => {
+                    o.journal_max_bytes = match value.parse::<u64>() {
+                        Ok(mib @ 1..=65536) => mib << 20,
+                        _ => return Err(format!("journal_max={value:?}: expected a size in MiB, 1-65536")),
+                    }
+                }
                 "policy" => o.policy = Some(PathBuf::from(nonempty(value)?)),
                 "faults" => {
                     o.faults = match value {
@@ -215,6 +225,8 @@ mod tests {
         assert!(Options::parse("justaword").unwrap_err().contains("\"justaword\""));
         assert!(Options::parse("log=loud").unwrap_err().contains("log=\"loud\""));
         assert!(Options::parse("app=").unwrap_err().contains("app= needs"));
+        assert!(Options::parse("journal_max=0").unwrap_err().contains("journal_max=\"0\""));
+        assert_eq!(Options::parse("journal_max=64").unwrap().journal_max_bytes, 64 << 20);
         assert!(Options::parse("app=com/shop/*").unwrap_err().contains("dotted"));
     }
 }

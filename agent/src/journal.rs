@@ -16,7 +16,7 @@ pub struct Journal {
     /// Who writes: this JVM, one of the service's replicas that may share the state dir.
     instance: String,
     /// `None` when the journal could not be opened: the agent works on, without memory, and says so.
-    journal: Mutex<Option<(JournalFile, Vec<Record>)>>,
+    journal: Mutex<Option<Open>>,
     /// Why the journal is not to be trusted right now (it could not be opened, the last write
     /// failed); `None` when healthy. Shown by `status`.
     trouble: Mutex<Option<String>>,
@@ -42,6 +42,28 @@ pub fn default_state_dir(java_command: Option<&str>) -> PathBuf {
     base.join("repair").join(app)
 }
 
+/// The open journal and its records in memory, which mirror the files: when `journal.log`
+/// shrinks (compacted, by this JVM or a replica) they are read again, so memory stays bounded
+/// by the journal's size limit.
+struct Open {
+    file: JournalFile,
+    records: Vec<Record>,
+    len: u64,
+}
+
+impl Open {
+    /// Reads the records again if the journal was compacted since the last look.
+    fn follow_compaction(&mut self, dir: &Path) {
+        let len = std::fs::metadata(self.file.path()).map_or(0, |m| m.len());
+        if len < self.len {
+            if let Ok(records) = repair_model::journal::read_history(dir) {
+                self.records = records;
+            }
+        }
+        self.len = len;
+    }
+}
+
 /// This JVM's identity in a shared journal: its pid and the agent's start time, unique on a host.
 pub fn instance_id() -> String {
     format!("{}@{}", std::process::id(), repair_model::journal::now_ms())
@@ -51,9 +73,9 @@ impl Journal {
     /// Opens the journal in `dir`. Bytes that do not read as records (a crash mid-write, a
     /// corrupt byte) are moved to a side file and every valid record around them kept; said in
     /// an event, on stderr and in `status`.
-    pub fn open(dir: PathBuf, instance: String, events: &EventLog) -> Journal {
+    pub fn open(dir: PathBuf, max_bytes: u64, instance: String, events: &EventLog) -> Journal {
         let mut recovered = String::new();
-        let (journal, trouble) = match JournalFile::open(&dir, repair_model::journal::DEFAULT_MAX_BYTES) {
+        let (journal, trouble) = match JournalFile::open(&dir, max_bytes) {
             Ok((journal, _, recovery)) => {
                 for q in &recovery.quarantined {
                     let text = format!(
@@ -80,7 +102,8 @@ impl Journal {
                         Vec::new()
                     }
                 };
-                (Some((journal, records)), None)
+                let len = std::fs::metadata(journal.path()).map_or(0, |m| m.len());
+                (Some(Open { file: journal, records, len }), None)
             }
             Err(e) => {
                 crate::log_error!("no journal: {e}; patches will not be remembered across restarts");
@@ -116,17 +139,18 @@ impl Journal {
     pub fn write(&self, events: &EventLog, mut record: Record) -> Result<(), String> {
         record.instance = self.instance.clone();
         let mut guard = self.journal.lock().unwrap_or_else(|e| e.into_inner());
-        let Some((journal, records)) = guard.as_mut() else {
+        let Some(open) = guard.as_mut() else {
             return Err(self.trouble.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default());
         };
-        let result = journal.append(record);
+        let result = open.file.append(record);
         if let Ok(appended) = &result {
-            records.extend(appended.news.records.iter().cloned());
+            open.records.extend(appended.news.records.iter().cloned());
         }
         let mut trouble = self.trouble.lock().unwrap_or_else(|e| e.into_inner());
         match result {
             Ok(appended) => {
-                records.push(appended.record);
+                open.records.push(appended.record);
+                open.follow_compaction(&self.dir);
                 if let Some(e) = appended.compaction_error {
                     crate::log_warn!("journal compaction failed (retried at the next record): {e}");
                 }
@@ -158,11 +182,12 @@ impl Journal {
     /// from the shared file when they last appended).
     pub fn history(&self) -> Vec<Record> {
         let mut guard = self.journal.lock().unwrap_or_else(|e| e.into_inner());
-        let Some((journal, records)) = guard.as_mut() else { return Vec::new() };
-        if let Ok(news) = journal.refresh() {
-            records.extend(news.records);
+        let Some(open) = guard.as_mut() else { return Vec::new() };
+        if let Ok(news) = open.file.refresh() {
+            open.records.extend(news.records);
         }
-        records.clone()
+        open.follow_compaction(&self.dir);
+        open.records.clone()
     }
 
     /// The durable patches in effect, to put back at start-up: the service's, whichever replica
@@ -282,7 +307,7 @@ fn record(event: Event, p: &AppliedPatch, durable: bool, reason: &str, with_spec
 
 #[cfg(test)]
 mod tests {
-    use super::default_state_dir;
+    use super::*;
 
     #[test]
     fn the_default_state_dir_is_per_application() {
@@ -291,5 +316,36 @@ mod tests {
         assert!(a.ends_with("repair/repair.demo.ShopService"), "{}", a.display());
         assert!(b.ends_with("repair/billing.jar"), "{}", b.display());
         assert!(default_state_dir(None).ends_with("repair/default"));
+    }
+
+    #[test]
+    fn the_history_in_memory_follows_compaction() {
+        let dir = std::env::temp_dir().join(format!("repair-agent-journal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let events = EventLog::default();
+        let journal = Journal::open(dir.clone(), 16 << 10, "test@1".into(), &events);
+        for i in 0..400 {
+            let r = Record {
+                seq: 0,
+                at_ms: 0,
+                event: if i % 2 == 0 { Event::Applied } else { Event::RolledBack },
+                patch_id: format!("p{}", i / 2),
+                who: "operator:test".into(),
+                classes: vec!["a.B".into()],
+                spec: "x".repeat(100),
+                durable: false,
+                hashes: Vec::new(),
+                reason: String::new(),
+                attachments: Vec::new(),
+                instance: String::new(),
+            };
+            journal.write(&events, r).unwrap();
+        }
+        let history = journal.history();
+        assert_eq!(history, repair_model::journal::read_history(&dir).unwrap(), "memory mirrors the files");
+        assert!(history.len() < 200, "compacted: {} records kept of 400", history.len());
+        assert_eq!(history.last().unwrap().seq, 400);
+        assert!(history.iter().all(|r| r.instance == "test@1"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -202,7 +202,7 @@ fn init(vm: JavaVm, text: &str, mode: LoadMode) -> Result<(), (i32, String)> {
         crate::journal::default_state_dir(jvmti.system_property("sun.java.command").ok().as_deref())
     });
     let events = EventLog::default();
-    let journal = Journal::open(state_dir, crate::journal::instance_id(), &events);
+    let journal = Journal::open(state_dir, options.journal_max_bytes, crate::journal::instance_id(), &events);
     let agent = Agent {
         vm,
         jvmti,
