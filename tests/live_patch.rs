@@ -445,6 +445,20 @@ fn a_fallback_method_is_resolved_when_the_guard_is_applied() {
         );
         assert!(jvm.state().contains("price=NPE"), "{name}: the JVM is unchanged");
     }
+    // A catch type that does not load, or is not a Throwable, is refused the same way: the JVM
+    // would throw NoClassDefFoundError from the handler on the application's thread.
+    for (name, catch, needle) in
+        [("no-such-catch", "ava.lang.Long", "cannot load it"), ("not-throwable", "java.lang.Long", "not a Throwable")]
+    {
+        let spec = write_spec(
+            &dir.0,
+            &format!("{name}.yaml"),
+            &format!("id: {name}\ntarget: {{ class: Prices, method: \"price(Ljava/lang/String;)J\" }}\naction:\n  guard: {{ catch: [{catch}], fallback: {{ value: 1 }} }}\n"),
+        );
+        let (ok, _, err) = repairctl(&["apply", &spec, "--pid", &pid]);
+        assert!(!ok && err.contains(needle) && err.contains(catch), "{name}: {err}");
+        assert!(jvm.state().contains("price=NPE"), "{name}: the JVM is unchanged");
+    }
     let (ok, _, err) = repairctl(&["apply", &guard("good", "Fallbacks.price"), "--pid", &pid]);
     assert!(ok, "{err}");
     let s = jvm.state();

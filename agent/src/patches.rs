@@ -213,6 +213,7 @@ impl PatchManager {
                 chain(&original, st.patches.iter().filter(|p| p.class == class).chain(std::iter::once(&patch)))?;
             patch.hashes = (sha256_hex(&before), sha256_hex(&new_bytes));
             drop(st);
+            check_catch_types(jvmti, jni, &patch.spec, &loaded)?;
             check_fallback_method(jvmti, jni, &patch.spec, &new_bytes, &loaded)?;
             let mut st = self.state();
             self.breakers.register(patch.report_id, &patch.spec);
@@ -368,6 +369,34 @@ fn list_or_none(items: &[&str]) -> String {
 }
 
 /// Every loaded class named `internal` (one per defining loader) that can be retransformed.
+/// A guard's `catch:` classes must resolve where the handler is, as `Throwable`s: the JVM
+/// resolves a handler's type when an exception reaches it, and one it cannot load would throw
+/// `NoClassDefFoundError` on the application's thread instead of the original exception.
+fn check_catch_types(jvmti: Jvmti, jni: &Jni<'_>, spec: &PatchSpec, loaded: &[Local<'_>]) -> Result<(), PatchError> {
+    let repair_model::spec::Action::Guard { catch, .. } = &spec.action else { return Ok(()) };
+    let throwable = jni
+        .find_class("java/lang/Throwable")
+        .ok_or_else(|| PatchError::Unavailable("java.lang.Throwable is missing".to_string()))?;
+    for target in loaded {
+        let loader = jvmti.class_loader(jni, target).map_err(|e| PatchError::Unavailable(e.to_string()))?;
+        for name in catch {
+            let class = jni.class_for_name(name, &loader).map_err(|why| {
+                PatchError::NotFound(format!(
+                    "patch {}: catch {name}: cannot load it from {}'s class loader: {why}",
+                    spec.id, spec.class
+                ))
+            })?;
+            if !jni.is_assignable(&class, &throwable) {
+                return Err(PatchError::Invalid(format!(
+                    "patch {}: catch {name}: not a Throwable, so nothing can be caught as one",
+                    spec.id
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A `{method: pkg.Class.name}` fallback must resolve where the patched code will call it, or
 /// every fallback would throw `NoSuchMethodError`/`IllegalAccessError` on the application's
 /// thread: in each loaded copy of the target's class loader, a static method of that name with

@@ -212,6 +212,11 @@ impl<'a> Jni<'a> {
         }
     }
 
+    /// `IsAssignableFrom`: whether an instance of `sub` is a `sup`.
+    pub fn is_assignable(&self, sub: &Local<'_>, sup: &Local<'_>) -> bool {
+        jni_call!(self.env, IsAssignableFrom, sub.raw(), sup.raw()) == Some(1)
+    }
+
     /// `GetStaticMethodID`: the static method `name` with `descriptor` that `class` declares or
     /// inherits; `None` (and no pending exception) when there is none.
     pub fn static_method(&self, class: &Local<'_>, name: &str, descriptor: &str) -> Option<super::MethodId> {
