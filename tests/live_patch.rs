@@ -216,6 +216,39 @@ fn the_same_after_dynamic_attach() {
     }
 }
 
+/// Each apply and rollback retransforms the class, and the hook adds the fault capture probes to
+/// each new version. HotSpot's RedefineClasses keeps every constant of the old pool in the new one
+/// (`VM_RedefineClasses::merge_constant_pools`): probes with fresh ids each time added a constant
+/// per retransformation, and metaspace grew quadratically with the cycles (bench/metaspace.txt).
+/// With the same ids for the same class, the merged pool stops growing after the first cycle.
+#[test]
+fn apply_rollback_cycles_do_not_grow_the_constant_pool() {
+    let jdk = agent_support::default_jdk();
+    let dir = sources(&jdk, "cp-cycles");
+    let log = dir.0.join("cp.log");
+    let xlog = format!("-Xlog:redefine+class+constantpool=info:file={}", log.display());
+    let mut jvm = start_shop(&jdk, &dir.0, &[agentpath(""), xlog]);
+    let pid = jvm.pid.to_string();
+    let guard = write_spec(&dir.0, "guard.yaml", GUARD);
+    for _ in 0..12 {
+        let (ok, _, err) = repairctl(&["apply", &guard, "--pid", &pid]);
+        assert!(ok, "{err}");
+        let (ok, _, err) = repairctl(&["rollback", "price-npe", "--pid", &pid]);
+        assert!(ok, "{err}");
+    }
+    assert!(jvm.state().contains("price=NPE"));
+    jvm.finish();
+    // "old_cp_len=N, scratch_cp_len=M" per redefinition (only Prices is redefined).
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lens: Vec<u32> =
+        text.lines().filter_map(|l| l.split("old_cp_len=").nth(1)?.split(',').next()?.parse().ok()).collect();
+    // One merge per apply and per rollback, and one as the first apply takes the original bytes.
+    assert!(lens.len() >= 24, "{text}");
+    // The first apply adds the guard's constants; then nothing more (it grew by 2 a cycle).
+    let settled = *lens[..4].iter().max().unwrap();
+    assert!(lens.iter().all(|&n| n <= settled), "the pool grows with the cycles: {lens:?}");
+}
+
 #[test]
 fn bad_input_gets_one_clear_error_and_changes_nothing() {
     let jdk = agent_support::default_jdk();

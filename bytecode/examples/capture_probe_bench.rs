@@ -38,7 +38,7 @@ fn main() {
     let pass = |classes: &[Vec<u8>]| {
         let mut methods = 0;
         for c in classes {
-            if let Ok((_, n)) = throw_probe_all(c, |_| Some(-1_000_000)) {
+            if let Ok((_, n)) = throw_probe_all(c, |_, _| Some(-1_000_000)) {
                 methods += n;
             }
         }

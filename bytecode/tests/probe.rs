@@ -137,7 +137,7 @@ fn throw_probes_on_every_method_report_exits_by_exception_only() {
     let path = classes.join("Calc.class");
     let (ok, before, _) = support::java(&[&classes], "Calc");
     assert!(ok);
-    let (bytes, probed) = throw_probe_all(&std::fs::read(&path).unwrap(), |_| Some(200)).unwrap();
+    let (bytes, probed) = throw_probe_all(&std::fs::read(&path).unwrap(), |_, _| Some(200)).unwrap();
     assert_eq!(probed, 5);
     std::fs::write(&path, &bytes).unwrap();
     let (ok, out, err) = support::java(&[&classes], "Calc");

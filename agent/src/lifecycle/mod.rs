@@ -616,7 +616,8 @@ pub fn is_application_class(name: &str) -> bool {
 }
 
 /// Bytecode fault capture: a `Hooks.thrown` exception-exit probe on every method of `name`,
-/// with probe ids of its own ([`crate::runtime::faults::probe_ids`]).
+/// with probe ids of its own, the same each time the class is rewritten again
+/// ([`crate::runtime::faults::probe_ids`]).
 fn capture_probes(name: &str, bytes: &[u8]) -> Option<Vec<u8>> {
     match repair_bytecode::transform::probe::throw_probe_all(bytes, crate::runtime::faults::probe_ids) {
         Ok((probed, n)) if n > 0 => Some(probed),

@@ -42,16 +42,42 @@ const MAX_METHODS: usize = 65_536;
 const MAX_PROBE_SITES: usize = 65_536;
 
 /// The next free capture probe id. Capture probe ids are negative (patch report ids are
-/// positive); every class gets a range of its own each time it is rewritten (as it loads, or
-/// retransformed), so no two probes share an id.
+/// positive); every class gets a range of its own.
 static NEXT_PROBE_ID: AtomicI64 = AtomicI64::new(i32::MIN as i64);
+/// Bound of [`PROBE_RANGES`]: when full it is cleared, and classes rewritten again get fresh ranges.
+const MAX_PROBE_RANGES: usize = 1 << 18;
 
-/// The first of `methods` fresh capture probe ids; `None` once the ids are used up (2^31 methods
-/// rewritten in one JVM), when classes load without probes.
-pub fn probe_ids(methods: usize) -> Option<i32> {
+/// [`repair_bytecode::transform::probe::methods_digest`] of a class → the first id of its range.
+///
+/// A class rewritten again (each apply and rollback retransforms it, and the hook adds the probes
+/// again) gets the range it had: with a fresh range each time, every version's bytes held a new
+/// `CONSTANT_Integer`, and HotSpot's RedefineClasses keeps every constant of the old pool in the
+/// merged one (`VM_RedefineClasses::merge_constant_pools`), so the pool grew by one entry per
+/// retransformation, each version's pool was one entry larger than the freed one, and metaspace
+/// grew quadratically with apply/rollback cycles (bench/metaspace.txt). Classes of the same name
+/// with the same methods in other loaders share the range: a probe's fault site is the method by
+/// name (class, method, descriptor), the same in both.
+static PROBE_RANGES: Mutex<Option<HashMap<u64, i32>>> = Mutex::new(None);
+
+/// The first of `methods` capture probe ids for the class whose methods digest is `digest`: the
+/// range it got before, or a fresh one; `None` once the ids are used up (2^31 methods rewritten
+/// in one JVM), when classes load without probes.
+pub fn probe_ids(methods: usize, digest: u64) -> Option<i32> {
+    let mut ranges = PROBE_RANGES.lock().unwrap_or_else(|e| e.into_inner());
+    let ranges = ranges.get_or_insert_with(HashMap::new);
+    if let Some(&first) = ranges.get(&digest) {
+        return Some(first);
+    }
     let n = methods.max(1) as i64;
     let first = NEXT_PROBE_ID.fetch_add(n, Ordering::Relaxed);
-    (first + n <= 0).then_some(first as i32)
+    if first + n > 0 {
+        return None;
+    }
+    if ranges.len() >= MAX_PROBE_RANGES {
+        ranges.clear();
+    }
+    ranges.insert(digest, first as i32);
+    Some(first as i32)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -552,6 +578,17 @@ mod tests {
         let h = exception_handlers(&code, |i| (i == 5).then(|| "java/lang/Exception".to_string()));
         assert_eq!(h, vec![(9, Some("java/lang/Exception".to_string())), (11, None)]);
         assert!(exception_handlers(&[0, 1], |_| None).is_empty(), "truncated input yields nothing");
+    }
+
+    #[test]
+    fn a_class_rewritten_again_gets_the_probe_ids_it_had() {
+        // Digests no other test uses (the ranges are process-wide).
+        let (a, b) = (0x5eed_0000_0000_0001, 0x5eed_0000_0000_0002);
+        let first = probe_ids(3, a).unwrap();
+        assert_eq!(probe_ids(3, a), Some(first), "the same class again: the same range");
+        let other = probe_ids(4, b).unwrap();
+        assert!(other >= first + 3 || other + 4 <= first, "another class: a range of its own");
+        assert_eq!(probe_ids(4, b), Some(other));
     }
 
     #[test]

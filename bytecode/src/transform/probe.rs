@@ -212,13 +212,17 @@ fn probe_method(cf: &mut ClassFile, index: usize, spec: &ProbeSpec) -> Result<()
 /// agent's default fault capture. The handler is appended after the last instruction, so no
 /// method is decoded; a constructor whose `super(...)` call is not on a straight-line prefix
 /// takes the general path. Method `i` reports probe id `first_id + i`: `first_id` is asked of
-/// `probe_ids` with the number of methods, so the caller can hand every class its own range
-/// (`None`: no ids left, nothing is probed). Returns the bytes and how many methods got a probe.
-pub fn throw_probe_all(class: &[u8], probe_ids: impl FnOnce(usize) -> Option<i32>) -> Result<(Vec<u8>, usize)> {
+/// `probe_ids` with the number of methods and [`methods_digest`] of the class, so the caller can
+/// hand every class its own range, and the same range again when the same class is rewritten
+/// again (`None`: no ids left, nothing is probed). Returns the bytes and how many methods got a
+/// probe.
+pub fn throw_probe_all(class: &[u8], probe_ids: impl FnOnce(usize, u64) -> Option<i32>) -> Result<(Vec<u8>, usize)> {
     use super::guard::{append_handler, raw_code, straight_constructor_start};
     let mut cf = ClassFile::parse(class)?;
     let class_name = cf.name()?.into_owned();
-    let Some(probe_id_base) = probe_ids(cf.methods.len()) else { return Ok((class.to_vec(), 0)) };
+    let Some(probe_id_base) = probe_ids(cf.methods.len(), methods_digest(&cf)?) else {
+        return Ok((class.to_vec(), 0));
+    };
     let mut probed = 0;
     for i in 0..cf.methods.len() {
         let m = &cf.methods[i];
@@ -273,4 +277,18 @@ pub fn throw_probe_all(class: &[u8], probe_ids: impl FnOnce(usize) -> Option<i32
         }
     }
     Ok((cf.to_bytes()?, probed))
+}
+
+/// A digest of the class's name and its methods' names and descriptors, in order: two class files
+/// with the same digest number their methods alike (method `i` is the same method in both), so
+/// they can share probe ids. Stable within a process (not across processes or builds).
+pub fn methods_digest(cf: &ClassFile) -> Result<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    cf.name()?.hash(&mut h);
+    for m in &cf.methods {
+        cf.pool.utf8(m.name)?.hash(&mut h);
+        cf.pool.utf8(m.descriptor)?.hash(&mut h);
+    }
+    Ok(h.finish())
 }
