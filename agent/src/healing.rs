@@ -24,7 +24,6 @@ use crate::journal::{Journal, Refusal};
 use crate::jvm::{JavaVm, Jni, Jvmti};
 use crate::patches::{AppliedPatch, PatchManager};
 use crate::runtime::faults::{Fault, FaultLog, Occurrence};
-use crate::runtime::hooks::Reports;
 
 /// What the healer works with, handed down by the lifecycle that owns each part.
 #[derive(Clone, Copy)]
@@ -34,7 +33,6 @@ pub struct Parts {
     /// How faults are captured in fact.
     pub fault_mode: FaultMode,
     pub faults: &'static FaultLog,
-    pub reports: &'static Reports,
     pub patches: &'static PatchManager,
     pub events: &'static EventLog,
     pub journal: &'static Journal,
@@ -514,7 +512,7 @@ fn verdict(
     if !active.contains(&w.patch.spec.id) {
         return Some(Err("rolled back by an operator".to_string()));
     }
-    let counters = agent.reports.counters(w.patch.report_id);
+    let counters = agent.patches.reports.counters(w.patch.report_id);
     let fallbacks = counters.fallbacks.load(Ordering::Relaxed);
     let calls = counters.enters.load(Ordering::Relaxed);
     // A probe changes nothing the method does: the faults going on are not its doing, and there

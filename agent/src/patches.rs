@@ -21,6 +21,7 @@ use repair_model::journal::{now_ms, sha256_hex};
 use repair_model::spec::{PatchSpec, RewriteEnv};
 
 use crate::runtime::breakers::Breakers;
+use crate::runtime::hooks::Reports;
 
 use crate::jvm::{Jni, Jvmti, JvmtiError, Local};
 
@@ -83,13 +84,24 @@ struct State {
     capturing: Vec<String>,
     /// Bytes the hook returns during our own retransformation; `None`: the original bytes.
     pending: HashMap<String, Option<Vec<u8>>>,
-    next_report_id: i32,
+}
+
+impl State {
+    /// The smallest report id no patch in effect uses. Ids are pushed by `sipush`, so they must
+    /// stay below 32768: a larger one would be a new constant in the class's pool at every apply,
+    /// and HotSpot keeps every pool entry a class ever had across redefinitions (metaspace grows,
+    /// and at 65,535 entries the class can no longer be patched).
+    fn free_report_id(&self) -> i32 {
+        (1..).find(|id| !self.patches.iter().any(|p| p.report_id == *id)).unwrap_or(1)
+    }
 }
 
 #[derive(Default)]
 pub struct PatchManager {
     /// The state of the breaker patches in effect (what `Hooks.breaker*` consult).
     pub breakers: Breakers,
+    /// What each patch's hooks reported, by report id.
+    pub reports: Reports,
     state: Mutex<State>,
     /// Serializes apply and rollback: each is a read-compute-retransform-commit sequence.
     operations: Mutex<()>,
@@ -193,11 +205,12 @@ impl PatchManager {
         jni.with_local_frame(64, |jni| {
             let loaded = loaded_classes_named(jvmti, jni, &class)?;
             self.capture_originals(jvmti, &class, &loaded)?;
-            let mut st = self.state();
-            st.next_report_id += 1;
+            let st = self.state();
+            let report_id = st.free_report_id();
+            self.reports.reset(report_id);
             let mut patch = AppliedPatch {
                 spec,
-                report_id: st.next_report_id,
+                report_id,
                 class: class.clone(),
                 applied_at_ms: now_ms(),
                 who,
@@ -236,11 +249,12 @@ impl PatchManager {
     /// the ClassFileLoadHook applies it as they load, before any of their code runs.
     pub fn preload(&self, spec: PatchSpec, attachments: HashMap<String, Vec<u8>>, who: String) -> AppliedPatch {
         let mut st = self.state();
-        st.next_report_id += 1;
+        let report_id = st.free_report_id();
+        self.reports.reset(report_id);
         let patch = AppliedPatch {
             class: spec.target_class_internal(),
             spec,
-            report_id: st.next_report_id,
+            report_id,
             applied_at_ms: now_ms(),
             who,
             hashes: Default::default(),
@@ -482,4 +496,33 @@ fn loaded_classes_named<'a>(jvmti: Jvmti, jni: &Jni<'a>, internal: &str) -> Resu
         }
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn preload(m: &PatchManager, id: &str) -> AppliedPatch {
+        let yaml =
+            format!("id: {id}\ntarget: {{ class: a.B, method: run }}\naction:\n  guard: {{ fallback: default }}\n");
+        m.preload(PatchSpec::from_yaml(&yaml, "t.yaml").unwrap(), HashMap::new(), "operator:test".into())
+    }
+
+    #[test]
+    fn report_ids_are_reused_so_they_stay_small() {
+        let m = PatchManager::default();
+        let ids: Vec<i32> = ["a", "b", "c"].iter().map(|id| preload(&m, id).report_id).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        m.reports.counters(2).fallbacks.fetch_add(5, std::sync::atomic::Ordering::Relaxed);
+        m.state().patches.retain(|p| p.spec.id != "b");
+        let d = preload(&m, "d");
+        assert_eq!(d.report_id, 2, "the smallest id no patch in effect uses");
+        assert_eq!(m.reports.counters(2).fallbacks.load(std::sync::atomic::Ordering::Relaxed), 0, "counted afresh");
+        // However many patches come and go, ids stay below sipush's limit.
+        for i in 0..40_000 {
+            let p = preload(&m, &format!("x{i}"));
+            m.state().patches.retain(|q| q.spec.id != p.spec.id);
+        }
+        assert_eq!(preload(&m, "last").report_id, 4);
+    }
 }

@@ -21,7 +21,7 @@ use crate::jvm::ffi::{self, ExceptionEvent, HookCalls, VmEvents};
 use crate::jvm::{internal_name, Capability, Event, JavaVm, Jni, Jvmti, Local, REQUESTED_VERSION};
 use crate::patches::PatchManager;
 use crate::runtime::faults::FaultLog;
-use crate::runtime::hooks::{self, Reports};
+use crate::runtime::hooks;
 use crate::{log_at, log_debug, log_error, log_info, log_warn};
 
 /// What `Agent_OnAttach` returns when the agent is already in the JVM (JNI_EEXIST).
@@ -108,7 +108,6 @@ pub struct Agent {
     /// How faults are captured in fact (asking for `jvmti` after attach gets `bytecode`).
     pub fault_mode: FaultMode,
     pub faults: FaultLog,
-    pub reports: Reports,
     pub patches: PatchManager,
     pub events: EventLog,
     pub journal: Journal,
@@ -212,7 +211,6 @@ fn init(vm: JavaVm, text: &str, mode: LoadMode) -> Result<(), (i32, String)> {
         capabilities,
         fault_mode,
         faults: FaultLog::default(),
-        reports: Reports::default(),
         patches: PatchManager::default(),
         events,
         journal,
@@ -320,7 +318,6 @@ impl Agent {
             jvmti: self.jvmti,
             fault_mode: self.fault_mode,
             faults: &self.faults,
-            reports: &self.reports,
             patches: &self.patches,
             events: &self.events,
             journal: &self.journal,
@@ -506,7 +503,7 @@ impl Agent {
         if dropped > 0 {
             lines.push(format!("{dropped} fault sites dropped for room"));
         }
-        for (id, c) in self.reports.all() {
+        for (id, c) in self.patches.reports.all() {
             let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
             let patch = self.patches.patch_of_report(id).unwrap_or_else(|| "-".to_string());
             lines.push(format!(
@@ -576,25 +573,25 @@ impl VmEvents for Agent {
 /// The hooks' natives, each to the part that keeps its state.
 impl HookCalls for Agent {
     fn fallback(&self, jni: &Jni<'_>, id: i32, thrown: Option<&Local<'_>>) {
-        self.reports.fallback(jni, id, thrown)
+        self.patches.reports.fallback(jni, id, thrown)
     }
     fn enter(&self, id: i32, nanos: Option<i64>) {
-        self.reports.enter(id, nanos)
+        self.patches.reports.enter(id, nanos)
     }
     fn enter_args(&self, jni: &Jni<'_>, id: i32, args: Option<&Local<'_>>) {
-        self.reports.enter_args(jni, id, args)
+        self.patches.reports.enter_args(jni, id, args)
     }
     fn exit(&self, id: i32, nanos: Option<i64>) {
-        self.reports.exit(id, nanos)
+        self.patches.reports.exit(id, nanos)
     }
     fn exit_value(&self, jni: &Jni<'_>, id: i32, value: Option<&Local<'_>>) {
-        self.reports.exit_value(jni, id, value)
+        self.patches.reports.exit_value(jni, id, value)
     }
     fn thrown(&self, jni: &Jni<'_>, id: i32, thrown: Option<&Local<'_>>) {
-        self.reports.thrown(&self.faults, self.jvmti, jni, id, thrown)
+        self.patches.reports.thrown(&self.faults, self.jvmti, jni, id, thrown)
     }
     fn line(&self, id: i32, line: i32) {
-        self.reports.line(id, line)
+        self.patches.reports.line(id, line)
     }
     fn breaker_enter(&self, id: i32) -> bool {
         self.patches.breakers.enter(&self.events, id)

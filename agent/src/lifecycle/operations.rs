@@ -71,7 +71,7 @@ impl AgentOperations {
             applied_at_ms: p.applied_at_ms,
             who: p.who.clone(),
             state: state.to_string(),
-            fallbacks: a.reports.counters(p.report_id).fallbacks.load(Ordering::Relaxed),
+            fallbacks: a.patches.reports.counters(p.report_id).fallbacks.load(Ordering::Relaxed),
             durable: p.spec.durable,
         }
     }

@@ -119,6 +119,11 @@ impl Reports {
         self.by_id.write().unwrap_or_else(|e| e.into_inner()).entry(id).or_default().clone()
     }
 
+    /// Fresh counters for `id`, handed to a new patch (ids are reused once their patch is gone).
+    pub fn reset(&self, id: i32) {
+        self.by_id.write().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::default());
+    }
+
     /// `(id, counters)` for every id that has reported, sorted by id.
     pub fn all(&self) -> Vec<(i32, Arc<ReportCounters>)> {
         let mut v: Vec<_> =
