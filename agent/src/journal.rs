@@ -181,13 +181,28 @@ impl Journal {
     /// Every record, oldest first: this run's, the runs' before and the other replicas' (read
     /// from the shared file when they last appended).
     pub fn history(&self) -> Vec<Record> {
+        self.with_records(<[Record]>::to_vec).unwrap_or_default()
+    }
+
+    /// One page of [`Journal::history`]: records after `after_seq`, at most `limit`, and the seq
+    /// to continue after when more remain. Copies only the page.
+    pub fn page(&self, after_seq: u64, limit: usize) -> (Vec<Record>, Option<u64>) {
+        self.with_records(|all| {
+            let (page, next) = repair_model::journal::page(all, after_seq, limit);
+            (page.to_vec(), next)
+        })
+        .unwrap_or_default()
+    }
+
+    /// `f` on the records, brought up to date with the other replicas' and with compaction.
+    fn with_records<R>(&self, f: impl FnOnce(&[Record]) -> R) -> Option<R> {
         let mut guard = self.journal.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(open) = guard.as_mut() else { return Vec::new() };
+        let open = guard.as_mut()?;
         if let Ok(news) = open.file.refresh() {
             open.records.extend(news.records);
         }
         open.follow_compaction(&self.dir);
-        open.records.clone()
+        Some(f(&open.records))
     }
 
     /// The durable patches in effect, to put back at start-up: the service's, whichever replica

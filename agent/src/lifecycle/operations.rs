@@ -269,11 +269,9 @@ impl Operations for AgentOperations {
 
     fn history(&self, after_seq: u64, limit: usize) -> proto::HistoryReply {
         let a = self.0;
-        let all = a.journal.history();
-        let (page, next) = repair_model::journal::page(&all, after_seq, limit);
+        let (page, next) = a.journal.page(after_seq, limit);
         let records = page
-            .iter()
-            .cloned()
+            .into_iter()
             .map(|r| proto::HistoryRecord {
                 seq: r.seq,
                 at_ms: r.at_ms,
