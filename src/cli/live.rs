@@ -200,6 +200,9 @@ fn stream_line(row: Vec<String>, wide: bool) -> String {
 
 pub async fn faults(conn: &Conn, follow: bool) -> Result<(), String> {
     let (mut client, target) = conn.open().await?;
+    // Subscribe before listing so no fault falls between the two (one in both shows twice, with
+    // its count as each saw it).
+    let mut stream = if follow { Some(rpc(client.watch_faults(proto::FaultsRequest {}).await)?) } else { None };
     let r = rpc(client.faults(proto::FaultsRequest {}).await)?;
     if follow && !conn.output.is_table() {
         // A stream: every record on its own (one JSON object a line), the known ones first.
@@ -216,8 +219,7 @@ pub async fn faults(conn: &Conn, follow: bool) -> Result<(), String> {
             },
         )?;
     }
-    if follow {
-        let mut stream = rpc(client.watch_faults(proto::FaultsRequest {}).await)?;
+    if let Some(stream) = stream.as_mut() {
         loop {
             match stream.next().await {
                 Some(Ok(f)) => print_record(conn.output, &fault_json(&f), |wide| stream_line(fault_row(&f), wide))?,

@@ -121,11 +121,14 @@ fn rewrite_entries(
     // A progress line on a terminal (nothing when stderr is piped), for inputs large enough to wait on.
     let progress = super::stderr_is_terminal() && entries.len() > 1;
     let done = AtomicUsize::new(0);
+    if progress {
+        eprint!("rewriting: 0/{} entries (0%)", entries.len());
+    }
     let results: Vec<Result<(Rewritten, Summary), String>> = std::thread::scope(|s| {
         let handles: Vec<_> =
             entries.chunks(chunk).map(|part| s.spawn(|| rewrite_part(part, mode, spec, &done))).collect();
         if progress {
-            let mut last = String::new();
+            let mut last = format!("rewriting: 0/{} entries (0%)", entries.len());
             while !handles.iter().all(|h| h.is_finished()) {
                 let n = done.load(Ordering::Relaxed);
                 let line = format!("rewriting: {n}/{} entries ({}%)", entries.len(), n * 100 / entries.len().max(1));
