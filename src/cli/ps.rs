@@ -185,8 +185,14 @@ pub fn ps(output: Output, agent_only: bool) -> Result<(), String> {
 }
 
 /// The JVM a live command talks to when it is given neither `--pid` nor `--endpoint`: the only
-/// one with the agent's socket; says on stderr which it picked.
+/// one with the agent's socket; says on stderr which it picked (once: a command that connects
+/// several times keeps its first answer).
 pub fn default_pid() -> Result<u32, String> {
+    static PICKED: std::sync::OnceLock<Result<u32, String>> = std::sync::OnceLock::new();
+    PICKED.get_or_init(pick_default_pid).clone()
+}
+
+fn pick_default_pid() -> Result<u32, String> {
     let with_agent: Vec<Jvm> = list().into_iter().filter(|j| j.agent).collect();
     let reachable: Vec<&Jvm> = with_agent.iter().filter(|j| endpoint::find_socket(j.pid).is_some()).collect();
     match (reachable.as_slice(), with_agent.as_slice()) {
