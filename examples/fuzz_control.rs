@@ -727,7 +727,8 @@ fn seeds(demo: &Path, price_class: Option<Vec<u8>>) -> Result<Vec<Vec<Vec<u8>>>,
     for class in
         ["repair.demo.PriceService", "repair/demo/PriceService", "java.lang.String", "", "[I", "no.such.Klass", "int"]
     {
-        s[idx("ClassBytes")].push(proto::ClassBytesRequest { class_name: class.into() }.encode_to_vec());
+        s[idx("ClassBytes")]
+            .push(proto::ClassBytesRequest { class_name: class.into(), original: false }.encode_to_vec());
     }
     let mut ids = Vec::new();
     for spec in ["price-npe.yaml", "ratio-zero.yaml", "orders-page.yaml"] {
@@ -1171,7 +1172,7 @@ async fn run() -> Result<bool, String> {
     let ch = channel(&socket).await?;
     let price = {
         let mut client = proto::agent_client::AgentClient::new(ch.clone());
-        let req = proto::ClassBytesRequest { class_name: "repair.demo.PriceService".into() };
+        let req = proto::ClassBytesRequest { class_name: "repair.demo.PriceService".into(), original: false };
         client.class_bytes(req).await.ok().map(|r| r.into_inner().bytes)
     };
     let mut pools = seeds(&demo, price)?;

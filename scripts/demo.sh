@@ -63,5 +63,5 @@ echo "   the same traffic again, once the repairs are validated:"
 drive
 echo "   state: $(stats)"
 echo "   what the agent decided and did (repairctl events):"
-"$repairctl" events --pid "$pid" | grep -v ' policy ' | cut -c1-170 | sed 's/^/   /'
+"$repairctl" events --pid "$pid" | grep -v ' policy ' | sed 's/^/   /'
 "$repairctl" patches --pid "$pid" | sed 's/^/   /'

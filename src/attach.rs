@@ -63,7 +63,7 @@ fn check_is_jvm(pid: u32) -> Result<(), String> {
 }
 
 /// Whether a `/proc/PID/maps` text maps a `libjvm.so` (also one deleted since, by a JDK update).
-fn maps_hold_libjvm(maps: &str) -> bool {
+pub fn maps_hold_libjvm(maps: &str) -> bool {
     maps.lines().filter_map(|line| line.find('/').map(|i| &line[i..])).any(|path| {
         let path = path.strip_suffix(" (deleted)").unwrap_or(path);
         Path::new(path).file_name().is_some_and(|f| f == "libjvm.so")

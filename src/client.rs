@@ -6,7 +6,7 @@ use hyper_util::rt::TokioIo;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint as TonicEndpoint, Identity};
 
-use crate::endpoint::{socket_path, token_path, Endpoint};
+use crate::endpoint::{find_socket, socket_path, token_path, Endpoint};
 use crate::proto::agent_client::AgentClient;
 
 /// Which agent to talk to.
@@ -87,17 +87,14 @@ pub async fn connect(target: &Target, credentials: &Credentials) -> Result<Clien
         Target::Pid(pid) => (Endpoint::Unix(socket_path(*pid)), Some(*pid)),
         Target::Endpoint(e) => (e.clone(), None),
     };
+    let endpoint = match pid {
+        Some(pid) => Endpoint::Unix(agent_socket(pid).await?),
+        None => endpoint,
+    };
     let channel = match &endpoint {
         Endpoint::Unix(path) => {
             if !path.exists() {
-                return Err(match pid {
-                    Some(pid) if !PathBuf::from(format!("/proc/{pid}")).exists() => format!("no process {pid}"),
-                    Some(pid) => format!(
-                        "no repair agent in JVM {pid}: {} not found (is the agent loaded? try `repairctl attach {pid}`)",
-                        path.display()
-                    ),
-                    None => format!("no agent socket at {}", path.display()),
-                });
+                return Err(format!("no agent socket at {}", path.display()));
             }
             let path = path.clone();
             TonicEndpoint::from_static("http://agent.local")
@@ -131,6 +128,40 @@ pub async fn connect(target: &Target, credentials: &Credentials) -> Result<Clien
         None => None,
     };
     Ok(AgentClient::with_interceptor(channel, Auth(auth)))
+}
+
+/// The socket of JVM `pid`'s agent, or one line that says why there is none and what to do:
+/// suggests `repairctl attach` only for a JVM without the agent, and waits a little for the
+/// socket of an agent that is loaded (just attached) but not listening yet.
+pub async fn agent_socket(pid: u32) -> Result<PathBuf, String> {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    if !proc.exists() {
+        return Err(format!("no process {pid}"));
+    }
+    if let Some(p) = find_socket(pid) {
+        return Ok(p);
+    }
+    let name = crate::cli::ps::comm(pid);
+    let maps = std::fs::read_to_string(proc.join("maps")).map_err(|e| {
+        format!("process {pid} ({name}): no agent socket found, and its memory map cannot be read to tell why: {e}")
+    })?;
+    if !crate::attach::maps_hold_libjvm(&maps) {
+        return Err(format!("process {pid} ({name}) is not a Java VM (`repairctl ps` lists the JVMs)"));
+    }
+    if !crate::cli::ps::maps_hold_agent(&maps) {
+        return Err(format!("no repair agent in JVM {pid} ({name}): load it with `repairctl attach {pid}`"));
+    }
+    for _ in 0..30 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if let Some(p) = find_socket(pid) {
+            return Ok(p);
+        }
+    }
+    Err(format!(
+        "the agent is loaded in JVM {pid} ({name}) but no socket of it was found (looked for {}): \
+         if it listens on TCP, give --endpoint",
+        socket_path(pid).display()
+    ))
 }
 
 /// An error with its causes: a TLS failure's reason is several sources deep.

@@ -106,6 +106,11 @@ pub fn socket_path(pid: u32) -> PathBuf {
     })
 }
 
+/// The socket of the agent inside JVM `pid`, only if it exists.
+pub fn find_socket(pid: u32) -> Option<PathBuf> {
+    find_agent_file(pid, "sock")
+}
+
 /// The file holding the generated token of JVM `pid`'s TCP endpoint, beside its socket.
 pub fn token_path(pid: u32) -> Option<PathBuf> {
     find_agent_file(pid, "token")

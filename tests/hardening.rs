@@ -69,7 +69,7 @@ fn durations_no_clock_holds_are_refused_offline() {
         // The spec is parsed before the input is read: the class need not exist.
         let out = dir.0.join("out.class");
         expect_refusal(
-            &["rewrite", spec, "In.class", "-o", out.to_str().unwrap()],
+            &["rewrite", spec, "In.class", "--out", out.to_str().unwrap()],
             &["action.breaker.window", value, why],
         );
 

@@ -415,7 +415,7 @@ impl Run {
         let a = self.agent;
         let internal = frame.class.replace('.', "/");
         let bytes =
-            a.vm.attached(THREAD, |jni| a.patches.live_bytes(a.jvmti, jni, &internal))
+            a.vm.attached(THREAD, |jni| a.patches.live_bytes(a.jvmti, jni, &internal, false))
                 .map_err(|rc| format!("cannot attach to the JVM (JNI error {rc})"))?
                 .map_err(|e| e.to_string())?;
         let method = repair_bytecode::transform::MethodTarget {

@@ -345,7 +345,13 @@ impl PatchManager {
 
     /// The bytes the JVM runs for `internal` now: its original bytes (read from the JVM on first
     /// use) with the active patches applied.
-    pub fn live_bytes(&self, jvmti: Jvmti, jni: &Jni<'_>, internal: &str) -> Result<Vec<u8>, PatchError> {
+    pub fn live_bytes(
+        &self,
+        jvmti: Jvmti,
+        jni: &Jni<'_>,
+        internal: &str,
+        original_only: bool,
+    ) -> Result<Vec<u8>, PatchError> {
         let _op = self.operations.lock().unwrap_or_else(|e| e.into_inner());
         jni.with_local_frame(64, |jni| {
             let loaded = loaded_classes_named(jvmti, jni, internal)?;
@@ -355,6 +361,9 @@ impl PatchManager {
         let original = st.originals.get(internal).ok_or_else(|| {
             PatchError::Unavailable(format!("the JVM did not hand over the bytes of {}", internal.replace('/', ".")))
         })?;
+        if original_only {
+            return Ok(original.clone());
+        }
         chain(original, st.patches.iter().filter(|p| p.class == internal))
     }
 

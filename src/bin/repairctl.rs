@@ -3,125 +3,216 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use repair_model::cli::live::{self, Conn};
-use repair_model::cli::{self, Output};
+use repair_model::cli::{self, topics};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "repairctl", version, about = "Repairs running JVMs: the console of the repair agent")]
+#[command(
+    name = "repairctl",
+    version,
+    about = "Repairs running JVMs: the console of the repair agent",
+    long_about = "Repairs running JVMs: the console of the repair agent (librepair.so).\n\n\
+        Live commands talk to the agent in one JVM: --pid PID, --endpoint ENDPOINT, or, with neither,\n\
+        the only JVM on this host with the agent (repairctl ps lists them). Options go before or\n\
+        after the command: `repairctl --pid 42 apply fix.yaml` = `repairctl apply fix.yaml --pid 42`.",
+    after_help = "Examples:\n  \
+        repairctl ps                                  # the JVMs on this host, with or without the agent\n  \
+        repairctl attach 4242                         # load the agent into JVM 4242\n  \
+        repairctl faults                              # what is failing in the only JVM with the agent\n  \
+        repairctl apply demo/price-npe.yaml --pid 4242\n  \
+        repairctl diff price-npe                      # the method's bytecode before and after\n  \
+        repairctl rollback price-npe\n\n\
+        Help topics (repairctl help TOPIC):\n  \
+        spec     the patch spec (repairctl apply, repairctl rewrite)\n  \
+        policy   the self-healing policy file (repairctl policy apply)\n\n\
+        Shell completions: repairctl completions bash|zsh|fish",
+    disable_help_subcommand = true
+)]
 struct Cli {
+    #[command(flatten)]
+    global: Conn,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Rewrite a .class or .jar offline: by a patch spec, or every method (--guard-all, --probe-all).
-    Rewrite {
-        /// The patch spec (YAML); omit with --guard-all or --probe-all.
-        #[arg(required_unless_present_any = ["guard_all", "probe_all"])]
-        spec: Option<PathBuf>,
-        /// The input .class or .jar (after the spec when one is given).
-        input: Option<PathBuf>,
-        /// Where to write the result (.class or .jar, like the input).
-        #[arg(short = 'o', long = "out")]
-        out: PathBuf,
-        /// Summary format (`-o` names the output file here).
-        #[arg(long, value_enum, default_value = "human")]
-        format: Output,
-        /// Guard every method with a body against java.lang.Throwable, default fallback.
-        #[arg(long, conflicts_with = "probe_all")]
-        guard_all: bool,
-        /// Entry, exit and throw probes on every method with a body.
+    /// The JVMs on this host that you may see: pid, user, main class or jar, JDK, uptime, and
+    /// whether the agent is loaded (and where it listens).
+    #[command(after_help = "Examples:\n  repairctl ps\n  repairctl ps --agent -o json")]
+    Ps {
+        /// Only the JVMs with the agent loaded. Example: `repairctl ps --agent`
         #[arg(long)]
-        probe_all: bool,
+        agent: bool,
     },
     /// What the agent in a JVM is, can do and lacks.
-    Status(#[command(flatten)] Conn),
-    /// Faults the agent has seen; --follow streams new ones.
+    #[command(
+        after_help = "Examples:\n  repairctl status\n  repairctl status --pid 4242 -o wide   # with why each missing capability is missing"
+    )]
+    Status,
+    /// Faults the agent has seen (deduplicated by site); --follow streams new ones.
+    #[command(
+        after_help = "Examples:\n  repairctl faults --pid 4242\n  repairctl faults --follow -o json | jq .exception"
+    )]
     Faults {
-        #[command(flatten)]
-        conn: Conn,
+        /// Keep printing faults as they happen (one JSON object a line with -o json), until the
+        /// JVM exits or Ctrl-C. Example: `repairctl faults --follow`
         #[arg(short, long)]
         follow: bool,
     },
-    /// Loaded classes matching a glob (`repair.demo.*`).
+    /// Loaded classes matching a glob, their class loader, and whether they can be patched.
+    #[command(
+        after_help = "Examples:\n  repairctl classes 'repair.demo.*'\n  repairctl classes 'com.shop.**' -o json"
+    )]
     Classes {
+        /// A glob on dotted class names: `*` within a package, `**` across packages. Example:
+        /// `'com.shop.*'` (quoted, so the shell leaves it alone)
         glob: String,
-        #[command(flatten)]
-        conn: Conn,
     },
-    /// Disassemble a class: a FILE.class offline, or a loaded class of the JVM given by --pid.
+    /// Disassemble a class as javap -c -v does: a FILE.class offline, or a class loaded in a JVM
+    /// (the bytes it runs now, patches included).
+    #[command(
+        after_help = "Examples:\n  repairctl javap repair.demo.PriceService --pid 4242\n  repairctl javap build/classes/Price.class\n  repairctl javap repair.demo.PriceService -o json"
+    )]
     Javap {
+        /// A dotted class name loaded in the JVM, or the path of a .class file. Example:
+        /// `repair.demo.PriceService`
         class: String,
-        #[command(flatten)]
-        conn: Conn,
     },
-    /// Apply a patch spec to a live JVM.
+    /// Apply a patch spec to a live JVM (repairctl help spec: the format).
+    #[command(
+        after_help = "Examples:\n  repairctl apply demo/price-npe.yaml --pid 4242\n  repairctl apply fix.yaml --file Fixed.class=build/Fixed.class\n  repairctl apply getname.yaml --allow-jdk"
+    )]
     Apply {
+        /// The patch spec (YAML; repairctl help spec). Example: `demo/price-npe.yaml`
         spec: PathBuf,
         /// Extra files to attach, NAME=PATH (files the spec names are attached by themselves).
-        #[arg(long = "file")]
+        /// Example: `--file Fixed.class=build/Fixed.class`
+        #[arg(long = "file", value_name = "NAME=PATH")]
         files: Vec<String>,
         /// Patch a JDK class (java.*, javax.*, jdk.*, sun.*, com.sun.*): it changes every caller in
-        /// the JVM, so it must be meant.
+        /// the JVM, so it must be meant. Example: `repairctl apply getname.yaml --allow-jdk`
         #[arg(long)]
         allow_jdk: bool,
-        #[command(flatten)]
-        conn: Conn,
     },
-    /// Active patches.
-    Patches(#[command(flatten)] Conn),
+    /// Active patches, in the order they were applied.
+    #[command(
+        after_help = "Examples:\n  repairctl patches\n  repairctl patches -o wide   # long ids and classes in full"
+    )]
+    Patches,
+    /// The bytecode of a patched method before and after the patch, as a unified diff of javap
+    /// text.
+    #[command(
+        after_help = "Examples:\n  repairctl diff price-npe\n  repairctl diff price-npe --class   # the whole class, constant pool included"
+    )]
+    Diff {
+        /// The patch's id (repairctl patches lists them). Example: `price-npe`
+        id: String,
+        /// Diff the whole class, not only the patched method. Example: `repairctl diff price-npe --class`
+        #[arg(long)]
+        class: bool,
+    },
     /// Roll back one patch, or all of them.
+    #[command(after_help = "Examples:\n  repairctl rollback price-npe\n  repairctl rollback --all --pid 4242")]
     Rollback {
+        /// The patch's id (repairctl patches lists them). Example: `price-npe`
         #[arg(required_unless_present = "all")]
         id: Option<String>,
+        /// Roll back every active patch. Example: `repairctl rollback --all`
         #[arg(long, conflicts_with = "id")]
         all: bool,
-        #[command(flatten)]
-        conn: Conn,
     },
-    /// The self-healing policy: apply a file, or show the one in force.
+    /// The self-healing policy: apply a file, or show the one in force (repairctl help policy:
+    /// the format).
+    #[command(after_help = "Examples:\n  repairctl policy apply demo/policy.yaml\n  repairctl policy show")]
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
     },
     /// The journal: every patch applied, validated, refused and rolled back, across restarts.
-    History(#[command(flatten)] Conn),
+    #[command(after_help = "Examples:\n  repairctl history\n  repairctl history -o json | jq '.records[] | .event'")]
+    History,
     /// What the agent decided and did, with reasons; --follow streams new events.
+    #[command(after_help = "Examples:\n  repairctl events\n  repairctl events --follow -o json")]
     Events {
+        /// Keep printing events as they happen (one JSON object a line with -o json), until the
+        /// JVM exits or Ctrl-C. Example: `repairctl events --follow`
         #[arg(short, long)]
         follow: bool,
-        #[command(flatten)]
-        conn: Conn,
     },
     /// Load the agent into a running JVM (HotSpot's attach protocol, as jcmd does).
+    #[command(
+        after_help = "Examples:\n  repairctl attach 4242\n  repairctl attach 4242 log=info,faults=jvmti\n  repairctl attach 4242 control=tcp:127.0.0.1:7000,token_file=/etc/repair/token"
+    )]
     Attach {
-        pid: u32,
-        /// Agent options, key=value,... (e.g. control=tcp:127.0.0.1:7000).
+        /// The JVM's pid (or --pid). Example: `4242`
+        #[arg(value_name = "PID")]
+        target: Option<u32>,
+        /// Agent options, key=value,... (log, faults, state, policy, control, token_file, tls_*).
+        /// Example: `log=info,faults=jvmti`
         #[arg(default_value = "")]
         options: String,
-        /// The agent library (default: librepair.so beside repairctl).
-        #[arg(long)]
+        /// The agent library (default: librepair.so beside repairctl). Example:
+        /// `--agent /opt/repair/librepair.so`
+        #[arg(long, value_name = "FILE")]
         agent: Option<PathBuf>,
-        #[arg(short = 'o', long = "output", value_enum, default_value = "human")]
-        output: Output,
+    },
+    /// Rewrite a .class or .jar offline: by a patch spec, or every method (--guard-all,
+    /// --probe-all). Shows progress on a terminal and a summary at the end.
+    #[command(
+        after_help = "Examples:\n  repairctl rewrite demo/price-npe.yaml shop.jar --out shop-fixed.jar\n  repairctl rewrite --guard-all app.jar --out app-guarded.jar\n  repairctl rewrite --probe-all Price.class --out Price.class -o json"
+    )]
+    Rewrite {
+        /// The patch spec (YAML; repairctl help spec); omit with --guard-all or --probe-all.
+        /// Example: `demo/price-npe.yaml`
+        #[arg(required_unless_present_any = ["guard_all", "probe_all"])]
+        spec: Option<PathBuf>,
+        /// The input .class or .jar (after the spec when one is given). Example: `shop.jar`
+        input: Option<PathBuf>,
+        /// Where to write the result (.class or .jar, like the input). Example: `--out fixed.jar`
+        #[arg(long = "out", value_name = "FILE")]
+        out: PathBuf,
+        /// Guard every method with a body against java.lang.Throwable, default fallback.
+        /// Example: `repairctl rewrite --guard-all app.jar --out guarded.jar`
+        #[arg(long, conflicts_with = "probe_all")]
+        guard_all: bool,
+        /// Entry, exit and throw probes on every method with a body. Example:
+        /// `repairctl rewrite --probe-all app.jar --out probed.jar`
+        #[arg(long)]
+        probe_all: bool,
+    },
+    /// Shell completions for bash, zsh or fish, on stdout.
+    #[command(
+        after_help = "Examples:\n  repairctl completions bash > /etc/bash_completion.d/repairctl\n  repairctl completions zsh > \"${fpath[1]}/_repairctl\"\n  repairctl completions fish > ~/.config/fish/completions/repairctl.fish"
+    )]
+    Completions {
+        /// The shell. Example: `bash`
+        shell: clap_complete::Shell,
+    },
+    /// Help on a command (repairctl help apply) or a topic: spec, policy.
+    #[command(after_help = "Examples:\n  repairctl help spec\n  repairctl help policy\n  repairctl help rollback")]
+    Help {
+        /// A command (`apply`, `policy apply`) or a topic (`spec`, `policy`). Example: `spec`
+        #[arg(value_name = "COMMAND|TOPIC")]
+        topic: Vec<String>,
     },
 }
 
 #[derive(Subcommand, Debug)]
 enum PolicyCommand {
     /// Replace the policy with FILE (a policy that does not parse changes nothing).
+    #[command(after_help = "Examples:\n  repairctl policy apply demo/policy.yaml --pid 4242")]
     Apply {
+        /// The policy (YAML; repairctl help policy). Example: `demo/policy.yaml`
         file: PathBuf,
-        #[command(flatten)]
-        conn: Conn,
     },
     /// The policy in force and what each rule did.
-    Show(#[command(flatten)] Conn),
+    #[command(after_help = "Examples:\n  repairctl policy show\n  repairctl policy show -o yaml")]
+    Show,
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -129,43 +220,94 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 }
 
 fn javap(class: &str, conn: &Conn) -> Result<(), String> {
-    let bytes = if class.ends_with(".class") && std::path::Path::new(class).exists() {
-        std::fs::read(class).map_err(|e| format!("{class}: {e}"))?
+    let (bytes, from) = if class.ends_with(".class") && std::path::Path::new(class).exists() {
+        (std::fs::read(class).map_err(|e| format!("{class}: {e}"))?, class.to_string())
     } else {
-        block_on(live::class_bytes(conn, class))?
+        (block_on(live::class_bytes(conn, class, false))?, "the JVM".to_string())
     };
     let text = repair_bytecode::javap::disassemble(&bytes).map_err(|e| format!("{class}: {e}"))?;
-    cli::out(&text)
+    let value = serde_json::json!({"class": class, "from": from, "javap": text});
+    cli::print(conn.output, value, |_| text.clone())
+}
+
+/// `repairctl help [COMMAND|TOPIC]`.
+fn help(words: &[String]) -> Result<(), String> {
+    let mut command = Cli::command();
+    let Some(first) = words.first() else {
+        return command.print_long_help().map_err(|e| e.to_string());
+    };
+    if words.len() == 1 {
+        if let Some(text) = topics::topic(first) {
+            let mut text = text.to_string();
+            if command.find_subcommand(first).is_some() {
+                text.push_str(&format!("\nThe `{first}` command: repairctl {first} --help\n"));
+            }
+            return cli::out(&text);
+        }
+    }
+    let mut sub = &mut command;
+    for w in words {
+        sub = match sub.find_subcommand_mut(w) {
+            Some(s) => s,
+            None => {
+                let commands: Vec<String> =
+                    Cli::command().get_subcommands().map(|c| c.get_name().to_string()).collect();
+                return Err(format!(
+                    "no command or help topic {:?}: topics are {}; commands are {}",
+                    words.join(" "),
+                    topics::TOPICS.iter().map(|t| t.0).collect::<Vec<_>>().join(", "),
+                    commands.join(", ")
+                ));
+            }
+        };
+    }
+    let name = format!("repairctl {}", words.join(" "));
+    let help = sub.clone().bin_name(name).render_long_help().to_string();
+    cli::out(&help)
 }
 
 fn main() -> ExitCode {
     let args = Cli::parse();
+    let conn = args.global;
     let result = match args.command {
-        Command::Rewrite { spec, input, out, format, guard_all, probe_all } => {
+        Command::Ps { agent } => cli::ps::ps(conn.output, agent),
+        Command::Rewrite { spec, input, out, guard_all, probe_all } => {
             let (mode, input) = match (guard_all || probe_all, spec, input) {
                 (true, Some(i), None) | (true, None, Some(i)) => {
                     (if guard_all { cli::rewrite::Mode::GuardAll } else { cli::rewrite::Mode::ProbeAll }, i)
                 }
                 (false, Some(s), Some(i)) => (cli::rewrite::Mode::Spec(s), i),
                 _ => {
-                    eprintln!("repairctl: error: give PATCH.yaml IN -o OUT, or --guard-all/--probe-all IN -o OUT");
+                    eprintln!(
+                        "repairctl: error: give PATCH.yaml IN --out OUT, or --guard-all/--probe-all IN --out OUT"
+                    );
                     return ExitCode::from(2);
                 }
             };
-            cli::rewrite::run(&mode, &input, &out, format)
+            cli::rewrite::run(&mode, &input, &out, conn.output)
         }
-        Command::Status(conn) => block_on(live::status(&conn)),
-        Command::Faults { conn, follow } => block_on(live::faults(&conn, follow)),
-        Command::Classes { glob, conn } => block_on(live::classes(&conn, &glob)),
-        Command::Javap { class, conn } => javap(&class, &conn),
-        Command::Apply { spec, files, allow_jdk, conn } => block_on(live::apply(&conn, &spec, &files, allow_jdk)),
-        Command::Patches(conn) => block_on(live::patches(&conn)),
-        Command::Rollback { id, all, conn } => block_on(live::rollback(&conn, id, all)),
-        Command::Policy { command: PolicyCommand::Apply { file, conn } } => block_on(live::policy_apply(&conn, &file)),
-        Command::Policy { command: PolicyCommand::Show(conn) } => block_on(live::policy_show(&conn)),
-        Command::History(conn) => block_on(live::history(&conn)),
-        Command::Events { follow, conn } => block_on(live::events(&conn, follow)),
-        Command::Attach { pid, options, agent, output } => live::attach(pid, &options, agent, output),
+        Command::Status => block_on(live::status(&conn)),
+        Command::Faults { follow } => block_on(live::faults(&conn, follow)),
+        Command::Classes { glob } => block_on(live::classes(&conn, &glob)),
+        Command::Javap { class } => javap(&class, &conn),
+        Command::Apply { spec, files, allow_jdk } => block_on(live::apply(&conn, &spec, &files, allow_jdk)),
+        Command::Patches => block_on(live::patches(&conn)),
+        Command::Diff { id, class } => block_on(cli::diff::diff(&conn, &id, class)),
+        Command::Rollback { id, all } => block_on(live::rollback(&conn, id, all)),
+        Command::Policy { command: PolicyCommand::Apply { file } } => block_on(live::policy_apply(&conn, &file)),
+        Command::Policy { command: PolicyCommand::Show } => block_on(live::policy_show(&conn)),
+        Command::History => block_on(live::history(&conn)),
+        Command::Events { follow } => block_on(live::events(&conn, follow)),
+        Command::Attach { target, options, agent } => match target.or(conn.pid) {
+            Some(pid) => live::attach(pid, &options, agent, conn.output),
+            None => Err("give the JVM: repairctl attach PID (repairctl ps lists the JVMs)".to_string()),
+        },
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "repairctl", &mut buf);
+            cli::out(&String::from_utf8_lossy(&buf))
+        }
+        Command::Help { topic } => help(&topic),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,49 +8,69 @@ use clap::Args;
 use serde_json::json;
 use tokio_stream::StreamExt;
 
-use super::{out, Output};
+use super::{cut, print, print_record, table, Output, LAST_CELL};
 use crate::client::{connect, describe, Client, Credentials, Target};
 use crate::endpoint::Endpoint;
 use crate::proto;
 use crate::spec::PatchSpec;
 
-/// Which agent, and how to print.
-#[derive(Args, Debug, Clone)]
+/// The options every command takes, before or after its name (`repairctl --pid 42 apply x.yaml`):
+/// which agent, and how to print.
+#[derive(Args, Debug, Clone, Default)]
 pub struct Conn {
-    /// The JVM's pid: its agent's socket is found from it.
-    #[arg(short = 'p', long, conflicts_with = "endpoint")]
+    /// The JVM's pid: its agent's socket is found from it. Left out, the only JVM on this host
+    /// with the agent is used (and named on stderr). Example: `--pid 4242`
+    #[arg(short = 'p', long, global = true, conflicts_with = "endpoint", help_heading = "Global options")]
     pub pid: Option<u32>,
-    /// unix:/path/to.sock, tcp:HOST:PORT (plaintext, loopback) or tls:HOST:PORT.
-    #[arg(long)]
+    /// The agent's endpoint instead of a pid: unix:/path/to.sock, tcp:HOST:PORT (plaintext,
+    /// loopback) or tls:HOST:PORT. Example: `--endpoint tcp:127.0.0.1:7000`
+    #[arg(long, global = true, value_name = "ENDPOINT", help_heading = "Global options")]
     pub endpoint: Option<String>,
     /// File holding the token of a TCP endpoint; else $REPAIR_TOKEN, else (with --pid) the
     /// token file the agent generated. Never on the command line: `ps` shows it to everyone.
-    #[arg(long, value_name = "FILE")]
+    /// Example: `--token-file /etc/repair/token`
+    #[arg(long, global = true, value_name = "FILE", help_heading = "Global options")]
     pub token_file: Option<PathBuf>,
-    /// PEM file of the CA that signed the agent's certificate (tls: endpoints).
-    #[arg(long, value_name = "FILE")]
+    /// PEM file of the CA that signed the agent's certificate (tls: endpoints). Example:
+    /// `--tls-ca ca.pem`
+    #[arg(long, global = true, value_name = "FILE", help_heading = "Global options")]
     pub tls_ca: Option<PathBuf>,
-    /// PEM file of this client's certificate, for an agent that requires one (mTLS).
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    /// PEM file of this client's certificate, for an agent that requires one (mTLS). Example:
+    /// `--tls-cert me.pem --tls-key me.key`
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_key", help_heading = "Global options")]
     pub tls_cert: Option<PathBuf>,
-    /// PEM file of this client's private key (mTLS).
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    /// PEM file of this client's private key (mTLS). Example: `--tls-key me.key`
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_cert", help_heading = "Global options")]
     pub tls_key: Option<PathBuf>,
-    /// The name the agent's certificate must carry, when not the endpoint's host.
-    #[arg(long, value_name = "NAME")]
+    /// The name the agent's certificate must carry, when not the endpoint's host. Example:
+    /// `--tls-domain agent.shop.internal`
+    #[arg(long, global = true, value_name = "NAME", help_heading = "Global options")]
     pub tls_domain: Option<String>,
-    /// human (tables) or json.
-    #[arg(short = 'o', long = "output", value_enum, default_value = "human")]
+    /// How to print records: table (long cells cut), wide (every cell in full), json or yaml;
+    /// a --follow stream prints one JSON object a line. Example: `-o json`
+    #[arg(
+        short = 'o',
+        long = "output",
+        global = true,
+        value_enum,
+        default_value = "table",
+        help_heading = "Global options"
+    )]
     pub output: Output,
 }
 
 impl Conn {
-    async fn client(&self) -> Result<Client, String> {
-        let target = match (&self.pid, &self.endpoint) {
+    /// Which agent: --pid, --endpoint, else the only JVM with the agent.
+    fn target(&self) -> Result<Target, String> {
+        Ok(match (&self.pid, &self.endpoint) {
             (Some(p), _) => Target::Pid(*p),
             (None, Some(e)) => Target::Endpoint(Endpoint::parse(e)?),
-            (None, None) => return Err("give the JVM with --pid PID or --endpoint ENDPOINT".into()),
-        };
+            (None, None) => Target::Pid(super::ps::default_pid()?),
+        })
+    }
+
+    async fn open(&self) -> Result<(Client, Target), String> {
+        let target = self.target()?;
         let credentials = Credentials {
             token: Credentials::token_from(self.token_file.as_deref())?,
             tls_ca: self.tls_ca.clone(),
@@ -58,45 +78,49 @@ impl Conn {
             tls_key: self.tls_key.clone(),
             tls_domain: self.tls_domain.clone(),
         };
-        connect(&target, &credentials).await
+        Ok((connect(&target, &credentials).await?, target))
     }
+
+    async fn client(&self) -> Result<Client, String> {
+        Ok(self.open().await?.0)
+    }
+}
+
+/// Whether process `pid` is gone (or a zombie waiting to be reaped).
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3)).is_some_and(|st| st == "Z" || st == "X"),
+    }
+}
+
+/// A --follow stream ended (`error`: how, if not cleanly). If the JVM exited, that is the end of
+/// the stream, not an error: one line on stderr, status 0.
+async fn stream_ended(conn: &Conn, target: &Target, error: Option<String>) -> Result<(), String> {
+    match target {
+        Target::Pid(pid) => {
+            // The connection can close a moment before the process is gone.
+            for _ in 0..40 {
+                if exited(*pid) {
+                    eprintln!("repairctl: JVM {pid} exited; the stream ended");
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Target::Endpoint(e) => {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if conn.client().await.is_err() {
+                eprintln!("repairctl: the agent at {e} went away (its JVM exited?); the stream ended");
+                return Ok(());
+            }
+        }
+    }
+    Err(error.unwrap_or_else(|| "the agent ended the stream".to_string()))
 }
 
 fn rpc<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Result<T, String> {
     r.map(tonic::Response::into_inner).map_err(|s| describe(&s))
-}
-
-fn print(output: Output, value: serde_json::Value, human: impl FnOnce() -> String) -> Result<(), String> {
-    match output {
-        Output::Json => out(&format!("{value}\n")),
-        Output::Human => out(&human()),
-    }
-}
-
-/// Left-aligned columns with a header row.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            width[i] = width[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let mut s: String = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}  ", w = width[i]))
-            .collect::<String>()
-            .trim_end()
-            .to_string();
-        s.push('\n');
-        s
-    };
-    let mut out = line(header.iter().map(|h| h.to_string()).collect());
-    for r in rows {
-        out.push_str(&line(r.clone()));
-    }
-    out
 }
 
 pub async fn status(conn: &Conn) -> Result<(), String> {
@@ -109,12 +133,25 @@ pub async fn status(conn: &Conn) -> Result<(), String> {
         "fault_capture_detail": s.fault_capture_detail, "classes_skipped": s.classes_skipped,
         "journal": s.journal, "instance": s.instance,
     });
-    print(conn.output, value, || {
-        let missing = if s.missing_capabilities.is_empty() { "none".into() } else { s.missing_capabilities.join("; ") };
+    print(conn.output, value, |wide| {
+        // Each entry is `capability: why`; the table names them, -o wide adds why.
+        let missing = if s.missing_capabilities.is_empty() {
+            "none".into()
+        } else if wide {
+            s.missing_capabilities.join("\n               ")
+        } else {
+            let names: Vec<&str> =
+                s.missing_capabilities.iter().map(|m| m.split_once(": ").map_or(m.as_str(), |(n, _)| n)).collect();
+            format!("{} (why: -o wide)", names.join(", "))
+        };
         let capture = if s.fault_capture_detail.is_empty() {
             s.fault_capture.clone()
         } else {
-            format!("{} ({})", s.fault_capture, s.fault_capture_detail)
+            format!(
+                "{} ({})",
+                s.fault_capture,
+                if wide { s.fault_capture_detail.clone() } else { cut(&s.fault_capture_detail, LAST_CELL) }
+            )
         };
         format!(
             "pid            {}\njvm            {}\nagent          {}\nloaded         {}\nfault capture  {}\ncapabilities   {}\nmissing        {}\nfaults seen    {}\npatches active {}\nclasses loaded {}\nuptime         {:.1}s\nendpoint       {}\njournal        {} (this JVM: {})\n",
@@ -149,22 +186,45 @@ fn fault_row(f: &proto::Fault) -> Vec<String> {
     ]
 }
 
+const FAULT_HEADER: [&str; 6] = ["COUNT", "EXCEPTION", "SITE", "THREAD", "HANDLED", "MESSAGE"];
+
+/// A table row as one line of a stream: the cells cut as in a table (unless wide), two spaces apart.
+fn stream_line(row: Vec<String>, wide: bool) -> String {
+    let last = row.len().saturating_sub(1);
+    row.iter()
+        .enumerate()
+        .map(|(i, c)| if wide { c.clone() } else { cut(c, if i == last { LAST_CELL } else { super::CELL }) })
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
 pub async fn faults(conn: &Conn, follow: bool) -> Result<(), String> {
-    let mut client = conn.client().await?;
+    let (mut client, target) = conn.open().await?;
+    // Subscribe before listing so no fault falls between the two (one in both shows twice, with
+    // its count as each saw it).
+    let mut stream = if follow { Some(rpc(client.watch_faults(proto::FaultsRequest {}).await)?) } else { None };
     let r = rpc(client.faults(proto::FaultsRequest {}).await)?;
-    let header = ["COUNT", "EXCEPTION", "SITE", "THREAD", "HANDLED", "MESSAGE"];
-    print(
-        conn.output,
-        json!({ "faults": r.faults.iter().map(fault_json).collect::<Vec<_>>(), "dropped_sites": r.dropped_sites }),
-        || table(&header, &r.faults.iter().map(fault_row).collect::<Vec<_>>()),
-    )?;
-    if follow {
-        let mut stream = rpc(client.watch_faults(proto::FaultsRequest {}).await)?;
-        while let Some(f) = stream.next().await {
-            let f = f.map_err(|s| describe(&s))?;
-            match conn.output {
-                Output::Json => out(&format!("{}\n", fault_json(&f)))?,
-                Output::Human => out(&format!("{}\n", fault_row(&f).join("  ")))?,
+    if follow && !conn.output.is_table() {
+        // A stream: every record on its own (one JSON object a line), the known ones first.
+        for f in &r.faults {
+            print_record(conn.output, &fault_json(f), |_| String::new())?;
+        }
+    } else {
+        print(
+            conn.output,
+            json!({ "faults": r.faults.iter().map(fault_json).collect::<Vec<_>>(), "dropped_sites": r.dropped_sites }),
+            |wide| {
+                let empty = if follow { "no faults yet; waiting for new ones" } else { "no faults" };
+                table(&FAULT_HEADER, &r.faults.iter().map(fault_row).collect::<Vec<_>>(), wide, empty)
+            },
+        )?;
+    }
+    if let Some(stream) = stream.as_mut() {
+        loop {
+            match stream.next().await {
+                Some(Ok(f)) => print_record(conn.output, &fault_json(&f), |wide| stream_line(fault_row(&f), wide))?,
+                Some(Err(s)) => return stream_ended(conn, &target, Some(describe(&s))).await,
+                None => return stream_ended(conn, &target, None).await,
             }
         }
     }
@@ -185,14 +245,29 @@ pub async fn classes(conn: &Conn, glob: &str) -> Result<(), String> {
             .iter()
             .map(|c| json!({"name": c.name, "loader": c.loader, "modifiable": c.modifiable}))
             .collect::<Vec<_>>()),
-        || table(&["CLASS", "LOADER", "MODIFIABLE"], &rows),
+        |wide| table(&["CLASS", "LOADER", "MODIFIABLE"], &rows, wide, &format!("no loaded class matches {glob}")),
     )?;
     Ok(())
 }
 
-pub async fn class_bytes(conn: &Conn, class: &str) -> Result<Vec<u8>, String> {
-    let r = rpc(conn.client().await?.class_bytes(proto::ClassBytesRequest { class_name: class.into() }).await)?;
+/// The bytes the JVM runs for `class` now, or (`original`) as it loaded them, before any patch.
+pub async fn class_bytes(conn: &Conn, class: &str, original: bool) -> Result<Vec<u8>, String> {
+    let r =
+        rpc(conn.client().await?.class_bytes(proto::ClassBytesRequest { class_name: class.into(), original }).await)?;
     Ok(r.bytes)
+}
+
+/// The active patch `id`, as `repairctl patches` lists it.
+pub async fn patch(conn: &Conn, id: &str) -> Result<proto::Patch, String> {
+    let r = rpc(conn.client().await?.patches(proto::PatchesRequest {}).await)?;
+    let ids: Vec<String> = r.patches.iter().map(|p| p.id.clone()).collect();
+    r.patches.into_iter().find(|p| p.id == id).ok_or_else(|| {
+        if ids.is_empty() {
+            format!("no active patch {id:?}: there are no patches")
+        } else {
+            format!("no active patch {id:?} (active: {})", ids.join(", "))
+        }
+    })
 }
 
 fn patch_row(p: &proto::Patch) -> Vec<String> {
@@ -234,7 +309,7 @@ pub async fn apply(conn: &Conn, spec_path: &Path, files: &[String], allow_jdk: b
     }
     let req = proto::ApplyRequest { spec_yaml: text, source, attachments, who: operator(), allow_jdk };
     let p = rpc(conn.client().await?.apply(req).await)?;
-    print(conn.output, patch_json(&p), || {
+    print(conn.output, patch_json(&p), |_| {
         format!("applied {}: {} on {}.{}\n", p.id, p.action, p.classes.join(","), p.method)
     })?;
     Ok(())
@@ -242,8 +317,8 @@ pub async fn apply(conn: &Conn, spec_path: &Path, files: &[String], allow_jdk: b
 
 pub async fn patches(conn: &Conn) -> Result<(), String> {
     let r = rpc(conn.client().await?.patches(proto::PatchesRequest {}).await)?;
-    print(conn.output, json!(r.patches.iter().map(patch_json).collect::<Vec<_>>()), || {
-        table(&PATCH_HEADER, &r.patches.iter().map(patch_row).collect::<Vec<_>>())
+    print(conn.output, json!(r.patches.iter().map(patch_json).collect::<Vec<_>>()), |wide| {
+        table(&PATCH_HEADER, &r.patches.iter().map(patch_row).collect::<Vec<_>>(), wide, "no patches")
     })?;
     Ok(())
 }
@@ -251,18 +326,22 @@ pub async fn patches(conn: &Conn) -> Result<(), String> {
 pub async fn rollback(conn: &Conn, id: Option<String>, all: bool) -> Result<(), String> {
     let req = proto::RollbackRequest { id: id.unwrap_or_default(), all, who: operator() };
     let r = rpc(conn.client().await?.rollback(req).await)?;
-    print(conn.output, json!(r.patches.iter().map(patch_json).collect::<Vec<_>>()), || {
+    print(conn.output, json!(r.patches.iter().map(patch_json).collect::<Vec<_>>()), |_| {
+        if r.patches.is_empty() {
+            return "no patches to roll back\n".to_string();
+        }
         r.patches.iter().map(|p| format!("rolled back {}\n", p.id)).collect()
     })?;
     Ok(())
 }
 
-/// Who is at the console, as journaled: the login name, else the user id (`uid:1000`).
+/// Who is at the console, as journaled: the login name ($USER, $LOGNAME, else the uid's name in
+/// /etc/passwd), else the user id (`uid:1000`).
 fn operator() -> String {
     ["USER", "LOGNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|n| !n.is_empty()))
-        .or_else(|| crate::endpoint::current_uid().map(|uid| format!("uid:{uid}")))
+        .or_else(|| crate::endpoint::current_uid().map(super::ps::user_name))
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -277,7 +356,7 @@ fn policy_json(p: &proto::PolicyReply) -> serde_json::Value {
     })
 }
 
-fn policy_text(p: &proto::PolicyReply) -> String {
+fn policy_text(p: &proto::PolicyReply, wide: bool) -> String {
     if !p.loaded {
         return "no policy in force\n".to_string();
     }
@@ -297,7 +376,12 @@ fn policy_text(p: &proto::PolicyReply) -> String {
             ]
         })
         .collect();
-    out.push_str(&table(&["RULE", "WHEN", "FIRED", "APPLIED", "HELD UP", "ROLLED BACK", "HELD BACK"], &rows));
+    out.push_str(&table(
+        &["RULE", "WHEN", "FIRED", "APPLIED", "HELD UP", "ROLLED BACK", "HELD BACK"],
+        &rows,
+        wide,
+        "no rules",
+    ));
     for r in &p.rules {
         for (i, a) in r.actions.iter().enumerate() {
             out.push_str(&format!("  {} action {i}: {a}\n", r.name));
@@ -313,13 +397,13 @@ pub async fn policy_apply(conn: &Conn, file: &Path) -> Result<(), String> {
     crate::policy::parse(&yaml, &source)?;
     let req = proto::PolicyApplyRequest { yaml, source, who: operator() };
     let p = rpc(conn.client().await?.policy_apply(req).await)?;
-    print(conn.output, policy_json(&p), || format!("policy {} in force ({} rules)\n", p.source, p.rules.len()))?;
+    print(conn.output, policy_json(&p), |_| format!("policy {} in force ({} rules)\n", p.source, p.rules.len()))?;
     Ok(())
 }
 
 pub async fn policy_show(conn: &Conn) -> Result<(), String> {
     let p = rpc(conn.client().await?.policy_show(proto::PolicyShowRequest {}).await)?;
-    print(conn.output, policy_json(&p), || policy_text(&p))?;
+    print(conn.output, policy_json(&p), |wide| policy_text(&p, wide))?;
     Ok(())
 }
 
@@ -348,7 +432,7 @@ pub async fn history(conn: &Conn) -> Result<(), String> {
             "hashes_after": h.hashes_after, "reason": h.reason, "instance": h.instance,
         })).collect::<Vec<_>>(),
     });
-    print(conn.output, value, || {
+    print(conn.output, value, |wide| {
         let short = |h: &[String]| h.iter().map(|x| x.get(..12).unwrap_or(x).to_string()).collect::<Vec<_>>().join(",");
         let rows: Vec<Vec<String>> = r
             .records
@@ -376,7 +460,12 @@ pub async fn history(conn: &Conn) -> Result<(), String> {
             "journal in {} ({})\n{}",
             r.state_dir,
             r.journal,
-            table(&["SEQ", "TIME (UTC)", "EVENT", "PATCH", "WHO", "JVM", "", "CLASS SHA-256", "REASON"], &rows)
+            table(
+                &["SEQ", "TIME (UTC)", "EVENT", "PATCH", "WHO", "JVM", "", "CLASS SHA-256", "REASON"],
+                &rows,
+                wide,
+                "no records"
+            )
         )
     })?;
     Ok(())
@@ -387,39 +476,48 @@ fn event_json(e: &proto::Event) -> serde_json::Value {
            "site": e.site, "reason": e.reason})
 }
 
-fn event_line(e: &proto::Event) -> String {
+fn event_line(e: &proto::Event, wide: bool) -> String {
     let mut s = format!("{} {:<17}", clock(e.at_ms), e.kind);
     for (k, v) in [("rule", &e.rule), ("patch", &e.patch), ("at", &e.site)] {
         if !v.is_empty() {
-            s.push_str(&format!(" {k}={v}"));
+            s.push_str(&format!(" {k}={}", if wide { v.clone() } else { cut(v, super::CELL) }));
         }
     }
     if !e.reason.is_empty() {
         s.push_str(": ");
-        s.push_str(&e.reason);
+        s.push_str(&if wide { e.reason.clone() } else { cut(&e.reason, LAST_CELL) });
     }
     s
 }
 
 pub async fn events(conn: &Conn, follow: bool) -> Result<(), String> {
-    let mut client = conn.client().await?;
+    let (mut client, target) = conn.open().await?;
     // Subscribe before listing so nothing falls between the two; duplicates are skipped by seq.
     let mut stream = if follow { Some(rpc(client.watch_events(proto::EventsRequest {}).await)?) } else { None };
     let r = rpc(client.events(proto::EventsRequest {}).await)?;
-    print(conn.output, json!(r.events.iter().map(event_json).collect::<Vec<_>>()), || {
-        r.events.iter().map(|e| format!("{}\n", event_line(e))).collect()
-    })?;
+    if follow && !conn.output.is_table() {
+        for e in &r.events {
+            print_record(conn.output, &event_json(e), |_| String::new())?;
+        }
+    } else {
+        print(conn.output, json!(r.events.iter().map(event_json).collect::<Vec<_>>()), |wide| {
+            if r.events.is_empty() {
+                return if follow { "no events yet; waiting for new ones\n" } else { "no events\n" }.to_string();
+            }
+            r.events.iter().map(|e| format!("{}\n", event_line(e, wide))).collect()
+        })?;
+    }
     let mut last = r.events.last().map_or(0, |e| e.seq);
     if let Some(stream) = stream.as_mut() {
-        while let Some(e) = stream.next().await {
-            let e = e.map_err(|s| describe(&s))?;
-            if e.seq <= last {
-                continue;
-            }
-            last = e.seq;
-            match conn.output {
-                Output::Json => out(&format!("{}\n", event_json(&e)))?,
-                Output::Human => out(&format!("{}\n", event_line(&e)))?,
+        loop {
+            match stream.next().await {
+                Some(Ok(e)) if e.seq <= last => {}
+                Some(Ok(e)) => {
+                    last = e.seq;
+                    print_record(conn.output, &event_json(&e), |wide| event_line(&e, wide))?;
+                }
+                Some(Err(s)) => return stream_ended(conn, &target, Some(describe(&s))).await,
+                None => return stream_ended(conn, &target, None).await,
             }
         }
     }
@@ -441,6 +539,21 @@ pub fn attach(pid: u32, options: &str, agent: Option<PathBuf>, output: Output) -
             r.agent_code
         ));
     }
-    print(output, json!({"pid": pid, "agent": agent, "loaded": true}), || format!("agent loaded into JVM {pid}\n"))?;
+    // The agent opens its socket on a thread of its own: wait for it (under the JVM's user's
+    // uid, found as `repairctl --pid` finds it), so the next command finds it too.
+    let tcp = options.split(',').find_map(|kv| kv.strip_prefix("control=")).filter(|c| c.starts_with("tcp:"));
+    let mut socket = crate::endpoint::find_socket(pid);
+    for _ in 0..if tcp.is_some() { 0 } else { 50 } {
+        if socket.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        socket = crate::endpoint::find_socket(pid);
+    }
+    let endpoint = socket.map(|s| format!("unix:{}", s.display())).or(tcp.map(str::to_string));
+    print(output, json!({"pid": pid, "agent": agent, "loaded": true, "endpoint": endpoint}), |_| match &endpoint {
+        Some(e) => format!("agent loaded into JVM {pid}, listening on {e}\n"),
+        None => format!("agent loaded into JVM {pid} (no socket of it found: see the JVM's stderr)\n"),
+    })?;
     Ok(())
 }

@@ -4,13 +4,14 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use repair_bytecode::archive::{read_archive, Entry};
 use repair_bytecode::transform::{guard::guard_all, probe::probe_all};
 use serde::Serialize;
 
-use super::{out, Output};
+use super::Output;
 use crate::spec::{PatchSpec, RewriteEnv};
 
 /// New bytes per entry, `None` where the entry is copied unchanged.
@@ -66,19 +67,31 @@ pub fn run(mode: &Mode, input: &Path, output: &Path, format: Output) -> Result<(
     }
     summary.seconds = started.elapsed().as_secs_f64();
     summary.classes_per_s = summary.classes as f64 / summary.seconds.max(1e-9);
-    match format {
-        Output::Json => out(&format!("{}\n", serde_json::to_string(&summary).map_err(|e| e.to_string())?)),
-        Output::Human => out(&format!(
-            "classes={} rewritten={} methods={} skipped_methods={} unparsed={} seconds={:.3} classes_per_s={:.0}\n",
-            summary.classes,
-            summary.rewritten,
-            summary.methods,
-            summary.skipped_methods,
-            summary.unparsed,
+    let value = serde_json::to_value(&summary).map_err(|e| e.to_string())?;
+    super::print(format, value, |_| {
+        let verb = match mode {
+            Mode::Spec(_) => "patched",
+            Mode::GuardAll => "guarded",
+            Mode::ProbeAll => "probed",
+        };
+        let mut text = format!(
+            "{} of {} classes rewritten, {} methods {verb}",
+            summary.rewritten, summary.classes, summary.methods
+        );
+        if summary.skipped_methods > 0 {
+            text.push_str(&format!(" ({} skipped)", summary.skipped_methods));
+        }
+        if summary.unparsed > 0 {
+            text.push_str(&format!(", {} copied unchanged (not parsed)", summary.unparsed));
+        }
+        text.push_str(&format!(
+            ", in {:.2} s ({:.0} classes/s) -> {}\n",
             summary.seconds,
-            summary.classes_per_s
-        )),
-    }
+            summary.classes_per_s,
+            output.display()
+        ));
+        text
+    })
 }
 
 /// The spec and the files it refers to (read relative to the spec's directory).
@@ -105,9 +118,28 @@ fn rewrite_entries(
 ) -> Result<Rewritten, String> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(entries.len().max(1));
     let chunk = entries.len().div_ceil(threads).max(1);
+    // A progress line on a terminal (nothing when stderr is piped), for inputs large enough to wait on.
+    let progress = super::stderr_is_terminal() && entries.len() > 1;
+    let done = AtomicUsize::new(0);
+    if progress {
+        eprint!("rewriting: 0/{} entries (0%)", entries.len());
+    }
     let results: Vec<Result<(Rewritten, Summary), String>> = std::thread::scope(|s| {
         let handles: Vec<_> =
-            entries.chunks(chunk).map(|part| s.spawn(move || rewrite_part(part, mode, spec))).collect();
+            entries.chunks(chunk).map(|part| s.spawn(|| rewrite_part(part, mode, spec, &done))).collect();
+        if progress {
+            let mut last = format!("rewriting: 0/{} entries (0%)", entries.len());
+            while !handles.iter().all(|h| h.is_finished()) {
+                let n = done.load(Ordering::Relaxed);
+                let line = format!("rewriting: {n}/{} entries ({}%)", entries.len(), n * 100 / entries.len().max(1));
+                if line != last {
+                    eprint!("\r\x1b[K{line}");
+                    last = line;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            eprint!("\r\x1b[K");
+        }
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("a rewrite thread panicked".to_string()))).collect()
     });
     let mut out = Vec::with_capacity(entries.len());
@@ -127,10 +159,12 @@ fn rewrite_part(
     entries: &[Entry],
     mode: &Mode,
     spec: Option<&(PatchSpec, HashMap<String, Vec<u8>>)>,
+    done: &AtomicUsize,
 ) -> Result<(Rewritten, Summary), String> {
     let mut s = Summary::default();
     let mut out = Vec::with_capacity(entries.len());
     for e in entries {
+        done.fetch_add(1, Ordering::Relaxed);
         let is_class = e.name.ends_with(".class") && !e.name.ends_with("module-info.class");
         if !is_class {
             out.push(None);

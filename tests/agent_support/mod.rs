@@ -203,6 +203,13 @@ impl Service {
         self.lines.recv_timeout(Duration::from_secs(30)).expect("a STATE line")
     }
 
+    /// Sends `line` to the JVM and waits for its answer line.
+    pub fn send(&mut self, line: &str) -> String {
+        use std::io::Write;
+        writeln!(self.stdin.as_mut().expect("running"), "{line}").unwrap();
+        self.lines.recv_timeout(Duration::from_secs(30)).expect("an answer line")
+    }
+
     /// SIGKILLs the JVM and reaps it.
     pub fn kill(&mut self) {
         let mut child = self.child.take().expect("running");

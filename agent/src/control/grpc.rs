@@ -115,9 +115,10 @@ impl agent_server::Agent for AgentService {
         &self,
         req: Request<proto::ClassBytesRequest>,
     ) -> Result<Response<proto::ClassBytesReply>, Status> {
-        let name = req.into_inner().class_name;
+        let req = req.into_inner();
+        let (name, original) = (req.class_name, req.original);
         let n = name.clone();
-        let bytes = self.try_call(move |o| o.class_bytes(&n)).await?;
+        let bytes = self.try_call(move |o| o.class_bytes(&n, original)).await?;
         Ok(Response::new(proto::ClassBytesReply { class_name: name, bytes }))
     }
 

@@ -43,8 +43,9 @@ pub trait Operations: Send + Sync + 'static {
     fn status(&self) -> proto::StatusReply;
     /// Loaded classes whose dotted name matches `glob` (`*`, `?`; empty: all).
     fn classes(&self, glob: &str) -> Result<Vec<proto::LoadedClass>, Status>;
-    /// The current class-file bytes of a loaded class (dotted or internal name).
-    fn class_bytes(&self, class: &str) -> Result<Vec<u8>, Status>;
+    /// The current class-file bytes of a loaded class (dotted or internal name); with
+    /// `original`, its bytes as loaded, before any patch.
+    fn class_bytes(&self, class: &str, original: bool) -> Result<Vec<u8>, Status>;
     /// Faults seen, most recent first, and how many sites were dropped for space.
     fn faults(&self) -> proto::FaultsReply;
     /// New faults and updated counts as they happen.

@@ -29,7 +29,7 @@ impl Operations for FakeOperations {
             .map(|n| proto::LoadedClass { name: n.to_string(), loader: "app".into(), modifiable: true })
             .collect())
     }
-    fn class_bytes(&self, class: &str) -> Result<Vec<u8>, Status> {
+    fn class_bytes(&self, class: &str, _original: bool) -> Result<Vec<u8>, Status> {
         Err(Status::not_found(format!("class {class} is not loaded")))
     }
     fn faults(&self) -> proto::FaultsReply {
@@ -116,7 +116,8 @@ fn a_client_drives_the_agent_over_the_unix_socket() {
         assert_eq!((s.pid, s.load_mode.as_str()), (42, "onattach"));
         let classes = c.classes(proto::ClassesRequest { glob: "a.*".into() }).await.unwrap().into_inner().classes;
         assert_eq!(classes.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["a.B", "a.C"]);
-        let err = c.class_bytes(proto::ClassBytesRequest { class_name: "q.Z".into() }).await.unwrap_err();
+        let err =
+            c.class_bytes(proto::ClassBytesRequest { class_name: "q.Z".into(), original: false }).await.unwrap_err();
         assert_eq!((err.code(), err.message()), (tonic::Code::NotFound, "class q.Z is not loaded"));
         let bad = c
             .apply(proto::ApplyRequest { spec_yaml: "id: [".into(), source: "bad.yaml".into(), ..Default::default() })

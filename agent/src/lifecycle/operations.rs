@@ -162,8 +162,8 @@ impl Operations for AgentOperations {
         })
     }
 
-    fn class_bytes(&self, class: &str) -> Result<Vec<u8>, Status> {
-        self.with_jni(|a, jni| a.patches.live_bytes(a.jvmti, jni, &class.replace('.', "/")))
+    fn class_bytes(&self, class: &str, original: bool) -> Result<Vec<u8>, Status> {
+        self.with_jni(|a, jni| a.patches.live_bytes(a.jvmti, jni, &class.replace('.', "/"), original))
     }
 
     fn faults(&self) -> proto::FaultsReply {

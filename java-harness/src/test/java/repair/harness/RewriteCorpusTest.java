@@ -36,7 +36,7 @@ public class RewriteCorpusTest {
     }
 
     static void rewrite(String mode, File in, File out) throws Exception {
-        Process p = new ProcessBuilder(repairctl().getPath(), "rewrite", mode, in.getPath(), "-o", out.getPath())
+        Process p = new ProcessBuilder(repairctl().getPath(), "rewrite", mode, in.getPath(), "--out", out.getPath())
                 .redirectErrorStream(true)
                 .start();
         String log = new String(p.getInputStream().readAllBytes());
