@@ -38,7 +38,7 @@ java)
     printf 'Premain-Class: RetransformAgent\nCan-Retransform-Classes: true\n' > "$tmp/manifest"
     "$jdk_bin/jar" cfm "$tmp/agent.jar" "$tmp/manifest" -C "$tmp/cls" .
     (cd "$tmp" && unzip -q -o "$jar" repair/demo/PriceService.class)
-    "$root/target/release/repairctl" rewrite "$spec" "$tmp/repair/demo/PriceService.class" -o "$tmp/patched.class" >/dev/null
+    "$root/target/release/repairctl" rewrite "$spec" "$tmp/repair/demo/PriceService.class" --out "$tmp/patched.class" >/dev/null
     # shellcheck disable=SC2086
     "$java" $heap -javaagent:"$tmp/agent.jar=$tmp/patched.class,$cycles,$step${traffic:+,traffic}" -cp "$jar" RetransformAgent
     ;;
