@@ -154,7 +154,14 @@ fn repair_and_roll_back(jvm: &mut Service, dir: &Path) {
     let (_, out, _) = repairctl(&["patches", "--pid", &pid, "-o", "json"]);
     let patches: serde_json::Value = serde_json::from_str(&out).unwrap();
     let again = patches.as_array().unwrap().iter().find(|p| p["id"] == "price-npe").expect("price-npe listed");
-    assert_eq!(again["who"], format!("operator:uid:{uid}"), "{out}");
+    // Without $USER and $LOGNAME the operator is the uid's name in /etc/passwd (else uid:N).
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let name = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == uid.to_string())
+        .map_or_else(|| format!("uid:{uid}"), |f| f[0].to_string());
+    assert_eq!(again["who"], format!("operator:{name}"), "{out}");
 
     let (ok, _, err) = repairctl(&["rollback", "price-npe", "--pid", &pid]);
     assert!(ok, "{err}");
