@@ -226,8 +226,7 @@ impl PatchManager {
                 chain(&original, st.patches.iter().filter(|p| p.class == class).chain(std::iter::once(&patch)))?;
             patch.hashes = (sha256_hex(&before), sha256_hex(&new_bytes));
             drop(st);
-            check_catch_types(jvmti, jni, &patch.spec, &loaded)?;
-            check_fallback_method(jvmti, jni, &patch.spec, &new_bytes, &loaded)?;
+            check_references(jvmti, jni, &patch.spec, &new_bytes, &loaded)?;
             let mut st = self.state();
             self.breakers.register(patch.report_id, &patch.spec);
             st.pending.insert(class.clone(), Some(new_bytes));
@@ -391,54 +390,68 @@ fn list_or_none(items: &[&str]) -> String {
     }
 }
 
-/// Every loaded class named `internal` (one per defining loader) that can be retransformed.
-/// A guard's `catch:` classes must resolve where the handler is, as `Throwable`s: the JVM
-/// resolves a handler's type when an exception reaches it, and one it cannot load would throw
-/// `NoClassDefFoundError` on the application's thread instead of the original exception.
-fn check_catch_types(jvmti: Jvmti, jni: &Jni<'_>, spec: &PatchSpec, loaded: &[Local<'_>]) -> Result<(), PatchError> {
-    let repair_model::spec::Action::Guard { catch, .. } = &spec.action else { return Ok(()) };
-    let throwable = jni
-        .find_class("java/lang/Throwable")
-        .ok_or_else(|| PatchError::Unavailable("java.lang.Throwable is missing".to_string()))?;
-    for target in loaded {
-        let loader = jvmti.class_loader(jni, target).map_err(|e| PatchError::Unavailable(e.to_string()))?;
-        for name in catch {
-            let class = jni.class_for_name(name, &loader).map_err(|why| {
-                PatchError::NotFound(format!(
-                    "patch {}: catch {name}: cannot load it from {}'s class loader: {why}",
-                    spec.id, spec.class
-                ))
-            })?;
-            if !jni.is_assignable(&class, &throwable) {
-                return Err(PatchError::Invalid(format!(
-                    "patch {}: catch {name}: not a Throwable, so nothing can be caught as one",
-                    spec.id
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A `{method: pkg.Class.name}` fallback must resolve where the patched code will call it, or
-/// every fallback would throw `NoSuchMethodError`/`IllegalAccessError` on the application's
-/// thread: in each loaded copy of the target's class loader, a static method of that name with
-/// the descriptor the rewrite calls, accessible from the target (public, or in its package).
-fn check_fallback_method(
+/// What the rewritten code names must resolve where it runs, in each loaded copy of the target's
+/// class loader, or the JVM would throw `NoClassDefFoundError`, `NoSuchMethodError` or
+/// `IllegalAccessError` on the application's thread the first time the handler runs: a guard's
+/// `catch:` classes, and a `{method: pkg.Class.name}` fallback.
+fn check_references(
     jvmti: Jvmti,
     jni: &Jni<'_>,
     spec: &PatchSpec,
     patched: &[u8],
     loaded: &[Local<'_>],
 ) -> Result<(), PatchError> {
+    let fallback = fallback_calls(spec, patched)?;
+    for target in loaded {
+        let loader = jvmti.class_loader(jni, target).map_err(|e| PatchError::Unavailable(e.to_string()))?;
+        check_catch_types(jni, spec, &loader)?;
+        if let Some(calls) = &fallback {
+            check_fallback_method(jvmti, jni, spec, calls, &loader)?;
+        }
+    }
+    Ok(())
+}
+
+/// A guard's `catch:` classes load from `loader` and are `Throwable`s (the JVM resolves a
+/// handler's type when an exception reaches it).
+fn check_catch_types(jni: &Jni<'_>, spec: &PatchSpec, loader: &Local<'_>) -> Result<(), PatchError> {
+    let repair_model::spec::Action::Guard { catch, .. } = &spec.action else { return Ok(()) };
+    let throwable = jni
+        .find_class("java/lang/Throwable")
+        .ok_or_else(|| PatchError::Unavailable("java.lang.Throwable is missing".to_string()))?;
+    for name in catch {
+        let class = jni.class_for_name(name, loader).map_err(|why| {
+            PatchError::NotFound(format!(
+                "patch {}: catch {name}: cannot load it from {}'s class loader: {why}",
+                spec.id, spec.class
+            ))
+        })?;
+        if !jni.is_assignable(&class, &throwable) {
+            return Err(PatchError::Invalid(format!(
+                "patch {}: catch {name}: not a Throwable, so nothing can be caught as one",
+                spec.id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The static fallback method a patch calls: its class, name and every descriptor the rewritten
+/// code calls it with (read from the patched class's pool); `None` for other fallbacks.
+struct FallbackCalls<'s> {
+    class: &'s str,
+    name: &'s str,
+    descriptors: Vec<String>,
+}
+
+fn fallback_calls<'s>(spec: &'s PatchSpec, patched: &[u8]) -> Result<Option<FallbackCalls<'s>>, PatchError> {
     use repair_bytecode::transform::Fallback;
     use repair_model::spec::Action;
     let (Action::Guard { fallback: Fallback::StaticMethod { class, name }, .. }
     | Action::Breaker { fallback: Fallback::StaticMethod { class, name }, .. }) = &spec.action
     else {
-        return Ok(());
+        return Ok(None);
     };
-    const ACC_PUBLIC: i32 = 0x0001;
     let internal = class.replace('.', "/");
     let cf = repair_bytecode::ClassFile::parse(patched).map_err(|e| PatchError::Invalid(e.to_string()))?;
     let mut descriptors: Vec<String> = cf
@@ -450,38 +463,46 @@ fn check_fallback_method(
         .collect();
     descriptors.sort();
     descriptors.dedup();
+    Ok(Some(FallbackCalls { class, name, descriptors }))
+}
+
+/// The fallback is, as `loader` sees it, a static method with each descriptor the rewrite calls,
+/// accessible from the target (public, or in its package).
+fn check_fallback_method(
+    jvmti: Jvmti,
+    jni: &Jni<'_>,
+    spec: &PatchSpec,
+    calls: &FallbackCalls<'_>,
+    loader: &Local<'_>,
+) -> Result<(), PatchError> {
+    const ACC_PUBLIC: i32 = 0x0001;
+    let FallbackCalls { class, name, descriptors } = calls;
     let package = |n: &str| n.rsplit_once(['.', '/']).map_or(String::new(), |(p, _)| p.replace('/', "."));
     let fallback = |d: &str| format!("fallback {class}.{name}{d} of patch {}", spec.id);
-    for target in loaded {
-        let loader = jvmti.class_loader(jni, target).map_err(|e| PatchError::Unavailable(e.to_string()))?;
-        let owner = jni.class_for_name(class, &loader).map_err(|why| {
+    let owner = jni.class_for_name(class, loader).map_err(|why| {
+        PatchError::NotFound(format!("{}: cannot load {class} from {}'s class loader: {why}", fallback(""), spec.class))
+    })?;
+    for d in descriptors {
+        let method = jni.static_method(&owner, name, d).ok_or_else(|| {
             PatchError::NotFound(format!(
-                "{}: cannot load {class} from {}'s class loader: {why}",
-                fallback(""),
-                spec.class
+                "{}: {class} has no static method {name}{d} (the fallback takes the patched method's \
+                 arguments and returns its type)",
+                fallback(d)
             ))
         })?;
-        for d in &descriptors {
-            let method = jni.static_method(&owner, name, d).ok_or_else(|| {
-                PatchError::NotFound(format!(
-                    "{}: {class} has no static method {name}{d} (the fallback takes the patched method's \
-                     arguments and returns its type)",
-                    fallback(d)
-                ))
-            })?;
-            let modifiers = jvmti.method_modifiers(method).map_err(|e| PatchError::Unavailable(e.to_string()))?;
-            if modifiers & ACC_PUBLIC == 0 && package(class) != package(&spec.class) {
-                return Err(PatchError::Invalid(format!(
-                    "{}: not public, and {} is in another package: it could not be called",
-                    fallback(d),
-                    spec.class
-                )));
-            }
+        let modifiers = jvmti.method_modifiers(method).map_err(|e| PatchError::Unavailable(e.to_string()))?;
+        if modifiers & ACC_PUBLIC == 0 && package(class) != package(&spec.class) {
+            return Err(PatchError::Invalid(format!(
+                "{}: not public, and {} is in another package: it could not be called",
+                fallback(d),
+                spec.class
+            )));
         }
     }
     Ok(())
 }
 
+/// Every loaded class named `internal` (one per defining loader) that can be retransformed.
 fn loaded_classes_named<'a>(jvmti: Jvmti, jni: &Jni<'a>, internal: &str) -> Result<Vec<Local<'a>>, PatchError> {
     let signature = format!("L{internal};");
     let all = jvmti.loaded_classes(jni).map_err(|e| PatchError::Unavailable(e.to_string()))?;
