@@ -59,17 +59,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-java $heap -XX:ErrorFile="$tmp/hs_err_%p.log" -agentpath:"$root/target/release/librepair.so=state=$tmp/state" \
-    -cp "$jar" repair.demo.ShopService > "$tmp/jvm.log" 2>&1 &
-pid=$!
-port=
-for _ in $(seq 100); do
-    port=$(sed -n 's/^LISTENING port=//p' "$tmp/jvm.log")
-    [ -n "$port" ] && break
-    sleep 0.1
-done
-[ -n "$port" ] || { echo "soak: the service did not start"; cat "$tmp/jvm.log"; exit 1; }
-for _ in $(seq 50); do "$repairctl" status --pid "$pid" >/dev/null 2>&1 && break; sleep 0.1; done
+# shellcheck source=lib/demo-service.sh
+source "$root/scripts/lib/demo-service.sh"
+start_demo_service $heap
 echo "== the shop service: pid $pid, port $port; soak for $seconds s, samples every $sample_every s"
 
 rc() { "$repairctl" "$@" --pid "$pid"; }
