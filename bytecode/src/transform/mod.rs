@@ -13,6 +13,8 @@ pub mod swap;
 
 use crate::descriptor::FieldType;
 
+pub use crate::redefinition::check_redefinable;
+
 /// The method a transform targets: by name, or name and descriptor when overloaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MethodTarget {
@@ -138,66 +140,4 @@ pub fn default_value_text(t: &FieldType) -> &'static str {
         FieldType::Long => "0L",
         _ => "0",
     }
-}
-
-/// Checks that `new` differs from `old` only in what `RedefineClasses` accepts: method bodies
-/// and attributes. Adding or removing a member, or changing a signature, modifiers or the
-/// hierarchy is refused with the member and the reason named.
-pub fn check_redefinable(old: &[u8], new: &[u8]) -> crate::Result<()> {
-    use crate::classfile::ClassFile;
-    use crate::Error;
-    let (a, b) = (ClassFile::parse(old)?, ClassFile::parse(new)?);
-    let class = a.name()?.replace('/', ".");
-    let ctx = || format!("class {class}");
-    if b.name()? != a.name()? {
-        return Err(Error::refused(ctx(), format!("the new bytes define {}", b.name()?.replace('/', "."))));
-    }
-    if a.super_name()? != b.super_name()? {
-        return Err(Error::refused(ctx(), "the superclass changes: redefinition cannot change the hierarchy"));
-    }
-    let interfaces = |c: &ClassFile| -> crate::Result<Vec<String>> {
-        c.interfaces.iter().map(|&i| c.pool.class_name(i).map(|n| n.into_owned())).collect()
-    };
-    if interfaces(&a)? != interfaces(&b)? {
-        return Err(Error::refused(
-            ctx(),
-            "the implemented interfaces change: redefinition cannot change the hierarchy",
-        ));
-    }
-    if a.access != b.access {
-        return Err(Error::refused(ctx(), "the class modifiers change: redefinition cannot change them"));
-    }
-    for (what, ma, mb) in [("field", &a.fields, &b.fields), ("method", &a.methods, &b.methods)] {
-        let sig = |c: &ClassFile, m: &crate::Member| -> crate::Result<(String, String, u16)> {
-            Ok((c.member_name(m)?.into_owned(), c.member_descriptor(m)?.into_owned(), m.access))
-        };
-        let sa: Vec<_> = ma.iter().map(|m| sig(&a, m)).collect::<crate::Result<_>>()?;
-        let sb: Vec<_> = mb.iter().map(|m| sig(&b, m)).collect::<crate::Result<_>>()?;
-        for (name, desc, access) in &sb {
-            match sa.iter().find(|(n, d, _)| n == name && d == desc) {
-                None => {
-                    return Err(Error::refused(
-                        format!("{what} {class}.{name}{}", if what == "method" { desc.as_str() } else { "" }),
-                        format!("would be added: redefinition cannot add a {what}"),
-                    ))
-                }
-                Some((_, _, old_access)) if old_access != access => {
-                    return Err(Error::refused(
-                        format!("{what} {class}.{name}{}", if what == "method" { desc.as_str() } else { "" }),
-                        format!(
-                            "modifiers change from {old_access:#06x} to {access:#06x}: redefinition cannot change them"
-                        ),
-                    ))
-                }
-                Some(_) => {}
-            }
-        }
-        if let Some((name, desc, _)) = sa.iter().find(|(n, d, _)| !sb.iter().any(|(n2, d2, _)| n2 == n && d2 == d)) {
-            return Err(Error::refused(
-                format!("{what} {class}.{name}{}", if what == "method" { desc.as_str() } else { "" }),
-                format!("would be removed: redefinition cannot remove a {what}"),
-            ));
-        }
-    }
-    Ok(())
 }
