@@ -501,7 +501,17 @@ pub(crate) fn append_handler(
             Some(i) => crate::code::stackmap::last_frame_offset(&attributes[i].data).map_err(|e| e.within(context))?,
             None => (0, None),
         };
-        let delta = last.map_or(pc, |l| pc - l - 1) as u16;
+        let delta = match last {
+            None => pc,
+            Some(l) if l < pc => pc - l - 1,
+            // Only a malformed table has a frame past the end of the code.
+            Some(l) => {
+                return Err(Error::malformed(
+                    context,
+                    format!("StackMapTable has a frame at {l}, past the code's end {pc}"),
+                ))
+            }
+        } as u16;
         let mut frame = Vec::with_capacity(10);
         frame.extend_from_slice(&[255]);
         frame.extend_from_slice(&delta.to_be_bytes());
