@@ -3,6 +3,7 @@
 pub mod attach;
 pub mod cli;
 pub mod client;
+pub mod deploy;
 pub mod endpoint;
 pub mod glob;
 pub mod journal;

@@ -21,6 +21,8 @@ pub struct PatchSpec {
     pub id: String,
     /// Dotted class name (`com.shop.PriceService`).
     pub class: String,
+    /// The method the action targets; empty (no name) for an action on the whole class
+    /// (`redefine`).
     pub method: MethodTarget,
     pub action: Action,
     pub durable: bool,
@@ -53,6 +55,13 @@ pub enum Action {
         cooldown_ms: u64,
         fallback: Fallback,
     },
+    /// The whole class replaced by a class file (attached under this name), e.g. from a fixed
+    /// build. With `original` (SHA-256, hex), only a class whose bytes as loaded have that hash is
+    /// replaced: a deployment is made over one build.
+    Redefine {
+        class_file: String,
+        original: Option<String>,
+    },
 }
 
 impl Action {
@@ -65,6 +74,7 @@ impl Action {
                 format!("guard {}{at} -> {}", short.join("|"), fallback_text(fallback))
             }
             Action::Swap { class_file } => format!("swap from {class_file}"),
+            Action::Redefine { class_file, .. } => format!("redefine from {class_file}"),
             Action::Probe { points, .. } => {
                 let p: Vec<String> = points.iter().map(|p| format!("{p:?}").to_lowercase()).collect();
                 format!("probe {}", p.join(","))
@@ -153,35 +163,36 @@ impl PatchSpec {
         let map = p.mapping(&root, &[])?;
         p.only_keys(map, &[], &["id", "target", "action", "durable"])?;
         let id = p.string(p.required(map, &[], "id")?, &["id"])?;
-        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-            return Err(p.error(&["id"], format!("{id:?} is not an id: use letters, digits, '.', '_' and '-'")));
-        }
+        PatchSpec::check_id(&id).map_err(|e| p.error(&["id"], e))?;
         let target = p.mapping(p.required(map, &[], "target")?, &["target"])?;
         p.only_keys(target, &["target"], &["class", "method"])?;
         let class = p.string(p.required(target, &["target"], "class")?, &["target", "class"])?;
         if !is_binary_name(&class) {
             return Err(p.error(&["target", "class"], format!("{class:?} is not a Java class name")));
         }
-        let method_text = p.string(p.required(target, &["target"], "method")?, &["target", "method"])?;
-        let method = MethodTarget::parse(&method_text);
-        if let Some(d) = &method.descriptor {
-            repair_bytecode::descriptor::MethodDescriptor::parse(d)
-                .map_err(|e| p.error(&["target", "method"], format!("bad descriptor: {}", e.reason)))?;
-        }
-        if method.name.is_empty()
-            || !(method.name == "<init>" || method.name == "<clinit>" || is_identifier(&method.name))
-        {
-            return Err(p.error(&["target", "method"], format!("{:?} is not a method name", method.name)));
-        }
+        let action_map = p.mapping(p.required(map, &[], "action")?, &["action"])?;
+        let whole_class = action_map.contains_key("redefine");
+        let method = match target.get("method") {
+            None if whole_class => MethodTarget { name: String::new(), descriptor: None },
+            Some(_) if whole_class => {
+                return Err(p.error(
+                    &["target", "method"],
+                    "a redefine replaces the whole class: give no method (a swap replaces one method's body)",
+                ))
+            }
+            _ => {
+                let text = p.string(p.required(target, &["target"], "method")?, &["target", "method"])?;
+                p.method(&text)?
+            }
+        };
         let durable = match map.get("durable") {
             None => false,
             Some(Value::Bool(b)) => *b,
             Some(_) => return Err(p.error(&["durable"], "expected true or false")),
         };
-        let action_map = p.mapping(p.required(map, &[], "action")?, &["action"])?;
-        p.only_keys(action_map, &["action"], &["guard", "swap", "probe", "breaker"])?;
+        p.only_keys(action_map, &["action"], &["guard", "swap", "probe", "breaker", "redefine"])?;
         if action_map.len() != 1 {
-            return Err(p.error(&["action"], "give exactly one of guard, swap, probe, breaker"));
+            return Err(p.error(&["action"], "give exactly one of guard, swap, probe, breaker, redefine"));
         }
         let (kind, body) = action_map.iter().next().expect("one entry");
         let action = match kind.as_str().unwrap_or("") {
@@ -194,9 +205,18 @@ impl PatchSpec {
                 Action::Swap { class_file: f }
             }
             "breaker" => p.breaker(body)?,
+            "redefine" => p.redefine(body)?,
             _ => p.probe(body)?,
         };
         Ok(PatchSpec { id, class, method, action, durable, source: text.to_string() })
+    }
+
+    /// A patch id is letters, digits, '.', '_' and '-'.
+    pub fn check_id(id: &str) -> Result<(), String> {
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            return Err(format!("{id:?} is not an id: use letters, digits, '.', '_' and '-'"));
+        }
+        Ok(())
     }
 
     /// The target class as the JVM names it internally (`com/shop/PriceService`).
@@ -204,10 +224,19 @@ impl PatchSpec {
         self.class.replace('.', "/")
     }
 
+    /// Where it acts, for events and messages: `com.shop.Price.total`, or the class alone.
+    pub fn site(&self) -> String {
+        if self.method.name.is_empty() {
+            self.class.clone()
+        } else {
+            format!("{}.{}", self.class, self.method.name)
+        }
+    }
+
     /// Files the spec refers to, which must be attached to apply it.
     pub fn attachments_needed(&self) -> Vec<String> {
         match &self.action {
-            Action::Swap { class_file } => vec![class_file.clone()],
+            Action::Swap { class_file } | Action::Redefine { class_file, .. } => vec![class_file.clone()],
             _ => Vec::new(),
         }
     }
@@ -277,6 +306,28 @@ impl PatchSpec {
                     &SwapSpec { method: self.method.clone(), patch_class: patch.clone() },
                 )
             }
+            Action::Redefine { class_file, original } => {
+                let new = env.attachments.and_then(|a| a.get(class_file)).ok_or_else(|| {
+                    err(repair_bytecode::Error::not_found(
+                        format!("patch {}", self.id),
+                        format!("the redefinition's class file {class_file} was not attached"),
+                    ))
+                })?;
+                match original {
+                    Some(sha) if crate::journal::sha256_hex(class_bytes) != *sha => {
+                        Err(repair_bytecode::Error::refused(
+                            format!("class {}", self.class),
+                            format!(
+                                "as loaded (SHA-256 {}) it is not the build this redefinition was made over \
+                                 (SHA-256 {})",
+                                short_hash(&crate::journal::sha256_hex(class_bytes)),
+                                short_hash(sha)
+                            ),
+                        ))
+                    }
+                    _ => Ok(new.clone()),
+                }
+            }
             Action::Breaker { fallback, .. } => transform::breaker::breaker(
                 class_bytes,
                 &transform::BreakerSpec {
@@ -290,6 +341,11 @@ impl PatchSpec {
         transform::check_redefinable(class_bytes, &out).map_err(err)?;
         Ok(out)
     }
+}
+
+/// The first 12 hex digits of a SHA-256, as messages show it.
+pub fn short_hash(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
 }
 
 /// The longest window or cooldown a spec or policy may give. Anything longer is a slip (`1e300`),
@@ -430,6 +486,38 @@ impl Parser<'_> {
             }
         };
         Ok(Action::Guard { catch, fallback, call })
+    }
+
+    fn method(&self, text: &str) -> Result<MethodTarget, SpecError> {
+        let method = MethodTarget::parse(text);
+        if let Some(d) = &method.descriptor {
+            repair_bytecode::descriptor::MethodDescriptor::parse(d)
+                .map_err(|e| self.error(&["target", "method"], format!("bad descriptor: {}", e.reason)))?;
+        }
+        if method.name.is_empty()
+            || !(method.name == "<init>" || method.name == "<clinit>" || is_identifier(&method.name))
+        {
+            return Err(self.error(&["target", "method"], format!("{:?} is not a method name", method.name)));
+        }
+        Ok(method)
+    }
+
+    fn redefine(&self, body: &Value) -> Result<Action, SpecError> {
+        let path = ["action", "redefine"];
+        let m = self.mapping(body, &path)?;
+        self.only_keys(m, &path, &["class_file", "original"])?;
+        let class_file = self.string(self.required(m, &path, "class_file")?, &["action", "redefine", "class_file"])?;
+        let original = match m.get("original") {
+            None => None,
+            Some(v) => {
+                let sha = self.string(v, &["action", "redefine", "original"])?;
+                if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(self.error(&["action", "redefine", "original"], "expected a SHA-256 in hex"));
+                }
+                Some(sha.to_ascii_lowercase())
+            }
+        };
+        Ok(Action::Redefine { class_file, original })
     }
 
     fn breaker(&self, body: &Value) -> Result<Action, SpecError> {
@@ -654,7 +742,7 @@ mod tests {
         );
         assert_eq!(
             err(&GOOD.replace("guard:", "gaurd:")),
-            "p.yaml:4: action.gaurd: unknown field; expected one of: guard, swap, probe, breaker"
+            "p.yaml:4: action.gaurd: unknown field; expected one of: guard, swap, probe, breaker, redefine"
         );
         assert_eq!(err(&GOOD.replace("id: price-npe\n", "")), "p.yaml:1: id: missing");
         assert_eq!(err(&GOOD.replace("durable: true", "durable: maybe")), "p.yaml:5: durable: expected true or false");
@@ -741,6 +829,27 @@ mod tests {
         assert_eq!(
             err(&probe.replace("line:42", "line:x")),
             "p.yaml:4: action.probe.at: \"line:x\": expected entry, exit, throw or line:N"
+        );
+    }
+
+    #[test]
+    fn a_redefine_takes_the_whole_class_and_no_method() {
+        let text = "id: r\ntarget: { class: a.B }\naction:\n  redefine: { class_file: B.class }\n";
+        let s = PatchSpec::from_yaml(text, "r.yaml").unwrap();
+        assert_eq!(s.action, Action::Redefine { class_file: "B.class".into(), original: None });
+        assert_eq!((s.site(), s.attachments_needed()), ("a.B".to_string(), vec!["B.class".to_string()]));
+        assert_eq!(
+            err(&text.replace("class: a.B", "class: a.B, method: run")),
+            "p.yaml:2: target.method: a redefine replaces the whole class: give no method (a swap replaces one \
+             method's body)"
+        );
+        assert_eq!(
+            err(&text.replace("B.class }", "B.class, original: abc }")),
+            "p.yaml:4: action.redefine.original: expected a SHA-256 in hex"
+        );
+        assert_eq!(
+            err(&text.replace("redefine", "guard").replace("{ class_file: B.class }", "{}")),
+            "p.yaml:2: target.method: missing"
         );
     }
 }

@@ -265,7 +265,7 @@ fn every_command_and_argument_has_help_with_an_example() {
         .take_while(|l| l.starts_with("  "))
         .map(|l| l.split_whitespace().next().unwrap().to_string())
         .collect();
-    for c in ["ps", "status", "faults", "apply", "diff", "rollback", "rewrite", "completions", "help"] {
+    for c in ["ps", "status", "faults", "apply", "deploy", "diff", "rollback", "rewrite", "completions", "help"] {
         assert!(commands.iter().any(|x| x == c), "{c} is not listed: {commands:?}");
     }
     assert!(top.contains("Examples:") && top.contains("repairctl help TOPIC"), "{top}");

@@ -355,7 +355,7 @@ impl Run {
                 Ok(Ok(p)) => {
                     let latency = at.elapsed();
                     let text = format!("{what}; in effect {:.1} ms after the fault", latency.as_secs_f64() * 1e3);
-                    if let Err(e) = self.agent.journal.applied(self.agent.events, &p, &text) {
+                    if let Err(e) = self.agent.journal.applied(self.agent.events, std::slice::from_ref(&p), &text) {
                         // Never a repair the journal does not know of: undone, and the rule waits.
                         let _ = self.agent.vm.attached(THREAD, |jni: &Jni<'_>| {
                             self.agent.patches.rollback(self.agent.jvmti, jni, Some(&id))
@@ -477,7 +477,8 @@ impl Run {
                     Ok(Ok(list)) => {
                         let who = format!("rule:{}", w.rule);
                         for p in &list {
-                            let _ = self.agent.journal.rolled_back(self.agent.events, p, &who, &why);
+                            let _ =
+                                self.agent.journal.rolled_back(self.agent.events, std::slice::from_ref(p), &who, &why);
                         }
                         self.agent.events.emit(
                             Kind::RolledBack,

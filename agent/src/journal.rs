@@ -226,9 +226,12 @@ impl Journal {
         }
     }
 
-    pub fn applied(&self, events: &EventLog, p: &AppliedPatch, reason: &str) -> Result<(), String> {
-        let mut r = record(Event::Applied, p, p.spec.durable, reason, true);
-        for (name, bytes) in &p.attachments {
+    /// Journals a patch applied: `patches` are all of one id (one, or a deployment's classes),
+    /// with their attached files kept beside the journal.
+    pub fn applied(&self, events: &EventLog, patches: &[AppliedPatch], reason: &str) -> Result<(), String> {
+        let Some(p) = patches.first() else { return Ok(()) };
+        let mut r = record(Event::Applied, patches, p.spec.durable, reason, true);
+        for (name, bytes) in patches.iter().flat_map(|p| &p.attachments) {
             let sha = sha256_hex(bytes);
             let path = self.dir.join("attachments").join(&sha);
             let saved = repair_model::journal::create_private_dir(&self.dir.join("attachments")).and_then(|()| {
@@ -283,13 +286,20 @@ impl Journal {
     }
 
     pub fn validated(&self, events: &EventLog, p: &AppliedPatch, durable: bool, reason: &str) -> Result<(), String> {
-        self.write(events, record(Event::Validated, p, durable, reason, false))
+        self.write(events, record(Event::Validated, std::slice::from_ref(p), durable, reason, false))
     }
 
-    pub fn rolled_back(&self, events: &EventLog, p: &AppliedPatch, who: &str, reason: &str) -> Result<(), String> {
-        let mut r = record(Event::RolledBack, p, false, reason, false);
+    /// Journals a patch rolled back: `patches` are all of one id.
+    pub fn rolled_back(
+        &self,
+        events: &EventLog,
+        patches: &[AppliedPatch],
+        who: &str,
+        reason: &str,
+    ) -> Result<(), String> {
+        let mut r = record(Event::RolledBack, patches, false, reason, false);
         r.who = who.to_string();
-        r.hashes = p.hashes_rollback.iter().cloned().collect();
+        r.hashes = patches.iter().filter_map(|p| p.hashes_rollback.clone()).collect();
         self.write(events, r)
     }
 }
@@ -303,17 +313,20 @@ pub struct Refusal<'a> {
     pub reason: &'a str,
 }
 
-fn record(event: Event, p: &AppliedPatch, durable: bool, reason: &str, with_spec: bool) -> Record {
+/// The record of `patches`, all of one id (the first one's spec stands for them all: a
+/// deployment's members share its manifest).
+fn record(event: Event, patches: &[AppliedPatch], durable: bool, reason: &str, with_spec: bool) -> Record {
+    let p = &patches[0];
     Record {
         seq: 0,
         at_ms: 0,
         event,
         patch_id: p.spec.id.clone(),
         who: p.who.clone(),
-        classes: vec![p.spec.class.clone()],
+        classes: patches.iter().map(|p| p.spec.class.clone()).collect(),
         spec: if with_spec { p.spec.source.clone() } else { String::new() },
         durable,
-        hashes: if event == Event::Applied { vec![p.hashes.clone()] } else { Vec::new() },
+        hashes: if event == Event::Applied { patches.iter().map(|p| p.hashes.clone()).collect() } else { Vec::new() },
         reason: reason.to_string(),
         attachments: Vec::new(),
         instance: String::new(),

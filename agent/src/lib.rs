@@ -24,6 +24,7 @@
 
 mod config;
 mod control;
+mod deploy;
 mod events;
 mod healing;
 mod journal;

@@ -18,7 +18,7 @@ use std::fmt;
 use std::sync::Mutex;
 
 use repair_model::journal::{now_ms, sha256_hex};
-use repair_model::spec::{PatchSpec, RewriteEnv};
+use repair_model::spec::{Action, PatchSpec, RewriteEnv};
 
 use crate::runtime::breakers::Breakers;
 use crate::runtime::hooks::Reports;
@@ -75,6 +75,29 @@ pub struct AppliedPatch {
     pub attachments: HashMap<String, Vec<u8>>,
 }
 
+impl AppliedPatch {
+    /// Whether it replaces the whole class (a `redefine`, e.g. one class of a deployment).
+    pub fn is_redefinition(&self) -> bool {
+        matches!(self.spec.action, Action::Redefine { .. })
+    }
+
+    /// For a redefinition, the class file it puts in place.
+    fn redefined_bytes(&self) -> Option<&[u8]> {
+        match &self.spec.action {
+            Action::Redefine { class_file, .. } => self.attachments.get(class_file).map(Vec::as_slice),
+            _ => None,
+        }
+    }
+}
+
+/// Patches the ClassFileLoadHook took out of effect, and why.
+#[derive(Debug)]
+pub struct Dropped {
+    /// All of one patch id: one patch, or every class of a deployment.
+    pub patches: Vec<AppliedPatch>,
+    pub reason: String,
+}
+
 #[derive(Default)]
 struct State {
     patches: Vec<AppliedPatch>,
@@ -107,10 +130,12 @@ pub struct PatchManager {
     operations: Mutex<()>,
 }
 
-/// The original bytes with `patches` applied in order.
-fn chain<'p>(original: &[u8], patches: impl Iterator<Item = &'p AppliedPatch>) -> Result<Vec<u8>, PatchError> {
+/// The original bytes with `patches` applied: a redefinition first (it replaces the class the
+/// others then edit, whatever order they came in), then the others in order.
+fn chain<'p>(original: &[u8], patches: impl Iterator<Item = &'p AppliedPatch> + Clone) -> Result<Vec<u8>, PatchError> {
     let mut bytes = original.to_vec();
-    for p in patches {
+    let (redefines, edits): (Vec<&AppliedPatch>, Vec<&AppliedPatch>) = patches.partition(|p| p.is_redefinition());
+    for p in redefines.into_iter().chain(edits) {
         let env = RewriteEnv { attachments: Some(&p.attachments), report_id: Some(p.report_id), hierarchy: None };
         bytes = p.spec.rewrite(&bytes, &env).map_err(|e| PatchError::Invalid(e.to_string()))?;
     }
@@ -133,9 +158,10 @@ impl PatchManager {
     }
 
     /// The ClassFileLoadHook: new bytes for `name` (`None`: leave the class as it is), and the
-    /// patches that waited for `name` but do not fit its bytes (a durable patch of an older build
-    /// of the class), dropped, with the reason.
-    pub fn transform(&self, name: &str, bytes: &[u8]) -> (Option<Vec<u8>>, Vec<(AppliedPatch, String)>) {
+    /// patches taken out of effect as it loads: one that waited for `name` but does not fit its
+    /// bytes (a durable patch of an older build of the class), or a deployment whose class loads
+    /// already as deployed (the JVM runs the new build: the deployment is no longer needed).
+    pub fn transform(&self, name: &str, bytes: &[u8]) -> (Option<Vec<u8>>, Vec<Dropped>) {
         let mut st = self.state();
         if st.pending.is_empty() && st.capturing.is_empty() && st.patches.is_empty() {
             return (None, Vec::new());
@@ -150,38 +176,52 @@ impl PatchManager {
         if !st.patches.iter().any(|p| p.class == name) {
             return (None, Vec::new());
         }
+        let mut dropped = Vec::new();
+        let deployed = st.patches.iter().find(|p| p.class == name && p.redefined_bytes() == Some(bytes));
+        if let Some(id) = deployed.map(|p| p.spec.id.clone()) {
+            let (gone, kept) = std::mem::take(&mut st.patches).into_iter().partition(|p| p.spec.id == id);
+            st.patches = kept;
+            let reason = format!(
+                "no longer needed: {} loads as patch {id} would redefine it (the JVM runs the new build)",
+                name.replace('/', ".")
+            );
+            dropped.push(Dropped { patches: gone, reason });
+        }
         // The class loads with patches waiting for it (durable ones at start-up), or a class of a
         // patched name loads in another loader, or someone else retransforms it.
         st.originals.entry(name.to_string()).or_insert_with(|| bytes.to_vec());
         let mut result = bytes.to_vec();
-        let mut dropped = Vec::new();
-        let mut kept = Vec::with_capacity(st.patches.len());
-        for mut p in std::mem::take(&mut st.patches) {
-            if p.class != name {
-                kept.push(p);
-                continue;
-            }
-            match chain(&result, std::iter::once(&p)) {
+        let mut patches = std::mem::take(&mut st.patches);
+        let mine = |redefinition: bool| {
+            let patches = &patches;
+            (0..patches.len())
+                .filter(move |&i| patches[i].class == name && patches[i].is_redefinition() == redefinition)
+        };
+        let order: Vec<usize> = mine(true).chain(mine(false)).collect();
+        let mut unfit = Vec::new();
+        for i in order {
+            let p = &mut patches[i];
+            match chain(&result, std::iter::once(&*p)) {
                 Ok(patched) => {
                     if p.hashes.0.is_empty() {
                         p.hashes = (sha256_hex(&result), sha256_hex(&patched));
                     }
                     result = patched;
-                    kept.push(p);
                 }
                 // Waiting for this class and never in effect: dropped.
-                Err(e) if p.hashes.0.is_empty() => {
-                    self.breakers.unregister(p.report_id);
-                    dropped.push((p, e.to_string()));
-                }
+                Err(e) if p.hashes.0.is_empty() => unfit.push((i, e)),
                 // In effect in a class of this name in another loader: kept there.
-                Err(e) => {
-                    crate::log_warn!("class {} loads without patch {}: {e}", name.replace('/', "."), p.spec.id);
-                    kept.push(p);
-                }
+                Err(e) => crate::log_warn!("class {} loads without patch {}: {e}", name.replace('/', "."), p.spec.id),
             }
         }
-        st.patches = kept;
+        unfit.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
+        for (i, e) in unfit {
+            let p = patches.remove(i);
+            self.breakers.unregister(p.report_id);
+            let reason = format!("does not fit {} as it loads: {e}", name.replace('/', "."));
+            dropped.push(Dropped { patches: vec![p], reason });
+        }
+        st.patches = patches;
         ((result != bytes).then_some(result), dropped)
     }
 
@@ -194,53 +234,120 @@ impl PatchManager {
         attachments: HashMap<String, Vec<u8>>,
         who: String,
     ) -> Result<AppliedPatch, PatchError> {
+        let mut applied = self.apply_set(jvmti, jni, vec![(spec, attachments)], Vec::new(), who)?;
+        applied.pop().ok_or_else(|| PatchError::Unavailable("nothing was applied".to_string()))
+    }
+
+    /// Applies patches together (a deployment's classes): one `RetransformClasses` call for all
+    /// the loaded classes they target, so the JVM takes all of them or none. `waiting` are put in
+    /// effect for classes that have not loaded yet, as [`Self::preload`] does, once the rest holds.
+    pub fn apply_set(
+        &self,
+        jvmti: Jvmti,
+        jni: &Jni<'_>,
+        specs: Vec<(PatchSpec, HashMap<String, Vec<u8>>)>,
+        waiting: Vec<(PatchSpec, HashMap<String, Vec<u8>>)>,
+        who: String,
+    ) -> Result<Vec<AppliedPatch>, PatchError> {
         let _op = self.operations.lock().unwrap_or_else(|e| e.into_inner());
-        if self.state().patches.iter().any(|p| p.spec.id == spec.id) {
+        if let Some(p) = specs
+            .iter()
+            .chain(&waiting)
+            .find_map(|(s, _)| self.state().patches.iter().find(|p| p.spec.id == s.id).map(|p| p.spec.id.clone()))
+        {
             return Err(PatchError::AlreadyExists(format!(
-                "patch {} is already applied: roll it back first or use another id",
-                spec.id
+                "patch {p} is already applied: roll it back first or use another id"
             )));
         }
-        let class = spec.target_class_internal();
+        let mut classes: Vec<String> = specs.iter().map(|(s, _)| s.target_class_internal()).collect();
+        classes.sort();
+        classes.dedup();
         jni.with_local_frame(64, |jni| {
-            let loaded = loaded_classes_named(jvmti, jni, &class)?;
-            self.capture_originals(jvmti, &class, &loaded)?;
+            let loaded = loaded_classes_named(jvmti, jni, &classes)?;
+            self.capture_originals(jvmti, &loaded)?;
             let st = self.state();
-            let report_id = st.free_report_id();
-            self.reports.reset(report_id);
-            let mut patch = AppliedPatch {
-                spec,
-                report_id,
-                class: class.clone(),
-                applied_at_ms: now_ms(),
-                who,
-                hashes: Default::default(),
-                hashes_rollback: None,
-                attachments,
-            };
-            let original = st.originals.get(&class).cloned().ok_or_else(|| {
-                PatchError::Unavailable(format!("the JVM did not hand over the bytes of {}", patch.spec.class))
-            })?;
-            let before = chain(&original, st.patches.iter().filter(|p| p.class == class))?;
-            let new_bytes =
-                chain(&original, st.patches.iter().filter(|p| p.class == class).chain(std::iter::once(&patch)))?;
-            patch.hashes = (sha256_hex(&before), sha256_hex(&new_bytes));
-            drop(st);
-            check_references(jvmti, jni, &patch.spec, &new_bytes, &loaded)?;
-            let mut st = self.state();
-            self.breakers.register(patch.report_id, &patch.spec);
-            st.pending.insert(class.clone(), Some(new_bytes));
-            drop(st);
-            let result = jvmti.retransform(&loaded);
-            let mut st = self.state();
-            st.pending.remove(&class);
-            match result {
-                Ok(()) => {
-                    st.patches.push(patch.clone());
-                    Ok(patch)
-                }
-                Err(error) => Err(PatchError::Rejected { patch: patch.spec.id, error }),
+            let mut new: Vec<AppliedPatch> = Vec::with_capacity(specs.len());
+            for (spec, attachments) in specs {
+                let report_id = match spec.action {
+                    // Redefinitions report nothing; 0 is no report id.
+                    Action::Redefine { .. } => 0,
+                    _ => (1..).find(|id| !st.patches.iter().chain(&new).any(|p| p.report_id == *id)).unwrap_or(1),
+                };
+                new.push(AppliedPatch {
+                    class: spec.target_class_internal(),
+                    spec,
+                    report_id,
+                    applied_at_ms: now_ms(),
+                    who: who.clone(),
+                    hashes: Default::default(),
+                    hashes_rollback: None,
+                    attachments,
+                });
             }
+            let mut bytes: Vec<(String, Vec<u8>)> = Vec::with_capacity(classes.len());
+            for class in &classes {
+                let original = st.originals.get(class).cloned().ok_or_else(|| {
+                    PatchError::Unavailable(format!(
+                        "the JVM did not hand over the bytes of {}",
+                        class.replace('/', ".")
+                    ))
+                })?;
+                let existing = st.patches.iter().filter(|p| &p.class == class);
+                let added = new.iter().filter(|p| &p.class == class);
+                if let Some(old) = existing.clone().find(|p| p.is_redefinition()) {
+                    if let Some(p) = added.clone().find(|p| p.is_redefinition()) {
+                        return Err(PatchError::AlreadyExists(format!(
+                            "patch {}: class {} is already redefined by patch {}: roll that back first",
+                            p.spec.id,
+                            class.replace('/', "."),
+                            old.spec.id
+                        )));
+                    }
+                }
+                let before = chain(&original, existing.clone())?;
+                let after = chain(&original, existing.chain(added))?;
+                for p in new.iter_mut().filter(|p| &p.class == class) {
+                    p.hashes = (sha256_hex(&before), sha256_hex(&after));
+                }
+                bytes.push((class.clone(), after));
+            }
+            drop(st);
+            for p in &new {
+                check_references(jvmti, jni, &p.spec, &bytes, &loaded)?;
+            }
+            let mut st = self.state();
+            for p in &new {
+                self.reports.reset(p.report_id);
+                self.breakers.register(p.report_id, &p.spec);
+            }
+            for (class, b) in bytes {
+                st.pending.insert(class, Some(b));
+            }
+            drop(st);
+            let all: Vec<Local<'_>> = loaded.values().flatten().copied().collect();
+            let result = jvmti.retransform(&all);
+            let mut st = self.state();
+            for class in &classes {
+                st.pending.remove(class);
+            }
+            if let Err(error) = result {
+                for p in &new {
+                    self.breakers.unregister(p.report_id);
+                }
+                let ids: Vec<&str> = new
+                    .iter()
+                    .map(|p| p.spec.id.as_str())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                return Err(PatchError::Rejected { patch: ids.join(","), error });
+            }
+            st.patches.extend(new.iter().cloned());
+            drop(st);
+            for (spec, attachments) in waiting {
+                new.push(self.preload(spec, attachments, who.clone()));
+            }
+            Ok(new)
         })
     }
 
@@ -248,7 +355,7 @@ impl PatchManager {
     /// the ClassFileLoadHook applies it as they load, before any of their code runs.
     pub fn preload(&self, spec: PatchSpec, attachments: HashMap<String, Vec<u8>>, who: String) -> AppliedPatch {
         let mut st = self.state();
-        let report_id = st.free_report_id();
+        let report_id = if matches!(spec.action, Action::Redefine { .. }) { 0 } else { st.free_report_id() };
         self.reports.reset(report_id);
         let patch = AppliedPatch {
             class: spec.target_class_internal(),
@@ -273,11 +380,16 @@ impl PatchManager {
             let st = self.state();
             let removed: Vec<&AppliedPatch> = match id {
                 Some(id) => {
-                    let p = st.patches.iter().find(|p| p.spec.id == id).ok_or_else(|| {
-                        let known: Vec<&str> = st.patches.iter().map(|p| p.spec.id.as_str()).collect();
-                        PatchError::NotFound(format!("no patch {id} is applied (applied: {})", list_or_none(&known)))
-                    })?;
-                    vec![p]
+                    let removed: Vec<&AppliedPatch> = st.patches.iter().filter(|p| p.spec.id == id).collect();
+                    if removed.is_empty() {
+                        let mut known: Vec<&str> = st.patches.iter().map(|p| p.spec.id.as_str()).collect();
+                        known.dedup();
+                        return Err(PatchError::NotFound(format!(
+                            "no patch {id} is applied (applied: {})",
+                            list_or_none(&known)
+                        )));
+                    }
+                    removed
                 }
                 None => st.patches.iter().collect(),
             };
@@ -311,14 +423,8 @@ impl PatchManager {
                     st.pending.insert(class.clone(), bytes);
                 }
             }
-            let lookup: Result<(), PatchError> = classes.iter().try_for_each(|class| {
-                loaded.extend(loaded_classes_named(jvmti, jni, class).or_else(|e| match e {
-                    // Its classes were unloaded: nothing to restore in the JVM.
-                    PatchError::NotFound(_) => Ok(Vec::new()),
-                    e => Err(e),
-                })?);
-                Ok(())
-            });
+            // Classes unloaded since (or never loaded) have nothing to restore in the JVM.
+            let lookup = loaded_by_name(jvmti, jni, &classes).map(|found| loaded.extend(found.into_values().flatten()));
             let result = lookup.and_then(|()| {
                 if loaded.is_empty() {
                     Ok(())
@@ -353,8 +459,8 @@ impl PatchManager {
     ) -> Result<Vec<u8>, PatchError> {
         let _op = self.operations.lock().unwrap_or_else(|e| e.into_inner());
         jni.with_local_frame(64, |jni| {
-            let loaded = loaded_classes_named(jvmti, jni, internal)?;
-            self.capture_originals(jvmti, internal, &loaded)
+            let loaded = loaded_classes_named(jvmti, jni, &[internal.to_string()])?;
+            self.capture_originals(jvmti, &loaded)
         })?;
         let st = self.state();
         let original = st.originals.get(internal).ok_or_else(|| {
@@ -366,20 +472,56 @@ impl PatchManager {
         chain(original, st.patches.iter().filter(|p| p.class == internal))
     }
 
-    /// Makes sure the original bytes of `class` are known, by a retransformation that changes
-    /// nothing (the hook only records what the JVM hands it).
-    fn capture_originals(&self, jvmti: Jvmti, class: &str, loaded: &[Local<'_>]) -> Result<(), PatchError> {
-        {
-            let mut st = self.state();
-            if st.originals.contains_key(class) {
-                return Ok(());
-            }
-            st.capturing.push(class.to_string());
-        }
-        let result = jvmti.retransform(loaded);
-        self.state().capturing.retain(|c| c != class);
-        result.map_err(|error| PatchError::Rejected { patch: format!("(reading the bytes of {class})"), error })
+    /// The bytes each class of `loaded` had as the JVM loaded it, before any patch.
+    pub fn originals(
+        &self,
+        jvmti: Jvmti,
+        loaded: &HashMap<String, Vec<Local<'_>>>,
+    ) -> Result<HashMap<String, Vec<u8>>, PatchError> {
+        let _op = self.operations.lock().unwrap_or_else(|e| e.into_inner());
+        self.capture_originals(jvmti, loaded)?;
+        let st = self.state();
+        Ok(loaded.keys().filter_map(|c| Some((c.clone(), st.originals.get(c)?.clone()))).collect())
     }
+
+    /// Makes sure the original bytes of the `loaded` classes are known, by one retransformation
+    /// that changes nothing (the hook only records what the JVM hands it).
+    fn capture_originals(&self, jvmti: Jvmti, loaded: &HashMap<String, Vec<Local<'_>>>) -> Result<(), PatchError> {
+        let missing: Vec<&String> = {
+            let mut st = self.state();
+            let missing: Vec<&String> = loaded.keys().filter(|c| !st.originals.contains_key(*c)).collect();
+            st.capturing.extend(missing.iter().map(|c| c.to_string()));
+            missing
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let classes: Vec<Local<'_>> = missing.iter().flat_map(|c| &loaded[*c]).copied().collect();
+        // In batches: a retransformation stops every application thread while it runs, and a
+        // whole build's classes at once would stop them for seconds.
+        let result = classes.chunks(CAPTURE_BATCH).try_for_each(|batch| jvmti.retransform(batch));
+        self.state().capturing.retain(|c| !missing.contains(&c));
+        result.map_err(|error| {
+            let names: Vec<String> = missing.iter().take(3).map(|c| c.replace('/', ".")).collect();
+            let more = if missing.len() > 3 { format!(" and {} more", missing.len() - 3) } else { String::new() };
+            PatchError::Rejected { patch: format!("(reading the bytes of {}{more})", names.join(", ")), error }
+        })
+    }
+}
+
+/// Classes read per retransformation when capturing original bytes.
+const CAPTURE_BATCH: usize = 256;
+
+/// `patches` gathered by id (a deployment's classes together), in order of first appearance.
+pub fn by_id(patches: Vec<AppliedPatch>) -> Vec<Vec<AppliedPatch>> {
+    let mut groups: Vec<Vec<AppliedPatch>> = Vec::new();
+    for p in patches {
+        match groups.iter_mut().find(|g| g[0].spec.id == p.spec.id) {
+            Some(g) => g.push(p),
+            None => groups.push(vec![p]),
+        }
+    }
+    groups
 }
 
 fn list_or_none(items: &[&str]) -> String {
@@ -398,11 +540,13 @@ fn check_references(
     jvmti: Jvmti,
     jni: &Jni<'_>,
     spec: &PatchSpec,
-    patched: &[u8],
-    loaded: &[Local<'_>],
+    patched: &[(String, Vec<u8>)],
+    loaded: &HashMap<String, Vec<Local<'_>>>,
 ) -> Result<(), PatchError> {
+    let class = spec.target_class_internal();
+    let Some((_, patched)) = patched.iter().find(|(c, _)| *c == class) else { return Ok(()) };
     let fallback = fallback_calls(spec, patched)?;
-    for target in loaded {
+    for target in loaded.get(&class).into_iter().flatten() {
         let loader = jvmti.class_loader(jni, target).map_err(|e| PatchError::Unavailable(e.to_string()))?;
         check_catch_types(jni, spec, &loader)?;
         if let Some(calls) = &fallback {
@@ -502,24 +646,39 @@ fn check_fallback_method(
     Ok(())
 }
 
-/// Every loaded class named `internal` (one per defining loader) that can be retransformed.
-fn loaded_classes_named<'a>(jvmti: Jvmti, jni: &Jni<'a>, internal: &str) -> Result<Vec<Local<'a>>, PatchError> {
-    let signature = format!("L{internal};");
+/// The loaded classes with one of these internal names (one per defining loader), by name, from
+/// one pass over the loaded classes; names not loaded are absent.
+pub fn loaded_by_name<'a>(
+    jvmti: Jvmti,
+    jni: &Jni<'a>,
+    names: &[String],
+) -> Result<HashMap<String, Vec<Local<'a>>>, PatchError> {
+    let wanted: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
     let all = jvmti.loaded_classes(jni).map_err(|e| PatchError::Unavailable(e.to_string()))?;
-    let mut found = Vec::new();
+    let mut found: HashMap<String, Vec<Local<'a>>> = HashMap::new();
     for class in all {
-        if jvmti.class_signature(&class).is_ok_and(|s| s == signature) {
-            found.push(class);
-        } else {
-            jni.delete_local_ref(class);
+        let signature = jvmti.class_signature(&class).ok();
+        match signature.as_deref().and_then(crate::jvm::internal_name).filter(|n| wanted.contains(n)) {
+            Some(name) => found.entry(name.to_string()).or_default().push(class),
+            None => jni.delete_local_ref(class),
         }
     }
-    let dotted = internal.replace('/', ".");
-    if found.is_empty() {
-        return Err(PatchError::NotFound(format!("class {dotted} is not loaded in this JVM")));
-    }
-    for class in &found {
-        if !jvmti.is_modifiable(class).unwrap_or(false) {
+    Ok(found)
+}
+
+/// [`loaded_by_name`], every name loaded and modifiable.
+fn loaded_classes_named<'a>(
+    jvmti: Jvmti,
+    jni: &Jni<'a>,
+    names: &[String],
+) -> Result<HashMap<String, Vec<Local<'a>>>, PatchError> {
+    let found = loaded_by_name(jvmti, jni, names)?;
+    for name in names {
+        let dotted = name.replace('/', ".");
+        let Some(classes) = found.get(name) else {
+            return Err(PatchError::NotFound(format!("class {dotted} is not loaded in this JVM")));
+        };
+        if !classes.iter().all(|c| jvmti.is_modifiable(c).unwrap_or(false)) {
             return Err(PatchError::Unavailable(format!(
                 "class {dotted} cannot be modified (JVMTI IsModifiableClass says no)"
             )));

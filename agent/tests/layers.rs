@@ -14,6 +14,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("runtime", 3),
     ("patches", 4),
     ("journal", 5),
+    ("deploy", 5),
     ("healing", 6),
     ("control", 7),
     ("lifecycle", 8),

@@ -99,6 +99,30 @@ enum Command {
         #[arg(long)]
         allow_jdk: bool,
     },
+    /// Hot-deploy a fixed build: compare each class of a jar or class directory with the class as
+    /// the JVM loaded it, and redefine the changed ones together as one patch (all or none).
+    #[command(
+        after_help = "Examples:\n  repairctl deploy shop-1.4.1.jar --dry-run   # the plan only\n  repairctl deploy shop-1.4.1.jar --pid 4242 --durable\n  repairctl deploy build/classes --id hotfix-7\n  repairctl rollback hotfix-7"
+    )]
+    Deploy {
+        /// The new build: a jar, or a directory of class files (`com/shop/Cart.class`). Example:
+        /// `shop-1.4.1.jar`
+        build: PathBuf,
+        /// Print what would change and change nothing. Example: `repairctl deploy app.jar --dry-run`
+        #[arg(long)]
+        dry_run: bool,
+        /// Keep the deployment across restarts of the JVM (restored from the state dir while the
+        /// JVM runs the old build, dropped once it runs the new one). Example: `--durable`
+        #[arg(long)]
+        durable: bool,
+        /// The deployment's patch id (default: deploy-N). Example: `--id hotfix-7`
+        #[arg(long)]
+        id: Option<String>,
+        /// Deploy the classes that fit even when others cannot be redefined (by default one
+        /// refused class refuses the whole build). Example: `--partial`
+        #[arg(long)]
+        partial: bool,
+    },
     /// Active patches, in the order they were applied.
     #[command(
         after_help = "Examples:\n  repairctl patches\n  repairctl patches -o wide   # long ids and classes in full"
@@ -291,6 +315,10 @@ fn main() -> ExitCode {
         Command::Classes { glob } => block_on(live::classes(&conn, &glob)),
         Command::Javap { class } => javap(&class, &conn),
         Command::Apply { spec, files, allow_jdk } => block_on(live::apply(&conn, &spec, &files, allow_jdk)),
+        Command::Deploy { build, dry_run, durable, id, partial } => {
+            let options = cli::deploy::DeployOptions { id, dry_run, durable, partial };
+            block_on(cli::deploy::deploy(&conn, &build, &options))
+        }
         Command::Patches => block_on(live::patches(&conn)),
         Command::Diff { id, class } => block_on(cli::diff::diff(&conn, &id, class)),
         Command::Rollback { id, all } => block_on(live::rollback(&conn, id, all)),

@@ -81,7 +81,7 @@ impl Conn {
         Ok((connect(&target, &credentials).await?, target))
     }
 
-    async fn client(&self) -> Result<Client, String> {
+    pub(crate) async fn client(&self) -> Result<Client, String> {
         Ok(self.open().await?.0)
     }
 }
@@ -119,7 +119,7 @@ async fn stream_ended(conn: &Conn, target: &Target, error: Option<String>) -> Re
     Err(error.unwrap_or_else(|| "the agent ended the stream".to_string()))
 }
 
-fn rpc<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Result<T, String> {
+pub(crate) fn rpc<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Result<T, String> {
     r.map(tonic::Response::into_inner).map_err(|s| describe(&s))
 }
 
@@ -337,7 +337,7 @@ pub async fn rollback(conn: &Conn, id: Option<String>, all: bool) -> Result<(), 
 
 /// Who is at the console, as journaled: the login name ($USER, $LOGNAME, else the uid's name in
 /// /etc/passwd), else the user id (`uid:1000`).
-fn operator() -> String {
+pub(crate) fn operator() -> String {
     ["USER", "LOGNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|n| !n.is_empty()))

@@ -1,5 +1,6 @@
 //! The `repairctl` commands, one module per command group.
 
+pub mod deploy;
 pub mod diff;
 pub mod live;
 pub mod ps;

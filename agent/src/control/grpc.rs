@@ -81,7 +81,12 @@ pub async fn serve<S, IO, E>(
             }
         };
     }
-    let mut router = builder.add_service(agent_server::AgentServer::with_interceptor(service, check.clone()));
+    // A deploy carries a whole build's class files (gRPC's default limit is 4 MiB).
+    let agent = tonic::service::interceptor::InterceptedService::new(
+        agent_server::AgentServer::new(service).max_decoding_message_size(MAX_REQUEST),
+        check.clone(),
+    );
+    let mut router = builder.add_service(agent);
     match reflection {
         Ok(r) => router = router.add_service(tonic::service::interceptor::InterceptedService::new(r, check)),
         Err(e) => crate::log_warn!("gRPC reflection unavailable: {e}"),
@@ -145,6 +150,16 @@ impl agent_server::Agent for AgentService {
         Ok(Response::new(self.try_call(move |o| o.apply(r, by)).await?))
     }
 
+    async fn deploy(&self, req: Request<proto::DeployRequest>) -> Result<Response<proto::DeployReply>, Status> {
+        let peer = peer(&req);
+        let mut r = req.into_inner();
+        if r.source.is_empty() {
+            r.source = "<grpc>".into();
+        }
+        let by = Operator { who: operator(&r.who), peer };
+        Ok(Response::new(self.try_call(move |o| o.deploy(r, by)).await?))
+    }
+
     async fn patches(&self, _: Request<proto::PatchesRequest>) -> Result<Response<proto::PatchesReply>, Status> {
         let patches = self.call(|o| o.patches()).await?;
         Ok(Response::new(proto::PatchesReply { patches }))
@@ -198,6 +213,9 @@ impl agent_server::Agent for AgentService {
         Ok(Response::new(Box::pin(stream)))
     }
 }
+
+/// Largest request accepted: a deploy of a large build.
+const MAX_REQUEST: usize = 256 << 20;
 
 /// Longest error message sent: it travels in an HTTP/2 trailer, and a message echoing a huge
 /// input (a 30 KB patch id) would exceed the peer's header list limit and reach it as a protocol

@@ -52,6 +52,9 @@ pub trait Operations: Send + Sync + 'static {
     fn subscribe_faults(&self) -> broadcast::Receiver<proto::Fault>;
     /// Validates, transforms and applies a patch; on any error nothing changes in the JVM.
     fn apply(&self, request: proto::ApplyRequest, by: Operator) -> Result<proto::Patch, Status>;
+    /// Compares a build with the loaded classes and redefines the changed ones as one patch, all
+    /// or none (a dry run only plans); on any error nothing changes in the JVM.
+    fn deploy(&self, request: proto::DeployRequest, by: Operator) -> Result<proto::DeployReply, Status>;
     /// Active patches, in the order applied.
     fn patches(&self) -> Vec<proto::Patch>;
     /// Rolls back one patch (`Some(id)`) or all; returns what was rolled back.

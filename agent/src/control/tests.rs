@@ -48,6 +48,10 @@ impl Operations for FakeOperations {
         self.patches.lock().unwrap().push(p.clone());
         Ok(p)
     }
+    fn deploy(&self, r: proto::DeployRequest, _by: Operator) -> Result<proto::DeployReply, Status> {
+        let classes = r.class_files.keys().map(|k| proto::DeployClass { name: k.clone(), ..Default::default() });
+        Ok(proto::DeployReply { id: r.id, classes: classes.collect(), ..Default::default() })
+    }
     fn patches(&self) -> Vec<proto::Patch> {
         self.patches.lock().unwrap().clone()
     }

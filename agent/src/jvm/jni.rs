@@ -490,6 +490,83 @@ impl<'a> Jni<'a> {
         }
     }
 
+    /// Whether two references are to the same object.
+    pub fn same_object(&self, a: &Local<'_>, b: &Local<'_>) -> bool {
+        jni_call!(self.env, IsSameObject, a.raw(), b.raw()) == Some(1)
+    }
+
+    /// `ClassLoader.getSystemClassLoader()`.
+    pub fn system_class_loader(&self) -> Result<Local<'a>, String> {
+        let class = self.find_class("java/lang/ClassLoader").ok_or("java.lang.ClassLoader is missing")?;
+        let m = jni_call!(
+            self.env,
+            GetStaticMethodID,
+            class.raw(),
+            c"getSystemClassLoader".as_ptr(),
+            c"()Ljava/lang/ClassLoader;".as_ptr()
+        )
+        .unwrap_or(ptr::null_mut());
+        if m.is_null() {
+            return Err(self.pending_exception_text().unwrap_or_else(|| "no getSystemClassLoader".to_string()));
+        }
+        let loader =
+            jni_call!(self.env, CallStaticObjectMethodA, class.raw(), m, ptr::null()).unwrap_or(ptr::null_mut());
+        match self.pending_exception_text() {
+            Some(why) => Err(why),
+            None if loader.is_null() => Err("no system class loader".to_string()),
+            None => Ok(self.local(loader)),
+        }
+    }
+
+    /// The bytes of the resource `path` (`com/shop/Cart.class`) as `loader` finds it
+    /// (`getResourceAsStream`, then `readAllBytes`), `None` when it has none. Runs the loader's
+    /// Java code on this thread: only for agent threads, never inside a JVMTI callback.
+    pub fn resource_bytes(&self, loader: &Local<'_>, path: &str) -> Result<Option<Vec<u8>>, String> {
+        self.with_local_frame(8, |jni| {
+            let method = |class: &str, name: &CStr, descriptor: &CStr| -> Result<sys::jmethodID, String> {
+                let c = jni.find_class(class).ok_or_else(|| format!("{class} is missing"))?;
+                let m = jni_call!(jni.env, GetMethodID, c.raw(), name.as_ptr(), descriptor.as_ptr())
+                    .unwrap_or(ptr::null_mut());
+                if m.is_null() {
+                    return Err(jni.pending_exception_text().unwrap_or_else(|| format!("{class} lacks {name:?}")));
+                }
+                Ok(m)
+            };
+            let open =
+                method("java/lang/ClassLoader", c"getResourceAsStream", c"(Ljava/lang/String;)Ljava/io/InputStream;")?;
+            let read_all = method("java/io/InputStream", c"readAllBytes", c"()[B")?;
+            let close = method("java/io/InputStream", c"close", c"()V")?;
+            let name = CString::new(path).map_err(|_| format!("{path:?} contains NUL"))?;
+            let jname = jni_call!(jni.env, NewStringUTF, name.as_ptr()).unwrap_or(ptr::null_mut());
+            if jname.is_null() {
+                return Err(jni.pending_exception_text().unwrap_or_else(|| "NewStringUTF failed".to_string()));
+            }
+            let args = [sys::jvalue { l: jname }];
+            let stream =
+                jni_call!(jni.env, CallObjectMethodA, loader.raw(), open, args.as_ptr()).unwrap_or(ptr::null_mut());
+            if let Some(why) = jni.pending_exception_text() {
+                return Err(why);
+            }
+            if stream.is_null() {
+                return Ok(None);
+            }
+            let array = jni_call!(jni.env, CallObjectMethodA, stream, read_all, ptr::null()).unwrap_or(ptr::null_mut());
+            let read = jni.pending_exception_text();
+            jni_call!(jni.env, CallVoidMethodA, stream, close, ptr::null());
+            jni.clear_exception();
+            if let Some(why) = read {
+                return Err(why);
+            }
+            let len = jni_call!(jni.env, GetArrayLength, array).unwrap_or(0).max(0) as usize;
+            let mut bytes = vec![0u8; len];
+            jni_call!(jni.env, GetByteArrayRegion, array, 0, len as i32, bytes.as_mut_ptr().cast());
+            if let Some(why) = jni.pending_exception_text() {
+                return Err(why);
+            }
+            Ok(Some(bytes))
+        })
+    }
+
     /// A weak global reference to `obj` (it does not keep `obj` alive); `None` if out of memory.
     pub fn new_weak(&self, obj: &Local<'_>) -> Option<Weak> {
         let w = jni_call!(self.env, NewWeakGlobalRef, obj.raw()).unwrap_or(ptr::null_mut());

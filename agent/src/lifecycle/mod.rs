@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
+use repair_model::deploy::Deployment;
+
 use crate::config::{ControlEndpoint, FaultMode, LogLevel, Options};
 use crate::control::{self, ControlConfig, ControlServer, TokenSource};
 use crate::events::{About, EventLog, Kind};
@@ -391,21 +393,23 @@ impl Agent {
     fn restore_durable(&self, jni: Option<&Jni<'_>>) {
         for record in self.journal.durable() {
             let about = About { patch: &record.patch_id, ..About::default() };
-            let spec = match repair_model::spec::PatchSpec::from_yaml(&record.spec, "journal") {
-                Ok(s) => s,
-                Err(e) => {
+            let specs = if Deployment::is_manifest(&record.spec) {
+                Deployment::from_yaml(&record.spec, "journal").map(|d| d.member_specs())
+            } else {
+                repair_model::spec::PatchSpec::from_yaml(&record.spec, "journal")
+                    .map(|s| vec![s])
+                    .map_err(|e| e.to_string())
+            };
+            let attachments = self.journal.attachments(&record);
+            let (specs, attachments) = match (specs, attachments) {
+                (Ok(s), Ok(a)) if !s.is_empty() => (s, a),
+                (Err(e), _) | (_, Err(e)) => {
                     self.events.emit(Kind::Journal, about, format!("durable patch not restored: {e}"));
                     continue;
                 }
+                _ => continue,
             };
-            let attachments = match self.journal.attachments(&record) {
-                Ok(a) => a,
-                Err(e) => {
-                    self.events.emit(Kind::Journal, about, format!("durable patch not restored: {e}"));
-                    continue;
-                }
-            };
-            let site = format!("{}.{}", spec.class, spec.method.name);
+            let site = if specs.len() == 1 { specs[0].site() } else { format!("{} classes", specs.len()) };
             let about = About { site: &site, ..about };
             // Durable patches belong to the service (its state dir), so a replica restores what
             // another applied: said here, with who and which JVM.
@@ -420,15 +424,47 @@ impl Agent {
                 record.who,
                 self.journal.dir().display()
             );
+            let with_files = |spec: repair_model::spec::PatchSpec| {
+                let files = spec
+                    .attachments_needed()
+                    .into_iter()
+                    .filter_map(|f| Some((f.clone(), attachments.get(&f)?.clone())))
+                    .collect();
+                (spec, files)
+            };
             match jni {
                 None => {
-                    self.patches.preload(spec, attachments, record.who.clone());
-                    self.events.emit(Kind::Restored, about, format!("{since}: applies as the class loads"));
+                    for spec in specs {
+                        let (spec, files) = with_files(spec);
+                        self.patches.preload(spec, files, record.who.clone());
+                    }
+                    self.events.emit(Kind::Restored, about, format!("{since}: applies as the classes load"));
                 }
-                Some(jni) => match self.patches.apply(self.jvmti, jni, spec, attachments, record.who.clone()) {
-                    Ok(_) => self.events.emit(Kind::Restored, about, format!("{since}: applied to the loaded class")),
-                    Err(e) => self.events.emit(Kind::Journal, about, format!("durable patch not restored: {e}")),
-                },
+                Some(jni) => {
+                    // After attach, the classes loaded now are patched together; the others as they load.
+                    let loaded = jni.with_local_frame(16, |jni| {
+                        let names: Vec<String> = specs.iter().map(|s| s.target_class_internal()).collect();
+                        crate::patches::loaded_by_name(self.jvmti, jni, &names)
+                            .map(|found| found.into_keys().collect::<std::collections::HashSet<_>>())
+                    });
+                    let loaded = match loaded {
+                        Ok(l) => l,
+                        Err(e) => {
+                            self.events.emit(Kind::Journal, about, format!("durable patch not restored: {e}"));
+                            continue;
+                        }
+                    };
+                    let (now, waiting): (Vec<_>, Vec<_>) = specs
+                        .into_iter()
+                        .map(with_files)
+                        .partition(|(s, _)| loaded.contains(&s.target_class_internal()));
+                    match self.patches.apply_set(self.jvmti, jni, now, waiting, record.who.clone()) {
+                        Ok(_) => {
+                            self.events.emit(Kind::Restored, about, format!("{since}: applied to the loaded classes"))
+                        }
+                        Err(e) => self.events.emit(Kind::Journal, about, format!("durable patch not restored: {e}")),
+                    }
+                }
             };
         }
     }
@@ -543,16 +579,16 @@ impl VmEvents for Agent {
     fn class_file_load(&self, _jni: &Jni<'_>, name: Option<&str>, _redefining: bool, bytes: &[u8]) -> Option<Vec<u8>> {
         let name = name?;
         let (new_bytes, dropped) = self.patches.transform(name, bytes);
-        for (patch, error) in dropped {
-            let reason = format!("does not fit {} as it loads: {error}", name.replace('/', "."));
-            let site = format!("{}.{}", patch.spec.class, patch.spec.method.name);
+        for crate::patches::Dropped { patches, reason } in dropped {
+            let Some(first) = patches.first() else { continue };
+            let site = first.spec.site();
             self.events.emit(
                 Kind::RolledBack,
-                About { patch: &patch.spec.id, site: &site, ..About::default() },
+                About { patch: &first.spec.id, site: &site, ..About::default() },
                 &reason,
             );
             // A failure is reported by the journal itself (event, status); the class loads on.
-            let _ = self.journal.rolled_back(&self.events, &patch, "agent", &reason);
+            let _ = self.journal.rolled_back(&self.events, &patches, "agent", &reason);
         }
         if self.fault_mode == FaultMode::Jvmti {
             self.faults.note_class(name, new_bytes.as_deref().unwrap_or(bytes));

@@ -12,11 +12,12 @@ use tokio::sync::broadcast;
 use super::{version_text, Agent, LoadMode};
 use crate::config::FaultMode;
 use crate::control::{Operations, Operator, Status};
+use crate::deploy::ClassState;
 use crate::events::{self, About, Kind};
 use crate::healing::PolicyState;
 use crate::journal::Refusal;
 use crate::jvm::{internal_name, Capability, Jni};
-use crate::patches::{AppliedPatch, PatchError};
+use crate::patches::{by_id, AppliedPatch, PatchError};
 use crate::runtime::faults;
 
 /// The agent as the control plane sees it.
@@ -56,16 +57,27 @@ impl AgentOperations {
         })
     }
 
-    fn patch(&self, p: &AppliedPatch, state: &str) -> proto::Patch {
+    /// `deploy-N`, the smallest N no patch in effect or in the journal uses.
+    fn free_deploy_id(&self) -> String {
         let a = self.0;
+        let mut used: std::collections::HashSet<String> = a.patches.list().into_iter().map(|p| p.spec.id).collect();
+        used.extend(a.journal.history().into_iter().map(|r| r.patch_id));
+        (1..).map(|n| format!("deploy-{n}")).find(|id| !used.contains(id)).unwrap_or_default()
+    }
+
+    /// The patch of one id: one [`AppliedPatch`], or a deployment's classes.
+    fn patch(&self, group: &[AppliedPatch], state: &str) -> proto::Patch {
+        let a = self.0;
+        let p = &group[0];
         proto::Patch {
             id: p.spec.id.clone(),
-            classes: vec![p.class.replace('/', ".")],
+            classes: group.iter().map(|p| p.class.replace('/', ".")).collect(),
             method: p.spec.method.to_string(),
             action: match a.patches.breakers.state(p.report_id) {
                 Some((state, short)) => {
                     format!("{} [{state}, {short} calls short-circuited]", p.spec.action.summary())
                 }
+                None if group.len() > 1 => format!("deploy {} classes", group.len()),
                 None => p.spec.action.summary(),
             },
             applied_at_ms: p.applied_at_ms,
@@ -200,12 +212,13 @@ impl Operations for AgentOperations {
                 )));
             }
             let (id, class) = (spec.id.clone(), spec.class.clone());
-            let site = format!("{}.{}", spec.class, spec.method.name);
+            let site = spec.site();
             let about = About { patch: &id, site: &site, ..About::default() };
             match a.patches.apply(a.jvmti, jni, spec, attachments, by.who.clone()) {
                 Ok(p) => {
                     // Never a silent success: a patch the journal cannot record is undone.
-                    if let Err(e) = a.journal.applied(&a.events, &p, &format!("applied by {by}")) {
+                    if let Err(e) = a.journal.applied(&a.events, std::slice::from_ref(&p), &format!("applied by {by}"))
+                    {
                         let undone =
                             a.patches.rollback(a.jvmti, jni, Some(&id)).map(|_| "undone").unwrap_or("NOT undone");
                         a.events.emit(Kind::Refused, about, format!("{e}; the patch was {undone}"));
@@ -223,36 +236,148 @@ impl Operations for AgentOperations {
                 }
             }
         })?;
-        Ok(self.patch(&p, "active"))
+        Ok(self.patch(std::slice::from_ref(&p), "active"))
+    }
+
+    fn deploy(&self, request: proto::DeployRequest, by: Operator) -> Result<proto::DeployReply, Status> {
+        let started = std::time::Instant::now();
+        let a = self.0;
+        let source = request.source.clone();
+        if request.class_files.is_empty() {
+            return Err(Status::invalid_argument(format!("{source}: the build has no class files")));
+        }
+        if !request.id.is_empty() {
+            PatchSpec::check_id(&request.id).map_err(|e| Status::invalid_argument(format!("deploy id: {e}")))?;
+        }
+        let build: HashMap<String, Vec<u8>> = request.class_files.into_iter().collect();
+        let (id, plan, applied) = self.with_jni(|a, jni| {
+            if !a.capabilities.holds(Capability::RetransformClasses) {
+                return Err(PatchError::Unavailable(format!(
+                    "the agent does not hold {}: classes cannot be redefined in this JVM",
+                    Capability::RetransformClasses.name()
+                )));
+            }
+            let plan = crate::deploy::plan(a.jvmti, jni, &a.patches, &build)?;
+            let id = if request.id.is_empty() { self.free_deploy_id() } else { request.id.clone() };
+            let refusals = plan.refusals();
+            let todo = plan.count(ClassState::Changed) + plan.count(ClassState::Pending);
+            if request.dry_run {
+                return Ok((id, plan, false));
+            }
+            if !refusals.is_empty() && !request.partial {
+                let others = if todo > 0 { " (deploy with --partial to take the others)" } else { "" };
+                return Err(PatchError::Invalid(format!(
+                    "{source}: nothing deployed: {} of the build's classes cannot be redefined{others}:\n{}",
+                    refusals.len(),
+                    refusals.join("\n")
+                )));
+            }
+            if todo == 0 {
+                return Ok((id, plan, false));
+            }
+            let deployment = plan.deployment(&id, &source, request.durable);
+            let attach = |spec: PatchSpec| {
+                let file = spec.attachments_needed().pop().unwrap_or_default();
+                let bytes = build.get(&file).cloned().unwrap_or_default();
+                (spec, HashMap::from([(file, bytes)]))
+            };
+            let (now, waiting) = plan.member_specs(&deployment);
+            let now: Vec<_> = now.into_iter().map(attach).collect();
+            let waiting: Vec<_> = waiting.into_iter().map(attach).collect();
+            let about = About { patch: &id, site: &source, ..About::default() };
+            let members = match a.patches.apply_set(a.jvmti, jni, now, waiting, by.who.clone()) {
+                Ok(members) => members,
+                Err(e) => {
+                    let reason = format!("{e} (asked by {by})");
+                    let yaml = deployment.to_yaml();
+                    let refusal = Refusal { spec_yaml: &yaml, id: &id, who: &by.who, class: &source, reason: &reason };
+                    let _ = a.journal.refused(&a.events, refusal);
+                    a.events.emit(Kind::Refused, about, e.to_string());
+                    return Err(e);
+                }
+            };
+            let summary = format!(
+                "deployed {source}: {} classes redefined, {} taken as they load, by {by}",
+                plan.count(ClassState::Changed),
+                plan.count(ClassState::Pending)
+            );
+            // Never a silent success: a deployment the journal cannot record is undone.
+            if let Err(e) = a.journal.applied(&a.events, &members, &summary) {
+                let undone = a.patches.rollback(a.jvmti, jni, Some(&id)).map(|_| "undone").unwrap_or("NOT undone");
+                a.events.emit(Kind::Refused, about, format!("{e}; the deployment was {undone}"));
+                return Err(PatchError::Unavailable(format!("deployment {id}: {e}; it was {undone}")));
+            }
+            a.events.emit(Kind::Applied, about, summary);
+            Ok((id, plan, true))
+        })?;
+        let summary = format!(
+            "{}: {} changed, {} pending (not loaded yet), {} unchanged, {} added, {} refused{}",
+            if applied {
+                format!("deployed as {id}")
+            } else if request.dry_run {
+                "dry run".into()
+            } else {
+                "nothing to deploy".into()
+            },
+            plan.count(ClassState::Changed),
+            plan.count(ClassState::Pending),
+            plan.count(ClassState::Unchanged),
+            plan.count(ClassState::Added),
+            plan.count(ClassState::Refused),
+            if request.resources.is_empty() {
+                String::new()
+            } else {
+                format!(", {} resources ignored", request.resources.len())
+            }
+        );
+        let _ = a;
+        Ok(proto::DeployReply {
+            id,
+            applied,
+            classes: plan
+                .classes
+                .iter()
+                .map(|c| proto::DeployClass {
+                    name: c.name.replace('/', "."),
+                    state: c.state.name().to_string(),
+                    reasons: c.reasons.clone(),
+                    sha_before: c.sha_before.clone().unwrap_or_default(),
+                    sha_after: c.sha_after.clone(),
+                })
+                .collect(),
+            resources: request.resources,
+            elapsed_us: started.elapsed().as_micros() as u64,
+            summary,
+        })
     }
 
     fn patches(&self) -> Vec<proto::Patch> {
-        self.0.patches.list().iter().map(|p| self.patch(p, "active")).collect()
+        by_id(self.0.patches.list()).iter().map(|g| self.patch(g, "active")).collect()
     }
 
     fn rollback(&self, id: Option<&str>, by: Operator) -> Result<Vec<proto::Patch>, Status> {
         let gone = self.with_jni(|a, jni| {
-            let gone = a.patches.rollback(a.jvmti, jni, id)?;
+            let gone = by_id(a.patches.rollback(a.jvmti, jni, id)?);
             let mut unrecorded = None;
-            for p in &gone {
+            for group in &gone {
                 let reason = format!("rolled back by {by}");
-                if let Err(e) = a.journal.rolled_back(&a.events, p, &by.who, &reason) {
+                if let Err(e) = a.journal.rolled_back(&a.events, group, &by.who, &reason) {
                     unrecorded = Some(e);
                 }
-                let site = format!("{}.{}", p.spec.class, p.spec.method.name);
-                a.events.emit(Kind::RolledBack, About { patch: &p.spec.id, site: &site, ..About::default() }, reason);
+                let (id, site) = (&group[0].spec.id, group[0].spec.site());
+                a.events.emit(Kind::RolledBack, About { patch: id, site: &site, ..About::default() }, reason);
             }
             match unrecorded {
                 // The JVM is rolled back; the operator must know a durable patch would return.
                 Some(e) => Err(PatchError::Unavailable(format!(
                     "rolled back in the JVM ({}), but {e}: a durable patch among them would be restored at the next \
                      start",
-                    gone.iter().map(|p| p.spec.id.as_str()).collect::<Vec<_>>().join(", ")
+                    gone.iter().map(|g| g[0].spec.id.as_str()).collect::<Vec<_>>().join(", ")
                 ))),
                 None => Ok(gone),
             }
         })?;
-        Ok(gone.iter().map(|p| self.patch(p, "rolled-back")).collect())
+        Ok(gone.iter().map(|g| self.patch(g, "rolled-back")).collect())
     }
 
     fn policy_apply(&self, yaml: &str, source: &str, by: Operator) -> Result<proto::PolicyReply, Status> {

@@ -69,7 +69,7 @@ impl Breakers {
                 window: Duration::from_millis(*window_ms),
                 cooldown: Duration::from_millis(*cooldown_ms),
                 patch: spec.id.clone(),
-                site: format!("{}.{}", spec.class, spec.method.name),
+                site: spec.site(),
                 state: AtomicU8::new(CLOSED),
                 opened_at_us: AtomicU64::new(0),
                 recent_failures: Mutex::new(VecDeque::new()),
