@@ -241,6 +241,26 @@ fn a_durable_deployment_survives_kill_9_and_is_dropped_once_the_jvm_runs_the_new
     assert_eq!(patches(svc.pid)[0]["id"], "hotfix-7");
     svc.kill();
 
+    // A third build, whose Cart is neither: Cart loads as it is; the deployment's other classes
+    // are restored, and it stays durable.
+    let third =
+        jar(&jdk, &dir.0, "v3", &edited(first_build(), "Cart.java", &|t| t.replace("int i = 1;", "int i = 2;")));
+    let mut svc = start(&jdk, &third, &state);
+    let s = svc.state();
+    assert!(s.contains("total=3 tax=7"), "{s}");
+    let events = json(&["events", "--pid", &svc.pid.to_string(), "-o", "json"]);
+    assert!(
+        events.as_array().unwrap().iter().any(|e| e["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("shop.Cart") && r.contains("not the build this redefinition was made over"))),
+        "{events}"
+    );
+    assert_eq!(patches(svc.pid)[0]["id"], "hotfix-7");
+    svc.kill();
+    let mut svc = start(&jdk, &old, &state);
+    assert!(svc.state().contains(FIXED), "still durable for the old build");
+    svc.kill();
+
     // The new build: nothing to restore, and the journal drops the deployment.
     let mut svc = start(&jdk, &new, &state);
     assert!(svc.state().contains(FIXED));
@@ -262,19 +282,85 @@ fn a_durable_deployment_survives_kill_9_and_is_dropped_once_the_jvm_runs_the_new
     svc.finish();
 }
 
+/// `build` with `file`'s source edited.
+fn edited(
+    mut build: Vec<(&'static str, String)>,
+    file: &str,
+    edit: &dyn Fn(&str) -> String,
+) -> Vec<(&'static str, String)> {
+    for (name, text) in &mut build {
+        if *name == file {
+            *text = edit(text);
+        }
+    }
+    build
+}
+
+#[test]
+fn a_redefine_patch_replaces_one_class_composes_with_a_guard_and_is_durable() {
+    let jdk = default_jdk();
+    let dir = TempDir::new("deploy-redefine");
+    let old = jar(&jdk, &dir.0, "v1", &first_build());
+    // A Cart that sums right but then divides by zero for three items: only a guard saves it.
+    let boom = edited(first_build(), "Cart.java", &|t| {
+        t.replace("int i = 1;", "int i = 0;").replace("return s; }", "return s / (xs.length - 3); }")
+    });
+    jar(&jdk, &dir.0, "boom", &boom);
+    let specs = dir.0.join("specs");
+    std::fs::create_dir_all(&specs).unwrap();
+    std::fs::copy(dir.0.join("boom-classes/shop/Cart.class"), specs.join("Cart.class")).unwrap();
+    let guard = specs.join("guard.yaml");
+    std::fs::write(
+        &guard,
+        "id: cart-guard\ntarget: { class: shop.Cart, method: total }\naction:\n  guard: { catch: [java.lang.ArithmeticException], fallback: { value: 42 } }\ndurable: true\n",
+    )
+    .unwrap();
+    let redefine = specs.join("redefine.yaml");
+    std::fs::write(
+        &redefine,
+        "id: cart-build\ntarget: { class: shop.Cart }\naction:\n  redefine: { class_file: Cart.class }\ndurable: true\n",
+    )
+    .unwrap();
+    let state = dir.0.join("state");
+    let mut svc = start(&jdk, &old, &state);
+    let pid = svc.pid.to_string();
+    assert!(svc.state().contains(BUGGY));
+    for spec in [&guard, &redefine] {
+        let (ok, text) = repairctl(&["apply", spec.to_str().unwrap(), "--pid", &pid]);
+        assert!(ok, "{text}");
+    }
+    // Applied after the guard, the redefinition is still the base the guard wraps.
+    let s = svc.state();
+    assert!(s.contains("total=42"), "{s}");
+    let listed = patches(svc.pid);
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(listed[1]["action"], "redefine from Cart.class");
+    svc.kill();
+
+    let mut svc = start(&jdk, &old, &state);
+    let pid = svc.pid.to_string();
+    let s = svc.state();
+    assert!(s.contains("total=42"), "both durable, composed again at start-up: {s}");
+    let (ok, text) = repairctl(&["rollback", "cart-build", "--pid", &pid]);
+    assert!(ok, "{text}");
+    let s = svc.state();
+    assert!(s.contains(BUGGY), "the first build's Cart, still guarded: {s}");
+    assert_eq!(patches(svc.pid)[0]["id"], "cart-guard");
+    // A class file of another class is refused before anything changes.
+    std::fs::copy(dir.0.join("v1-classes/shop/Util.class"), specs.join("Cart.class")).unwrap();
+    let (ok, text) = repairctl(&["apply", redefine.to_str().unwrap(), "--pid", &pid]);
+    assert!(!ok && text.contains("the new bytes define shop.Util"), "{text}");
+    assert_eq!(patches(svc.pid).as_array().unwrap().len(), 1);
+    svc.finish();
+}
+
 #[test]
 fn builds_the_jvm_cannot_take_are_refused_by_class_member_and_reason_changing_nothing() {
     let jdk = default_jdk();
     let dir = TempDir::new("deploy-refused");
     let old = jar(&jdk, &dir.0, "v1", &first_build());
     let variant = |tag: &str, file: &str, edit: &dyn Fn(&str) -> String| {
-        let mut b = fixed_build();
-        for (name, text) in &mut b {
-            if *name == file {
-                *text = edit(text);
-            }
-        }
-        jar(&jdk, &dir.0, tag, &b)
+        jar(&jdk, &dir.0, tag, &edited(fixed_build(), file, edit))
     };
     let added = variant("added", "Cart.java", &|t| {
         t.replace("public class Cart {", "public class Cart {\n    public static int extra() { return 1; }")

@@ -93,9 +93,12 @@ impl AppliedPatch {
 /// Patches the ClassFileLoadHook took out of effect, and why.
 #[derive(Debug)]
 pub struct Dropped {
-    /// All of one patch id: one patch, or every class of a deployment.
+    /// Of one patch id: one patch, or classes of a deployment.
     pub patches: Vec<AppliedPatch>,
     pub reason: String,
+    /// Whether no patch of that id is left in effect (the journal then ends it; a deployment
+    /// that loses one class keeps the others, and stays durable).
+    pub whole: bool,
 }
 
 #[derive(Default)]
@@ -185,7 +188,7 @@ impl PatchManager {
                 "no longer needed: {} loads as patch {id} would redefine it (the JVM runs the new build)",
                 name.replace('/', ".")
             );
-            dropped.push(Dropped { patches: gone, reason });
+            dropped.push(Dropped { patches: gone, reason, whole: true });
         }
         // The class loads with patches waiting for it (durable ones at start-up), or a class of a
         // patched name loads in another loader, or someone else retransforms it.
@@ -219,7 +222,8 @@ impl PatchManager {
             let p = patches.remove(i);
             self.breakers.unregister(p.report_id);
             let reason = format!("does not fit {} as it loads: {e}", name.replace('/', "."));
-            dropped.push(Dropped { patches: vec![p], reason });
+            let whole = !patches.iter().any(|q| q.spec.id == p.spec.id);
+            dropped.push(Dropped { patches: vec![p], reason, whole });
         }
         st.patches = patches;
         ((result != bytes).then_some(result), dropped)

@@ -579,16 +579,17 @@ impl VmEvents for Agent {
     fn class_file_load(&self, _jni: &Jni<'_>, name: Option<&str>, _redefining: bool, bytes: &[u8]) -> Option<Vec<u8>> {
         let name = name?;
         let (new_bytes, dropped) = self.patches.transform(name, bytes);
-        for crate::patches::Dropped { patches, reason } in dropped {
+        for crate::patches::Dropped { patches, reason, whole } in dropped {
             let Some(first) = patches.first() else { continue };
             let site = first.spec.site();
-            self.events.emit(
-                Kind::RolledBack,
-                About { patch: &first.spec.id, site: &site, ..About::default() },
-                &reason,
-            );
-            // A failure is reported by the journal itself (event, status); the class loads on.
-            let _ = self.journal.rolled_back(&self.events, &patches, "agent", &reason);
+            let about = About { patch: &first.spec.id, site: &site, ..About::default() };
+            if whole {
+                self.events.emit(Kind::RolledBack, about, &reason);
+                // A failure is reported by the journal itself (event, status); the class loads on.
+                let _ = self.journal.rolled_back(&self.events, &patches, "agent", &reason);
+            } else {
+                self.events.emit(Kind::Journal, about, format!("{reason}; the deployment's other classes stay"));
+            }
         }
         if self.fault_mode == FaultMode::Jvmti {
             self.faults.note_class(name, new_bytes.as_deref().unwrap_or(bytes));
