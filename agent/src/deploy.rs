@@ -94,12 +94,12 @@ impl Plan {
         deployment.member_specs().into_iter().partition(|s| loaded(&s.class))
     }
 
-    /// One line per refused class: `com.x.A: method com.x.A.f()V: would be added: …`.
+    /// One line per reason a class is refused: `com.x.A: method com.x.A.f()V: would be added: …`.
     pub fn refusals(&self) -> Vec<String> {
         self.classes
             .iter()
             .filter(|c| c.state == ClassState::Refused)
-            .map(|c| format!("{}: {}", c.name.replace('/', "."), c.reasons.join("; ")))
+            .flat_map(|c| c.reasons.iter().map(|r| format!("{}: {r}", c.name.replace('/', "."))))
             .collect()
     }
 }

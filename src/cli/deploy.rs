@@ -92,11 +92,18 @@ pub async fn deploy(conn: &Conn, build_path: &Path, options: &DeployOptions) -> 
     });
     print(conn.output, value, |wide| {
         // Unchanged classes are most of a build: listed only in the wide table.
+        // One row per reason, the class and state on the first.
         let rows: Vec<Vec<String>> = r
             .classes
             .iter()
             .filter(|c| wide || c.state != "unchanged")
-            .map(|c| vec![c.name.clone(), c.state.clone(), c.reasons.join("; ")])
+            .flat_map(|c| {
+                let reasons = if c.reasons.is_empty() { vec![String::new()] } else { c.reasons.clone() };
+                reasons.into_iter().enumerate().map(|(i, why)| match i {
+                    0 => vec![c.name.clone(), c.state.clone(), why],
+                    _ => vec![String::new(), String::new(), why],
+                })
+            })
             .collect();
         let mut text = table(&["CLASS", "STATE", "WHY"], &rows, wide, "every class of the build is as loaded");
         if !r.resources.is_empty() {

@@ -267,9 +267,9 @@ impl Operations for AgentOperations {
             if !refusals.is_empty() && !request.partial {
                 let others = if todo > 0 { " (deploy with --partial to take the others)" } else { "" };
                 return Err(PatchError::Invalid(format!(
-                    "{source}: nothing deployed: {} of the build's classes cannot be redefined{others}:\n{}",
-                    refusals.len(),
-                    refusals.join("\n")
+                    "{source}: nothing deployed: {} of the build's classes cannot be redefined{others}:\n  {}",
+                    plan.count(ClassState::Refused),
+                    refusals.join("\n  ")
                 )));
             }
             if todo == 0 {
