@@ -42,8 +42,9 @@ pub struct Member {
     pub class: String,
     /// The attachment holding the new class file (its path in the build).
     pub class_file: String,
-    /// SHA-256 (hex) of the class as the JVM loads it from the running build.
-    pub original: String,
+    /// SHA-256s (hex) of the class of the running build: of its file, as the JVM loads it, and
+    /// of the bytes the JVM hands back for it when they differ (see `Action::Redefine`).
+    pub original: Vec<String>,
     /// SHA-256 (hex) of the new class file.
     pub deployed: String,
 }
@@ -74,7 +75,7 @@ impl Deployment {
                 id: self.id.clone(),
                 class: m.class.clone(),
                 method: MethodTarget { name: String::new(), descriptor: None },
-                action: Action::Redefine { class_file: m.class_file.clone(), original: Some(m.original.clone()) },
+                action: Action::Redefine { class_file: m.class_file.clone(), original: m.original.clone() },
                 durable: self.durable,
                 source: source.clone(),
             })
@@ -95,7 +96,7 @@ mod tests {
                 classes: vec![Member {
                     class: "a.B".into(),
                     class_file: "a/B.class".into(),
-                    original: "0".repeat(64),
+                    original: vec!["0".repeat(64)],
                     deployed: "1".repeat(64),
                 }],
             },

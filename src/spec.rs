@@ -56,11 +56,12 @@ pub enum Action {
         fallback: Fallback,
     },
     /// The whole class replaced by a class file (attached under this name), e.g. from a fixed
-    /// build. With `original` (SHA-256, hex), only a class whose bytes as loaded have that hash is
-    /// replaced: a deployment is made over one build.
+    /// build. With `original` (SHA-256s, hex), only a class whose bytes as the JVM hands them
+    /// over have one of those hashes is replaced: a deployment is made over one build. (A class
+    /// has two: its file, as it loads, and the bytes a retransformation reconstitutes from it.)
     Redefine {
         class_file: String,
-        original: Option<String>,
+        original: Vec<String>,
     },
 }
 
@@ -313,19 +314,20 @@ impl PatchSpec {
                         format!("the redefinition's class file {class_file} was not attached"),
                     ))
                 })?;
-                match original {
-                    Some(sha) if crate::journal::sha256_hex(class_bytes) != *sha => {
-                        Err(repair_bytecode::Error::refused(
-                            format!("class {}", self.class),
-                            format!(
-                                "as loaded (SHA-256 {}) it is not the build this redefinition was made over \
-                                 (SHA-256 {})",
-                                short_hash(&crate::journal::sha256_hex(class_bytes)),
-                                short_hash(sha)
-                            ),
-                        ))
-                    }
-                    _ => Ok(new.clone()),
+                let loaded = crate::journal::sha256_hex(class_bytes);
+                if original.is_empty() || original.contains(&loaded) {
+                    Ok(new.clone())
+                } else {
+                    let made_over: Vec<&str> = original.iter().map(|s| short_hash(s)).collect();
+                    Err(repair_bytecode::Error::refused(
+                        format!("class {}", self.class),
+                        format!(
+                            "as loaded (SHA-256 {}) it is not the build this redefinition was made over \
+                             (SHA-256 {})",
+                            short_hash(&loaded),
+                            made_over.join(" or ")
+                        ),
+                    ))
                 }
             }
             Action::Breaker { fallback, .. } => transform::breaker::breaker(
@@ -507,15 +509,19 @@ impl Parser<'_> {
         let m = self.mapping(body, &path)?;
         self.only_keys(m, &path, &["class_file", "original"])?;
         let class_file = self.string(self.required(m, &path, "class_file")?, &["action", "redefine", "class_file"])?;
-        let original = match m.get("original") {
-            None => None,
-            Some(v) => {
-                let sha = self.string(v, &["action", "redefine", "original"])?;
-                if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(self.error(&["action", "redefine", "original"], "expected a SHA-256 in hex"));
-                }
-                Some(sha.to_ascii_lowercase())
+        let hash = |v: &Value, field: &str| -> Result<String, SpecError> {
+            let sha = self.string(v, &["action", "redefine", field])?;
+            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(self.error(&["action", "redefine", "original"], "expected a SHA-256 in hex"));
             }
+            Ok(sha.to_ascii_lowercase())
+        };
+        let original = match m.get("original") {
+            None => Vec::new(),
+            Some(Value::Sequence(items)) => {
+                items.iter().enumerate().map(|(i, v)| hash(v, &format!("original[{i}]"))).collect::<Result<_, _>>()?
+            }
+            Some(v) => vec![hash(v, "original")?],
         };
         Ok(Action::Redefine { class_file, original })
     }
@@ -836,7 +842,7 @@ mod tests {
     fn a_redefine_takes_the_whole_class_and_no_method() {
         let text = "id: r\ntarget: { class: a.B }\naction:\n  redefine: { class_file: B.class }\n";
         let s = PatchSpec::from_yaml(text, "r.yaml").unwrap();
-        assert_eq!(s.action, Action::Redefine { class_file: "B.class".into(), original: None });
+        assert_eq!(s.action, Action::Redefine { class_file: "B.class".into(), original: Vec::new() });
         assert_eq!((s.site(), s.attachments_needed()), ("a.B".to_string(), vec!["B.class".to_string()]));
         assert_eq!(
             err(&text.replace("class: a.B", "class: a.B, method: run")),

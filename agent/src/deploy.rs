@@ -57,6 +57,8 @@ pub struct ClassPlan {
     pub reasons: Vec<String>,
     /// SHA-256 of the class as loaded originally (or of the running build's file).
     pub sha_before: Option<String>,
+    /// The hashes a redefinition accepts the class under (see `Action::Redefine`).
+    pub originals: Vec<String>,
     pub sha_after: String,
 }
 
@@ -79,7 +81,7 @@ impl Plan {
             .map(|c| Member {
                 class: c.name.replace('/', "."),
                 class_file: c.path.clone(),
-                original: c.sha_before.clone().unwrap_or_default(),
+                original: c.originals.clone(),
                 deployed: c.sha_after.clone(),
             })
             .collect();
@@ -123,6 +125,7 @@ pub fn plan(
             state: ClassState::Refused,
             reasons: Vec::new(),
             sha_before: None,
+            originals: Vec::new(),
             sha_after: sha256_hex(bytes),
         };
         match class_name(bytes) {
@@ -175,6 +178,7 @@ pub fn plan(
                 state: ClassState::Refused,
                 reasons: Vec::new(),
                 sha_before: None,
+                originals: Vec::new(),
                 sha_after: sha256_hex(new),
             };
             let before = if let Some(why) = unfit.get(&name) {
@@ -194,7 +198,12 @@ pub fn plan(
             };
             if let Some((old, changed)) = before {
                 entry.sha_before = Some(sha256_hex(&old));
-                if old == *new {
+                entry.originals.push(sha256_hex(&old));
+                let same = |a: &[u8], b: &[u8]| {
+                    repair_bytecode::reconstitution::is_class_file(a, b)
+                        .map_err(|e| PatchError::Invalid(format!("{path}: {e}")))
+                };
+                if same(&old, new)? {
                     entry.state = ClassState::Unchanged;
                 } else {
                     let problems = repair_bytecode::redefinition::incompatibilities(&old, new)
@@ -203,6 +212,12 @@ pub fn plan(
                         entry.state = changed;
                         if changed == ClassState::Pending {
                             entry.reasons.push("not loaded yet: taken as it loads".to_string());
+                        } else if let Some(file) = running_build_file(jni, &loaders, &path)? {
+                            // The JVM may hand back bytes reconstituted from the class; as the
+                            // class loads at the next start, it is its file.
+                            if file != old && same(&old, &file)? {
+                                entry.originals.push(sha256_hex(&file));
+                            }
                         }
                     } else {
                         entry.reasons.extend(problems.into_iter().map(|p| format!("{}: {}", p.member, p.reason)));

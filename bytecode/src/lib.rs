@@ -15,6 +15,7 @@ pub mod error;
 pub mod hierarchy;
 pub mod javap;
 pub mod mutf8;
+pub mod reconstitution;
 pub mod redefinition;
 pub mod transform;
 
