@@ -25,7 +25,7 @@ One YAML file per patch, read by `repairctl apply SPEC` (live) and `repairctl re
   target:
     class: repair.demo.PriceService  # dotted class name
     method: "price(Ljava/lang/String;)J"   # name, or name and JVM descriptor when overloaded
-  action:                            # exactly one of guard, swap, probe, breaker
+  action:                            # exactly one of guard, swap, probe, breaker, redefine
     guard: { catch: [java.lang.NullPointerException], fallback: { value: 0 } }
   durable: true                      # put back when the JVM starts again with the same state dir
 
@@ -43,6 +43,11 @@ ACTIONS
   breaker   a circuit breaker: after `failures` within `window` it opens and returns the fallback
             without running the body for `cooldown`, then lets one trial call through
               failures: 5, window: 10s, cooldown: 5s, fallback: {value: 0}
+  redefine  replace the whole class with a class file of a fixed build (target: no method); the
+            other patches of the class apply on top of it, whatever order they came in
+              class_file: Cart.class           (relative to the spec; attached by repairctl apply)
+              original: SHA256 | [SHA256, ...] only over the class with this hash (optional)
+            For a whole build, `repairctl deploy BUILD.jar` plans and redefines every changed class.
 
 Durations: 500ms, 10s, 2m. Every transform refuses what RedefineClasses cannot do (adding or
 removing members, changing signatures, modifiers or the hierarchy) and names the member. A JDK
