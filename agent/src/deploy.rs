@@ -7,6 +7,7 @@
 //! it loads, if it loads as that file) or adds it (not defined: see [`ADDED`]).
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use repair_bytecode::ClassFile;
 use repair_model::deploy::{Build, Deployment, Member};
@@ -20,6 +21,27 @@ use crate::patches::{loaded_by_name, PatchError, PatchManager};
 const ADDED: &str = "not in the running build: RedefineClasses changes only classes the JVM has, and the \
                      running code never names this one, so defining it would change nothing; restart with the \
                      new build to add it";
+
+/// What is remembered of each class a deploy compared: the hash of its bytes as the JVM hands
+/// them over, and of the class files found to be that class. A later deploy of a build whose
+/// class has one of those hashes needs neither the class's bytes nor a retransformation, and the
+/// agent keeps a hash per class instead of a whole application's bytes.
+#[derive(Default)]
+pub struct Fingerprints(Mutex<HashMap<String, Vec<String>>>);
+
+impl Fingerprints {
+    fn knows(&self, class: &str, sha: &str) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(class).is_some_and(|s| s.iter().any(|h| h == sha))
+    }
+
+    fn learn(&self, class: &str, sha: String) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let known = map.entry(class.to_string()).or_default();
+        if !known.contains(&sha) {
+            known.push(sha);
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClassState {
@@ -111,26 +133,38 @@ pub fn plan(
     jvmti: Jvmti,
     jni: &Jni<'_>,
     patches: &PatchManager,
+    fingerprints: &Fingerprints,
     build: &HashMap<String, Vec<u8>>,
 ) -> Result<Plan, PatchError> {
     let mut plan = Plan::default();
-    let mut named: Vec<(String, String)> = Vec::new(); // (internal name, path)
+    // Class files to compare with the JVM: (internal name, path, SHA-256).
+    let mut compare: Vec<(String, &String, String)> = Vec::new();
     let mut paths: Vec<&String> = build.keys().collect();
     paths.sort();
     for path in paths {
         let bytes = &build[path];
+        let sha = sha256_hex(bytes);
+        let by_path = path.strip_suffix(".class").unwrap_or(path).to_string();
         let mut entry = ClassPlan {
-            name: path.trim_end_matches(".class").to_string(),
+            name: by_path,
             path: path.clone(),
             state: ClassState::Refused,
             reasons: Vec::new(),
             sha_before: None,
             originals: Vec::new(),
-            sha_after: sha256_hex(bytes),
+            sha_after: sha.clone(),
         };
+        // A file an earlier deploy found to be the loaded class of its path's name: unchanged,
+        // without reading it or the class again (most of a build, deployed again and again).
+        if fingerprints.knows(&entry.name, &sha) {
+            entry.state = ClassState::Unchanged;
+            entry.sha_before = Some(sha);
+            plan.classes.push(entry);
+            continue;
+        }
         match class_name(bytes) {
             Err(e) => entry.reasons.push(format!("{path} is not a class file: {e}")),
-            Ok(name) if format!("{name}.class") != *path => {
+            Ok(name) if name != entry.name => {
                 entry.reasons.push(format!(
                     "{path} defines class {}: a class file must sit at its class's path, so this build is not \
                      what it seems",
@@ -143,14 +177,14 @@ pub fn plan(
                 entry.reasons.push("a JDK or agent class: a deploy changes application classes only".to_string());
             }
             Ok(name) => {
-                named.push((name.clone(), path.clone()));
+                compare.push((name, path, sha));
                 continue;
             }
         }
         plan.classes.push(entry);
     }
     jni.with_local_frame(64, |jni| {
-        let names: Vec<String> = named.iter().map(|(n, _)| n.clone()).collect();
+        let names: Vec<String> = compare.iter().map(|(n, _, _)| n.clone()).collect();
         let mut loaded = loaded_by_name(jvmti, jni, &names)?;
         // Classes the JVM cannot redefine are refused before their bytes are asked for: one such
         // class fails a whole retransformation.
@@ -169,9 +203,9 @@ pub fn plan(
             why.is_none()
         });
         let originals = patches.originals(jvmti, &loaded)?;
-        let loaders = loaders_of(jvmti, jni, &loaded)?;
-        for (name, path) in named {
-            let new = &build[&path];
+        let mut loaders = Loaders::default();
+        for (name, path, sha) in compare {
+            let new = &build[path];
             let mut entry = ClassPlan {
                 name: name.clone(),
                 path: path.clone(),
@@ -179,7 +213,7 @@ pub fn plan(
                 reasons: Vec::new(),
                 sha_before: None,
                 originals: Vec::new(),
-                sha_after: sha256_hex(new),
+                sha_after: sha.clone(),
             };
             let before = if let Some(why) = unfit.get(&name) {
                 entry.reasons.push(why.clone());
@@ -187,7 +221,7 @@ pub fn plan(
             } else if let Some(original) = originals.get(&name) {
                 Some((original.clone(), ClassState::Changed))
             } else {
-                match running_build_file(jni, &loaders, &path)? {
+                match loaders.running_build_file(jvmti, jni, &loaded, path)? {
                     Some(file) => Some((file, ClassState::Pending)),
                     None => {
                         entry.state = ClassState::Added;
@@ -205,6 +239,9 @@ pub fn plan(
                 };
                 if same(&old, new)? {
                     entry.state = ClassState::Unchanged;
+                    if changed == ClassState::Changed {
+                        fingerprints.learn(&name, sha);
+                    }
                 } else {
                     let problems = repair_bytecode::redefinition::incompatibilities(&old, new)
                         .map_err(|e| PatchError::Invalid(format!("{path}: {e}")))?;
@@ -212,7 +249,7 @@ pub fn plan(
                         entry.state = changed;
                         if changed == ClassState::Pending {
                             entry.reasons.push("not loaded yet: taken as it loads".to_string());
-                        } else if let Some(file) = running_build_file(jni, &loaders, &path)? {
+                        } else if let Some(file) = loaders.running_build_file(jvmti, jni, &loaded, path)? {
                             // The JVM may hand back bytes reconstituted from the class; as the
                             // class loads at the next start, it is its file.
                             if file != old && same(&old, &file)? {
@@ -229,6 +266,10 @@ pub fn plan(
         Ok(())
     })?;
     plan.classes.sort_by(|a, b| a.name.cmp(&b.name));
+    // The bytes of the classes the deployment leaves alone are not kept: their hashes are.
+    let unchanged: Vec<&str> =
+        plan.classes.iter().filter(|c| c.state == ClassState::Unchanged).map(|c| c.name.as_str()).collect();
+    patches.release_originals(&unchanged);
     Ok(plan)
 }
 
@@ -237,35 +278,42 @@ fn class_name(bytes: &[u8]) -> repair_bytecode::Result<String> {
     Ok(cf.name()?.into_owned())
 }
 
-/// The distinct class loaders of the loaded classes, or the system class loader when none is
-/// loaded (a build none of whose classes has run yet).
-fn loaders_of<'a>(
-    jvmti: Jvmti,
-    jni: &Jni<'a>,
-    loaded: &HashMap<String, Vec<Local<'a>>>,
-) -> Result<Vec<Local<'a>>, PatchError> {
-    let mut loaders: Vec<Local<'a>> = Vec::new();
-    for class in loaded.values().flatten() {
-        let loader = jvmti.class_loader(jni, class).map_err(|e| PatchError::Unavailable(e.to_string()))?;
-        if !loader.is_null() && !loaders.iter().any(|l| jni.same_object(l, &loader)) {
-            loaders.push(loader);
-        }
-    }
-    if loaders.is_empty() {
-        loaders.push(jni.system_class_loader().map_err(PatchError::Unavailable)?);
-    }
-    Ok(loaders)
-}
+/// The class loaders the running build's files are looked up through, found on first use: those
+/// of the build's loaded classes, or the system class loader when none is loaded (a build none of
+/// whose classes has run yet).
+#[derive(Default)]
+struct Loaders<'a>(Option<Vec<Local<'a>>>);
 
-/// The running build's file at `path`, as the first of `loaders` that has it finds it.
-fn running_build_file(jni: &Jni<'_>, loaders: &[Local<'_>], path: &str) -> Result<Option<Vec<u8>>, PatchError> {
-    for loader in loaders {
-        let found = jni
-            .resource_bytes(loader, path)
-            .map_err(|e| PatchError::Unavailable(format!("reading {path} from the running build: {e}")))?;
-        if found.is_some() {
-            return Ok(found);
+impl<'a> Loaders<'a> {
+    /// The running build's file at `path`, as the first loader that has it finds it.
+    fn running_build_file(
+        &mut self,
+        jvmti: Jvmti,
+        jni: &Jni<'a>,
+        loaded: &HashMap<String, Vec<Local<'a>>>,
+        path: &str,
+    ) -> Result<Option<Vec<u8>>, PatchError> {
+        if self.0.is_none() {
+            let mut loaders: Vec<Local<'a>> = Vec::new();
+            for class in loaded.values().flatten() {
+                let loader = jvmti.class_loader(jni, class).map_err(|e| PatchError::Unavailable(e.to_string()))?;
+                if !loader.is_null() && !loaders.iter().any(|l| jni.same_object(l, &loader)) {
+                    loaders.push(loader);
+                }
+            }
+            if loaders.is_empty() {
+                loaders.push(jni.system_class_loader().map_err(PatchError::Unavailable)?);
+            }
+            self.0 = Some(loaders);
         }
+        for loader in self.0.iter().flatten() {
+            let found = jni
+                .resource_bytes(loader, path)
+                .map_err(|e| PatchError::Unavailable(format!("reading {path} from the running build: {e}")))?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
     }
-    Ok(None)
 }

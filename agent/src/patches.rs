@@ -488,6 +488,18 @@ impl PatchManager {
         Ok(loaded.keys().filter_map(|c| Some((c.clone(), st.originals.get(c)?.clone()))).collect())
     }
 
+    /// Forgets the original bytes of these classes where no patch needs them (they are read from
+    /// the JVM again when one does).
+    pub fn release_originals(&self, classes: &[&str]) {
+        let _op = self.operations.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.state();
+        for class in classes {
+            if !st.patches.iter().any(|p| p.class == *class) {
+                st.originals.remove(*class);
+            }
+        }
+    }
+
     /// Makes sure the original bytes of the `loaded` classes are known, by one retransformation
     /// that changes nothing (the hook only records what the JVM hands it).
     fn capture_originals(&self, jvmti: Jvmti, loaded: &HashMap<String, Vec<Local<'_>>>) -> Result<(), PatchError> {

@@ -111,6 +111,8 @@ pub struct Agent {
     pub fault_mode: FaultMode,
     pub faults: FaultLog,
     pub patches: PatchManager,
+    /// What deploys learnt of the classes they compared.
+    pub fingerprints: crate::deploy::Fingerprints,
     pub events: EventLog,
     pub journal: Journal,
     pub healer: Healer,
@@ -214,6 +216,7 @@ fn init(vm: JavaVm, text: &str, mode: LoadMode) -> Result<(), (i32, String)> {
         fault_mode,
         faults: FaultLog::default(),
         patches: PatchManager::default(),
+        fingerprints: Default::default(),
         events,
         journal,
         healer: Healer::default(),
