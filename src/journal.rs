@@ -610,7 +610,14 @@ pub fn now_ms() -> u64 {
 /// Hex SHA-256 of class bytes, as journaled.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = sha2::Sha256::digest(bytes);
+    let mut text = String::with_capacity(64);
+    for b in digest {
+        text.push(HEX[(b >> 4) as usize] as char);
+        text.push(HEX[(b & 15) as usize] as char);
+    }
+    text
 }
 
 #[cfg(test)]

@@ -128,13 +128,15 @@ impl Plan {
     }
 }
 
-/// Compares every class file of `build` (path → bytes) with the JVM's classes.
+/// Compares every class file of `build` (path → bytes) with the JVM's classes. A `durable` plan
+/// also hashes each changed class's file, which it must load as at the next start.
 pub fn plan(
     jvmti: Jvmti,
     jni: &Jni<'_>,
     patches: &PatchManager,
     fingerprints: &Fingerprints,
     build: &HashMap<String, Vec<u8>>,
+    durable: bool,
 ) -> Result<Plan, PatchError> {
     let mut plan = Plan::default();
     // Class files to compare with the JVM: (internal name, path, SHA-256).
@@ -216,7 +218,12 @@ pub fn plan(
                 sha_after: sha.clone(),
             };
             let before = if let Some(why) = unfit.get(&name) {
-                entry.reasons.push(why.clone());
+                // Its bytes cannot be read from the JVM either; the running build's file tells
+                // whether the new build changes it at all.
+                match loaders.running_build_file(jvmti, jni, &loaded, path)? {
+                    Some(file) if file == *new => entry.state = ClassState::Unchanged,
+                    _ => entry.reasons.push(why.clone()),
+                }
                 None
             } else if let Some(original) = originals.get(&name) {
                 Some((original.clone(), ClassState::Changed))
@@ -249,11 +256,13 @@ pub fn plan(
                         entry.state = changed;
                         if changed == ClassState::Pending {
                             entry.reasons.push("not loaded yet: taken as it loads".to_string());
-                        } else if let Some(file) = loaders.running_build_file(jvmti, jni, &loaded, path)? {
+                        } else if durable {
                             // The JVM may hand back bytes reconstituted from the class; as the
                             // class loads at the next start, it is its file.
-                            if file != old && same(&old, &file)? {
-                                entry.originals.push(sha256_hex(&file));
+                            if let Some(file) = loaders.running_build_file(jvmti, jni, &loaded, path)? {
+                                if file != old && same(&old, &file)? {
+                                    entry.originals.push(sha256_hex(&file));
+                                }
                             }
                         }
                     } else {

@@ -234,13 +234,20 @@ impl Journal {
         for (name, bytes) in patches.iter().flat_map(|p| &p.attachments) {
             let sha = sha256_hex(bytes);
             let path = self.dir.join("attachments").join(&sha);
-            let saved = repair_model::journal::create_private_dir(&self.dir.join("attachments")).and_then(|()| {
-                use std::io::Write;
-                use std::os::unix::fs::OpenOptionsExt;
-                let mut f =
-                    std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
-                f.write_all(bytes)
-            });
+            // Named by their hash: one already kept (a build deployed again) is not written again.
+            let kept = std::fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64);
+            let saved = if kept {
+                Ok(())
+            } else {
+                repair_model::journal::create_private_dir(&self.dir.join("attachments")).and_then(|()| {
+                    use std::io::Write;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let mut f =
+                        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+                    f.write_all(bytes)?;
+                    f.sync_all()
+                })
+            };
             if let Err(e) = saved {
                 return Err(format!("cannot keep {name} for patch {} at {}: {e}", p.spec.id, path.display()));
             }

@@ -257,7 +257,7 @@ impl Operations for AgentOperations {
                     Capability::RetransformClasses.name()
                 )));
             }
-            let plan = crate::deploy::plan(a.jvmti, jni, &a.patches, &a.fingerprints, &build)?;
+            let plan = crate::deploy::plan(a.jvmti, jni, &a.patches, &a.fingerprints, &build, request.durable)?;
             let id = if request.id.is_empty() { self.free_deploy_id() } else { request.id.clone() };
             let refusals = plan.refusals();
             let todo = plan.count(ClassState::Changed) + plan.count(ClassState::Pending);
