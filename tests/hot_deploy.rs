@@ -193,12 +193,14 @@ fn a_fixed_build_deploys_live_under_load_and_rolls_back_as_one() {
     assert!(svc.state().contains(BUGGY), "a dry run changes nothing");
     assert_eq!(patches(svc.pid), serde_json::json!([]));
 
+    let before = svc.state();
     let done = deploy(svc.pid, &new, &[]);
     assert_eq!(done["applied"], true, "{done}");
     assert_eq!(done["id"], "deploy-1");
     let after = svc.state();
     assert!(after.contains(FIXED), "{after}");
-    // State is kept: the redefined class's static counter goes on from where it was.
+    // State is kept: the redefined class's static counter goes on from where it was (reset, it
+    // would count only the calls since the deploy, far fewer than the load thread made before).
     assert!(field(&after, "calls") > field(&before, "calls"), "{before} -> {after}");
     assert!(after.contains("util=util limit=10"), "{after}");
     // The class not loaded at deploy time comes up fixed.
@@ -383,6 +385,7 @@ fn builds_the_jvm_cannot_take_are_refused_by_class_member_and_reason_changing_no
         let round = t.lines().find(|l| l.contains("int round(")).unwrap();
         t.replace(rate, "@@RATE@@").replace(round, rate).replace("@@RATE@@", round)
     });
+    let uses_added = variant("uses-added", "Cart.java", &|t| t.replace("calls++;", "calls++; new Extra();"));
     let not_a_jar = dir.0.join("notes.jar");
     std::fs::write(&not_a_jar, "these are release notes, not a jar\n").unwrap();
     // A directory build whose Cart.class holds another class.
@@ -393,8 +396,9 @@ fn builds_the_jvm_cannot_take_are_refused_by_class_member_and_reason_changing_no
     let mut svc = start(&jdk, &old, &dir.0.join("state"));
     assert!(svc.state().contains(BUGGY));
     let pid = svc.pid.to_string();
-    let cases: [(&Path, &[&str]); 5] = [
+    let cases: [(&Path, &[&str]); 6] = [
         (&added, &["shop.Cart", "method shop.Cart.extra()I", "added"]),
+        (&uses_added, &["shop.Cart", "names shop.Extra, which the new build adds", "NoClassDefFoundError"]),
         (&field, &["shop.Counter", "field shop.Counter.limit", "int", "long"]),
         (&lambdas, &["shop.Tax", "lambda$rate$0", "renumber"]),
         (&not_a_jar, &["notes.jar", "not a jar"]),
@@ -458,4 +462,48 @@ fn a_deploy_and_its_rollback_work_on_jdk_11_21_and_25() {
         assert_eq!(svc.send("late"), "LATE wrong", "{}", runtime.name);
         svc.finish();
     }
+}
+
+/// The JVM itself refuses one class of the batch (its code does not verify): none of the build's
+/// classes is redefined, not even those the JVM would have taken.
+#[test]
+fn a_class_the_jvm_rejects_takes_the_whole_deployment_with_it() {
+    let jdk = default_jdk();
+    let dir = TempDir::new("deploy-verify");
+    let old = jar(&jdk, &dir.0, "v1", &first_build());
+    jar(&jdk, &dir.0, "bad", &fixed_build());
+    // Cart.total's `iadd` becomes `ladd`: same members, code the verifier rejects.
+    let cart = dir.0.join("bad-classes/shop/Cart.class");
+    let mut cf = repair_bytecode::ClassFile::parse(&std::fs::read(&cart).unwrap()).unwrap();
+    let total = cf.methods.iter().position(|m| cf.pool.is_utf8(m.name, "total")).unwrap();
+    let code = cf.methods[total].attributes.iter().position(|a| cf.pool.is_utf8(a.name, "Code")).unwrap();
+    let data = &mut cf.methods[total].attributes[code].data;
+    let len = u32::from_be_bytes(data[4..8].try_into().unwrap()) as usize;
+    let iadd = data[8..8 + len].iter().position(|&op| op == 0x60).expect("an iadd") + 8;
+    data[iadd] = 0x61;
+    std::fs::write(&cart, cf.to_bytes().unwrap()).unwrap();
+    let bad = dir.0.join("bad.jar");
+    std::fs::remove_file(&bad).unwrap();
+    let out = Command::new(jdk.tool("jar"))
+        .arg("cf")
+        .arg(&bad)
+        .arg("-C")
+        .arg(dir.0.join("bad-classes"))
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+
+    let mut svc = start(&jdk, &old, &dir.0.join("state"));
+    assert!(svc.state().contains(BUGGY));
+    let (ok, text) = repairctl(&["deploy", bad.to_str().unwrap(), "--pid", &svc.pid.to_string()]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("JVMTI_ERROR_FAILS_VERIFICATION") && text.contains("previous version stays active"),
+        "{text}"
+    );
+    assert!(svc.state().contains(BUGGY), "Tax, which the JVM would take, is not redefined either");
+    assert_eq!(patches(svc.pid), serde_json::json!([]));
+    assert_eq!(svc.send("late"), "LATE wrong", "nor waits for its load");
+    svc.finish();
 }

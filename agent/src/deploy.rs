@@ -225,6 +225,13 @@ pub fn plan(
                     _ => entry.reasons.push(why.clone()),
                 }
                 None
+            } else if patches.is_mixed(&name) {
+                entry.reasons.push(
+                    "loaded by several class loaders from different class files (two versions of the \
+                     application side by side): a deploy cannot tell which one this build replaces"
+                        .to_string(),
+                );
+                None
             } else if let Some(original) = originals.get(&name) {
                 Some((original.clone(), ClassState::Changed))
             } else {
@@ -259,9 +266,17 @@ pub fn plan(
                         } else if durable {
                             // The JVM may hand back bytes reconstituted from the class; as the
                             // class loads at the next start, it is its file.
-                            if let Some(file) = loaders.running_build_file(jvmti, jni, &loaded, path)? {
-                                if file != old && same(&old, &file)? {
-                                    entry.originals.push(sha256_hex(&file));
+                            match loaders.running_build_file(jvmti, jni, &loaded, path)? {
+                                Some(file) if file == old => {}
+                                Some(file) if same(&old, &file)? => entry.originals.push(sha256_hex(&file)),
+                                _ => {
+                                    entry.state = ClassState::Refused;
+                                    entry.reasons.push(
+                                        "durable: its class file in the running build cannot be read through its \
+                                         class loader, so the next start could not tell which build it loads; \
+                                         deploy without --durable"
+                                            .to_string(),
+                                    );
                                 }
                             }
                         }
@@ -274,12 +289,66 @@ pub fn plan(
         }
         Ok(())
     })?;
+    refuse_references_to_added(&mut plan, build);
     plan.classes.sort_by(|a, b| a.name.cmp(&b.name));
     // The bytes of the classes the deployment leaves alone are not kept: their hashes are.
     let unchanged: Vec<&str> =
         plan.classes.iter().filter(|c| c.state == ClassState::Unchanged).map(|c| c.name.as_str()).collect();
     patches.release_originals(&unchanged);
     Ok(plan)
+}
+
+/// A class of a multi-release jar with versions for some Java releases: the JVM may run one of
+/// those, not the base class compared here. Refused, saying so.
+pub fn refuse_multi_release(plan: &mut Plan, resources: &[String]) {
+    for c in &mut plan.classes {
+        let versions: Vec<&str> = resources
+            .iter()
+            .filter_map(|r| r.strip_prefix("META-INF/versions/")?.split_once('/').filter(|(_, p)| *p == c.path))
+            .map(|(v, _)| v)
+            .collect();
+        if !versions.is_empty() && c.state != ClassState::Unchanged {
+            c.state = ClassState::Refused;
+            c.reasons = vec![format!(
+                "the jar is multi-release, with versions of this class for Java {}: deploy compares the base \
+                 class only, and the JVM may run a versioned one",
+                versions.join(", ")
+            )];
+        }
+    }
+}
+
+/// A changed class whose new code names a class the running build lacks would throw
+/// `NoClassDefFoundError` on the application's thread: refused, with the class it names.
+fn refuse_references_to_added(plan: &mut Plan, build: &HashMap<String, Vec<u8>>) {
+    let added: std::collections::HashSet<String> =
+        plan.classes.iter().filter(|c| c.state == ClassState::Added).map(|c| c.name.clone()).collect();
+    if added.is_empty() {
+        return;
+    }
+    for c in &mut plan.classes {
+        if !matches!(c.state, ClassState::Changed | ClassState::Pending) {
+            continue;
+        }
+        let Ok(cf) = ClassFile::parse(&build[&c.path]) else { continue };
+        let mut named: Vec<String> = cf
+            .pool
+            .iter()
+            .filter_map(|(i, _)| cf.pool.class_name(i).ok())
+            .filter(|n| added.contains(n.as_ref()))
+            .map(|n| n.replace('/', "."))
+            .collect();
+        named.sort();
+        named.dedup();
+        if !named.is_empty() {
+            c.state = ClassState::Refused;
+            c.reasons = vec![format!(
+                "its new code names {}, which the new build adds and the running build lacks: it would throw \
+                 NoClassDefFoundError; restart with the new build",
+                named.join(", ")
+            )];
+        }
+    }
 }
 
 fn class_name(bytes: &[u8]) -> repair_bytecode::Result<String> {

@@ -234,10 +234,14 @@ impl Journal {
         for (name, bytes) in patches.iter().flat_map(|p| &p.attachments) {
             let sha = sha256_hex(bytes);
             let path = self.dir.join("attachments").join(&sha);
-            // Named by their hash: one already kept (a build deployed again) is not written again.
-            let kept = std::fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64);
+            // Named by their hash: one already kept whole (a build deployed again) is not written
+            // again, only marked recent so that collecting old attachments spares it.
+            let kept = std::fs::read(&path).is_ok_and(|b| b == *bytes);
             let saved = if kept {
-                Ok(())
+                std::fs::File::options()
+                    .append(true)
+                    .open(&path)
+                    .and_then(|f| f.set_modified(std::time::SystemTime::now()))
             } else {
                 repair_model::journal::create_private_dir(&self.dir.join("attachments")).and_then(|()| {
                     use std::io::Write;

@@ -110,6 +110,9 @@ struct State {
     capturing: Vec<String>,
     /// Bytes the hook returns during our own retransformation; `None`: the original bytes.
     pending: HashMap<String, Option<Vec<u8>>>,
+    /// Classes loaded under one name by several loaders from different bytes (two versions of a
+    /// webapp): `originals` holds one of them only.
+    mixed: std::collections::HashSet<String>,
 }
 
 impl State {
@@ -169,9 +172,16 @@ impl PatchManager {
         if st.pending.is_empty() && st.capturing.is_empty() && st.patches.is_empty() {
             return (None, Vec::new());
         }
-        if !st.originals.contains_key(name) && (st.capturing.iter().any(|c| c == name) || st.pending.contains_key(name))
-        {
-            st.originals.insert(name.to_string(), bytes.to_vec());
+        if st.capturing.iter().any(|c| c == name) || st.pending.contains_key(name) {
+            match st.originals.get(name) {
+                None => {
+                    st.originals.insert(name.to_string(), bytes.to_vec());
+                }
+                Some(other) if other.as_slice() != bytes => {
+                    st.mixed.insert(name.to_string());
+                }
+                Some(_) => {}
+            }
         }
         if let Some(p) = st.pending.get(name) {
             return (p.clone(), Vec::new());
@@ -182,13 +192,21 @@ impl PatchManager {
         let mut dropped = Vec::new();
         let deployed = st.patches.iter().find(|p| p.class == name && p.redefined_bytes() == Some(bytes));
         if let Some(id) = deployed.map(|p| p.spec.id.clone()) {
-            let (gone, kept) = std::mem::take(&mut st.patches).into_iter().partition(|p| p.spec.id == id);
+            // None of the deployment in effect here: the JVM runs the new build, and the whole
+            // deployment is no longer needed. Some in effect (a new class loader loading the new
+            // build beside the old one): only this class is.
+            let none_applied = !st.patches.iter().any(|p| p.spec.id == id && !p.hashes.0.is_empty());
+            let (gone, kept) = std::mem::take(&mut st.patches)
+                .into_iter()
+                .partition(|p| p.spec.id == id && (none_applied || (p.class == name && p.hashes.0.is_empty())));
             st.patches = kept;
             let reason = format!(
-                "no longer needed: {} loads as patch {id} would redefine it (the JVM runs the new build)",
-                name.replace('/', ".")
+                "no longer needed: {} loads as patch {id} would redefine it{}",
+                name.replace('/', "."),
+                if none_applied { " (the JVM runs the new build)" } else { "" }
             );
-            dropped.push(Dropped { patches: gone, reason, whole: true });
+            let whole = !st.patches.iter().any(|p| p.spec.id == id);
+            dropped.push(Dropped { patches: gone, reason, whole });
         }
         // The class loads with patches waiting for it (durable ones at start-up), or a class of a
         // patched name loads in another loader, or someone else retransforms it.
@@ -263,6 +281,16 @@ impl PatchManager {
                 "patch {p} is already applied: roll it back first or use another id"
             )));
         }
+        for (spec, _) in &waiting {
+            let class = spec.target_class_internal();
+            let st = self.state();
+            if let Some(old) = st.patches.iter().find(|p| p.class == class && p.is_redefinition()) {
+                return Err(PatchError::AlreadyExists(format!(
+                    "patch {}: class {} is already redefined by patch {} (as it loads): roll that back first",
+                    spec.id, spec.class, old.spec.id
+                )));
+            }
+        }
         let mut classes: Vec<String> = specs.iter().map(|(s, _)| s.target_class_internal()).collect();
         classes.sort();
         classes.dedup();
@@ -320,7 +348,7 @@ impl PatchManager {
                 check_references(jvmti, jni, &p.spec, &bytes, &loaded)?;
             }
             let mut st = self.state();
-            for p in &new {
+            for p in new.iter().filter(|p| p.report_id != 0) {
                 self.reports.reset(p.report_id);
                 self.breakers.register(p.report_id, &p.spec);
             }
@@ -355,12 +383,43 @@ impl PatchManager {
         })
     }
 
+    /// The classes of patch `id` that wait for their load but loaded meanwhile (between a
+    /// deploy's plan and its apply) are retransformed, so the hook redefines them; returns those
+    /// still not redefined (they loaded as another build).
+    pub fn catch_up(&self, jvmti: Jvmti, jni: &Jni<'_>, id: &str) -> Result<Vec<String>, PatchError> {
+        let _op = self.operations.lock().unwrap_or_else(|e| e.into_inner());
+        let waiting: Vec<String> = self
+            .state()
+            .patches
+            .iter()
+            .filter(|p| p.spec.id == id && p.hashes.0.is_empty())
+            .map(|p| p.class.clone())
+            .collect();
+        if waiting.is_empty() {
+            return Ok(Vec::new());
+        }
+        jni.with_local_frame(16, |jni| {
+            let loaded = loaded_by_name(jvmti, jni, &waiting)?;
+            if loaded.is_empty() {
+                return Ok(Vec::new());
+            }
+            let all: Vec<Local<'_>> = loaded.values().flatten().copied().collect();
+            jvmti.retransform(&all).map_err(|error| PatchError::Rejected { patch: id.to_string(), error })?;
+            let st = self.state();
+            let applied =
+                |c: &str| st.patches.iter().any(|p| p.spec.id == id && p.class == c && !p.hashes.0.is_empty());
+            Ok(loaded.into_keys().filter(|c| !applied(c)).collect())
+        })
+    }
+
     /// Puts a patch in effect for classes that have not loaded yet (durable patches at start-up):
     /// the ClassFileLoadHook applies it as they load, before any of their code runs.
     pub fn preload(&self, spec: PatchSpec, attachments: HashMap<String, Vec<u8>>, who: String) -> AppliedPatch {
         let mut st = self.state();
         let report_id = if matches!(spec.action, Action::Redefine { .. }) { 0 } else { st.free_report_id() };
-        self.reports.reset(report_id);
+        if report_id != 0 {
+            self.reports.reset(report_id);
+        }
         let patch = AppliedPatch {
             class: spec.target_class_internal(),
             spec,
@@ -410,6 +469,8 @@ impl PatchManager {
             let mut hashes: HashMap<String, (String, String)> = HashMap::new();
             {
                 let mut st = self.state();
+                // Every class's bytes first: a chain that fails leaves nothing pending.
+                let mut pending = Vec::with_capacity(classes.len());
                 for class in &classes {
                     let all = st.patches.iter().filter(|p| &p.class == class);
                     let remaining = all.clone().filter(|p| !removed.contains(&p.spec.id));
@@ -424,8 +485,9 @@ impl PatchManager {
                             (sha256_hex(&before), sha256_hex(bytes.as_deref().unwrap_or(original))),
                         );
                     }
-                    st.pending.insert(class.clone(), bytes);
+                    pending.push((class.clone(), bytes));
                 }
+                st.pending.extend(pending);
             }
             // Classes unloaded since (or never loaded) have nothing to restore in the JVM.
             let lookup = loaded_by_name(jvmti, jni, &classes).map(|found| loaded.extend(found.into_values().flatten()));
@@ -486,6 +548,11 @@ impl PatchManager {
         self.capture_originals(jvmti, loaded)?;
         let st = self.state();
         Ok(loaded.keys().filter_map(|c| Some((c.clone(), st.originals.get(c)?.clone()))).collect())
+    }
+
+    /// Whether classes of this name were loaded from different bytes by different loaders.
+    pub fn is_mixed(&self, class: &str) -> bool {
+        self.state().mixed.contains(class)
     }
 
     /// Forgets the original bytes of these classes where no patch needs them (they are read from

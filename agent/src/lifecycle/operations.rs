@@ -257,7 +257,8 @@ impl Operations for AgentOperations {
                     Capability::RetransformClasses.name()
                 )));
             }
-            let plan = crate::deploy::plan(a.jvmti, jni, &a.patches, &a.fingerprints, &build, request.durable)?;
+            let mut plan = crate::deploy::plan(a.jvmti, jni, &a.patches, &a.fingerprints, &build, request.durable)?;
+            crate::deploy::refuse_multi_release(&mut plan, &request.resources);
             let id = if request.id.is_empty() { self.free_deploy_id() } else { request.id.clone() };
             let refusals = plan.refusals();
             let todo = plan.count(ClassState::Changed) + plan.count(ClassState::Pending);
@@ -296,6 +297,23 @@ impl Operations for AgentOperations {
                     return Err(e);
                 }
             };
+            // A class that loaded between the plan and the apply is redefined now, or the whole
+            // deployment is undone: a build is deployed whole or not at all.
+            let straggler = match a.patches.catch_up(a.jvmti, jni, &id) {
+                Ok(missing) if missing.is_empty() => None,
+                Ok(missing) => Some(format!(
+                    "{} loaded while the deploy was being planned, as another build than the one compared",
+                    missing.iter().map(|c| c.replace('/', ".")).collect::<Vec<_>>().join(", ")
+                )),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(why) = straggler {
+                let undone = a.patches.rollback(a.jvmti, jni, Some(&id)).map(|_| "undone").unwrap_or("NOT undone");
+                a.events.emit(Kind::Refused, about, format!("{why}; the deployment was {undone}"));
+                return Err(PatchError::Unavailable(format!(
+                    "{source}: nothing deployed: {why}; the deployment was {undone}: deploy again"
+                )));
+            }
             let summary = format!(
                 "deployed {source}: {} classes redefined, {} taken as they load, by {by}",
                 plan.count(ClassState::Changed),
