@@ -7,6 +7,7 @@ pub mod deploy;
 pub mod endpoint;
 pub mod glob;
 pub mod journal;
+pub mod observe;
 pub mod policy;
 pub mod spec;
 

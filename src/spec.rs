@@ -217,6 +217,9 @@ impl PatchSpec {
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
             return Err(format!("{id:?} is not an id: use letters, digits, '.', '_' and '-'"));
         }
+        if id.starts_with(crate::observe::PATCH_PREFIX) {
+            return Err(format!("{id:?}: ids starting with {:?} are observations'", crate::observe::PATCH_PREFIX));
+        }
         Ok(())
     }
 

@@ -31,6 +31,7 @@ mod journal;
 mod jvm;
 mod lifecycle;
 mod log;
+mod observe;
 mod patches;
 mod runtime;
 

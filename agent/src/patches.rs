@@ -454,7 +454,10 @@ impl PatchManager {
                     }
                     removed
                 }
-                None => st.patches.iter().collect(),
+                // All patches: not the probes of observations in progress, which end with their streams.
+                None => {
+                    st.patches.iter().filter(|p| !p.spec.id.starts_with(repair_model::observe::PATCH_PREFIX)).collect()
+                }
             };
             let mut classes: Vec<String> = removed.iter().map(|p| p.class.clone()).collect();
             classes.sort();

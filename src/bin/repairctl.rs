@@ -123,6 +123,62 @@ enum Command {
         #[arg(long)]
         partial: bool,
     },
+    /// Each call of a method as it happens: thread, time, arguments, return value or exception.
+    /// The method's class is instrumented only while this runs.
+    #[command(
+        after_help = "Examples:\n  repairctl watch com.shop.Prices price -n 10\n  repairctl watch com.shop.Prices 'price(Ljava/lang/String;)J' --if 'duration > 5ms || exception != null' --for 30s\n  repairctl watch com.shop.Cart total --sample 100 -o json\n\nConditions (--if): args[N], return, exception, duration, thread compared with ==, !=, <, <=, >, >=, ~ (contains)\nand a number, \"text\", null, true, false or a duration (5ms); joined with && and ||."
+    )]
+    Watch {
+        /// The class, dotted. Example: `com.shop.Prices`
+        class: String,
+        /// The method: a name, or a name and descriptor for one overload. Example: `price`
+        method: String,
+        /// End after this many calls are reported. Example: `-n 10`
+        #[arg(short = 'n', long = "count")]
+        count: Option<u64>,
+        /// End after this long (500ms, 30s, 2m). Example: `--for 30s`
+        #[arg(long = "for", value_parser = parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Report only the calls this holds for. Example: `--if 'args[0] == "pear"'`
+        #[arg(long = "if")]
+        condition: Option<String>,
+        /// Report one call in N. Example: `--sample 100`
+        #[arg(long, default_value_t = 1)]
+        sample: u32,
+        /// Reports a second before the agent samples down, then stops (default 1000). Example:
+        /// `--max-per-second 5000`
+        #[arg(long, default_value_t = 0, hide_default_value = true)]
+        max_per_second: u32,
+    },
+    /// A method's calls, failures and durations (mean, p50, p99, max) per interval, while this
+    /// runs.
+    #[command(
+        after_help = "Examples:\n  repairctl monitor com.shop.Prices price --every 5s\n  repairctl monitor com.shop.Cart total --every 1s -n 10"
+    )]
+    Monitor {
+        /// The class, dotted. Example: `com.shop.Prices`
+        class: String,
+        /// The method: a name, or a name and descriptor for one overload. Example: `price`
+        method: String,
+        /// The interval (default 5s). Example: `--every 1s`
+        #[arg(long, value_parser = parse_duration)]
+        every: Option<std::time::Duration>,
+        /// End after this many intervals. Example: `-n 10`
+        #[arg(short = 'n', long = "count")]
+        count: Option<u64>,
+        /// End after this long. Example: `--for 1m`
+        #[arg(long = "for", value_parser = parse_duration)]
+        duration: Option<std::time::Duration>,
+    },
+    /// The observations (watch, monitor) in progress.
+    #[command(after_help = "Examples:\n  repairctl observations\n  repairctl observations -o json")]
+    Observations,
+    /// End an observation in progress (its stream says so and ends).
+    #[command(after_help = "Examples:\n  repairctl stop 3")]
+    Stop {
+        /// The observation's id (repairctl observations lists them). Example: `3`
+        id: u64,
+    },
     /// Active patches, in the order they were applied.
     #[command(
         after_help = "Examples:\n  repairctl patches\n  repairctl patches -o wide   # long ids and classes in full"
@@ -319,6 +375,34 @@ fn main() -> ExitCode {
             let options = cli::deploy::DeployOptions { id, dry_run, durable, partial };
             block_on(cli::deploy::deploy(&conn, &build, &options))
         }
+        Command::Watch { class, method, count, duration, condition, sample, max_per_second } => {
+            let o = cli::observe::Observe {
+                kind: "watch",
+                class,
+                method,
+                condition,
+                sample,
+                count: count.unwrap_or(0),
+                duration,
+                every: None,
+                max_per_second,
+            };
+            block_on(cli::observe::observe(&conn, &o))
+        }
+        Command::Monitor { class, method, every, count, duration } => {
+            let o = cli::observe::Observe {
+                kind: "monitor",
+                class,
+                method,
+                count: count.unwrap_or(0),
+                duration,
+                every,
+                ..Default::default()
+            };
+            block_on(cli::observe::observe(&conn, &o))
+        }
+        Command::Observations => block_on(cli::observe::observations(&conn)),
+        Command::Stop { id } => block_on(cli::observe::stop(&conn, id)),
         Command::Patches => block_on(live::patches(&conn)),
         Command::Diff { id, class } => block_on(cli::diff::diff(&conn, &id, class)),
         Command::Rollback { id, all } => block_on(live::rollback(&conn, id, all)),
@@ -344,4 +428,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `500ms`, `30s`, `2m` or a number of seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let value = serde_yaml_ng::Value::String(text.to_string());
+    let d = repair_model::spec::parse_duration(Some(&value), std::time::Duration::ZERO)?;
+    if d.is_zero() {
+        return Err("a duration above zero, such as 500ms, 30s or 2m".to_string());
+    }
+    Ok(d)
 }

@@ -3,6 +3,7 @@
 pub mod deploy;
 pub mod diff;
 pub mod live;
+pub mod observe;
 pub mod ps;
 pub mod rewrite;
 pub mod topics;

@@ -102,6 +102,34 @@ pub async fn serve<S, IO, E>(
 }
 
 type FaultStream = Pin<Box<dyn Stream<Item = Result<proto::Fault, Status>> + Send>>;
+type ObservedStream = Pin<Box<dyn Stream<Item = Result<proto::Observed, Status>> + Send>>;
+
+/// An observation's stream; when it is dropped (it ended, or the client went away), its `finish`
+/// runs on a blocking thread (it rolls the probes back).
+struct Observing {
+    reports: tokio_stream::wrappers::ReceiverStream<proto::Observed>,
+    finish: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Stream for Observing {
+    type Item = Result<proto::Observed, Status>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        Pin::new(&mut self.reports).poll_next(cx).map(|r| r.map(Ok))
+    }
+}
+
+impl Drop for Observing {
+    fn drop(&mut self) {
+        if let Some(finish) = self.finish.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn_blocking(finish);
+                }
+                Err(_) => finish(),
+            }
+        }
+    }
+}
 type EventStream = Pin<Box<dyn Stream<Item = Result<proto::Event, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -158,6 +186,37 @@ impl agent_server::Agent for AgentService {
         }
         let by = Operator { who: operator(&r.who), peer };
         Ok(Response::new(self.try_call(move |o| o.deploy(r, by)).await?))
+    }
+
+    type ObserveStream = ObservedStream;
+
+    async fn observe(&self, req: Request<proto::ObserveRequest>) -> Result<Response<ObservedStream>, Status> {
+        let peer = peer(&req);
+        let r = req.into_inner();
+        let by = Operator { who: operator(&r.who), peer };
+        let s = self.try_call(move |o| o.observe(r, by)).await?;
+        let stream =
+            Observing { reports: tokio_stream::wrappers::ReceiverStream::new(s.reports), finish: Some(s.finish) };
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn observations(
+        &self,
+        _: Request<proto::ObservationsRequest>,
+    ) -> Result<Response<proto::ObservationsReply>, Status> {
+        let observations = self.call(|o| o.observations()).await?;
+        Ok(Response::new(proto::ObservationsReply { observations }))
+    }
+
+    async fn stop_observation(
+        &self,
+        req: Request<proto::StopObservationRequest>,
+    ) -> Result<Response<proto::ObservationsReply>, Status> {
+        let peer = peer(&req);
+        let r = req.into_inner();
+        let by = Operator { who: operator(&r.who), peer };
+        let observations = self.try_call(move |o| o.stop_observation(r.id, by)).await?;
+        Ok(Response::new(proto::ObservationsReply { observations }))
     }
 
     async fn patches(&self, _: Request<proto::PatchesRequest>) -> Result<Response<proto::PatchesReply>, Status> {

@@ -39,6 +39,12 @@ impl std::fmt::Display for Operator {
 /// domain onto them once (`lifecycle::operations`), and the server's tests serve a fake without
 /// a JVM. Called on the control plane's blocking threads, never on a JVM thread; may block.
 /// Errors are gRPC statuses with one clear message naming the input and the cause.
+/// An observation's reports, and what to run once its stream is over.
+pub struct ObservationStream {
+    pub reports: tokio::sync::mpsc::Receiver<proto::Observed>,
+    pub finish: Box<dyn FnOnce() + Send>,
+}
+
 pub trait Operations: Send + Sync + 'static {
     fn status(&self) -> proto::StatusReply;
     /// Loaded classes whose dotted name matches `glob` (`*`, `?`; empty: all).
@@ -55,6 +61,13 @@ pub trait Operations: Send + Sync + 'static {
     /// Compares a build with the loaded classes and redefines the changed ones as one patch, all
     /// or none (a dry run only plans); on any error nothing changes in the JVM.
     fn deploy(&self, request: proto::DeployRequest, by: Operator) -> Result<proto::DeployReply, Status>;
+    /// Starts observing a method: the reports, and what to run when the stream ends (the
+    /// client went away, or the observation ended): the method's probes are rolled back then.
+    fn observe(&self, request: proto::ObserveRequest, by: Operator) -> Result<ObservationStream, Status>;
+    /// The observations in progress.
+    fn observations(&self) -> Vec<proto::ObservationInfo>;
+    /// Ends an observation; its stream says so and ends.
+    fn stop_observation(&self, id: u64, by: Operator) -> Result<Vec<proto::ObservationInfo>, Status>;
     /// Active patches, in the order applied.
     fn patches(&self) -> Vec<proto::Patch>;
     /// Rolls back one patch (`Some(id)`) or all; returns what was rolled back.

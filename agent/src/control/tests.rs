@@ -52,6 +52,18 @@ impl Operations for FakeOperations {
         let classes = r.class_files.keys().map(|k| proto::DeployClass { name: k.clone(), ..Default::default() });
         Ok(proto::DeployReply { id: r.id, classes: classes.collect(), ..Default::default() })
     }
+    fn observe(&self, r: proto::ObserveRequest, _by: Operator) -> Result<super::ObservationStream, Status> {
+        let (tx, reports) = tokio::sync::mpsc::channel(4);
+        let ended = proto::observed::What::Ended(format!("fake {} of {}", r.kind, r.class_name));
+        tx.try_send(proto::Observed { observation: 1, what: Some(ended), dropped: 0 }).unwrap();
+        Ok(super::ObservationStream { reports, finish: Box::new(|| ()) })
+    }
+    fn observations(&self) -> Vec<proto::ObservationInfo> {
+        Vec::new()
+    }
+    fn stop_observation(&self, id: u64, _by: Operator) -> Result<Vec<proto::ObservationInfo>, Status> {
+        Err(Status::not_found(format!("no observation {id}")))
+    }
     fn patches(&self) -> Vec<proto::Patch> {
         self.patches.lock().unwrap().clone()
     }

@@ -35,9 +35,9 @@ pub trait VmEvents: Sync {
 /// nested hook only counts; the agent never observes, or recurses into, itself.
 pub trait HookCalls: Sync {
     fn fallback(&self, jni: &Jni<'_>, id: i32, thrown: Option<&Local<'_>>);
-    fn enter(&self, id: i32, nanos: Option<i64>);
+    fn enter(&self, jni: &Jni<'_>, id: i32, nanos: Option<i64>);
     fn enter_args(&self, jni: &Jni<'_>, id: i32, args: Option<&Local<'_>>);
-    fn exit(&self, id: i32, nanos: Option<i64>);
+    fn exit(&self, jni: &Jni<'_>, id: i32, nanos: Option<i64>);
     fn exit_value(&self, jni: &Jni<'_>, id: i32, value: Option<&Local<'_>>);
     fn thrown(&self, jni: &Jni<'_>, id: i32, thrown: Option<&Local<'_>>);
     fn line(&self, id: i32, line: i32);
@@ -228,28 +228,28 @@ extern "C" fn hook_fallback(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys:
     guarded("Hooks.fallback", (), || with_object(env, t, |h, jni, obj| h.fallback(jni, id, obj)))
 }
 
-extern "C" fn hook_enter(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint) {
-    guarded("Hooks.enter", (), || with_hooks(|h| h.enter(id, None)))
+extern "C" fn hook_enter(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint) {
+    guarded("Hooks.enter", (), || with_hooks(|h| h.enter(&Jni::from_raw(env), id, None)))
 }
 
 extern "C" fn hook_enter_args(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, args: sys::jobject) {
     guarded("Hooks.enterArgs", (), || with_object(env, args, |h, jni, obj| h.enter_args(jni, id, obj)))
 }
 
-extern "C" fn hook_enter_at(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, nanos: sys::jlong) {
-    guarded("Hooks.enterAt", (), || with_hooks(|h| h.enter(id, Some(nanos))))
+extern "C" fn hook_enter_at(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, nanos: sys::jlong) {
+    guarded("Hooks.enterAt", (), || with_hooks(|h| h.enter(&Jni::from_raw(env), id, Some(nanos))))
 }
 
-extern "C" fn hook_exit(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint) {
-    guarded("Hooks.exit", (), || with_hooks(|h| h.exit(id, None)))
+extern "C" fn hook_exit(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint) {
+    guarded("Hooks.exit", (), || with_hooks(|h| h.exit(&Jni::from_raw(env), id, None)))
 }
 
 extern "C" fn hook_exit_value(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, value: sys::jobject) {
     guarded("Hooks.exitValue", (), || with_object(env, value, |h, jni, obj| h.exit_value(jni, id, obj)))
 }
 
-extern "C" fn hook_exit_at(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, nanos: sys::jlong) {
-    guarded("Hooks.exitAt", (), || with_hooks(|h| h.exit(id, Some(nanos))))
+extern "C" fn hook_exit_at(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, nanos: sys::jlong) {
+    guarded("Hooks.exitAt", (), || with_hooks(|h| h.exit(&Jni::from_raw(env), id, Some(nanos))))
 }
 
 extern "C" fn hook_thrown(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, t: sys::jobject) {

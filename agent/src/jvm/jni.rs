@@ -456,6 +456,51 @@ impl<'a> Jni<'a> {
         }
     }
 
+    /// A captured value as an observation's condition compares it and its stream shows it:
+    /// strings and boxed primitives by value (strings cut at 200 characters), arrays by their
+    /// first elements, other objects by their class (their `toString` is application code).
+    pub fn value(&self, obj: &Local<'_>) -> repair_model::observe::Value {
+        use repair_model::observe::Value;
+        if obj.is_null() {
+            return Value::Null;
+        }
+        let class = self.class_name_of_object(obj);
+        let text = || self.value_text(obj);
+        match class.as_str() {
+            "java.lang.String" => {
+                let t = text();
+                let unquoted = t.strip_prefix('"').and_then(|t| t.strip_suffix('"')).map(str::to_string);
+                Value::Text(unquoted.unwrap_or(t))
+            }
+            "java.lang.Character" => Value::Text(text()),
+            "java.lang.Boolean" => Value::Bool(text() == "true"),
+            "java.lang.Integer" | "java.lang.Long" | "java.lang.Short" | "java.lang.Byte" | "java.lang.Float"
+            | "java.lang.Double" => {
+                let t = text();
+                t.parse::<f64>().map(Value::Number).unwrap_or(Value::Object(t))
+            }
+            c if c.starts_with("[L") => Value::Object(self.array_text(obj, 8)),
+            _ => Value::Object(text()),
+        }
+    }
+
+    /// [`Jni::value`] of each element of an `Object[]` (the first `max`).
+    pub fn array_values(&self, array: &Local<'_>, max: usize) -> Vec<repair_model::observe::Value> {
+        if array.is_null() {
+            return Vec::new();
+        }
+        let len = jni_call!(self.env, GetArrayLength, array.raw()).unwrap_or(0).max(0) as usize;
+        (0..len.min(max))
+            .map(|i| {
+                self.with_local_frame(2, |jni| {
+                    let e = jni_call!(jni.env, GetObjectArrayElement, array.raw(), i as i32).unwrap_or(ptr::null_mut());
+                    jni.clear_exception();
+                    jni.value(&jni.local(e))
+                })
+            })
+            .collect()
+    }
+
     /// [`Jni::value_text`] of the first `max` elements of an `Object[]`, comma-separated.
     pub fn array_text(&self, array: &Local<'_>, max: usize) -> String {
         if array.is_null() {

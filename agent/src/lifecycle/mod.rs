@@ -113,6 +113,8 @@ pub struct Agent {
     pub patches: PatchManager,
     /// What deploys learnt of the classes they compared.
     pub fingerprints: crate::deploy::Fingerprints,
+    /// Methods watched while an operator's stream lasts.
+    pub observations: crate::observe::Observations,
     pub events: EventLog,
     pub journal: Journal,
     pub healer: Healer,
@@ -217,6 +219,7 @@ fn init(vm: JavaVm, text: &str, mode: LoadMode) -> Result<(), (i32, String)> {
         faults: FaultLog::default(),
         patches: PatchManager::default(),
         fingerprints: Default::default(),
+        observations: Default::default(),
         events,
         journal,
         healer: Healer::default(),
@@ -615,20 +618,36 @@ impl HookCalls for Agent {
     fn fallback(&self, jni: &Jni<'_>, id: i32, thrown: Option<&Local<'_>>) {
         self.patches.reports.fallback(jni, id, thrown)
     }
-    fn enter(&self, id: i32, nanos: Option<i64>) {
-        self.patches.reports.enter(id, nanos)
+    fn enter(&self, jni: &Jni<'_>, id: i32, nanos: Option<i64>) {
+        match self.observations.observes(id) {
+            true => self.observations.entered(jni, id, None),
+            false => self.patches.reports.enter(id, nanos),
+        }
     }
     fn enter_args(&self, jni: &Jni<'_>, id: i32, args: Option<&Local<'_>>) {
-        self.patches.reports.enter_args(jni, id, args)
+        match self.observations.observes(id) {
+            true => self.observations.entered(jni, id, args),
+            false => self.patches.reports.enter_args(jni, id, args),
+        }
     }
-    fn exit(&self, id: i32, nanos: Option<i64>) {
-        self.patches.reports.exit(id, nanos)
+    fn exit(&self, jni: &Jni<'_>, id: i32, nanos: Option<i64>) {
+        match self.observations.observes(id) {
+            true => self.observations.exited(self.jvmti, jni, id, None, None),
+            false => self.patches.reports.exit(id, nanos),
+        }
     }
     fn exit_value(&self, jni: &Jni<'_>, id: i32, value: Option<&Local<'_>>) {
-        self.patches.reports.exit_value(jni, id, value)
+        match self.observations.observes(id) {
+            true => self.observations.exited(self.jvmti, jni, id, value, None),
+            false => self.patches.reports.exit_value(jni, id, value),
+        }
     }
     fn thrown(&self, jni: &Jni<'_>, id: i32, thrown: Option<&Local<'_>>) {
-        self.patches.reports.thrown(&self.faults, self.jvmti, jni, id, thrown)
+        match self.observations.observes(id) {
+            // The fault capture's own probe on the method records the fault.
+            true => self.observations.exited(self.jvmti, jni, id, None, thrown),
+            false => self.patches.reports.thrown(&self.faults, self.jvmti, jni, id, thrown),
+        }
     }
     fn line(&self, id: i32, line: i32) {
         self.patches.reports.line(id, line)

@@ -4,6 +4,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use repair_bytecode::transform::ProbePoint;
 
 use repair_model::proto;
 use repair_model::spec::PatchSpec;
@@ -11,7 +14,7 @@ use tokio::sync::broadcast;
 
 use super::{version_text, Agent, LoadMode};
 use crate::config::FaultMode;
-use crate::control::{Operations, Operator, Status};
+use crate::control::{ObservationStream, Operations, Operator, Status};
 use crate::deploy::ClassState;
 use crate::events::{self, About, Kind};
 use crate::healing::PolicyState;
@@ -369,8 +372,118 @@ impl Operations for AgentOperations {
         })
     }
 
+    fn observe(&self, request: proto::ObserveRequest, by: Operator) -> Result<ObservationStream, Status> {
+        let a = self.0;
+        let kind = match request.kind.as_str() {
+            "watch" => crate::observe::Kind::Watch,
+            "monitor" => crate::observe::Kind::Monitor,
+            k => return Err(Status::invalid_argument(format!("observe: {k:?} is not watch or monitor"))),
+        };
+        let class = request.class_name.trim().to_string();
+        if !repair_model::spec::is_binary_name(&class) {
+            return Err(Status::invalid_argument(format!("{class:?} is not a Java class name")));
+        }
+        if class.starts_with("repair.rt.") {
+            return Err(Status::invalid_argument(format!("{class} is the agent's own class")));
+        }
+        let method = repair_bytecode::transform::MethodTarget::parse(request.method.trim());
+        let bytes = self.with_jni(|a, jni| a.patches.live_bytes(a.jvmti, jni, &class.replace('.', "/"), true))?;
+        let arity = method_arity(&bytes, &class, &method).map_err(Status::not_found)?;
+        let condition = match request.condition.trim() {
+            "" => None,
+            text => Some(repair_model::observe::Condition::parse(text, arity).map_err(Status::invalid_argument)?),
+        };
+        let target = format!("{class}.{method}");
+        let (o, reports) = a.observations.start(crate::observe::Request {
+            kind,
+            target: target.clone(),
+            condition,
+            sample: u64::from(request.sample),
+            count: request.count,
+            max_per_second: u64::from(request.max_per_second),
+            who: by.who.clone(),
+        });
+        let watch = kind == crate::observe::Kind::Watch;
+        let spec = PatchSpec {
+            id: o.patch_id.clone(),
+            class: class.clone(),
+            method: method.clone(),
+            action: repair_model::spec::Action::Probe {
+                points: vec![ProbePoint::Entry, ProbePoint::Exit, ProbePoint::Throw],
+                capture_args: watch,
+                capture_return: watch,
+                timestamp: false,
+            },
+            durable: false,
+            source: String::new(),
+        };
+        let applied = self.with_jni(|a, jni| a.patches.apply(a.jvmti, jni, spec, HashMap::new(), by.who.clone()));
+        let patch = match applied {
+            Ok(p) => p,
+            Err(e) => {
+                a.observations.remove(o.id);
+                return Err(e);
+            }
+        };
+        a.observations.attach(&o, patch.report_id);
+        a.events.emit(
+            Kind::Applied,
+            About { patch: &o.patch_id, site: &target, ..About::default() },
+            format!("{} {target} for {by}", request.kind),
+        );
+        // The clock of the observation: monitor intervals, and its end after --for.
+        let until = (request.duration_ms > 0).then(|| Instant::now() + Duration::from_millis(request.duration_ms));
+        let every = Duration::from_millis(if request.every_ms == 0 { 5000 } else { request.every_ms.max(100) });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let o = o.clone();
+            runtime.spawn(async move {
+                let mut next_window = Instant::now() + every;
+                while !o.has_ended() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let now = Instant::now();
+                    if o.kind == crate::observe::Kind::Monitor && now >= next_window {
+                        o.flush_window();
+                        next_window = now + every;
+                    }
+                    if until.is_some_and(|u| now >= u) {
+                        o.end(format!("{} ms passed, as asked (--for)", request.duration_ms));
+                    }
+                }
+            });
+        }
+        let finish = move || {
+            o.end("the client went away".to_string());
+            a.observations.remove(o.id);
+            let undone = a.vm.attached("repair-control", |jni| a.patches.rollback(a.jvmti, jni, Some(&o.patch_id)));
+            let why = match undone {
+                Ok(Ok(_)) => format!("observation {} ended: {} is as it was", o.id, o.target),
+                Ok(Err(e)) => format!("observation {} ended, but its probes stay: {e}", o.id),
+                Err(rc) => format!("observation {} ended, but its probes stay: JNI error {rc}", o.id),
+            };
+            a.events.emit(Kind::RolledBack, About { patch: &o.patch_id, site: &o.target, ..About::default() }, why);
+        };
+        Ok(ObservationStream { reports, finish: Box::new(finish) })
+    }
+
+    fn observations(&self) -> Vec<proto::ObservationInfo> {
+        self.0.observations.list().iter().map(|o| o.info()).collect()
+    }
+
+    fn stop_observation(&self, id: u64, by: Operator) -> Result<Vec<proto::ObservationInfo>, Status> {
+        let o = self.0.observations.get(id).ok_or_else(|| {
+            let ids: Vec<String> = self.0.observations.list().iter().map(|o| o.id.to_string()).collect();
+            Status::not_found(format!(
+                "no observation {id} in progress (in progress: {})",
+                if ids.is_empty() { "none".to_string() } else { ids.join(", ") }
+            ))
+        })?;
+        o.end(format!("stopped by {by}"));
+        Ok(vec![o.info()])
+    }
+
     fn patches(&self) -> Vec<proto::Patch> {
-        by_id(self.0.patches.list()).iter().map(|g| self.patch(g, "active")).collect()
+        let patches = self.0.patches.list().into_iter().filter(|p| !is_observation(&p.spec.id)).collect();
+        by_id(patches).iter().map(|g| self.patch(g, "active")).collect()
     }
 
     fn rollback(&self, id: Option<&str>, by: Operator) -> Result<Vec<proto::Patch>, Status> {
@@ -561,4 +674,36 @@ fn policy_reply(state: Option<&PolicyState>) -> proto::PolicyReply {
             })
             .collect(),
     }
+}
+
+/// The parameter count of the method `target` names in the class `bytes` (`None`: overloads that
+/// differ in it); the error names what the class has instead.
+fn method_arity(
+    bytes: &[u8],
+    class: &str,
+    target: &repair_bytecode::transform::MethodTarget,
+) -> Result<Option<usize>, String> {
+    let cf = repair_bytecode::ClassFile::parse(bytes).map_err(|e| format!("class {class}: {e}"))?;
+    let mut arities = Vec::new();
+    let mut names = Vec::new();
+    for m in &cf.methods {
+        let (Ok(name), Ok(descriptor)) = (cf.member_name(m), cf.member_descriptor(m)) else { continue };
+        names.push(format!("{name}{descriptor}"));
+        if name == target.name && target.descriptor.as_deref().is_none_or(|d| d == descriptor) {
+            let parsed = repair_bytecode::descriptor::MethodDescriptor::parse(&descriptor)
+                .map_err(|e| format!("{class}.{name}{descriptor}: {}", e.reason))?;
+            arities.push(parsed.params.len());
+        }
+    }
+    if arities.is_empty() {
+        names.sort();
+        return Err(format!("class {class} has no method {target} (it has: {})", names.join(", ")));
+    }
+    arities.dedup();
+    Ok((arities.len() == 1).then(|| arities[0]))
+}
+
+/// Whether a patch id is an observation's probes (listed by `observations`, not `patches`).
+fn is_observation(id: &str) -> bool {
+    id.starts_with(repair_model::observe::PATCH_PREFIX)
 }

@@ -1,0 +1,146 @@
+//! `repairctl watch` and `monitor`: a method observed while the command runs, and `observations`
+//! and `stop` for the ones in progress.
+
+use serde_json::json;
+use tokio_stream::StreamExt;
+
+use super::live::{operator, rpc, Conn};
+use super::{print, print_record, table};
+use crate::client::describe;
+use crate::proto::{self, observed::What};
+
+/// What to observe and for how long.
+#[derive(Debug, Clone, Default)]
+pub struct Observe {
+    pub kind: &'static str,
+    pub class: String,
+    pub method: String,
+    pub condition: Option<String>,
+    pub sample: u32,
+    pub count: u64,
+    pub duration: Option<std::time::Duration>,
+    pub every: Option<std::time::Duration>,
+    pub max_per_second: u32,
+}
+
+pub async fn observe(conn: &Conn, o: &Observe) -> Result<(), String> {
+    let req = proto::ObserveRequest {
+        kind: o.kind.to_string(),
+        class_name: o.class.clone(),
+        method: o.method.clone(),
+        condition: o.condition.clone().unwrap_or_default(),
+        sample: o.sample,
+        count: o.count,
+        duration_ms: o.duration.map_or(0, |d| d.as_millis().max(1) as u64),
+        every_ms: o.every.map_or(0, |d| d.as_millis().max(1) as u64),
+        who: operator(),
+        max_per_second: o.max_per_second,
+    };
+    let mut stream = rpc(conn.client().await?.observe(req).await)?;
+    while let Some(item) = stream.next().await {
+        let m = item.map_err(|s| describe(&s))?;
+        let (value, line) = match m.what {
+            Some(What::Call(c)) => (
+                json!({"observation": m.observation, "thread": c.thread, "start_ms": c.start_ms,
+                       "duration_ns": c.duration_ns, "args": c.args, "returned": c.returned, "thrown": c.thrown,
+                       "method": c.method, "dropped": m.dropped}),
+                call_line(&c),
+            ),
+            Some(What::Window(w)) => (
+                json!({"observation": m.observation, "start_ms": w.start_ms, "end_ms": w.end_ms, "calls": w.calls,
+                       "failures": w.failures, "mean_ms": w.mean_ms, "p50_ms": w.p50_ms, "p99_ms": w.p99_ms,
+                       "max_ms": w.max_ms, "dropped": m.dropped}),
+                format!(
+                    "{}  calls {:<7} failures {:<5} mean {:.3} ms  p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
+                    clock(w.end_ms),
+                    w.calls,
+                    w.failures,
+                    w.mean_ms,
+                    w.p50_ms,
+                    w.p99_ms,
+                    w.max_ms
+                ),
+            ),
+            Some(What::Notice(n)) => (json!({"observation": m.observation, "notice": n}), format!("# {n}")),
+            Some(What::Ended(why)) => {
+                let line = format!("# ended: {why}{}", dropped_text(m.dropped));
+                print_record(
+                    conn.output,
+                    &json!({"observation": m.observation, "ended": why, "dropped": m.dropped}),
+                    |_| line,
+                )?;
+                return Ok(());
+            }
+            None => continue,
+        };
+        print_record(conn.output, &value, |_| line)?;
+    }
+    Err("the agent ended the stream without saying why (its JVM exited?)".to_string())
+}
+
+fn dropped_text(dropped: u64) -> String {
+    if dropped == 0 {
+        String::new()
+    } else {
+        format!(" ({dropped} reports dropped: the client read too slowly)")
+    }
+}
+
+fn call_line(c: &proto::ObservedCall) -> String {
+    let outcome = if c.thrown.is_empty() { format!("-> {}", c.returned) } else { format!("threw {}", c.thrown) };
+    let outcome = if c.thrown.is_empty() && c.returned.is_empty() { "-> (void)".to_string() } else { outcome };
+    format!(
+        "{}  {:<16} {:>9.3} ms  {}({}) {outcome}",
+        clock(c.start_ms),
+        c.thread,
+        c.duration_ns as f64 / 1e6,
+        c.method,
+        c.args.join(", ")
+    )
+}
+
+/// `HH:MM:SS.mmm` UTC of a Unix time in milliseconds.
+fn clock(ms: u64) -> String {
+    let s = ms / 1000;
+    format!("{:02}:{:02}:{:02}.{:03}", (s / 3600) % 24, (s / 60) % 60, s % 60, ms % 1000)
+}
+
+fn info_json(o: &proto::ObservationInfo) -> serde_json::Value {
+    json!({"id": o.id, "kind": o.kind, "target": o.target, "condition": o.condition, "started_ms": o.started_ms,
+           "calls": o.calls, "reported": o.reported, "dropped": o.dropped, "who": o.who})
+}
+
+pub async fn observations(conn: &Conn) -> Result<(), String> {
+    let r = rpc(conn.client().await?.observations(proto::ObservationsRequest {}).await)?;
+    print(conn.output, json!(r.observations.iter().map(info_json).collect::<Vec<_>>()), |wide| {
+        let rows: Vec<Vec<String>> = r
+            .observations
+            .iter()
+            .map(|o| {
+                vec![
+                    o.id.to_string(),
+                    o.kind.clone(),
+                    o.target.clone(),
+                    o.calls.to_string(),
+                    o.reported.to_string(),
+                    o.dropped.to_string(),
+                    o.who.clone(),
+                    o.condition.clone(),
+                ]
+            })
+            .collect();
+        table(
+            &["ID", "KIND", "TARGET", "CALLS", "REPORTED", "DROPPED", "WHO", "CONDITION"],
+            &rows,
+            wide,
+            "no observations",
+        )
+    })
+}
+
+pub async fn stop(conn: &Conn, id: u64) -> Result<(), String> {
+    let r = rpc(conn.client().await?.stop_observation(proto::StopObservationRequest { id, who: operator() }).await)?;
+    print(conn.output, json!(r.observations.iter().map(info_json).collect::<Vec<_>>()), |_| {
+        r.observations.iter().map(|o| format!("stopped observation {} ({} {})\n", o.id, o.kind, o.target)).collect()
+    })
+}

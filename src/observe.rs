@@ -1,0 +1,328 @@
+//! Conditions of an observation (`repairctl watch ... --if EXPR`): which calls are reported.
+//!
+//! A condition compares what a call saw with literals, and combines comparisons with `&&` and `||`
+//! (`&&` binds tighter; no parentheses):
+//!
+//! ```text
+//! duration > 5ms && args[0] == "pear"
+//! exception != null || return < 0
+//! thread ~ "http-"
+//! ```
+//!
+//! Operands: `args[N]` (0-based), `return`, `exception` (the thrown class's name, `null` when the
+//! call returned), `duration` (compared with a duration: `5ms`, `200us`, `1s`, or a number of
+//! milliseconds) and `thread`. Operators: `==`, `!=`, `<`, `<=`, `>`, `>=` (numbers), `~` (the text
+//! contains). Literals: numbers, `"text"`, `null`, `true`, `false`. A comparison of values of
+//! different kinds is false (never an error at run time): a condition is checked once, when it is
+//! parsed, and then only evaluated, on the application's threads, without allocating much.
+
+use std::fmt;
+
+/// The ids of observations' probe patches start with this (`observe-3`); patch specs may not.
+pub const PATCH_PREFIX: &str = "observe-";
+
+/// What a call saw, as the agent rendered it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Number(f64),
+    Text(String),
+    /// An object other than a string, a boxed primitive or an array: its rendering.
+    Object(String),
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("null"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Number(n) => write!(f, "{n}"),
+            Value::Text(s) => write!(f, "{s:?}"),
+            Value::Object(s) => f.write_str(s),
+        }
+    }
+}
+
+/// One call as a condition sees it.
+#[derive(Debug, Clone, Default)]
+pub struct Call<'a> {
+    pub args: &'a [Value],
+    /// `None` for a call that threw, or returned `void`.
+    pub returned: Option<&'a Value>,
+    /// The thrown exception's class name.
+    pub exception: Option<&'a str>,
+    pub duration_ns: u64,
+    pub thread: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operand {
+    Arg(usize),
+    Return,
+    Exception,
+    Duration,
+    Thread,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Contains,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Comparison {
+    operand: Operand,
+    op: Op,
+    literal: Value,
+}
+
+/// A parsed condition: alternatives (`||`) of conjunctions (`&&`) of comparisons.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    any: Vec<Vec<Comparison>>,
+    text: String,
+}
+
+impl fmt::Display for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl Condition {
+    /// Parses `text`; the error names the part that does not parse and what was expected.
+    /// `arity` is the observed method's parameter count, when known: `args[N]` beyond it is an
+    /// error.
+    pub fn parse(text: &str, arity: Option<usize>) -> Result<Condition, String> {
+        let mut any = Vec::new();
+        for alternative in split_outside_quotes(text, "||") {
+            let mut all = Vec::new();
+            for comparison in split_outside_quotes(alternative, "&&") {
+                all.push(comparison_of(comparison.trim(), arity).map_err(|e| format!("--if {text:?}: {e}"))?);
+            }
+            any.push(all);
+        }
+        Ok(Condition { any, text: text.trim().to_string() })
+    }
+
+    pub fn holds(&self, call: &Call<'_>) -> bool {
+        self.any.iter().any(|all| all.iter().all(|c| c.holds(call)))
+    }
+}
+
+/// `text` split at `separator`, except inside `"..."`.
+fn split_outside_quotes<'t>(text: &'t str, separator: &str) -> Vec<&'t str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted) = (0, false);
+    let mut i = 0;
+    while i < text.len() {
+        if text.as_bytes()[i] == b'"' {
+            quoted = !quoted;
+        } else if !quoted && text[i..].starts_with(separator) {
+            parts.push(&text[start..i]);
+            i += separator.len();
+            start = i;
+            continue;
+        }
+        i += 1;
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+fn comparison_of(text: &str, arity: Option<usize>) -> Result<Comparison, String> {
+    if text.is_empty() {
+        return Err("an empty comparison (around && or ||)".to_string());
+    }
+    const OPS: [(&str, Op); 7] = [
+        ("==", Op::Eq),
+        ("!=", Op::Ne),
+        ("<=", Op::Le),
+        (">=", Op::Ge),
+        ("<", Op::Lt),
+        (">", Op::Gt),
+        ("~", Op::Contains),
+    ];
+    let (at, token, op) = OPS
+        .iter()
+        .filter_map(|(t, op)| text.find(t).map(|i| (i, *t, *op)))
+        .min_by_key(|(i, t, _)| (*i, std::cmp::Reverse(t.len())))
+        .ok_or_else(|| format!("{text:?}: no comparison (==, !=, <, <=, >, >=, ~)"))?;
+    let (left, right) = (text[..at].trim(), text[at + token.len()..].trim());
+    let operand = match left {
+        "return" => Operand::Return,
+        "exception" => Operand::Exception,
+        "duration" => Operand::Duration,
+        "thread" => Operand::Thread,
+        _ => {
+            let n = left
+                .strip_prefix("args[")
+                .and_then(|r| r.strip_suffix(']'))
+                .and_then(|n| n.trim().parse::<usize>().ok())
+                .ok_or_else(|| {
+                    format!("{left:?} is not an operand: use args[N], return, exception, duration or thread")
+                })?;
+            if let Some(arity) = arity.filter(|a| n >= *a) {
+                return Err(format!(
+                    "args[{n}]: the method takes {arity} argument{}",
+                    if arity == 1 { "" } else { "s" }
+                ));
+            }
+            Operand::Arg(n)
+        }
+    };
+    let literal = if operand == Operand::Duration { Value::Number(duration_ms(right)?) } else { literal_of(right)? };
+    let numeric = matches!(op, Op::Lt | Op::Le | Op::Gt | Op::Ge);
+    if numeric && !matches!(literal, Value::Number(_)) {
+        return Err(format!("{text:?}: {token} compares numbers, and {right} is not one"));
+    }
+    if op == Op::Contains && !matches!(literal, Value::Text(_)) {
+        return Err(format!("{text:?}: ~ looks for a text, give one in quotes"));
+    }
+    Ok(Comparison { operand, op, literal })
+}
+
+fn literal_of(s: &str) -> Result<Value, String> {
+    match s {
+        "" => Err("a comparison without a value on its right".to_string()),
+        "null" => Ok(Value::Null),
+        "true" => Ok(Value::Bool(true)),
+        "false" => Ok(Value::Bool(false)),
+        _ if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') => Ok(Value::Text(s[1..s.len() - 1].to_string())),
+        _ => s
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite())
+            .map(Value::Number)
+            .ok_or_else(|| format!("{s:?} is not a value: use a number, \"text\" in quotes, null, true or false")),
+    }
+}
+
+/// `5ms`, `200us`, `1.5s`, `3` (milliseconds) → milliseconds.
+fn duration_ms(s: &str) -> Result<f64, String> {
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: f64 = n.parse().map_err(|_| format!("{s:?} is not a duration: use 5ms, 200us, 1s"))?;
+    let scale = match unit.trim() {
+        "" | "ms" => 1.0,
+        "us" | "µs" => 0.001,
+        "ns" => 0.000_001,
+        "s" => 1000.0,
+        u => return Err(format!("{s:?}: unit {u:?} is not one of ns, us, ms, s")),
+    };
+    Ok(n * scale)
+}
+
+impl Comparison {
+    fn holds(&self, call: &Call<'_>) -> bool {
+        let duration;
+        let thread;
+        let exception;
+        let value: &Value = match self.operand {
+            Operand::Arg(n) => match call.args.get(n) {
+                Some(v) => v,
+                None => return false,
+            },
+            Operand::Return => call.returned.unwrap_or(&Value::Null),
+            Operand::Exception => {
+                exception = call.exception.map_or(Value::Null, |e| Value::Text(e.to_string()));
+                &exception
+            }
+            Operand::Duration => {
+                duration = Value::Number(call.duration_ns as f64 / 1e6);
+                &duration
+            }
+            Operand::Thread => {
+                thread = Value::Text(call.thread.to_string());
+                &thread
+            }
+        };
+        compare(value, self.op, &self.literal)
+    }
+}
+
+fn compare(value: &Value, op: Op, literal: &Value) -> bool {
+    use std::cmp::Ordering;
+    let text = |v: &Value| match v {
+        Value::Text(s) | Value::Object(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Null => None,
+    };
+    let order = match (value, literal) {
+        (Value::Number(a), Value::Number(b)) => a.partial_cmp(b),
+        (Value::Text(a), Value::Text(b)) | (Value::Object(a), Value::Text(b)) => Some(a.cmp(b)),
+        (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
+        (Value::Null, Value::Null) => Some(Ordering::Equal),
+        _ => None,
+    };
+    match op {
+        Op::Eq => order == Some(Ordering::Equal),
+        Op::Ne => order != Some(Ordering::Equal),
+        Op::Lt => matches!((value, literal), (Value::Number(_), Value::Number(_))) && order == Some(Ordering::Less),
+        Op::Le => matches!((value, literal), (Value::Number(_), Value::Number(_))) && order != Some(Ordering::Greater),
+        Op::Gt => matches!((value, literal), (Value::Number(_), Value::Number(_))) && order == Some(Ordering::Greater),
+        Op::Ge => matches!((value, literal), (Value::Number(_), Value::Number(_))) && order != Some(Ordering::Less),
+        Op::Contains => match (text(value), literal) {
+            (Some(v), Value::Text(needle)) => v.contains(needle.as_str()),
+            _ => false,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call<'a>(args: &'a [Value], returned: Option<&'a Value>, exception: Option<&'a str>, ms: f64) -> Call<'a> {
+        Call { args, returned, exception, duration_ns: (ms * 1e6) as u64, thread: "http-7" }
+    }
+
+    #[test]
+    fn conditions_compare_what_a_call_saw() {
+        let args = [Value::Text("pear".into()), Value::Number(3.0)];
+        let ret = Value::Number(-1.0);
+        let slow = call(&args, Some(&ret), None, 12.0);
+        let holds = |text: &str, c: &Call<'_>| Condition::parse(text, Some(2)).unwrap().holds(c);
+        assert!(holds("args[0] == \"pear\"", &slow));
+        assert!(!holds("args[0] == \"apple\"", &slow));
+        assert!(holds("duration > 5ms && return < 0", &slow));
+        assert!(!holds("duration > 20ms && return < 0", &slow));
+        assert!(holds("duration > 20ms || args[1] >= 3", &slow));
+        assert!(holds("exception == null && thread ~ \"http-\"", &slow));
+        assert!(holds("duration >= 12000us", &slow));
+        let odd = [Value::Text("a && b || c".into())];
+        assert!(holds("args[0] == \"a && b || c\"", &call(&odd, None, None, 0.0)));
+        let threw = call(&args, None, Some("java.lang.NullPointerException"), 0.5);
+        assert!(holds("exception ~ \"NullPointer\"", &threw));
+        assert!(holds("exception != null", &threw));
+        assert!(holds("return == null", &threw));
+        // Values of another kind never match, and never fail.
+        assert!(!holds("args[0] > 3", &slow));
+        assert!(!holds("args[1] == \"3\"", &slow));
+    }
+
+    #[test]
+    fn a_condition_that_does_not_parse_says_where_and_why() {
+        let err = |t: &str| Condition::parse(t, Some(2)).unwrap_err();
+        assert_eq!(
+            err("args[0] = 3"),
+            "--if \"args[0] = 3\": \"args[0] = 3\": no comparison (==, !=, <, <=, >, >=, ~)"
+        );
+        assert_eq!(err("args[2] == 1"), "--if \"args[2] == 1\": args[2]: the method takes 2 arguments");
+        assert!(err("arg[0] == 1").contains("\"arg[0]\" is not an operand"));
+        assert!(err("duration > fast").contains("is not a duration"));
+        assert!(err("duration > 3h").contains("unit \"h\""));
+        assert!(err("return > \"x\"").contains("compares numbers"));
+        assert!(err("return == pear").contains("\"pear\" is not a value"));
+        assert!(err("return == 1 &&").contains("an empty comparison"));
+        assert!(err("thread ~ 3").contains("~ looks for a text"));
+    }
+}

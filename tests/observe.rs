@@ -1,0 +1,230 @@
+//! Observations on a real JVM: `repairctl watch` streams each call (arguments, return value,
+//! exception, duration, thread), honours conditions, sampling, -n and --for; `monitor` streams
+//! per-interval statistics; the probes go away when the stream ends, also when the client is
+//! killed, and a patch applied meanwhile stays; bad input is one clear error and changes nothing.
+
+mod agent_support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agent_support::{agentpath, compile, default_jdk, repairctl_json as json, Service, TempDir};
+
+const SERVICE: &str = r#"
+import java.io.*;
+import java.util.*;
+public class Obs {
+    public static void main(String[] a) throws Exception {
+        Thread load = new Thread(() -> {
+            for (int seq = 1; ; seq++) {
+                try { Prices.price(seq % 4 == 0 ? "pear" : "apple", seq); } catch (RuntimeException e) { }
+                try { Thread.sleep(1); } catch (InterruptedException e) { return; }
+            }
+        }, "load");
+        load.setDaemon(true);
+        load.start();
+        System.out.println("READY " + ProcessHandle.current().pid());
+        BufferedReader in = new BufferedReader(new InputStreamReader(System.in));
+        for (String l; (l = in.readLine()) != null; ) {
+            String p;
+            try { p = String.valueOf(Prices.price("pear", -1)); } catch (NullPointerException e) { p = "NPE"; }
+            System.out.println("STATE price=" + p);
+        }
+    }
+}
+class Prices {
+    static final Map<String, Long> prices = new HashMap<>(Map.of("apple", 3L));
+    static long price(String item, int seq) { return prices.get(item).longValue(); }
+}
+"#;
+
+fn start(tag: &str) -> (TempDir, Service) {
+    let jdk = default_jdk();
+    let dir = TempDir::new(tag);
+    compile(&jdk, &dir.0, &[("Obs.java", SERVICE)]);
+    let mut c = Command::new(jdk.java());
+    c.arg(agentpath(&format!("state={}", dir.0.join("state").display()))).arg("-cp").arg(&dir.0).arg("Obs");
+    let svc = Service::start(c);
+    (dir, svc)
+}
+
+/// Runs `repairctl ARGS -o json` to its end (at most 30 s): one JSON object a line.
+fn stream(args: &[&str]) -> Vec<serde_json::Value> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_repairctl"))
+        .args(args)
+        .args(["-o", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run = agent_support::finish(child_take(&mut child), Duration::from_secs(30));
+    assert_eq!(run.code, Some(0), "repairctl {args:?}: {}", run.stderr);
+    run.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect()
+}
+
+fn child_take(child: &mut std::process::Child) -> std::process::Child {
+    std::mem::replace(child, Command::new("true").spawn().unwrap())
+}
+
+fn repairctl(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_repairctl")).args(args).output().unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+fn calls(lines: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    lines.iter().filter(|l| l.get("args").is_some()).collect()
+}
+
+fn observations_end(pid: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = json(&["observations", "--pid", pid, "-o", "json"]);
+        if list.as_array().unwrap().is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the observation outlived its stream: {list}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn watch_streams_each_call_with_its_arguments_return_value_exception_and_duration() {
+    let (_dir, mut svc) = start("watch");
+    let pid = svc.pid.to_string();
+    let lines = stream(&["watch", "Prices", "price", "-n", "8", "--pid", &pid]);
+    let seen = calls(&lines);
+    assert_eq!(seen.len(), 8, "{lines:?}");
+    assert!(lines.last().unwrap()["ended"].as_str().unwrap().contains("8 reports"), "{lines:?}");
+    for c in &seen {
+        let args = c["args"].as_array().unwrap();
+        assert_eq!(args.len(), 2, "{c}");
+        assert_eq!(c["thread"], "load");
+        assert_eq!(c["method"], "Prices.price");
+        assert!(c["duration_ns"].as_u64().unwrap() > 0, "{c}");
+        match args[0].as_str().unwrap() {
+            "\"apple\"" => assert_eq!((c["returned"].as_str(), c["thrown"].as_str()), (Some("3"), Some("")), "{c}"),
+            "\"pear\"" => {
+                assert_eq!(c["returned"], "");
+                assert!(c["thrown"].as_str().unwrap().starts_with("java.lang.NullPointerException"), "{c}");
+            }
+            other => panic!("unexpected argument {other}: {c}"),
+        }
+    }
+    // Calls are reported in order: their sequence numbers and start times grow.
+    let seqs: Vec<u64> = seen.iter().map(|c| c["args"][1].as_str().unwrap().parse().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let starts: Vec<u64> = seen.iter().map(|c| c["start_ms"].as_u64().unwrap()).collect();
+    assert!(starts.windows(2).all(|w| w[0] <= w[1]), "{starts:?}");
+    observations_end(&pid);
+
+    // A condition, and sampling: only pears, one call in 3 of those the condition lets through.
+    let lines = stream(&[
+        "watch",
+        "Prices",
+        "price",
+        "--if",
+        "args[0] == \"pear\" && exception ~ \"NullPointer\"",
+        "-n",
+        "4",
+        "--pid",
+        &pid,
+    ]);
+    let seen = calls(&lines);
+    assert_eq!(seen.len(), 4);
+    assert!(seen.iter().all(|c| c["args"][0] == "\"pear\""), "{lines:?}");
+    let lines = stream(&["watch", "Prices", "price", "--sample", "10", "-n", "4", "--pid", &pid]);
+    let seqs: Vec<u64> = calls(&lines).iter().map(|c| c["args"][1].as_str().unwrap().parse().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] - w[0] == 10), "one call in 10 of a single caller: {seqs:?}");
+
+    // --for ends it by itself.
+    let started = Instant::now();
+    let lines = stream(&["watch", "Prices", "price", "--for", "700ms", "--if", "duration > 10s", "--pid", &pid]);
+    assert!(started.elapsed() >= Duration::from_millis(700));
+    assert_eq!(calls(&lines).len(), 0);
+    assert!(lines.last().unwrap()["ended"].as_str().unwrap().contains("--for"), "{lines:?}");
+    observations_end(&pid);
+    assert!(svc.state().contains("price=NPE"), "the program is as it was");
+    svc.finish();
+}
+
+#[test]
+fn monitor_streams_calls_failures_and_durations_per_interval() {
+    let (_dir, svc) = start("monitor");
+    let pid = svc.pid.to_string();
+    let lines = stream(&["monitor", "Prices", "price", "--every", "500ms", "-n", "2", "--pid", &pid]);
+    let windows: Vec<&serde_json::Value> = lines.iter().filter(|l| l.get("calls").is_some()).collect();
+    assert_eq!(windows.len(), 2, "{lines:?}");
+    for w in windows {
+        let calls = w["calls"].as_u64().unwrap();
+        let failures = w["failures"].as_u64().unwrap();
+        assert!(calls > 20, "a call every ms or so: {w}");
+        assert!(failures > 0 && failures < calls, "one pear in four throws: {w}");
+        let (p50, p99, max) =
+            (w["p50_ms"].as_f64().unwrap(), w["p99_ms"].as_f64().unwrap(), w["max_ms"].as_f64().unwrap());
+        assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{w}");
+    }
+    observations_end(&pid);
+    svc.finish();
+}
+
+#[test]
+fn a_killed_client_ends_its_observation_and_a_patch_applied_meanwhile_stays() {
+    let (dir, mut svc) = start("observe-kill");
+    let pid = svc.pid.to_string();
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_repairctl"))
+        .args(["watch", "Prices", "price", "--pid", &pid, "-o", "json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(watch.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("\"args\""), "{line}");
+    let list = json(&["observations", "--pid", &pid, "-o", "json"]);
+    assert_eq!(list[0]["target"], "Prices.price", "{list}");
+    assert_eq!(json(&["patches", "--pid", &pid, "-o", "json"]), serde_json::json!([]), "observations are not patches");
+
+    // A repair of the same method while it is watched.
+    let spec = dir.0.join("guard.yaml");
+    std::fs::write(&spec, "id: pear\ntarget: { class: Prices, method: price }\naction:\n  guard: { catch: [java.lang.NullPointerException], fallback: { value: -1 } }\n").unwrap();
+    let (ok, text) = repairctl(&["apply", spec.to_str().unwrap(), "--pid", &pid]);
+    assert!(ok, "{text}");
+    assert!(svc.state().contains("price=-1"));
+
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+    observations_end(&pid);
+    assert!(svc.state().contains("price=-1"), "the guard outlives the observation");
+    let events = json(&["events", "--pid", &pid, "-o", "json"]);
+    assert!(
+        events.as_array().unwrap().iter().any(|e| e["reason"].as_str().is_some_and(|r| r.contains("is as it was"))),
+        "{events}"
+    );
+    let (ok, text) = repairctl(&["rollback", "pear", "--pid", &pid]);
+    assert!(ok, "{text}");
+    assert!(svc.state().contains("price=NPE"));
+    svc.finish();
+}
+
+#[test]
+fn bad_input_is_one_clear_error_and_changes_nothing() {
+    let (_dir, mut svc) = start("observe-bad");
+    let pid = svc.pid.to_string();
+    let cases: [(&[&str], &str); 5] = [
+        (&["watch", "NoSuch", "price"], "class NoSuch is not loaded"),
+        (&["watch", "Prices", "cost"], "class Prices has no method cost (it has:"),
+        (&["watch", "Prices", "price", "--if", "args[0] = 1"], "no comparison"),
+        (&["watch", "Prices", "price", "--if", "args[2] == 1"], "args[2]: the method takes 2 arguments"),
+        (&["watch", "Prices", "price", "--if", "duration > soon"], "is not a duration"),
+    ];
+    for (args, needle) in cases {
+        let (ok, text) = repairctl(&[args, &["--pid", &pid]].concat());
+        assert!(!ok, "{args:?}: {text}");
+        assert!(text.contains(needle), "{args:?}: expected {needle:?} in {text}");
+        assert_eq!(text.lines().filter(|l| l.starts_with("repairctl: error")).count(), 1, "{text}");
+    }
+    assert_eq!(json(&["observations", "--pid", &pid, "-o", "json"]), serde_json::json!([]));
+    assert!(svc.state().contains("price=NPE"));
+    svc.finish();
+}
