@@ -228,3 +228,39 @@ fn bad_input_is_one_clear_error_and_changes_nothing() {
     assert!(svc.state().contains("price=NPE"));
     svc.finish();
 }
+
+#[test]
+fn stack_counts_the_distinct_call_paths_that_reach_a_method() {
+    let (_dir, mut svc) = start("observe-stack");
+    let pid = svc.pid.to_string();
+    let child = Command::new(env!("CARGO_BIN_EXE_repairctl"))
+        .args(["stack", "Prices", "price", "--every", "300ms", "--for", "1500ms", "--pid", &pid, "-o", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(svc.state().contains("price=NPE"), "the main thread's call, by another path");
+    let run = agent_support::finish(child, Duration::from_secs(30));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let lines: Vec<serde_json::Value> = run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // The last count of each path.
+    let mut paths: std::collections::HashMap<Vec<String>, u64> = std::collections::HashMap::new();
+    for l in lines.iter().filter(|l| l.get("frames").is_some()) {
+        let frames: Vec<String> =
+            l["frames"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect();
+        paths.insert(frames, l["count"].as_u64().unwrap());
+    }
+    assert_eq!(paths.len(), 2, "the load thread's path and main's: {lines:?}");
+    for (frames, count) in &paths {
+        assert!(frames[0].starts_with("Prices.price:"), "{frames:?}");
+        assert!(!frames.iter().any(|f| f.contains("repair.rt")), "no agent frames: {frames:?}");
+        assert!(*count >= 1);
+    }
+    let from = |caller: &str| paths.iter().find(|(f, _)| f[1].starts_with(caller)).map(|(_, n)| *n);
+    assert_eq!(from("Obs.main:"), Some(1), "{paths:?}");
+    assert!(from("Obs.lambda$main$0:").is_some_and(|n| n > 100), "{paths:?}");
+    assert!(lines.last().unwrap()["ended"].as_str().unwrap().contains("--for"));
+    observations_end(&pid);
+    svc.finish();
+}

@@ -19,6 +19,7 @@ use repair_model::proto;
 use tokio::sync::mpsc;
 
 use crate::jvm::{Jni, Jvmti, Local};
+use crate::runtime::faults::FaultLog;
 
 /// Reports queued for a stream before further ones are dropped.
 pub const QUEUE: usize = 4096;
@@ -26,6 +27,8 @@ pub const QUEUE: usize = 4096;
 const MAX_ARGS: usize = 16;
 /// Deeper nesting than this (runaway recursion) is not observed.
 const MAX_DEPTH: usize = 256;
+/// Distinct call paths a stack observation counts; calls by others are not counted.
+const MAX_PATHS: usize = 1000;
 /// Sampling never goes sparser than one call in this many; past it the observation stops.
 const MAX_SAMPLE: u64 = 1 << 16;
 
@@ -35,6 +38,8 @@ pub enum Kind {
     Watch,
     /// Statistics per interval.
     Monitor,
+    /// The distinct call paths that reach the method, counted.
+    Stack,
 }
 
 /// One observation in progress.
@@ -65,6 +70,8 @@ pub struct Observation {
     rate: Mutex<(u64, u64)>,
     /// Monitor: durations (ns) and failures of the current interval.
     window: Mutex<Window>,
+    /// Stack: each call path seen, its count, and whether it changed since the last flush.
+    paths: Mutex<HashMap<Vec<String>, (u64, bool)>>,
 }
 
 #[derive(Default)]
@@ -132,6 +139,7 @@ impl Observations {
             sender: Mutex::new(Some(tx)),
             rate: Mutex::new((0, 0)),
             window: Mutex::new(Window { started_ms: now_ms(), ..Window::default() }),
+            paths: Mutex::new(HashMap::new()),
         });
         self.by_id.write().unwrap_or_else(|e| e.into_inner()).insert(id, o.clone());
         (o, rx)
@@ -171,9 +179,27 @@ impl Observations {
     }
 
     /// `Hooks.enter`/`enterArgs` of an observation's probe: the call starts.
-    pub fn entered(&self, jni: &Jni<'_>, report_id: i32, args: Option<&Local<'_>>) {
+    pub fn entered(&self, jvmti: Jvmti, jni: &Jni<'_>, faults: &FaultLog, report_id: i32, args: Option<&Local<'_>>) {
         let Some(o) = self.by_report(report_id) else { return };
         if o.ended.load(Ordering::Relaxed) {
+            return;
+        }
+        if o.kind == Kind::Stack {
+            let n = o.entered.fetch_add(1, Ordering::Relaxed) + 1;
+            o.calls.fetch_add(1, Ordering::Relaxed);
+            if n % o.sample.load(Ordering::Relaxed) == 0 {
+                let path = faults.current_stack_text(jvmti, jni);
+                let mut paths = o.paths.lock().unwrap_or_else(|e| e.into_inner());
+                if paths.len() < MAX_PATHS || paths.contains_key(&path) {
+                    let entry = paths.entry(path).or_insert((0, true));
+                    entry.0 += 1;
+                    entry.1 = true;
+                }
+            }
+            if o.count > 0 && n >= o.count {
+                o.flush_paths();
+                o.end(format!("{n} calls, as asked (-n)"));
+            }
             return;
         }
         let n = o.entered.fetch_add(1, Ordering::Relaxed) + 1;
@@ -221,6 +247,7 @@ impl Observations {
                 w.durations.push(duration_ns);
                 w.failures += u64::from(threw.is_some());
             }
+            Kind::Stack => {}
             Kind::Watch => {
                 let returned = match (threw, value) {
                     (None, Some(v)) => Some(jni.value(v)),
@@ -277,7 +304,8 @@ impl Observation {
         }
         let reported = self.reported.fetch_add(1, Ordering::Relaxed) + 1;
         drop(sender);
-        if self.count > 0 && reported >= self.count {
+        // A stack observation counts calls, not the paths it reports.
+        if self.count > 0 && reported >= self.count && self.kind != Kind::Stack {
             self.end(format!("{reported} reports, as asked (-n)"));
         }
     }
@@ -369,12 +397,33 @@ impl Observation {
         self.send(proto::observed::What::Window(window));
     }
 
+    /// Stack: the paths whose count changed since the last flush, queued, most taken first.
+    pub fn flush_paths(&self) {
+        let changed: Vec<(Vec<String>, u64)> = {
+            let mut paths = self.paths.lock().unwrap_or_else(|e| e.into_inner());
+            paths
+                .iter_mut()
+                .filter(|(_, (_, c))| *c)
+                .map(|(p, (n, c))| {
+                    *c = false;
+                    (p.clone(), *n)
+                })
+                .collect()
+        };
+        let mut changed = changed;
+        changed.sort_by(|a, b| b.1.cmp(&a.1));
+        for (frames, count) in changed {
+            self.send(proto::observed::What::Path(proto::StackPath { frames, count }));
+        }
+    }
+
     pub fn info(&self) -> proto::ObservationInfo {
         proto::ObservationInfo {
             id: self.id,
             kind: match self.kind {
                 Kind::Watch => "watch",
                 Kind::Monitor => "monitor",
+                Kind::Stack => "stack",
             }
             .to_string(),
             target: self.target.clone(),

@@ -15,7 +15,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("patches", 4),
     ("journal", 5),
     ("deploy", 5),
-    ("observe", 3),
+    ("observe", 4),
     ("healing", 6),
     ("control", 7),
     ("lifecycle", 8),

@@ -170,7 +170,30 @@ enum Command {
         #[arg(long = "for", value_parser = parse_duration)]
         duration: Option<std::time::Duration>,
     },
-    /// The observations (watch, monitor) in progress.
+    /// The distinct call paths that reach a method, with how many calls took each, while this
+    /// runs (updated every interval).
+    #[command(
+        after_help = "Examples:\n  repairctl stack com.shop.Prices price --for 10s\n  repairctl stack com.shop.Prices price -n 1000 -o json"
+    )]
+    Stack {
+        /// The class, dotted. Example: `com.shop.Prices`
+        class: String,
+        /// The method: a name, or a name and descriptor for one overload. Example: `price`
+        method: String,
+        /// End after this many calls. Example: `-n 1000`
+        #[arg(short = 'n', long = "count")]
+        count: Option<u64>,
+        /// End after this long. Example: `--for 10s`
+        #[arg(long = "for", value_parser = parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// How often the counts are printed (default 5s). Example: `--every 1s`
+        #[arg(long, value_parser = parse_duration)]
+        every: Option<std::time::Duration>,
+        /// Look at one call in N. Example: `--sample 10`
+        #[arg(long, default_value_t = 1)]
+        sample: u32,
+    },
+    /// The observations (watch, monitor, stack) in progress.
     #[command(after_help = "Examples:\n  repairctl observations\n  repairctl observations -o json")]
     Observations,
     /// End an observation in progress (its stream says so and ends).
@@ -394,6 +417,19 @@ fn main() -> ExitCode {
                 kind: "monitor",
                 class,
                 method,
+                count: count.unwrap_or(0),
+                duration,
+                every,
+                ..Default::default()
+            };
+            block_on(cli::observe::observe(&conn, &o))
+        }
+        Command::Stack { class, method, count, duration, every, sample } => {
+            let o = cli::observe::Observe {
+                kind: "stack",
+                class,
+                method,
+                sample,
                 count: count.unwrap_or(0),
                 duration,
                 every,

@@ -61,6 +61,10 @@ pub async fn observe(conn: &Conn, o: &Observe) -> Result<(), String> {
                     w.max_ms
                 ),
             ),
+            Some(What::Path(p)) => (
+                json!({"observation": m.observation, "frames": p.frames, "count": p.count, "dropped": m.dropped}),
+                format!("{:>8}  {}", p.count, p.frames.join("\n          <- ")),
+            ),
             Some(What::Notice(n)) => (json!({"observation": m.observation, "notice": n}), format!("# {n}")),
             Some(What::Ended(why)) => {
                 let line = format!("# ended: {why}{}", dropped_text(m.dropped));

@@ -620,13 +620,13 @@ impl HookCalls for Agent {
     }
     fn enter(&self, jni: &Jni<'_>, id: i32, nanos: Option<i64>) {
         match self.observations.observes(id) {
-            true => self.observations.entered(jni, id, None),
+            true => self.observations.entered(self.jvmti, jni, &self.faults, id, None),
             false => self.patches.reports.enter(id, nanos),
         }
     }
     fn enter_args(&self, jni: &Jni<'_>, id: i32, args: Option<&Local<'_>>) {
         match self.observations.observes(id) {
-            true => self.observations.entered(jni, id, args),
+            true => self.observations.entered(self.jvmti, jni, &self.faults, id, args),
             false => self.patches.reports.enter_args(jni, id, args),
         }
     }

@@ -377,7 +377,8 @@ impl Operations for AgentOperations {
         let kind = match request.kind.as_str() {
             "watch" => crate::observe::Kind::Watch,
             "monitor" => crate::observe::Kind::Monitor,
-            k => return Err(Status::invalid_argument(format!("observe: {k:?} is not watch or monitor"))),
+            "stack" => crate::observe::Kind::Stack,
+            k => return Err(Status::invalid_argument(format!("observe: {k:?} is not watch, monitor or stack"))),
         };
         let class = request.class_name.trim().to_string();
         if !repair_model::spec::is_binary_name(&class) {
@@ -441,11 +442,18 @@ impl Operations for AgentOperations {
                 while !o.has_ended() {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     let now = Instant::now();
-                    if o.kind == crate::observe::Kind::Monitor && now >= next_window {
-                        o.flush_window();
+                    if now >= next_window {
+                        match o.kind {
+                            crate::observe::Kind::Monitor => o.flush_window(),
+                            crate::observe::Kind::Stack => o.flush_paths(),
+                            crate::observe::Kind::Watch => {}
+                        }
                         next_window = now + every;
                     }
                     if until.is_some_and(|u| now >= u) {
+                        if o.kind == crate::observe::Kind::Stack {
+                            o.flush_paths();
+                        }
                         o.end(format!("{} ms passed, as asked (--for)", request.duration_ms));
                     }
                 }

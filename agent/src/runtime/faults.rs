@@ -428,6 +428,23 @@ impl FaultLog {
         }
     }
 
+    /// The current thread's stack, innermost first, as `pkg.Class.method:line`, without the
+    /// agent's own frames (the method-name cache of fault capture is shared).
+    pub fn current_stack_text(&self, jvmti: Jvmti, jni: &Jni<'_>) -> Vec<String> {
+        let Ok(frames) = jvmti.current_stack(MAX_FRAMES) else { return Vec::new() };
+        self.infos(jvmti, jni, &frames)
+            .iter()
+            .filter(|(info, _)| !info.class.starts_with("repair/rt/"))
+            .map(|(info, bci)| {
+                let f = info.frame(*bci);
+                match f.line {
+                    Some(line) => format!("{}.{}:{line}", f.class, f.method),
+                    None => format!("{}.{}", f.class, f.method),
+                }
+            })
+            .collect()
+    }
+
     fn infos(&self, jvmti: Jvmti, jni: &Jni<'_>, frames: &[Frame]) -> Vec<(Arc<MethodInfo>, i64)> {
         frames.iter().filter_map(|f| self.info(jvmti, jni, f.method).map(|i| (i, f.bci))).collect()
     }
