@@ -411,7 +411,7 @@ impl Observation {
                 .collect()
         };
         let mut changed = changed;
-        changed.sort_by(|a, b| b.1.cmp(&a.1));
+        changed.sort_by_key(|p| std::cmp::Reverse(p.1));
         for (frames, count) in changed {
             self.send(proto::observed::What::Path(proto::StackPath { frames, count }));
         }
