@@ -47,22 +47,81 @@ impl fmt::Display for Value {
 /// One call as a condition sees it.
 #[derive(Debug, Clone, Default)]
 pub struct Call<'a> {
-    pub args: &'a [Value],
-    /// `None` for a call that threw, or returned `void`.
-    pub returned: Option<&'a Value>,
+    /// The values of the condition's paths (see [`Condition::exprs`]), by their text.
+    pub values: &'a [(String, Value)],
     /// The thrown exception's class name.
     pub exception: Option<&'a str>,
     pub duration_ns: u64,
     pub thread: &'a str,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Operand {
-    Arg(usize),
-    Return,
+    /// A value the agent extracts for the call (`args[0]`, `args[0].items.size`, `return.total`,
+    /// `this.count`), by its text.
+    Path(Expr),
     Exception,
     Duration,
     Thread,
+}
+
+/// Where a value path starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Root {
+    Arg(usize),
+    Return,
+    This,
+}
+
+/// A value path: `args[N]`, `return` or `this`, then field names (`.items.size`; `.length` of an
+/// array), read by the agent without running Java code.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Expr {
+    pub root: Root,
+    pub fields: Vec<String>,
+    /// As written, without spaces: the key a call's extracted values are found under.
+    pub text: String,
+}
+
+impl Expr {
+    /// Parses `args[0].items.size`, `return.total`, `this.count`; `arity` bounds `args[N]`.
+    pub fn parse(text: &str, arity: Option<usize>) -> Result<Expr, String> {
+        let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        let (head, fields) = match text.split_once('.') {
+            Some((h, rest)) => (h, rest.split('.').map(str::to_string).collect::<Vec<_>>()),
+            None => (text.as_str(), Vec::new()),
+        };
+        let root = match head {
+            "return" => Root::Return,
+            "this" => Root::This,
+            _ => {
+                let n = head
+                    .strip_prefix("args[")
+                    .and_then(|r| r.strip_suffix(']'))
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .ok_or_else(|| {
+                        format!("{head:?} is not an operand: use args[N], return, this, exception, duration or thread")
+                    })?;
+                if let Some(arity) = arity.filter(|a| n >= *a) {
+                    return Err(format!(
+                        "args[{n}]: the method takes {arity} argument{}",
+                        if arity == 1 { "" } else { "s" }
+                    ));
+                }
+                Root::Arg(n)
+            }
+        };
+        if let Some(bad) = fields.iter().find(|f| !is_java_identifier(f)) {
+            return Err(format!("{text}: {bad:?} is not a field name"));
+        }
+        Ok(Expr { root, fields, text })
+    }
+}
+
+fn is_java_identifier(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next().is_some_and(|f| f.is_alphabetic() || f == '_' || f == '$')
+        && c.all(|c| c.is_alphanumeric() || c == '_' || c == '$')
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +147,21 @@ struct Comparison {
 pub struct Condition {
     any: Vec<Vec<Comparison>>,
     text: String,
+}
+
+impl Condition {
+    /// The value paths the condition reads: the agent extracts them for each call.
+    pub fn exprs(&self) -> Vec<Expr> {
+        let mut v: Vec<Expr> = Vec::new();
+        for c in self.any.iter().flatten() {
+            if let Operand::Path(e) = &c.operand {
+                if !v.contains(e) {
+                    v.push(e.clone());
+                }
+            }
+        }
+        v
+    }
 }
 
 impl fmt::Display for Condition {
@@ -157,26 +231,10 @@ fn comparison_of(text: &str, arity: Option<usize>) -> Result<Comparison, String>
         .ok_or_else(|| format!("{text:?}: no comparison (==, !=, <, <=, >, >=, ~)"))?;
     let (left, right) = (text[..at].trim(), text[at + token.len()..].trim());
     let operand = match left {
-        "return" => Operand::Return,
         "exception" => Operand::Exception,
         "duration" => Operand::Duration,
         "thread" => Operand::Thread,
-        _ => {
-            let n = left
-                .strip_prefix("args[")
-                .and_then(|r| r.strip_suffix(']'))
-                .and_then(|n| n.trim().parse::<usize>().ok())
-                .ok_or_else(|| {
-                    format!("{left:?} is not an operand: use args[N], return, exception, duration or thread")
-                })?;
-            if let Some(arity) = arity.filter(|a| n >= *a) {
-                return Err(format!(
-                    "args[{n}]: the method takes {arity} argument{}",
-                    if arity == 1 { "" } else { "s" }
-                ));
-            }
-            Operand::Arg(n)
-        }
+        _ => Operand::Path(Expr::parse(left, arity)?),
     };
     let literal = if operand == Operand::Duration { Value::Number(duration_ms(right)?) } else { literal_of(right)? };
     let numeric = matches!(op, Op::Lt | Op::Le | Op::Gt | Op::Ge);
@@ -225,12 +283,11 @@ impl Comparison {
         let duration;
         let thread;
         let exception;
-        let value: &Value = match self.operand {
-            Operand::Arg(n) => match call.args.get(n) {
-                Some(v) => v,
+        let value: &Value = match &self.operand {
+            Operand::Path(e) => match call.values.iter().find(|(k, _)| *k == e.text) {
+                Some((_, v)) => v,
                 None => return false,
             },
-            Operand::Return => call.returned.unwrap_or(&Value::Null),
             Operand::Exception => {
                 exception = call.exception.map_or(Value::Null, |e| Value::Text(e.to_string()));
                 &exception
@@ -281,32 +338,63 @@ fn compare(value: &Value, op: Op, literal: &Value) -> bool {
 mod tests {
     use super::*;
 
-    fn call<'a>(args: &'a [Value], returned: Option<&'a Value>, exception: Option<&'a str>, ms: f64) -> Call<'a> {
-        Call { args, returned, exception, duration_ns: (ms * 1e6) as u64, thread: "http-7" }
+    /// The call's values as the agent extracts them for `text`'s condition.
+    fn values(text: &str, args: &[Value], returned: Option<&Value>) -> Vec<(String, Value)> {
+        Condition::parse(text, Some(2))
+            .unwrap()
+            .exprs()
+            .into_iter()
+            .filter_map(|e| {
+                let v = match e.root {
+                    Root::Arg(n) => args.get(n)?.clone(),
+                    Root::Return => returned.cloned().unwrap_or(Value::Null),
+                    Root::This => return None,
+                };
+                Some((e.text, v))
+            })
+            .collect()
+    }
+
+    fn call<'a>(values: &'a [(String, Value)], exception: Option<&'a str>, ms: f64) -> Call<'a> {
+        Call { values, exception, duration_ns: (ms * 1e6) as u64, thread: "http-7" }
     }
 
     #[test]
     fn conditions_compare_what_a_call_saw() {
         let args = [Value::Text("pear".into()), Value::Number(3.0)];
         let ret = Value::Number(-1.0);
-        let slow = call(&args, Some(&ret), None, 12.0);
-        let holds = |text: &str, c: &Call<'_>| Condition::parse(text, Some(2)).unwrap().holds(c);
-        assert!(holds("args[0] == \"pear\"", &slow));
-        assert!(!holds("args[0] == \"apple\"", &slow));
-        assert!(holds("duration > 5ms && return < 0", &slow));
-        assert!(!holds("duration > 20ms && return < 0", &slow));
-        assert!(holds("duration > 20ms || args[1] >= 3", &slow));
-        assert!(holds("exception == null && thread ~ \"http-\"", &slow));
-        assert!(holds("duration >= 12000us", &slow));
-        let odd = [Value::Text("a && b || c".into())];
-        assert!(holds("args[0] == \"a && b || c\"", &call(&odd, None, None, 0.0)));
-        let threw = call(&args, None, Some("java.lang.NullPointerException"), 0.5);
-        assert!(holds("exception ~ \"NullPointer\"", &threw));
-        assert!(holds("exception != null", &threw));
-        assert!(holds("return == null", &threw));
+        let holds = |text: &str, exception: Option<&str>, ms: f64, returned: Option<&Value>| {
+            let v = values(text, &args, returned);
+            Condition::parse(text, Some(2)).unwrap().holds(&call(&v, exception, ms))
+        };
+        let slow = |text: &str| holds(text, None, 12.0, Some(&ret));
+        assert!(slow("args[0] == \"pear\""));
+        assert!(!slow("args[0] == \"apple\""));
+        assert!(slow("duration > 5ms && return < 0"));
+        assert!(!slow("duration > 20ms && return < 0"));
+        assert!(slow("duration > 20ms || args[1] >= 3"));
+        assert!(slow("exception == null && thread ~ \"http-\""));
+        assert!(slow("duration >= 12000us"));
+        let threw = |text: &str| holds(text, Some("java.lang.NullPointerException"), 0.5, None);
+        assert!(threw("exception ~ \"NullPointer\""));
+        assert!(threw("exception != null"));
+        assert!(threw("return == null"));
         // Values of another kind never match, and never fail.
-        assert!(!holds("args[0] > 3", &slow));
-        assert!(!holds("args[1] == \"3\"", &slow));
+        assert!(!slow("args[0] > 3"));
+        assert!(!slow("args[1] == \"3\""));
+        let odd = [Value::Text("a && b || c".into())];
+        let text = "args[0] == \"a && b || c\"";
+        let v = values(text, &odd, None);
+        assert!(Condition::parse(text, Some(2)).unwrap().holds(&call(&v, None, 0.0)));
+        // Paths into values are extracted by the agent, under their text.
+        let c = Condition::parse("args[0].items.size > 2 && return . total == 5", Some(1)).unwrap();
+        let exprs: Vec<String> = c.exprs().into_iter().map(|e| e.text).collect();
+        assert_eq!(exprs, ["args[0].items.size", "return.total"]);
+        let v = vec![
+            ("args[0].items.size".to_string(), Value::Number(3.0)),
+            ("return.total".to_string(), Value::Number(5.0)),
+        ];
+        assert!(c.holds(&call(&v, None, 0.0)));
     }
 
     #[test]
@@ -318,6 +406,7 @@ mod tests {
         );
         assert_eq!(err("args[2] == 1"), "--if \"args[2] == 1\": args[2]: the method takes 2 arguments");
         assert!(err("arg[0] == 1").contains("\"arg[0]\" is not an operand"));
+        assert!(err("args[0].1x == 1").contains("\"1x\" is not a field name"));
         assert!(err("duration > fast").contains("is not a duration"));
         assert!(err("duration > 3h").contains("unit \"h\""));
         assert!(err("return > \"x\"").contains("compares numbers"));

@@ -44,6 +44,8 @@ pub enum Action {
     Probe {
         points: Vec<ProbePoint>,
         capture_args: bool,
+        /// With `capture_args`, `this` too.
+        capture_this: bool,
         capture_return: bool,
         timestamp: bool,
     },
@@ -280,6 +282,7 @@ impl PatchSpec {
                             points: vec![ProbePoint::Entry],
                             probe_id: id,
                             capture_args: false,
+                            capture_this: false,
                             capture_return: false,
                             timestamp: false,
                         },
@@ -287,12 +290,13 @@ impl PatchSpec {
                     (other, _) => other,
                 }
             }
-            Action::Probe { points, capture_args, capture_return, timestamp } => {
+            Action::Probe { points, capture_args, capture_this, capture_return, timestamp } => {
                 let spec = ProbeSpec {
                     method: self.method.clone(),
                     points: points.clone(),
                     probe_id: env.report_id.unwrap_or(0),
-                    capture_args: *capture_args,
+                    capture_args: *capture_args || *capture_this,
+                    capture_this: *capture_this,
                     capture_return: *capture_return,
                     timestamp: *timestamp,
                 };
@@ -627,19 +631,22 @@ impl Parser<'_> {
         if points.is_empty() {
             points = vec![ProbePoint::Entry, ProbePoint::Exit, ProbePoint::Throw];
         }
-        let (mut capture_args, mut capture_return, mut timestamp) = (false, false, false);
+        let (mut capture_args, mut capture_this, mut capture_return, mut timestamp) = (false, false, false, false);
         for c in list("capture")? {
             match c.as_str() {
                 "args" => capture_args = true,
+                "this" => capture_this = true,
                 "return" => capture_return = true,
                 "time" => timestamp = true,
                 other => {
-                    return Err(self
-                        .error(&["action", "probe", "capture"], format!("{other:?}: expected args, return or time")))
+                    return Err(self.error(
+                        &["action", "probe", "capture"],
+                        format!("{other:?}: expected args, this, return or time"),
+                    ))
                 }
             }
         }
-        Ok(Action::Probe { points, capture_args, capture_return, timestamp })
+        Ok(Action::Probe { points, capture_args, capture_this, capture_return, timestamp })
     }
 }
 
@@ -828,6 +835,7 @@ mod tests {
             Action::Probe {
                 points: vec![ProbePoint::Entry, ProbePoint::Exit, ProbePoint::Line(42)],
                 capture_args: true,
+                capture_this: false,
                 capture_return: false,
                 timestamp: true
             }

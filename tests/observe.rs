@@ -16,9 +16,11 @@ import java.io.*;
 import java.util.*;
 public class Obs {
     public static void main(String[] a) throws Exception {
+        Shop shop = new Shop();
         Thread load = new Thread(() -> {
             for (int seq = 1; ; seq++) {
                 try { Prices.price(seq % 4 == 0 ? "pear" : "apple", seq); } catch (RuntimeException e) { }
+                shop.total(new Order(seq % 5, "a", "b"));
                 try { Thread.sleep(1); } catch (InterruptedException e) { return; }
             }
         }, "load");
@@ -32,6 +34,15 @@ public class Obs {
             System.out.println("STATE price=" + p);
         }
     }
+}
+class Order {
+    final java.util.List<String> items = new java.util.ArrayList<>();
+    final int qty;
+    Order(int qty, String... items) { this.qty = qty; this.items.addAll(java.util.Arrays.asList(items)); }
+}
+class Shop {
+    long base = 10;
+    long total(Order o) { return base + o.qty * 2L; }
 }
 class Prices {
     static final Map<String, Long> prices = new HashMap<>(Map.of("apple", 3L));
@@ -261,6 +272,51 @@ fn stack_counts_the_distinct_call_paths_that_reach_a_method() {
     assert_eq!(from("Obs.main:"), Some(1), "{paths:?}");
     assert!(from("Obs.lambda$main$0:").is_some_and(|n| n > 100), "{paths:?}");
     assert!(lines.last().unwrap()["ended"].as_str().unwrap().contains("--for"));
+    observations_end(&pid);
+    svc.finish();
+}
+
+#[test]
+fn watch_reads_field_paths_expands_objects_and_captures_this() {
+    let (_dir, svc) = start("observe-fields");
+    let pid = svc.pid.to_string();
+    let lines = stream(&[
+        "watch",
+        "Shop",
+        "total",
+        "--show",
+        "args[0].qty,args[0].items.size,this.base",
+        "--if",
+        "args[0].qty >= 3",
+        "-n",
+        "5",
+        "--pid",
+        &pid,
+    ]);
+    let seen = calls(&lines);
+    assert_eq!(seen.len(), 5, "{lines:?}");
+    for c in &seen {
+        let qty: f64 = c["values"]["args[0].qty"].as_str().unwrap().parse().unwrap();
+        assert!(qty >= 3.0, "the condition on a field holds: {c}");
+        assert_eq!(c["values"]["args[0].items.size"], "2", "ArrayList's size field: {c}");
+        assert_eq!(c["values"]["this.base"], "10", "{c}");
+        assert_eq!(c["returned"].as_str().unwrap(), (10.0 + 2.0 * qty).to_string(), "{c}");
+        assert!(c["args"][0].as_str().unwrap().starts_with("<Order>") || c["args"][0] == "Order", "{c}");
+    }
+    let lines = stream(&["watch", "Shop", "total", "-x", "1", "--this", "-n", "1", "--pid", &pid]);
+    let c = calls(&lines)[0].clone();
+    let order = c["args"][0].as_str().unwrap();
+    assert!(order.starts_with("Order{items=<java.util.ArrayList>, qty="), "{c}");
+    assert!(c["this"].as_str().unwrap().starts_with("Shop{base=10"), "{c}");
+
+    for (args, needle) in [
+        (vec!["--show", "args[0].qtty"], "args[0].qtty: Order has no field qtty (its fields: items, qty)"),
+        (vec!["--if", "args[0].qty.x == 1"], "args[0].qty is of type int: it has no field x"),
+        (vec!["--show", "this.nothing"], "this.nothing: Shop has no field nothing (its fields: base)"),
+    ] {
+        let (ok, text) = repairctl(&[&["watch", "Shop", "total", "--pid", &pid][..], &args].concat());
+        assert!(!ok && text.contains(needle), "{args:?}: expected {needle:?} in {text}");
+    }
     observations_end(&pid);
     svc.finish();
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use repair_model::journal::now_ms;
-use repair_model::observe::{Call, Condition, Value};
+use repair_model::observe::{Call, Condition, Expr, Root, Value};
 use repair_model::proto;
 use tokio::sync::mpsc;
 
@@ -51,6 +51,11 @@ pub struct Observation {
     /// The probe patch's id (`observe-<id>`).
     pub patch_id: String,
     pub condition: Option<Condition>,
+    show: Vec<Expr>,
+    /// The paths extracted for each reported call: the condition's and `show`.
+    exprs: Vec<Expr>,
+    depth: u32,
+    this: bool,
     pub who: String,
     pub started_ms: u64,
     /// End after this many reports (0: no limit).
@@ -86,6 +91,12 @@ pub struct Request {
     pub kind: Kind,
     pub target: String,
     pub condition: Option<Condition>,
+    /// Value paths reported with each call (`--show`).
+    pub show: Vec<Expr>,
+    /// Levels of fields shown of object arguments and return values (`--expand`).
+    pub depth: u32,
+    /// Whether `this` is captured (the probe passes it after the arguments).
+    pub this: bool,
     pub sample: u64,
     pub count: u64,
     pub max_per_second: u64,
@@ -99,7 +110,12 @@ struct Frame {
     start_ms: u64,
     /// Whether sampling picked it (only those are rendered and reported).
     picked: bool,
-    args: Vec<Value>,
+    /// The arguments as shown.
+    args: Vec<String>,
+    /// `this` as shown, when asked for.
+    this: Option<String>,
+    /// The values of the observation's paths rooted in the arguments and `this`.
+    values: Vec<(String, Value)>,
 }
 
 thread_local! {
@@ -125,7 +141,15 @@ impl Observations {
             kind: r.kind,
             target: r.target,
             patch_id: format!("observe-{id}"),
+            exprs: {
+                let mut e = r.condition.as_ref().map(Condition::exprs).unwrap_or_default();
+                e.extend(r.show.iter().filter(|x| !e.contains(x)).cloned().collect::<Vec<_>>());
+                e
+            },
             condition: r.condition,
+            show: r.show,
+            depth: r.depth,
+            this: r.this,
             who: r.who,
             started_ms: now_ms(),
             count: r.count,
@@ -204,14 +228,40 @@ impl Observations {
         }
         let n = o.entered.fetch_add(1, Ordering::Relaxed) + 1;
         let picked = o.kind == Kind::Monitor || n % o.sample.load(Ordering::Relaxed) == 0;
-        let args = match (o.kind, args) {
-            (Kind::Watch, Some(a)) if picked => jni.array_values(a, MAX_ARGS),
-            _ => Vec::new(),
-        };
+        let (mut shown, mut this, mut values) = (Vec::new(), None, Vec::new());
+        if let (Kind::Watch, Some(array), true) = (o.kind, args, picked) {
+            let mut elements = jni.array_elements(array, MAX_ARGS + 1);
+            let this_local = if o.this { elements.pop() } else { None };
+            for e in &elements {
+                shown.push(o.show_value(jni, e));
+            }
+            this = this_local.map(|t| o.show_value(jni, &t));
+            for x in &o.exprs {
+                let root = match x.root {
+                    Root::Arg(i) => elements.get(i),
+                    Root::This => this_local.as_ref(),
+                    Root::Return => continue,
+                };
+                if let Some(root) = root {
+                    values.push((x.text.clone(), extract(jni, root, x)));
+                }
+            }
+            for e in elements.into_iter().chain(this_local) {
+                jni.delete_local_ref(e);
+            }
+        }
         CALLS.with(|c| {
             let mut c = c.borrow_mut();
             if c.len() < MAX_DEPTH {
-                c.push(Frame { report_id, started: Instant::now(), start_ms: now_ms(), picked, args });
+                c.push(Frame {
+                    report_id,
+                    started: Instant::now(),
+                    start_ms: now_ms(),
+                    picked,
+                    args: shown,
+                    this,
+                    values,
+                });
             }
         });
     }
@@ -235,7 +285,7 @@ impl Observations {
         }) else {
             return;
         };
-        let Frame { started, start_ms, picked, args, .. } = frame;
+        let Frame { started, start_ms, picked, args, this, mut values, .. } = frame;
         let duration_ns = started.elapsed().as_nanos() as u64;
         o.calls.fetch_add(1, Ordering::Relaxed);
         if o.ended.load(Ordering::Relaxed) || !picked {
@@ -250,18 +300,17 @@ impl Observations {
             Kind::Stack => {}
             Kind::Watch => {
                 let returned = match (threw, value) {
-                    (None, Some(v)) => Some(jni.value(v)),
+                    (None, Some(v)) => {
+                        for x in o.exprs.iter().filter(|x| x.root == Root::Return) {
+                            values.push((x.text.clone(), extract(jni, v, x)));
+                        }
+                        Some(o.show_value(jni, v))
+                    }
                     _ => None,
                 };
                 let exception = threw.map(|t| jni.class_name_of_object(t));
                 let thread = jvmti.current_thread_name(jni).unwrap_or_else(|_| "?".to_string());
-                let call = Call {
-                    args: &args,
-                    returned: returned.as_ref(),
-                    exception: exception.as_deref(),
-                    duration_ns,
-                    thread: &thread,
-                };
+                let call = Call { values: &values, exception: exception.as_deref(), duration_ns, thread: &thread };
                 if o.condition.as_ref().is_some_and(|c| !c.holds(&call)) {
                     return;
                 }
@@ -272,14 +321,22 @@ impl Observations {
                     Some(m) => format!("{}: {m}", exception.clone().unwrap_or_default()),
                     None => exception.clone().unwrap_or_default(),
                 });
+                let shown = o
+                    .show
+                    .iter()
+                    .filter_map(|x| values.iter().find(|(k, _)| *k == x.text))
+                    .map(|(k, v)| (k.clone(), v.to_string()))
+                    .collect();
                 let report = proto::ObservedCall {
                     thread,
                     start_ms,
                     duration_ns,
-                    args: args.iter().map(Value::to_string).collect(),
-                    returned: returned.map(|v| v.to_string()).unwrap_or_default(),
+                    args,
+                    returned: returned.unwrap_or_default(),
                     thrown: thrown.unwrap_or_default(),
                     method: o.target.clone(),
+                    values: shown,
+                    this: this.unwrap_or_default(),
                 };
                 o.send(proto::observed::What::Call(report));
             }
@@ -287,9 +344,26 @@ impl Observations {
     }
 }
 
+/// The value at `x`'s fields from `root`; a path that does not hold for this object (a subclass
+/// without the field) gives a text saying so, which no comparison matches.
+fn extract(jni: &Jni<'_>, root: &Local<'_>, x: &Expr) -> Value {
+    if x.fields.is_empty() {
+        return jni.value(root);
+    }
+    jni.field_path(root, &x.fields).unwrap_or_else(|e| Value::Object(format!("<{e}>")))
+}
+
 impl Observation {
     pub fn has_ended(&self) -> bool {
         self.ended.load(Ordering::Relaxed)
+    }
+
+    /// A value as the stream shows it: plain, or expanded `depth` levels into its fields.
+    fn show_value(&self, jni: &Jni<'_>, v: &Local<'_>) -> String {
+        match self.depth {
+            0 => jni.value(v).to_string(),
+            d => jni.render(v, d, 16),
+        }
     }
 
     /// Queues a report; when the queue is full (a slow client) it is dropped and counted.

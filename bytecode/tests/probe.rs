@@ -57,6 +57,7 @@ fn spec(method: &str, points: Vec<ProbePoint>, id: i32) -> ProbeSpec {
         points,
         probe_id: id,
         capture_args: false,
+        capture_this: false,
         capture_return: false,
         timestamp: false,
     }

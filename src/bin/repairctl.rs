@@ -149,6 +149,18 @@ enum Command {
         /// `--max-per-second 5000`
         #[arg(long, default_value_t = 0, hide_default_value = true)]
         max_per_second: u32,
+        /// Also report these values with each call: field paths into the arguments, the return
+        /// value or this, read without running the application's code. Example:
+        /// `--show 'args[0].items.size,return.total'`
+        #[arg(long, value_delimiter = ',')]
+        show: Vec<String>,
+        /// Show object arguments and return values this many levels into their fields (default
+        /// 0: the class only). Example: `-x 2`
+        #[arg(short = 'x', long, default_value_t = 0)]
+        expand: u32,
+        /// Also capture `this` (instance methods). Example: `--this`
+        #[arg(long)]
+        this: bool,
     },
     /// A method's calls, failures and durations (mean, p50, p99, max) per interval, while this
     /// runs.
@@ -398,7 +410,7 @@ fn main() -> ExitCode {
             let options = cli::deploy::DeployOptions { id, dry_run, durable, partial };
             block_on(cli::deploy::deploy(&conn, &build, &options))
         }
-        Command::Watch { class, method, count, duration, condition, sample, max_per_second } => {
+        Command::Watch { class, method, count, duration, condition, sample, max_per_second, show, expand, this } => {
             let o = cli::observe::Observe {
                 kind: "watch",
                 class,
@@ -409,6 +421,9 @@ fn main() -> ExitCode {
                 duration,
                 every: None,
                 max_per_second,
+                show,
+                expand,
+                this,
             };
             block_on(cli::observe::observe(&conn, &o))
         }

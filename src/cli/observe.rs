@@ -21,6 +21,9 @@ pub struct Observe {
     pub duration: Option<std::time::Duration>,
     pub every: Option<std::time::Duration>,
     pub max_per_second: u32,
+    pub show: Vec<String>,
+    pub expand: u32,
+    pub this: bool,
 }
 
 pub async fn observe(conn: &Conn, o: &Observe) -> Result<(), String> {
@@ -35,6 +38,9 @@ pub async fn observe(conn: &Conn, o: &Observe) -> Result<(), String> {
         every_ms: o.every.map_or(0, |d| d.as_millis().max(1) as u64),
         who: operator(),
         max_per_second: o.max_per_second,
+        show: o.show.clone(),
+        expand: o.expand,
+        this: o.this,
     };
     let mut stream = rpc(conn.client().await?.observe(req).await)?;
     while let Some(item) = stream.next().await {
@@ -43,7 +49,7 @@ pub async fn observe(conn: &Conn, o: &Observe) -> Result<(), String> {
             Some(What::Call(c)) => (
                 json!({"observation": m.observation, "thread": c.thread, "start_ms": c.start_ms,
                        "duration_ns": c.duration_ns, "args": c.args, "returned": c.returned, "thrown": c.thrown,
-                       "method": c.method, "dropped": m.dropped}),
+                       "method": c.method, "values": c.values, "this": c.this, "dropped": m.dropped}),
                 call_line(&c),
             ),
             Some(What::Window(w)) => (
@@ -93,8 +99,12 @@ fn dropped_text(dropped: u64) -> String {
 fn call_line(c: &proto::ObservedCall) -> String {
     let outcome = if c.thrown.is_empty() { format!("-> {}", c.returned) } else { format!("threw {}", c.thrown) };
     let outcome = if c.thrown.is_empty() && c.returned.is_empty() { "-> (void)".to_string() } else { outcome };
+    let mut values: Vec<String> = c.values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    values.sort();
+    let this = if c.this.is_empty() { String::new() } else { format!("  this={}", c.this) };
+    let values = if values.is_empty() { String::new() } else { format!("  {}", values.join(" ")) };
     format!(
-        "{}  {:<16} {:>9.3} ms  {}({}) {outcome}",
+        "{}  {:<16} {:>9.3} ms  {}({}) {outcome}{values}{this}",
         clock(c.start_ms),
         c.thread,
         c.duration_ns as f64 / 1e6,

@@ -212,6 +212,11 @@ impl<'a> Jni<'a> {
         }
     }
 
+    /// The superclass of `class` (null for `Object` and interfaces).
+    pub fn superclass(&self, class: &Local<'_>) -> Local<'a> {
+        self.local(jni_call!(self.env, GetSuperclass, class.raw()).unwrap_or(ptr::null_mut()))
+    }
+
     /// `IsAssignableFrom`: whether an instance of `sub` is a `sup`.
     pub fn is_assignable(&self, sub: &Local<'_>, sup: &Local<'_>) -> bool {
         jni_call!(self.env, IsAssignableFrom, sub.raw(), sup.raw()) == Some(1)
@@ -484,19 +489,154 @@ impl<'a> Jni<'a> {
         }
     }
 
-    /// [`Jni::value`] of each element of an `Object[]` (the first `max`).
-    pub fn array_values(&self, array: &Local<'_>, max: usize) -> Vec<repair_model::observe::Value> {
+    /// The value at a field path in `obj` (`["items", "size"]`; `length` of an array), read
+    /// without running Java code; a `null` on the way gives `null`. The error names the segment
+    /// that does not exist.
+    pub fn field_path(&self, obj: &Local<'_>, path: &[String]) -> Result<repair_model::observe::Value, String> {
+        use repair_model::observe::Value;
+        self.with_local_frame(2 * path.len() as i32 + 4, |jni| {
+            let mut current = jni.local(obj.raw());
+            for (i, segment) in path.iter().enumerate() {
+                if current.is_null() {
+                    return Ok(Value::Null);
+                }
+                let class = jni.class_name_of_object(&current);
+                if class.starts_with('[') && segment == "length" {
+                    let len = jni_call!(jni.env, GetArrayLength, current.raw()).unwrap_or(0);
+                    return if i + 1 == path.len() {
+                        Ok(Value::Number(len as f64))
+                    } else {
+                        Err(format!("{segment} of {class} is a number: it has no field {}", path[i + 1]))
+                    };
+                }
+                match jni.read_field(&current, segment)? {
+                    Field::Object(next) => current = next,
+                    Field::Value(v) if i + 1 == path.len() => return Ok(v),
+                    Field::Value(_) => {
+                        return Err(format!("{segment} of {class} is not an object: it has no field {}", path[i + 1]))
+                    }
+                }
+            }
+            Ok(jni.value(&current))
+        })
+    }
+
+    /// The instance field `name` of `obj`, declared by its class or a superclass.
+    fn read_field(&self, obj: &Local<'_>, name: &str) -> Result<Field<'a>, String> {
+        use repair_model::observe::Value;
+        const ACC_STATIC: i32 = 0x0008;
+        let jvmti = super::env().ok_or("JVMTI is not available")?;
+        let mut class = self.object_class(obj);
+        while !class.is_null() {
+            let fields = jvmti.class_fields(&class).map_err(|e| e.to_string())?;
+            if let Some((id, _, sig, _)) = fields.iter().find(|(_, n, _, m)| n == name && m & ACC_STATIC == 0) {
+                let (o, f) = (obj.raw(), id.0);
+                let read = match sig.as_bytes().first() {
+                    Some(b'Z') => Field::Value(Value::Bool(jni_call!(self.env, GetBooleanField, o, f) == Some(1))),
+                    Some(b'B') => {
+                        Field::Value(Value::Number(jni_call!(self.env, GetByteField, o, f).unwrap_or(0) as f64))
+                    }
+                    Some(b'C') => Field::Value(Value::Text(
+                        char::from_u32(jni_call!(self.env, GetCharField, o, f).unwrap_or(0) as u32)
+                            .map(String::from)
+                            .unwrap_or_default(),
+                    )),
+                    Some(b'S') => {
+                        Field::Value(Value::Number(jni_call!(self.env, GetShortField, o, f).unwrap_or(0) as f64))
+                    }
+                    Some(b'I') => {
+                        Field::Value(Value::Number(jni_call!(self.env, GetIntField, o, f).unwrap_or(0) as f64))
+                    }
+                    Some(b'J') => {
+                        Field::Value(Value::Number(jni_call!(self.env, GetLongField, o, f).unwrap_or(0) as f64))
+                    }
+                    Some(b'F') => {
+                        Field::Value(Value::Number(jni_call!(self.env, GetFloatField, o, f).unwrap_or(0.0) as f64))
+                    }
+                    Some(b'D') => Field::Value(Value::Number(jni_call!(self.env, GetDoubleField, o, f).unwrap_or(0.0))),
+                    _ => {
+                        Field::Object(self.local(jni_call!(self.env, GetObjectField, o, f).unwrap_or(ptr::null_mut())))
+                    }
+                };
+                return Ok(read);
+            }
+            class = self.local(jni_call!(self.env, GetSuperclass, class.raw()).unwrap_or(ptr::null_mut()));
+        }
+        Err(format!("{} has no field {name}", self.class_name_of_object(obj)))
+    }
+
+    /// `obj` rendered to `depth` levels of fields (Arthas's `-x`): at depth 0 as [`Jni::value`]
+    /// shows it; deeper, an object as `Class{field=value, ...}` and an array by its first elements,
+    /// each at most `max` fields or elements, the whole cut at 2,000 characters.
+    pub fn render(&self, obj: &Local<'_>, depth: u32, max: usize) -> String {
+        let mut text = self.render_at(obj, depth, max);
+        if text.chars().count() > 2000 {
+            text = format!("{}...", text.chars().take(2000).collect::<String>());
+        }
+        text
+    }
+
+    fn render_at(&self, obj: &Local<'_>, depth: u32, max: usize) -> String {
+        const ACC_STATIC: i32 = 0x0008;
+        let plain = self.value(obj);
+        if depth == 0 || !matches!(plain, repair_model::observe::Value::Object(_)) {
+            return plain.to_string();
+        }
+        self.with_local_frame(2 * max as i32 + 8, |jni| {
+            let class = jni.class_name_of_object(obj);
+            if class.starts_with("[L") || class.starts_with("[[") {
+                let len = jni_call!(jni.env, GetArrayLength, obj.raw()).unwrap_or(0).max(0) as usize;
+                let mut parts: Vec<String> = (0..len.min(max))
+                    .map(|i| {
+                        let e =
+                            jni_call!(jni.env, GetObjectArrayElement, obj.raw(), i as i32).unwrap_or(ptr::null_mut());
+                        jni.clear_exception();
+                        jni.render_at(&jni.local(e), depth - 1, max)
+                    })
+                    .collect();
+                if len > max {
+                    parts.push(format!("... {} more", len - max));
+                }
+                return format!("[{}]", parts.join(", "));
+            }
+            let Some(jvmti) = super::env() else { return plain.to_string() };
+            let mut fields = Vec::new();
+            let mut c = jni.object_class(obj);
+            while !c.is_null() && fields.len() < max {
+                for (_, name, _, m) in jvmti.class_fields(&c).unwrap_or_default() {
+                    if m & ACC_STATIC == 0 && fields.len() < max {
+                        fields.push(name);
+                    }
+                }
+                c = jni.local(jni_call!(jni.env, GetSuperclass, c.raw()).unwrap_or(ptr::null_mut()));
+            }
+            let parts: Vec<String> = fields
+                .iter()
+                .map(|name| {
+                    let value = match jni.read_field(obj, name) {
+                        Ok(Field::Object(o)) => jni.render_at(&o, depth - 1, max),
+                        Ok(Field::Value(v)) => v.to_string(),
+                        Err(e) => format!("<{e}>"),
+                    };
+                    format!("{name}={value}")
+                })
+                .collect();
+            format!("{class}{{{}}}", parts.join(", "))
+        })
+    }
+
+    /// The first `max` elements of an `Object[]`, as local references (free them, or call this
+    /// inside a local frame).
+    pub fn array_elements(&self, array: &Local<'_>, max: usize) -> Vec<Local<'a>> {
         if array.is_null() {
             return Vec::new();
         }
         let len = jni_call!(self.env, GetArrayLength, array.raw()).unwrap_or(0).max(0) as usize;
         (0..len.min(max))
             .map(|i| {
-                self.with_local_frame(2, |jni| {
-                    let e = jni_call!(jni.env, GetObjectArrayElement, array.raw(), i as i32).unwrap_or(ptr::null_mut());
-                    jni.clear_exception();
-                    jni.value(&jni.local(e))
-                })
+                let e = jni_call!(self.env, GetObjectArrayElement, array.raw(), i as i32).unwrap_or(ptr::null_mut());
+                self.clear_exception();
+                self.local(e)
             })
             .collect()
     }
@@ -626,6 +766,12 @@ impl<'a> Jni<'a> {
     pub fn delete_weak(&self, weak: Weak) {
         jni_call!(self.env, DeleteWeakGlobalRef, weak.0);
     }
+}
+
+/// What a field holds: an object (a local reference) or a primitive value.
+enum Field<'a> {
+    Object(Local<'a>),
+    Value(repair_model::observe::Value),
 }
 
 /// A weak global reference, usable from any thread; freed only by [`Jni::delete_weak`].

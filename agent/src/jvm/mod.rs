@@ -230,6 +230,15 @@ unsafe impl Send for MethodId {}
 // SAFETY: as above; it is never dereferenced by Rust.
 unsafe impl Sync for MethodId {}
 
+/// A field of a class (`jfieldID`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FieldId(pub(crate) sys::jfieldID);
+
+// SAFETY: a jfieldID is a JVM-global, immutable handle, usable from any attached thread.
+unsafe impl Send for FieldId {}
+// SAFETY: as above; it is never dereferenced by Rust.
+unsafe impl Sync for FieldId {}
+
 /// One stack frame: the method and the bytecode index (`-1` for a native method).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame {
@@ -354,6 +363,35 @@ impl Jvmti {
         };
         self.deallocate(classes.cast());
         Ok(list)
+    }
+
+    /// The access flags of a class (`ACC_INTERFACE`, `ACC_ABSTRACT`, ...).
+    pub fn class_modifiers(self, class: &Local<'_>) -> Result<i32, JvmtiError> {
+        let mut modifiers = 0;
+        jvmti_call!(self.0, GetClassModifiers, class.raw(), &mut modifiers)?;
+        Ok(modifiers)
+    }
+
+    /// The fields a class declares (not inherited ones): id, name, type descriptor, modifiers.
+    pub fn class_fields(self, class: &Local<'_>) -> Result<Vec<(FieldId, String, String, i32)>, JvmtiError> {
+        let (mut count, mut fields) = (0, ptr::null_mut::<sys::jfieldID>());
+        jvmti_call!(self.0, GetClassFields, class.raw(), &mut count, &mut fields)?;
+        let ids: Vec<sys::jfieldID> = if fields.is_null() || count <= 0 {
+            Vec::new()
+        } else {
+            // SAFETY: JVMTI returned `count` field ids at `fields`.
+            unsafe { std::slice::from_raw_parts(fields, count as usize) }.to_vec()
+        };
+        self.deallocate(fields.cast());
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (mut name, mut sig) = (ptr::null_mut(), ptr::null_mut());
+            jvmti_call!(self.0, GetFieldName, class.raw(), id, &mut name, &mut sig, ptr::null_mut())?;
+            let mut modifiers = 0;
+            jvmti_call!(self.0, GetFieldModifiers, class.raw(), id, &mut modifiers)?;
+            out.push((FieldId(id), self.take_string(name), self.take_string(sig), modifiers));
+        }
+        Ok(out)
     }
 
     /// The class's defining loader, as a local reference of `jni`; null for the boot loader.

@@ -394,11 +394,26 @@ impl Operations for AgentOperations {
             "" => None,
             text => Some(repair_model::observe::Condition::parse(text, arity).map_err(Status::invalid_argument)?),
         };
+        let show = request
+            .show
+            .iter()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| repair_model::observe::Expr::parse(t, arity).map_err(|e| format!("--show {t:?}: {e}")))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Status::invalid_argument)?;
+        let mut exprs = condition.as_ref().map(|c| c.exprs()).unwrap_or_default();
+        exprs.extend(show.iter().cloned());
+        // A path into `this` needs `this` captured.
+        let capture_this = request.this || exprs.iter().any(|e| e.root == repair_model::observe::Root::This);
+        self.with_jni(|a, jni| check_paths(a, jni, &class, &bytes, &method, &exprs))?;
         let target = format!("{class}.{method}");
         let (o, reports) = a.observations.start(crate::observe::Request {
             kind,
             target: target.clone(),
             condition,
+            show,
+            depth: request.expand.min(4),
+            this: capture_this,
             sample: u64::from(request.sample),
             count: request.count,
             max_per_second: u64::from(request.max_per_second),
@@ -412,6 +427,7 @@ impl Operations for AgentOperations {
             action: repair_model::spec::Action::Probe {
                 points: vec![ProbePoint::Entry, ProbePoint::Exit, ProbePoint::Throw],
                 capture_args: watch,
+                capture_this: watch && capture_this,
                 capture_return: watch,
                 timestamp: false,
             },
@@ -714,4 +730,124 @@ fn method_arity(
 /// Whether a patch id is an observation's probes (listed by `observations`, not `patches`).
 fn is_observation(id: &str) -> bool {
     id.starts_with(repair_model::observe::PATCH_PREFIX)
+}
+
+/// Checks each value path against the declared types: the method's parameter or return type, or
+/// the class for `this`; each field must exist in that type or a superclass. A type that is an
+/// interface or abstract class is not checked past it: the object's class is known only at run
+/// time. The error names the path, the type and the fields it has.
+fn check_paths(
+    a: &super::Agent,
+    jni: &Jni<'_>,
+    class: &str,
+    bytes: &[u8],
+    method: &repair_bytecode::transform::MethodTarget,
+    exprs: &[repair_model::observe::Expr],
+) -> Result<(), PatchError> {
+    use repair_bytecode::descriptor::{FieldType, MethodDescriptor};
+    use repair_model::observe::Root;
+    const ACC_STATIC: i32 = 0x0008;
+    const OPEN: i32 = 0x0200 | 0x0400; // interface, abstract
+    let exprs: Vec<_> = exprs.iter().filter(|e| !e.fields.is_empty()).collect();
+    if exprs.is_empty() {
+        return Ok(());
+    }
+    let cf = repair_bytecode::ClassFile::parse(bytes).map_err(|e| PatchError::Invalid(e.to_string()))?;
+    let descriptors: Vec<String> = cf
+        .methods
+        .iter()
+        .filter(|m| cf.member_name(m).is_ok_and(|n| n == method.name))
+        .filter_map(|m| cf.member_descriptor(m).ok().map(|d| d.into_owned()))
+        .filter(|d| method.descriptor.as_deref().is_none_or(|want| want == d))
+        .collect();
+    let invalid = |e: &str, why: String| PatchError::Invalid(format!("{e}: {why}"));
+    jni.with_local_frame(32, |jni| {
+        let target = jni
+            .find_class("java/lang/Object")
+            .and_then(|_| {
+                crate::patches::loaded_by_name(a.jvmti, jni, &[class.replace('.', "/")])
+                    .ok()?
+                    .into_values()
+                    .flatten()
+                    .next()
+            })
+            .ok_or_else(|| PatchError::NotFound(format!("class {class} is not loaded in this JVM")))?;
+        let loader = a.jvmti.class_loader(jni, &target).map_err(|e| PatchError::Unavailable(e.to_string()))?;
+        for e in exprs {
+            let declared: Vec<FieldType> = match e.root {
+                Root::This => vec![FieldType::Object(class.replace('.', "/"))],
+                Root::Arg(n) => {
+                    descriptors.iter().filter_map(|d| MethodDescriptor::parse(d).ok()?.params.get(n).cloned()).collect()
+                }
+                Root::Return => descriptors.iter().filter_map(|d| Some(MethodDescriptor::parse(d).ok()?.ret)).collect(),
+            };
+            // Overloads that disagree on the type: checked at run time only.
+            let [mut ty] =
+                <[FieldType; 1]>::try_from(declared).unwrap_or([FieldType::Object("java/lang/Object".into())]);
+            for (i, field) in e.fields.iter().enumerate() {
+                match ty {
+                    FieldType::Array(_) if field == "length" && i + 1 == e.fields.len() => break,
+                    FieldType::Array(_) => {
+                        return Err(invalid(&e.text, format!("an array has no field {field} (only length)")))
+                    }
+                    FieldType::Object(ref name) => {
+                        let dotted = name.replace('/', ".");
+                        let c = jni
+                            .class_for_name(&dotted, &loader)
+                            .map_err(|why| invalid(&e.text, format!("{dotted}: {why}")))?;
+                        let modifiers = a.jvmti.class_modifiers(&c).unwrap_or(0);
+                        let mut found = None;
+                        let mut names = Vec::new();
+                        let mut k = c;
+                        while !k.is_null() && found.is_none() {
+                            for (_, n, sig, m) in a.jvmti.class_fields(&k).unwrap_or_default() {
+                                if m & ACC_STATIC == 0 {
+                                    if n == *field {
+                                        found = Some(sig.clone());
+                                    }
+                                    names.push(n);
+                                }
+                            }
+                            k = jni.superclass(&k);
+                        }
+                        match found {
+                            Some(sig) => {
+                                ty = repair_bytecode::descriptor::parse_field(&sig)
+                                    .map_err(|_| invalid(&e.text, format!("field {field} has type {sig}")))?;
+                            }
+                            None if modifiers & OPEN != 0 => break,
+                            None => {
+                                names.sort();
+                                names.dedup();
+                                return Err(invalid(
+                                    &e.text,
+                                    format!(
+                                        "{dotted} has no field {field} (its fields: {})",
+                                        if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                    ref other => {
+                        return Err(invalid(
+                            &e.text,
+                            format!("{} is of type {}: it has no field {field}", path_to(e, i), other.java_name()),
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The text of `e` up to its `i`-th field (`args[0].items`).
+fn path_to(e: &repair_model::observe::Expr, i: usize) -> String {
+    let root = match e.root {
+        repair_model::observe::Root::Arg(n) => format!("args[{n}]"),
+        repair_model::observe::Root::Return => "return".to_string(),
+        repair_model::observe::Root::This => "this".to_string(),
+    };
+    std::iter::once(root).chain(e.fields[..i].iter().cloned()).collect::<Vec<_>>().join(".")
 }

@@ -115,6 +115,9 @@ pub struct ProbeSpec {
     pub probe_id: i32,
     /// Pass the arguments (boxed into an `Object[]`) at entry.
     pub capture_args: bool,
+    /// With `capture_args`, `this` as the array's last element (instance methods other than
+    /// constructors, whose `this` is not initialized at entry).
+    pub capture_this: bool,
     /// Pass the return value (boxed) at exit.
     pub capture_return: bool,
     /// Pass a `System.nanoTime()` timestamp at entry and exit.

@@ -39,6 +39,7 @@ pub fn probe_all(class: &[u8], probe_id_base: i32) -> Result<(Vec<u8>, usize)> {
             points: vec![ProbePoint::Entry, ProbePoint::Exit, ProbePoint::Throw],
             probe_id: probe_id_base.wrapping_add(i as i32),
             capture_args: false,
+            capture_this: false,
             capture_return: false,
             timestamp: false,
         };
@@ -181,8 +182,17 @@ fn probe_method(cf: &mut ClassFile, index: usize, spec: &ProbeSpec) -> Result<()
         if wants(ProbePoint::Entry) {
             let mut call = vec![push_int(id, pool)?];
             if spec.capture_args {
-                call.push(push_int(desc.params.len() as i32, pool)?);
+                let this = spec.capture_this && !info.is_static() && !info.is_constructor();
+                call.push(push_int(desc.params.len() as i32 + i32::from(this), pool)?);
                 call.push(Insn::Cp { op: ANEWARRAY, index: pool.add_class("java/lang/Object")? });
+                if this {
+                    call.extend([
+                        Insn::Op(DUP),
+                        push_int(desc.params.len() as i32, pool)?,
+                        Insn::load(crate::code::ValueKind::Reference, 0),
+                        Insn::Op(AASTORE),
+                    ]);
+                }
                 let mut slot = if info.is_static() { 0 } else { 1 };
                 for (i, t) in desc.params.iter().enumerate() {
                     call.push(Insn::Op(DUP));
@@ -266,6 +276,7 @@ pub fn throw_probe_all(class: &[u8], probe_ids: impl FnOnce(usize, u64) -> Optio
                     points: vec![ProbePoint::Throw],
                     probe_id: id,
                     capture_args: false,
+                    capture_this: false,
                     capture_return: false,
                     timestamp: false,
                 };
