@@ -436,7 +436,7 @@ pub(crate) struct RawCode<'a> {
     pub(crate) table: &'a [u8],
     max_stack: u16,
     max_locals: u16,
-    attributes: Vec<crate::classfile::Attribute>,
+    pub(crate) attributes: Vec<crate::classfile::Attribute>,
 }
 
 /// Splits a raw `Code` attribute without decoding its instructions.

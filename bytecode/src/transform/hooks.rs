@@ -24,6 +24,9 @@ pub const EXIT_AT: (&str, &str) = ("exitAt", "(IJ)V");
 pub const THROWN: (&str, &str) = ("thrown", "(ILjava/lang/Throwable;)V");
 /// A source line is about to run: `(probeId, line)`.
 pub const LINE: (&str, &str) = ("line", "(II)V");
+/// A snapshotted source line is about to run, with every initialised local boxed (in the order
+/// `transform::snapshot` reports): `(snapshotId, locals)`.
+pub const SNAPSHOT: (&str, &str) = ("snapshot", "(I[Ljava/lang/Object;)V");
 
 /// A breaker asks whether the body may run: `(breakerId) -> run?` (false: return the fallback).
 pub const BREAKER_ENTER: (&str, &str) = ("breakerEnter", "(I)Z");
@@ -46,4 +49,5 @@ pub const METHODS: &[(&str, &str)] = &[
     BREAKER_ENTER,
     BREAKER_EXIT,
     BREAKER_THROWN,
+    SNAPSHOT,
 ];

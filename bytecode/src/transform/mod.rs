@@ -9,6 +9,7 @@ pub mod call_site;
 pub mod guard;
 pub mod hooks;
 pub mod probe;
+pub mod snapshot;
 pub mod swap;
 
 use crate::descriptor::FieldType;

@@ -59,7 +59,7 @@ fn nano_time(pool: &mut ConstantPool) -> Result<Insn> {
 }
 
 /// Boxes the value of type `t` on top of the stack into its wrapper (references stay).
-fn boxing(t: &FieldType, pool: &mut ConstantPool) -> Result<Option<Insn>> {
+pub(crate) fn boxing(t: &FieldType, pool: &mut ConstantPool) -> Result<Option<Insn>> {
     let (class, prim) = match t {
         FieldType::Int => ("java/lang/Integer", "I"),
         FieldType::Long => ("java/lang/Long", "J"),

@@ -20,6 +20,11 @@ pub fn scratch(name: &str) -> PathBuf {
 
 /// Writes `sources` (file name → text) into `dir/src` and compiles them into `dir/classes`.
 pub fn javac(dir: &Path, sources: &[(&str, &str)]) -> PathBuf {
+    javac_with(dir, &["-g"], sources)
+}
+
+/// [`javac`] with other debug-information flags (`-g:lines`, `-g:none`).
+pub fn javac_with(dir: &Path, flags: &[&str], sources: &[(&str, &str)]) -> PathBuf {
     let src = dir.join("src");
     let out = dir.join("classes");
     std::fs::create_dir_all(&src).unwrap();
@@ -32,7 +37,7 @@ pub fn javac(dir: &Path, sources: &[(&str, &str)]) -> PathBuf {
         files.push(p);
     }
     let status = Command::new(java_home().join("bin/javac"))
-        .arg("-g")
+        .args(flags)
         .arg("-d")
         .arg(&out)
         .args(&files)
