@@ -118,6 +118,62 @@ impl Expr {
     }
 }
 
+/// A log line's text: literal parts and `{local}` / `{local.field.field}` placeholders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pub parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    Text(String),
+    /// A local's name and the fields into it.
+    Value {
+        local: String,
+        fields: Vec<String>,
+    },
+}
+
+impl Template {
+    /// Parses `total {total} for {order.items.size} items`; `{{` and `}}` are braces.
+    pub fn parse(text: &str) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '{' if chars.peek() == Some(&'{') => {
+                    chars.next();
+                    literal.push('{');
+                }
+                '}' if chars.peek() == Some(&'}') => {
+                    chars.next();
+                    literal.push('}');
+                }
+                '{' => {
+                    let inner: String = chars.by_ref().take_while(|c| *c != '}').collect();
+                    let path: Vec<String> = inner.trim().split('.').map(str::to_string).collect();
+                    if path.iter().any(|p| !is_java_identifier(p)) {
+                        return Err(format!(
+                            "{text:?}: {{{inner}}} is not a local or a field path such as {{order.total}}"
+                        ));
+                    }
+                    if !literal.is_empty() {
+                        parts.push(Part::Text(std::mem::take(&mut literal)));
+                    }
+                    parts.push(Part::Value { local: path[0].clone(), fields: path[1..].to_vec() });
+                }
+                '}' => return Err(format!("{text:?}: a }} without its {{ (write }}}} for a brace)")),
+                c => literal.push(c),
+            }
+        }
+        if !literal.is_empty() {
+            parts.push(Part::Text(literal));
+        }
+        Ok(Template { parts })
+    }
+}
+
 fn is_java_identifier(s: &str) -> bool {
     let mut c = s.chars();
     c.next().is_some_and(|f| f.is_alphabetic() || f == '_' || f == '$')
@@ -395,6 +451,23 @@ mod tests {
             ("return.total".to_string(), Value::Number(5.0)),
         ];
         assert!(c.holds(&call(&v, None, 0.0)));
+    }
+
+    #[test]
+    fn log_templates_have_text_and_placeholders() {
+        let t = Template::parse("total {total} for {order.items.size} items {{x}}").unwrap();
+        assert_eq!(
+            t.parts,
+            [
+                Part::Text("total ".into()),
+                Part::Value { local: "total".into(), fields: vec![] },
+                Part::Text(" for ".into()),
+                Part::Value { local: "order".into(), fields: vec!["items".into(), "size".into()] },
+                Part::Text(" items {x}".into()),
+            ]
+        );
+        assert!(Template::parse("a {1x} b").unwrap_err().contains("is not a local"));
+        assert!(Template::parse("a } b").unwrap_err().contains("without its {"));
     }
 
     #[test]

@@ -57,6 +57,10 @@ pub enum Action {
         cooldown_ms: u64,
         fallback: Fallback,
     },
+    /// A snapshot of the live locals before a source line (an observation's; not read from YAML).
+    Snapshot {
+        line: u16,
+    },
     /// The whole class replaced by a class file (attached under this name), e.g. from a fixed
     /// build. With `original` (SHA-256s, hex), only a class whose bytes as the JVM hands them
     /// over have one of those hashes is replaced: a deployment is made over one build. (A class
@@ -78,6 +82,7 @@ impl Action {
             }
             Action::Swap { class_file } => format!("swap from {class_file}"),
             Action::Redefine { class_file, .. } => format!("redefine from {class_file}"),
+            Action::Snapshot { line } => format!("snapshot at line {line}"),
             Action::Probe { points, .. } => {
                 let p: Vec<String> = points.iter().map(|p| format!("{p:?}").to_lowercase()).collect();
                 format!("probe {}", p.join(","))
@@ -337,6 +342,15 @@ impl PatchSpec {
                     ))
                 }
             }
+            Action::Snapshot { line } => transform::snapshot::snapshot(
+                class_bytes,
+                &transform::snapshot::SnapshotSpec {
+                    method: (!self.method.name.is_empty()).then(|| self.method.clone()),
+                    line: *line,
+                    snapshot_id: env.report_id.unwrap_or(0),
+                },
+            )
+            .map(|(bytes, _)| bytes),
             Action::Breaker { fallback, .. } => transform::breaker::breaker(
                 class_bytes,
                 &transform::BreakerSpec {

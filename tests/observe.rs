@@ -21,6 +21,7 @@ public class Obs {
             for (int seq = 1; ; seq++) {
                 try { Prices.price(seq % 4 == 0 ? "pear" : "apple", seq); } catch (RuntimeException e) { }
                 shop.total(new Order(seq % 5, "a", "b"));
+                shop.discount(new Order(seq % 5, "a", "b"), 10);
                 try { Thread.sleep(1); } catch (InterruptedException e) { return; }
             }
         }, "load");
@@ -43,6 +44,11 @@ class Order {
 class Shop {
     long base = 10;
     long total(Order o) { return base + o.qty * 2L; }
+    long discount(Order o, int pct) {
+        long gross = total(o);
+        long cut = gross * pct / 100; //@cut
+        return gross - cut;
+    }
 }
 class Prices {
     static final Map<String, Long> prices = new HashMap<>(Map.of("apple", 3L));
@@ -315,6 +321,59 @@ fn watch_reads_field_paths_expands_objects_and_captures_this() {
         (vec!["--show", "this.nothing"], "this.nothing: Shop has no field nothing (its fields: base)"),
     ] {
         let (ok, text) = repairctl(&[&["watch", "Shop", "total", "--pid", &pid][..], &args].concat());
+        assert!(!ok && text.contains(needle), "{args:?}: expected {needle:?} in {text}");
+    }
+    observations_end(&pid);
+    svc.finish();
+}
+
+/// The line of SERVICE holding `marker`, 1-based.
+fn line_of(marker: &str) -> usize {
+    SERVICE.lines().position(|l| l.contains(marker)).unwrap() + 1
+}
+
+#[test]
+fn snapshot_and_log_capture_the_locals_at_a_line() {
+    let (_dir, svc) = start("observe-snapshot");
+    let pid = svc.pid.to_string();
+    let at = format!("Shop:{}", line_of("//@cut"));
+    let lines = stream(&["snapshot", &at, "-n", "2", "--pid", &pid]);
+    let shots: Vec<&serde_json::Value> = lines.iter().filter(|l| l.get("locals").is_some()).collect();
+    assert_eq!(shots.len(), 2, "{lines:?}");
+    for s in &shots {
+        let locals: Vec<(&str, &str, &str)> = s["locals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| (l["name"].as_str().unwrap(), l["type"].as_str().unwrap(), l["value"].as_str().unwrap()))
+            .collect();
+        let names: Vec<&str> = locals.iter().map(|l| l.0).collect();
+        assert_eq!(names, ["this", "o", "pct", "gross"], "{s}");
+        assert_eq!(locals[2], ("pct", "int", "10"), "{s}");
+        let qty: u64 = locals[1].2.split("qty=").nth(1).unwrap().trim_end_matches('}').parse().unwrap();
+        assert_eq!(locals[3].2, (10 + 2 * qty).to_string(), "gross: {s}");
+        assert!(locals[0].2.starts_with("Shop{base=10"), "this's fields: {s}");
+        assert_eq!(s["thread"], "load");
+        let stack: Vec<&str> = s["stack"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+        assert!(stack[0].starts_with("Shop.discount:"), "{stack:?}");
+        assert!(stack[1].starts_with("Obs.lambda$main$0:"), "{stack:?}");
+    }
+    let lines = stream(&["log", &at, "gross {gross} for {o.qty} items at {pct}%", "-n", "3", "--pid", &pid]);
+    let logs: Vec<&str> = lines.iter().filter_map(|l| l["log"].as_str()).collect();
+    assert_eq!(logs.len(), 3, "{lines:?}");
+    for l in logs {
+        let words: Vec<&str> = l.split(' ').collect();
+        let (gross, qty): (u64, u64) = (words[1].parse().unwrap(), words[3].parse().unwrap());
+        assert_eq!(gross, 10 + 2 * qty, "{l}");
+        assert!(l.ends_with("items at 10%"), "{l}");
+    }
+    for (args, needle) in [
+        (vec!["snapshot".to_string(), format!("Shop:{}", line_of("//@cut") + 2)], "has no code"),
+        (vec!["log".to_string(), at.clone(), "x {foo}".to_string()], "no local foo"),
+        (vec!["snapshot".to_string(), "Shop:x".to_string()], "is not a line number"),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, text) = repairctl(&[&args[..], &["--pid", &pid]].concat());
         assert!(!ok && text.contains(needle), "{args:?}: expected {needle:?} in {text}");
     }
     observations_end(&pid);

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use repair_model::journal::now_ms;
-use repair_model::observe::{Call, Condition, Expr, Root, Value};
+use repair_model::observe::{Call, Condition, Expr, Part, Root, Template, Value};
 use repair_model::proto;
 use tokio::sync::mpsc;
 
@@ -40,6 +40,10 @@ pub enum Kind {
     Monitor,
     /// The distinct call paths that reach the method, counted.
     Stack,
+    /// The locals and stack at a source line.
+    Snapshot,
+    /// A line of text at a source line.
+    Log,
 }
 
 /// One observation in progress.
@@ -56,6 +60,9 @@ pub struct Observation {
     exprs: Vec<Expr>,
     depth: u32,
     this: bool,
+    locals: Vec<repair_bytecode::transform::snapshot::CapturedLocal>,
+    template: Option<Template>,
+    to_stderr: bool,
     pub who: String,
     pub started_ms: u64,
     /// End after this many reports (0: no limit).
@@ -97,6 +104,11 @@ pub struct Request {
     pub depth: u32,
     /// Whether `this` is captured (the probe passes it after the arguments).
     pub this: bool,
+    /// Snapshot, log: the names and types of the locals the snapshot passes, in order.
+    pub locals: Vec<repair_bytecode::transform::snapshot::CapturedLocal>,
+    /// Log: the line's text.
+    pub template: Option<Template>,
+    pub to_stderr: bool,
     pub sample: u64,
     pub count: u64,
     pub max_per_second: u64,
@@ -150,6 +162,9 @@ impl Observations {
             show: r.show,
             depth: r.depth,
             this: r.this,
+            locals: r.locals,
+            template: r.template,
+            to_stderr: r.to_stderr,
             who: r.who,
             started_ms: now_ms(),
             count: r.count,
@@ -297,7 +312,7 @@ impl Observations {
                 w.durations.push(duration_ns);
                 w.failures += u64::from(threw.is_some());
             }
-            Kind::Stack => {}
+            Kind::Stack | Kind::Snapshot | Kind::Log => {}
             Kind::Watch => {
                 let returned = match (threw, value) {
                     (None, Some(v)) => {
@@ -341,6 +356,78 @@ impl Observations {
                 o.send(proto::observed::What::Call(report));
             }
         }
+    }
+}
+
+impl Observations {
+    /// `Hooks.snapshot` of an observation's snapshot point: the line is reached with `locals`.
+    pub fn snapshot(&self, jvmti: Jvmti, jni: &Jni<'_>, faults: &FaultLog, report_id: i32, locals: Option<&Local<'_>>) {
+        let Some(o) = self.by_report(report_id) else { return };
+        if o.ended.load(Ordering::Relaxed) {
+            return;
+        }
+        let n = o.entered.fetch_add(1, Ordering::Relaxed) + 1;
+        o.calls.fetch_add(1, Ordering::Relaxed);
+        if n % o.sample.load(Ordering::Relaxed) != 0 || !o.within_rate() {
+            return;
+        }
+        let Some(array) = locals else { return };
+        jni.with_local_frame(o.locals.len() as i32 + 8, |jni| {
+            let values = jni.array_elements(array, o.locals.len());
+            match (&o.template, o.kind) {
+                (Some(template), Kind::Log) => {
+                    let text = o.format(jni, template, &values);
+                    if o.to_stderr {
+                        eprintln!("repair log: {text}");
+                    }
+                    o.send(proto::observed::What::Log(text));
+                }
+                _ => {
+                    let locals = o
+                        .locals
+                        .iter()
+                        .zip(&values)
+                        .map(|(l, v)| proto::LocalValue {
+                            name: l.name.clone(),
+                            r#type: l.type_name.clone(),
+                            value: jni.render(v, o.depth, 16),
+                        })
+                        .collect();
+                    let taken = proto::SnapshotTaken {
+                        thread: jvmti.current_thread_name(jni).unwrap_or_else(|_| "?".to_string()),
+                        at_ms: now_ms(),
+                        location: o.target.clone(),
+                        locals,
+                        stack: faults.current_stack_text(jvmti, jni),
+                    };
+                    o.send(proto::observed::What::Snapshot(taken));
+                }
+            }
+        });
+    }
+}
+
+impl Observation {
+    /// A log line: the template with each placeholder's value (strings without quotes).
+    fn format(&self, jni: &Jni<'_>, template: &Template, values: &[Local<'_>]) -> String {
+        let mut text = String::new();
+        for part in &template.parts {
+            match part {
+                Part::Text(t) => text.push_str(t),
+                Part::Value { local, fields } => {
+                    let value = match self.locals.iter().position(|l| l.name == *local).and_then(|i| values.get(i)) {
+                        Some(v) if fields.is_empty() => jni.value(v),
+                        Some(v) => jni.field_path(v, fields).unwrap_or_else(|e| Value::Object(format!("<{e}>"))),
+                        None => Value::Object(format!("<no local {local}>")),
+                    };
+                    match value {
+                        Value::Text(s) => text.push_str(&s),
+                        v => text.push_str(&v.to_string()),
+                    }
+                }
+            }
+        }
+        text
     }
 }
 
@@ -498,6 +585,8 @@ impl Observation {
                 Kind::Watch => "watch",
                 Kind::Monitor => "monitor",
                 Kind::Stack => "stack",
+                Kind::Snapshot => "snapshot",
+                Kind::Log => "log",
             }
             .to_string(),
             target: self.target.clone(),

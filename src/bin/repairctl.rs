@@ -205,7 +205,52 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         sample: u32,
     },
-    /// The observations (watch, monitor, stack) in progress.
+    /// The locals, arguments, `this` and stack at a source line, each time a thread reaches it
+    /// (without stopping the thread), N times.
+    #[command(
+        after_help = "Examples:\n  repairctl snapshot com.shop.Cart:42\n  repairctl snapshot com.shop.Cart:42 -n 5 -x 2 -o json\n  repairctl snapshot com.shop.Cart:42 --method 'total(I)J'"
+    )]
+    Snapshot {
+        /// The class and source line. Example: `com.shop.Cart:42`
+        at: String,
+        /// How many snapshots (default 1). Example: `-n 5`
+        #[arg(short = 'n', long = "count", default_value_t = 1)]
+        count: u64,
+        /// End after this long. Example: `--for 1m`
+        #[arg(long = "for", value_parser = parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// The method, when the line is in several (a lambda's). Example: `--method total`
+        #[arg(long)]
+        method: Option<String>,
+        /// Show objects this many levels into their fields (default 1). Example: `-x 2`
+        #[arg(short = 'x', long, default_value_t = 1)]
+        expand: u32,
+    },
+    /// A log line added live at a source line: text with {local} or {local.field} placeholders,
+    /// printed here (and on the JVM's stderr with --stderr) each time the line runs.
+    #[command(
+        after_help = "Examples:\n  repairctl log com.shop.Cart:42 'total {total} for {order.items.size} items'\n  repairctl log com.shop.Cart:42 'user {user}' --stderr --for 10m"
+    )]
+    Log {
+        /// The class and source line. Example: `com.shop.Cart:42`
+        at: String,
+        /// The text; {name} is a local's value, {name.field.field} a field of it. Example:
+        /// `'total {total}'`
+        text: String,
+        /// End after this many lines. Example: `-n 100`
+        #[arg(short = 'n', long = "count")]
+        count: Option<u64>,
+        /// End after this long. Example: `--for 10m`
+        #[arg(long = "for", value_parser = parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// The method, when the line is in several. Example: `--method total`
+        #[arg(long)]
+        method: Option<String>,
+        /// Also print each line on the JVM's stderr. Example: `--stderr`
+        #[arg(long)]
+        stderr: bool,
+    },
+    /// The observations (watch, monitor, stack, snapshot, log) in progress.
     #[command(after_help = "Examples:\n  repairctl observations\n  repairctl observations -o json")]
     Observations,
     /// End an observation in progress (its stream says so and ends).
@@ -424,6 +469,7 @@ fn main() -> ExitCode {
                 show,
                 expand,
                 this,
+                ..Default::default()
             };
             block_on(cli::observe::observe(&conn, &o))
         }
@@ -451,6 +497,37 @@ fn main() -> ExitCode {
                 ..Default::default()
             };
             block_on(cli::observe::observe(&conn, &o))
+        }
+        Command::Snapshot { at, count, duration, method, expand } => {
+            cli::observe::class_and_line(&at).and_then(|(class, line)| {
+                let o = cli::observe::Observe {
+                    kind: "snapshot",
+                    class,
+                    method: method.unwrap_or_default(),
+                    count,
+                    duration,
+                    expand,
+                    line,
+                    ..Default::default()
+                };
+                block_on(cli::observe::observe(&conn, &o))
+            })
+        }
+        Command::Log { at, text, count, duration, method, stderr } => {
+            cli::observe::class_and_line(&at).and_then(|(class, line)| {
+                let o = cli::observe::Observe {
+                    kind: "log",
+                    class,
+                    method: method.unwrap_or_default(),
+                    count: count.unwrap_or(0),
+                    duration,
+                    line,
+                    template: text,
+                    to_stderr: stderr,
+                    ..Default::default()
+                };
+                block_on(cli::observe::observe(&conn, &o))
+            })
         }
         Command::Observations => block_on(cli::observe::observations(&conn)),
         Command::Stop { id } => block_on(cli::observe::stop(&conn, id)),

@@ -24,6 +24,21 @@ pub struct Observe {
     pub show: Vec<String>,
     pub expand: u32,
     pub this: bool,
+    pub line: u32,
+    pub template: String,
+    pub to_stderr: bool,
+}
+
+/// `Class:LINE` → (class, line).
+pub fn class_and_line(text: &str) -> Result<(String, u32), String> {
+    let (class, line) =
+        text.rsplit_once(':').ok_or_else(|| format!("{text:?}: expected CLASS:LINE, e.g. com.shop.Cart:42"))?;
+    let line = line
+        .parse::<u32>()
+        .ok()
+        .filter(|l| (1..=65535).contains(l))
+        .ok_or_else(|| format!("{text:?}: {line:?} is not a line number"))?;
+    Ok((class.to_string(), line))
 }
 
 pub async fn observe(conn: &Conn, o: &Observe) -> Result<(), String> {
@@ -41,6 +56,9 @@ pub async fn observe(conn: &Conn, o: &Observe) -> Result<(), String> {
         show: o.show.clone(),
         expand: o.expand,
         this: o.this,
+        line: o.line,
+        template: o.template.clone(),
+        to_stderr: o.to_stderr,
     };
     let mut stream = rpc(conn.client().await?.observe(req).await)?;
     while let Some(item) = stream.next().await {
@@ -71,6 +89,22 @@ pub async fn observe(conn: &Conn, o: &Observe) -> Result<(), String> {
                 json!({"observation": m.observation, "frames": p.frames, "count": p.count, "dropped": m.dropped}),
                 format!("{:>8}  {}", p.count, p.frames.join("\n          <- ")),
             ),
+            Some(What::Snapshot(t)) => (
+                json!({"observation": m.observation, "thread": t.thread, "at_ms": t.at_ms, "location": t.location,
+                       "locals": t.locals.iter().map(|l| json!({"name": l.name, "type": l.r#type, "value": l.value})).collect::<Vec<_>>(),
+                       "stack": t.stack, "dropped": m.dropped}),
+                {
+                    let mut text = format!("{}  {}  {}", clock(t.at_ms), t.thread, t.location);
+                    for l in &t.locals {
+                        text.push_str(&format!("\n    {} {} = {}", l.r#type, l.name, l.value));
+                    }
+                    for f in &t.stack {
+                        text.push_str(&format!("\n    at {f}"));
+                    }
+                    text
+                },
+            ),
+            Some(What::Log(text)) => (json!({"observation": m.observation, "log": text}), text),
             Some(What::Notice(n)) => (json!({"observation": m.observation, "notice": n}), format!("# {n}")),
             Some(What::Ended(why)) => {
                 let line = format!("# ended: {why}{}", dropped_text(m.dropped));

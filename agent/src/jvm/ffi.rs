@@ -41,6 +41,8 @@ pub trait HookCalls: Sync {
     fn exit_value(&self, jni: &Jni<'_>, id: i32, value: Option<&Local<'_>>);
     fn thrown(&self, jni: &Jni<'_>, id: i32, thrown: Option<&Local<'_>>);
     fn line(&self, id: i32, line: i32);
+    /// A snapshot point was reached with the live locals (`transform::snapshot`).
+    fn snapshot(&self, jni: &Jni<'_>, id: i32, locals: Option<&Local<'_>>);
     /// Whether the body runs (`false`: the breaker returns its fallback).
     fn breaker_enter(&self, id: i32) -> bool;
     fn breaker_exit(&self, id: i32);
@@ -188,7 +190,16 @@ pub fn bind_hooks(jni: &Jni<'_>, class: &Local<'_>, hooks: &'static dyn HookCall
         (contract::BREAKER_ENTER, f(hook_breaker_enter as *const ())),
         (contract::BREAKER_EXIT, f(hook_breaker_exit as *const ())),
         (contract::BREAKER_THROWN, f(hook_breaker_thrown as *const ())),
+        (contract::SNAPSHOT, f(hook_snapshot as *const ())),
     ];
+    // A hook of the contract left unbound would throw UnsatisfiedLinkError in the application.
+    if table.len() != contract::METHODS.len() || table.iter().any(|(m, _)| !contract::METHODS.contains(m)) {
+        return Err(format!(
+            "the agent binds {} of the {} hooks of the contract",
+            table.len(),
+            contract::METHODS.len()
+        ));
+    }
     let methods: Vec<(&str, &str, *mut c_void)> = table.iter().map(|((n, d), p)| (*n, *d, *p)).collect();
     jni.register_natives(class, &methods)
 }
@@ -254,6 +265,10 @@ extern "C" fn hook_exit_at(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::
 
 extern "C" fn hook_thrown(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, t: sys::jobject) {
     guarded("Hooks.thrown", (), || with_object(env, t, |h, jni, obj| h.thrown(jni, id, obj)))
+}
+
+extern "C" fn hook_snapshot(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, locals: sys::jobject) {
+    guarded("Hooks.snapshot", (), || with_object(env, locals, |h, jni, obj| h.snapshot(jni, id, obj)))
 }
 
 extern "C" fn hook_line(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, line: sys::jint) {

@@ -652,6 +652,9 @@ impl HookCalls for Agent {
     fn line(&self, id: i32, line: i32) {
         self.patches.reports.line(id, line)
     }
+    fn snapshot(&self, jni: &Jni<'_>, id: i32, locals: Option<&Local<'_>>) {
+        self.observations.snapshot(self.jvmti, jni, &self.faults, id, locals)
+    }
     fn breaker_enter(&self, id: i32) -> bool {
         self.patches.breakers.enter(&self.events, id)
     }

@@ -378,7 +378,13 @@ impl Operations for AgentOperations {
             "watch" => crate::observe::Kind::Watch,
             "monitor" => crate::observe::Kind::Monitor,
             "stack" => crate::observe::Kind::Stack,
-            k => return Err(Status::invalid_argument(format!("observe: {k:?} is not watch, monitor or stack"))),
+            "snapshot" => crate::observe::Kind::Snapshot,
+            "log" => crate::observe::Kind::Log,
+            k => {
+                return Err(Status::invalid_argument(format!(
+                    "observe: {k:?} is not watch, monitor, stack, snapshot or log"
+                )))
+            }
         };
         let class = request.class_name.trim().to_string();
         if !repair_model::spec::is_binary_name(&class) {
@@ -389,7 +395,43 @@ impl Operations for AgentOperations {
         }
         let method = repair_bytecode::transform::MethodTarget::parse(request.method.trim());
         let bytes = self.with_jni(|a, jni| a.patches.live_bytes(a.jvmti, jni, &class.replace('.', "/"), true))?;
-        let arity = method_arity(&bytes, &class, &method).map_err(Status::not_found)?;
+        let at_line = matches!(kind, crate::observe::Kind::Snapshot | crate::observe::Kind::Log);
+        let arity = if at_line { None } else { method_arity(&bytes, &class, &method).map_err(Status::not_found)? };
+        let (locals, template) = if at_line {
+            let line = u16::try_from(request.line)
+                .ok()
+                .filter(|l| *l > 0)
+                .ok_or_else(|| Status::invalid_argument(format!("{class}:{}: not a line number", request.line)))?;
+            let spec = repair_bytecode::transform::snapshot::SnapshotSpec {
+                method: (!method.name.is_empty()).then(|| method.clone()),
+                line,
+                snapshot_id: 1,
+            };
+            let (_, locals) = repair_bytecode::transform::snapshot::snapshot(&bytes, &spec)
+                .map_err(|e| Status::not_found(e.to_string()))?;
+            let template = match kind {
+                crate::observe::Kind::Log => {
+                    let t =
+                        repair_model::observe::Template::parse(&request.template).map_err(Status::invalid_argument)?;
+                    for part in &t.parts {
+                        if let repair_model::observe::Part::Value { local, .. } = part {
+                            if !locals.iter().any(|l| l.name == *local) {
+                                let names: Vec<&str> = locals.iter().map(|l| l.name.as_str()).collect();
+                                return Err(Status::invalid_argument(format!(
+                                    "{{{local}}}: no local {local} at {class}:{line} (there: {})",
+                                    names.join(", ")
+                                )));
+                            }
+                        }
+                    }
+                    Some(t)
+                }
+                _ => None,
+            };
+            (locals, template)
+        } else {
+            (Vec::new(), None)
+        };
         let condition = match request.condition.trim() {
             "" => None,
             text => Some(repair_model::observe::Condition::parse(text, arity).map_err(Status::invalid_argument)?),
@@ -406,7 +448,11 @@ impl Operations for AgentOperations {
         // A path into `this` needs `this` captured.
         let capture_this = request.this || exprs.iter().any(|e| e.root == repair_model::observe::Root::This);
         self.with_jni(|a, jni| check_paths(a, jni, &class, &bytes, &method, &exprs))?;
-        let target = format!("{class}.{method}");
+        let target = match (at_line, method.name.is_empty()) {
+            (true, true) => format!("{class}:{}", request.line),
+            (true, false) => format!("{class}.{method}:{}", request.line),
+            (false, _) => format!("{class}.{method}"),
+        };
         let (o, reports) = a.observations.start(crate::observe::Request {
             kind,
             target: target.clone(),
@@ -414,6 +460,9 @@ impl Operations for AgentOperations {
             show,
             depth: request.expand.min(4),
             this: capture_this,
+            locals,
+            template,
+            to_stderr: request.to_stderr,
             sample: u64::from(request.sample),
             count: request.count,
             max_per_second: u64::from(request.max_per_second),
@@ -424,12 +473,15 @@ impl Operations for AgentOperations {
             id: o.patch_id.clone(),
             class: class.clone(),
             method: method.clone(),
-            action: repair_model::spec::Action::Probe {
-                points: vec![ProbePoint::Entry, ProbePoint::Exit, ProbePoint::Throw],
-                capture_args: watch,
-                capture_this: watch && capture_this,
-                capture_return: watch,
-                timestamp: false,
+            action: match at_line {
+                true => repair_model::spec::Action::Snapshot { line: request.line as u16 },
+                false => repair_model::spec::Action::Probe {
+                    points: vec![ProbePoint::Entry, ProbePoint::Exit, ProbePoint::Throw],
+                    capture_args: watch,
+                    capture_this: watch && capture_this,
+                    capture_return: watch,
+                    timestamp: false,
+                },
             },
             durable: false,
             source: String::new(),
@@ -462,7 +514,7 @@ impl Operations for AgentOperations {
                         match o.kind {
                             crate::observe::Kind::Monitor => o.flush_window(),
                             crate::observe::Kind::Stack => o.flush_paths(),
-                            crate::observe::Kind::Watch => {}
+                            _ => {}
                         }
                         next_window = now + every;
                     }
