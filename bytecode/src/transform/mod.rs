@@ -10,6 +10,7 @@ pub mod guard;
 pub mod hooks;
 pub mod probe;
 pub mod swap;
+pub mod trace;
 
 use crate::descriptor::FieldType;
 
