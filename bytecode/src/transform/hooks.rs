@@ -35,6 +35,12 @@ pub const BREAKER_EXIT: (&str, &str) = ("breakerExit", "(I)V");
 /// The body of a breaker's method exits by an exception, rethrown after: `(breakerId, exception)`.
 pub const BREAKER_THROWN: (&str, &str) = ("breakerThrown", "(ILjava/lang/Throwable;)V");
 
+/// A traced method is about to make call `site` (see [`super::trace`]): `(traceId, site)`.
+pub const CALL_ENTER: (&str, &str) = ("callEnter", "(II)V");
+/// Call `site` of a traced method returned normally: `(traceId, site)`. A call that throws has
+/// no `callExit`: the consumer unwinds open calls when the traced method itself exits.
+pub const CALL_EXIT: (&str, &str) = ("callExit", "(II)V");
+
 /// Every hook method as `(name, descriptor)`.
 pub const METHODS: &[(&str, &str)] = &[
     FALLBACK,
@@ -50,4 +56,6 @@ pub const METHODS: &[(&str, &str)] = &[
     BREAKER_EXIT,
     BREAKER_THROWN,
     SNAPSHOT,
+    CALL_ENTER,
+    CALL_EXIT,
 ];

@@ -11,6 +11,7 @@ pub mod hooks;
 pub mod probe;
 pub mod snapshot;
 pub mod swap;
+pub mod trace;
 
 use crate::descriptor::FieldType;
 
