@@ -61,6 +61,8 @@ pub enum Action {
     Snapshot {
         line: u16,
     },
+    /// Every call the method makes timed, and its own entry and exits (an observation's).
+    Trace,
     /// The whole class replaced by a class file (attached under this name), e.g. from a fixed
     /// build. With `original` (SHA-256s, hex), only a class whose bytes as the JVM hands them
     /// over have one of those hashes is replaced: a deployment is made over one build. (A class
@@ -83,6 +85,7 @@ impl Action {
             Action::Swap { class_file } => format!("swap from {class_file}"),
             Action::Redefine { class_file, .. } => format!("redefine from {class_file}"),
             Action::Snapshot { line } => format!("snapshot at line {line}"),
+            Action::Trace => "trace".to_string(),
             Action::Probe { points, .. } => {
                 let p: Vec<String> = points.iter().map(|p| format!("{p:?}").to_lowercase()).collect();
                 format!("probe {}", p.join(","))
@@ -351,6 +354,24 @@ impl PatchSpec {
                 },
             )
             .map(|(bytes, _)| bytes),
+            Action::Trace => transform::trace::trace(
+                class_bytes,
+                &transform::trace::TraceSpec { method: self.method.clone(), trace_id: env.report_id.unwrap_or(0) },
+            )
+            .and_then(|(traced, _)| {
+                transform::probe::probe(
+                    &traced,
+                    &ProbeSpec {
+                        method: self.method.clone(),
+                        points: vec![ProbePoint::Entry, ProbePoint::Exit, ProbePoint::Throw],
+                        probe_id: env.report_id.unwrap_or(0),
+                        capture_args: false,
+                        capture_this: false,
+                        capture_return: false,
+                        timestamp: false,
+                    },
+                )
+            }),
             Action::Breaker { fallback, .. } => transform::breaker::breaker(
                 class_bytes,
                 &transform::BreakerSpec {

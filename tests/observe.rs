@@ -22,6 +22,7 @@ public class Obs {
                 try { Prices.price(seq % 4 == 0 ? "pear" : "apple", seq); } catch (RuntimeException e) { }
                 shop.total(new Order(seq % 5, "a", "b"));
                 shop.discount(new Order(seq % 5, "a", "b"), 10);
+                shop.checkout(new Order(2, "a"));
                 try { Thread.sleep(1); } catch (InterruptedException e) { return; }
             }
         }, "load");
@@ -44,6 +45,16 @@ class Order {
 class Shop {
     long base = 10;
     long total(Order o) { return base + o.qty * 2L; }
+    long unit(String item) {
+        if (item.equals("pear")) throw new IllegalStateException("no pears");
+        return 2;
+    }
+    long checkout(Order o) {
+        long sum = total(o); //@total
+        for (int i = 0; i < 3; i++) { sum += unit("apple"); } //@loop
+        try { unit("pear"); } catch (IllegalStateException e) { sum--; } //@pear
+        return sum;
+    }
     long discount(Order o, int pct) {
         long gross = total(o);
         long cut = gross * pct / 100; //@cut
@@ -376,6 +387,42 @@ fn snapshot_and_log_capture_the_locals_at_a_line() {
         let (ok, text) = repairctl(&[&args[..], &["--pid", &pid]].concat());
         assert!(!ok && text.contains(needle), "{args:?}: expected {needle:?} in {text}");
     }
+    observations_end(&pid);
+    svc.finish();
+}
+
+#[test]
+fn trace_shows_each_call_as_the_calls_it_made_with_their_times() {
+    let (_dir, svc) = start("observe-trace");
+    let pid = svc.pid.to_string();
+    let lines = stream(&["trace", "Shop", "checkout", "-n", "3", "--pid", &pid]);
+    let trees: Vec<&serde_json::Value> = lines.iter().filter(|l| l.get("calls").is_some()).collect();
+    assert_eq!(trees.len(), 3, "{lines:?}");
+    for t in trees {
+        let calls: Vec<(&str, u64, bool)> = t["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["site"].as_str().unwrap(), c["count"].as_u64().unwrap(), c["threw"].as_bool().unwrap()))
+            .collect();
+        let site = |m: &str, marker: &str| format!("Shop.{m}:{}", line_of(marker));
+        assert_eq!(
+            calls,
+            [
+                (site("total", "//@total").as_str(), 1, false),
+                (site("unit", "//@loop").as_str(), 3, false),
+                (site("unit", "//@pear").as_str(), 1, true)
+            ],
+            "{t}"
+        );
+        let inner: u64 = t["calls"].as_array().unwrap().iter().map(|c| c["total_ns"].as_u64().unwrap()).sum();
+        assert!(t["duration_ns"].as_u64().unwrap() >= inner, "the calls fit in the call: {t}");
+        assert_eq!(t["thrown"], "", "checkout itself returns: {t}");
+    }
+    let lines = stream(&["trace", "Shop", "checkout", "--min", "10s", "--for", "600ms", "--pid", &pid]);
+    assert!(lines.iter().all(|l| l.get("calls").is_none()), "none as slow as 10 s: {lines:?}");
+    let (ok, text) = repairctl(&["trace", "Obs", "lambda$main$0", "--depth", "2", "--pid", &pid]);
+    assert!(!ok && text.contains("--depth 2"), "{text}");
     observations_end(&pid);
     svc.finish();
 }

@@ -27,6 +27,8 @@ pub const QUEUE: usize = 4096;
 const MAX_ARGS: usize = 16;
 /// Deeper nesting than this (runaway recursion) is not observed.
 const MAX_DEPTH: usize = 256;
+/// Calls a traced call keeps (a long loop's first ones).
+const MAX_CALLS: usize = 4096;
 /// Distinct call paths a stack observation counts; calls by others are not counted.
 const MAX_PATHS: usize = 1000;
 /// Sampling never goes sparser than one call in this many; past it the observation stops.
@@ -44,6 +46,8 @@ pub enum Kind {
     Snapshot,
     /// A line of text at a source line.
     Log,
+    /// Each call as the calls it made, timed.
+    Trace,
 }
 
 /// One observation in progress.
@@ -63,6 +67,8 @@ pub struct Observation {
     locals: Vec<repair_bytecode::transform::snapshot::CapturedLocal>,
     template: Option<Template>,
     to_stderr: bool,
+    sites: Vec<String>,
+    min_ns: u64,
     pub who: String,
     pub started_ms: u64,
     /// End after this many reports (0: no limit).
@@ -109,6 +115,10 @@ pub struct Request {
     /// Log: the line's text.
     pub template: Option<Template>,
     pub to_stderr: bool,
+    /// Trace: the traced method's call sites, as shown (`owner.name:line`).
+    pub sites: Vec<String>,
+    /// Trace: report only calls at least this long.
+    pub min_ns: u64,
     pub sample: u64,
     pub count: u64,
     pub max_per_second: u64,
@@ -128,6 +138,9 @@ struct Frame {
     this: Option<String>,
     /// The values of the observation's paths rooted in the arguments and `this`.
     values: Vec<(String, Value)>,
+    /// Trace: the calls made so far, `(site, nanoseconds, threw)`, and the one in progress.
+    calls: Vec<(u16, u64, bool)>,
+    open_call: Option<(u16, Instant)>,
 }
 
 thread_local! {
@@ -165,6 +178,8 @@ impl Observations {
             locals: r.locals,
             template: r.template,
             to_stderr: r.to_stderr,
+            sites: r.sites,
+            min_ns: r.min_ns,
             who: r.who,
             started_ms: now_ms(),
             count: r.count,
@@ -276,6 +291,8 @@ impl Observations {
                     args: shown,
                     this,
                     values,
+                    calls: Vec::new(),
+                    open_call: None,
                 });
             }
         });
@@ -300,7 +317,7 @@ impl Observations {
         }) else {
             return;
         };
-        let Frame { started, start_ms, picked, args, this, mut values, .. } = frame;
+        let Frame { started, start_ms, picked, args, this, mut values, mut calls, open_call, .. } = frame;
         let duration_ns = started.elapsed().as_nanos() as u64;
         o.calls.fetch_add(1, Ordering::Relaxed);
         if o.ended.load(Ordering::Relaxed) || !picked {
@@ -313,6 +330,38 @@ impl Observations {
                 w.failures += u64::from(threw.is_some());
             }
             Kind::Stack | Kind::Snapshot | Kind::Log => {}
+            Kind::Trace => {
+                if duration_ns < o.min_ns || !o.within_rate() {
+                    return;
+                }
+                // A call still open when the method exits ended by an exception.
+                if let Some((site, at)) = open_call {
+                    calls.push((site, at.elapsed().as_nanos() as u64, true));
+                }
+                let mut tree: Vec<proto::TraceCall> = Vec::new();
+                calls.sort_by_key(|c| c.0);
+                for (site, ns, threw) in calls {
+                    let name = o.sites.get(site as usize).cloned().unwrap_or_else(|| format!("site {site}"));
+                    match tree.last_mut().filter(|t| t.site == name) {
+                        Some(t) => {
+                            t.count += 1;
+                            t.total_ns += ns;
+                            t.max_ns = t.max_ns.max(ns);
+                            t.threw |= threw;
+                        }
+                        None => tree.push(proto::TraceCall { site: name, count: 1, total_ns: ns, max_ns: ns, threw }),
+                    }
+                }
+                let report = proto::TraceTree {
+                    thread: jvmti.current_thread_name(jni).unwrap_or_else(|_| "?".to_string()),
+                    start_ms,
+                    duration_ns,
+                    calls: tree,
+                    thrown: threw.map(|t| jni.class_name_of_object(t)).unwrap_or_default(),
+                    method: o.target.clone(),
+                };
+                o.send(proto::observed::What::Trace(report));
+            }
             Kind::Watch => {
                 let returned = match (threw, value) {
                     (None, Some(v)) => {
@@ -360,6 +409,30 @@ impl Observations {
 }
 
 impl Observations {
+    /// `Hooks.callEnter`: the traced method's innermost call on this thread makes call `site`.
+    pub fn call_entered(&self, report_id: i32, site: i32) {
+        CALLS.with(|c| {
+            if let Some(f) = c.borrow_mut().iter_mut().rev().find(|f| f.report_id == report_id) {
+                if f.picked {
+                    f.open_call = Some((site as u16, Instant::now()));
+                }
+            }
+        });
+    }
+
+    /// `Hooks.callExit`: call `site` returned.
+    pub fn call_exited(&self, report_id: i32, site: i32) {
+        CALLS.with(|c| {
+            if let Some(f) = c.borrow_mut().iter_mut().rev().find(|f| f.report_id == report_id) {
+                if let Some((open, at)) = f.open_call.take() {
+                    if open as i32 == site && f.calls.len() < MAX_CALLS {
+                        f.calls.push((open, at.elapsed().as_nanos() as u64, false));
+                    }
+                }
+            }
+        });
+    }
+
     /// `Hooks.snapshot` of an observation's snapshot point: the line is reached with `locals`.
     pub fn snapshot(&self, jvmti: Jvmti, jni: &Jni<'_>, faults: &FaultLog, report_id: i32, locals: Option<&Local<'_>>) {
         let Some(o) = self.by_report(report_id) else { return };
@@ -587,6 +660,7 @@ impl Observation {
                 Kind::Stack => "stack",
                 Kind::Snapshot => "snapshot",
                 Kind::Log => "log",
+                Kind::Trace => "trace",
             }
             .to_string(),
             target: self.target.clone(),

@@ -182,6 +182,35 @@ enum Command {
         #[arg(long = "for", value_parser = parse_duration)]
         duration: Option<std::time::Duration>,
     },
+    /// Each call of a method as the calls it makes, with the time spent in each (one level).
+    #[command(
+        after_help = "Examples:\n  repairctl trace com.shop.Cart checkout -n 5\n  repairctl trace com.shop.Cart checkout --min 50ms --for 1m"
+    )]
+    Trace {
+        /// The class, dotted. Example: `com.shop.Cart`
+        class: String,
+        /// The method: a name, or a name and descriptor for one overload. Example: `checkout`
+        method: String,
+        /// End after this many calls are reported. Example: `-n 5`
+        #[arg(short = 'n', long = "count")]
+        count: Option<u64>,
+        /// End after this long. Example: `--for 1m`
+        #[arg(long = "for", value_parser = parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Report only calls that took at least this long. Example: `--min 50ms`
+        #[arg(long, value_parser = parse_duration)]
+        min: Option<std::time::Duration>,
+        /// Levels of calls shown: only 1 (the method's own calls) for now. Example: `--depth 1`
+        #[arg(long, default_value_t = 1)]
+        depth: u32,
+        /// Report one call in N. Example: `--sample 100`
+        #[arg(long, default_value_t = 1)]
+        sample: u32,
+        /// Reports a second before the agent samples down (default 1000). Example:
+        /// `--max-per-second 5000`
+        #[arg(long, default_value_t = 0, hide_default_value = true)]
+        max_per_second: u32,
+    },
     /// The distinct call paths that reach a method, with how many calls took each, while this
     /// runs (updated every interval).
     #[command(
@@ -528,6 +557,24 @@ fn main() -> ExitCode {
                 };
                 block_on(cli::observe::observe(&conn, &o))
             })
+        }
+        Command::Trace { class, method, count, duration, min, depth, sample, max_per_second } => {
+            if depth != 1 {
+                Err(format!("--depth {depth}: only the method's own calls (--depth 1) are traced so far"))
+            } else {
+                let o = cli::observe::Observe {
+                    kind: "trace",
+                    class,
+                    method,
+                    count: count.unwrap_or(0),
+                    duration,
+                    min,
+                    sample,
+                    max_per_second,
+                    ..Default::default()
+                };
+                block_on(cli::observe::observe(&conn, &o))
+            }
         }
         Command::Observations => block_on(cli::observe::observations(&conn)),
         Command::Stop { id } => block_on(cli::observe::stop(&conn, id)),

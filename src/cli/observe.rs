@@ -27,6 +27,7 @@ pub struct Observe {
     pub line: u32,
     pub template: String,
     pub to_stderr: bool,
+    pub min: Option<std::time::Duration>,
 }
 
 /// `Class:LINE` → (class, line).
@@ -59,6 +60,7 @@ pub async fn observe(conn: &Conn, o: &Observe) -> Result<(), String> {
         line: o.line,
         template: o.template.clone(),
         to_stderr: o.to_stderr,
+        min_ns: o.min.map_or(0, |d| d.as_nanos() as u64),
     };
     let mut stream = rpc(conn.client().await?.observe(req).await)?;
     while let Some(item) = stream.next().await {
@@ -100,6 +102,40 @@ pub async fn observe(conn: &Conn, o: &Observe) -> Result<(), String> {
                     }
                     for f in &t.stack {
                         text.push_str(&format!("\n    at {f}"));
+                    }
+                    text
+                },
+            ),
+            Some(What::Trace(t)) => (
+                json!({"observation": m.observation, "thread": t.thread, "start_ms": t.start_ms,
+                       "duration_ns": t.duration_ns, "method": t.method, "thrown": t.thrown,
+                       "calls": t.calls.iter().map(|c| json!({"site": c.site, "count": c.count, "total_ns": c.total_ns,
+                           "max_ns": c.max_ns, "threw": c.threw})).collect::<Vec<_>>(), "dropped": m.dropped}),
+                {
+                    let ms = |ns: u64| ns as f64 / 1e6;
+                    let outcome = if t.thrown.is_empty() { String::new() } else { format!(" threw {}", t.thrown) };
+                    let mut text = format!(
+                        "{}  {}  {:.3} ms  {}{outcome}",
+                        clock(t.start_ms),
+                        t.thread,
+                        ms(t.duration_ns),
+                        t.method
+                    );
+                    for c in &t.calls {
+                        let share =
+                            if t.duration_ns > 0 { 100.0 * c.total_ns as f64 / t.duration_ns as f64 } else { 0.0 };
+                        let times = if c.count > 1 {
+                            format!(" x{} (max {:.3} ms)", c.count, ms(c.max_ns))
+                        } else {
+                            String::new()
+                        };
+                        let threw = if c.threw { " threw" } else { "" };
+                        text.push_str(&format!(
+                            "\n    `--- {:>5.1}% {:.3} ms  {}{times}{threw}",
+                            share,
+                            ms(c.total_ns),
+                            c.site
+                        ));
                     }
                     text
                 },

@@ -41,6 +41,9 @@ pub trait HookCalls: Sync {
     fn exit_value(&self, jni: &Jni<'_>, id: i32, value: Option<&Local<'_>>);
     fn thrown(&self, jni: &Jni<'_>, id: i32, thrown: Option<&Local<'_>>);
     fn line(&self, id: i32, line: i32);
+    /// A traced method is about to make call `site`, or the call returned (`transform::trace`).
+    fn call_enter(&self, id: i32, site: i32);
+    fn call_exit(&self, id: i32, site: i32);
     /// A snapshot point was reached with the live locals (`transform::snapshot`).
     fn snapshot(&self, jni: &Jni<'_>, id: i32, locals: Option<&Local<'_>>);
     /// Whether the body runs (`false`: the breaker returns its fallback).
@@ -191,6 +194,8 @@ pub fn bind_hooks(jni: &Jni<'_>, class: &Local<'_>, hooks: &'static dyn HookCall
         (contract::BREAKER_EXIT, f(hook_breaker_exit as *const ())),
         (contract::BREAKER_THROWN, f(hook_breaker_thrown as *const ())),
         (contract::SNAPSHOT, f(hook_snapshot as *const ())),
+        (contract::CALL_ENTER, f(hook_call_enter as *const ())),
+        (contract::CALL_EXIT, f(hook_call_exit as *const ())),
     ];
     // A hook of the contract left unbound would throw UnsatisfiedLinkError in the application.
     if table.len() != contract::METHODS.len() || table.iter().any(|(m, _)| !contract::METHODS.contains(m)) {
@@ -269,6 +274,14 @@ extern "C" fn hook_thrown(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::j
 
 extern "C" fn hook_snapshot(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, locals: sys::jobject) {
     guarded("Hooks.snapshot", (), || with_object(env, locals, |h, jni, obj| h.snapshot(jni, id, obj)))
+}
+
+extern "C" fn hook_call_enter(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, site: sys::jint) {
+    guarded("Hooks.callEnter", (), || with_hooks(|h| h.call_enter(id, site)))
+}
+
+extern "C" fn hook_call_exit(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, site: sys::jint) {
+    guarded("Hooks.callExit", (), || with_hooks(|h| h.call_exit(id, site)))
 }
 
 extern "C" fn hook_line(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, line: sys::jint) {

@@ -652,6 +652,12 @@ impl HookCalls for Agent {
     fn line(&self, id: i32, line: i32) {
         self.patches.reports.line(id, line)
     }
+    fn call_enter(&self, id: i32, site: i32) {
+        self.observations.call_entered(id, site)
+    }
+    fn call_exit(&self, id: i32, site: i32) {
+        self.observations.call_exited(id, site)
+    }
     fn snapshot(&self, jni: &Jni<'_>, id: i32, locals: Option<&Local<'_>>) {
         self.observations.snapshot(self.jvmti, jni, &self.faults, id, locals)
     }

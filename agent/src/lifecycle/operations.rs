@@ -380,9 +380,10 @@ impl Operations for AgentOperations {
             "stack" => crate::observe::Kind::Stack,
             "snapshot" => crate::observe::Kind::Snapshot,
             "log" => crate::observe::Kind::Log,
+            "trace" => crate::observe::Kind::Trace,
             k => {
                 return Err(Status::invalid_argument(format!(
-                    "observe: {k:?} is not watch, monitor, stack, snapshot or log"
+                    "observe: {k:?} is not watch, monitor, stack, trace, snapshot or log"
                 )))
             }
         };
@@ -448,6 +449,25 @@ impl Operations for AgentOperations {
         // A path into `this` needs `this` captured.
         let capture_this = request.this || exprs.iter().any(|e| e.root == repair_model::observe::Root::This);
         self.with_jni(|a, jni| check_paths(a, jni, &class, &bytes, &method, &exprs))?;
+        let sites = if kind == crate::observe::Kind::Trace {
+            let spec = repair_bytecode::transform::trace::TraceSpec { method: method.clone(), trace_id: 1 };
+            let (_, calls) = repair_bytecode::transform::trace::trace(&bytes, &spec)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            calls
+                .iter()
+                .map(|c| {
+                    let owner = c.owner.rsplit('/').next().unwrap_or(&c.owner);
+                    let at = c.line.map(|l| format!(":{l}")).unwrap_or_default();
+                    if owner.is_empty() {
+                        format!("{} (invokedynamic){at}", c.name)
+                    } else {
+                        format!("{owner}.{}{at}", c.name)
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let target = match (at_line, method.name.is_empty()) {
             (true, true) => format!("{class}:{}", request.line),
             (true, false) => format!("{class}.{method}:{}", request.line),
@@ -463,6 +483,8 @@ impl Operations for AgentOperations {
             locals,
             template,
             to_stderr: request.to_stderr,
+            sites,
+            min_ns: request.min_ns,
             sample: u64::from(request.sample),
             count: request.count,
             max_per_second: u64::from(request.max_per_second),
@@ -473,9 +495,10 @@ impl Operations for AgentOperations {
             id: o.patch_id.clone(),
             class: class.clone(),
             method: method.clone(),
-            action: match at_line {
-                true => repair_model::spec::Action::Snapshot { line: request.line as u16 },
-                false => repair_model::spec::Action::Probe {
+            action: match (at_line, kind) {
+                (true, _) => repair_model::spec::Action::Snapshot { line: request.line as u16 },
+                (false, crate::observe::Kind::Trace) => repair_model::spec::Action::Trace,
+                (false, _) => repair_model::spec::Action::Probe {
                     points: vec![ProbePoint::Entry, ProbePoint::Exit, ProbePoint::Throw],
                     capture_args: watch,
                     capture_this: watch && capture_this,
