@@ -426,3 +426,23 @@ fn trace_shows_each_call_as_the_calls_it_made_with_their_times() {
     observations_end(&pid);
     svc.finish();
 }
+
+#[test]
+fn globs_watch_several_methods_of_several_classes_at_once() {
+    let (_dir, svc) = start("observe-globs");
+    let pid = svc.pid.to_string();
+    let lines = stream(&["watch", "Sh*", "*o*", "-n", "40", "--pid", &pid]);
+    let methods: std::collections::BTreeSet<String> =
+        calls(&lines).iter().map(|c| c["method"].as_str().unwrap().split('(').next().unwrap().to_string()).collect();
+    assert!(methods.len() >= 2, "{methods:?}");
+    assert!(
+        methods.iter().all(|m| ["Shop.total", "Shop.checkout", "Shop.discount"].contains(&m.as_str())),
+        "{methods:?}"
+    );
+    observations_end(&pid);
+    let (ok, text) = repairctl(&["watch", "Sh*", "zz*", "--pid", &pid]);
+    assert!(!ok && text.contains("no method matching zz*"), "{text}");
+    let (ok, text) = repairctl(&["trace", "Sh*", "total", "--pid", &pid]);
+    assert!(!ok && text.contains("trace, snapshot and log take one"), "{text}");
+    svc.finish();
+}

@@ -88,6 +88,8 @@ pub struct Observation {
     rate: Mutex<(u64, u64)>,
     /// Monitor: durations (ns) and failures of the current interval.
     window: Mutex<Window>,
+    /// The method each of its probe patches is on, by report id.
+    methods: Mutex<HashMap<i32, String>>,
     /// Stack: each call path seen, its count, and whether it changed since the last flush.
     paths: Mutex<HashMap<Vec<String>, (u64, bool)>>,
 }
@@ -194,13 +196,16 @@ impl Observations {
             rate: Mutex::new((0, 0)),
             window: Mutex::new(Window { started_ms: now_ms(), ..Window::default() }),
             paths: Mutex::new(HashMap::new()),
+            methods: Mutex::new(HashMap::new()),
         });
         self.by_id.write().unwrap_or_else(|e| e.into_inner()).insert(id, o.clone());
         (o, rx)
     }
 
-    /// The probe patch is in effect under `report_id`: its hooks now reach the observation.
-    pub fn attach(&self, o: &Arc<Observation>, report_id: i32) {
+    /// A probe patch of `o` is in effect under `report_id`, on `method` (as reports name it): its
+    /// hooks now reach the observation.
+    pub fn attach(&self, o: &Arc<Observation>, report_id: i32, method: String) {
+        o.methods.lock().unwrap_or_else(|e| e.into_inner()).insert(report_id, method);
         self.by_report.write().unwrap_or_else(|e| e.into_inner()).insert(report_id, o.clone());
     }
 
@@ -402,6 +407,7 @@ impl Observations {
                     values: shown,
                     this: this.unwrap_or_default(),
                 };
+                let report = proto::ObservedCall { method: o.method_of(report_id), ..report };
                 o.send(proto::observed::What::Call(report));
             }
         }
@@ -516,6 +522,12 @@ fn extract(jni: &Jni<'_>, root: &Local<'_>, x: &Expr) -> Value {
 impl Observation {
     pub fn has_ended(&self) -> bool {
         self.ended.load(Ordering::Relaxed)
+    }
+
+    /// The method a report id's probes are on.
+    fn method_of(&self, report_id: i32) -> String {
+        let methods = self.methods.lock().unwrap_or_else(|e| e.into_inner());
+        methods.get(&report_id).cloned().unwrap_or_else(|| self.target.clone())
     }
 
     /// A value as the stream shows it: plain, or expanded `depth` levels into its fields.

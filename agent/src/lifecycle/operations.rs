@@ -387,6 +387,10 @@ impl Operations for AgentOperations {
                 )))
             }
         };
+        let is_glob = |s: &str| s.contains(['*', '?']);
+        if is_glob(&request.class_name) || is_glob(&request.method) {
+            return self.observe_many(kind, request, by);
+        }
         let class = request.class_name.trim().to_string();
         if !repair_model::spec::is_binary_name(&class) {
             return Err(Status::invalid_argument(format!("{class:?} is not a Java class name")));
@@ -509,59 +513,14 @@ impl Operations for AgentOperations {
             durable: false,
             source: String::new(),
         };
-        let applied = self.with_jni(|a, jni| a.patches.apply(a.jvmti, jni, spec, HashMap::new(), by.who.clone()));
-        let patch = match applied {
-            Ok(p) => p,
-            Err(e) => {
-                a.observations.remove(o.id);
-                return Err(e);
-            }
-        };
-        a.observations.attach(&o, patch.report_id);
-        a.events.emit(
-            Kind::Applied,
-            About { patch: &o.patch_id, site: &target, ..About::default() },
-            format!("{} {target} for {by}", request.kind),
-        );
-        // The clock of the observation: monitor intervals, and its end after --for.
-        let until = (request.duration_ms > 0).then(|| Instant::now() + Duration::from_millis(request.duration_ms));
-        let every = Duration::from_millis(if request.every_ms == 0 { 5000 } else { request.every_ms.max(100) });
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let o = o.clone();
-            runtime.spawn(async move {
-                let mut next_window = Instant::now() + every;
-                while !o.has_ended() {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    let now = Instant::now();
-                    if now >= next_window {
-                        match o.kind {
-                            crate::observe::Kind::Monitor => o.flush_window(),
-                            crate::observe::Kind::Stack => o.flush_paths(),
-                            _ => {}
-                        }
-                        next_window = now + every;
-                    }
-                    if until.is_some_and(|u| now >= u) {
-                        if o.kind == crate::observe::Kind::Stack {
-                            o.flush_paths();
-                        }
-                        o.end(format!("{} ms passed, as asked (--for)", request.duration_ms));
-                    }
-                }
-            });
-        }
-        let finish = move || {
-            o.end("the client went away".to_string());
-            a.observations.remove(o.id);
-            let undone = a.vm.attached("repair-control", |jni| a.patches.rollback(a.jvmti, jni, Some(&o.patch_id)));
-            let why = match undone {
-                Ok(Ok(_)) => format!("observation {} ended: {} is as it was", o.id, o.target),
-                Ok(Err(e)) => format!("observation {} ended, but its probes stay: {e}", o.id),
-                Err(rc) => format!("observation {} ended, but its probes stay: JNI error {rc}", o.id),
-            };
-            a.events.emit(Kind::RolledBack, About { patch: &o.patch_id, site: &o.target, ..About::default() }, why);
-        };
-        Ok(ObservationStream { reports, finish: Box::new(finish) })
+        self.run_observation(
+            o,
+            reports,
+            vec![(spec, format!("{class}.{method}"))],
+            request.duration_ms,
+            request.every_ms,
+            &by,
+        )
     }
 
     fn observations(&self) -> Vec<proto::ObservationInfo> {
@@ -772,6 +731,183 @@ fn policy_reply(state: Option<&PolicyState>) -> proto::PolicyReply {
                 }
             })
             .collect(),
+    }
+}
+
+impl AgentOperations {
+    /// An observation of the methods that class and method globs match (`'com.shop.*' 'get*'`):
+    /// one probe patch per method, applied together; conditions on values are checked per call.
+    fn observe_many(
+        &self,
+        kind: crate::observe::Kind,
+        request: proto::ObserveRequest,
+        by: Operator,
+    ) -> Result<ObservationStream, Status> {
+        use crate::observe::Kind;
+        const MAX_METHODS: usize = 100;
+        const ACC_ABSTRACT_OR_NATIVE: u16 = 0x0400 | 0x0100;
+        let a = self.0;
+        if !matches!(kind, Kind::Watch | Kind::Monitor | Kind::Stack) {
+            return Err(Status::invalid_argument(
+                "globs pick several methods for watch, monitor and stack; trace, snapshot and log take one",
+            ));
+        }
+        let (class_glob, method) = (request.class_name.trim(), request.method.trim());
+        let method_target = repair_bytecode::transform::MethodTarget::parse(method);
+        let classes: Vec<String> = self
+            .classes(class_glob)?
+            .into_iter()
+            .filter(|c| c.modifiable && !c.name.starts_with('[') && !c.name.starts_with("repair.rt."))
+            .filter(|c| !repair_model::policy::is_jdk_class(&c.name))
+            .map(|c| c.name)
+            .collect();
+        let mut found: Vec<(String, String, String)> = Vec::new();
+        let mut arities = Vec::new();
+        for class in classes.iter().take(MAX_METHODS) {
+            let bytes = self.with_jni(|a, jni| a.patches.live_bytes(a.jvmti, jni, &class.replace('.', "/"), true))?;
+            let cf = repair_bytecode::ClassFile::parse(&bytes).map_err(|e| Status::internal(e.to_string()))?;
+            for m in cf.methods.iter().filter(|m| m.access & ACC_ABSTRACT_OR_NATIVE == 0) {
+                let (Ok(name), Ok(descriptor)) = (cf.member_name(m), cf.member_descriptor(m)) else { continue };
+                if !repair_model::glob::matches(&method_target.name, &name)
+                    || method_target.descriptor.as_deref().is_some_and(|d| d != descriptor)
+                {
+                    continue;
+                }
+                if found.len() == MAX_METHODS {
+                    return Err(Status::invalid_argument(format!(
+                        "{class_glob} {method} matches more than {MAX_METHODS} methods: narrow it"
+                    )));
+                }
+                if let Ok(d) = repair_bytecode::descriptor::MethodDescriptor::parse(&descriptor) {
+                    arities.push(d.params.len());
+                }
+                found.push((class.clone(), name.into_owned(), descriptor.into_owned()));
+            }
+        }
+        if found.is_empty() {
+            return Err(Status::not_found(format!(
+                "no method matching {method} in the loaded classes matching {class_glob} ({} such classes)",
+                classes.len()
+            )));
+        }
+        arities.sort_unstable();
+        arities.dedup();
+        let arity = (arities.len() == 1).then(|| arities[0]);
+        let condition = match request.condition.trim() {
+            "" => None,
+            text => Some(repair_model::observe::Condition::parse(text, arity).map_err(Status::invalid_argument)?),
+        };
+        let (o, reports) = a.observations.start(crate::observe::Request {
+            kind,
+            target: format!("{class_glob}.{method} ({} methods)", found.len()),
+            condition,
+            show: Vec::new(),
+            depth: request.expand.min(4),
+            this: false,
+            locals: Vec::new(),
+            template: None,
+            to_stderr: false,
+            sites: Vec::new(),
+            min_ns: 0,
+            sample: u64::from(request.sample),
+            count: request.count,
+            max_per_second: u64::from(request.max_per_second),
+            who: by.who.clone(),
+        });
+        let watch = kind == Kind::Watch;
+        let specs = found
+            .into_iter()
+            .map(|(class, name, descriptor)| {
+                let shown = format!("{class}.{name}{descriptor}");
+                let spec = PatchSpec {
+                    id: o.patch_id.clone(),
+                    class,
+                    method: repair_bytecode::transform::MethodTarget { name, descriptor: Some(descriptor) },
+                    action: repair_model::spec::Action::Probe {
+                        points: vec![ProbePoint::Entry, ProbePoint::Exit, ProbePoint::Throw],
+                        capture_args: watch,
+                        capture_this: false,
+                        capture_return: watch,
+                        timestamp: false,
+                    },
+                    durable: false,
+                    source: String::new(),
+                };
+                (spec, shown)
+            })
+            .collect();
+        self.run_observation(o, reports, specs, request.duration_ms, request.every_ms, &by)
+    }
+
+    /// Applies an observation's probes (`specs`: one patch each, with the method it shows as)
+    /// and runs its clock; the stream's end rolls them back.
+    fn run_observation(
+        &self,
+        o: std::sync::Arc<crate::observe::Observation>,
+        reports: tokio::sync::mpsc::Receiver<proto::Observed>,
+        specs: Vec<(PatchSpec, String)>,
+        duration_ms: u64,
+        every_ms: u64,
+        by: &Operator,
+    ) -> Result<ObservationStream, Status> {
+        let a = self.0;
+        let (specs, methods): (Vec<_>, Vec<_>) = specs.into_iter().map(|(s, m)| ((s, HashMap::new()), m)).unzip();
+        let applied = self.with_jni(|a, jni| a.patches.apply_set(a.jvmti, jni, specs, Vec::new(), by.who.clone()));
+        let patches = match applied {
+            Ok(p) => p,
+            Err(e) => {
+                a.observations.remove(o.id);
+                return Err(e);
+            }
+        };
+        for (p, m) in patches.iter().zip(methods) {
+            a.observations.attach(&o, p.report_id, m);
+        }
+        let target = o.target.clone();
+        a.events.emit(
+            Kind::Applied,
+            About { patch: &o.patch_id, site: &target, ..About::default() },
+            format!("{} {target} for {by}", o.info().kind),
+        );
+        // The clock of the observation: monitor intervals, and its end after --for.
+        let until = (duration_ms > 0).then(|| Instant::now() + Duration::from_millis(duration_ms));
+        let every = Duration::from_millis(if every_ms == 0 { 5000 } else { every_ms.max(100) });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let o = o.clone();
+            runtime.spawn(async move {
+                let mut next_window = Instant::now() + every;
+                while !o.has_ended() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let now = Instant::now();
+                    if now >= next_window {
+                        match o.kind {
+                            crate::observe::Kind::Monitor => o.flush_window(),
+                            crate::observe::Kind::Stack => o.flush_paths(),
+                            _ => {}
+                        }
+                        next_window = now + every;
+                    }
+                    if until.is_some_and(|u| now >= u) {
+                        if o.kind == crate::observe::Kind::Stack {
+                            o.flush_paths();
+                        }
+                        o.end(format!("{duration_ms} ms passed, as asked (--for)"));
+                    }
+                }
+            });
+        }
+        let finish = move || {
+            o.end("the client went away".to_string());
+            a.observations.remove(o.id);
+            let undone = a.vm.attached("repair-control", |jni| a.patches.rollback(a.jvmti, jni, Some(&o.patch_id)));
+            let why = match undone {
+                Ok(Ok(_)) => format!("observation {} ended: {} is as it was", o.id, o.target),
+                Ok(Err(e)) => format!("observation {} ended, but its probes stay: {e}", o.id),
+                Err(rc) => format!("observation {} ended, but its probes stay: JNI error {rc}", o.id),
+            };
+            a.events.emit(Kind::RolledBack, About { patch: &o.patch_id, site: &o.target, ..About::default() }, why);
+        };
+        Ok(ObservationStream { reports, finish: Box::new(finish) })
     }
 }
 
