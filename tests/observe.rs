@@ -446,3 +446,22 @@ fn globs_watch_several_methods_of_several_classes_at_once() {
     assert!(!ok && text.contains("trace, snapshot and log take one"), "{text}");
     svc.finish();
 }
+
+#[test]
+fn quotas_on_reports_bytes_and_agent_cpu_sample_down_and_say_so() {
+    let (_dir, svc) = start("observe-quota");
+    let pid = svc.pid.to_string();
+    for (quota, says) in [
+        (vec!["--max-kib", "1"], "KiB captured a second"),
+        (vec!["--max-per-second", "50"], "more than 50 reports a second"),
+        (vec!["--max-cpu-ms", "1", "-x", "3"], "ms of the agent's CPU a second"),
+    ] {
+        let mut args = vec!["watch", "Shop", "total", "--for", "2500ms", "--pid", &pid];
+        args.extend(quota.iter().copied());
+        let lines = stream(&args);
+        let notices: Vec<&str> = lines.iter().filter_map(|l| l["notice"].as_str()).collect();
+        assert!(notices.iter().any(|n| n.contains(says) && n.contains("now one call in")), "{quota:?}: {notices:?}");
+        observations_end(&pid);
+    }
+    svc.finish();
+}

@@ -84,14 +84,27 @@ pub struct Observation {
     ended: AtomicBool,
     /// `None` once ended: the stream then ends after what is queued.
     sender: Mutex<Option<mpsc::Sender<proto::Observed>>>,
-    /// Reports in the current second: `(second, count)`.
-    rate: Mutex<(u64, u64)>,
+    /// What this second's reports cost so far.
+    quota: Mutex<Quota>,
+    max_cpu_ns: u64,
+    max_bytes: u64,
     /// Monitor: durations (ns) and failures of the current interval.
     window: Mutex<Window>,
     /// The method each of its probe patches is on, by report id.
     methods: Mutex<HashMap<i32, String>>,
     /// Stack: each call path seen, its count, and whether it changed since the last flush.
     paths: Mutex<HashMap<Vec<String>, (u64, bool)>>,
+}
+
+/// One second's reports and what they cost.
+#[derive(Default)]
+struct Quota {
+    second: u64,
+    reports: u64,
+    cpu_ns: u64,
+    bytes: u64,
+    /// Already over this second (sampling was lowered once).
+    over: bool,
 }
 
 #[derive(Default)]
@@ -124,6 +137,10 @@ pub struct Request {
     pub sample: u64,
     pub count: u64,
     pub max_per_second: u64,
+    /// The agent's CPU a second spent rendering reports (ms; 0: 50).
+    pub max_cpu_ms: u32,
+    /// Bytes a second of reports (KiB; 0: 1024).
+    pub max_kib: u32,
     pub who: String,
 }
 
@@ -143,6 +160,8 @@ struct Frame {
     /// Trace: the calls made so far, `(site, nanoseconds, threw)`, and the one in progress.
     calls: Vec<(u16, u64, bool)>,
     open_call: Option<(u16, Instant)>,
+    /// Time the entry hook spent rendering (counted against the CPU quota).
+    cost_ns: u64,
 }
 
 thread_local! {
@@ -193,7 +212,9 @@ impl Observations {
             dropped: AtomicU64::new(0),
             ended: AtomicBool::new(false),
             sender: Mutex::new(Some(tx)),
-            rate: Mutex::new((0, 0)),
+            quota: Mutex::new(Quota::default()),
+            max_cpu_ns: if r.max_cpu_ms == 0 { 50 } else { u64::from(r.max_cpu_ms) } * 1_000_000,
+            max_bytes: if r.max_kib == 0 { 1024 } else { u64::from(r.max_kib) } * 1024,
             window: Mutex::new(Window { started_ms: now_ms(), ..Window::default() }),
             paths: Mutex::new(HashMap::new()),
             methods: Mutex::new(HashMap::new()),
@@ -261,6 +282,7 @@ impl Observations {
             }
             return;
         }
+        let began = Instant::now();
         let n = o.entered.fetch_add(1, Ordering::Relaxed) + 1;
         let picked = o.kind == Kind::Monitor || n % o.sample.load(Ordering::Relaxed) == 0;
         let (mut shown, mut this, mut values) = (Vec::new(), None, Vec::new());
@@ -298,6 +320,7 @@ impl Observations {
                     values,
                     calls: Vec::new(),
                     open_call: None,
+                    cost_ns: began.elapsed().as_nanos() as u64,
                 });
             }
         });
@@ -322,7 +345,8 @@ impl Observations {
         }) else {
             return;
         };
-        let Frame { started, start_ms, picked, args, this, mut values, mut calls, open_call, .. } = frame;
+        let began = Instant::now();
+        let Frame { started, start_ms, picked, args, this, mut values, mut calls, open_call, cost_ns, .. } = frame;
         let duration_ns = started.elapsed().as_nanos() as u64;
         o.calls.fetch_add(1, Ordering::Relaxed);
         if o.ended.load(Ordering::Relaxed) || !picked {
@@ -336,7 +360,7 @@ impl Observations {
             }
             Kind::Stack | Kind::Snapshot | Kind::Log => {}
             Kind::Trace => {
-                if duration_ns < o.min_ns || !o.within_rate() {
+                if duration_ns < o.min_ns || !o.admit(cost_ns + began.elapsed().as_nanos() as u64, 0) {
                     return;
                 }
                 // A call still open when the method exits ended by an exception.
@@ -383,7 +407,11 @@ impl Observations {
                 if o.condition.as_ref().is_some_and(|c| !c.holds(&call)) {
                     return;
                 }
-                if !o.within_rate() {
+                let bytes: usize = args.iter().map(String::len).sum::<usize>()
+                    + returned.as_ref().map_or(0, String::len)
+                    + this.as_ref().map_or(0, String::len)
+                    + values.iter().map(|(k, v)| k.len() + v.to_string().len()).sum::<usize>();
+                if !o.admit(cost_ns + began.elapsed().as_nanos() as u64, bytes as u64) {
                     return;
                 }
                 let thrown = threw.map(|t| match jni.throwable_message(t) {
@@ -447,7 +475,7 @@ impl Observations {
         }
         let n = o.entered.fetch_add(1, Ordering::Relaxed) + 1;
         o.calls.fetch_add(1, Ordering::Relaxed);
-        if n % o.sample.load(Ordering::Relaxed) != 0 || !o.within_rate() {
+        if n % o.sample.load(Ordering::Relaxed) != 0 || !o.admit(0, 0) {
             return;
         }
         let Some(array) = locals else { return };
@@ -556,33 +584,39 @@ impl Observation {
         }
     }
 
-    /// Whether one more report fits this second's quota; over it, sampling halves the reports
-    /// (said on the stream), and past the sparsest sampling the observation ends.
-    fn within_rate(&self) -> bool {
+    /// Whether one more report fits this second's quota, given what it cost the agent (time in
+    /// the hooks rendering it, and bytes): reports, CPU and bytes a second are each bounded. Over
+    /// one, sampling halves the reports (said on the stream), and past the sparsest sampling the
+    /// observation ends.
+    fn admit(&self, cpu_ns: u64, bytes: u64) -> bool {
         let second = now_ms() / 1000;
-        let mut rate = self.rate.lock().unwrap_or_else(|e| e.into_inner());
-        if rate.0 != second {
-            *rate = (second, 0);
+        let mut q = self.quota.lock().unwrap_or_else(|e| e.into_inner());
+        if q.second != second {
+            *q = Quota { second, ..Quota::default() };
         }
-        rate.1 += 1;
-        if rate.1 <= self.max_per_second {
-            return true;
+        q.reports += 1;
+        q.cpu_ns += cpu_ns;
+        q.bytes += bytes;
+        let over = if q.reports > self.max_per_second {
+            Some(format!("more than {} reports a second", self.max_per_second))
+        } else if q.cpu_ns > self.max_cpu_ns {
+            Some(format!("more than {} ms of the agent's CPU a second", self.max_cpu_ns / 1_000_000))
+        } else if q.bytes > self.max_bytes {
+            Some(format!("more than {} KiB captured a second", self.max_bytes / 1024))
+        } else {
+            None
+        };
+        let Some(why) = over else { return true };
+        if std::mem::replace(&mut q.over, true) {
+            return false;
         }
-        if rate.1 == self.max_per_second + 1 {
-            drop(rate);
-            let sample = self.sample.load(Ordering::Relaxed) * 2;
-            if sample > MAX_SAMPLE {
-                self.end(format!(
-                    "more than {} reports a second even at one call in {MAX_SAMPLE}: stopped to spare the application",
-                    self.max_per_second
-                ));
-            } else {
-                self.sample.store(sample, Ordering::Relaxed);
-                self.notice(format!(
-                    "more than {} reports a second: now one call in {sample} is reported",
-                    self.max_per_second
-                ));
-            }
+        drop(q);
+        let sample = self.sample.load(Ordering::Relaxed) * 2;
+        if sample > MAX_SAMPLE {
+            self.end(format!("{why} even at one call in {MAX_SAMPLE}: stopped to spare the application"));
+        } else {
+            self.sample.store(sample, Ordering::Relaxed);
+            self.notice(format!("{why}: now one call in {sample} is reported"));
         }
         false
     }

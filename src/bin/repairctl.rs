@@ -161,6 +161,14 @@ enum Command {
         /// Also capture `this` (instance methods). Example: `--this`
         #[arg(long)]
         this: bool,
+        /// Milliseconds of the agent's CPU a second the reports may cost before it samples down
+        /// (default 50). Example: `--max-cpu-ms 100`
+        #[arg(long, default_value_t = 0, hide_default_value = true)]
+        max_cpu_ms: u32,
+        /// KiB a second of reports before the agent samples down (default 1024). Example:
+        /// `--max-kib 4096`
+        #[arg(long, default_value_t = 0, hide_default_value = true)]
+        max_kib: u32,
     },
     /// A method's calls, failures and durations (mean, p50, p99, max) per interval, while this
     /// runs.
@@ -484,7 +492,20 @@ fn main() -> ExitCode {
             let options = cli::deploy::DeployOptions { id, dry_run, durable, partial };
             block_on(cli::deploy::deploy(&conn, &build, &options))
         }
-        Command::Watch { class, method, count, duration, condition, sample, max_per_second, show, expand, this } => {
+        Command::Watch {
+            class,
+            method,
+            count,
+            duration,
+            condition,
+            sample,
+            max_per_second,
+            show,
+            expand,
+            this,
+            max_cpu_ms,
+            max_kib,
+        } => {
             let o = cli::observe::Observe {
                 kind: "watch",
                 class,
@@ -498,6 +519,8 @@ fn main() -> ExitCode {
                 show,
                 expand,
                 this,
+                max_cpu_ms,
+                max_kib,
                 ..Default::default()
             };
             block_on(cli::observe::observe(&conn, &o))

@@ -28,6 +28,8 @@ pub struct Observe {
     pub template: String,
     pub to_stderr: bool,
     pub min: Option<std::time::Duration>,
+    pub max_cpu_ms: u32,
+    pub max_kib: u32,
 }
 
 /// `Class:LINE` → (class, line).
@@ -61,6 +63,8 @@ pub async fn observe(conn: &Conn, o: &Observe) -> Result<(), String> {
         template: o.template.clone(),
         to_stderr: o.to_stderr,
         min_ns: o.min.map_or(0, |d| d.as_nanos() as u64),
+        max_cpu_ms: o.max_cpu_ms,
+        max_kib: o.max_kib,
     };
     let mut stream = rpc(conn.client().await?.observe(req).await)?;
     while let Some(item) = stream.next().await {

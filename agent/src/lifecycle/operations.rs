@@ -492,6 +492,8 @@ impl Operations for AgentOperations {
             sample: u64::from(request.sample),
             count: request.count,
             max_per_second: u64::from(request.max_per_second),
+            max_cpu_ms: request.max_cpu_ms,
+            max_kib: request.max_kib,
             who: by.who.clone(),
         });
         let watch = kind == crate::observe::Kind::Watch;
@@ -812,6 +814,8 @@ impl AgentOperations {
             sample: u64::from(request.sample),
             count: request.count,
             max_per_second: u64::from(request.max_per_second),
+            max_cpu_ms: request.max_cpu_ms,
+            max_kib: request.max_kib,
             who: by.who.clone(),
         });
         let watch = kind == Kind::Watch;
