@@ -77,27 +77,45 @@ fn start(tag: &str) -> (TempDir, Service) {
     (dir, svc)
 }
 
-/// Runs `repairctl ARGS -o json` to its end (at most 30 s): one JSON object a line.
+/// Runs `repairctl ARGS -o json` to its end (at most 30 s, its output read as it comes): one
+/// JSON object a line.
 fn stream(args: &[&str]) -> Vec<serde_json::Value> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_repairctl"))
+    let child = Command::new(env!("CARGO_BIN_EXE_repairctl"))
         .args(args)
         .args(["-o", "json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let run = agent_support::finish(child_take(&mut child), Duration::from_secs(30));
-    assert_eq!(run.code, Some(0), "repairctl {args:?}: {}", run.stderr);
-    run.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect()
-}
-
-fn child_take(child: &mut std::process::Child) -> std::process::Child {
-    std::mem::replace(child, Command::new("true").spawn().unwrap())
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("repairctl {args:?} did not end within 30 s");
+        }
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "repairctl {args:?}: {stderr}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
 }
 
 fn repairctl(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_repairctl")).args(args).output().unwrap();
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// SHA-256 of the bytecode the JVM runs now for `class.method` (JVMTI GetBytecodes).
+fn running(pid: &str, class: &str, method: &str) -> String {
+    let v = json(&["code", class, method, "--pid", pid, "-o", "json"]);
+    v[0]["sha256"].as_str().unwrap().to_string()
 }
 
 fn calls(lines: &[serde_json::Value]) -> Vec<&serde_json::Value> {
@@ -120,6 +138,7 @@ fn observations_end(pid: &str) {
 fn watch_streams_each_call_with_its_arguments_return_value_exception_and_duration() {
     let (_dir, mut svc) = start("watch");
     let pid = svc.pid.to_string();
+    let before = running(&pid, "Prices", "price");
     let lines = stream(&["watch", "Prices", "price", "-n", "8", "--pid", &pid]);
     let seen = calls(&lines);
     assert_eq!(seen.len(), 8, "{lines:?}");
@@ -173,6 +192,7 @@ fn watch_streams_each_call_with_its_arguments_return_value_exception_and_duratio
     assert!(lines.last().unwrap()["ended"].as_str().unwrap().contains("--for"), "{lines:?}");
     observations_end(&pid);
     assert!(svc.state().contains("price=NPE"), "the program is as it was");
+    assert_eq!(running(&pid, "Prices", "price"), before, "the method runs the bytecode it ran before");
     svc.finish();
 }
 
@@ -200,6 +220,7 @@ fn monitor_streams_calls_failures_and_durations_per_interval() {
 fn a_killed_client_ends_its_observation_and_a_patch_applied_meanwhile_stays() {
     let (dir, mut svc) = start("observe-kill");
     let pid = svc.pid.to_string();
+    let before = running(&pid, "Prices", "price");
     let mut watch = Command::new(env!("CARGO_BIN_EXE_repairctl"))
         .args(["watch", "Prices", "price", "--pid", &pid, "-o", "json"])
         .stdout(Stdio::piped())
@@ -209,6 +230,7 @@ fn a_killed_client_ends_its_observation_and_a_patch_applied_meanwhile_stays() {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert!(line.contains("\"args\""), "{line}");
+    assert_ne!(running(&pid, "Prices", "price"), before, "watched, the method runs probes");
     let list = json(&["observations", "--pid", &pid, "-o", "json"]);
     assert_eq!(list[0]["target"], "Prices.price", "{list}");
     assert_eq!(json(&["patches", "--pid", &pid, "-o", "json"]), serde_json::json!([]), "observations are not patches");
@@ -232,6 +254,7 @@ fn a_killed_client_ends_its_observation_and_a_patch_applied_meanwhile_stays() {
     let (ok, text) = repairctl(&["rollback", "pear", "--pid", &pid]);
     assert!(ok, "{text}");
     assert!(svc.state().contains("price=NPE"));
+    assert_eq!(running(&pid, "Prices", "price"), before, "byte for byte what it ran before the watch");
     svc.finish();
 }
 

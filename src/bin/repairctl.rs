@@ -83,6 +83,17 @@ enum Command {
         /// `repair.demo.PriceService`
         class: String,
     },
+    /// The bytecode a method runs now, as the JVM reports it: its length and SHA-256 (patches and
+    /// observations change it; their end puts it back).
+    #[command(
+        after_help = "Examples:\n  repairctl code com.shop.Prices price\n  repairctl code com.shop.Prices 'price(Ljava/lang/String;)J' -o json"
+    )]
+    Code {
+        /// The class, dotted. Example: `com.shop.Prices`
+        class: String,
+        /// The method: a name (every overload), or a name and descriptor. Example: `price`
+        method: String,
+    },
     /// Apply a patch spec to a live JVM (repairctl help spec: the format).
     #[command(
         after_help = "Examples:\n  repairctl apply demo/price-npe.yaml --pid 4242\n  repairctl apply fix.yaml --file Fixed.class=build/Fixed.class\n  repairctl apply getname.yaml --allow-jdk"
@@ -487,6 +498,7 @@ fn main() -> ExitCode {
         Command::Faults { follow } => block_on(live::faults(&conn, follow)),
         Command::Classes { glob } => block_on(live::classes(&conn, &glob)),
         Command::Javap { class } => javap(&class, &conn),
+        Command::Code { class, method } => block_on(live::running_code(&conn, &class, &method)),
         Command::Apply { spec, files, allow_jdk } => block_on(live::apply(&conn, &spec, &files, allow_jdk)),
         Command::Deploy { build, dry_run, durable, id, partial } => {
             let options = cli::deploy::DeployOptions { id, dry_run, durable, partial };

@@ -257,6 +257,23 @@ pub async fn class_bytes(conn: &Conn, class: &str, original: bool) -> Result<Vec
     Ok(r.bytes)
 }
 
+/// The bytecode the methods of `method` run now.
+pub async fn running_code(conn: &Conn, class: &str, method: &str) -> Result<(), String> {
+    let req = proto::RunningCodeRequest { class_name: class.into(), method: method.into() };
+    let r = rpc(conn.client().await?.running_code(req).await)?;
+    let value = json!(r
+        .methods
+        .iter()
+        .map(|m| json!({"method": m.method, "length": m.bytecode.len(), "sha256": m.sha256,
+                        "bytecode": m.bytecode.iter().map(|b| format!("{b:02x}")).collect::<String>()}))
+        .collect::<Vec<_>>());
+    print(conn.output, value, |wide| {
+        let rows: Vec<Vec<String>> =
+            r.methods.iter().map(|m| vec![m.method.clone(), m.bytecode.len().to_string(), m.sha256.clone()]).collect();
+        table(&["METHOD", "BYTES", "SHA256"], &rows, wide, "no methods")
+    })
+}
+
 /// The active patch `id`, as `repairctl patches` lists it.
 pub async fn patch(conn: &Conn, id: &str) -> Result<proto::Patch, String> {
     let r = rpc(conn.client().await?.patches(proto::PatchesRequest {}).await)?;

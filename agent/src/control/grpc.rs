@@ -155,6 +155,15 @@ impl agent_server::Agent for AgentService {
         Ok(Response::new(proto::ClassBytesReply { class_name: name, bytes }))
     }
 
+    async fn running_code(
+        &self,
+        req: Request<proto::RunningCodeRequest>,
+    ) -> Result<Response<proto::RunningCodeReply>, Status> {
+        let r = req.into_inner();
+        let methods = self.try_call(move |o| o.running_code(&r.class_name, &r.method)).await?;
+        Ok(Response::new(proto::RunningCodeReply { methods }))
+    }
+
     async fn faults(&self, _: Request<proto::FaultsRequest>) -> Result<Response<proto::FaultsReply>, Status> {
         Ok(Response::new(self.call(|o| o.faults()).await?))
     }

@@ -52,6 +52,8 @@ pub trait Operations: Send + Sync + 'static {
     /// The current class-file bytes of a loaded class (dotted or internal name); with
     /// `original`, its bytes as loaded, before any patch.
     fn class_bytes(&self, class: &str, original: bool) -> Result<Vec<u8>, Status>;
+    /// The bytecode the methods of a name run now, as the JVM reports it.
+    fn running_code(&self, class: &str, method: &str) -> Result<Vec<proto::MethodCode>, Status>;
     /// Faults seen, most recent first, and how many sites were dropped for space.
     fn faults(&self) -> proto::FaultsReply;
     /// New faults and updated counts as they happen.

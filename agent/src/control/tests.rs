@@ -32,6 +32,9 @@ impl Operations for FakeOperations {
     fn class_bytes(&self, class: &str, _original: bool) -> Result<Vec<u8>, Status> {
         Err(Status::not_found(format!("class {class} is not loaded")))
     }
+    fn running_code(&self, class: &str, _method: &str) -> Result<Vec<proto::MethodCode>, Status> {
+        Err(Status::not_found(format!("class {class} is not loaded")))
+    }
     fn faults(&self) -> proto::FaultsReply {
         let npe =
             proto::Fault { id: 1, exception: "java.lang.NullPointerException".into(), count: 3, ..Default::default() };

@@ -168,15 +168,18 @@ pub enum Capability {
     ExceptionEvents,
     LineNumbers,
     SourceFileName,
+    /// `GetBytecodes`: what a method runs now (to show an observation leaves no trace).
+    Bytecodes,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 5] = [
+    pub const ALL: [Capability; 6] = [
         Capability::RedefineClasses,
         Capability::RetransformClasses,
         Capability::ExceptionEvents,
         Capability::LineNumbers,
         Capability::SourceFileName,
+        Capability::Bytecodes,
     ];
 
     /// The JVMTI field name, e.g. `can_retransform_classes`.
@@ -187,6 +190,7 @@ impl Capability {
             Capability::ExceptionEvents => "can_generate_exception_events",
             Capability::LineNumbers => "can_get_line_numbers",
             Capability::SourceFileName => "can_get_source_file_name",
+            Capability::Bytecodes => "can_get_bytecodes",
         }
     }
 
@@ -197,6 +201,7 @@ impl Capability {
             Capability::ExceptionEvents => caps.set_can_generate_exception_events(1),
             Capability::LineNumbers => caps.set_can_get_line_numbers(1),
             Capability::SourceFileName => caps.set_can_get_source_file_name(1),
+            Capability::Bytecodes => caps.set_can_get_bytecodes(1),
         }
     }
 }
@@ -363,6 +368,34 @@ impl Jvmti {
         };
         self.deallocate(classes.cast());
         Ok(list)
+    }
+
+    /// The methods a class declares.
+    pub fn class_methods(self, class: &Local<'_>) -> Result<Vec<MethodId>, JvmtiError> {
+        let (mut count, mut methods) = (0, ptr::null_mut::<sys::jmethodID>());
+        jvmti_call!(self.0, GetClassMethods, class.raw(), &mut count, &mut methods)?;
+        let ids = if methods.is_null() || count <= 0 {
+            Vec::new()
+        } else {
+            // SAFETY: JVMTI returned `count` method ids at `methods`.
+            unsafe { std::slice::from_raw_parts(methods, count as usize) }.iter().map(|&m| MethodId(m)).collect()
+        };
+        self.deallocate(methods.cast());
+        Ok(ids)
+    }
+
+    /// The bytecodes `m` runs now (after any redefinition), as a class file would hold them.
+    pub fn bytecodes(self, m: MethodId) -> Result<Vec<u8>, JvmtiError> {
+        let (mut count, mut code) = (0, ptr::null_mut::<c_uchar>());
+        jvmti_call!(self.0, GetBytecodes, m.0, &mut count, &mut code)?;
+        let bytes = if code.is_null() || count <= 0 {
+            Vec::new()
+        } else {
+            // SAFETY: JVMTI returned `count` bytes at `code`.
+            unsafe { std::slice::from_raw_parts(code, count as usize) }.to_vec()
+        };
+        self.deallocate(code);
+        Ok(bytes)
     }
 
     /// The access flags of a class (`ACC_INTERFACE`, `ACC_ABSTRACT`, ...).

@@ -181,6 +181,39 @@ impl Operations for AgentOperations {
         self.with_jni(|a, jni| a.patches.live_bytes(a.jvmti, jni, &class.replace('.', "/"), original))
     }
 
+    fn running_code(&self, class: &str, method: &str) -> Result<Vec<proto::MethodCode>, Status> {
+        let target = repair_bytecode::transform::MethodTarget::parse(method.trim());
+        let internal = class.trim().replace('.', "/");
+        self.with_jni(|a, jni| {
+            if !a.capabilities.holds(Capability::Bytecodes) {
+                return Err(PatchError::Unavailable(format!(
+                    "the agent does not hold {}",
+                    Capability::Bytecodes.name()
+                )));
+            }
+            jni.with_local_frame(16, |jni| {
+                let loaded = crate::patches::loaded_by_name(a.jvmti, jni, std::slice::from_ref(&internal))?;
+                let classes = loaded.get(&internal).ok_or_else(|| {
+                    PatchError::NotFound(format!("class {} is not loaded in this JVM", internal.replace('/', ".")))
+                })?;
+                let mut out = Vec::new();
+                for m in a.jvmti.class_methods(&classes[0]).map_err(|e| PatchError::Unavailable(e.to_string()))? {
+                    let Ok((name, descriptor)) = a.jvmti.method_name(m) else { continue };
+                    if name != target.name || target.descriptor.as_deref().is_some_and(|d| d != descriptor) {
+                        continue;
+                    }
+                    let bytecode = a.jvmti.bytecodes(m).map_err(|e| PatchError::Unavailable(e.to_string()))?;
+                    let sha256 = repair_model::journal::sha256_hex(&bytecode);
+                    out.push(proto::MethodCode { method: format!("{name}{descriptor}"), bytecode, sha256 });
+                }
+                if out.is_empty() {
+                    return Err(PatchError::NotFound(format!("class {class} has no method {target}")));
+                }
+                Ok(out)
+            })
+        })
+    }
+
     fn faults(&self) -> proto::FaultsReply {
         let (list, dropped) = self.0.faults.list();
         proto::FaultsReply { faults: list.iter().map(fault).collect(), dropped_sites: dropped }
@@ -902,7 +935,6 @@ impl AgentOperations {
         }
         let finish = move || {
             o.end("the client went away".to_string());
-            a.observations.remove(o.id);
             let undone = a.vm.attached("repair-control", |jni| a.patches.rollback(a.jvmti, jni, Some(&o.patch_id)));
             let why = match undone {
                 Ok(Ok(_)) => format!("observation {} ended: {} is as it was", o.id, o.target),
@@ -910,6 +942,8 @@ impl AgentOperations {
                 Err(rc) => format!("observation {} ended, but its probes stay: JNI error {rc}", o.id),
             };
             a.events.emit(Kind::RolledBack, About { patch: &o.patch_id, site: &o.target, ..About::default() }, why);
+            // Listed until its probes are gone.
+            a.observations.remove(o.id);
         };
         Ok(ObservationStream { reports, finish: Box::new(finish) })
     }
