@@ -721,7 +721,9 @@ fn a_policy_swaps_from_the_class_file_it_names_and_observes_before_it_guards() {
         "{}",
         run.stderr
     );
-    assert!(run.stderr.contains("a probe only observes: kept"), "{}", run.stderr);
+    // The probe's event says what it saw: the arguments it captured.
+    let observed = run.stderr.lines().find(|l| l.contains("a probe only observes: kept")).unwrap_or_default();
+    assert!(observed.contains("last arguments ["), "{}", run.stderr);
     assert!(!run.stderr.contains("event rolled-back"), "{}", run.stderr);
     // The probe stayed in place under the guard and saw the calls.
     let probe = run.stderr.lines().find(|l| l.contains("(patch size-observe-then-guard.Sizer.size.0)")).unwrap();

@@ -521,9 +521,10 @@ fn verdict(
     if matches!(w.patch.spec.action, Action::Probe { .. }) {
         return (now >= w.deadline).then(|| {
             Ok(format!(
-                "a probe only observes: kept after {:?} ({calls} calls seen); the rule's next action \
+                "a probe only observes: kept after {:?} ({calls} calls seen{}); the rule's next action \
                  follows if the fault goes on",
-                w.deadline.duration_since(w.applied)
+                w.deadline.duration_since(w.applied),
+                probe_saw(&counters)
             ))
         });
     }
@@ -582,4 +583,27 @@ fn attachments(spec: &PatchSpec, policy_source: &str) -> Result<HashMap<String, 
 pub fn load_file(path: &std::path::Path) -> Result<Policy, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("policy {}: {e}", path.display()))?;
     policy::parse(&text, &path.display().to_string())
+}
+
+/// What a probe saw, for its event: exits by exception, the mean time of a call, the last
+/// arguments and return value it captured.
+fn probe_saw(c: &crate::runtime::hooks::ReportCounters) -> String {
+    let mut saw = Vec::new();
+    let throws = c.throws.load(Ordering::Relaxed);
+    if throws > 0 {
+        saw.push(format!("{throws} exits by exception"));
+    }
+    let timed = c.timed_calls.load(Ordering::Relaxed);
+    if timed > 0 {
+        let mean = c.timed_nanos.load(Ordering::Relaxed) as f64 / timed as f64 / 1e6;
+        saw.push(format!("mean {mean:.3} ms"));
+    }
+    let last = c.last.read().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(args) = last.args {
+        saw.push(format!("last arguments {args}"));
+    }
+    if let Some(value) = last.value {
+        saw.push(format!("last return value {value}"));
+    }
+    saw.iter().map(|s| format!(", {s}")).collect()
 }
