@@ -84,6 +84,9 @@ pub struct Observation {
     ended: AtomicBool,
     /// `None` once ended: the stream then ends after what is queued.
     sender: Mutex<Option<mpsc::Sender<proto::Observed>>>,
+    /// The control plane's runtime, to queue the last message when the queue is full (an
+    /// application thread must not wait for the client).
+    runtime: Option<tokio::runtime::Handle>,
     /// What this second's reports cost so far.
     quota: Mutex<Quota>,
     max_cpu_ns: u64,
@@ -212,6 +215,7 @@ impl Observations {
             dropped: AtomicU64::new(0),
             ended: AtomicBool::new(false),
             sender: Mutex::new(Some(tx)),
+            runtime: tokio::runtime::Handle::try_current().ok(),
             quota: Mutex::new(Quota::default()),
             max_cpu_ns: if r.max_cpu_ms == 0 { 50 } else { u64::from(r.max_cpu_ms) } * 1_000_000,
             max_bytes: if r.max_kib == 0 { 1024 } else { u64::from(r.max_kib) } * 1024,
@@ -633,8 +637,8 @@ impl Observation {
         }
     }
 
-    /// Ends the observation: `reason` is the stream's last message (a full queue makes room for it
-    /// by waiting on no one: it is sent from a thread of the control plane if need be).
+    /// Ends the observation: `reason` is the stream's last message (behind a full queue, it is
+    /// sent by a task of the control plane, so that no application thread waits for the client).
     pub fn end(&self, reason: String) {
         if self.ended.swap(true, Ordering::Relaxed) {
             return;
@@ -646,7 +650,7 @@ impl Observation {
             dropped: self.dropped.load(Ordering::Relaxed),
         };
         if let Err(mpsc::error::TrySendError::Full(message)) = tx.try_send(message) {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            if let Some(runtime) = &self.runtime {
                 runtime.spawn(async move {
                     let _ = tx.send(message).await;
                 });
