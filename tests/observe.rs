@@ -444,8 +444,27 @@ fn trace_shows_each_call_as_the_calls_it_made_with_their_times() {
     }
     let lines = stream(&["trace", "Shop", "checkout", "--min", "10s", "--for", "600ms", "--pid", &pid]);
     assert!(lines.iter().all(|l| l.get("calls").is_none()), "none as slow as 10 s: {lines:?}");
-    let (ok, text) = repairctl(&["trace", "Obs", "lambda$main$0", "--depth", "2", "--pid", &pid]);
-    assert!(!ok && text.contains("--depth 2"), "{text}");
+    // Two levels: the application methods the calls reach are traced inside them.
+    let lines = stream(&["trace", "Shop", "checkout", "--depth", "2", "-n", "2", "--pid", &pid]);
+    let trees: Vec<&serde_json::Value> = lines.iter().filter(|l| l.get("calls").is_some()).collect();
+    assert_eq!(trees.len(), 2, "{lines:?}");
+    for t in trees {
+        let calls = t["calls"].as_array().unwrap();
+        assert_eq!(calls[0]["calls"], serde_json::json!([]), "Shop.total makes no calls: {t}");
+        let inside = |c: &serde_json::Value| c["calls"].as_array().unwrap().clone();
+        let looped = inside(&calls[1]);
+        assert_eq!((looped[0]["site"].as_str(), looped[0]["count"].as_u64()), (Some("Shop.unit"), Some(3)), "{t}");
+        assert!(inside(&looped[0]).iter().any(|c| c["site"].as_str().unwrap().starts_with("String.equals")), "{t}");
+        let pear = inside(&calls[2]);
+        assert_eq!((pear[0]["site"].as_str(), pear[0]["threw"].as_bool()), (Some("Shop.unit"), Some(true)), "{t}");
+        assert!(
+            inside(&pear[0]).iter().any(|c| c["site"].as_str().unwrap().starts_with("IllegalStateException.<init>")),
+            "{t}"
+        );
+        assert!(calls[2]["threw"].as_bool().unwrap(), "{t}");
+    }
+    let (ok, text) = repairctl(&["trace", "Shop", "checkout", "--depth", "9", "--pid", &pid]);
+    assert!(!ok && text.contains("9 is not in 1..=4"), "{text}");
     observations_end(&pid);
     svc.finish();
 }

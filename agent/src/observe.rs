@@ -67,7 +67,9 @@ pub struct Observation {
     locals: Vec<repair_bytecode::transform::snapshot::CapturedLocal>,
     template: Option<Template>,
     to_stderr: bool,
-    sites: Vec<String>,
+    sites: HashMap<String, Vec<String>>,
+    /// Trace: the method asked for (its calls are reported; the others' are nested in them).
+    root: String,
     min_ns: u64,
     pub who: String,
     pub started_ms: u64,
@@ -133,8 +135,10 @@ pub struct Request {
     /// Log: the line's text.
     pub template: Option<Template>,
     pub to_stderr: bool,
-    /// Trace: the traced method's call sites, as shown (`owner.name:line`).
-    pub sites: Vec<String>,
+    /// Trace: each traced method's call sites, as shown (`owner.name:line`), by the method's
+    /// text as `attach` names it; the first is the method asked for, the others are traced only
+    /// inside its calls (`--depth`).
+    pub sites: Vec<(String, Vec<String>)>,
     /// Trace: report only calls at least this long.
     pub min_ns: u64,
     pub sample: u64,
@@ -160,11 +164,21 @@ struct Frame {
     this: Option<String>,
     /// The values of the observation's paths rooted in the arguments and `this`.
     values: Vec<(String, Value)>,
-    /// Trace: the calls made so far, `(site, nanoseconds, threw)`, and the one in progress.
-    calls: Vec<(u16, u64, bool)>,
+    /// Trace: the calls made so far, and the one in progress with the traced calls made inside
+    /// it (deeper levels).
+    calls: Vec<Made>,
     open_call: Option<(u16, Instant)>,
+    inside: Vec<proto::TraceCall>,
     /// Time the entry hook spent rendering (counted against the CPU quota).
     cost_ns: u64,
+}
+
+/// A call a traced method made: its site, time, whether it threw, and what traced methods it ran.
+struct Made {
+    site: u16,
+    ns: u64,
+    threw: bool,
+    inside: Vec<proto::TraceCall>,
 }
 
 thread_local! {
@@ -202,7 +216,8 @@ impl Observations {
             locals: r.locals,
             template: r.template,
             to_stderr: r.to_stderr,
-            sites: r.sites,
+            root: r.sites.first().map(|(m, _)| m.clone()).unwrap_or_default(),
+            sites: r.sites.into_iter().collect(),
             min_ns: r.min_ns,
             who: r.who,
             started_ms: now_ms(),
@@ -324,6 +339,7 @@ impl Observations {
                     values,
                     calls: Vec::new(),
                     open_call: None,
+                    inside: Vec::new(),
                     cost_ns: began.elapsed().as_nanos() as u64,
                 });
             }
@@ -349,8 +365,11 @@ impl Observations {
         }) else {
             return;
         };
+        let report_ids = o.report_ids();
         let began = Instant::now();
-        let Frame { started, start_ms, picked, args, this, mut values, mut calls, open_call, cost_ns, .. } = frame;
+        let Frame {
+            started, start_ms, picked, args, this, mut values, mut calls, open_call, mut inside, cost_ns, ..
+        } = frame;
         let duration_ns = started.elapsed().as_nanos() as u64;
         o.calls.fetch_add(1, Ordering::Relaxed);
         if o.ended.load(Ordering::Relaxed) || !picked {
@@ -364,26 +383,35 @@ impl Observations {
             }
             Kind::Stack | Kind::Snapshot | Kind::Log => {}
             Kind::Trace => {
-                if duration_ns < o.min_ns || !o.admit(cost_ns + began.elapsed().as_nanos() as u64, 0) {
-                    return;
-                }
                 // A call still open when the method exits ended by an exception.
                 if let Some((site, at)) = open_call {
-                    calls.push((site, at.elapsed().as_nanos() as u64, true));
+                    let inside = std::mem::take(&mut inside);
+                    calls.push(Made { site, ns: at.elapsed().as_nanos() as u64, threw: true, inside });
                 }
-                let mut tree: Vec<proto::TraceCall> = Vec::new();
-                calls.sort_by_key(|c| c.0);
-                for (site, ns, threw) in calls {
-                    let name = o.sites.get(site as usize).cloned().unwrap_or_else(|| format!("site {site}"));
-                    match tree.last_mut().filter(|t| t.site == name) {
-                        Some(t) => {
-                            t.count += 1;
-                            t.total_ns += ns;
-                            t.max_ns = t.max_ns.max(ns);
-                            t.threw |= threw;
-                        }
-                        None => tree.push(proto::TraceCall { site: name, count: 1, total_ns: ns, max_ns: ns, threw }),
-                    }
+                let method = o.method_of(report_id);
+                let sites = o.sites.get(&method).cloned().unwrap_or_default();
+                let tree = merge(calls, &sites);
+                // Inside a call of another traced method of this observation: nested there.
+                let nested = CALLS.with(|c| {
+                    let mut c = c.borrow_mut();
+                    let parent = c.iter_mut().rev().find(|f| report_ids.contains(&f.report_id))?;
+                    parent.open_call?;
+                    let short = method.split('(').next().unwrap_or(&method).to_string();
+                    parent.inside.push(proto::TraceCall {
+                        site: short,
+                        count: 1,
+                        total_ns: duration_ns,
+                        max_ns: duration_ns,
+                        threw: threw.is_some(),
+                        calls: tree.clone(),
+                    });
+                    Some(())
+                });
+                if nested.is_some() || method != o.root {
+                    return;
+                }
+                if duration_ns < o.min_ns || !o.admit(cost_ns + began.elapsed().as_nanos() as u64, 0) {
+                    return;
                 }
                 let report = proto::TraceTree {
                     thread: jvmti.current_thread_name(jni).unwrap_or_else(|_| "?".to_string()),
@@ -452,6 +480,13 @@ impl Observations {
         CALLS.with(|c| {
             if let Some(f) = c.borrow_mut().iter_mut().rev().find(|f| f.report_id == report_id) {
                 if f.picked {
+                    // A call still open threw, and the method caught it.
+                    if let Some((open, at)) = f.open_call.take() {
+                        let inside = std::mem::take(&mut f.inside);
+                        if f.calls.len() < MAX_CALLS {
+                            f.calls.push(Made { site: open, ns: at.elapsed().as_nanos() as u64, threw: true, inside });
+                        }
+                    }
                     f.open_call = Some((site as u16, Instant::now()));
                 }
             }
@@ -463,8 +498,9 @@ impl Observations {
         CALLS.with(|c| {
             if let Some(f) = c.borrow_mut().iter_mut().rev().find(|f| f.report_id == report_id) {
                 if let Some((open, at)) = f.open_call.take() {
+                    let inside = std::mem::take(&mut f.inside);
                     if open as i32 == site && f.calls.len() < MAX_CALLS {
-                        f.calls.push((open, at.elapsed().as_nanos() as u64, false));
+                        f.calls.push(Made { site: open, ns: at.elapsed().as_nanos() as u64, threw: false, inside });
                     }
                 }
             }
@@ -542,6 +578,45 @@ impl Observation {
     }
 }
 
+/// A traced call's calls, merged by site in code order: a loop's repeats add up, and what they
+/// ran inside merges the same way.
+fn merge(mut calls: Vec<Made>, sites: &[String]) -> Vec<proto::TraceCall> {
+    calls.sort_by_key(|c| c.site);
+    let mut tree: Vec<proto::TraceCall> = Vec::new();
+    for Made { site, ns, threw, inside } in calls {
+        let name = sites.get(site as usize).cloned().unwrap_or_else(|| format!("site {site}"));
+        match tree.last_mut().filter(|t| t.site == name) {
+            Some(t) => {
+                t.count += 1;
+                t.total_ns += ns;
+                t.max_ns = t.max_ns.max(ns);
+                t.threw |= threw;
+                merge_inside(&mut t.calls, inside);
+            }
+            None => {
+                tree.push(proto::TraceCall { site: name, count: 1, total_ns: ns, max_ns: ns, threw, calls: inside })
+            }
+        }
+    }
+    tree
+}
+
+/// Adds `more` nested calls into `into`, by site.
+fn merge_inside(into: &mut Vec<proto::TraceCall>, more: Vec<proto::TraceCall>) {
+    for m in more {
+        match into.iter_mut().find(|t| t.site == m.site) {
+            Some(t) => {
+                t.count += m.count;
+                t.total_ns += m.total_ns;
+                t.max_ns = t.max_ns.max(m.max_ns);
+                t.threw |= m.threw;
+                merge_inside(&mut t.calls, m.calls);
+            }
+            None => into.push(m),
+        }
+    }
+}
+
 /// The value at `x`'s fields from `root`; a path that does not hold for this object (a subclass
 /// without the field) gives a text saying so, which no comparison matches.
 fn extract(jni: &Jni<'_>, root: &Local<'_>, x: &Expr) -> Value {
@@ -554,6 +629,11 @@ fn extract(jni: &Jni<'_>, root: &Local<'_>, x: &Expr) -> Value {
 impl Observation {
     pub fn has_ended(&self) -> bool {
         self.ended.load(Ordering::Relaxed)
+    }
+
+    /// The report ids of its probe patches.
+    fn report_ids(&self) -> Vec<i32> {
+        self.methods.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect()
     }
 
     /// The method a report id's probes are on.

@@ -219,8 +219,9 @@ enum Command {
         /// Report only calls that took at least this long. Example: `--min 50ms`
         #[arg(long, value_parser = parse_duration)]
         min: Option<std::time::Duration>,
-        /// Levels of calls shown: only 1 (the method's own calls) for now. Example: `--depth 1`
-        #[arg(long, default_value_t = 1)]
+        /// Levels of calls shown (1: the method's own calls; at most 4): deeper levels trace the
+        /// application methods those calls reach. Example: `--depth 2`
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4))]
         depth: u32,
         /// Report one call in N. Example: `--sample 100`
         #[arg(long, default_value_t = 1)]
@@ -594,22 +595,19 @@ fn main() -> ExitCode {
             })
         }
         Command::Trace { class, method, count, duration, min, depth, sample, max_per_second } => {
-            if depth != 1 {
-                Err(format!("--depth {depth}: only the method's own calls (--depth 1) are traced so far"))
-            } else {
-                let o = cli::observe::Observe {
-                    kind: "trace",
-                    class,
-                    method,
-                    count: count.unwrap_or(0),
-                    duration,
-                    min,
-                    sample,
-                    max_per_second,
-                    ..Default::default()
-                };
-                block_on(cli::observe::observe(&conn, &o))
-            }
+            let o = cli::observe::Observe {
+                kind: "trace",
+                class,
+                method,
+                count: count.unwrap_or(0),
+                duration,
+                min,
+                sample,
+                max_per_second,
+                depth,
+                ..Default::default()
+            };
+            block_on(cli::observe::observe(&conn, &o))
         }
         Command::Observations => block_on(cli::observe::observations(&conn)),
         Command::Stop { id } => block_on(cli::observe::stop(&conn, id)),

@@ -30,6 +30,7 @@ pub struct Observe {
     pub min: Option<std::time::Duration>,
     pub max_cpu_ms: u32,
     pub max_kib: u32,
+    pub depth: u32,
 }
 
 /// `Class:LINE` → (class, line).
@@ -65,6 +66,7 @@ pub async fn observe(conn: &Conn, o: &Observe) -> Result<(), String> {
         min_ns: o.min.map_or(0, |d| d.as_nanos() as u64),
         max_cpu_ms: o.max_cpu_ms,
         max_kib: o.max_kib,
+        depth: o.depth,
     };
     let mut stream = rpc(conn.client().await?.observe(req).await)?;
     while let Some(item) = stream.next().await {
@@ -113,34 +115,17 @@ pub async fn observe(conn: &Conn, o: &Observe) -> Result<(), String> {
             Some(What::Trace(t)) => (
                 json!({"observation": m.observation, "thread": t.thread, "start_ms": t.start_ms,
                        "duration_ns": t.duration_ns, "method": t.method, "thrown": t.thrown,
-                       "calls": t.calls.iter().map(|c| json!({"site": c.site, "count": c.count, "total_ns": c.total_ns,
-                           "max_ns": c.max_ns, "threw": c.threw})).collect::<Vec<_>>(), "dropped": m.dropped}),
+                       "calls": t.calls.iter().map(trace_json).collect::<Vec<_>>(), "dropped": m.dropped}),
                 {
-                    let ms = |ns: u64| ns as f64 / 1e6;
                     let outcome = if t.thrown.is_empty() { String::new() } else { format!(" threw {}", t.thrown) };
                     let mut text = format!(
                         "{}  {}  {:.3} ms  {}{outcome}",
                         clock(t.start_ms),
                         t.thread,
-                        ms(t.duration_ns),
+                        t.duration_ns as f64 / 1e6,
                         t.method
                     );
-                    for c in &t.calls {
-                        let share =
-                            if t.duration_ns > 0 { 100.0 * c.total_ns as f64 / t.duration_ns as f64 } else { 0.0 };
-                        let times = if c.count > 1 {
-                            format!(" x{} (max {:.3} ms)", c.count, ms(c.max_ns))
-                        } else {
-                            String::new()
-                        };
-                        let threw = if c.threw { " threw" } else { "" };
-                        text.push_str(&format!(
-                            "\n    `--- {:>5.1}% {:.3} ms  {}{times}{threw}",
-                            share,
-                            ms(c.total_ns),
-                            c.site
-                        ));
-                    }
+                    trace_lines(&mut text, &t.calls, t.duration_ns, 1);
                     text
                 },
             ),
@@ -160,6 +145,24 @@ pub async fn observe(conn: &Conn, o: &Observe) -> Result<(), String> {
         print_record(conn.output, &value, |_| line)?;
     }
     Err("the agent ended the stream without saying why (its JVM exited?)".to_string())
+}
+
+fn trace_json(c: &proto::TraceCall) -> serde_json::Value {
+    json!({"site": c.site, "count": c.count, "total_ns": c.total_ns, "max_ns": c.max_ns, "threw": c.threw,
+           "calls": c.calls.iter().map(trace_json).collect::<Vec<_>>()})
+}
+
+/// The calls of a traced call, one a line, indented by level, with their share of `whole`.
+fn trace_lines(text: &mut String, calls: &[proto::TraceCall], whole: u64, level: usize) {
+    let ms = |ns: u64| ns as f64 / 1e6;
+    for c in calls {
+        let share = if whole > 0 { 100.0 * c.total_ns as f64 / whole as f64 } else { 0.0 };
+        let times = if c.count > 1 { format!(" x{} (max {:.3} ms)", c.count, ms(c.max_ns)) } else { String::new() };
+        let threw = if c.threw { " threw" } else { "" };
+        let indent = "    ".repeat(level);
+        text.push_str(&format!("\n{indent}`--- {share:>5.1}% {:.3} ms  {}{times}{threw}", ms(c.total_ns), c.site));
+        trace_lines(text, &c.calls, whole, level + 1);
+    }
 }
 
 fn dropped_text(dropped: u64) -> String {

@@ -486,25 +486,15 @@ impl Operations for AgentOperations {
         // A path into `this` needs `this` captured.
         let capture_this = request.this || exprs.iter().any(|e| e.root == repair_model::observe::Root::This);
         self.with_jni(|a, jni| check_paths(a, jni, &class, &bytes, &method, &exprs))?;
-        let sites = if kind == crate::observe::Kind::Trace {
-            let spec = repair_bytecode::transform::trace::TraceSpec { method: method.clone(), trace_id: 1 };
-            let (_, calls) = repair_bytecode::transform::trace::trace(&bytes, &spec)
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
-            calls
-                .iter()
-                .map(|c| {
-                    let owner = c.owner.rsplit('/').next().unwrap_or(&c.owner);
-                    let at = c.line.map(|l| format!(":{l}")).unwrap_or_default();
-                    if owner.is_empty() {
-                        format!("{} (invokedynamic){at}", c.name)
-                    } else {
-                        format!("{owner}.{}{at}", c.name)
-                    }
-                })
-                .collect()
+        // Trace: the method, and with --depth the methods its calls reach (loaded application
+        // classes with a body), level by level.
+        let traced = if kind == crate::observe::Kind::Trace {
+            self.traced_methods(&class, &bytes, &method, request.depth.clamp(1, 4))?
         } else {
             Vec::new()
         };
+        let sites: Vec<(String, Vec<String>)> =
+            traced.iter().map(|(c, m, sites)| (format!("{c}.{m}"), sites.clone())).collect();
         let target = match (at_line, method.name.is_empty()) {
             (true, true) => format!("{class}:{}", request.line),
             (true, false) => format!("{class}.{method}:{}", request.line),
@@ -548,14 +538,21 @@ impl Operations for AgentOperations {
             durable: false,
             source: String::new(),
         };
-        self.run_observation(
-            o,
-            reports,
-            vec![(spec, format!("{class}.{method}"))],
-            request.duration_ms,
-            request.every_ms,
-            &by,
-        )
+        // The method asked for, then the methods traced inside its calls.
+        let mut specs = vec![(spec, format!("{class}.{method}"))];
+        for (c, m, _) in traced.into_iter().skip(1) {
+            let shown = format!("{c}.{m}");
+            let inner = PatchSpec {
+                id: o.patch_id.clone(),
+                class: c,
+                method: m,
+                action: repair_model::spec::Action::Trace,
+                durable: false,
+                source: String::new(),
+            };
+            specs.push((inner, shown));
+        }
+        self.run_observation(o, reports, specs, request.duration_ms, request.every_ms, &by)
     }
 
     fn observations(&self) -> Vec<proto::ObservationInfo> {
@@ -770,6 +767,59 @@ fn policy_reply(state: Option<&PolicyState>) -> proto::PolicyReply {
 }
 
 impl AgentOperations {
+    /// The methods a trace instruments: `method` of `class`, then, `depth - 1` levels down, each
+    /// method its calls name that has a body in a loaded application class (at most 30), each
+    /// with its call sites as shown. The first is the method asked for; it must make calls.
+    fn traced_methods(
+        &self,
+        class: &str,
+        bytes: &[u8],
+        method: &repair_bytecode::transform::MethodTarget,
+        depth: u32,
+    ) -> Result<Vec<(String, repair_bytecode::transform::MethodTarget, Vec<String>)>, Status> {
+        use repair_bytecode::transform::{trace, MethodTarget};
+        const MAX_TRACED: usize = 30;
+        let sites_of = |bytes: &[u8], m: &MethodTarget| {
+            trace::trace(bytes, &trace::TraceSpec { method: m.clone(), trace_id: 1 }).map(|(_, calls)| calls)
+        };
+        let shown = |c: &trace::TracedCall| {
+            let owner = c.owner.rsplit('/').next().unwrap_or(&c.owner);
+            let at = c.line.map(|l| format!(":{l}")).unwrap_or_default();
+            if owner.is_empty() {
+                format!("{} (invokedynamic){at}", c.name)
+            } else {
+                format!("{owner}.{}{at}", c.name)
+            }
+        };
+        let first = sites_of(bytes, method).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let mut out = vec![(class.to_string(), method.clone(), first.iter().map(shown).collect::<Vec<_>>())];
+        let mut level = vec![first];
+        for _ in 1..depth {
+            let mut next = Vec::new();
+            for call in level.iter().flatten() {
+                let owner = call.owner.replace('/', ".");
+                let callee = MethodTarget { name: call.name.clone(), descriptor: Some(call.descriptor.clone()) };
+                let known = out.iter().any(|(c, m, _)| *c == owner && *m == callee);
+                if owner.is_empty() || known || call.name == "<init>" || out.len() >= MAX_TRACED {
+                    continue;
+                }
+                if repair_model::policy::is_jdk_class(&owner) || owner.starts_with("repair.rt.") {
+                    continue;
+                }
+                let Ok(b) = self.with_jni(|a, jni| a.patches.live_bytes(a.jvmti, jni, &call.owner, true)) else {
+                    continue;
+                };
+                // Abstract, native, without calls, or declared elsewhere: not traced deeper.
+                if let Ok(calls) = sites_of(&b, &callee) {
+                    out.push((owner, callee, calls.iter().map(shown).collect()));
+                    next.push(calls);
+                }
+            }
+            level = next;
+        }
+        Ok(out)
+    }
+
     /// An observation of the methods that class and method globs match (`'com.shop.*' 'get*'`):
     /// one probe patch per method, applied together; conditions on values are checked per call.
     fn observe_many(
