@@ -183,6 +183,23 @@ struct Made {
 
 thread_local! {
     static CALLS: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
+    /// This thread's name and when it was read: asking JVMTI on every report costs more than the
+    /// rest of the report (a thread is renamed rarely; the name is read again each second).
+    static THREAD_NAME: RefCell<Option<(String, Instant)>> = const { RefCell::new(None) };
+}
+
+fn thread_name(jvmti: Jvmti, jni: &Jni<'_>) -> String {
+    THREAD_NAME.with(|t| {
+        let mut t = t.borrow_mut();
+        match &*t {
+            Some((name, at)) if at.elapsed() < std::time::Duration::from_secs(1) => name.clone(),
+            _ => {
+                let name = jvmti.current_thread_name(jni).unwrap_or_else(|_| "?".to_string());
+                *t = Some((name.clone(), Instant::now()));
+                name
+            }
+        }
+    })
 }
 
 /// The observations in progress, by the report id of their probe patch.
@@ -414,7 +431,7 @@ impl Observations {
                     return;
                 }
                 let report = proto::TraceTree {
-                    thread: jvmti.current_thread_name(jni).unwrap_or_else(|_| "?".to_string()),
+                    thread: thread_name(jvmti, jni),
                     start_ms,
                     duration_ns,
                     calls: tree,
@@ -434,7 +451,7 @@ impl Observations {
                     _ => None,
                 };
                 let exception = threw.map(|t| jni.class_name_of_object(t));
-                let thread = jvmti.current_thread_name(jni).unwrap_or_else(|_| "?".to_string());
+                let thread = thread_name(jvmti, jni);
                 let call = Call { values: &values, exception: exception.as_deref(), duration_ns, thread: &thread };
                 if o.condition.as_ref().is_some_and(|c| !c.holds(&call)) {
                     return;
@@ -541,7 +558,7 @@ impl Observations {
                         })
                         .collect();
                     let taken = proto::SnapshotTaken {
-                        thread: jvmti.current_thread_name(jni).unwrap_or_else(|_| "?".to_string()),
+                        thread: thread_name(jvmti, jni),
                         at_ms: now_ms(),
                         location: o.target.clone(),
                         locals,

@@ -55,17 +55,41 @@ pub trait HookCalls: Sync {
 static EVENTS: OnceLock<&'static dyn VmEvents> = OnceLock::new();
 static HOOKS: OnceLock<&'static dyn HookCalls> = OnceLock::new();
 
-/// Runs `f`; a panic is logged and replaced by `fallback`.
+/// Panics logged before the agent only counts them: a hook that panics on every call must not
+/// fill the JVM's stderr, where a full pipe would block the application's threads.
+const LOGGED_PANICS: u64 = 10;
+static PANICS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Installs a panic hook that writes the first [`LOGGED_PANICS`] panics (with where), then one
+/// line in a million: the default hook writes each one, with a backtrace when asked.
+fn quiet_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let n = PANICS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n < LOGGED_PANICS || n % 1_000_000 == 0 {
+            let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+            eprintln!("repair: panic{at} (panic number {})", n + 1);
+        }
+    }));
+}
+
+/// Runs `f`; a panic is logged (the first few) and replaced by `fallback`.
 fn guarded<R>(what: &str, fallback: R, f: impl FnOnce() -> R) -> R {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(panic) => {
-            let why = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_string());
-            eprintln!("repair: internal error in {what}: {why}; the agent stays passive for this event");
+            // Counted by the panic hook (quiet_panics), which has run already.
+            let n = PANICS.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(1);
+            if n < LOGGED_PANICS || n % 1_000_000 == 0 {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_string());
+                eprintln!(
+                    "repair: internal error in {what}: {why}; the agent stays passive for this event ({} so far)",
+                    n + 1
+                );
+            }
             fallback
         }
     }
@@ -79,6 +103,7 @@ pub fn agent_load(
     options: *const c_char,
     load: impl FnOnce(JavaVm, &str) -> i32,
 ) -> i32 {
+    quiet_panics();
     guarded(what, sys::JNI_ERR, || load(JavaVm::from_raw(vm), &c_string(options).unwrap_or_default()))
 }
 

@@ -466,27 +466,53 @@ impl<'a> Jni<'a> {
     /// first elements, other objects by their class (their `toString` is application code).
     pub fn value(&self, obj: &Local<'_>) -> repair_model::observe::Value {
         use repair_model::observe::Value;
+        const MAX_CHARS: usize = 200;
         if obj.is_null() {
             return Value::Null;
         }
         let class = self.class_name_of_object(obj);
-        let text = || self.value_text(obj);
-        match class.as_str() {
-            "java.lang.String" => {
-                let t = text();
-                let unquoted = t.strip_prefix('"').and_then(|t| t.strip_suffix('"')).map(str::to_string);
-                Value::Text(unquoted.unwrap_or(t))
-            }
-            "java.lang.Character" => Value::Text(text()),
-            "java.lang.Boolean" => Value::Bool(text() == "true"),
-            "java.lang.Integer" | "java.lang.Long" | "java.lang.Short" | "java.lang.Byte" | "java.lang.Float"
-            | "java.lang.Double" => {
-                let t = text();
-                t.parse::<f64>().map(Value::Number).unwrap_or(Value::Object(t))
-            }
-            c if c.starts_with("[L") => Value::Object(self.array_text(obj, 8)),
-            _ => Value::Object(text()),
-        }
+        // Boxed primitives by their `value` field, strings by their characters: no Java code,
+        // and one class lookup a value (this runs on the application's thread for each call).
+        let boxed = |sig: &CStr| -> Option<Value> {
+            self.with_local_frame(2, |jni| {
+                let c = jni.object_class(obj);
+                let f = jni_call!(jni.env, GetFieldID, c.raw(), c"value".as_ptr(), sig.as_ptr()).unwrap_or(ptr::null_mut());
+                if f.is_null() {
+                    jni.clear_exception();
+                    return None;
+                }
+                let o = obj.raw();
+                Some(match sig.to_bytes() {
+                    b"I" => Value::Number(jni_call!(jni.env, GetIntField, o, f)? as f64),
+                    b"J" => Value::Number(jni_call!(jni.env, GetLongField, o, f)? as f64),
+                    b"S" => Value::Number(jni_call!(jni.env, GetShortField, o, f)? as f64),
+                    b"B" => Value::Number(jni_call!(jni.env, GetByteField, o, f)? as f64),
+                    b"F" => Value::Number(jni_call!(jni.env, GetFloatField, o, f)? as f64),
+                    b"D" => Value::Number(jni_call!(jni.env, GetDoubleField, o, f)?),
+                    b"Z" => Value::Bool(jni_call!(jni.env, GetBooleanField, o, f)? == 1),
+                    _ => Value::Text(char::from_u32(jni_call!(jni.env, GetCharField, o, f)? as u32)?.to_string()),
+                })
+            })
+        };
+        let value = match class.as_str() {
+            "java.lang.String" => self.string(obj.raw()).map(|t| {
+                Value::Text(match t.chars().count() > MAX_CHARS {
+                    true => format!("{}...", t.chars().take(MAX_CHARS).collect::<String>()),
+                    false => t,
+                })
+            }),
+            "java.lang.Integer" => boxed(c"I"),
+            "java.lang.Long" => boxed(c"J"),
+            "java.lang.Short" => boxed(c"S"),
+            "java.lang.Byte" => boxed(c"B"),
+            "java.lang.Float" => boxed(c"F"),
+            "java.lang.Double" => boxed(c"D"),
+            "java.lang.Boolean" => boxed(c"Z"),
+            "java.lang.Character" => boxed(c"C"),
+            c if c.starts_with("[L") => Some(Value::Object(self.array_text(obj, 8))),
+            _ => Some(Value::Object(format!("<{class}>"))),
+        };
+        value.unwrap_or_else(|| Value::Object(format!("<{class}>")))
     }
 
     /// The value at a field path in `obj` (`["items", "size"]`; `length` of an array), read
