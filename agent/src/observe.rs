@@ -99,6 +99,8 @@ struct Frame {
     start_ms: u64,
     /// Whether sampling picked it (only those are rendered and reported).
     picked: bool,
+    /// Picked while the queue was full (and no condition to check): dropped, never rendered.
+    dropping: bool,
     args: Vec<Value>,
 }
 
@@ -204,14 +206,18 @@ impl Observations {
         }
         let n = o.entered.fetch_add(1, Ordering::Relaxed) + 1;
         let picked = o.kind == Kind::Monitor || n % o.sample.load(Ordering::Relaxed) == 0;
+        // A report that cannot be queued is not rendered only to be dropped: a stalled client
+        // costs the application next to nothing. (With a condition, the call must be rendered to
+        // know whether it would be reported at all.)
+        let dropping = picked && o.kind == Kind::Watch && o.condition.is_none() && o.queue_full();
         let args = match (o.kind, args) {
-            (Kind::Watch, Some(a)) if picked => jni.array_values(a, MAX_ARGS),
+            (Kind::Watch, Some(a)) if picked && !dropping => jni.array_values(a, MAX_ARGS),
             _ => Vec::new(),
         };
         CALLS.with(|c| {
             let mut c = c.borrow_mut();
             if c.len() < MAX_DEPTH {
-                c.push(Frame { report_id, started: Instant::now(), start_ms: now_ms(), picked, args });
+                c.push(Frame { report_id, started: Instant::now(), start_ms: now_ms(), picked, dropping, args });
             }
         });
     }
@@ -235,10 +241,16 @@ impl Observations {
         }) else {
             return;
         };
-        let Frame { started, start_ms, picked, args, .. } = frame;
+        let Frame { started, start_ms, picked, dropping, args, .. } = frame;
         let duration_ns = started.elapsed().as_nanos() as u64;
         o.calls.fetch_add(1, Ordering::Relaxed);
         if o.ended.load(Ordering::Relaxed) || !picked {
+            return;
+        }
+        if dropping {
+            if o.within_rate() {
+                o.dropped.fetch_add(1, Ordering::Relaxed);
+            }
             return;
         }
         match o.kind {
@@ -290,6 +302,11 @@ impl Observations {
 impl Observation {
     pub fn has_ended(&self) -> bool {
         self.ended.load(Ordering::Relaxed)
+    }
+
+    /// Whether the queue has no room left: a report now would be dropped.
+    fn queue_full(&self) -> bool {
+        self.sender.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|tx| tx.capacity() == 0)
     }
 
     /// Queues a report; when the queue is full (a slow client) it is dropped and counted.
