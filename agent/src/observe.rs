@@ -158,6 +158,8 @@ struct Frame {
     start_ms: u64,
     /// Whether sampling picked it (only those are rendered and reported).
     picked: bool,
+    /// Picked while the queue was full (and no condition to check): dropped, never rendered.
+    dropping: bool,
     /// The arguments as shown.
     args: Vec<String>,
     /// `this` as shown, when asked for.
@@ -321,8 +323,12 @@ impl Observations {
         let began = Instant::now();
         let n = o.entered.fetch_add(1, Ordering::Relaxed) + 1;
         let picked = o.kind == Kind::Monitor || n % o.sample.load(Ordering::Relaxed) == 0;
+        // A report that cannot be queued is not rendered only to be dropped: a stalled client
+        // costs the application next to nothing. (With a condition, the call must be rendered to
+        // know whether it would be reported at all.)
+        let dropping = picked && o.kind == Kind::Watch && o.condition.is_none() && o.queue_full();
         let (mut shown, mut this, mut values) = (Vec::new(), None, Vec::new());
-        if let (Kind::Watch, Some(array), true) = (o.kind, args, picked) {
+        if let (Kind::Watch, Some(array), true, false) = (o.kind, args, picked, dropping) {
             let mut elements = jni.array_elements(array, MAX_ARGS + 1);
             let this_local = if o.this { elements.pop() } else { None };
             for e in &elements {
@@ -351,6 +357,7 @@ impl Observations {
                     started: Instant::now(),
                     start_ms: now_ms(),
                     picked,
+                    dropping,
                     args: shown,
                     this,
                     values,
@@ -385,11 +392,28 @@ impl Observations {
         let report_ids = o.report_ids();
         let began = Instant::now();
         let Frame {
-            started, start_ms, picked, args, this, mut values, mut calls, open_call, mut inside, cost_ns, ..
+            started,
+            start_ms,
+            picked,
+            dropping,
+            args,
+            this,
+            mut values,
+            mut calls,
+            open_call,
+            mut inside,
+            cost_ns,
+            ..
         } = frame;
         let duration_ns = started.elapsed().as_nanos() as u64;
         o.calls.fetch_add(1, Ordering::Relaxed);
         if o.ended.load(Ordering::Relaxed) || !picked {
+            return;
+        }
+        if dropping {
+            if o.admit(0, 0) {
+                o.dropped.fetch_add(1, Ordering::Relaxed);
+            }
             return;
         }
         match o.kind {
@@ -665,6 +689,11 @@ impl Observation {
             0 => jni.value(v).to_string(),
             d => jni.render(v, d, 16),
         }
+    }
+
+    /// Whether the queue has no room left: a report now would be dropped.
+    fn queue_full(&self) -> bool {
+        self.sender.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|tx| tx.capacity() == 0)
     }
 
     /// Queues a report; when the queue is full (a slow client) it is dropped and counted.

@@ -1,6 +1,7 @@
 //! The gRPC service: proto messages in, [`Operations`] calls on blocking threads, proto out. The
 //! only mapping here is of the request: the operator's name and the peer the transport vouches for.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -106,15 +107,43 @@ type ObservedStream = Pin<Box<dyn Stream<Item = Result<proto::Observed, Status>>
 
 /// An observation's stream; when it is dropped (it ended, or the client went away), its `finish`
 /// runs on a blocking thread (it rolls the probes back).
+///
+/// It takes what the queue holds and, once it is empty, looks again after a short wait (1 ms,
+/// doubling while nothing comes, to [`IDLE_WAIT`]) rather than being woken by each report: a wakeup
+/// per report would cost the application's thread, which queues it, a system call each time
+/// (tens of thousands a second), and the control plane a context switch each.
 struct Observing {
-    reports: tokio_stream::wrappers::ReceiverStream<proto::Observed>,
+    reports: tokio::sync::mpsc::Receiver<proto::Observed>,
+    /// The wait in progress while the queue is empty.
+    tick: Option<Pin<Box<tokio::time::Sleep>>>,
+    wait: std::time::Duration,
     finish: Option<Box<dyn FnOnce() + Send>>,
 }
+
+/// The first wait on an empty queue (while reports come, each is on its way within this long).
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
+/// The longest wait on an empty queue (the latest a report after a quiet spell is taken).
+const IDLE_WAIT: std::time::Duration = std::time::Duration::from_millis(16);
 
 impl Stream for Observing {
     type Item = Result<proto::Observed, Status>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
-        Pin::new(&mut self.reports).poll_next(cx).map(|r| r.map(Ok))
+        use tokio::sync::mpsc::error::TryRecvError;
+        loop {
+            match self.reports.try_recv() {
+                Ok(m) => {
+                    self.wait = BUSY_WAIT;
+                    return std::task::Poll::Ready(Some(Ok(m)));
+                }
+                Err(TryRecvError::Disconnected) => return std::task::Poll::Ready(None),
+                Err(TryRecvError::Empty) => {}
+            }
+            let wait = self.wait;
+            let tick = self.tick.get_or_insert_with(|| Box::pin(tokio::time::sleep(wait)));
+            std::task::ready!(tick.as_mut().poll(cx));
+            self.tick = None;
+            self.wait = (wait * 2).min(IDLE_WAIT);
+        }
     }
 }
 
@@ -204,8 +233,7 @@ impl agent_server::Agent for AgentService {
         let r = req.into_inner();
         let by = Operator { who: operator(&r.who), peer };
         let s = self.try_call(move |o| o.observe(r, by)).await?;
-        let stream =
-            Observing { reports: tokio_stream::wrappers::ReceiverStream::new(s.reports), finish: Some(s.finish) };
+        let stream = Observing { reports: s.reports, tick: None, wait: BUSY_WAIT, finish: Some(s.finish) };
         Ok(Response::new(Box::pin(stream)))
     }
 

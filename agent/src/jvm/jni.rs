@@ -476,7 +476,8 @@ impl<'a> Jni<'a> {
         let boxed = |sig: &CStr| -> Option<Value> {
             self.with_local_frame(2, |jni| {
                 let c = jni.object_class(obj);
-                let f = jni_call!(jni.env, GetFieldID, c.raw(), c"value".as_ptr(), sig.as_ptr()).unwrap_or(ptr::null_mut());
+                let f =
+                    jni_call!(jni.env, GetFieldID, c.raw(), c"value".as_ptr(), sig.as_ptr()).unwrap_or(ptr::null_mut());
                 if f.is_null() {
                     jni.clear_exception();
                     return None;
