@@ -3,7 +3,7 @@
 # Work.step(String, int) RATE times a second (paced; it prints the calls it made per second every
 # 500 ms), with librepair.so, and goes through three phases of RUNS seconds each:
 #   none    no observation
-#   reader  `repairctl watch Work step --max-per-second 1000000 --for RUNS` read to its end
+#   reader  `repairctl watch Work step --max-per-second 1000000 --max-cpu-ms 1000 --max-kib 1000000 --for RUNS` read to its end
 #   stalled the same watch, its client SIGSTOPped 2 s in (it reads nothing more: the queue, the
 #           HTTP/2 window and the socket fill) and SIGCONTed 2 s after --for ran out; the last line
 #           it then prints carries the count of dropped reports
@@ -136,7 +136,7 @@ sleep 2
 
 # (a) a client that reads everything.
 t_a0=$(now_ms)
-"$bin" watch Work step --max-per-second 1000000 --for "${runs}s" --pid "$pid" -o json \
+"$bin" watch Work step --max-per-second 1000000 --max-cpu-ms 1000 --max-kib 1000000 --for "${runs}s" --pid "$pid" -o json \
     | awk '/"args"/ { n++ } { l = $0 } END { print n + 0; print l }' > "$tmp/a.out"
 t_a1=$(now_ms)
 observations_end
@@ -144,7 +144,7 @@ sleep 2
 
 # (b) a client that stops reading 2 s in, and resumes 2 s after --for ran out.
 t_b0=$(now_ms)
-"$bin" watch Work step --max-per-second 1000000 --for "${runs}s" --pid "$pid" -o json \
+"$bin" watch Work step --max-per-second 1000000 --max-cpu-ms 1000 --max-kib 1000000 --for "${runs}s" --pid "$pid" -o json \
     > >(awk '/"args"/ { n++ } { l = $0 } END { print n + 0; print l }' > "$tmp/b.out") &
 client=$!
 sleep 2
@@ -218,7 +218,7 @@ verdict() { if awk "BEGIN { exit !($1) }"; then echo "ok  "; else echo "FAIL"; f
     echo "# scripts/bench-observe-stream.sh, $(date -u +%Y-%m-%d), $(nproc) cores (shared), load average at the end:$(cut -d' ' -f1-3 /proc/loadavg | sed 's/^/ /')"
     echo "# $("$java" -version 2>&1 | head -1); heap: $heap; release build"
     echo "# app: 1 thread calls Work.step(String, int) paced at $rate calls/s; phases of $runs s each"
-    echo "# watch: repairctl watch Work step --max-per-second 1000000 --for ${runs}s -o json"
+    echo "# watch: repairctl watch Work step --max-per-second 1000000 --max-cpu-ms 1000 --max-kib 1000000 --for ${runs}s -o json"
     echo
     echo "app throughput, calls/s (median of 500 ms readings; mean in brackets); the JVM's CPU, % of a core"
     printf "  %-42s %8s  (%s)  cpu %s%%\n" "no observation" "$none_rate" "$none_mean" "$(cpu "$t_none0" "$t_none1")"

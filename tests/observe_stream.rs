@@ -1,7 +1,7 @@
 //! Observation streaming under load on a real JVM (the long run is scripts/bench-observe-stream.sh):
 //! a program calls a method tens of thousands of times a second and prints its own throughput;
-//! `repairctl watch --max-per-second 1000000` streams every call to a client that reads
-//! everything (it gets tens of thousands of events a second), then to a client that is
+//! `repairctl watch --max-per-second 1000000` (the CPU and byte quotas lifted too) streams every
+//! call to a client that reads everything (it gets tens of thousands of events a second), then to a client that is
 //! SIGSTOPped: the application keeps its pace (reports are dropped and counted instead), the
 //! count reaches the client once it reads again, and the JVM's RSS stays within a fixed bound.
 //! Made for a busy 2-core machine: throughputs are medians compared as ratios, bounds are generous.
@@ -168,7 +168,18 @@ fn dropped(line: &str) -> u64 {
 
 fn watch(pid: u32, for_: Duration) -> (Client, BufReader<std::process::ChildStdout>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_repairctl"))
-        .args(["watch", "Work", "step", "--max-per-second", "1000000", "--for"])
+        .args([
+            "watch",
+            "Work",
+            "step",
+            "--max-per-second",
+            "1000000",
+            "--max-cpu-ms",
+            "1000",
+            "--max-kib",
+            "1000000",
+            "--for",
+        ])
         .arg(format!("{}ms", for_.as_millis()))
         .args(["--pid", &pid.to_string(), "-o", "json"])
         .stdout(Stdio::piped())
