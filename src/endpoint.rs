@@ -92,9 +92,35 @@ fn temp_bases(pid: u32) -> Vec<PathBuf> {
 }
 
 /// The file `<pid>.<ext>` the agent of JVM `pid` keeps in its private directory, if there is one.
+/// A file older than the process is another's: a JVM killed before it could remove its socket,
+/// whose pid the system has given again.
 fn find_agent_file(pid: u32, ext: &str) -> Option<PathBuf> {
     let uid = process_uid(Some(pid))?;
-    agent_dirs(uid, &temp_bases(pid)).into_iter().map(|d| d.join(format!("{pid}.{ext}"))).find(|p| p.exists())
+    let started = process_start(pid);
+    agent_dirs(uid, &temp_bases(pid)).into_iter().map(|d| d.join(format!("{pid}.{ext}"))).filter(|p| p.exists()).find(
+        |p| match (started, std::fs::metadata(p).and_then(|m| m.modified())) {
+            // Boot time is in whole seconds: a second of slack.
+            (Some(start), Ok(made)) => made + std::time::Duration::from_secs(1) >= start,
+            _ => true,
+        },
+    )
+}
+
+/// When process `pid` started, from `/proc` (its start in clock ticks after boot, and the boot
+/// time).
+fn process_start(pid: u32) -> Option<std::time::SystemTime> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces), itself in parentheses.
+    let after = stat.rsplit_once(')')?.1;
+    let ticks: u64 = after.split_whitespace().nth(19)?.parse().ok()?;
+    let boot: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())?;
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as u64 } else { 100 };
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(boot * 1000 + ticks * 1000 / hz))
 }
 
 /// The socket of the agent inside JVM `pid`: found in its user's private directories, or where
@@ -165,6 +191,15 @@ impl std::fmt::Display for Endpoint {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_process_start_time_is_read_from_proc() {
+        let me = super::process_start(std::process::id()).unwrap();
+        let now = std::time::SystemTime::now();
+        assert!(me <= now + std::time::Duration::from_secs(1), "{me:?} {now:?}");
+        assert!(now.duration_since(me).unwrap() < std::time::Duration::from_secs(3600), "this test started recently");
+        assert!(super::process_start(u32::MAX).is_none());
+    }
 
     #[test]
     fn socket_paths_derive_from_the_pid() {

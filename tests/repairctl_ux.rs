@@ -560,7 +560,19 @@ fn advice_fits_the_process_a_pid_names() {
     let (jdk, dir) = setup("ux-advice");
     let mut jvm = start(&jdk, &dir.0, false);
     let pid = jvm.pid.to_string();
+    // A socket left by a killed JVM that had this pid before (older than this JVM) is not its.
+    let uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&dir.0).unwrap());
+    let private = std::env::temp_dir().join(format!("repair-{uid}"));
+    if !private.exists() {
+        std::fs::create_dir(&private).unwrap();
+        std::fs::set_permissions(&private, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    }
+    let stale = private.join(format!("{pid}.sock"));
+    let _ = std::os::unix::net::UnixListener::bind(&stale);
+    let touched = Command::new("touch").args(["-h", "-d", "2000-01-01"]).arg(&stale).status().unwrap();
+    assert!(touched.success());
     let err = fails(&["patches", "--pid", &pid]);
+    let _ = std::fs::remove_file(&stale);
     assert!(
         err.contains(&format!("no repair agent in JVM {pid}")) && err.contains(&format!("repairctl attach {pid}")),
         "{err}"
