@@ -230,6 +230,10 @@ enum Command {
         /// `--max-per-second 5000`
         #[arg(long, default_value_t = 0, hide_default_value = true)]
         max_per_second: u32,
+        /// Milliseconds of the agent's CPU a second the trace may cost before it samples down
+        /// (default 50). Example: `--max-cpu-ms 200`
+        #[arg(long, default_value_t = 0, hide_default_value = true)]
+        max_cpu_ms: u32,
     },
     /// The distinct call paths that reach a method, with how many calls took each, while this
     /// runs (updated every interval).
@@ -594,7 +598,7 @@ fn main() -> ExitCode {
                 block_on(cli::observe::observe(&conn, &o))
             })
         }
-        Command::Trace { class, method, count, duration, min, depth, sample, max_per_second } => {
+        Command::Trace { class, method, count, duration, min, depth, sample, max_per_second, max_cpu_ms } => {
             let o = cli::observe::Observe {
                 kind: "trace",
                 class,
@@ -604,6 +608,7 @@ fn main() -> ExitCode {
                 min,
                 sample,
                 max_per_second,
+                max_cpu_ms,
                 depth,
                 ..Default::default()
             };
