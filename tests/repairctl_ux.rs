@@ -378,6 +378,16 @@ fn every_output_format_long_ids_and_empty_lists() {
         let yv: serde_yaml_ng::Value =
             serde_yaml_ng::from_str(&y).unwrap_or_else(|e| panic!("{c:?} -o yaml: {e}: {y}"));
         let yv = serde_json::to_value(&yv).unwrap();
+        // ps lists every JVM on the host, which other tests start and stop meanwhile: this test's
+        // JVM is compared (its uptime may tick between the two calls: the same fields).
+        let this_jvm = |list: &Value| {
+            list.as_array()
+                .and_then(|l| {
+                    l.iter().find(|j| j["pid"].as_u64().map(|p| p.to_string()).as_deref() == Some(pid.as_str()))
+                })
+                .cloned()
+        };
+        let (yv, v) = if c[0] == "ps" { (this_jvm(&yv).unwrap(), this_jvm(&v).unwrap()) } else { (yv, v) };
         match (&yv, &v) {
             // status changes between two calls (its uptime): the same fields.
             (Value::Object(a), Value::Object(b)) => {
