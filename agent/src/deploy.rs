@@ -84,6 +84,21 @@ pub struct ClassPlan {
     pub sha_after: String,
 }
 
+impl ClassPlan {
+    /// A class of the build at `path` whose file hashes to `sha`, refused until found otherwise.
+    fn new(name: String, path: &str, sha: &str) -> ClassPlan {
+        ClassPlan {
+            name,
+            path: path.to_string(),
+            state: ClassState::Refused,
+            reasons: Vec::new(),
+            sha_before: None,
+            originals: Vec::new(),
+            sha_after: sha.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Plan {
     pub classes: Vec<ClassPlan>,
@@ -147,15 +162,7 @@ pub fn plan(
         let bytes = &build[path];
         let sha = sha256_hex(bytes);
         let by_path = path.strip_suffix(".class").unwrap_or(path).to_string();
-        let mut entry = ClassPlan {
-            name: by_path,
-            path: path.clone(),
-            state: ClassState::Refused,
-            reasons: Vec::new(),
-            sha_before: None,
-            originals: Vec::new(),
-            sha_after: sha.clone(),
-        };
+        let mut entry = ClassPlan::new(by_path, path, &sha);
         // A file an earlier deploy found to be the loaded class of its path's name: unchanged,
         // without reading it or the class again (most of a build, deployed again and again).
         if fingerprints.knows(&entry.name, &sha) {
@@ -208,15 +215,7 @@ pub fn plan(
         let mut loaders = Loaders::default();
         for (name, path, sha) in compare {
             let new = &build[path];
-            let mut entry = ClassPlan {
-                name: name.clone(),
-                path: path.clone(),
-                state: ClassState::Refused,
-                reasons: Vec::new(),
-                sha_before: None,
-                originals: Vec::new(),
-                sha_after: sha.clone(),
-            };
+            let mut entry = ClassPlan::new(name.clone(), path, &sha);
             let before = if let Some(why) = unfit.get(&name) {
                 // Its bytes cannot be read from the JVM either; the running build's file tells
                 // whether the new build changes it at all.

@@ -527,13 +527,7 @@ impl Operations for AgentOperations {
             action: match (at_line, kind) {
                 (true, _) => repair_model::spec::Action::Snapshot { line: request.line as u16 },
                 (false, crate::observe::Kind::Trace) => repair_model::spec::Action::Trace,
-                (false, _) => repair_model::spec::Action::Probe {
-                    points: vec![ProbePoint::Entry, ProbePoint::Exit, ProbePoint::Throw],
-                    capture_args: watch,
-                    capture_this: watch && capture_this,
-                    capture_return: watch,
-                    timestamp: false,
-                },
+                (false, _) => observation_probe(watch, capture_this),
             },
             durable: false,
             source: String::new(),
@@ -910,13 +904,7 @@ impl AgentOperations {
                     id: o.patch_id.clone(),
                     class,
                     method: repair_bytecode::transform::MethodTarget { name, descriptor: Some(descriptor) },
-                    action: repair_model::spec::Action::Probe {
-                        points: vec![ProbePoint::Entry, ProbePoint::Exit, ProbePoint::Throw],
-                        capture_args: watch,
-                        capture_this: false,
-                        capture_return: watch,
-                        timestamp: false,
-                    },
+                    action: observation_probe(watch, false),
                     durable: false,
                     source: String::new(),
                 };
@@ -1061,15 +1049,9 @@ fn check_paths(
         .collect();
     let invalid = |e: &str, why: String| PatchError::Invalid(format!("{e}: {why}"));
     jni.with_local_frame(32, |jni| {
-        let target = jni
-            .find_class("java/lang/Object")
-            .and_then(|_| {
-                crate::patches::loaded_by_name(a.jvmti, jni, &[class.replace('.', "/")])
-                    .ok()?
-                    .into_values()
-                    .flatten()
-                    .next()
-            })
+        let target = crate::patches::loaded_by_name(a.jvmti, jni, &[class.replace('.', "/")])
+            .ok()
+            .and_then(|found| found.into_values().flatten().next())
             .ok_or_else(|| PatchError::NotFound(format!("class {class} is not loaded in this JVM")))?;
         let loader = a.jvmti.class_loader(jni, &target).map_err(|e| PatchError::Unavailable(e.to_string()))?;
         for e in exprs {
@@ -1139,6 +1121,18 @@ fn check_paths(
         }
         Ok(())
     })
+}
+
+/// An observation's probes on a method: entry, exit and throw; for a watch with the arguments
+/// (and `this`) and the return value.
+fn observation_probe(watch: bool, this: bool) -> repair_model::spec::Action {
+    repair_model::spec::Action::Probe {
+        points: vec![ProbePoint::Entry, ProbePoint::Exit, ProbePoint::Throw],
+        capture_args: watch,
+        capture_this: watch && this,
+        capture_return: watch,
+        timestamp: false,
+    }
 }
 
 /// The text of `e` up to its `i`-th field (`args[0].items`).
