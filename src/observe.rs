@@ -26,6 +26,8 @@ pub const PATCH_PREFIX: &str = "observe-";
 pub enum Value {
     Null,
     Bool(bool),
+    /// An integral value (`int`, `long`, ...): exact, where an `f64` would round a large `long`.
+    Integer(i64),
     Number(f64),
     Text(String),
     /// An object other than a string, a boxed primitive or an array: its rendering.
@@ -37,9 +39,24 @@ impl fmt::Display for Value {
         match self {
             Value::Null => f.write_str("null"),
             Value::Bool(b) => write!(f, "{b}"),
+            Value::Integer(n) => write!(f, "{n}"),
             Value::Number(n) => write!(f, "{n}"),
             Value::Text(s) => write!(f, "{s:?}"),
             Value::Object(s) => f.write_str(s),
+        }
+    }
+}
+
+impl Value {
+    fn is_numeric(&self) -> bool {
+        matches!(self, Value::Integer(_) | Value::Number(_))
+    }
+
+    fn as_f64(&self) -> f64 {
+        match self {
+            Value::Integer(n) => *n as f64,
+            Value::Number(n) => *n,
+            _ => f64::NAN,
         }
     }
 }
@@ -294,7 +311,7 @@ fn comparison_of(text: &str, arity: Option<usize>) -> Result<Comparison, String>
     };
     let literal = if operand == Operand::Duration { Value::Number(duration_ms(right)?) } else { literal_of(right)? };
     let numeric = matches!(op, Op::Lt | Op::Le | Op::Gt | Op::Ge);
-    if numeric && !matches!(literal, Value::Number(_)) {
+    if numeric && !literal.is_numeric() {
         return Err(format!("{text:?}: {token} compares numbers, and {right} is not one"));
     }
     if op == Op::Contains && !matches!(literal, Value::Text(_)) {
@@ -310,6 +327,7 @@ fn literal_of(s: &str) -> Result<Value, String> {
         "true" => Ok(Value::Bool(true)),
         "false" => Ok(Value::Bool(false)),
         _ if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') => Ok(Value::Text(s[1..s.len() - 1].to_string())),
+        _ if s.parse::<i64>().is_ok() => Ok(Value::Integer(s.parse().unwrap_or_default())),
         _ => s
             .parse::<f64>()
             .ok()
@@ -365,24 +383,27 @@ fn compare(value: &Value, op: Op, literal: &Value) -> bool {
     use std::cmp::Ordering;
     let text = |v: &Value| match v {
         Value::Text(s) | Value::Object(s) => Some(s.clone()),
+        Value::Integer(n) => Some(n.to_string()),
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
         Value::Null => None,
     };
     let order = match (value, literal) {
-        (Value::Number(a), Value::Number(b)) => a.partial_cmp(b),
+        (Value::Integer(a), Value::Integer(b)) => Some(a.cmp(b)),
+        (a, b) if a.is_numeric() && b.is_numeric() => a.as_f64().partial_cmp(&b.as_f64()),
         (Value::Text(a), Value::Text(b)) | (Value::Object(a), Value::Text(b)) => Some(a.cmp(b)),
         (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
         (Value::Null, Value::Null) => Some(Ordering::Equal),
         _ => None,
     };
+    let numbers = value.is_numeric() && literal.is_numeric();
     match op {
         Op::Eq => order == Some(Ordering::Equal),
         Op::Ne => order != Some(Ordering::Equal),
-        Op::Lt => matches!((value, literal), (Value::Number(_), Value::Number(_))) && order == Some(Ordering::Less),
-        Op::Le => matches!((value, literal), (Value::Number(_), Value::Number(_))) && order != Some(Ordering::Greater),
-        Op::Gt => matches!((value, literal), (Value::Number(_), Value::Number(_))) && order == Some(Ordering::Greater),
-        Op::Ge => matches!((value, literal), (Value::Number(_), Value::Number(_))) && order != Some(Ordering::Less),
+        Op::Lt => numbers && order == Some(Ordering::Less),
+        Op::Le => numbers && order != Some(Ordering::Greater),
+        Op::Gt => numbers && order == Some(Ordering::Greater),
+        Op::Ge => numbers && order != Some(Ordering::Less),
         Op::Contains => match (text(value), literal) {
             (Some(v), Value::Text(needle)) => v.contains(needle.as_str()),
             _ => false,
@@ -393,6 +414,17 @@ fn compare(value: &Value, op: Op, literal: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integers_compare_exactly_past_what_a_double_holds() {
+        let big = Value::Integer(9_007_199_254_740_993); // 2^53 + 1: a double rounds it to 2^53
+        assert_eq!(big.to_string(), "9007199254740993");
+        assert!(compare(&big, Op::Eq, &literal_of("9007199254740993").unwrap()));
+        assert!(!compare(&big, Op::Eq, &literal_of("9007199254740992").unwrap()));
+        assert!(compare(&big, Op::Gt, &literal_of("9007199254740992").unwrap()));
+        assert!(compare(&Value::Integer(3), Op::Lt, &literal_of("3.5").unwrap()), "integers and decimals compare");
+        assert!(compare(&Value::Number(3.0), Op::Eq, &literal_of("3").unwrap()));
+    }
 
     /// The call's values as the agent extracts them for `text`'s condition.
     fn values(text: &str, args: &[Value], returned: Option<&Value>) -> Vec<(String, Value)> {

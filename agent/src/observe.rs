@@ -3,20 +3,23 @@
 //! An observation is a probe patch of its own (entry with the arguments, exit with the return
 //! value, exit by an exception), applied and rolled back through the patch manager like any patch,
 //! so it composes with repairs on the same class; it is not journaled. The probes' hooks find the
-//! observation by the patch's report id and pair entries with exits on a per-thread stack. What
-//! they report goes into a bounded channel the stream reads: a client that reads too slowly loses
-//! reports (counted), never slows the application.
+//! observation by the patch's report id and pair entries with exits on a per-thread stack.
+//!
+//! The application's thread does only what cannot wait: it reads the values of the call (objects
+//! do not outlive it) and queues them; the stream, on the control plane, checks the condition,
+//! renders the text, applies the byte and report quotas and counts `-n`. The queue is bounded and
+//! polled, never signalled: a client that reads too slowly loses reports (counted), never slows the
+//! application, and no report costs the application a wakeup.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use repair_model::journal::now_ms;
 use repair_model::observe::{Call, Condition, Expr, Part, Root, Template, Value};
 use repair_model::proto;
-use tokio::sync::mpsc;
 
 use crate::jvm::{Jni, Jvmti, Local};
 use crate::runtime::faults::FaultLog;
@@ -84,11 +87,11 @@ pub struct Observation {
     pub reported: AtomicU64,
     pub dropped: AtomicU64,
     ended: AtomicBool,
-    /// `None` once ended: the stream then ends after what is queued.
-    sender: Mutex<Option<mpsc::Sender<proto::Observed>>>,
-    /// The control plane's runtime, to queue the last message when the queue is full (an
-    /// application thread must not wait for the client).
-    runtime: Option<tokio::runtime::Handle>,
+    /// What waits for the stream, and why the observation ended once it has (the stream then
+    /// ends after what is queued).
+    queue: Mutex<Queue>,
+    /// How many calls `queue` holds, read without its lock to skip capturing when it is full.
+    queued: AtomicUsize,
     /// What this second's reports cost so far.
     quota: Mutex<Quota>,
     max_cpu_ns: u64,
@@ -99,6 +102,50 @@ pub struct Observation {
     methods: Mutex<HashMap<i32, String>>,
     /// Stack: each call path seen, its count, and whether it changed since the last flush.
     paths: Mutex<HashMap<Vec<String>, (u64, bool)>>,
+}
+
+/// What waits for an observation's stream.
+#[derive(Default)]
+struct Queue {
+    items: Vec<Pending>,
+    ended: Option<String>,
+    /// The stream has taken the last message.
+    finished: bool,
+}
+
+enum Pending {
+    /// A watched call as captured on its thread: rendered and judged by the stream.
+    Call(Captured),
+    /// A traced call as captured on its thread: its tree is built by the stream.
+    Trace(Traced),
+    /// A report built where it happened.
+    Report(proto::observed::What),
+}
+
+/// A traced call: the calls it made, in the order they ended.
+struct Traced {
+    report_id: i32,
+    thread: Arc<str>,
+    start_ms: u64,
+    duration_ns: u64,
+    calls: Vec<Made>,
+    thrown: Option<String>,
+}
+
+/// A watched call's values, read on the application's thread; everything else about its report
+/// is done on the control plane.
+struct Captured {
+    report_id: i32,
+    thread: Arc<str>,
+    start_ms: u64,
+    duration_ns: u64,
+    args: Vec<Value>,
+    this: Option<Value>,
+    /// The observation's paths (by their index in `exprs`) and their values.
+    values: Vec<(usize, Value)>,
+    returned: Option<Value>,
+    /// The class of the exception the call threw, and its message.
+    thrown: Option<(String, Option<String>)>,
 }
 
 /// One second's reports and what they cost.
@@ -154,18 +201,20 @@ pub struct Request {
 /// An observed call this thread is inside.
 struct Frame {
     report_id: i32,
+    /// The observation's id.
+    observation: u64,
     started: Instant,
-    start_ms: u64,
     /// Whether sampling picked it (only those are rendered and reported).
     picked: bool,
     /// Picked while the queue was full (and no condition to check): dropped, never rendered.
     dropping: bool,
-    /// The arguments as shown.
-    args: Vec<String>,
-    /// `this` as shown, when asked for.
-    this: Option<String>,
-    /// The values of the observation's paths rooted in the arguments and `this`.
-    values: Vec<(String, Value)>,
+    /// The arguments as captured.
+    args: Vec<Value>,
+    /// `this` as captured, when asked for.
+    this: Option<Value>,
+    /// The values of the observation's paths rooted in the arguments and `this`, by the path's
+    /// index in `exprs`.
+    values: Vec<(usize, Value)>,
     /// Trace: the calls made so far, and the one in progress with the traced calls made inside
     /// it (deeper levels).
     calls: Vec<Made>,
@@ -187,37 +236,68 @@ thread_local! {
     static CALLS: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
     /// This thread's name and when it was read: asking JVMTI on every report costs more than the
     /// rest of the report (a thread is renamed rarely; the name is read again each second).
-    static THREAD_NAME: RefCell<Option<(String, Instant)>> = const { RefCell::new(None) };
+    static THREAD_NAME: RefCell<Option<(Arc<str>, Instant)>> = const { RefCell::new(None) };
 }
 
-fn thread_name(jvmti: Jvmti, jni: &Jni<'_>) -> String {
+fn thread_name(jvmti: Jvmti, jni: &Jni<'_>, now: Instant) -> Arc<str> {
     THREAD_NAME.with(|t| {
         let mut t = t.borrow_mut();
         match &*t {
-            Some((name, at)) if at.elapsed() < std::time::Duration::from_secs(1) => name.clone(),
+            Some((name, at)) if now.saturating_duration_since(*at) < std::time::Duration::from_secs(1) => name.clone(),
             _ => {
-                let name = jvmti.current_thread_name(jni).unwrap_or_else(|_| "?".to_string());
-                *t = Some((name.clone(), Instant::now()));
+                let name: Arc<str> = jvmti.current_thread_name(jni).unwrap_or_else(|_| "?".to_string()).into();
+                *t = Some((name.clone(), now));
                 name
             }
         }
     })
 }
 
+/// Wall-clock milliseconds at `at`, from one reading of both clocks: a report's time stamps cost
+/// no second clock read on the application's thread.
+fn epoch_ms(at: Instant) -> u64 {
+    static BASE: std::sync::OnceLock<(Instant, u64)> = std::sync::OnceLock::new();
+    let (instant, ms) = *BASE.get_or_init(|| (Instant::now(), now_ms()));
+    match at.checked_duration_since(instant) {
+        Some(d) => ms + d.as_millis() as u64,
+        None => ms.saturating_sub(instant.duration_since(at).as_millis() as u64),
+    }
+}
+
+/// Report id → observation, hashed as itself (ids are small distinct integers; this is looked up
+/// on every call of every probed method).
+type ByReport = HashMap<i32, Arc<Observation>, std::hash::BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_i32(&mut self, n: i32) {
+        self.0 = n as u32 as u64;
+    }
+}
+
 /// The observations in progress, by the report id of their probe patch.
 #[derive(Default)]
 pub struct Observations {
     next: AtomicU64,
-    by_report: RwLock<HashMap<i32, Arc<Observation>>>,
+    by_report: RwLock<ByReport>,
     /// Made but not yet attached to a patch (between start and attach).
     by_id: RwLock<HashMap<u64, Arc<Observation>>>,
 }
 
 impl Observations {
     /// A new observation and the receiving end of its stream.
-    pub fn start(&self, r: Request) -> (Arc<Observation>, mpsc::Receiver<proto::Observed>) {
+    pub fn start(&self, r: Request) -> (Arc<Observation>, Reader) {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let (tx, rx) = mpsc::channel(QUEUE);
         let o = Arc::new(Observation {
             id,
             kind: r.kind,
@@ -248,8 +328,8 @@ impl Observations {
             reported: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             ended: AtomicBool::new(false),
-            sender: Mutex::new(Some(tx)),
-            runtime: tokio::runtime::Handle::try_current().ok(),
+            queue: Mutex::new(Queue::default()),
+            queued: AtomicUsize::new(0),
             quota: Mutex::new(Quota::default()),
             max_cpu_ns: if r.max_cpu_ms == 0 { 50 } else { u64::from(r.max_cpu_ms) } * 1_000_000,
             max_bytes: if r.max_kib == 0 { 1024 } else { u64::from(r.max_kib) } * 1024,
@@ -258,7 +338,7 @@ impl Observations {
             methods: Mutex::new(HashMap::new()),
         });
         self.by_id.write().unwrap_or_else(|e| e.into_inner()).insert(id, o.clone());
-        (o, rx)
+        (o.clone(), Reader { o, batch: Vec::new() })
     }
 
     /// A probe patch of `o` is in effect under `report_id`, on `method` (as reports name it): its
@@ -291,17 +371,49 @@ impl Observations {
         self.by_report.read().unwrap_or_else(|e| e.into_inner()).get(&report_id).cloned()
     }
 
-    /// Whether `report_id` is an observation's (its hooks go here, not to the patch reports).
-    pub fn observes(&self, report_id: i32) -> bool {
-        self.by_report(report_id).is_some()
+    /// `Hooks.enter`/`enterArgs` of an observation's probe: the call starts. False when
+    /// `report_id` is not an observation's (the hook is then a patch's report).
+    pub fn entered(
+        &self,
+        jvmti: Jvmti,
+        jni: &Jni<'_>,
+        faults: &FaultLog,
+        report_id: i32,
+        args: Option<&Local<'_>>,
+    ) -> bool {
+        let Some(o) = self.by_report(report_id) else { return false };
+        if !o.ended.load(Ordering::Relaxed) {
+            o.entered(jvmti, jni, faults, report_id, args);
+        }
+        true
     }
 
-    /// `Hooks.enter`/`enterArgs` of an observation's probe: the call starts.
-    pub fn entered(&self, jvmti: Jvmti, jni: &Jni<'_>, faults: &FaultLog, report_id: i32, args: Option<&Local<'_>>) {
-        let Some(o) = self.by_report(report_id) else { return };
-        if o.ended.load(Ordering::Relaxed) {
-            return;
-        }
+    /// `Hooks.exit`/`exitValue` or `Hooks.thrown` of an observation's probe: the call ends.
+    /// False when `report_id` is not an observation's.
+    pub fn exited(
+        &self,
+        jvmti: Jvmti,
+        jni: &Jni<'_>,
+        report_id: i32,
+        value: Option<&Local<'_>>,
+        threw: Option<&Local<'_>>,
+    ) -> bool {
+        let Some(o) = self.by_report(report_id) else { return false };
+        o.exited(jvmti, jni, report_id, value, threw);
+        true
+    }
+}
+
+impl Observation {
+    fn entered(
+        self: &Arc<Self>,
+        jvmti: Jvmti,
+        jni: &Jni<'_>,
+        faults: &FaultLog,
+        report_id: i32,
+        args: Option<&Local<'_>>,
+    ) {
+        let o = self;
         if o.kind == Kind::Stack {
             let n = o.entered.fetch_add(1, Ordering::Relaxed) + 1;
             o.calls.fetch_add(1, Ordering::Relaxed);
@@ -331,31 +443,34 @@ impl Observations {
         if let (Kind::Watch, Some(array), true, false) = (o.kind, args, picked, dropping) {
             let mut elements = jni.array_elements(array, MAX_ARGS + 1);
             let this_local = if o.this { elements.pop() } else { None };
+            shown.reserve_exact(elements.len());
             for e in &elements {
-                shown.push(o.show_value(jni, e));
+                shown.push(o.capture(jni, e));
             }
-            this = this_local.map(|t| o.show_value(jni, &t));
-            for x in &o.exprs {
+            this = this_local.map(|t| o.capture(jni, &t));
+            for (i, x) in o.exprs.iter().enumerate() {
                 let root = match x.root {
                     Root::Arg(i) => elements.get(i),
                     Root::This => this_local.as_ref(),
                     Root::Return => continue,
                 };
                 if let Some(root) = root {
-                    values.push((x.text.clone(), extract(jni, root, x)));
+                    values.push((i, extract(jni, root, x)));
                 }
             }
             for e in elements.into_iter().chain(this_local) {
                 jni.delete_local_ref(e);
             }
         }
+        // Only a watched call's capture costs enough to time.
+        let started = if o.kind == Kind::Watch && picked && !dropping { Instant::now() } else { began };
         CALLS.with(|c| {
             let mut c = c.borrow_mut();
             if c.len() < MAX_DEPTH {
                 c.push(Frame {
                     report_id,
-                    started: Instant::now(),
-                    start_ms: now_ms(),
+                    observation: o.id,
+                    started,
                     picked,
                     dropping,
                     args: shown,
@@ -364,22 +479,21 @@ impl Observations {
                     calls: Vec::new(),
                     open_call: None,
                     inside: Vec::new(),
-                    cost_ns: began.elapsed().as_nanos() as u64,
+                    cost_ns: started.saturating_duration_since(began).as_nanos() as u64,
                 });
             }
         });
     }
 
-    /// `Hooks.exit`/`exitValue` or `Hooks.thrown` of an observation's probe: the call ends.
-    pub fn exited(
-        &self,
+    fn exited(
+        self: &Arc<Self>,
         jvmti: Jvmti,
         jni: &Jni<'_>,
         report_id: i32,
         value: Option<&Local<'_>>,
         threw: Option<&Local<'_>>,
     ) {
-        let Some(o) = self.by_report(report_id) else { return };
+        let o = self;
         let Some(frame) = CALLS.with(|c| {
             let mut c = c.borrow_mut();
             let at = c.iter().rposition(|f| f.report_id == report_id)?;
@@ -389,29 +503,18 @@ impl Observations {
         }) else {
             return;
         };
-        let report_ids = o.report_ids();
         let began = Instant::now();
         let Frame {
-            started,
-            start_ms,
-            picked,
-            dropping,
-            args,
-            this,
-            mut values,
-            mut calls,
-            open_call,
-            mut inside,
-            cost_ns,
-            ..
+            started, picked, dropping, args, this, mut values, mut calls, open_call, mut inside, cost_ns, ..
         } = frame;
-        let duration_ns = started.elapsed().as_nanos() as u64;
+        let duration_ns = began.saturating_duration_since(started).as_nanos() as u64;
+        let start_ms = epoch_ms(started);
         o.calls.fetch_add(1, Ordering::Relaxed);
         if o.ended.load(Ordering::Relaxed) || !picked {
             return;
         }
         if dropping {
-            if o.admit(0, 0) {
+            if o.charge(began, 1, 0, 0) {
                 o.dropped.fetch_add(1, Ordering::Relaxed);
             }
             return;
@@ -427,89 +530,69 @@ impl Observations {
                 // A call still open when the method exits ended by an exception.
                 if let Some((site, at)) = open_call {
                     let inside = std::mem::take(&mut inside);
-                    calls.push(Made { site, ns: at.elapsed().as_nanos() as u64, threw: true, inside });
+                    let ns = began.saturating_duration_since(at).as_nanos() as u64;
+                    calls.push(Made { site, ns, threw: true, inside });
                 }
-                let method = o.method_of(report_id);
-                let sites = o.sites.get(&method).cloned().unwrap_or_default();
-                let tree = merge(calls, &sites);
-                // Inside a call of another traced method of this observation: nested there.
+                // Inside a call of another traced method of this observation (`--depth`, or
+                // recursion): nested there, as a tree (rare: built here).
                 let nested = CALLS.with(|c| {
                     let mut c = c.borrow_mut();
-                    let parent = c.iter_mut().rev().find(|f| report_ids.contains(&f.report_id))?;
+                    let parent = c.iter_mut().rev().find(|f| f.observation == o.id)?;
                     parent.open_call?;
-                    let short = method.split('(').next().unwrap_or(&method).to_string();
+                    let method = o.method_of(report_id);
+                    let tree = merge(std::mem::take(&mut calls), o.sites.get(&method).map_or(&[][..], Vec::as_slice));
                     parent.inside.push(proto::TraceCall {
-                        site: short,
+                        site: method.split('(').next().unwrap_or(&method).to_string(),
                         count: 1,
                         total_ns: duration_ns,
                         max_ns: duration_ns,
                         threw: threw.is_some(),
-                        calls: tree.clone(),
+                        calls: tree,
                     });
                     Some(())
                 });
-                if nested.is_some() || method != o.root {
+                if nested.is_some() || (o.sites.len() > 1 && o.method_of(report_id) != o.root) {
                     return;
                 }
-                if duration_ns < o.min_ns || !o.admit(cost_ns + began.elapsed().as_nanos() as u64, 0) {
+                let done = Instant::now();
+                if duration_ns < o.min_ns || !o.charge(done, 0, cost_ns + (done - began).as_nanos() as u64, 0) {
                     return;
                 }
-                let report = proto::TraceTree {
-                    thread: thread_name(jvmti, jni),
+                o.push(Pending::Trace(Traced {
+                    report_id,
+                    thread: thread_name(jvmti, jni, done),
                     start_ms,
                     duration_ns,
-                    calls: tree,
-                    thrown: threw.map(|t| jni.class_name_of_object(t)).unwrap_or_default(),
-                    method: o.target.clone(),
-                };
-                o.send(proto::observed::What::Trace(report));
+                    calls,
+                    thrown: threw.map(|t| jni.class_name_of_object(t)),
+                }));
             }
             Kind::Watch => {
                 let returned = match (threw, value) {
                     (None, Some(v)) => {
-                        for x in o.exprs.iter().filter(|x| x.root == Root::Return) {
-                            values.push((x.text.clone(), extract(jni, v, x)));
+                        for (i, x) in o.exprs.iter().enumerate().filter(|(_, x)| x.root == Root::Return) {
+                            values.push((i, extract(jni, v, x)));
                         }
-                        Some(o.show_value(jni, v))
+                        Some(o.capture(jni, v))
                     }
                     _ => None,
                 };
-                let exception = threw.map(|t| jni.class_name_of_object(t));
-                let thread = thread_name(jvmti, jni);
-                let call = Call { values: &values, exception: exception.as_deref(), duration_ns, thread: &thread };
-                if o.condition.as_ref().is_some_and(|c| !c.holds(&call)) {
+                let thrown = threw.map(|t| (jni.class_name_of_object(t), jni.throwable_message(t)));
+                let done = Instant::now();
+                if !o.charge(done, 0, cost_ns + (done - began).as_nanos() as u64, 0) {
                     return;
                 }
-                let bytes: usize = args.iter().map(String::len).sum::<usize>()
-                    + returned.as_ref().map_or(0, String::len)
-                    + this.as_ref().map_or(0, String::len)
-                    + values.iter().map(|(k, v)| k.len() + v.to_string().len()).sum::<usize>();
-                if !o.admit(cost_ns + began.elapsed().as_nanos() as u64, bytes as u64) {
-                    return;
-                }
-                let thrown = threw.map(|t| match jni.throwable_message(t) {
-                    Some(m) => format!("{}: {m}", exception.clone().unwrap_or_default()),
-                    None => exception.clone().unwrap_or_default(),
-                });
-                let shown = o
-                    .show
-                    .iter()
-                    .filter_map(|x| values.iter().find(|(k, _)| *k == x.text))
-                    .map(|(k, v)| (k.clone(), v.to_string()))
-                    .collect();
-                let report = proto::ObservedCall {
-                    thread,
+                o.push(Pending::Call(Captured {
+                    report_id,
+                    thread: thread_name(jvmti, jni, began),
                     start_ms,
                     duration_ns,
                     args,
-                    returned: returned.unwrap_or_default(),
-                    thrown: thrown.unwrap_or_default(),
-                    method: o.target.clone(),
-                    values: shown,
-                    this: this.unwrap_or_default(),
-                };
-                let report = proto::ObservedCall { method: o.method_of(report_id), ..report };
-                o.send(proto::observed::What::Call(report));
+                    this,
+                    values,
+                    returned,
+                    thrown,
+                }));
             }
         }
     }
@@ -556,7 +639,7 @@ impl Observations {
         }
         let n = o.entered.fetch_add(1, Ordering::Relaxed) + 1;
         o.calls.fetch_add(1, Ordering::Relaxed);
-        if n % o.sample.load(Ordering::Relaxed) != 0 || !o.admit(0, 0) {
+        if n % o.sample.load(Ordering::Relaxed) != 0 || !o.charge(Instant::now(), 1, 0, 0) {
             return;
         }
         let Some(array) = locals else { return };
@@ -582,7 +665,7 @@ impl Observations {
                         })
                         .collect();
                     let taken = proto::SnapshotTaken {
-                        thread: thread_name(jvmti, jni),
+                        thread: thread_name(jvmti, jni, Instant::now()).to_string(),
                         at_ms: now_ms(),
                         location: o.target.clone(),
                         locals,
@@ -672,59 +755,57 @@ impl Observation {
         self.ended.load(Ordering::Relaxed)
     }
 
-    /// The report ids of its probe patches.
-    fn report_ids(&self) -> Vec<i32> {
-        self.methods.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect()
-    }
-
     /// The method a report id's probes are on.
     fn method_of(&self, report_id: i32) -> String {
         let methods = self.methods.lock().unwrap_or_else(|e| e.into_inner());
         methods.get(&report_id).cloned().unwrap_or_else(|| self.target.clone())
     }
 
-    /// A value as the stream shows it: plain, or expanded `depth` levels into its fields.
-    fn show_value(&self, jni: &Jni<'_>, v: &Local<'_>) -> String {
-        match self.depth {
-            0 => jni.value(v).to_string(),
-            d => jni.render(v, d, 16),
+    /// A value as captured for the stream: plain, or an object expanded `depth` levels into its
+    /// fields (which can only be read now, on its thread).
+    fn capture(&self, jni: &Jni<'_>, v: &Local<'_>) -> Value {
+        match (self.depth, jni.value(v)) {
+            (0, plain) => plain,
+            (d, Value::Object(_)) => Value::Object(jni.render(v, d, 16)),
+            (_, plain) => plain,
         }
     }
 
     /// Whether the queue has no room left: a report now would be dropped.
     fn queue_full(&self) -> bool {
-        self.sender.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|tx| tx.capacity() == 0)
+        self.queued.load(Ordering::Relaxed) >= QUEUE
     }
 
     /// Queues a report; when the queue is full (a slow client) it is dropped and counted.
-    fn send(&self, what: proto::observed::What) {
-        let sender = self.sender.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(tx) = sender.as_ref() else { return };
-        let message =
-            proto::Observed { observation: self.id, what: Some(what), dropped: self.dropped.load(Ordering::Relaxed) };
-        if tx.try_send(message).is_err() {
+    fn push(&self, item: Pending) {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if q.ended.is_some() {
+            return;
+        }
+        if q.items.len() >= QUEUE {
+            drop(q);
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let reported = self.reported.fetch_add(1, Ordering::Relaxed) + 1;
-        drop(sender);
-        // A stack observation counts calls, not the paths it reports.
-        if self.count > 0 && reported >= self.count && self.kind != Kind::Stack {
-            self.end(format!("{reported} reports, as asked (-n)"));
-        }
+        q.items.push(item);
+        self.queued.store(q.items.len(), Ordering::Relaxed);
     }
 
-    /// Whether one more report fits this second's quota, given what it cost the agent (time in
-    /// the hooks rendering it, and bytes): reports, CPU and bytes a second are each bounded. Over
-    /// one, sampling halves the reports (said on the stream), and past the sparsest sampling the
-    /// observation ends.
-    fn admit(&self, cpu_ns: u64, bytes: u64) -> bool {
-        let second = now_ms() / 1000;
+    fn send(&self, what: proto::observed::What) {
+        self.push(Pending::Report(what))
+    }
+
+    /// Whether `reports` more reports fit this second's quota, given what they cost the agent
+    /// (time in the hooks capturing them, and bytes rendered): reports, CPU and bytes a second
+    /// are each bounded. Over one, sampling halves the reports (said on the stream), and past the
+    /// sparsest sampling the observation ends.
+    fn charge(&self, now: Instant, reports: u64, cpu_ns: u64, bytes: u64) -> bool {
+        let second = epoch_ms(now) / 1000;
         let mut q = self.quota.lock().unwrap_or_else(|e| e.into_inner());
         if q.second != second {
             *q = Quota { second, ..Quota::default() };
         }
-        q.reports += 1;
+        q.reports += reports;
         q.cpu_ns += cpu_ns;
         q.bytes += bytes;
         let over = if q.reports > self.max_per_second {
@@ -751,37 +832,95 @@ impl Observation {
         false
     }
 
+    /// A notice on the stream, queued even when the queue is full (they are few).
     fn notice(&self, text: String) {
-        let sender = self.sender.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(tx) = sender.as_ref() {
-            let message = proto::Observed {
-                observation: self.id,
-                what: Some(proto::observed::What::Notice(text)),
-                dropped: self.dropped.load(Ordering::Relaxed),
-            };
-            let _ = tx.try_send(message);
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if q.ended.is_none() {
+            q.items.push(Pending::Report(proto::observed::What::Notice(text)));
         }
     }
 
-    /// Ends the observation: `reason` is the stream's last message (behind a full queue, it is
-    /// sent by a task of the control plane, so that no application thread waits for the client).
+    /// Ends the observation: `reason` is the stream's last message, after what is queued.
     pub fn end(&self, reason: String) {
         if self.ended.swap(true, Ordering::Relaxed) {
             return;
         }
-        let Some(tx) = self.sender.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
-        let message = proto::Observed {
-            observation: self.id,
-            what: Some(proto::observed::What::Ended(reason)),
-            dropped: self.dropped.load(Ordering::Relaxed),
-        };
-        if let Err(mpsc::error::TrySendError::Full(message)) = tx.try_send(message) {
-            if let Some(runtime) = &self.runtime {
-                runtime.spawn(async move {
-                    let _ = tx.send(message).await;
-                });
-            }
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).ended = Some(reason);
+    }
+
+    /// The stream's message for a queued item, or `None` when it is not reported: a call that
+    /// does not meet the condition or the quota, or comes after `-n` reports.
+    fn deliver(&self, item: Pending) -> Option<proto::Observed> {
+        // A stack observation counts calls, not the paths it reports.
+        let counted = self.kind != Kind::Stack;
+        if counted && self.count > 0 && self.reported.load(Ordering::Relaxed) >= self.count {
+            return None;
         }
+        let what = match item {
+            Pending::Report(what) => what,
+            Pending::Call(call) => proto::observed::What::Call(self.render(call)?),
+            Pending::Trace(t) => {
+                if !self.charge(Instant::now(), 1, 0, 0) {
+                    return None;
+                }
+                let method = self.method_of(t.report_id);
+                proto::observed::What::Trace(proto::TraceTree {
+                    thread: t.thread.to_string(),
+                    start_ms: t.start_ms,
+                    duration_ns: t.duration_ns,
+                    calls: merge(t.calls, self.sites.get(&method).map_or(&[][..], Vec::as_slice)),
+                    thrown: t.thrown.unwrap_or_default(),
+                    method: self.target.clone(),
+                })
+            }
+        };
+        let reported = self.reported.fetch_add(1, Ordering::Relaxed) + 1;
+        if counted && self.count > 0 && reported >= self.count {
+            self.end(format!("{reported} reports, as asked (-n)"));
+        }
+        Some(proto::Observed { observation: self.id, what: Some(what), dropped: self.dropped.load(Ordering::Relaxed) })
+    }
+
+    /// A captured call as the stream shows it, if it meets the condition and the quotas.
+    fn render(&self, c: Captured) -> Option<proto::ObservedCall> {
+        let values: Vec<(String, Value)> =
+            c.values.into_iter().filter_map(|(i, v)| Some((self.exprs.get(i)?.text.clone(), v))).collect();
+        let exception = c.thrown.as_ref().map(|(class, _)| class.as_str());
+        let call = Call { values: &values, exception, duration_ns: c.duration_ns, thread: &c.thread };
+        if self.condition.as_ref().is_some_and(|cond| !cond.holds(&call)) {
+            return None;
+        }
+        let args: Vec<String> = c.args.iter().map(Value::to_string).collect();
+        let returned = c.returned.map(|v| v.to_string()).unwrap_or_default();
+        let this = c.this.map(|v| v.to_string()).unwrap_or_default();
+        let shown: HashMap<String, String> = self
+            .show
+            .iter()
+            .filter_map(|x| values.iter().find(|(k, _)| *k == x.text))
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect();
+        let bytes = args.iter().map(String::len).sum::<usize>()
+            + returned.len()
+            + this.len()
+            + shown.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        if !self.charge(Instant::now(), 1, 0, bytes as u64) {
+            return None;
+        }
+        let thrown = c.thrown.map(|(class, message)| match message {
+            Some(m) => format!("{class}: {m}"),
+            None => class,
+        });
+        Some(proto::ObservedCall {
+            thread: c.thread.to_string(),
+            start_ms: c.start_ms,
+            duration_ns: c.duration_ns,
+            args,
+            returned,
+            thrown: thrown.unwrap_or_default(),
+            method: self.method_of(c.report_id),
+            values: shown,
+            this,
+        })
     }
 
     /// Monitor: the statistics of the interval that ends now, queued; a fresh interval starts.
@@ -846,6 +985,44 @@ impl Observation {
             reported: self.reported.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             who: self.who.clone(),
+        }
+    }
+}
+
+/// The stream's end of an observation's queue.
+pub struct Reader {
+    o: Arc<Observation>,
+    /// Items taken from the queue, not yet delivered (in reverse: the next is last).
+    batch: Vec<Pending>,
+}
+
+impl Reader {
+    /// The next message ready now: `Ready(None)` once the observation has ended and everything
+    /// before its end was delivered, `Pending` when nothing is queued (poll again later).
+    pub fn next(&mut self) -> std::task::Poll<Option<proto::Observed>> {
+        use std::task::Poll;
+        loop {
+            while let Some(item) = self.batch.pop() {
+                if let Some(m) = self.o.deliver(item) {
+                    return Poll::Ready(Some(m));
+                }
+            }
+            let mut q = self.o.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if q.items.is_empty() {
+                if q.finished {
+                    return Poll::Ready(None);
+                }
+                let Some(reason) = q.ended.clone() else { return Poll::Pending };
+                q.finished = true;
+                drop(q);
+                let what = proto::observed::What::Ended(reason);
+                let dropped = self.o.dropped.load(Ordering::Relaxed);
+                return Poll::Ready(Some(proto::Observed { observation: self.o.id, what: Some(what), dropped }));
+            }
+            std::mem::swap(&mut q.items, &mut self.batch);
+            self.o.queued.store(0, Ordering::Relaxed);
+            drop(q);
+            self.batch.reverse();
         }
     }
 }

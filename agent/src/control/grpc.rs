@@ -113,7 +113,7 @@ type ObservedStream = Pin<Box<dyn Stream<Item = Result<proto::Observed, Status>>
 /// per report would cost the application's thread, which queues it, a system call each time
 /// (tens of thousands a second), and the control plane a context switch each.
 struct Observing {
-    reports: tokio::sync::mpsc::Receiver<proto::Observed>,
+    reports: Box<dyn super::Reports>,
     /// The wait in progress while the queue is empty.
     tick: Option<Pin<Box<tokio::time::Sleep>>>,
     wait: std::time::Duration,
@@ -128,15 +128,15 @@ const IDLE_WAIT: std::time::Duration = std::time::Duration::from_millis(16);
 impl Stream for Observing {
     type Item = Result<proto::Observed, Status>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
-        use tokio::sync::mpsc::error::TryRecvError;
+        use std::task::Poll;
         loop {
-            match self.reports.try_recv() {
-                Ok(m) => {
+            match self.reports.next() {
+                Poll::Ready(Some(m)) => {
                     self.wait = BUSY_WAIT;
-                    return std::task::Poll::Ready(Some(Ok(m)));
+                    return Poll::Ready(Some(Ok(m)));
                 }
-                Err(TryRecvError::Disconnected) => return std::task::Poll::Ready(None),
-                Err(TryRecvError::Empty) => {}
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => {}
             }
             let wait = self.wait;
             let tick = self.tick.get_or_insert_with(|| Box::pin(tokio::time::sleep(wait)));

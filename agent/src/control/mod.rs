@@ -41,8 +41,26 @@ impl std::fmt::Display for Operator {
 /// Errors are gRPC statuses with one clear message naming the input and the cause.
 /// An observation's reports, and what to run once its stream is over.
 pub struct ObservationStream {
-    pub reports: tokio::sync::mpsc::Receiver<proto::Observed>,
+    pub reports: Box<dyn Reports>,
     pub finish: Box<dyn FnOnce() + Send>,
+}
+
+/// Where an observation's stream takes its reports from. It is polled, never woken: a wakeup per
+/// report would cost the thread that queued it a system call.
+pub trait Reports: Send + 'static {
+    /// The next report ready now; `Ready(None)` once there will be no more.
+    fn next(&mut self) -> std::task::Poll<Option<proto::Observed>>;
+}
+
+impl Reports for tokio::sync::mpsc::Receiver<proto::Observed> {
+    fn next(&mut self) -> std::task::Poll<Option<proto::Observed>> {
+        use tokio::sync::mpsc::error::TryRecvError;
+        match self.try_recv() {
+            Ok(m) => std::task::Poll::Ready(Some(m)),
+            Err(TryRecvError::Disconnected) => std::task::Poll::Ready(None),
+            Err(TryRecvError::Empty) => std::task::Poll::Pending,
+        }
+    }
 }
 
 pub trait Operations: Send + Sync + 'static {

@@ -59,7 +59,7 @@ impl Operations for FakeOperations {
         let (tx, reports) = tokio::sync::mpsc::channel(4);
         let ended = proto::observed::What::Ended(format!("fake {} of {}", r.kind, r.class_name));
         tx.try_send(proto::Observed { observation: 1, what: Some(ended), dropped: 0 }).unwrap();
-        Ok(super::ObservationStream { reports, finish: Box::new(|| ()) })
+        Ok(super::ObservationStream { reports: Box::new(reports), finish: Box::new(|| ()) })
     }
     fn observations(&self) -> Vec<proto::ObservationInfo> {
         Vec::new()

@@ -370,6 +370,24 @@ impl<'a> Jni<'a> {
         text
     }
 
+    /// The first `max` characters of a Java string (and `...` when there are more), copied
+    /// without the JVM allocating: an observed value is read on the application's thread.
+    fn string_prefix(&self, s: sys::jobject, max: usize) -> Option<String> {
+        const CHUNK: usize = 256;
+        let len = jni_call!(self.env, GetStringLength, s)?.max(0) as usize;
+        let take = len.min(max).min(CHUNK);
+        let mut units = [0u16; CHUNK];
+        jni_call!(self.env, GetStringRegion, s, 0, take as sys::jsize, units.as_mut_ptr());
+        if self.clear_exception() {
+            return None;
+        }
+        let mut text = String::from_utf16_lossy(&units[..take]);
+        if len > take {
+            text.push_str("...");
+        }
+        Some(text)
+    }
+
     /// Takes the pending exception (clearing it) and describes it as `Class: message`.
     fn pending_exception_text(&self) -> Option<String> {
         let exc = jni_call!(self.env, ExceptionOccurred).unwrap_or(ptr::null_mut());
@@ -415,105 +433,36 @@ impl<'a> Jni<'a> {
         })
     }
 
-    /// Short text for a captured value: `null`, the value of a string or boxed primitive, or
+    /// Short text for a captured value: `null`, a string (quoted) or boxed primitive by value,
     /// `<class name>` for other objects (their `toString` is application code the agent must not
     /// run on the application's thread).
     pub fn value_text(&self, obj: &Local<'_>) -> String {
-        const PLAIN: &[&str] = &[
-            "java.lang.String",
-            "java.lang.Integer",
-            "java.lang.Long",
-            "java.lang.Short",
-            "java.lang.Byte",
-            "java.lang.Character",
-            "java.lang.Boolean",
-            "java.lang.Float",
-            "java.lang.Double",
-        ];
-        const MAX_CHARS: usize = 200;
-        if obj.is_null() {
-            return "null".to_string();
-        }
-        let class = self.class_name_of_object(obj);
-        if !PLAIN.contains(&class.as_str()) {
-            return format!("<{class}>");
-        }
-        let text = self.with_local_frame(4, |jni| {
-            let object = jni.find_class("java/lang/Object")?;
-            let to_string =
-                jni_call!(jni.env, GetMethodID, object.raw(), c"toString".as_ptr(), c"()Ljava/lang/String;".as_ptr())
-                    .unwrap_or(ptr::null_mut());
-            if to_string.is_null() {
-                jni.clear_exception();
-                return None;
-            }
-            let s = jni_call!(jni.env, CallObjectMethodA, obj.raw(), to_string, ptr::null()).unwrap_or(ptr::null_mut());
-            if jni.clear_exception() || s.is_null() {
-                return None;
-            }
-            jni.string(s)
-        });
-        match text {
-            Some(t) if t.chars().count() > MAX_CHARS => format!("{}...", t.chars().take(MAX_CHARS).collect::<String>()),
-            Some(t) if class == "java.lang.String" => format!("{t:?}"),
-            Some(t) => t,
-            None => format!("<{class}>"),
-        }
+        self.value(obj).to_string()
     }
 
     /// A captured value as an observation's condition compares it and its stream shows it:
     /// strings and boxed primitives by value (strings cut at 200 characters), arrays by their
     /// first elements, other objects by their class (their `toString` is application code).
+    ///
+    /// This runs on the application's thread for each observed value, so strings and boxes are
+    /// recognised by identity against classes looked up once ([`Plain`]) and read with two or
+    /// three JNI calls: no Java code, no class-name lookup, no allocation in the JVM.
     pub fn value(&self, obj: &Local<'_>) -> repair_model::observe::Value {
         use repair_model::observe::Value;
-        const MAX_CHARS: usize = 200;
         if obj.is_null() {
             return Value::Null;
         }
-        let class = self.class_name_of_object(obj);
-        // Boxed primitives by their `value` field, strings by their characters: no Java code,
-        // and one class lookup a value (this runs on the application's thread for each call).
-        let boxed = |sig: &CStr| -> Option<Value> {
-            self.with_local_frame(2, |jni| {
-                let c = jni.object_class(obj);
-                let f =
-                    jni_call!(jni.env, GetFieldID, c.raw(), c"value".as_ptr(), sig.as_ptr()).unwrap_or(ptr::null_mut());
-                if f.is_null() {
-                    jni.clear_exception();
-                    return None;
-                }
-                let o = obj.raw();
-                Some(match sig.to_bytes() {
-                    b"I" => Value::Number(jni_call!(jni.env, GetIntField, o, f)? as f64),
-                    b"J" => Value::Number(jni_call!(jni.env, GetLongField, o, f)? as f64),
-                    b"S" => Value::Number(jni_call!(jni.env, GetShortField, o, f)? as f64),
-                    b"B" => Value::Number(jni_call!(jni.env, GetByteField, o, f)? as f64),
-                    b"F" => Value::Number(jni_call!(jni.env, GetFloatField, o, f)? as f64),
-                    b"D" => Value::Number(jni_call!(jni.env, GetDoubleField, o, f)?),
-                    b"Z" => Value::Bool(jni_call!(jni.env, GetBooleanField, o, f)? == 1),
-                    _ => Value::Text(char::from_u32(jni_call!(jni.env, GetCharField, o, f)? as u32)?.to_string()),
-                })
-            })
-        };
-        let value = match class.as_str() {
-            "java.lang.String" => self.string(obj.raw()).map(|t| {
-                Value::Text(match t.chars().count() > MAX_CHARS {
-                    true => format!("{}...", t.chars().take(MAX_CHARS).collect::<String>()),
-                    false => t,
-                })
-            }),
-            "java.lang.Integer" => boxed(c"I"),
-            "java.lang.Long" => boxed(c"J"),
-            "java.lang.Short" => boxed(c"S"),
-            "java.lang.Byte" => boxed(c"B"),
-            "java.lang.Float" => boxed(c"F"),
-            "java.lang.Double" => boxed(c"D"),
-            "java.lang.Boolean" => boxed(c"Z"),
-            "java.lang.Character" => boxed(c"C"),
-            c if c.starts_with("[L") => Some(Value::Object(self.array_text(obj, 8))),
-            _ => Some(Value::Object(format!("<{class}>"))),
-        };
-        value.unwrap_or_else(|| Value::Object(format!("<{class}>")))
+        let class = self.object_class(obj);
+        let plain = Plain::get(self).and_then(|p| p.read(self, obj, &class));
+        let value = plain.unwrap_or_else(|| {
+            let name = self.class_name_of(&class);
+            match name.starts_with("[L") {
+                true => Value::Object(self.array_text(obj, 8)),
+                false => Value::Object(format!("<{name}>")),
+            }
+        });
+        self.delete_local(class.raw());
+        value
     }
 
     /// The value at a field path in `obj` (`["items", "size"]`; `length` of an array), read
@@ -531,7 +480,7 @@ impl<'a> Jni<'a> {
                 if class.starts_with('[') && segment == "length" {
                     let len = jni_call!(jni.env, GetArrayLength, current.raw()).unwrap_or(0);
                     return if i + 1 == path.len() {
-                        Ok(Value::Number(len as f64))
+                        Ok(Value::Integer(len.into()))
                     } else {
                         Err(format!("{segment} of {class} is a number: it has no field {}", path[i + 1]))
                     };
@@ -561,7 +510,7 @@ impl<'a> Jni<'a> {
                 let read = match sig.as_bytes().first() {
                     Some(b'Z') => Field::Value(Value::Bool(jni_call!(self.env, GetBooleanField, o, f) == Some(1))),
                     Some(b'B') => {
-                        Field::Value(Value::Number(jni_call!(self.env, GetByteField, o, f).unwrap_or(0) as f64))
+                        Field::Value(Value::Integer(jni_call!(self.env, GetByteField, o, f).unwrap_or(0).into()))
                     }
                     Some(b'C') => Field::Value(Value::Text(
                         char::from_u32(jni_call!(self.env, GetCharField, o, f).unwrap_or(0) as u32)
@@ -569,14 +518,12 @@ impl<'a> Jni<'a> {
                             .unwrap_or_default(),
                     )),
                     Some(b'S') => {
-                        Field::Value(Value::Number(jni_call!(self.env, GetShortField, o, f).unwrap_or(0) as f64))
+                        Field::Value(Value::Integer(jni_call!(self.env, GetShortField, o, f).unwrap_or(0).into()))
                     }
                     Some(b'I') => {
-                        Field::Value(Value::Number(jni_call!(self.env, GetIntField, o, f).unwrap_or(0) as f64))
+                        Field::Value(Value::Integer(jni_call!(self.env, GetIntField, o, f).unwrap_or(0).into()))
                     }
-                    Some(b'J') => {
-                        Field::Value(Value::Number(jni_call!(self.env, GetLongField, o, f).unwrap_or(0) as f64))
-                    }
+                    Some(b'J') => Field::Value(Value::Integer(jni_call!(self.env, GetLongField, o, f).unwrap_or(0))),
                     Some(b'F') => {
                         Field::Value(Value::Number(jni_call!(self.env, GetFloatField, o, f).unwrap_or(0.0) as f64))
                     }
@@ -792,6 +739,98 @@ impl<'a> Jni<'a> {
 
     pub fn delete_weak(&self, weak: Weak) {
         jni_call!(self.env, DeleteWeakGlobalRef, weak.0);
+    }
+}
+
+/// The classes an observed value is read directly from (strings and the boxed primitives),
+/// held by global references looked up once, with each box's `value` field: recognising a value
+/// is then `GetObjectClass` and a few `IsSameObject`, where a JVMTI class-name lookup costs more
+/// than the rest of a report.
+struct Plain {
+    string: Global,
+    boxes: [(Global, sys::jfieldID, Boxed); 8],
+}
+
+#[derive(Clone, Copy)]
+enum Boxed {
+    Int,
+    Long,
+    Boolean,
+    Double,
+    Char,
+    Short,
+    Byte,
+    Float,
+}
+
+/// A global reference the agent never frees (a bootstrap class: never unloaded).
+struct Global(sys::jobject);
+
+// SAFETY: global references are valid on every thread (JNI spec, "Global and Local References");
+// field ids are valid on every thread while their class is loaded (bootstrap classes stay).
+unsafe impl Send for Plain {}
+// SAFETY: as above; both are only read.
+unsafe impl Sync for Plain {}
+
+static PLAIN: std::sync::OnceLock<Option<Plain>> = std::sync::OnceLock::new();
+
+impl Plain {
+    /// The classes, looked up on first use (all are loaded before any application code runs).
+    fn get(jni: &Jni<'_>) -> Option<&'static Plain> {
+        PLAIN.get_or_init(|| jni.with_local_frame(24, Plain::look_up)).as_ref()
+    }
+
+    fn look_up(jni: &Jni<'_>) -> Option<Plain> {
+        let global = |class: &Local<'_>| {
+            let g = jni_call!(jni.env, NewGlobalRef, class.raw()).unwrap_or(ptr::null_mut());
+            (!g.is_null()).then_some(Global(g))
+        };
+        let boxed = |name: &str, sig: &CStr, kind: Boxed| {
+            let class = jni.find_class(name)?;
+            let field = jni_call!(jni.env, GetFieldID, class.raw(), c"value".as_ptr(), sig.as_ptr())?;
+            if field.is_null() {
+                jni.clear_exception();
+                return None;
+            }
+            Some((global(&class)?, field, kind))
+        };
+        Some(Plain {
+            string: global(&jni.find_class("java/lang/String")?)?,
+            // Most often seen first: each miss is one more `IsSameObject`.
+            boxes: [
+                boxed("java/lang/Integer", c"I", Boxed::Int)?,
+                boxed("java/lang/Long", c"J", Boxed::Long)?,
+                boxed("java/lang/Boolean", c"Z", Boxed::Boolean)?,
+                boxed("java/lang/Double", c"D", Boxed::Double)?,
+                boxed("java/lang/Character", c"C", Boxed::Char)?,
+                boxed("java/lang/Short", c"S", Boxed::Short)?,
+                boxed("java/lang/Byte", c"B", Boxed::Byte)?,
+                boxed("java/lang/Float", c"F", Boxed::Float)?,
+            ],
+        })
+    }
+
+    /// The value of `obj` (of class `class`) when it is a string or a box; `None` otherwise.
+    fn read(&self, jni: &Jni<'_>, obj: &Local<'_>, class: &Local<'_>) -> Option<repair_model::observe::Value> {
+        use repair_model::observe::Value;
+        const MAX_CHARS: usize = 200;
+        let is = |g: &Global| jni_call!(jni.env, IsSameObject, g.0, class.raw()) == Some(1);
+        let o = obj.raw();
+        if is(&self.string) {
+            return jni.string_prefix(o, MAX_CHARS).map(Value::Text);
+        }
+        let (_, f, kind) = self.boxes.iter().find(|(g, _, _)| is(g))?;
+        let f = *f;
+        Some(match kind {
+            Boxed::Int => Value::Integer(jni_call!(jni.env, GetIntField, o, f)?.into()),
+            Boxed::Long => Value::Integer(jni_call!(jni.env, GetLongField, o, f)?),
+            Boxed::Short => Value::Integer(jni_call!(jni.env, GetShortField, o, f)?.into()),
+            Boxed::Byte => Value::Integer(jni_call!(jni.env, GetByteField, o, f)?.into()),
+            Boxed::Boolean => Value::Bool(jni_call!(jni.env, GetBooleanField, o, f)? == 1),
+            Boxed::Double => Value::Number(jni_call!(jni.env, GetDoubleField, o, f)?),
+            Boxed::Float => Value::Number(jni_call!(jni.env, GetFloatField, o, f)?.into()),
+            Boxed::Char => Value::Text(char::from_u32(jni_call!(jni.env, GetCharField, o, f)?.into())?.to_string()),
+        })
     }
 }
 

@@ -619,34 +619,30 @@ impl HookCalls for Agent {
         self.patches.reports.fallback(jni, id, thrown)
     }
     fn enter(&self, jni: &Jni<'_>, id: i32, nanos: Option<i64>) {
-        match self.observations.observes(id) {
-            true => self.observations.entered(self.jvmti, jni, &self.faults, id, None),
-            false => self.patches.reports.enter(id, nanos),
+        if !self.observations.entered(self.jvmti, jni, &self.faults, id, None) {
+            self.patches.reports.enter(id, nanos)
         }
     }
     fn enter_args(&self, jni: &Jni<'_>, id: i32, args: Option<&Local<'_>>) {
-        match self.observations.observes(id) {
-            true => self.observations.entered(self.jvmti, jni, &self.faults, id, args),
-            false => self.patches.reports.enter_args(jni, id, args),
+        if !self.observations.entered(self.jvmti, jni, &self.faults, id, args) {
+            self.patches.reports.enter_args(jni, id, args)
         }
     }
     fn exit(&self, jni: &Jni<'_>, id: i32, nanos: Option<i64>) {
-        match self.observations.observes(id) {
-            true => self.observations.exited(self.jvmti, jni, id, None, None),
-            false => self.patches.reports.exit(id, nanos),
+        if !self.observations.exited(self.jvmti, jni, id, None, None) {
+            self.patches.reports.exit(id, nanos)
         }
     }
     fn exit_value(&self, jni: &Jni<'_>, id: i32, value: Option<&Local<'_>>) {
-        match self.observations.observes(id) {
-            true => self.observations.exited(self.jvmti, jni, id, value, None),
-            false => self.patches.reports.exit_value(jni, id, value),
+        if !self.observations.exited(self.jvmti, jni, id, value, None) {
+            self.patches.reports.exit_value(jni, id, value)
         }
     }
     fn thrown(&self, jni: &Jni<'_>, id: i32, thrown: Option<&Local<'_>>) {
-        match self.observations.observes(id) {
-            // The fault capture's own probe on the method records the fault.
-            true => self.observations.exited(self.jvmti, jni, id, None, thrown),
-            false => self.patches.reports.thrown(&self.faults, self.jvmti, jni, id, thrown),
+        // An observation's exit by an exception: the fault capture's own probe on the method
+        // records the fault.
+        if !self.observations.exited(self.jvmti, jni, id, None, thrown) {
+            self.patches.reports.thrown(&self.faults, self.jvmti, jni, id, thrown)
         }
     }
     fn line(&self, id: i32, line: i32) {

@@ -919,7 +919,7 @@ impl AgentOperations {
     fn run_observation(
         &self,
         o: std::sync::Arc<crate::observe::Observation>,
-        reports: tokio::sync::mpsc::Receiver<proto::Observed>,
+        reports: crate::observe::Reader,
         specs: Vec<(PatchSpec, String)>,
         duration_ms: u64,
         every_ms: u64,
@@ -983,7 +983,7 @@ impl AgentOperations {
             // Listed until its probes are gone.
             a.observations.remove(o.id);
         };
-        Ok(ObservationStream { reports, finish: Box::new(finish) })
+        Ok(ObservationStream { reports: Box::new(reports), finish: Box::new(finish) })
     }
 }
 
@@ -1143,4 +1143,10 @@ fn path_to(e: &repair_model::observe::Expr, i: usize) -> String {
         repair_model::observe::Root::This => "this".to_string(),
     };
     std::iter::once(root).chain(e.fields[..i].iter().cloned()).collect::<Vec<_>>().join(".")
+}
+
+impl crate::control::Reports for crate::observe::Reader {
+    fn next(&mut self) -> std::task::Poll<Option<proto::Observed>> {
+        crate::observe::Reader::next(self)
+    }
 }
