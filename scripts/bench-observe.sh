@@ -299,7 +299,7 @@ observe() {
     shift 2
     case $kind in
         watch) "$repairctl" watch bench.Hot work --for "${secs}s" "${watch_quotas[@]}" "$@" --pid "$a" -o json ;;
-        trace) "$repairctl" trace bench.Hot work --for "${secs}s" --max-per-second "$max_rate" "$@" --pid "$a" -o json ;;
+        trace) "$repairctl" trace bench.Hot work --for "${secs}s" --max-per-second "$max_rate" --max-cpu-ms 1000000 "$@" --pid "$a" -o json ;;
     esac
 }
 for kind in "${kinds[@]}"; do
@@ -449,7 +449,7 @@ P(f"# pooled over {cycles} cycles of none / observed / after, each tool and comm
 P("# with -agentpath:librepair.so, C without. A: `repairctl watch bench.Hot work --max-per-second 2000000")
 P("# --max-cpu-ms 1000000 --max-kib 100000000 -o json` (every call: arguments and return value, read by a process")
 P("# that counts the lines), once with --if 'duration > 1000s' (no call reported); `repairctl trace bench.Hot work")
-P("# --max-per-second 2000000 -o json` (trace has no flag for its agent-CPU quota, 50 ms a second: it samples down).")
+P("# --max-per-second 2000000 --max-cpu-ms 1000000 -o json` (every call, as a tree of the calls it made).")
 P("# B, C: Arthas attached with arthas-boot --attach-only; `watch bench.Hot work '{params,returnObj}' -n 100000000")
 P("# -x 2` (-x 2 renders the arguments' values, as ours does) and `trace bench.Hot work -n 100000000 --skipJDKMethod")
 P("# false` (ours traces String.length too): once streamed over its telnet port to a raw socket reader")
@@ -481,7 +481,7 @@ def verdicts(kind):
       f"streamed over telnet {us(B(f'arthas-{kind}-stream').cpu, B(f'{kind}-none').cpu)})"
       + (f"; ours with an --if no call meets {us(A('ours-watch-if').cpu, A('watch-none').cpu)}" if kind == "watch" else "")
       + f"; ours reported {o.sum('agent_reported')} of {o.sum('agent_calls')} calls"
-      + (" (sampled down by its CPU quota: not every call is rendered)" if kind == "trace" else ""))
+      )
 for kind in kinds:
     verdicts(kind)
 if "trace" not in kinds:
@@ -497,7 +497,7 @@ for kind in kinds:
     o = A(f"ours-{kind}")
     notices = sorted({n for w in o.windows for n in w["notices"]})
     det("A", f"{kind}-none", f"{kind}: none (our agent loaded)", f"{kind}-none")
-    det("A", f"ours-{kind}", f"repairctl {kind}" + (", every call" if kind == "watch" else " (samples itself down)"),
+    det("A", f"ours-{kind}", f"repairctl {kind}, every call",
         f"{kind}-none",
         f"; over the observations the agent reported {o.sum('agent_reported')} of {o.sum('agent_calls')} calls ({o.sum('agent_dropped')} dropped: "
         f"its queue full); first event {', '.join(str(round(w['first_ms'])) for w in o.windows)} ms"
