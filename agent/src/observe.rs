@@ -34,6 +34,8 @@ const MAX_DEPTH: usize = 256;
 const MAX_CALLS: usize = 4096;
 /// Distinct call paths a stack observation counts; calls by others are not counted.
 const MAX_PATHS: usize = 1000;
+/// One captured call in this many is timed, for the CPU quota.
+const COST_SAMPLE: u64 = 16;
 /// Sampling never goes sparser than one call in this many; past it the observation stops.
 const MAX_SAMPLE: u64 = 1 << 16;
 
@@ -81,17 +83,14 @@ pub struct Observation {
     /// Report one call in `sample` (raised under load).
     sample: AtomicU64,
     max_per_second: u64,
-    pub calls: AtomicU64,
-    /// Calls entered: sampling picks by this count.
-    entered: AtomicU64,
-    pub reported: AtomicU64,
-    pub dropped: AtomicU64,
+    /// What the application's threads count.
+    hot: HotCounts,
+    /// Reports delivered to the stream (counted by the stream's thread).
+    reported: AtomicU64,
     ended: AtomicBool,
     /// What waits for the stream, and why the observation ended once it has (the stream then
     /// ends after what is queued).
     queue: Mutex<Queue>,
-    /// How many calls `queue` holds, read without its lock to skip capturing when it is full.
-    queued: AtomicUsize,
     /// What this second's reports cost so far.
     quota: Mutex<Quota>,
     max_cpu_ns: u64,
@@ -148,12 +147,28 @@ struct Captured {
     thrown: Option<(String, Option<String>)>,
 }
 
+/// The counts the application's threads write, on a cache line of their own: the stream's thread
+/// writes its own elsewhere, and a line both write to would bounce between cores on every call.
+#[derive(Default)]
+#[repr(align(64))]
+struct HotCounts {
+    calls: AtomicU64,
+    /// Calls entered: sampling picks by this count.
+    entered: AtomicU64,
+    dropped: AtomicU64,
+    /// Time spent in the hooks capturing reports, in all (the stream charges it to its second).
+    cpu_ns: AtomicU64,
+    /// How many items the queue holds, read without its lock to skip capturing when it is full.
+    queued: AtomicUsize,
+}
+
 /// One second's reports and what they cost.
 #[derive(Default)]
 struct Quota {
     second: u64,
     reports: u64,
-    cpu_ns: u64,
+    /// The hooks' CPU time in all at the start of this second.
+    cpu_ns_before: u64,
     bytes: u64,
     /// Already over this second (sampling was lowered once).
     over: bool,
@@ -220,8 +235,10 @@ struct Frame {
     calls: Vec<Made>,
     open_call: Option<(u16, Instant)>,
     inside: Vec<proto::TraceCall>,
-    /// Time the entry hook spent rendering (counted against the CPU quota).
+    /// Time the entry hook spent capturing, when `measured` (counted against the CPU quota).
     cost_ns: u64,
+    /// Whether this call's hooks are timed (see [`COST_SAMPLE`]).
+    measured: bool,
 }
 
 /// A call a traced method made: its site, time, whether it threw, and what traced methods it ran.
@@ -233,6 +250,10 @@ struct Made {
 }
 
 thread_local! {
+    /// This thread's last [`Observations::by_report`] answer, keyed by the observations, their
+    /// generation and the report id.
+    #[allow(clippy::type_complexity)]
+    static LAST_FOUND: RefCell<Option<((usize, u64, i32), Option<Arc<Observation>>)>> = const { RefCell::new(None) };
     static CALLS: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
     /// This thread's name and when it was read: asking JVMTI on every report costs more than the
     /// rest of the report (a thread is renamed rarely; the name is read again each second).
@@ -292,6 +313,8 @@ pub struct Observations {
     by_report: RwLock<ByReport>,
     /// Made but not yet attached to a patch (between start and attach).
     by_id: RwLock<HashMap<u64, Arc<Observation>>>,
+    /// Bumped whenever `by_report` changes (threads' cached answers are then stale).
+    generation: AtomicU64,
 }
 
 impl Observations {
@@ -323,13 +346,10 @@ impl Observations {
             count: r.count,
             sample: AtomicU64::new(r.sample.max(1)),
             max_per_second: if r.max_per_second == 0 { 1000 } else { r.max_per_second },
-            calls: AtomicU64::new(0),
-            entered: AtomicU64::new(0),
+            hot: HotCounts::default(),
             reported: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
             ended: AtomicBool::new(false),
             queue: Mutex::new(Queue::default()),
-            queued: AtomicUsize::new(0),
             quota: Mutex::new(Quota::default()),
             max_cpu_ns: if r.max_cpu_ms == 0 { 50 } else { u64::from(r.max_cpu_ms) } * 1_000_000,
             max_bytes: if r.max_kib == 0 { 1024 } else { u64::from(r.max_kib) } * 1024,
@@ -346,12 +366,17 @@ impl Observations {
     pub fn attach(&self, o: &Arc<Observation>, report_id: i32, method: String) {
         o.methods.lock().unwrap_or_else(|e| e.into_inner()).insert(report_id, method);
         self.by_report.write().unwrap_or_else(|e| e.into_inner()).insert(report_id, o.clone());
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Forgets an observation (its patch is rolled back or never applied).
     pub fn remove(&self, id: u64) {
         self.by_report.write().unwrap_or_else(|e| e.into_inner()).retain(|_, o| o.id != id);
-        self.by_id.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.generation.fetch_add(1, Ordering::Release);
+        if let Some(o) = self.by_id.write().unwrap_or_else(|e| e.into_inner()).remove(&id) {
+            // A thread's last answer may hold the observation a while longer: not its queue.
+            o.queue.lock().unwrap_or_else(|e| e.into_inner()).items = Vec::new();
+        }
     }
 
     pub fn list(&self) -> Vec<Arc<Observation>> {
@@ -364,11 +389,24 @@ impl Observations {
         self.by_id.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
     }
 
+    /// The observation of a report id, if any. Every call of every probed method asks this,
+    /// twice: each thread keeps its last answer while no observation was attached or removed.
     fn by_report(&self, report_id: i32) -> Option<Arc<Observation>> {
         if report_id <= 0 {
             return None;
         }
-        self.by_report.read().unwrap_or_else(|e| e.into_inner()).get(&report_id).cloned()
+        let key = (self as *const Self as usize, self.generation.load(Ordering::Acquire), report_id);
+        LAST_FOUND.with(|last| {
+            let mut last = last.borrow_mut();
+            match &*last {
+                Some((k, found)) if *k == key => found.clone(),
+                _ => {
+                    let found = self.by_report.read().unwrap_or_else(|e| e.into_inner()).get(&report_id).cloned();
+                    *last = Some((key, found.clone()));
+                    found
+                }
+            }
+        })
     }
 
     /// `Hooks.enter`/`enterArgs` of an observation's probe: the call starts. False when
@@ -415,8 +453,8 @@ impl Observation {
     ) {
         let o = self;
         if o.kind == Kind::Stack {
-            let n = o.entered.fetch_add(1, Ordering::Relaxed) + 1;
-            o.calls.fetch_add(1, Ordering::Relaxed);
+            let n = o.hot.entered.fetch_add(1, Ordering::Relaxed) + 1;
+            o.hot.calls.fetch_add(1, Ordering::Relaxed);
             if n % o.sample.load(Ordering::Relaxed) == 0 {
                 let path = faults.current_stack_text(jvmti, jni);
                 let mut paths = o.paths.lock().unwrap_or_else(|e| e.into_inner());
@@ -432,9 +470,13 @@ impl Observation {
             }
             return;
         }
-        let began = Instant::now();
-        let n = o.entered.fetch_add(1, Ordering::Relaxed) + 1;
-        let picked = o.kind == Kind::Monitor || n % o.sample.load(Ordering::Relaxed) == 0;
+        let n = o.hot.entered.fetch_add(1, Ordering::Relaxed) + 1;
+        let sample = o.sample.load(Ordering::Relaxed);
+        let picked = o.kind == Kind::Monitor || n % sample == 0;
+        // What a captured call costs the hooks is timed on one in COST_SAMPLE of them (two clock
+        // reads fewer on the others) and charged for all.
+        let measured = picked && (n / sample) % COST_SAMPLE == 0;
+        let began = measured.then(Instant::now);
         // A report that cannot be queued is not rendered only to be dropped: a stalled client
         // costs the application next to nothing. (With a condition, the call must be rendered to
         // know whether it would be reported at all.)
@@ -458,12 +500,10 @@ impl Observation {
                     values.push((i, extract(jni, root, x)));
                 }
             }
-            for e in elements.into_iter().chain(this_local) {
-                jni.delete_local_ref(e);
-            }
+            // The element references are freed as the hook returns to Java (at most MAX_ARGS + 1
+            // of them, within what a native method may hold).
         }
-        // Only a watched call's capture costs enough to time.
-        let started = if o.kind == Kind::Watch && picked && !dropping { Instant::now() } else { began };
+        let started = Instant::now();
         CALLS.with(|c| {
             let mut c = c.borrow_mut();
             if c.len() < MAX_DEPTH {
@@ -479,7 +519,8 @@ impl Observation {
                     calls: Vec::new(),
                     open_call: None,
                     inside: Vec::new(),
-                    cost_ns: started.saturating_duration_since(began).as_nanos() as u64,
+                    cost_ns: began.map_or(0, |b| started.saturating_duration_since(b).as_nanos() as u64),
+                    measured,
                 });
             }
         });
@@ -505,18 +546,27 @@ impl Observation {
         };
         let began = Instant::now();
         let Frame {
-            started, picked, dropping, args, this, mut values, mut calls, open_call, mut inside, cost_ns, ..
+            started,
+            picked,
+            dropping,
+            args,
+            this,
+            mut values,
+            mut calls,
+            open_call,
+            mut inside,
+            cost_ns,
+            measured,
+            ..
         } = frame;
         let duration_ns = began.saturating_duration_since(started).as_nanos() as u64;
         let start_ms = epoch_ms(started);
-        o.calls.fetch_add(1, Ordering::Relaxed);
+        o.hot.calls.fetch_add(1, Ordering::Relaxed);
         if o.ended.load(Ordering::Relaxed) || !picked {
             return;
         }
         if dropping {
-            if o.charge(began, 1, 0, 0) {
-                o.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+            o.hot.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
         match o.kind {
@@ -554,13 +604,13 @@ impl Observation {
                 if nested.is_some() || (o.sites.len() > 1 && o.method_of(report_id) != o.root) {
                     return;
                 }
-                let done = Instant::now();
-                if duration_ns < o.min_ns || !o.charge(done, 0, cost_ns + (done - began).as_nanos() as u64, 0) {
+                o.spent(measured, cost_ns, began);
+                if duration_ns < o.min_ns {
                     return;
                 }
                 o.push(Pending::Trace(Traced {
                     report_id,
-                    thread: thread_name(jvmti, jni, done),
+                    thread: thread_name(jvmti, jni, began),
                     start_ms,
                     duration_ns,
                     calls,
@@ -578,10 +628,7 @@ impl Observation {
                     _ => None,
                 };
                 let thrown = threw.map(|t| (jni.class_name_of_object(t), jni.throwable_message(t)));
-                let done = Instant::now();
-                if !o.charge(done, 0, cost_ns + (done - began).as_nanos() as u64, 0) {
-                    return;
-                }
+                o.spent(measured, cost_ns, began);
                 o.push(Pending::Call(Captured {
                     report_id,
                     thread: thread_name(jvmti, jni, began),
@@ -637,9 +684,9 @@ impl Observations {
         if o.ended.load(Ordering::Relaxed) {
             return;
         }
-        let n = o.entered.fetch_add(1, Ordering::Relaxed) + 1;
-        o.calls.fetch_add(1, Ordering::Relaxed);
-        if n % o.sample.load(Ordering::Relaxed) != 0 || !o.charge(Instant::now(), 1, 0, 0) {
+        let n = o.hot.entered.fetch_add(1, Ordering::Relaxed) + 1;
+        o.hot.calls.fetch_add(1, Ordering::Relaxed);
+        if n % o.sample.load(Ordering::Relaxed) != 0 || !o.charge(Instant::now(), 1, 0) {
             return;
         }
         let Some(array) = locals else { return };
@@ -771,9 +818,18 @@ impl Observation {
         }
     }
 
+    /// Charges the hooks' time on a measured call (`entry_ns` on entry, since `exit_began` on
+    /// exit) for it and the calls not measured.
+    fn spent(&self, measured: bool, entry_ns: u64, exit_began: Instant) {
+        if measured {
+            let ns = entry_ns + exit_began.elapsed().as_nanos() as u64;
+            self.hot.cpu_ns.fetch_add(ns * COST_SAMPLE, Ordering::Relaxed);
+        }
+    }
+
     /// Whether the queue has no room left: a report now would be dropped.
     fn queue_full(&self) -> bool {
-        self.queued.load(Ordering::Relaxed) >= QUEUE
+        self.hot.queued.load(Ordering::Relaxed) >= QUEUE
     }
 
     /// Queues a report; when the queue is full (a slow client) it is dropped and counted.
@@ -784,11 +840,11 @@ impl Observation {
         }
         if q.items.len() >= QUEUE {
             drop(q);
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.hot.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
         q.items.push(item);
-        self.queued.store(q.items.len(), Ordering::Relaxed);
+        self.hot.queued.store(q.items.len(), Ordering::Relaxed);
     }
 
     fn send(&self, what: proto::observed::What) {
@@ -799,18 +855,18 @@ impl Observation {
     /// (time in the hooks capturing them, and bytes rendered): reports, CPU and bytes a second
     /// are each bounded. Over one, sampling halves the reports (said on the stream), and past the
     /// sparsest sampling the observation ends.
-    fn charge(&self, now: Instant, reports: u64, cpu_ns: u64, bytes: u64) -> bool {
+    fn charge(&self, now: Instant, reports: u64, bytes: u64) -> bool {
         let second = epoch_ms(now) / 1000;
+        let cpu_ns = self.hot.cpu_ns.load(Ordering::Relaxed);
         let mut q = self.quota.lock().unwrap_or_else(|e| e.into_inner());
         if q.second != second {
-            *q = Quota { second, ..Quota::default() };
+            *q = Quota { second, cpu_ns_before: cpu_ns, ..Quota::default() };
         }
         q.reports += reports;
-        q.cpu_ns += cpu_ns;
         q.bytes += bytes;
         let over = if q.reports > self.max_per_second {
             Some(format!("more than {} reports a second", self.max_per_second))
-        } else if q.cpu_ns > self.max_cpu_ns {
+        } else if cpu_ns.saturating_sub(q.cpu_ns_before) > self.max_cpu_ns {
             Some(format!("more than {} ms of the agent's CPU a second", self.max_cpu_ns / 1_000_000))
         } else if q.bytes > self.max_bytes {
             Some(format!("more than {} KiB captured a second", self.max_bytes / 1024))
@@ -860,7 +916,7 @@ impl Observation {
             Pending::Report(what) => what,
             Pending::Call(call) => proto::observed::What::Call(self.render(call)?),
             Pending::Trace(t) => {
-                if !self.charge(Instant::now(), 1, 0, 0) {
+                if !self.charge(Instant::now(), 1, 0) {
                     return None;
                 }
                 let method = self.method_of(t.report_id);
@@ -878,7 +934,11 @@ impl Observation {
         if counted && self.count > 0 && reported >= self.count {
             self.end(format!("{reported} reports, as asked (-n)"));
         }
-        Some(proto::Observed { observation: self.id, what: Some(what), dropped: self.dropped.load(Ordering::Relaxed) })
+        Some(proto::Observed {
+            observation: self.id,
+            what: Some(what),
+            dropped: self.hot.dropped.load(Ordering::Relaxed),
+        })
     }
 
     /// A captured call as the stream shows it, if it meets the condition and the quotas.
@@ -903,7 +963,7 @@ impl Observation {
             + returned.len()
             + this.len()
             + shown.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-        if !self.charge(Instant::now(), 1, 0, bytes as u64) {
+        if !self.charge(Instant::now(), 1, bytes as u64) {
             return None;
         }
         let thrown = c.thrown.map(|(class, message)| match message {
@@ -981,9 +1041,9 @@ impl Observation {
             target: self.target.clone(),
             condition: self.condition.as_ref().map(|c| c.to_string()).unwrap_or_default(),
             started_ms: self.started_ms,
-            calls: self.calls.load(Ordering::Relaxed),
+            calls: self.hot.calls.load(Ordering::Relaxed),
             reported: self.reported.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
+            dropped: self.hot.dropped.load(Ordering::Relaxed),
             who: self.who.clone(),
         }
     }
@@ -996,31 +1056,44 @@ pub struct Reader {
     batch: Vec<Pending>,
 }
 
+/// What [`Reader::next`] found (matched at once: a box would cost an allocation a report).
+#[allow(clippy::large_enum_variant)]
+pub enum Taken {
+    Report(proto::Observed),
+    /// Nothing to report now; `busy` when items were taken and left out (by the condition or a
+    /// quota) since the last report.
+    Nothing {
+        busy: bool,
+    },
+    /// The observation ended and everything before its end was delivered.
+    End,
+}
+
 impl Reader {
-    /// The next message ready now: `Ready(None)` once the observation has ended and everything
-    /// before its end was delivered, `Pending` when nothing is queued (poll again later).
-    pub fn next(&mut self) -> std::task::Poll<Option<proto::Observed>> {
-        use std::task::Poll;
+    /// The next message ready now.
+    pub fn next(&mut self) -> Taken {
+        let mut busy = false;
         loop {
             while let Some(item) = self.batch.pop() {
+                busy = true;
                 if let Some(m) = self.o.deliver(item) {
-                    return Poll::Ready(Some(m));
+                    return Taken::Report(m);
                 }
             }
             let mut q = self.o.queue.lock().unwrap_or_else(|e| e.into_inner());
             if q.items.is_empty() {
                 if q.finished {
-                    return Poll::Ready(None);
+                    return Taken::End;
                 }
-                let Some(reason) = q.ended.clone() else { return Poll::Pending };
+                let Some(reason) = q.ended.clone() else { return Taken::Nothing { busy } };
                 q.finished = true;
                 drop(q);
                 let what = proto::observed::What::Ended(reason);
-                let dropped = self.o.dropped.load(Ordering::Relaxed);
-                return Poll::Ready(Some(proto::Observed { observation: self.o.id, what: Some(what), dropped }));
+                let dropped = self.o.hot.dropped.load(Ordering::Relaxed);
+                return Taken::Report(proto::Observed { observation: self.o.id, what: Some(what), dropped });
             }
             std::mem::swap(&mut q.items, &mut self.batch);
-            self.o.queued.store(0, Ordering::Relaxed);
+            self.o.hot.queued.store(0, Ordering::Relaxed);
             drop(q);
             self.batch.reverse();
         }

@@ -62,11 +62,20 @@ pub fn print_record(
     value: &serde_json::Value,
     line: impl FnOnce(bool) -> String,
 ) -> Result<(), String> {
+    out(&record_text(output, || value.clone(), line))
+}
+
+/// A record of a stream as `output` prints it; only the form asked for is built.
+pub fn record_text(
+    output: Output,
+    value: impl FnOnce() -> serde_json::Value,
+    line: impl FnOnce(bool) -> String,
+) -> String {
     match output {
-        Output::Json => out(&format!("{value}\n")),
-        Output::Yaml => out(&format!("---\n{}", yaml(value))),
-        Output::Table => out(&format!("{}\n", line(false))),
-        Output::Wide => out(&format!("{}\n", line(true))),
+        Output::Json => format!("{}\n", value()),
+        Output::Yaml => format!("---\n{}", yaml(&value())),
+        Output::Table => format!("{}\n", line(false)),
+        Output::Wide => format!("{}\n", line(true)),
     }
 }
 

@@ -5,7 +5,7 @@ use serde_json::json;
 use tokio_stream::StreamExt;
 
 use super::live::{operator, rpc, Conn};
-use super::{print, print_record, table};
+use super::{out, print, record_text, table, Output};
 use crate::client::describe;
 use crate::proto::{self, observed::What};
 
@@ -69,19 +69,55 @@ pub async fn observe(conn: &Conn, o: &Observe) -> Result<(), String> {
         depth: o.depth,
     };
     let mut stream = rpc(conn.client().await?.observe(req).await)?;
-    while let Some(item) = stream.next().await {
+    // Records are written in batches: while the agent streams faster than a write a record
+    // could keep up with, they pile up here and go out together once nothing more is ready.
+    let mut pending = String::new();
+    loop {
+        let item = match tokio::time::timeout(std::time::Duration::ZERO, stream.next()).await {
+            Ok(item) => item,
+            Err(_) => {
+                out(&std::mem::take(&mut pending))?;
+                stream.next().await
+            }
+        };
+        let Some(item) = item else { break };
         let m = item.map_err(|s| describe(&s))?;
-        let (value, line) = match m.what {
-            Some(What::Call(c)) => (
-                json!({"observation": m.observation, "thread": c.thread, "start_ms": c.start_ms,
+        let ended = matches!(m.what, Some(What::Ended(_)));
+        if let Some(text) = record(conn.output, m) {
+            pending.push_str(&text);
+        }
+        if ended {
+            return out(&pending);
+        }
+        if pending.len() >= 1 << 16 {
+            out(&std::mem::take(&mut pending))?;
+        }
+    }
+    out(&pending)?;
+    Err("the agent ended the stream without saying why (its JVM exited?)".to_string())
+}
+
+/// A streamed message as `output` prints it.
+fn record(output: Output, m: proto::Observed) -> Option<String> {
+    let (id, dropped) = (m.observation, m.dropped);
+    let text = match m.what? {
+        What::Call(c) => record_text(
+            output,
+            || {
+                json!({"observation": id, "thread": c.thread, "start_ms": c.start_ms,
                        "duration_ns": c.duration_ns, "args": c.args, "returned": c.returned, "thrown": c.thrown,
-                       "method": c.method, "values": c.values, "this": c.this, "dropped": m.dropped}),
-                call_line(&c),
-            ),
-            Some(What::Window(w)) => (
-                json!({"observation": m.observation, "start_ms": w.start_ms, "end_ms": w.end_ms, "calls": w.calls,
+                       "method": c.method, "values": c.values, "this": c.this, "dropped": dropped})
+            },
+            |_| call_line(&c),
+        ),
+        What::Window(w) => record_text(
+            output,
+            || {
+                json!({"observation": id, "start_ms": w.start_ms, "end_ms": w.end_ms, "calls": w.calls,
                        "failures": w.failures, "mean_ms": w.mean_ms, "p50_ms": w.p50_ms, "p99_ms": w.p99_ms,
-                       "max_ms": w.max_ms, "dropped": m.dropped}),
+                       "max_ms": w.max_ms, "dropped": dropped})
+            },
+            |_| {
                 format!(
                     "{}  calls {:<7} failures {:<5} mean {:.3} ms  p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
                     clock(w.end_ms),
@@ -91,60 +127,61 @@ pub async fn observe(conn: &Conn, o: &Observe) -> Result<(), String> {
                     w.p50_ms,
                     w.p99_ms,
                     w.max_ms
-                ),
-            ),
-            Some(What::Path(p)) => (
-                json!({"observation": m.observation, "frames": p.frames, "count": p.count, "dropped": m.dropped}),
-                format!("{:>8}  {}", p.count, p.frames.join("\n          <- ")),
-            ),
-            Some(What::Snapshot(t)) => (
-                json!({"observation": m.observation, "thread": t.thread, "at_ms": t.at_ms, "location": t.location,
+                )
+            },
+        ),
+        What::Path(p) => record_text(
+            output,
+            || json!({"observation": id, "frames": p.frames, "count": p.count, "dropped": dropped}),
+            |_| format!("{:>8}  {}", p.count, p.frames.join("\n          <- ")),
+        ),
+        What::Snapshot(t) => record_text(
+            output,
+            || {
+                json!({"observation": id, "thread": t.thread, "at_ms": t.at_ms, "location": t.location,
                        "locals": t.locals.iter().map(|l| json!({"name": l.name, "type": l.r#type, "value": l.value})).collect::<Vec<_>>(),
-                       "stack": t.stack, "dropped": m.dropped}),
-                {
-                    let mut text = format!("{}  {}  {}", clock(t.at_ms), t.thread, t.location);
-                    for l in &t.locals {
-                        text.push_str(&format!("\n    {} {} = {}", l.r#type, l.name, l.value));
-                    }
-                    for f in &t.stack {
-                        text.push_str(&format!("\n    at {f}"));
-                    }
-                    text
-                },
-            ),
-            Some(What::Trace(t)) => (
-                json!({"observation": m.observation, "thread": t.thread, "start_ms": t.start_ms,
+                       "stack": t.stack, "dropped": dropped})
+            },
+            |_| {
+                let mut text = format!("{}  {}  {}", clock(t.at_ms), t.thread, t.location);
+                for l in &t.locals {
+                    text.push_str(&format!("\n    {} {} = {}", l.r#type, l.name, l.value));
+                }
+                for f in &t.stack {
+                    text.push_str(&format!("\n    at {f}"));
+                }
+                text
+            },
+        ),
+        What::Trace(t) => record_text(
+            output,
+            || {
+                json!({"observation": id, "thread": t.thread, "start_ms": t.start_ms,
                        "duration_ns": t.duration_ns, "method": t.method, "thrown": t.thrown,
-                       "calls": t.calls.iter().map(trace_json).collect::<Vec<_>>(), "dropped": m.dropped}),
-                {
-                    let outcome = if t.thrown.is_empty() { String::new() } else { format!(" threw {}", t.thrown) };
-                    let mut text = format!(
-                        "{}  {}  {:.3} ms  {}{outcome}",
-                        clock(t.start_ms),
-                        t.thread,
-                        t.duration_ns as f64 / 1e6,
-                        t.method
-                    );
-                    trace_lines(&mut text, &t.calls, t.duration_ns, 1);
-                    text
-                },
-            ),
-            Some(What::Log(text)) => (json!({"observation": m.observation, "log": text}), text),
-            Some(What::Notice(n)) => (json!({"observation": m.observation, "notice": n}), format!("# {n}")),
-            Some(What::Ended(why)) => {
-                let line = format!("# ended: {why}{}", dropped_text(m.dropped));
-                print_record(
-                    conn.output,
-                    &json!({"observation": m.observation, "ended": why, "dropped": m.dropped}),
-                    |_| line,
-                )?;
-                return Ok(());
-            }
-            None => continue,
-        };
-        print_record(conn.output, &value, |_| line)?;
-    }
-    Err("the agent ended the stream without saying why (its JVM exited?)".to_string())
+                       "calls": t.calls.iter().map(trace_json).collect::<Vec<_>>(), "dropped": dropped})
+            },
+            |_| {
+                let outcome = if t.thrown.is_empty() { String::new() } else { format!(" threw {}", t.thrown) };
+                let mut text = format!(
+                    "{}  {}  {:.3} ms  {}{outcome}",
+                    clock(t.start_ms),
+                    t.thread,
+                    t.duration_ns as f64 / 1e6,
+                    t.method
+                );
+                trace_lines(&mut text, &t.calls, t.duration_ns, 1);
+                text
+            },
+        ),
+        What::Log(text) => record_text(output, || json!({"observation": id, "log": text}), |_| text.clone()),
+        What::Notice(n) => record_text(output, || json!({"observation": id, "notice": n}), |_| format!("# {n}")),
+        What::Ended(why) => record_text(
+            output,
+            || json!({"observation": id, "ended": why, "dropped": dropped}),
+            |_| format!("# ended: {why}{}", dropped_text(dropped)),
+        ),
+    };
+    Some(text)
 }
 
 fn trace_json(c: &proto::TraceCall) -> serde_json::Value {

@@ -131,12 +131,13 @@ impl Stream for Observing {
         use std::task::Poll;
         loop {
             match self.reports.next() {
-                Poll::Ready(Some(m)) => {
+                super::Next::Report(m) => {
                     self.wait = BUSY_WAIT;
                     return Poll::Ready(Some(Ok(m)));
                 }
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => {}
+                super::Next::End => return Poll::Ready(None),
+                super::Next::Wait { busy: true } => self.wait = BUSY_WAIT,
+                super::Next::Wait { busy: false } => {}
             }
             let wait = self.wait;
             let tick = self.tick.get_or_insert_with(|| Box::pin(tokio::time::sleep(wait)));

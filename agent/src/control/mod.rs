@@ -48,17 +48,30 @@ pub struct ObservationStream {
 /// Where an observation's stream takes its reports from. It is polled, never woken: a wakeup per
 /// report would cost the thread that queued it a system call.
 pub trait Reports: Send + 'static {
-    /// The next report ready now; `Ready(None)` once there will be no more.
-    fn next(&mut self) -> std::task::Poll<Option<proto::Observed>>;
+    fn next(&mut self) -> Next;
+}
+
+/// What a poll of an observation's reports found (matched at once: a box would cost an
+/// allocation a report).
+#[allow(clippy::large_enum_variant)]
+pub enum Next {
+    Report(proto::Observed),
+    /// Nothing to send now. `busy`: items were queued (and none was reported: a condition or a
+    /// quota left them out), so more are likely soon.
+    Wait {
+        busy: bool,
+    },
+    /// The observation is over and everything before its end was sent.
+    End,
 }
 
 impl Reports for tokio::sync::mpsc::Receiver<proto::Observed> {
-    fn next(&mut self) -> std::task::Poll<Option<proto::Observed>> {
+    fn next(&mut self) -> Next {
         use tokio::sync::mpsc::error::TryRecvError;
         match self.try_recv() {
-            Ok(m) => std::task::Poll::Ready(Some(m)),
-            Err(TryRecvError::Disconnected) => std::task::Poll::Ready(None),
-            Err(TryRecvError::Empty) => std::task::Poll::Pending,
+            Ok(m) => Next::Report(m),
+            Err(TryRecvError::Disconnected) => Next::End,
+            Err(TryRecvError::Empty) => Next::Wait { busy: false },
         }
     }
 }

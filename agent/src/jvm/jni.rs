@@ -377,10 +377,8 @@ impl<'a> Jni<'a> {
         let len = jni_call!(self.env, GetStringLength, s)?.max(0) as usize;
         let take = len.min(max).min(CHUNK);
         let mut units = [0u16; CHUNK];
+        // In bounds by construction: it cannot throw.
         jni_call!(self.env, GetStringRegion, s, 0, take as sys::jsize, units.as_mut_ptr());
-        if self.clear_exception() {
-            return None;
-        }
         let mut text = String::from_utf16_lossy(&units[..take]);
         if len > take {
             text.push_str("...");
@@ -452,17 +450,16 @@ impl<'a> Jni<'a> {
         if obj.is_null() {
             return Value::Null;
         }
+        if let Some(plain) = Plain::get(self).and_then(|p| p.read(self, obj)) {
+            return plain;
+        }
         let class = self.object_class(obj);
-        let plain = Plain::get(self).and_then(|p| p.read(self, obj, &class));
-        let value = plain.unwrap_or_else(|| {
-            let name = self.class_name_of(&class);
-            match name.starts_with("[L") {
-                true => Value::Object(self.array_text(obj, 8)),
-                false => Value::Object(format!("<{name}>")),
-            }
-        });
+        let name = self.class_name_of(&class);
         self.delete_local(class.raw());
-        value
+        match name.starts_with("[L") {
+            true => Value::Object(self.array_text(obj, 8)),
+            false => Value::Object(format!("<{name}>")),
+        }
     }
 
     /// The value at a field path in `obj` (`["items", "size"]`; `length` of an array), read
@@ -606,11 +603,10 @@ impl<'a> Jni<'a> {
             return Vec::new();
         }
         let len = jni_call!(self.env, GetArrayLength, array.raw()).unwrap_or(0).max(0) as usize;
+        // Each index is in bounds: no element read can throw.
         (0..len.min(max))
             .map(|i| {
-                let e = jni_call!(self.env, GetObjectArrayElement, array.raw(), i as i32).unwrap_or(ptr::null_mut());
-                self.clear_exception();
-                self.local(e)
+                self.local(jni_call!(self.env, GetObjectArrayElement, array.raw(), i as i32).unwrap_or(ptr::null_mut()))
             })
             .collect()
     }
@@ -744,8 +740,8 @@ impl<'a> Jni<'a> {
 
 /// The classes an observed value is read directly from (strings and the boxed primitives),
 /// held by global references looked up once, with each box's `value` field: recognising a value
-/// is then `GetObjectClass` and a few `IsSameObject`, where a JVMTI class-name lookup costs more
-/// than the rest of a report.
+/// is then an `IsInstanceOf` or a few (the classes are final: an instance is of that class), where
+/// a JVMTI class-name lookup costs more than the rest of a report.
 struct Plain {
     string: Global,
     boxes: [(Global, sys::jfieldID, Boxed); 8],
@@ -810,12 +806,12 @@ impl Plain {
         })
     }
 
-    /// The value of `obj` (of class `class`) when it is a string or a box; `None` otherwise.
-    fn read(&self, jni: &Jni<'_>, obj: &Local<'_>, class: &Local<'_>) -> Option<repair_model::observe::Value> {
+    /// The value of `obj` (not null) when it is a string or a box; `None` otherwise.
+    fn read(&self, jni: &Jni<'_>, obj: &Local<'_>) -> Option<repair_model::observe::Value> {
         use repair_model::observe::Value;
         const MAX_CHARS: usize = 200;
-        let is = |g: &Global| jni_call!(jni.env, IsSameObject, g.0, class.raw()) == Some(1);
         let o = obj.raw();
+        let is = |g: &Global| jni_call!(jni.env, IsInstanceOf, o, g.0) == Some(1);
         if is(&self.string) {
             return jni.string_prefix(o, MAX_CHARS).map(Value::Text);
         }

@@ -1146,7 +1146,12 @@ fn path_to(e: &repair_model::observe::Expr, i: usize) -> String {
 }
 
 impl crate::control::Reports for crate::observe::Reader {
-    fn next(&mut self) -> std::task::Poll<Option<proto::Observed>> {
-        crate::observe::Reader::next(self)
+    fn next(&mut self) -> crate::control::Next {
+        use crate::observe::Taken;
+        match crate::observe::Reader::next(self) {
+            Taken::Report(m) => crate::control::Next::Report(m),
+            Taken::Nothing { busy } => crate::control::Next::Wait { busy },
+            Taken::End => crate::control::Next::End,
+        }
     }
 }
