@@ -85,6 +85,8 @@ pub struct Observation {
     max_per_second: u64,
     /// What the application's threads count.
     hot: HotCounts,
+    /// The kind of value each argument, `this` and the return value had last.
+    hints: Vec<crate::jvm::ValueHint>,
     /// Reports delivered to the stream (counted by the stream's thread).
     reported: AtomicU64,
     ended: AtomicBool,
@@ -347,6 +349,7 @@ impl Observations {
             sample: AtomicU64::new(r.sample.max(1)),
             max_per_second: if r.max_per_second == 0 { 1000 } else { r.max_per_second },
             hot: HotCounts::default(),
+            hints: (0..MAX_ARGS + 2).map(|_| Default::default()).collect(),
             reported: AtomicU64::new(0),
             ended: AtomicBool::new(false),
             queue: Mutex::new(Queue::default()),
@@ -486,10 +489,10 @@ impl Observation {
             let mut elements = jni.array_elements(array, MAX_ARGS + 1);
             let this_local = if o.this { elements.pop() } else { None };
             shown.reserve_exact(elements.len());
-            for e in &elements {
-                shown.push(o.capture(jni, e));
+            for (i, e) in elements.iter().enumerate() {
+                shown.push(o.capture(jni, e, i));
             }
-            this = this_local.map(|t| o.capture(jni, &t));
+            this = this_local.map(|t| o.capture(jni, &t, MAX_ARGS));
             for (i, x) in o.exprs.iter().enumerate() {
                 let root = match x.root {
                     Root::Arg(i) => elements.get(i),
@@ -623,7 +626,7 @@ impl Observation {
                         for (i, x) in o.exprs.iter().enumerate().filter(|(_, x)| x.root == Root::Return) {
                             values.push((i, extract(jni, v, x)));
                         }
-                        Some(o.capture(jni, v))
+                        Some(o.capture(jni, v, MAX_ARGS + 1))
                     }
                     _ => None,
                 };
@@ -810,8 +813,13 @@ impl Observation {
 
     /// A value as captured for the stream: plain, or an object expanded `depth` levels into its
     /// fields (which can only be read now, on its thread).
-    fn capture(&self, jni: &Jni<'_>, v: &Local<'_>) -> Value {
-        match (self.depth, jni.value(v)) {
+    /// `at`: the argument's index, `MAX_ARGS` for `this`, `MAX_ARGS + 1` for the return value.
+    fn capture(&self, jni: &Jni<'_>, v: &Local<'_>, at: usize) -> Value {
+        let plain = match self.hints.get(at) {
+            Some(hint) => jni.value_hinted(v, hint),
+            None => jni.value(v),
+        };
+        match (self.depth, plain) {
             (0, plain) => plain,
             (d, Value::Object(_)) => Value::Object(jni.render(v, d, 16)),
             (_, plain) => plain,

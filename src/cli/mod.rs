@@ -34,10 +34,15 @@ impl Output {
 /// shows up here as EPIPE, which `print!` would turn into a panic: it ends repairctl quietly
 /// instead, with status 0, since the reader took all it wanted.
 pub fn out(text: &str) -> Result<(), String> {
+    out_bytes(text.as_bytes())
+}
+
+/// [`out`] for text already encoded (UTF-8).
+pub fn out_bytes(text: &[u8]) -> Result<(), String> {
     use std::io::Write;
     let written = {
         let mut stdout = std::io::stdout().lock();
-        stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush())
+        stdout.write_all(text).and_then(|()| stdout.flush())
     };
     match written {
         Ok(()) => Ok(()),

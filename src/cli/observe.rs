@@ -5,7 +5,7 @@ use serde_json::json;
 use tokio_stream::StreamExt;
 
 use super::live::{operator, rpc, Conn};
-use super::{out, print, record_text, table, Output};
+use super::{out_bytes, print, record_text, table, Output};
 use crate::client::describe;
 use crate::proto::{self, observed::What};
 
@@ -71,36 +71,77 @@ pub async fn observe(conn: &Conn, o: &Observe) -> Result<(), String> {
     let mut stream = rpc(conn.client().await?.observe(req).await)?;
     // Records are written in batches: while the agent streams faster than a write a record
     // could keep up with, they pile up here and go out together once nothing more is ready.
-    let mut pending = String::new();
+    const BATCH: usize = 1 << 16;
+    let mut pending = Vec::with_capacity(2 * BATCH);
+    let flush = |pending: &mut Vec<u8>| {
+        let written = out_bytes(pending);
+        pending.clear();
+        written
+    };
     loop {
         let item = match tokio::time::timeout(std::time::Duration::ZERO, stream.next()).await {
             Ok(item) => item,
             Err(_) => {
-                out(&std::mem::take(&mut pending))?;
+                flush(&mut pending)?;
                 stream.next().await
             }
         };
         let Some(item) = item else { break };
         let m = item.map_err(|s| describe(&s))?;
         let ended = matches!(m.what, Some(What::Ended(_)));
-        if let Some(text) = record(conn.output, m) {
-            pending.push_str(&text);
-        }
+        record(&mut pending, conn.output, m);
         if ended {
-            return out(&pending);
+            return flush(&mut pending);
         }
-        if pending.len() >= 1 << 16 {
-            out(&std::mem::take(&mut pending))?;
+        if pending.len() >= BATCH {
+            flush(&mut pending)?;
         }
     }
-    out(&pending)?;
+    flush(&mut pending)?;
     Err("the agent ended the stream without saying why (its JVM exited?)".to_string())
 }
 
-/// A streamed message as `output` prints it.
-fn record(output: Output, m: proto::Observed) -> Option<String> {
+/// A watched call as one JSON object: serialized straight from the message (thousands of these
+/// a second go through here).
+#[derive(serde::Serialize)]
+struct CallRecord<'a> {
+    observation: u64,
+    thread: &'a str,
+    start_ms: u64,
+    duration_ns: u64,
+    args: &'a [String],
+    returned: &'a str,
+    thrown: &'a str,
+    method: &'a str,
+    values: &'a std::collections::HashMap<String, String>,
+    this: &'a str,
+    dropped: u64,
+}
+
+/// A streamed message as `output` prints it, appended to `text`.
+fn record(text: &mut Vec<u8>, output: Output, m: proto::Observed) {
     let (id, dropped) = (m.observation, m.dropped);
-    let text = match m.what? {
+    let Some(what) = m.what else { return };
+    if let (What::Call(c), Output::Json) = (&what, output) {
+        let r = CallRecord {
+            observation: id,
+            thread: &c.thread,
+            start_ms: c.start_ms,
+            duration_ns: c.duration_ns,
+            args: &c.args,
+            returned: &c.returned,
+            thrown: &c.thrown,
+            method: &c.method,
+            values: &c.values,
+            this: &c.this,
+            dropped,
+        };
+        if serde_json::to_writer(&mut *text, &r).is_ok() {
+            text.push(b'\n');
+        }
+        return;
+    }
+    let line = match what {
         What::Call(c) => record_text(
             output,
             || {
@@ -181,7 +222,7 @@ fn record(output: Output, m: proto::Observed) -> Option<String> {
             |_| format!("# ended: {why}{}", dropped_text(dropped)),
         ),
     };
-    Some(text)
+    text.extend_from_slice(line.as_bytes());
 }
 
 fn trace_json(c: &proto::TraceCall) -> serde_json::Value {

@@ -446,11 +446,17 @@ impl<'a> Jni<'a> {
     /// recognised by identity against classes looked up once ([`Plain`]) and read with two or
     /// three JNI calls: no Java code, no class-name lookup, no allocation in the JVM.
     pub fn value(&self, obj: &Local<'_>) -> repair_model::observe::Value {
+        self.value_hinted(obj, &ValueHint::default())
+    }
+
+    /// [`Jni::value`], trying first the kind of value `hint` saw last (an argument is mostly of
+    /// one class: one `IsInstanceOf` instead of a few); `hint` learns the kind of this one.
+    pub fn value_hinted(&self, obj: &Local<'_>, hint: &ValueHint) -> repair_model::observe::Value {
         use repair_model::observe::Value;
         if obj.is_null() {
             return Value::Null;
         }
-        if let Some(plain) = Plain::get(self).and_then(|p| p.read(self, obj)) {
+        if let Some(plain) = Plain::get(self).and_then(|p| p.read(self, obj, hint)) {
             return plain;
         }
         let class = self.object_class(obj);
@@ -743,12 +749,18 @@ impl<'a> Jni<'a> {
 /// is then an `IsInstanceOf` or a few (the classes are final: an instance is of that class), where
 /// a JVMTI class-name lookup costs more than the rest of a report.
 struct Plain {
-    string: Global,
-    boxes: [(Global, sys::jfieldID, Boxed); 8],
+    /// The string class first, then the boxes with their `value` field.
+    classes: [(Global, sys::jfieldID, Boxed); 9],
 }
+
+/// The kind of value an observed argument or return value had last (an index into
+/// [`Plain::classes`]), to try first next time.
+#[derive(Debug, Default)]
+pub struct ValueHint(std::sync::atomic::AtomicU8);
 
 #[derive(Clone, Copy)]
 enum Boxed {
+    String,
     Int,
     Long,
     Boolean,
@@ -790,10 +802,11 @@ impl Plain {
             }
             Some((global(&class)?, field, kind))
         };
+        let string = jni.find_class("java/lang/String")?;
         Some(Plain {
-            string: global(&jni.find_class("java/lang/String")?)?,
-            // Most often seen first: each miss is one more `IsSameObject`.
-            boxes: [
+            // Most often seen first: each miss is one more `IsInstanceOf`.
+            classes: [
+                (global(&string)?, ptr::null_mut(), Boxed::String),
                 boxed("java/lang/Integer", c"I", Boxed::Int)?,
                 boxed("java/lang/Long", c"J", Boxed::Long)?,
                 boxed("java/lang/Boolean", c"Z", Boxed::Boolean)?,
@@ -807,17 +820,24 @@ impl Plain {
     }
 
     /// The value of `obj` (not null) when it is a string or a box; `None` otherwise.
-    fn read(&self, jni: &Jni<'_>, obj: &Local<'_>) -> Option<repair_model::observe::Value> {
+    fn read(&self, jni: &Jni<'_>, obj: &Local<'_>, hint: &ValueHint) -> Option<repair_model::observe::Value> {
         use repair_model::observe::Value;
+        use std::sync::atomic::Ordering::Relaxed;
         const MAX_CHARS: usize = 200;
         let o = obj.raw();
-        let is = |g: &Global| jni_call!(jni.env, IsInstanceOf, o, g.0) == Some(1);
-        if is(&self.string) {
-            return jni.string_prefix(o, MAX_CHARS).map(Value::Text);
-        }
-        let (_, f, kind) = self.boxes.iter().find(|(g, _, _)| is(g))?;
-        let f = *f;
+        let is = |i: usize| jni_call!(jni.env, IsInstanceOf, o, self.classes[i].0 .0) == Some(1);
+        let hinted = usize::from(hint.0.load(Relaxed)).min(self.classes.len() - 1);
+        let i = match is(hinted) {
+            true => hinted,
+            false => {
+                let i = (0..self.classes.len()).filter(|i| *i != hinted).find(|i| is(*i))?;
+                hint.0.store(i as u8, Relaxed);
+                i
+            }
+        };
+        let (_, f, kind) = self.classes[i];
         Some(match kind {
+            Boxed::String => Value::Text(jni.string_prefix(o, MAX_CHARS)?),
             Boxed::Int => Value::Integer(jni_call!(jni.env, GetIntField, o, f)?.into()),
             Boxed::Long => Value::Integer(jni_call!(jni.env, GetLongField, o, f)?),
             Boxed::Short => Value::Integer(jni_call!(jni.env, GetShortField, o, f)?.into()),
