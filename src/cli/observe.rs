@@ -122,6 +122,12 @@ struct CallRecord<'a> {
 fn record(text: &mut Vec<u8>, output: Output, m: proto::Observed) {
     let (id, dropped) = (m.observation, m.dropped);
     let Some(what) = m.what else { return };
+    if let What::Calls(batch) = what {
+        for c in batch.calls {
+            record(text, output, proto::Observed { observation: id, what: Some(What::Call(c)), dropped });
+        }
+        return;
+    }
     if let (What::Call(c), Output::Json) = (&what, output) {
         let r = CallRecord {
             observation: id,
@@ -216,6 +222,7 @@ fn record(text: &mut Vec<u8>, output: Output, m: proto::Observed) {
         ),
         What::Log(text) => record_text(output, || json!({"observation": id, "log": text}), |_| text.clone()),
         What::Notice(n) => record_text(output, || json!({"observation": id, "notice": n}), |_| format!("# {n}")),
+        What::Calls(_) => return,
         What::Ended(why) => record_text(
             output,
             || json!({"observation": id, "ended": why, "dropped": dropped}),
