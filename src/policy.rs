@@ -285,6 +285,22 @@ pub fn resolve_call(action: &ActionYaml, call: Option<(&str, &str, u32)>) -> Act
     a
 }
 
+/// `action` with `fault` in a guard's `catch` list replaced by the class of the exception that
+/// fired the rule: a broad rule (any `RuntimeException`) then guards against that fault alone, and
+/// other exceptions the method throws still reach the application's own handlers.
+pub fn resolve_catch(action: &ActionYaml, exception: &str) -> ActionYaml {
+    let mut a = action.clone();
+    if let Some(catch) = a.get_mut("guard").and_then(|g| g.get_mut("catch")).and_then(Value::as_sequence_mut) {
+        for item in catch.iter_mut().filter(|i| i.as_str() == Some(FAULT)) {
+            *item = exception.into();
+        }
+    }
+    a
+}
+
+/// In a rule's guard, `catch: [fault]` stands for the class of the fault that fired it.
+pub const FAULT: &str = "fault";
+
 /// Whether an action guards the call that threw (`guard: { call: auto }`).
 pub fn wants_call(action: &ActionYaml) -> bool {
     action.get("guard").and_then(|g| g.get("call")).and_then(Value::as_str) == Some("auto")
@@ -490,6 +506,19 @@ pub fn holds(fallbacks: u64, calls: u64, other_faults: u64, max_fallback_rate: f
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn catch_fault_becomes_the_class_of_the_fault_that_fired_the_rule() {
+        let action: ActionYaml =
+            serde_yaml_ng::from_str("guard: { catch: [fault, java.lang.IllegalStateException], fallback: default }")
+                .unwrap();
+        let resolved = resolve_catch(&action, "java.util.NoSuchElementException");
+        let catch: Vec<&str> =
+            resolved["guard"]["catch"].as_sequence().unwrap().iter().filter_map(Value::as_str).collect();
+        assert_eq!(catch, ["java.util.NoSuchElementException", "java.lang.IllegalStateException"]);
+        let breaker: ActionYaml = serde_yaml_ng::from_str("breaker: { failures: 3 }").unwrap();
+        assert_eq!(resolve_catch(&breaker, "x.Y"), breaker, "only a guard's catch list is resolved");
+    }
 
     const POLICY: &str = "mode: enforce\nlimits: { repairs_per_minute: 2 }\nrules:\n  - name: price-npe\n    when: { exception: java.lang.RuntimeException, in: \"repair.demo.*\", message: \"Long\", count: 3, within: 10s }\n    then:\n      - guard: { catch: [java.lang.NullPointerException], fallback: { value: 0 } }\n      - { guard: { fallback: default }, at: caller }\n    validate: { window: 5s, max_fallback_rate: 0.5 }\n";
 

@@ -317,6 +317,7 @@ impl Run {
             } else {
                 step.action.clone()
             };
+            let resolved = policy::resolve_catch(&resolved, &fault.exception);
             let simple = target.frame.class.rsplit('.').next().unwrap_or(&target.frame.class);
             let id = format!("{rule_name}.{simple}.{}.{action}", target.frame.method);
             let yaml = policy::spec_yaml(&id, &target.frame.class, &method, &resolved, false);

@@ -15,6 +15,12 @@ import java.util.Set;
  * cause in parentheses. Without a repair, every program has threw > 0; with a repair that
  * returns defaults at the faulting methods, those become degraded. It exits 0 whatever the
  * programs do.
+ *
+ * <p>{@code java repair.corpus.Corpus ROUNDS PAUSE_MS --checks --wait} (as scripts/bench-heal-corpus.sh
+ * and the heal-corpus test run it under the agent): also one line per check and round,
+ * {@code check <name> <index> round=<r> <correct|degraded|wrong|threw:<class>>}, a pause between
+ * rounds (for the agent's repairs to be applied and judged), and at the end {@code DONE}, then it
+ * waits for its standard input to close (so the agent can be asked what it did).
  */
 public final class Corpus {
     private Corpus() {}
@@ -29,39 +35,60 @@ public final class Corpus {
                 new MineField(), new LibraryFines(), new TournamentPairing(), new ColumnSum());
     }
 
-    public static void main(String[] args) {
+    public static void main(String[] args) throws Exception {
+        List<String> flags = List.of(args);
         int rounds = args.length > 0 ? Integer.parseInt(args[0]) : 1;
+        long pauseMs = args.length > 1 && !args[1].startsWith("--") ? Long.parseLong(args[1]) : 0;
+        boolean eachCheck = flags.contains("--checks");
         List<Program> programs = all();
         for (int round = 1; round <= rounds; round++) {
             for (Program program : programs) {
-                System.out.println(runChecks(program, round));
+                System.out.println(runChecks(program, round, eachCheck));
+            }
+            System.out.flush();
+            if (round < rounds && pauseMs > 0) {
+                Thread.sleep(pauseMs);
+            }
+        }
+        if (flags.contains("--wait")) {
+            System.out.println("DONE");
+            System.out.flush();
+            while (System.in.read() >= 0) {
+                // until the reader closes it
             }
         }
     }
 
-    /** One round of program's checks, as the runner's line. */
-    static String runChecks(Program program, int round) {
+    /** One round of program's checks, as the runner's line (after each check's, if asked). */
+    static String runChecks(Program program, int round, boolean eachCheck) {
         List<Check> checks = program.checks();
         int correct = 0;
         int degraded = 0;
         int wrong = 0;
         int threw = 0;
         Set<String> thrown = new LinkedHashSet<>();
-        for (Check check : checks) {
-            Object answer;
+        for (int i = 0; i < checks.size(); i++) {
+            Check check = checks.get(i);
+            String outcome;
             try {
-                answer = check.run();
+                Object answer = check.run();
+                if (Objects.equals(answer, check.expected())) {
+                    correct++;
+                    outcome = "correct";
+                } else if (check.degraded() != null && Objects.equals(answer, check.degraded())) {
+                    degraded++;
+                    outcome = "degraded";
+                } else {
+                    wrong++;
+                    outcome = "wrong";
+                }
             } catch (Throwable t) {
                 threw++;
                 thrown.add(describe(t));
-                continue;
+                outcome = "threw:" + t.getClass().getName();
             }
-            if (Objects.equals(answer, check.expected())) {
-                correct++;
-            } else if (check.degraded() != null && Objects.equals(answer, check.degraded())) {
-                degraded++;
-            } else {
-                wrong++;
+            if (eachCheck) {
+                System.out.println("check " + program.name() + " " + i + " round=" + round + " " + outcome);
             }
         }
         return program.name() + " round=" + round + " checks=" + checks.size() + " correct=" + correct
