@@ -97,9 +97,10 @@ pub struct Observation<'a> {
     pub message: &'a str,
     /// Whether a handler catches it; `None`: the capture cannot tell.
     pub caught: Option<bool>,
-    /// The throwing frame's class (dotted) and method.
+    /// The throwing frame's class (dotted), method and descriptor: overloads are distinct sites.
     pub class: &'a str,
     pub method: &'a str,
+    pub descriptor: &'a str,
 }
 
 impl Policy {
@@ -126,8 +127,16 @@ pub fn handled_word(caught: Option<bool>) -> Option<&'static str> {
 /// What the engine decided, with its reason.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    /// Apply the rule's action number `action` to `class.method`.
-    Repair { rule: String, class: String, method: String, action: usize, dry_run: bool, reason: String },
+    /// Apply the rule's action number `action` at the throw site `class.method descriptor`.
+    Repair {
+        rule: String,
+        class: String,
+        method: String,
+        descriptor: String,
+        action: usize,
+        dry_run: bool,
+        reason: String,
+    },
     /// The rule fired but a safety rail held it back.
     Held { rule: String, reason: String },
 }
@@ -416,10 +425,11 @@ impl Engine {
     }
 
     pub fn observe(&mut self, f: &Observation<'_>, now: Instant) -> Option<Decision> {
-        let site = format!("{}.{}", f.class, f.method);
+        let site = site_key(f.class, f.method, f.descriptor);
+        let code = format!("{}.{}", f.class, f.method);
         let (i, rule) = self.policy.rules.iter().enumerate().find(|(_, r)| {
             f.exception_chain.contains(&r.exception)
-                && r.within_code.as_deref().is_none_or(|g| crate::glob::matches(g, &site))
+                && r.within_code.as_deref().is_none_or(|g| crate::glob::matches(g, &code))
                 && r.message.as_ref().is_none_or(|m| m.is_match(f.message))
                 && r.caught.is_none_or(|c| f.caught == Some(c))
         })?;
@@ -462,6 +472,7 @@ impl Engine {
             rule: name,
             class: f.class.to_string(),
             method: f.method.to_string(),
+            descriptor: f.descriptor.to_string(),
             action,
             dry_run,
             reason: format!("{} x{} within {:?} at {site}", f.exception_chain[0], rule.count, rule.window),
@@ -469,9 +480,9 @@ impl Engine {
     }
 
     /// While a rule's repair at a site is validated, the rule does not fire there again.
-    pub fn set_busy(&mut self, rule: &str, class: &str, method: &str, busy: bool) {
+    pub fn set_busy(&mut self, rule: &str, site: &str, busy: bool) {
         if let Some(i) = self.policy.rules.iter().position(|r| r.name == rule) {
-            let key = (i, format!("{class}.{method}"));
+            let key = (i, site.to_string());
             self.seen.remove(&key);
             if busy {
                 self.busy.insert(key);
@@ -483,11 +494,62 @@ impl Engine {
 
     /// The rule tries its next action at that site when the fault returns: the last one did not
     /// hold (rolled back, or refused), or only observed (a probe).
-    pub fn advance(&mut self, rule: &str, class: &str, method: &str) {
+    pub fn advance(&mut self, rule: &str, site: &str) {
         if let Some(i) = self.policy.rules.iter().position(|r| r.name == rule) {
-            *self.next_action.entry((i, format!("{class}.{method}"))).or_default() += 1;
+            *self.next_action.entry((i, site.to_string())).or_default() += 1;
         }
     }
+}
+
+/// How the engine names a site, and keys its windows and escalation by: the class, the method
+/// and its descriptor (`com.shop.Out.write(Ljava/lang/String;)V`), so that overloads are apart.
+pub fn site_key(class: &str, method: &str, descriptor: &str) -> String {
+    format!("{class}.{method}{descriptor}")
+}
+
+/// The id of the patch a rule applies at a site: `{rule}.{SimpleClass}.{method}-{hash}.{action}`,
+/// every part in the id alphabet (`<init>` reads `init`, `Outer$1` reads `Outer_1`, `lambda$run$0`
+/// reads `lambda_run_0`) and `hash` a few hex digits of the exact site (class, method and
+/// descriptor), so that overloads, and names that read alike once cleaned, get distinct ids.
+/// `taken` says whether an id is already used by a patch at another site: then all 8 digits.
+pub fn patch_id(
+    rule: &str,
+    class: &str,
+    method: &str,
+    descriptor: &str,
+    action: usize,
+    taken: impl Fn(&str) -> bool,
+) -> String {
+    let simple = class.rsplit('.').next().unwrap_or(class);
+    let hash = fnv1a(site_key(class, method, descriptor).as_bytes());
+    let with = |digits: String| format!("{}.{}.{}-{digits}.{action}", id_part(rule), id_part(simple), id_part(method));
+    let short = with(format!("{:04x}", hash >> 16));
+    if taken(&short) {
+        with(format!("{hash:08x}"))
+    } else {
+        short
+    }
+}
+
+/// A name in the id alphabet (letters, digits, `_`, `-`): the angle brackets of `<init>` and
+/// `<clinit>` dropped, every other character outside it (`$`, `.`, non-ASCII) as `_`. Never
+/// empty, and never starts with the observations' prefix.
+fn id_part(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .filter(|c| !matches!(c, '<' | '>'))
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
+    match clean {
+        c if c.is_empty() => "_".to_string(),
+        c if c.starts_with(crate::observe::PATCH_PREFIX) => format!("_{c}"),
+        c => c,
+    }
+}
+
+/// 32-bit FNV-1a: stable across builds and platforms, unlike the standard library's hasher.
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
 }
 
 /// Whether a repair holds after its validation window: the fallback rate stays at or under the
@@ -536,6 +598,7 @@ mod tests {
             caught: None,
             class: &class,
             method: "price",
+            descriptor: "(Ljava/lang/String;)J",
         };
         let t0 = Instant::now();
         assert_eq!(e.observe(&obs, t0), None);
@@ -545,12 +608,13 @@ mod tests {
             Some(Decision::Repair { action: 0, dry_run: false, .. }) => {}
             other => panic!("{other:?}"),
         }
-        e.set_busy("price-npe", &class, "price", true);
+        let site = site_key(&class, "price", "(Ljava/lang/String;)J");
+        e.set_busy("price-npe", &site, true);
         for s in 14..20 {
             assert_eq!(e.observe(&obs, t0 + Duration::from_millis(13_500 + s)), None, "under validation");
         }
-        e.set_busy("price-npe", &class, "price", false);
-        e.advance("price-npe", &class, "price");
+        e.set_busy("price-npe", &site, false);
+        e.advance("price-npe", &site);
         for s in 14..16 {
             assert_eq!(e.observe(&obs, t0 + Duration::from_secs(s)), None);
         }
@@ -558,11 +622,84 @@ mod tests {
             Some(Decision::Repair { action: 1, .. }) => {}
             other => panic!("the next action: {other:?}"),
         }
-        e.advance("price-npe", &class, "price");
+        e.advance("price-npe", &site);
         for s in 17..19 {
             e.observe(&obs, t0 + Duration::from_secs(s));
         }
         assert!(matches!(e.observe(&obs, t0 + Duration::from_secs(19)), Some(Decision::Held { .. })));
+    }
+
+    #[test]
+    fn overloads_are_two_sites_each_with_its_own_window_and_escalation() {
+        let text = POLICY.replace("count: 3", "count: 2");
+        let mut e = Engine::new(parse(&text, "p.yaml").unwrap());
+        let (chain, class) = npe("repair.demo.Out");
+        let write = |descriptor| Observation {
+            exception_chain: &chain,
+            message: "Long",
+            caught: None,
+            class: &class,
+            method: "write",
+            descriptor,
+        };
+        let (bytes, string) = (write("([B)V"), write("(Ljava/lang/String;)V"));
+        let t = Instant::now();
+        assert_eq!(e.observe(&bytes, t), None);
+        assert_eq!(e.observe(&string, t), None, "one fault of each overload: neither counts twice");
+        match e.observe(&string, t) {
+            Some(Decision::Repair { method, descriptor, action: 0, .. }) => {
+                assert_eq!((method.as_str(), descriptor.as_str()), ("write", "(Ljava/lang/String;)V"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let string_site = site_key(&class, "write", "(Ljava/lang/String;)V");
+        assert_eq!(string_site, "repair.demo.Out.write(Ljava/lang/String;)V");
+        e.set_busy("price-npe", &string_site, true);
+        e.advance("price-npe", &string_site);
+        assert_eq!(e.observe(&string, t), None, "under validation");
+        match e.observe(&bytes, t) {
+            Some(Decision::Repair { descriptor, action: 0, .. }) => assert_eq!(descriptor, "([B)V"),
+            other => panic!("the other overload is neither busy nor escalated: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn patch_ids_are_valid_readable_and_distinct_for_every_kind_of_method() {
+        let free = |_: &str| false;
+        let id = |class, method, descriptor| patch_id("any-npe", class, method, descriptor, 0, free);
+        let sites = [
+            ("a.Invoice", "<init>", "(Ljava/lang/String;)V"),
+            ("a.Invoice", "<init>", "(I)V"),
+            ("a.Invoice", "<clinit>", "()V"),
+            ("a.Invoice$Line", "total", "()J"),
+            ("a.Main$1", "compare", "(Ljava/lang/Object;Ljava/lang/Object;)I"),
+            ("a.Main", "lambda$run$0", "(Ljava/lang/String;)V"),
+            ("a.Main", "lambda_run_0", "(Ljava/lang/String;)V"),
+            ("a.Out", "write", "([B)V"),
+            ("a.Out", "write", "(Ljava/lang/String;)V"),
+            ("b.Out", "write", "([B)V"),
+        ];
+        let ids: Vec<String> = sites.iter().map(|&(c, m, d)| id(c, m, d)).collect();
+        for i in &ids {
+            crate::spec::PatchSpec::check_id(i).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len(), "{ids:?}");
+        let hash = |i: &str| i.rsplit('.').nth(1).unwrap().rsplit('-').next().unwrap().to_string();
+        assert!(ids[0].starts_with("any-npe.Invoice.init-") && ids[0].ends_with(".0"), "{}", ids[0]);
+        assert_eq!(hash(&ids[0]).len(), 4, "{}", ids[0]);
+        assert!(ids[2].starts_with("any-npe.Invoice.clinit-"), "{}", ids[2]);
+        assert!(ids[3].starts_with("any-npe.Invoice_Line.total-"), "{}", ids[3]);
+        assert!(ids[4].starts_with("any-npe.Main_1.compare-"), "{}", ids[4]);
+        assert!(ids[5].starts_with("any-npe.Main.lambda_run_0-"), "{}", ids[5]);
+        assert_eq!(ids[0], id("a.Invoice", "<init>", "(Ljava/lang/String;)V"), "stable");
+        // Rule names outside the alphabet, or shaped like an observation's id, still give valid ids.
+        let odd = patch_id("observe-ünïcode rule", "a.B", "m", "()V", 1, free);
+        crate::spec::PatchSpec::check_id(&odd).unwrap_or_else(|e| panic!("{e}"));
+        // An id in use at another site: the whole hash.
+        let long = patch_id("any-npe", "a.Out", "write", "([B)V", 0, |i| i == ids[7]);
+        assert_eq!(hash(&long).len(), 8, "{long}");
+        assert!(long.starts_with(&ids[7][..ids[7].len() - 2]), "{long} extends {}", ids[7]);
     }
 
     #[test]
@@ -576,6 +713,7 @@ mod tests {
             caught: None,
             class,
             method: "m",
+            descriptor: "()V",
         };
         let t = Instant::now();
         assert!(
@@ -598,7 +736,14 @@ mod tests {
         assert!(parse(POLICY, "p.yaml").unwrap().check_capture(false).is_ok(), "no rule asks");
         let mut e = Engine::new(policy);
         let (chain, class) = npe("repair.demo.X");
-        let at = |caught| Observation { exception_chain: &chain, message: "Long", caught, class: &class, method: "m" };
+        let at = |caught| Observation {
+            exception_chain: &chain,
+            message: "Long",
+            caught,
+            class: &class,
+            method: "m",
+            descriptor: "()V",
+        };
         let t = Instant::now();
         assert_eq!(e.observe(&at(Some(true)), t), None, "a caught fault is not the rule's");
         assert_eq!(e.observe(&at(None), t), None, "a capture that cannot tell does not match");
@@ -612,7 +757,14 @@ mod tests {
         let text = POLICY.replace("mode: enforce", "mode: dry-run").replace("count: 3", "count: 1");
         let mut e = Engine::new(parse(&text, "p.yaml").unwrap());
         let (chain, class) = npe("repair.demo.X");
-        let obs = Observation { exception_chain: &chain, message: "Long", caught: None, class: &class, method: "m" };
+        let obs = Observation {
+            exception_chain: &chain,
+            message: "Long",
+            caught: None,
+            class: &class,
+            method: "m",
+            descriptor: "()V",
+        };
         for _ in 0..5 {
             assert!(matches!(e.observe(&obs, Instant::now()), Some(Decision::Repair { dry_run: true, .. })));
         }

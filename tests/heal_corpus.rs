@@ -129,7 +129,9 @@ impl Report {
             let now = after.get(&(program.clone(), *i)).map_or("missing", String::as_str);
             by_program.entry(program).or_default().push((outcome, now));
         }
-        let names = |keep: &dyn Fn(&[(&str, &str)]) -> bool| -> Vec<String> {
+        /// A program's checks: (before, after) outcomes.
+        type Checks<'a> = [(&'a str, &'a str)];
+        let names = |keep: &dyn Fn(&Checks) -> bool| -> Vec<String> {
             by_program.iter().filter(|(_, c)| keep(c)).map(|(p, _)| p.to_string()).collect()
         };
         let threw = |o: &str| o.starts_with("threw:");

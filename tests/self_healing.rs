@@ -15,7 +15,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent_support::{agentpath, compile, default_jdk, repairctl_json, TempDir};
+use repair_model::policy::patch_id;
 use serde_json::Value;
+
+/// The id a rule's action `action` has at a site (`class`, `method`, `descriptor`), none taken.
+fn rule_patch(rule: &str, class: &str, method: &str, descriptor: &str, action: usize) -> String {
+    patch_id(rule, class, method, descriptor, action, |_| false)
+}
 
 /// The demo service's sources, compiled with javac into `dir`.
 fn compile_demo(dir: &Path) {
@@ -230,9 +236,9 @@ fn policy_alone_repairs_the_three_faults_and_durable_repairs_survive_kill_9() {
     // The story of each: the site and the reason, in words.
     let applied = |rule: &str| events.iter().find(|e| e["rule"] == rule && e["kind"] == "applied").unwrap().clone();
     for (rule, site) in [
-        ("price-npe", "PriceService.price"),
-        ("ratio-zero", "StatsService.ratio"),
-        ("orders-page", "OrderService.page"),
+        ("price-npe", "PriceService.price(Ljava/lang/String;)J"),
+        ("ratio-zero", "StatsService.ratio(JJ)J"),
+        ("orders-page", "OrderService.page(II)Ljava/lang/String;"),
     ] {
         let a = applied(rule);
         assert!(a["reason"].as_str().unwrap().contains(&format!("at repair.demo.{site} (throw site")), "{a}");
@@ -242,8 +248,15 @@ fn policy_alone_repairs_the_three_faults_and_durable_repairs_survive_kill_9() {
     let refused =
         events.iter().find(|e| e["rule"] == "ratio-zero" && e["kind"] == "refused").expect("ratio's call guard");
     assert!(refused["reason"].as_str().unwrap().contains("faults=jvmti"), "{refused}");
-    assert_eq!(applied("ratio-zero")["patch"], "ratio-zero.StatsService.ratio.1", "escalated to the method guard");
-    assert_eq!(applied("orders-page")["patch"], "orders-page.OrderService.page.0");
+    assert_eq!(
+        applied("ratio-zero")["patch"],
+        rule_patch("ratio-zero", "repair.demo.StatsService", "ratio", "(JJ)J", 1),
+        "escalated to the method guard"
+    );
+    assert_eq!(
+        applied("orders-page")["patch"],
+        rule_patch("orders-page", "repair.demo.OrderService", "page", "(II)Ljava/lang/String;", 0)
+    );
 
     // The same JVM now serves every path without errors, with its state intact.
     let after = Traffic::start(shop.port, THREADS, &PATHS);
@@ -334,10 +347,12 @@ fn a_repair_that_does_not_hold_is_rolled_back_inside_its_window_and_the_next_act
             |k: &str| mine.iter().position(|e| e["kind"] == k).unwrap_or_else(|| panic!("{rule}: no {k} in {kinds:?}"));
         let (applied, rolled) = (first("applied"), first("rolled-back"));
         assert!(applied < rolled, "{rule}: {kinds:?}");
-        assert_eq!(
-            mine[applied]["patch"],
-            format!("{rule}.{}.0", if rule == "price-npe" { "PriceService.price" } else { "StatsService.ratio" })
-        );
+        let site = if rule == "price-npe" {
+            ("repair.demo.PriceService", "price", "(Ljava/lang/String;)J")
+        } else {
+            ("repair.demo.StatsService", "ratio", "(JJ)J")
+        };
+        assert_eq!(mine[applied]["patch"], rule_patch(rule, site.0, site.1, site.2, 0));
         assert!(mine[rolled]["reason"].as_str().unwrap().contains(why), "{rule}: {}", mine[rolled]);
         let window_ms = mine[rolled]["at_ms"].as_u64().unwrap() - mine[applied]["at_ms"].as_u64().unwrap();
         assert!(window_ms < 3000, "{rule}: rolled back {window_ms} ms after the apply, outside its 3 s window");
@@ -626,8 +641,10 @@ fn rules_tell_caught_from_uncaught_faults_with_exception_events() {
         // Every call after its repair returned its own rule's fallback.
         assert_eq!(counts["sizes"], -(40 - died), "{}", run.stdout);
         assert_eq!(counts["widths"], -2 * (40 - handled), "{}", run.stdout);
-        run.expect_stderr("event applied rule=thread-killer patch=thread-killer.Workers.size.0");
-        run.expect_stderr("event applied rule=handled-npe patch=handled-npe.Workers.width.0");
+        let size = rule_patch("thread-killer", "Workers", "size", "(Ljava/lang/String;)I", 0);
+        run.expect_stderr(&format!("event applied rule=thread-killer patch={size}"));
+        let width = rule_patch("handled-npe", "Workers", "width", "(Ljava/lang/String;)I", 0);
+        run.expect_stderr(&format!("event applied rule=handled-npe patch={width}"));
         run.expect_stderr("event validated rule=thread-killer");
         run.expect_stderr("event validated rule=handled-npe");
 
@@ -701,7 +718,8 @@ fn a_policy_swaps_from_the_class_file_it_names_and_observes_before_it_guards() {
     // The probe observes (the fault goes on through its window), then the guard repairs.
     assert!((6..100).contains(&size_errors), "{size_errors} size errors:\n{}", run.stderr);
     assert_eq!(counts["sized"], 0, "the guard's fallback");
-    run.expect_stderr("event applied rule=parse-swap patch=parse-swap.Parser.parse.0");
+    let parse = rule_patch("parse-swap", "Parser", "parse", "(Ljava/lang/String;)J", 0);
+    run.expect_stderr(&format!("event applied rule=parse-swap patch={parse}"));
     run.expect_stderr("event validated rule=parse-swap");
     run.expect_stderr("the fault did not return, no new faults");
     let order: Vec<&str> = run
@@ -710,14 +728,14 @@ fn a_policy_swaps_from_the_class_file_it_names_and_observes_before_it_guards() {
         .filter(|l| l.contains("rule=size-observe-then-guard") && (l.contains("applied") || l.contains("validated")))
         .map(|l| l.trim_start_matches("repair: event ").split(": ").next().unwrap())
         .collect();
+    let [probe, guard] =
+        [0, 1].map(|a| rule_patch("size-observe-then-guard", "Sizer", "size", "(Ljava/lang/String;)I", a));
+    let line = |kind: &str, id: &str| {
+        format!("{kind} rule=size-observe-then-guard patch={id} at=Sizer.size(Ljava/lang/String;)I")
+    };
     assert_eq!(
         order,
-        [
-            "applied rule=size-observe-then-guard patch=size-observe-then-guard.Sizer.size.0 at=Sizer.size",
-            "validated rule=size-observe-then-guard patch=size-observe-then-guard.Sizer.size.0 at=Sizer.size",
-            "applied rule=size-observe-then-guard patch=size-observe-then-guard.Sizer.size.1 at=Sizer.size",
-            "validated rule=size-observe-then-guard patch=size-observe-then-guard.Sizer.size.1 at=Sizer.size",
-        ],
+        [line("applied", &probe), line("validated", &probe), line("applied", &guard), line("validated", &guard)],
         "{}",
         run.stderr
     );
@@ -726,6 +744,6 @@ fn a_policy_swaps_from_the_class_file_it_names_and_observes_before_it_guards() {
     assert!(observed.contains("last arguments ["), "{}", run.stderr);
     assert!(!run.stderr.contains("event rolled-back"), "{}", run.stderr);
     // The probe stayed in place under the guard and saw the calls.
-    let probe = run.stderr.lines().find(|l| l.contains("(patch size-observe-then-guard.Sizer.size.0)")).unwrap();
+    let probe = run.stderr.lines().find(|l| l.contains(&format!("(patch {probe})"))).unwrap();
     assert!(!probe.contains("enters=0 "), "{probe}");
 }

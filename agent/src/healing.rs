@@ -136,10 +136,10 @@ impl Healer {
 struct Watch {
     patch: AppliedPatch,
     rule: String,
-    /// The throw site the engine keys the rule's escalation by (`class`, `method`).
-    site: (String, String),
-    /// The repaired method (dotted class, name).
-    target: (String, String),
+    /// The throw site the engine keys the rule's escalation by ([`policy::site_key`]).
+    site: String,
+    /// The repaired method: dotted class, name and descriptor.
+    target: (String, String, String),
     fault_id: u64,
     exception: String,
     applied: Instant,
@@ -227,6 +227,7 @@ impl Run {
             caught: fault.caught,
             class: &fault.site.class,
             method: &fault.site.method,
+            descriptor: &fault.site.descriptor,
         };
         let Some(engine) = self.engine.as_mut() else { return };
         let mut decision = None;
@@ -237,12 +238,13 @@ impl Run {
             }
         }
         match decision {
-            Some(Decision::Repair { rule, class, method, action, dry_run, reason }) => {
-                self.repair(&fault, &rule, (class, method), action, dry_run, &reason, o.at)
+            Some(Decision::Repair { rule, class, method, descriptor, action, dry_run, reason }) => {
+                let site = policy::site_key(&class, &method, &descriptor);
+                self.repair(&fault, &rule, site, action, dry_run, &reason, o.at)
             }
             Some(Decision::Held { rule, reason }) => {
                 self.healer.stats(&rule, |s| s.held += 1);
-                let site = format!("{}.{}", fault.site.class, fault.site.method);
+                let site = policy::site_key(&fault.site.class, &fault.site.method, &fault.site.descriptor);
                 self.agent.events.emit(Kind::Held, About { rule: &rule, site: &site, ..About::default() }, reason);
             }
             None => {}
@@ -256,7 +258,7 @@ impl Run {
         &mut self,
         fault: &Fault,
         rule_name: &str,
-        site: (String, String),
+        site: String,
         first: usize,
         dry_run: bool,
         reason: &str,
@@ -266,11 +268,10 @@ impl Run {
         let Some(rule) = engine.policy.rules.iter().find(|r| r.name == rule_name).cloned() else { return };
         let application = engine.policy.application.clone();
         let source = engine.policy.source.clone();
-        let site_text = format!("{}.{}", site.0, site.1);
         self.healer.stats(rule_name, |s| s.fired += 1);
         self.agent.events.emit(
             Kind::Fired,
-            About { rule: rule_name, site: &site_text, ..About::default() },
+            About { rule: rule_name, site: &site, ..About::default() },
             format!("{reason} (fault #{} {})", fault.id, fault.exception),
         );
         let frames: Vec<FrameRef> = fault
@@ -290,7 +291,7 @@ impl Run {
                 policy::At::Site => ranked.first(),
                 policy::At::Caller => ranked.get(1),
             };
-            let about = About { rule: rule_name, site: &site_text, ..About::default() };
+            let about = About { rule: rule_name, site: &site, ..About::default() };
             let Some(target) = pick else {
                 self.agent.events.emit(
                     Kind::Refused,
@@ -318,8 +319,15 @@ impl Run {
                 step.action.clone()
             };
             let resolved = policy::resolve_catch(&resolved, &fault.exception);
-            let simple = target.frame.class.rsplit('.').next().unwrap_or(&target.frame.class);
-            let id = format!("{rule_name}.{simple}.{}.{action}", target.frame.method);
+            let frame = &target.frame;
+            let id = policy::patch_id(rule_name, &frame.class, &frame.method, &frame.descriptor, action, |id| {
+                self.agent.patches.list().iter().any(|p| {
+                    p.spec.id == id
+                        && (p.spec.class != frame.class
+                            || p.spec.method.name != frame.method
+                            || p.spec.method.descriptor.as_deref() != Some(&frame.descriptor))
+                })
+            });
             let yaml = policy::spec_yaml(&id, &target.frame.class, &method, &resolved, false);
             let spec = match PatchSpec::from_yaml(&yaml, &format!("rule {rule_name}")) {
                 Ok(s) => s,
@@ -330,10 +338,9 @@ impl Run {
                 }
             };
             let what = format!(
-                "{} at {}.{} ({})",
+                "{} at {} ({})",
                 spec.action.summary(),
-                target.frame.class,
-                target.frame.method,
+                policy::site_key(&frame.class, &frame.method, &frame.descriptor),
                 target.reason
             );
             if dry_run {
@@ -367,7 +374,7 @@ impl Run {
                     self.healer.stats(rule_name, |s| s.applied += 1);
                     if let Some(e) = self.engine.as_mut() {
                         e.active += 1;
-                        e.set_busy(rule_name, &site.0, &site.1, true);
+                        e.set_busy(rule_name, &site, true);
                     }
                     self.agent.events.emit(Kind::Applied, About { patch: &id, ..about }, text);
                     let now = Instant::now();
@@ -375,7 +382,7 @@ impl Run {
                         patch: p,
                         rule: rule_name.to_string(),
                         site,
-                        target: (target.frame.class.clone(), target.frame.method.clone()),
+                        target: (frame.class.clone(), frame.method.clone(), frame.descriptor.clone()),
                         fault_id: fault.id,
                         exception: fault.exception.clone(),
                         applied: now,
@@ -399,9 +406,9 @@ impl Run {
         }
     }
 
-    fn advance(&mut self, rule: &str, site: &(String, String)) {
+    fn advance(&mut self, rule: &str, site: &str) {
         if let Some(e) = self.engine.as_mut() {
-            e.advance(rule, &site.0, &site.1);
+            e.advance(rule, site);
         }
     }
 
@@ -454,10 +461,10 @@ impl Run {
 
     fn conclude(&mut self, w: Watch, result: Result<String, String>) {
         if let Some(e) = self.engine.as_mut() {
-            e.set_busy(&w.rule, &w.site.0, &w.site.1, false);
+            e.set_busy(&w.rule, &w.site, false);
         }
         let id = w.patch.spec.id.clone();
-        let site = format!("{}.{}", w.target.0, w.target.1);
+        let site = policy::site_key(&w.target.0, &w.target.1, &w.target.2);
         let about = About { rule: &w.rule, patch: &id, site: &site };
         match result {
             Ok(why) => {
@@ -530,7 +537,9 @@ fn verdict(
         });
     }
     let grew = |f: &Fault| f.count.saturating_sub(baseline.get(&f.id).copied().unwrap_or(0));
-    let through_target = |f: &Fault| f.stack.iter().any(|s| s.class == w.target.0 && s.method == w.target.1);
+    let through_target = |f: &Fault| {
+        f.stack.iter().any(|s| s.class == w.target.0 && s.method == w.target.1 && s.descriptor == w.target.2)
+    };
     let other: Vec<String> = faults
         .iter()
         .filter(|f| f.exception != w.exception && through_target(f) && grew(f) > 0)
