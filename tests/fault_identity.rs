@@ -134,3 +134,97 @@ fn an_exception_rethrown_through_reflection_an_executor_a_future_or_a_proxy_is_o
         }
     }
 }
+
+const UNRECORDED: &str = r#"
+import java.util.concurrent.*;
+
+public class Unrecorded {
+    static void viaReflection() throws Exception {
+        try { Lib.class.getMethod("reflected").invoke(null); }
+        catch (java.lang.reflect.InvocationTargetException e) { throw e; }
+    }
+    static void viaExecutor(ExecutorService pool) throws Exception {
+        pool.submit(Lib::pooled).get();
+    }
+    public static void main(String[] args) throws Exception {
+        ExecutorService pool = Executors.newSingleThreadExecutor();
+        for (int i = 0; i < 2; i++) try { viaReflection(); } catch (Exception e) { }
+        for (int i = 0; i < 3; i++) try { viaExecutor(pool); } catch (Exception e) { }
+        pool.shutdown();
+        System.out.println("done");
+    }
+}
+"#;
+
+const LIB: &str = r#"
+public class Lib {
+    public static void reflected() {
+        throw new IllegalStateException("reflected");
+    }
+    public static void pooled() {
+        throw new UnsupportedOperationException("pooled");
+    }
+}
+"#;
+
+/// The agent's fault lines at exit (`log=info`).
+fn fault_lines(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| l.starts_with("repair: fault #")).collect()
+}
+
+#[test]
+fn a_wrapper_whose_cause_was_never_recorded_is_recorded_as_the_cause_at_the_site_its_trace_names() {
+    // Capture only in `Unrecorded`: what `Lib` throws is first seen wrapped, as the wrapper
+    // leaves `Unrecorded` (exception events would see every throw, so this is bytecode capture's
+    // case).
+    for jdk in jdks() {
+        let dir = TempDir::new("unrecorded");
+        compile(&jdk, &dir.0, &[("Unrecorded.java", UNRECORDED), ("Lib.java", LIB)]);
+        let run = agent_support::java(&jdk, &dir.0, &[agentpath("log=info,app=Unrecorded")], "Unrecorded");
+        run.expect_success().expect_stdout("done");
+        // The descriptor is not in a stack trace; the line is.
+        run.expect_stderr("java.lang.IllegalStateException x2 at Lib.reflected bci 0 line 4 thread \"main\"");
+        run.expect_stderr("java.lang.UnsupportedOperationException x3 at Lib.pooled bci 0 line 7 thread \"main\"");
+        assert_eq!(fault_lines(&run.stderr).len(), 2, "{}: no fault for a wrapper:\n{}", jdk.name, run.stderr);
+    }
+}
+
+const GLOBBED: &str = r#"
+public class Globbed {
+    public static void main(String[] args) {
+        for (int i = 0; i < 2; i++) try { AppService.handle(); } catch (RuntimeException e) { }
+        System.out.println("done");
+    }
+}
+"#;
+
+const GLOBBED_LIBS: [(&str, &str); 2] = [
+    ("AppService.java", "public class AppService { static void handle() { Framework.run(); } }"),
+    ("Framework.java", "public class Framework { static void run() { throw new IllegalStateException(\"deep\"); } }"),
+];
+
+const GLOBBED_POLICY: &str = "application: [\"App*\"]
+rules:
+  - name: never
+    when: { exception: java.lang.InternalError, count: 1000, within: 1s }
+    then:
+      - guard: { catch: [java.lang.InternalError], fallback: { value: 0 } }
+";
+
+#[test]
+fn under_a_policy_the_site_is_the_innermost_frame_in_its_application() {
+    let jdk = agent_support::default_jdk();
+    let dir = TempDir::new("globbed");
+    let [app, framework] = GLOBBED_LIBS;
+    compile(&jdk, &dir.0, &[("Globbed.java", GLOBBED), app, framework]);
+    let policy = dir.0.join("policy.yaml");
+    std::fs::write(&policy, GLOBBED_POLICY).unwrap();
+    for mode in ["bytecode", "jvmti"] {
+        let without = agent_support::java(&jdk, &dir.0, &[agentpath(&format!("log=info,faults={mode}"))], "Globbed");
+        without.expect_success().expect_stderr("java.lang.IllegalStateException x2 at Framework.run()V");
+        let options = format!("log=info,faults={mode},policy={}", policy.display());
+        let with = agent_support::java(&jdk, &dir.0, &[agentpath(&options)], "Globbed");
+        with.expect_success().expect_stderr("java.lang.IllegalStateException x2 at AppService.handle()V");
+        assert_eq!(fault_lines(&with.stderr).len(), 1, "faults={mode}:\n{}", with.stderr);
+    }
+}

@@ -371,6 +371,13 @@ impl<'a> Jni<'a> {
         })
     }
 
+    /// Looks up the wrapper classes [`Jni::wrapped_cause`] looks through, if not yet done: at
+    /// start-up rather than at the first throw, which may be on a thread whose stack overflowed,
+    /// where loading a class fails. Whether they are known.
+    pub fn look_up_wrappers(&self) -> bool {
+        Wrappers::get(self).is_some()
+    }
+
     /// The exception that `throwable` wraps when it is one of the wrappers the JDK throws for an
     /// exception that happened elsewhere (`InvocationTargetException`, `ExecutionException`,
     /// `UndeclaredThrowableException`, `CompletionException`, or a subclass) and has a cause.
