@@ -182,9 +182,9 @@ fn a_wrapper_whose_cause_was_never_recorded_is_recorded_as_the_cause_at_the_site
         compile(&jdk, &dir.0, &[("Unrecorded.java", UNRECORDED), ("Lib.java", LIB)]);
         let run = agent_support::java(&jdk, &dir.0, &[agentpath("log=info,app=Unrecorded")], "Unrecorded");
         run.expect_success().expect_stdout("done");
-        // The descriptor is not in a stack trace; the line is.
-        run.expect_stderr("java.lang.IllegalStateException x2 at Lib.reflected bci 0 line 4 thread \"main\"");
-        run.expect_stderr("java.lang.UnsupportedOperationException x3 at Lib.pooled bci 0 line 7 thread \"main\"");
+        // A stack trace names the method without its descriptor, which is looked up by name.
+        run.expect_stderr("java.lang.IllegalStateException x2 at Lib.reflected()V bci 0 line 4 thread \"main\"");
+        run.expect_stderr("java.lang.UnsupportedOperationException x3 at Lib.pooled()V bci 0 line 7 thread \"main\"");
         assert_eq!(fault_lines(&run.stderr).len(), 2, "{}: no fault for a wrapper:\n{}", jdk.name, run.stderr);
     }
 }

@@ -101,11 +101,12 @@ pub struct StackFrame {
     /// Dotted class name.
     pub class: String,
     pub method: String,
-    /// Empty when the frame comes from an exception's own stack trace (a wrapped exception seen
-    /// on another thread), which names methods without descriptors.
+    /// From an exception's own stack trace (a wrapped exception thrown where it was not
+    /// recorded), which names methods without descriptors, it is looked up by name and line:
+    /// empty when that fails.
     pub descriptor: String,
-    /// Bytecode index; -1 for a native method; 0 when it comes from an exception's own stack
-    /// trace, which has lines only.
+    /// Bytecode index; -1 for a native method. From an exception's own stack trace, which has
+    /// lines only, the first instruction of the line (0 when unknown).
     pub bci: i64,
     /// Source line, when the class has a line-number table.
     pub line: Option<i32>,
@@ -403,7 +404,7 @@ impl FaultLog {
             Subject::Wrapped(cause) => {
                 if let Ok(frames) = jvmti.current_stack(MAX_FRAMES) {
                     let infos = self.infos(jvmti, jni, &frames);
-                    self.record_wrapped(jvmti, jni, &cause, &infos, Seen::Probe);
+                    self.record_wrapped(jvmti, jni, &cause, &frames, &infos, Seen::Probe);
                 }
                 self.remember(jni, identity, thrown);
                 self.remember(jni, jvmti.object_hash(&cause).ok(), &cause);
@@ -556,7 +557,7 @@ impl FaultLog {
                     self.remember(jni, identity, thrown);
                 }
                 Subject::Wrapped(cause) => {
-                    self.record_wrapped(jvmti, jni, &cause, &infos, seen);
+                    self.record_wrapped(jvmti, jni, &cause, &frames, &infos, seen);
                     self.remember(jni, identity, thrown);
                     self.remember(jni, jvmti.object_hash(&cause).ok(), &cause);
                 }
@@ -662,12 +663,13 @@ impl FaultLog {
 
     /// Records `cause`, the exception a wrapper carries that was never recorded itself, at the
     /// site its own stack trace names (it may have been thrown on another thread); when its trace
-    /// has no application frame, at the site of the current stack `infos`.
+    /// has no application frame, at the site of the current stack `infos` (of `frames`).
     fn record_wrapped(
         &self,
         jvmti: Jvmti,
         jni: &Jni<'_>,
         cause: &Local<'_>,
+        frames: &[Frame],
         infos: &[(Arc<MethodInfo>, i64)],
         seen: Seen,
     ) -> Option<u64> {
@@ -677,24 +679,32 @@ impl FaultLog {
             let site = self.site_of(infos)?;
             return Some(self.record(jvmti, jni, cause, infos, site, seen));
         };
-        let frame = |e: &TraceElement| {
-            // A frame also on this thread's stack gives its descriptor and bci.
-            let here = infos.iter().find(|(i, _)| i.class.replace('/', ".") == e.class && i.name == e.method);
-            StackFrame {
-                class: e.class.clone(),
-                method: e.method.clone(),
-                descriptor: here.map(|(i, _)| i.descriptor.clone()).unwrap_or_default(),
-                bci: match (e.native, here) {
-                    (true, _) => -1,
-                    (false, Some((_, bci))) => *bci,
-                    (false, None) => 0,
-                },
-                line: e.line.filter(|l| *l > 0),
-            }
+        let frame = |e: &TraceElement| StackFrame {
+            class: e.class.clone(),
+            method: e.method.clone(),
+            descriptor: String::new(),
+            bci: if e.native { -1 } else { 0 },
+            line: e.line.filter(|l| *l > 0),
         };
+        // Keyed without the descriptor (the trace has none): looking it up is for new faults only.
         let site_frame = frame(&trace[site]);
         Some(self.record_at(jvmti, jni, cause, &site_frame, -1, seen, || {
-            (trace.iter().take(MAX_FRAMES.max(site + 1)).map(frame).collect(), site)
+            let mut stack: Vec<StackFrame> = trace.iter().take(MAX_FRAMES.max(site + 1)).map(frame).collect();
+            jni.with_local_frame(4, |jni| {
+                // The classes of the trace as the application here sees them.
+                let app_method = frames
+                    .iter()
+                    .map(|f| f.method)
+                    .find(|m| self.info(jvmti, jni, *m).is_some_and(|i| i.is_application()));
+                let Some(class) = app_method.and_then(|m| jvmti.method_class(jni, m).ok()) else { return };
+                let Ok(loader) = jvmti.class_loader(jni, &class) else { return };
+                for f in stack.iter_mut().filter(|f| f.bci >= 0) {
+                    if let Some((descriptor, bci)) = method_in_trace(jvmti, jni, &loader, f) {
+                        (f.descriptor, f.bci) = (descriptor, bci);
+                    }
+                }
+            });
+            (stack, site)
         }))
     }
 
@@ -769,6 +779,32 @@ impl FaultLog {
         self.notify(id, 1);
         id
     }
+}
+
+/// The descriptor of the method a stack trace element names (which has its name only), and the
+/// first bci of its line: the one method of that name in the class as `loader` finds it, or the
+/// overload whose line table holds the line. Runs `Class.forName` (the class is loaded already).
+fn method_in_trace(jvmti: Jvmti, jni: &Jni<'_>, loader: &Local<'_>, frame: &StackFrame) -> Option<(String, i64)> {
+    jni.with_local_frame(4, |jni| {
+        let class = jni.class_for_name(&frame.class, loader).ok()?;
+        let named: Vec<(String, Vec<(i64, i32)>)> = jvmti
+            .class_methods(&class)
+            .ok()?
+            .into_iter()
+            .filter_map(|m| {
+                let (name, descriptor) = jvmti.method_name(m).ok()?;
+                (name == frame.method).then(|| (descriptor, jvmti.line_numbers(m).unwrap_or_default()))
+            })
+            .collect();
+        let line_bci = |lines: &[(i64, i32)]| {
+            let line = frame.line?;
+            lines.iter().filter(|(_, l)| *l == line).map(|(bci, _)| *bci).min()
+        };
+        match named.as_slice() {
+            [(descriptor, lines)] => Some((descriptor.clone(), line_bci(lines).unwrap_or(0))),
+            _ => named.iter().find_map(|(descriptor, lines)| Some((descriptor.clone(), line_bci(lines)?))),
+        }
+    })
 }
 
 /// The exception table of a `Code` attribute body: `(handler_pc, catch type)`.
