@@ -364,7 +364,6 @@ impl<'a> Jni<'a> {
                     jni_call!(jni.env, CallIntMethodA, e, get_line, ptr::null()).filter(|_| !jni.clear_exception());
                 jni.delete_local(e);
                 let (Some(class), Some(method)) = (class, method) else { break };
-                // Negative: unknown (-1) or native (-2).
                 elements.push(TraceElement { class, method, line, native: line == Some(-2) });
             }
             elements
@@ -400,6 +399,7 @@ impl<'a> Jni<'a> {
         };
         own.and_then(read).or_else(|| read(wrappers.cause))
     }
+
     /// A Java string's contents.
     fn string(&self, s: sys::jobject) -> Option<String> {
         let chars = jni_call!(self.env, GetStringUTFChars, s, ptr::null_mut()).unwrap_or(ptr::null());
@@ -792,7 +792,7 @@ pub struct TraceElement {
     /// Dotted class name.
     pub class: String,
     pub method: String,
-    /// The source line when known.
+    /// As `getLineNumber` gives it: negative when unknown (-1) or native (-2).
     pub line: Option<i32>,
     pub native: bool,
 }
