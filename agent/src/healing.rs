@@ -88,7 +88,8 @@ impl Healer {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         *self.sender.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx.clone());
         let _ = self.faults.set(agent.faults);
-        if self.state.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+        if let Some(state) = self.state.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            agent.faults.set_application(&state.policy.application);
             agent.faults.observe(Some(tx));
         }
         let spawned = std::thread::Builder::new().name("repair-healer".into()).spawn(move || {
@@ -112,9 +113,11 @@ impl Healer {
             who: who.clone(),
             stats: HashMap::new(),
         });
+        let application = policy.application.clone();
         *self.incoming.lock().unwrap_or_else(|e| e.into_inner()) = Some((policy, who));
         if let Some(tx) = self.sender.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             if let Some(faults) = self.faults.get() {
+                faults.set_application(&application);
                 faults.observe(Some(tx.clone()));
             }
             let _ = tx.try_send(Occurrence { fault_id: WAKE, count: 0, at: Instant::now() });

@@ -305,9 +305,18 @@ impl<'a> Jni<'a> {
     /// The source line of the innermost element of `throwable`'s stack trace in `class` (dotted)
     /// and `method`, from `Throwable.getStackTrace()`; `None` when there is none or it is unknown.
     pub fn throwable_line(&self, throwable: &Local<'_>, class: &str, method: &str) -> Option<i32> {
+        let trace = self.throwable_trace(throwable);
+        let element = trace.iter().find(|e| e.class == class && e.method == method)?;
+        element.line.filter(|l| *l > 0)
+    }
+
+    /// The first elements of `throwable`'s stack trace, innermost first, from
+    /// `Throwable.getStackTrace()` (Java code: the JVM fills the elements in lazily); empty when
+    /// the call throws (that exception is cleared).
+    pub fn throwable_trace(&self, throwable: &Local<'_>) -> Vec<TraceElement> {
         const MAX_ELEMENTS: i32 = 64;
         if throwable.is_null() {
-            return None;
+            return Vec::new();
         }
         self.with_local_frame(8, |jni| {
             let id = |class: &Local<'_>, name: &CStr, sig: &CStr| {
@@ -319,16 +328,21 @@ impl<'a> Jni<'a> {
                 }
                 Some(m)
             };
-            let throwable_class = jni.find_class("java/lang/Throwable")?;
-            let get_trace = id(&throwable_class, c"getStackTrace", c"()[Ljava/lang/StackTraceElement;")?;
-            let element = jni.find_class("java/lang/StackTraceElement")?;
-            let get_class = id(&element, c"getClassName", c"()Ljava/lang/String;")?;
-            let get_method = id(&element, c"getMethodName", c"()Ljava/lang/String;")?;
-            let get_line = id(&element, c"getLineNumber", c"()I")?;
+            let mut elements = Vec::new();
+            let Some(throwable_class) = jni.find_class("java/lang/Throwable") else { return elements };
+            let Some(element) = jni.find_class("java/lang/StackTraceElement") else { return elements };
+            let (Some(get_trace), Some(get_class), Some(get_method), Some(get_line)) = (
+                id(&throwable_class, c"getStackTrace", c"()[Ljava/lang/StackTraceElement;"),
+                id(&element, c"getClassName", c"()Ljava/lang/String;"),
+                id(&element, c"getMethodName", c"()Ljava/lang/String;"),
+                id(&element, c"getLineNumber", c"()I"),
+            ) else {
+                return elements;
+            };
             let trace = jni_call!(jni.env, CallObjectMethodA, throwable.raw(), get_trace, ptr::null())
                 .unwrap_or(ptr::null_mut());
             if jni.clear_exception() || trace.is_null() {
-                return None;
+                return elements;
             }
             let len = jni_call!(jni.env, GetArrayLength, trace).unwrap_or(0).clamp(0, MAX_ELEMENTS);
             let text = |obj: sys::jobject, m: sys::jmethodID| {
@@ -343,19 +357,47 @@ impl<'a> Jni<'a> {
             for i in 0..len {
                 let e = jni_call!(jni.env, GetObjectArrayElement, trace, i).unwrap_or(ptr::null_mut());
                 if jni.clear_exception() || e.is_null() {
-                    return None;
+                    break;
                 }
-                let here =
-                    text(e, get_class).as_deref() == Some(class) && text(e, get_method).as_deref() == Some(method);
-                let line = here.then(|| jni_call!(jni.env, CallIntMethodA, e, get_line, ptr::null())).flatten();
+                let (class, method) = (text(e, get_class), text(e, get_method));
+                let line =
+                    jni_call!(jni.env, CallIntMethodA, e, get_line, ptr::null()).filter(|_| !jni.clear_exception());
                 jni.delete_local(e);
-                if here {
-                    // Negative: unknown (-1) or native (-2).
-                    return line.filter(|l| !jni.clear_exception() && *l > 0);
-                }
+                let (Some(class), Some(method)) = (class, method) else { break };
+                elements.push(TraceElement { class, method, line, native: line == Some(-2) });
             }
-            None
+            elements
         })
+    }
+
+    /// Looks up the wrapper classes [`Jni::wrapped_cause`] looks through, if not yet done: at
+    /// start-up rather than at the first throw, which may be on a thread whose stack overflowed,
+    /// where loading a class fails. Whether they are known.
+    pub fn look_up_wrappers(&self) -> bool {
+        Wrappers::get(self).is_some()
+    }
+
+    /// The exception that `throwable` wraps when it is one of the wrappers the JDK throws for an
+    /// exception that happened elsewhere (`InvocationTargetException`, `ExecutionException`,
+    /// `UndeclaredThrowableException`, `CompletionException`, or a subclass) and has a cause.
+    /// Read from fields, no Java code runs: an overridden `getCause()` could do anything.
+    pub fn wrapped_cause(&self, throwable: &Local<'_>) -> Option<Local<'a>> {
+        let wrappers = Wrappers::get(self)?;
+        let o = throwable.raw();
+        let own = wrappers.classes.iter().find(|(c, _)| jni_call!(self.env, IsInstanceOf, o, c.0) == Some(1))?.1;
+        // `InvocationTargetException` keeps its cause in `target` (and passes null to Throwable).
+        let read = |field: sys::jfieldID| {
+            let cause = jni_call!(self.env, GetObjectField, o, field).unwrap_or(ptr::null_mut());
+            // `Throwable.cause` refers to the throwable itself until a cause is set.
+            match cause.is_null() || jni_call!(self.env, IsSameObject, cause, o) == Some(1) {
+                true => {
+                    self.delete_local(cause);
+                    None
+                }
+                false => Some(self.local(cause)),
+            }
+        };
+        own.and_then(read).or_else(|| read(wrappers.cause))
     }
 
     /// A Java string's contents.
@@ -741,6 +783,66 @@ impl<'a> Jni<'a> {
 
     pub fn delete_weak(&self, weak: Weak) {
         jni_call!(self.env, DeleteWeakGlobalRef, weak.0);
+    }
+}
+
+/// One element of a throwable's stack trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceElement {
+    /// Dotted class name.
+    pub class: String,
+    pub method: String,
+    /// As `getLineNumber` gives it: negative when unknown (-1) or native (-2).
+    pub line: Option<i32>,
+    pub native: bool,
+}
+
+/// The wrapper exception classes [`Jni::wrapped_cause`] looks through, each with the field of
+/// its own that holds the cause (if it has one), and `Throwable.cause`.
+struct Wrappers {
+    classes: Vec<(Global, Option<sys::jfieldID>)>,
+    cause: sys::jfieldID,
+}
+
+// SAFETY: global references and field ids are valid on every thread (JNI spec); these are of
+// bootstrap classes, never unloaded.
+unsafe impl Send for Wrappers {}
+// SAFETY: as above; both are only read.
+unsafe impl Sync for Wrappers {}
+
+static WRAPPERS: std::sync::OnceLock<Option<Wrappers>> = std::sync::OnceLock::new();
+
+impl Wrappers {
+    /// Looked up on first use; a wrapper class this JDK lacks is left out.
+    fn get(jni: &Jni<'_>) -> Option<&'static Wrappers> {
+        WRAPPERS.get_or_init(|| jni.with_local_frame(16, Wrappers::look_up)).as_ref()
+    }
+
+    fn look_up(jni: &Jni<'_>) -> Option<Wrappers> {
+        let field = |class: &Local<'_>, name: &CStr| {
+            let f = jni_call!(jni.env, GetFieldID, class.raw(), name.as_ptr(), c"Ljava/lang/Throwable;".as_ptr())
+                .unwrap_or(ptr::null_mut());
+            jni.clear_exception();
+            (!f.is_null()).then_some(f)
+        };
+        let throwable = jni.find_class("java/lang/Throwable")?;
+        let cause = field(&throwable, c"cause")?;
+        let classes = [
+            ("java/lang/reflect/InvocationTargetException", Some(c"target")),
+            ("java/util/concurrent/ExecutionException", None),
+            // Before JDK 16 it kept the cause in a field of its own.
+            ("java/lang/reflect/UndeclaredThrowableException", Some(c"undeclaredThrowable")),
+            ("java/util/concurrent/CompletionException", None),
+        ]
+        .into_iter()
+        .filter_map(|(name, own)| {
+            let class = jni.find_class(name)?;
+            let global = jni_call!(jni.env, NewGlobalRef, class.raw()).unwrap_or(ptr::null_mut());
+            let own = own.and_then(|f| field(&class, f));
+            (!global.is_null()).then_some((Global(global), own))
+        })
+        .collect();
+        Some(Wrappers { classes, cause })
     }
 }
 

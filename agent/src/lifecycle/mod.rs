@@ -312,6 +312,9 @@ impl Agent {
             log_error!("runtime hooks unavailable: {e}");
         }
         *self.hooks.lock().unwrap_or_else(|e| e.into_inner()) = hooks;
+        if !jni.look_up_wrappers() {
+            log_warn!("java.lang.Throwable has no cause field: wrapped exceptions are faults of their own");
+        }
         if self.fault_mode == FaultMode::Jvmti {
             enable(self.jvmti, Event::Exception);
         }

@@ -12,11 +12,21 @@
 //! A fault is keyed by (exception class, throw site): the first application frame's class,
 //! method, descriptor and bytecode index, and with exception events whether it is caught. At
 //! most [`MAX_SITES`] are kept; when full, the site seen least recently is dropped and counted in
-//! `dropped`.
+//! `dropped`. The application is what a policy's `application:` globs name when a policy is in
+//! force and a frame matches them, otherwise every class outside the JDK and the agent.
+//!
+//! One exception object is one occurrence: the last [`MAX_RECENT`] exceptions recorded are
+//! remembered across threads, and one seen again (rethrown, or unwinding through more probed
+//! frames) is not recorded again. The JDK's wrappers (`InvocationTargetException`,
+//! `ExecutionException`, `UndeclaredThrowableException`, `CompletionException`) are looked
+//! through to the exception they carry: a wrapper of an exception already recorded is that fault,
+//! one of an exception never recorded is recorded as that exception, at the site its own stack
+//! trace names. The agent's own frames (`repair.rt.Hooks`, where bytecode capture records from)
+//! are left out of every stack.
 
 use std::cell::Cell;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -25,7 +35,8 @@ use repair_model::journal::now_ms;
 
 use tokio::sync::broadcast;
 
-use crate::jvm::{internal_name, Frame, Jni, Jvmti, Local, MethodId, Weak};
+use crate::jvm::{internal_name, Frame, Jni, Jvmti, Local, MethodId, TraceElement, Weak};
+use crate::lifecycle::is_application_class;
 
 pub const MAX_SITES: usize = 1024;
 pub const MAX_FRAMES: usize = 32;
@@ -40,6 +51,11 @@ const NOTIFY_INTERVAL: Duration = Duration::from_millis(5);
 const MAX_METHODS: usize = 65_536;
 /// Bound of the probes' fast-path cache (cleared when full: a cleared probe walks the stack once).
 const MAX_PROBE_SITES: usize = 65_536;
+/// How many recorded exceptions are remembered to recognise them when they are seen again: an
+/// exception rethrown after this many others were recorded counts once more.
+const MAX_RECENT: usize = 256;
+/// How deep wrappers are looked through (a wrapper of a wrapper of ...).
+const MAX_WRAPPED: usize = 8;
 
 /// The next free capture probe id. Capture probe ids are negative (patch report ids are
 /// positive); every class gets a range of its own.
@@ -85,8 +101,12 @@ pub struct StackFrame {
     /// Dotted class name.
     pub class: String,
     pub method: String,
+    /// From an exception's own stack trace (a wrapped exception thrown where it was not
+    /// recorded), which names methods without descriptors, it is looked up by name and line:
+    /// empty when that fails.
     pub descriptor: String,
-    /// Bytecode index; -1 for a native method.
+    /// Bytecode index; -1 for a native method. From an exception's own stack trace, which has
+    /// lines only, the first instruction of the line (0 when unknown).
     pub bci: i64,
     /// Source line, when the class has a line-number table.
     pub line: Option<i32>,
@@ -102,7 +122,8 @@ pub struct Fault {
     pub exception_chain: Vec<String>,
     pub message: Option<String>,
     pub thread: String,
-    /// The throw site: the innermost application frame.
+    /// The throw site: the innermost application frame (of the wrapped exception's own stack
+    /// trace for a wrapper whose cause was not recorded).
     pub site: StackFrame,
     /// Innermost first, at most [`MAX_FRAMES`].
     pub stack: Vec<StackFrame>,
@@ -118,6 +139,7 @@ pub struct Fault {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct SiteKey {
     exception: String,
+    /// Dotted.
     class: String,
     method: String,
     descriptor: String,
@@ -156,7 +178,10 @@ struct MethodInfo {
 
 impl MethodInfo {
     fn is_application(&self) -> bool {
-        !is_jdk_or_agent_class(&self.class)
+        is_application_class(&self.class)
+    }
+    fn is_agent(&self) -> bool {
+        self.class.starts_with("repair/rt/")
     }
     fn line_at(&self, bci: i64) -> Option<i32> {
         self.lines.iter().filter(|(start, _)| *start <= bci).max_by_key(|(start, _)| *start).map(|(_, l)| *l)
@@ -172,11 +197,6 @@ impl MethodInfo {
     }
 }
 
-/// Internal class names the agent treats as the platform, not the application.
-pub fn is_jdk_or_agent_class(internal: &str) -> bool {
-    ["java/", "javax/", "jdk/", "sun/", "com/sun/", "repair/rt/"].iter().any(|p| internal.starts_with(p))
-}
-
 /// Exception handlers of one method: `(handler bci, catch type)`; `None` is catch-any.
 type Handlers = Vec<(u16, Option<String>)>;
 
@@ -189,9 +209,30 @@ pub struct FaultLog {
     /// seen leaving there: the probes' fast path. The class is held weakly (it may unload) and
     /// compared by identity, so two exception classes never share an entry.
     probe_sites: Mutex<HashMap<i32, Vec<(Weak, u64)>>>,
+    /// Set when the application changed: the probes' fast path may name sites chosen by the
+    /// old one, so the next probe clears it (it holds weak references: freeing them needs JNI).
+    probe_sites_stale: AtomicBool,
+    /// The exceptions recorded lately, across threads, by identity hash (compared first, cheaply)
+    /// and weak reference (compared when the hash matches, and not keeping them alive), oldest
+    /// first. Weak references rather than JVMTI object tags: no capability to ask for (tags need
+    /// `can_tag_objects`, which an attach may not get), and the identity hash the probes already
+    /// take narrows the search to one `IsSameObject` at most.
+    recent: Mutex<VecDeque<(i32, Weak)>>,
+    /// The policy's `application:` globs (dotted class names); empty without a policy.
+    application: RwLock<Vec<String>>,
     updates: broadcast::Sender<Fault>,
     /// Told of every occurrence, for the policy engine; `None` without a policy.
     observer: RwLock<Option<SyncSender<Occurrence>>>,
+}
+
+/// What an exception is to the fault log.
+enum Subject<'a> {
+    /// It, or the exception it wraps, was recorded already: not a new occurrence.
+    Recorded,
+    /// Recorded as itself.
+    Itself,
+    /// A wrapper whose innermost wrapped exception was never recorded: recorded as that one.
+    Wrapped(Local<'a>),
 }
 
 /// How an occurrence was captured, which decides what is known of it.
@@ -228,6 +269,9 @@ impl Default for FaultLog {
             methods: Mutex::default(),
             handlers: Mutex::default(),
             probe_sites: Mutex::default(),
+            probe_sites_stale: AtomicBool::new(false),
+            recent: Mutex::default(),
+            application: RwLock::default(),
             updates: broadcast::channel(256).0,
             observer: RwLock::new(None),
         }
@@ -244,6 +288,36 @@ impl FaultLog {
     /// the occurrence: the next one carries the count.
     pub fn observe(&self, observer: Option<SyncSender<Occurrence>>) {
         *self.observer.write().unwrap_or_else(|e| e.into_inner()) = observer;
+    }
+
+    /// The application's classes from now on: those `globs` (dotted) match; empty: every class
+    /// outside the JDK and the agent. A policy in force hands its `application:` over.
+    pub fn set_application(&self, globs: &[String]) {
+        let mut application = self.application.write().unwrap_or_else(|e| e.into_inner());
+        if *application != globs {
+            *application = globs.to_vec();
+            self.probe_sites_stale.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The throw site among `infos`: the innermost frame the application's globs match, or when
+    /// none does (or there are none), the innermost frame outside the JDK and the agent.
+    fn site_of(&self, infos: &[(Arc<MethodInfo>, i64)]) -> Option<usize> {
+        self.application_index(infos.iter().map(|(i, _)| i.class.as_str()))
+    }
+
+    /// [`FaultLog::site_of`] over internal class names, innermost first.
+    fn application_index<'s>(&self, classes: impl Iterator<Item = &'s str> + Clone) -> Option<usize> {
+        let application = self.application.read().unwrap_or_else(|e| e.into_inner());
+        let in_globs = |internal: &str| {
+            let dotted = internal.replace('/', ".");
+            application.iter().any(|g| repair_model::glob::matches(g, &dotted))
+        };
+        let globbed = match application.is_empty() {
+            true => None,
+            false => classes.clone().position(|c| is_application_class(c) && in_globs(c)),
+        };
+        globbed.or_else(|| classes.clone().position(is_application_class))
     }
 
     fn notify(&self, fault_id: u64, count: u64) {
@@ -271,7 +345,7 @@ impl FaultLog {
     /// Remembers the exception handlers of an application class from its bytes (called from the
     /// ClassFileLoadHook with the bytes the JVM will use), for classifying catch sites.
     pub fn note_class(&self, internal_name: &str, bytes: &[u8]) {
-        if is_jdk_or_agent_class(internal_name) {
+        if !is_application_class(internal_name) {
             return;
         }
         let Ok(cf) = repair_bytecode::ClassFile::parse(bytes) else { return };
@@ -310,29 +384,97 @@ impl FaultLog {
             return;
         }
         // Throw probes sit on every application method: one exception unwinding through several
-        // of them is one occurrence, recorded at the first (innermost) probe it passes.
+        // of them is one occurrence, recorded at the first (innermost) probe it passes. This
+        // thread's last one is recognised by its hash alone, before any lock is taken.
         let identity = jvmti.object_hash(thrown).ok();
         if identity.is_some() && LAST_THROWN.with(Cell::get) == identity {
             return;
         }
         LAST_THROWN.with(|l| l.set(identity));
         RECORDING.with(|r| r.set(true));
+        if self.probe_sites_stale.swap(false, Ordering::Relaxed) {
+            self.forget_probe_sites(jni);
+        }
+        jni.with_local_frame(MAX_WRAPPED as i32 + 8, |jni| match self.subject(jvmti, jni, thrown, identity) {
+            Subject::Recorded => {}
+            Subject::Itself => {
+                self.record_probed(jvmti, jni, probe_id, thrown);
+                self.remember(jni, identity, thrown);
+            }
+            Subject::Wrapped(cause) => {
+                if let Ok(frames) = jvmti.current_stack(MAX_FRAMES) {
+                    let infos = self.infos(jvmti, jni, &frames);
+                    self.record_wrapped(jvmti, jni, &cause, &frames, &infos, Seen::Probe);
+                }
+                self.remember(jni, identity, thrown);
+                self.remember(jni, jvmti.object_hash(&cause).ok(), &cause);
+            }
+        });
+        RECORDING.with(|r| r.set(false));
+    }
+
+    fn record_probed(&self, jvmti: Jvmti, jni: &Jni<'_>, probe_id: i32, thrown: &Local<'_>) {
         // A known (probe, exception class) is only counted: the class is compared by identity,
         // so the hot path makes no call back into Java for its name.
         let class = jni.object_class(thrown);
         let known = self.known_site(jni, probe_id, &class);
-        let counted = known.is_some_and(|id| self.count_again(id));
-        if !counted {
-            if let Ok(frames) = jvmti.current_stack(MAX_FRAMES) {
-                let infos = self.infos(jvmti, jni, &frames);
-                if let Some(site) = infos.iter().position(|(i, _)| i.is_application()) {
-                    let id = self.record(jvmti, jni, thrown, &infos, site, Seen::Probe);
-                    self.remember_site(jni, probe_id, &class, id);
-                }
+        if known.is_some_and(|id| self.count_again(id)) {
+            return;
+        }
+        let Ok(frames) = jvmti.current_stack(MAX_FRAMES) else { return };
+        let infos = self.infos(jvmti, jni, &frames);
+        if let Some(site) = self.site_of(&infos) {
+            let id = self.record(jvmti, jni, thrown, &infos, site, Seen::Probe);
+            self.remember_site(jni, probe_id, &class, id);
+        }
+    }
+
+    /// Whether `thrown` is a new occurrence, one already recorded (itself or what it wraps), or
+    /// a wrapper to record as what it wraps.
+    fn subject<'a>(&self, jvmti: Jvmti, jni: &Jni<'a>, thrown: &Local<'_>, identity: Option<i32>) -> Subject<'a> {
+        if self.was_recorded(jni, identity, thrown) {
+            return Subject::Recorded;
+        }
+        let mut wrapped: Option<Local<'a>> = None;
+        for _ in 0..MAX_WRAPPED {
+            let Some(cause) = jni.wrapped_cause(wrapped.as_ref().unwrap_or(thrown)) else { break };
+            if self.was_recorded(jni, jvmti.object_hash(&cause).ok(), &cause) {
+                // Seen again as it unwinds further, the wrapper is known at once.
+                self.remember(jni, identity, thrown);
+                return Subject::Recorded;
+            }
+            wrapped = Some(cause);
+        }
+        match wrapped {
+            Some(cause) => Subject::Wrapped(cause),
+            None => Subject::Itself,
+        }
+    }
+
+    fn was_recorded(&self, jni: &Jni<'_>, identity: Option<i32>, thrown: &Local<'_>) -> bool {
+        let Some(hash) = identity else { return false };
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.iter().any(|(h, weak)| *h == hash && jni.is_same(weak, thrown))
+    }
+
+    /// Remembers `thrown` as recorded, forgetting the oldest when full.
+    fn remember(&self, jni: &Jni<'_>, identity: Option<i32>, thrown: &Local<'_>) {
+        let Some(hash) = identity else { return };
+        let Some(weak) = jni.new_weak(thrown) else { return };
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() >= MAX_RECENT {
+            if let Some((_, oldest)) = recent.pop_front() {
+                jni.delete_weak(oldest);
             }
         }
-        jni.delete_local_ref(class);
-        RECORDING.with(|r| r.set(false));
+        recent.push_back((hash, weak));
+    }
+
+    fn forget_probe_sites(&self, jni: &Jni<'_>) {
+        let mut sites = self.probe_sites.lock().unwrap_or_else(|e| e.into_inner());
+        for (c, _) in sites.drain().flat_map(|(_, v)| v) {
+            jni.delete_weak(c);
+        }
     }
 
     fn known_site(&self, jni: &Jni<'_>, probe_id: i32, class: &Local<'_>) -> Option<u64> {
@@ -344,9 +486,9 @@ impl FaultLog {
         let Some(weak) = jni.new_weak(class) else { return };
         let mut sites = self.probe_sites.lock().unwrap_or_else(|e| e.into_inner());
         if sites.len() >= MAX_PROBE_SITES {
-            for (c, _) in sites.drain().flat_map(|(_, v)| v) {
-                jni.delete_weak(c);
-            }
+            drop(sites);
+            self.forget_probe_sites(jni);
+            sites = self.probe_sites.lock().unwrap_or_else(|e| e.into_inner());
         }
         let entry = sites.entry(probe_id).or_default();
         match entry.iter_mut().find(|(c, _)| jni.is_same(c, class)) {
@@ -395,7 +537,7 @@ impl FaultLog {
         }
         let Ok(frames) = jvmti.current_stack(MAX_FRAMES) else { return };
         let infos = self.infos(jvmti, jni, &frames);
-        let Some(site) = infos.iter().position(|(i, _)| i.is_application()) else { return };
+        let Some(site) = self.site_of(&infos) else { return };
         if let Some((catch_method, _)) = catch {
             // Caught above the first application frame: the exception never reached the
             // application (JDK-internal control flow).
@@ -405,7 +547,22 @@ impl FaultLog {
                 }
             }
         }
-        self.record(jvmti, jni, thrown, &infos, site, Seen::Event { caught: catch.is_some() });
+        let seen = Seen::Event { caught: catch.is_some() };
+        jni.with_local_frame(MAX_WRAPPED as i32 + 4, |jni| {
+            let identity = jvmti.object_hash(thrown).ok();
+            match self.subject(jvmti, jni, thrown, identity) {
+                Subject::Recorded => {}
+                Subject::Itself => {
+                    self.record(jvmti, jni, thrown, &infos, site, seen);
+                    self.remember(jni, identity, thrown);
+                }
+                Subject::Wrapped(cause) => {
+                    self.record_wrapped(jvmti, jni, &cause, &frames, &infos, seen);
+                    self.remember(jni, identity, thrown);
+                    self.remember(jni, jvmti.object_hash(&cause).ok(), &cause);
+                }
+            }
+        });
     }
 
     fn is_generic_handler(&self, info: &MethodInfo, handler_bci: i64) -> bool {
@@ -434,7 +591,6 @@ impl FaultLog {
         let Ok(frames) = jvmti.current_stack(MAX_FRAMES) else { return Vec::new() };
         self.infos(jvmti, jni, &frames)
             .iter()
-            .filter(|(info, _)| !info.class.starts_with("repair/rt/"))
             .map(|(info, bci)| {
                 let f = info.frame(*bci);
                 match f.line {
@@ -445,8 +601,13 @@ impl FaultLog {
             .collect()
     }
 
+    /// What is known of `frames`, without the agent's own (a probe's call into `Hooks`).
     fn infos(&self, jvmti: Jvmti, jni: &Jni<'_>, frames: &[Frame]) -> Vec<(Arc<MethodInfo>, i64)> {
-        frames.iter().filter_map(|f| self.info(jvmti, jni, f.method).map(|i| (i, f.bci))).collect()
+        frames
+            .iter()
+            .filter_map(|f| self.info(jvmti, jni, f.method).map(|i| (i, f.bci)))
+            .filter(|(i, _)| !i.is_agent())
+            .collect()
     }
 
     fn info(&self, jvmti: Jvmti, jni: &Jni<'_>, m: MethodId) -> Option<Arc<MethodInfo>> {
@@ -480,24 +641,96 @@ impl FaultLog {
         site: usize,
         seen: Seen,
     ) -> u64 {
-        let exception = jni.class_name_of_object(thrown);
         let (info, bci) = &infos[site];
+        let site_frame = info.frame(*bci);
+        // A probe's bci is its own handler's, which moves when a patch rewrites the method: the
+        // site must stay one fault across patches (validation counts it), so it is the method.
+        // Exception events give the throwing instruction itself.
+        let key_bci = match seen {
+            Seen::Event { .. } => *bci,
+            Seen::Probe => -1,
+        };
+        self.record_at(jvmti, jni, thrown, &site_frame, key_bci, seen, || {
+            let mut stack: Vec<StackFrame> = infos.iter().map(|(i, b)| i.frame(*b)).collect();
+            if let Seen::Probe = seen {
+                // The probe's bci says nothing of the line that threw; the exception's trace does.
+                let frame = &mut stack[site];
+                frame.line = jni.throwable_line(thrown, &frame.class, &frame.method);
+            }
+            (stack, site)
+        })
+    }
+
+    /// Records `cause`, the exception a wrapper carries that was never recorded itself, at the
+    /// site its own stack trace names (it may have been thrown on another thread); when its trace
+    /// has no application frame, at the site of the current stack `infos` (of `frames`).
+    fn record_wrapped(
+        &self,
+        jvmti: Jvmti,
+        jni: &Jni<'_>,
+        cause: &Local<'_>,
+        frames: &[Frame],
+        infos: &[(Arc<MethodInfo>, i64)],
+        seen: Seen,
+    ) -> Option<u64> {
+        let trace = jni.throwable_trace(cause);
+        let internal: Vec<String> = trace.iter().map(|e| e.class.replace('.', "/")).collect();
+        let Some(site) = self.application_index(internal.iter().map(String::as_str)) else {
+            let site = self.site_of(infos)?;
+            return Some(self.record(jvmti, jni, cause, infos, site, seen));
+        };
+        let frame = |e: &TraceElement| StackFrame {
+            class: e.class.clone(),
+            method: e.method.clone(),
+            descriptor: String::new(),
+            bci: if e.native { -1 } else { 0 },
+            line: e.line.filter(|l| *l > 0),
+        };
+        // Keyed without the descriptor (the trace has none): looking it up is for new faults only.
+        let site_frame = frame(&trace[site]);
+        Some(self.record_at(jvmti, jni, cause, &site_frame, -1, seen, || {
+            let mut stack: Vec<StackFrame> = trace.iter().take(MAX_FRAMES.max(site + 1)).map(frame).collect();
+            jni.with_local_frame(4, |jni| {
+                // The classes of the trace as the application here sees them.
+                let app_method = frames
+                    .iter()
+                    .map(|f| f.method)
+                    .find(|m| self.info(jvmti, jni, *m).is_some_and(|i| i.is_application()));
+                let Some(class) = app_method.and_then(|m| jvmti.method_class(jni, m).ok()) else { return };
+                let Ok(loader) = jvmti.class_loader(jni, &class) else { return };
+                for f in stack.iter_mut().filter(|f| f.bci >= 0) {
+                    if let Some((descriptor, bci)) = method_in_trace(jvmti, jni, &loader, f) {
+                        (f.descriptor, f.bci) = (descriptor, bci);
+                    }
+                }
+            });
+            (stack, site)
+        }))
+    }
+
+    /// Records one occurrence of `thrown` at `site` (the bci in the key: `key_bci`); `stack`
+    /// gives the whole stack and the site's index in it, asked for only for a new fault.
+    #[allow(clippy::too_many_arguments)]
+    fn record_at(
+        &self,
+        jvmti: Jvmti,
+        jni: &Jni<'_>,
+        thrown: &Local<'_>,
+        site: &StackFrame,
+        key_bci: i64,
+        seen: Seen,
+        stack: impl FnOnce() -> (Vec<StackFrame>, usize),
+    ) -> u64 {
         let caught = match seen {
             Seen::Event { caught } => Some(caught),
             Seen::Probe => None,
         };
         let key = SiteKey {
-            exception,
-            class: info.class.clone(),
-            method: info.name.clone(),
-            descriptor: info.descriptor.clone(),
-            // A probe's bci is its own handler's, which moves when a patch rewrites the method:
-            // the site must stay one fault across patches (validation counts it), so it is the
-            // method. Exception events give the throwing instruction itself.
-            bci: match seen {
-                Seen::Event { .. } => *bci,
-                Seen::Probe => -1,
-            },
+            exception: jni.class_name_of_object(thrown),
+            class: site.class.clone(),
+            method: site.method.clone(),
+            descriptor: site.descriptor.clone(),
+            bci: key_bci,
             caught,
         };
         let known = self.store.lock().unwrap_or_else(|e| e.into_inner()).ids.get(&key).copied();
@@ -509,12 +742,7 @@ impl FaultLog {
         let message = jni.throwable_message(thrown);
         let exception_chain = jni.class_chain_of_object(thrown, 16);
         let thread = jvmti.current_thread_name(jni).unwrap_or_else(|_| "?".to_string());
-        let mut stack: Vec<StackFrame> = infos.iter().map(|(i, b)| i.frame(*b)).collect();
-        if let Seen::Probe = seen {
-            // The probe's bci says nothing of the line that threw; the exception's own trace does.
-            let frame = &mut stack[site];
-            frame.line = jni.throwable_line(thrown, &frame.class, &frame.method);
-        }
+        let (stack, site) = stack();
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(id) = store.ids.get(&key).copied() {
             // Another thread recorded it meanwhile.
@@ -553,6 +781,32 @@ impl FaultLog {
     }
 }
 
+/// The descriptor of the method a stack trace element names (which has its name only), and the
+/// first bci of its line: the one method of that name in the class as `loader` finds it, or the
+/// overload whose line table holds the line. Runs `Class.forName` (the class is loaded already).
+fn method_in_trace(jvmti: Jvmti, jni: &Jni<'_>, loader: &Local<'_>, frame: &StackFrame) -> Option<(String, i64)> {
+    jni.with_local_frame(4, |jni| {
+        let class = jni.class_for_name(&frame.class, loader).ok()?;
+        let named: Vec<(String, Vec<(i64, i32)>)> = jvmti
+            .class_methods(&class)
+            .ok()?
+            .into_iter()
+            .filter_map(|m| {
+                let (name, descriptor) = jvmti.method_name(m).ok()?;
+                (name == frame.method).then(|| (descriptor, jvmti.line_numbers(m).unwrap_or_default()))
+            })
+            .collect();
+        let line_bci = |lines: &[(i64, i32)]| {
+            let line = frame.line?;
+            lines.iter().filter(|(_, l)| *l == line).map(|(bci, _)| *bci).min()
+        };
+        match named.as_slice() {
+            [(descriptor, lines)] => Some((descriptor.clone(), line_bci(lines).unwrap_or(0))),
+            _ => named.iter().find_map(|(descriptor, lines)| Some((descriptor.clone(), line_bci(lines)?))),
+        }
+    })
+}
+
 /// The exception table of a `Code` attribute body: `(handler_pc, catch type)`.
 fn exception_handlers(code: &[u8], class_name: impl Fn(u16) -> Option<String>) -> Handlers {
     let u16_at = |i: usize| code.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
@@ -576,13 +830,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn platform_classes_are_not_application_classes() {
-        for c in ["java/lang/String", "javax/x/Y", "jdk/internal/Z", "sun/misc/U", "com/sun/A", "repair/rt/Hooks"] {
-            assert!(is_jdk_or_agent_class(c), "{c}");
-        }
-        for c in ["com/shop/PriceService", "javafx/Foo", "Main", "sunny/Day"] {
-            assert!(!is_jdk_or_agent_class(c), "{c}");
-        }
+    fn the_site_is_the_innermost_frame_the_policy_names_or_else_outside_the_jdk() {
+        let log = FaultLog::default();
+        let stack = ["java/util/ArrayList", "org/lib/Runtime", "com/shop/Cart", "com/shop/Main"];
+        assert_eq!(log.application_index(stack.iter().copied()), Some(1), "no policy: the first non-JDK frame");
+        log.set_application(&["com.shop.*".to_string()]);
+        assert_eq!(log.application_index(stack.iter().copied()), Some(2), "the policy's application");
+        log.set_application(&["org.other.*".to_string()]);
+        assert_eq!(log.application_index(stack.iter().copied()), Some(1), "no frame in it: as without a policy");
+        assert_eq!(log.application_index(["java/lang/Thread", "repair/rt/Hooks"].iter().copied()), None);
     }
 
     #[test]
