@@ -6,6 +6,9 @@
 
 mod agent_support;
 
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
 use agent_support::{agentpath, compile, default_jdk, TempDir};
 
 /// `Names.name` throws for even ids; `Names.width` uses its result, and from call `strictFrom` on
@@ -123,14 +126,26 @@ impl Healed {
     }
 }
 
-/// Runs `main` under the policy and returns what the rule named `rule` did.
-fn heal(tag: &str, main: &str, rule: &str) -> Healed {
+/// Runs `main` under the policy, calling `during` with its pid while it runs, and returns what
+/// the rule named `rule` did.
+fn heal(tag: &str, main: &str, rule: &str, during: impl FnOnce(u32)) -> Healed {
     let jdk = default_jdk();
     let dir = TempDir::new(tag);
     compile(&jdk, &dir.0, &[("Names.java", NAMES), ("Quiet.java", QUIET)]);
     let policy = dir.0.join("policy.yaml");
     std::fs::write(&policy, POLICY).unwrap();
-    let run = agent_support::java(&jdk, &dir.0, &[agentpath(&format!("policy={},log=info", policy.display()))], main);
+    let child = Command::new(jdk.java())
+        .env("XDG_STATE_HOME", dir.0.join("state"))
+        .arg(agentpath(&format!("policy={},log=info", policy.display())))
+        .arg("-cp")
+        .arg(&dir.0)
+        .arg(main)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("java starts");
+    during(child.id());
+    let run = agent_support::finish(child, Duration::from_secs(60));
     run.expect_success();
     let last = run.stdout.trim().lines().last().unwrap_or("");
     let count = |k: &str| -> i64 {
@@ -152,7 +167,7 @@ fn heal(tag: &str, main: &str, rule: &str) -> Healed {
 /// back inside its window for the fault it caused, and the rule's next action holds.
 #[test]
 fn a_guard_whose_fallback_makes_the_caller_fail_is_rolled_back_inside_its_window() {
-    let run = heal("heal-outcome-now", "FailsAtOnce", "names");
+    let run = heal("heal-outcome-now", "FailsAtOnce", "names", |_| {});
     let stderr = &run.stderr;
     assert_eq!(
         run.story(),
@@ -180,7 +195,7 @@ fn a_guard_whose_fallback_makes_the_caller_fail_is_rolled_back_inside_its_window
 /// repair is rolled back for the fault it causes then, and the rule's next action holds.
 #[test]
 fn a_kept_guard_whose_fallback_later_makes_the_caller_fail_is_rolled_back() {
-    let run = heal("heal-outcome-later", "FailsLater", "names");
+    let run = heal("heal-outcome-later", "FailsLater", "names", |_| {});
     let stderr = &run.stderr;
     assert_eq!(
         run.story(),
@@ -207,7 +222,15 @@ fn a_kept_guard_whose_fallback_later_makes_the_caller_fail_is_rolled_back() {
 /// calls resume the guard still answers them and nothing is rolled back.
 #[test]
 fn a_repair_without_calls_waits_for_evidence_and_ends_unproven() {
-    let run = heal("heal-evidence", "Quiet", "quiet");
+    // While the program pauses after the verdict, `repairctl policy show` counts it for the rule.
+    let mut shown = None;
+    let run = heal("heal-evidence", "Quiet", "quiet", |pid| {
+        let start = Instant::now();
+        while shown.is_none() && start.elapsed() < Duration::from_secs(20) {
+            shown = unproven_shown(pid, "quiet");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
     let stderr = &run.stderr;
     assert_eq!(run.story(), [("applied", "quiet.Quiet.size.0"), ("unproven", "quiet.Quiet.size.0")], "{stderr}");
     let unproven = run.reason("unproven");
@@ -219,7 +242,21 @@ fn a_repair_without_calls_waits_for_evidence_and_ends_unproven() {
     let waited: f64 = rest.split_once('s').and_then(|(w, _)| w.parse().ok()).unwrap_or_else(|| panic!("{unproven}"));
     assert!((2.0..2.5).contains(&waited), "the verdict waited {waited} s: {unproven}");
     assert!(rest.contains("fewer than the 5 a verdict needs"), "{unproven}");
+    assert_eq!(shown, Some((1, 0, 0)), "policy show: (unproven, validated, rolled back) of the rule\n{stderr}");
     // The guard stayed in force: every call after it returned (25 of "ab", 25 fallbacks of 0).
     assert_eq!(run.total, 50, "{stderr}");
     assert!(run.errors <= 3, "{} faults: the guard did not stay:\n{stderr}", run.errors);
+}
+
+/// `(unproven, validated, rolled_back)` of `rule` as `repairctl policy show` gives them, once
+/// it counts an unproven repair; `None` before (or while the agent does not answer yet).
+fn unproven_shown(pid: u32, rule: &str) -> Option<(u64, u64, u64)> {
+    let out = Command::new(env!("CARGO_BIN_EXE_repairctl"))
+        .args(["policy", "show", "--pid", &pid.to_string(), "-o", "json"])
+        .output()
+        .ok()?;
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let r = shown["rules"].as_array()?.iter().find(|r| r["name"] == rule)?;
+    let count = |k: &str| r[k].as_u64().unwrap_or(0);
+    (count("unproven") > 0).then(|| (count("unproven"), count("validated"), count("rolled_back")))
 }
