@@ -477,10 +477,11 @@ impl Run {
             return true;
         }
         let caused = |w: &Watch| w.blame.covers(fault, report);
+        let calls = self.agent.patches.reports.counters(report).enters.load(Ordering::Relaxed);
         let why = |kept: bool| {
             format!(
                 "{}fault #{} {} at {}.{} followed its fallback on the same thread {:.1} ms later: the \
-                 caller failed on the fallback value",
+                 caller failed on the fallback value ({calls} calls since the apply)",
                 if kept { "after it was kept, " } else { "" },
                 fault.id,
                 fault.exception,
@@ -659,7 +660,7 @@ fn verdict(w: &Watch, faults: &[Fault], active: &[String], now: Instant, agent: 
         .collect();
     if !other.is_empty() {
         return Some(Verdict::Fails(format!(
-            "new faults of other kinds through the repaired method: {}",
+            "new faults of other kinds through the repaired method: {} ({calls} calls since the apply)",
             other.join(", ")
         )));
     }
@@ -667,7 +668,7 @@ fn verdict(w: &Watch, faults: &[Fault], active: &[String], now: Instant, agent: 
     if !breaker {
         if let Some(f) = faults.iter().find(|f| f.id == w.fault_id && grew(f) > 0) {
             return Some(Verdict::Fails(format!(
-                "the fault it repairs still happens: {} x{} more at {}.{}",
+                "the fault it repairs still happens: {} x{} more at {}.{} ({calls} calls since the apply)",
                 f.exception,
                 grew(f),
                 f.site.class,
