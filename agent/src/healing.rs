@@ -746,3 +746,51 @@ fn probe_saw(c: &crate::runtime::hooks::ReportCounters) -> String {
     }
     saw.iter().map(|s| format!(", {s}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::faults::StackFrame;
+
+    fn fault(id: u64, stack: &[(&str, &str)]) -> Fault {
+        let frames: Vec<StackFrame> = stack
+            .iter()
+            .map(|(class, method)| StackFrame {
+                class: class.to_string(),
+                method: method.to_string(),
+                descriptor: "()V".to_string(),
+                bci: -1,
+                line: None,
+            })
+            .collect();
+        Fault {
+            id,
+            exception: "java.lang.NullPointerException".to_string(),
+            exception_chain: Vec::new(),
+            message: None,
+            thread: "main".to_string(),
+            site: frames[0].clone(),
+            stack: frames,
+            caught: None,
+            count: 1,
+            first_seen_ms: 0,
+            last_seen_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_fallback_is_blamed_only_for_faults_in_the_callers_of_the_repaired_method() {
+        let repaired = fault(1, &[("a.Names", "name"), ("a.Names", "width"), ("a.Server", "serve")]);
+        let blame = Blame::new(7, &repaired, &("a.Names".to_string(), "name".to_string()));
+        assert_eq!(blame.callers.len(), 2);
+        // The caller that got the fallback value, or one above it.
+        assert!(blame.covers(&fault(2, &[("a.Names", "width"), ("a.Server", "serve")]), 7));
+        assert!(blame.covers(&fault(3, &[("a.Server", "serve")]), 7));
+        // Another repair's fallback; the repaired fault itself; a fault inside the repaired
+        // method; a pooled thread's next request failing elsewhere.
+        assert!(!blame.covers(&fault(2, &[("a.Names", "width")]), 8));
+        assert!(!blame.covers(&repaired, 7));
+        assert!(!blame.covers(&fault(4, &[("a.Names", "width"), ("a.Names", "name")]), 7));
+        assert!(!blame.covers(&fault(5, &[("a.Stats", "ratio"), ("a.Server", "route")]), 7));
+    }
+}
