@@ -12,7 +12,7 @@
 //!       - guard: { call: auto, catch: [java.lang.NullPointerException], fallback: { value: 0 } }
 //!       - guard: { catch: [java.lang.NullPointerException], fallback: { value: 0 } }
 //!       - { breaker: { failures: 5, window: 10s, cooldown: 5s, fallback: { value: 0 } }, at: caller }
-//!     validate: { window: 30s, max_fallback_rate: 0.5 }
+//!     validate: { window: 30s, min_calls: 5, max_window: 5m, max_fallback_rate: 0.5 }
 //!     durable: true        # a repair that holds is kept across restarts
 //! ```
 //!
@@ -51,6 +51,10 @@ pub struct Rule {
     /// Actions in escalation order.
     pub then: Vec<Step>,
     pub validate_window: Duration,
+    /// Calls of the repaired method a verdict needs: the window extends until there were as many.
+    pub min_calls: u64,
+    /// How far the window extends for want of calls; reaching it ends `unproven`.
+    pub max_window: Duration,
     pub max_fallback_rate: f64,
     /// Whether JDK classes may be patched by this rule.
     pub allow_jdk: bool,
@@ -223,6 +227,19 @@ pub fn parse(text: &str, source: &str) -> Result<Policy, String> {
             .and_then(|v| v.get("max_fallback_rate"))
             .map_or(Some(1.0), Value::as_f64)
             .ok_or_else(|| err(&at("validate.max_fallback_rate"), "expected a number"))?;
+        let min_calls = validate
+            .and_then(|v| v.get("min_calls"))
+            .map_or(Some(DEFAULT_MIN_CALLS), Value::as_u64)
+            .ok_or_else(|| err(&at("validate.min_calls"), "expected a whole number"))?;
+        let default_max_window = (validate_window * 10).min(MAX_WINDOW_CAP).max(validate_window);
+        let max_window = crate::spec::parse_duration(validate.and_then(|v| v.get("max_window")), default_max_window)
+            .map_err(|e| err(&at("validate.max_window"), &e))?;
+        if max_window < validate_window {
+            return Err(err(
+                &at("validate.max_window"),
+                &format!("{max_window:?} is shorter than the window {validate_window:?}"),
+            ));
+        }
         rules.push(Rule {
             name,
             exception,
@@ -233,6 +250,8 @@ pub fn parse(text: &str, source: &str) -> Result<Policy, String> {
             window,
             then,
             validate_window,
+            min_calls,
+            max_window,
             max_fallback_rate,
             allow_jdk: r.get("allow_jdk").and_then(Value::as_bool).unwrap_or(false),
             durable: r.get("durable").and_then(Value::as_bool).unwrap_or(false),
@@ -398,6 +417,11 @@ const JDK: [&str; 5] = ["java.", "javax.", "jdk.", "sun.", "com.sun."];
 pub fn is_jdk_class(class: &str) -> bool {
     JDK.iter().any(|p| class.starts_with(p))
 }
+
+/// Calls of a repaired method a verdict rests on, unless the rule says otherwise.
+pub const DEFAULT_MIN_CALLS: u64 = 5;
+/// The default `max_window` is ten windows, at most this (or the window, if longer).
+const MAX_WINDOW_CAP: Duration = Duration::from_secs(600);
 
 /// Decides, fault by fault, when a rule fires; keeps the sliding windows and the rails.
 pub struct Engine {
@@ -767,6 +791,28 @@ mod tests {
         };
         for _ in 0..5 {
             assert!(matches!(e.observe(&obs, Instant::now()), Some(Decision::Repair { dry_run: true, .. })));
+        }
+    }
+
+    #[test]
+    fn validation_asks_for_evidence_a_handful_of_calls_within_ten_windows_by_default() {
+        let rule = &parse(POLICY, "p.yaml").unwrap().rules[0];
+        assert_eq!((rule.min_calls, rule.max_window), (DEFAULT_MIN_CALLS, Duration::from_secs(50)));
+        let long = parse(&POLICY.replace("window: 5s", "window: 2m"), "p.yaml").unwrap();
+        assert_eq!(long.rules[0].max_window, Duration::from_secs(600), "capped at ten minutes");
+        let longer = parse(&POLICY.replace("window: 5s", "window: 20m"), "p.yaml").unwrap();
+        assert_eq!(longer.rules[0].max_window, Duration::from_secs(1200), "never shorter than the window");
+        let given = parse(&POLICY.replace("window: 5s", "window: 5s, min_calls: 0, max_window: 7s"), "p.yaml").unwrap();
+        assert_eq!((given.rules[0].min_calls, given.rules[0].max_window), (0, Duration::from_secs(7)));
+        for (field, value, why) in [
+            ("min_calls", "-1", "expected a whole number"),
+            ("min_calls", "lots", "expected a whole number"),
+            ("max_window", "4s", "shorter than the window 5s"),
+            ("max_window", "10h", "unit"),
+        ] {
+            let text = POLICY.replace("window: 5s", &format!("window: 5s, {field}: {value}"));
+            let bad = parse(&text, "p.yaml").unwrap_err();
+            assert!(bad.contains(&format!("rules[0].validate.{field}")) && bad.contains(why), "{bad}");
         }
     }
 

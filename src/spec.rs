@@ -283,18 +283,7 @@ impl PatchSpec {
                 // A guard that reports also counts the method's calls (`Hooks.enter`): its
                 // fallback rate is what tells whether a repair holds.
                 match (guarded, env.report_id) {
-                    (Ok(bytes), Some(id)) => transform::probe::probe(
-                        &bytes,
-                        &ProbeSpec {
-                            method: self.method.clone(),
-                            points: vec![ProbePoint::Entry],
-                            probe_id: id,
-                            capture_args: false,
-                            capture_this: false,
-                            capture_return: false,
-                            timestamp: false,
-                        },
-                    ),
+                    (Ok(bytes), Some(id)) => transform::probe::probe(&bytes, &calls_counted(&self.method, id)),
                     (other, _) => other,
                 }
             }
@@ -317,10 +306,15 @@ impl PatchSpec {
                         format!("the swap's class file {class_file} was not attached"),
                     ))
                 })?;
-                transform::swap::swap(
+                let swapped = transform::swap::swap(
                     class_bytes,
                     &SwapSpec { method: self.method.clone(), patch_class: patch.clone() },
-                )
+                );
+                // A swap that reports counts its calls too: a verdict on it rests on them.
+                match (swapped, env.report_id) {
+                    (Ok(bytes), Some(id)) => transform::probe::probe(&bytes, &calls_counted(&self.method, id)),
+                    (other, _) => other,
+                }
             }
             Action::Redefine { class_file, original } => {
                 let new = env.attachments.and_then(|a| a.get(class_file)).ok_or_else(|| {
@@ -397,6 +391,19 @@ pub fn short_hash(sha: &str) -> &str {
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// `10s`, `500ms`, `2m` or a number of seconds, from 0 to [`MAX_DURATION`]; `None` gives `default`.
+/// A probe that only counts the calls of `method` (`Hooks.enter`) under report `id`.
+fn calls_counted(method: &MethodTarget, id: i32) -> ProbeSpec {
+    ProbeSpec {
+        method: method.clone(),
+        points: vec![ProbePoint::Entry],
+        probe_id: id,
+        capture_args: false,
+        capture_this: false,
+        capture_return: false,
+        timestamp: false,
+    }
+}
+
 pub fn parse_duration(v: Option<&Value>, default: Duration) -> Result<Duration, String> {
     let Some(v) = v else { return Ok(default) };
     let (shown, seconds) = match v {

@@ -23,6 +23,8 @@ pub enum Kind {
     /// An apply that the transform or the JVM refused; nothing changed.
     Refused,
     Validated,
+    /// A repair's window reached its limit without enough calls for a verdict: kept, unjudged.
+    Unproven,
     RolledBack,
     /// A durable patch from the journal was put back at start-up.
     Restored,
@@ -43,6 +45,7 @@ impl Kind {
             Kind::Applied => "applied",
             Kind::Refused => "refused",
             Kind::Validated => "validated",
+            Kind::Unproven => "unproven",
             Kind::RolledBack => "rolled-back",
             Kind::Restored => "restored",
             Kind::BreakerOpen => "breaker-open",

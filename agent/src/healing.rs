@@ -3,7 +3,10 @@
 //! then watches the repair for the rule's validation window: a repair that lets faults of other
 //! kinds through the method, that leaves the fault it repairs happening, or whose fallback rate
 //! exceeds the rule's limit is rolled back, and the rule's next action is tried when the fault
-//! comes back. Every step is an event with its reason and, for patches, a journal record.
+//! comes back. A fault that follows one of a repair's fallbacks on the same thread (the caller
+//! failed on the fallback value) counts against the repair, under validation and for as long as
+//! a kept repair stays in force. Every step is an event with its reason and, for patches, a
+//! journal record.
 //!
 //! One thread does all of it, attached to the JVM (as a daemon) only while it applies or rolls
 //! back; it blocks while nothing is under validation. JVM threads only hand it occurrences
@@ -45,6 +48,11 @@ const CHECK_EVERY: Duration = Duration::from_millis(50);
 /// Faults counted in the first moments after an apply may come from calls already running the
 /// old code: the baseline for "new faults" is taken this long after the apply.
 const SETTLE: Duration = Duration::from_millis(100);
+/// A fault on a thread this soon after one of a repair's fallbacks there (and before another
+/// fallback) is taken as that fallback's outcome: the caller got the fallback value and failed.
+const ATTRIBUTION: Duration = Duration::from_secs(1);
+/// How long occurrences queued before a rollback are still recognized as the undone repair's.
+const UNDONE_MEMORY: Duration = Duration::from_secs(5);
 
 /// Per-rule counts, for `repairctl policy show`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,6 +60,8 @@ pub struct RuleStats {
     pub fired: u64,
     pub applied: u64,
     pub validated: u64,
+    /// Kept without enough calls for a verdict.
+    pub unproven: u64,
     pub rolled_back: u64,
     pub held: u64,
 }
@@ -120,7 +130,7 @@ impl Healer {
                 faults.set_application(&application);
                 faults.observe(Some(tx.clone()));
             }
-            let _ = tx.try_send(Occurrence { fault_id: WAKE, count: 0, at: Instant::now() });
+            let _ = tx.try_send(Occurrence { fault_id: WAKE, count: 0, at: Instant::now(), after_fallback: None });
         }
     }
 
@@ -147,10 +157,14 @@ struct Watch {
     exception: String,
     applied: Instant,
     deadline: Instant,
+    /// Calls of the repaired method a verdict needs; the window extends up to `last_deadline`.
+    min_calls: u64,
+    last_deadline: Instant,
     max_fallback_rate: f64,
     durable: bool,
     /// Fault counts at the end of the settling time; `None` before.
     baseline: Option<HashMap<u64, u64>>,
+    blame: Blame,
 }
 
 struct Run {
@@ -160,10 +174,54 @@ struct Run {
     /// Fault id → the fault as first seen and the count already given to the engine.
     seen: HashMap<u64, (Arc<Fault>, u64)>,
     watches: Vec<Watch>,
+    /// Repairs past their validation that are still in force: watched for faults their
+    /// fallbacks cause for as long as they are.
+    kept: Vec<Watch>,
+    /// Repairs rolled back for a fault they caused, and when: faults that followed their earlier
+    /// fallbacks are the undone repair's, not faults to repair.
+    undone: Vec<(Blame, Instant)>,
+}
+
+/// Which faults that follow a repair's fallback on a thread are that fallback's doing.
+#[derive(Clone)]
+struct Blame {
+    report_id: i32,
+    /// The fault the repair is for: its own, not its fallback's.
+    fault_id: u64,
+    /// The repaired method (dotted class, name): what is thrown inside it, the guard catches.
+    target: (String, String),
+    /// The methods above it in the repaired fault's stack: the fallback value goes to one of
+    /// them, and a fault it causes is thrown there. (A thread of a pool runs the next request
+    /// soon after; its faults elsewhere are not this repair's.)
+    callers: Vec<(String, String)>,
+}
+
+impl Blame {
+    fn new(report_id: i32, fault: &Fault, target: &(String, String)) -> Blame {
+        let frames = fault.stack.iter().map(|s| (s.class.clone(), s.method.clone()));
+        let callers = frames.skip_while(|f| f != target).skip(1).collect();
+        Blame { report_id, fault_id: fault.id, target: target.clone(), callers }
+    }
+
+    /// Whether `fault`, which followed a fallback reported under `report_id`, may be its doing.
+    fn covers(&self, fault: &Fault, report_id: i32) -> bool {
+        self.report_id == report_id
+            && self.fault_id != fault.id
+            && self.callers.iter().any(|(class, method)| *class == fault.site.class && *method == fault.site.method)
+            && !fault.stack.iter().any(|s| s.class == self.target.0 && s.method == self.target.1)
+    }
 }
 
 fn run(agent: Parts, healer: &'static Healer, rx: Receiver<Occurrence>) {
-    let mut r = Run { agent, healer, engine: None, seen: HashMap::new(), watches: Vec::new() };
+    let mut r = Run {
+        agent,
+        healer,
+        engine: None,
+        seen: HashMap::new(),
+        watches: Vec::new(),
+        kept: Vec::new(),
+        undone: Vec::new(),
+    };
     r.take_policy();
     let mut checked = Instant::now();
     loop {
@@ -219,6 +277,13 @@ impl Run {
         // Occurrences dropped on a full queue show as a jump in the count; replay a bounded few.
         let new = o.count.saturating_sub(before).clamp(1, 64);
         self.seen.insert(o.fault_id, (fault.clone(), o.count.max(before)));
+        if let Some((report, fell_back)) = o.after_fallback {
+            if o.at.saturating_duration_since(fell_back) <= ATTRIBUTION
+                && self.caused_by_repair(&fault, report, fell_back, o.at)
+            {
+                return;
+            }
+        }
         let chain = if fault.exception_chain.is_empty() {
             vec![fault.exception.clone()]
         } else {
@@ -381,15 +446,19 @@ impl Run {
                     }
                     self.agent.events.emit(Kind::Applied, About { patch: &id, ..about }, text);
                     let now = Instant::now();
+                    let target = (frame.class.clone(), frame.method.clone(), frame.descriptor.clone());
                     self.watches.push(Watch {
+                        blame: Blame::new(p.report_id, fault, &(target.0.clone(), target.1.clone())),
                         patch: p,
                         rule: rule_name.to_string(),
                         site,
-                        target: (frame.class.clone(), frame.method.clone(), frame.descriptor.clone()),
+                        target,
                         fault_id: fault.id,
                         exception: fault.exception.clone(),
                         applied: now,
                         deadline: now + rule.validate_window,
+                        min_calls: rule.min_calls,
+                        last_deadline: now + rule.max_window,
                         max_fallback_rate: rule.max_fallback_rate,
                         durable: rule.durable,
                         baseline: None,
@@ -407,6 +476,46 @@ impl Run {
                 Err(_) => return,
             }
         }
+    }
+
+    /// Whether `fault`, which followed a fallback of report `report` on its thread, is the outcome
+    /// of a repair: one under validation fails at once, a kept one is rolled back; either way
+    /// the rule tries its next action when the repaired fault returns. Faults inside the
+    /// repaired method, and the fault it repairs, are the method's own, not its fallback's.
+    fn caused_by_repair(&mut self, fault: &Fault, report: i32, fell_back: Instant, at: Instant) -> bool {
+        self.undone.retain(|(_, at)| at.elapsed() < UNDONE_MEMORY);
+        if self.undone.iter().any(|(blame, at)| fell_back <= *at && blame.covers(fault, report)) {
+            return true;
+        }
+        let caused = |w: &Watch| w.blame.covers(fault, report);
+        let calls = self.agent.patches.reports.counters(report).enters.load(Ordering::Relaxed);
+        let why = |kept: bool| {
+            format!(
+                "{}fault #{} {} at {}.{} followed its fallback on the same thread {:.1} ms later: the \
+                 caller failed on the fallback value ({calls} calls since the apply)",
+                if kept { "after it was kept, " } else { "" },
+                fault.id,
+                fault.exception,
+                fault.site.class,
+                fault.site.method,
+                at.saturating_duration_since(fell_back).as_secs_f64() * 1e3
+            )
+        };
+        let (w, why) = if let Some(i) = self.watches.iter().position(caused) {
+            (self.watches.remove(i), why(false))
+        } else {
+            let Some(i) = self.kept.iter().position(caused) else { return false };
+            let w = self.kept.remove(i);
+            // Rolled back by an operator meanwhile (its report id maybe reused): nothing to blame.
+            if self.agent.patches.patch_of_report(report).as_deref() != Some(w.patch.spec.id.as_str()) {
+                return false;
+            }
+            (w, why(true))
+        };
+        let blame = w.blame.clone();
+        self.conclude(w, Verdict::Fails(why));
+        self.undone.push((blame, Instant::now()));
+        true
     }
 
     fn advance(&mut self, rule: &str, site: &str) {
@@ -462,7 +571,10 @@ impl Run {
         }
     }
 
-    fn conclude(&mut self, w: Watch, result: Result<String, String>) {
+    fn conclude(&mut self, w: Watch, result: Verdict) {
+        // Kept repairs an operator rolled back since are watched no more.
+        let active = self.agent.patches.list();
+        self.kept.retain(|k| active.iter().any(|p| p.spec.id == k.patch.spec.id && p.report_id == k.patch.report_id));
         if let Some(e) = self.engine.as_mut() {
             e.set_busy(&w.rule, &w.site, false);
         }
@@ -470,7 +582,12 @@ impl Run {
         let site = policy::site_key(&w.target.0, &w.target.1, &w.target.2);
         let about = About { rule: &w.rule, patch: &id, site: &site };
         match result {
-            Ok(why) => {
+            Verdict::Unproven(why) => {
+                self.healer.stats(&w.rule, |s| s.unproven += 1);
+                self.agent.events.emit(Kind::Unproven, about, why);
+                self.kept.push(w);
+            }
+            Verdict::Holds(why) => {
                 let why = if w.durable { format!("{why}; kept across restarts (durable rule)") } else { why };
                 let _ = self.agent.journal.validated(self.agent.events, &w.patch, w.durable, &why);
                 self.healer.stats(&w.rule, |s| s.validated += 1);
@@ -478,8 +595,9 @@ impl Run {
                 if matches!(w.patch.spec.action, Action::Probe { .. }) {
                     self.advance(&w.rule, &w.site);
                 }
+                self.kept.push(w);
             }
-            Err(why) => {
+            Verdict::Fails(why) => {
                 let gone = self
                     .agent
                     .vm
@@ -511,18 +629,23 @@ impl Run {
     }
 }
 
-/// Whether a repair under watch holds: `None` while undecided, `Ok(why)` once its window
-/// passed cleanly, `Err(why)` as soon as it does not hold.
-fn verdict(
-    w: &Watch,
-    faults: &[Fault],
-    active: &[String],
-    now: Instant,
-    agent: Parts,
-) -> Option<Result<String, String>> {
+/// How a repair's validation ended; each with its reason.
+enum Verdict {
+    /// Its window passed cleanly over enough calls.
+    Holds(String),
+    /// It does not hold: rolled back.
+    Fails(String),
+    /// Too few calls to judge by the end of the longest window: kept, neither validated nor
+    /// made durable.
+    Unproven(String),
+}
+
+/// Whether a repair under watch holds: `None` while undecided (its window runs, or extends for
+/// want of calls), else its verdict; `Fails` as soon as it does not hold.
+fn verdict(w: &Watch, faults: &[Fault], active: &[String], now: Instant, agent: Parts) -> Option<Verdict> {
     let baseline = w.baseline.as_ref()?;
     if !active.contains(&w.patch.spec.id) {
-        return Some(Err("rolled back by an operator".to_string()));
+        return Some(Verdict::Fails("rolled back by an operator".to_string()));
     }
     let counters = agent.patches.reports.counters(w.patch.report_id);
     let fallbacks = counters.fallbacks.load(Ordering::Relaxed);
@@ -531,7 +654,7 @@ fn verdict(
     // is no fallback rate; it is kept, and the rule's next action follows if the fault goes on.
     if matches!(w.patch.spec.action, Action::Probe { .. }) {
         return (now >= w.deadline).then(|| {
-            Ok(format!(
+            Verdict::Holds(format!(
                 "a probe only observes: kept after {:?} ({calls} calls seen{}); the rule's next action \
                  follows if the fault goes on",
                 w.deadline.duration_since(w.applied),
@@ -549,13 +672,16 @@ fn verdict(
         .map(|f| format!("{} x{} at {}.{}", f.exception, grew(f), f.site.class, f.site.method))
         .collect();
     if !other.is_empty() {
-        return Some(Err(format!("new faults of other kinds through the repaired method: {}", other.join(", "))));
+        return Some(Verdict::Fails(format!(
+            "new faults of other kinds through the repaired method: {} ({calls} calls since the apply)",
+            other.join(", ")
+        )));
     }
     let breaker = matches!(w.patch.spec.action, Action::Breaker { .. });
     if !breaker {
         if let Some(f) = faults.iter().find(|f| f.id == w.fault_id && grew(f) > 0) {
-            return Some(Err(format!(
-                "the fault it repairs still happens: {} x{} more at {}.{}",
+            return Some(Verdict::Fails(format!(
+                "the fault it repairs still happens: {} x{} more at {}.{} ({calls} calls since the apply)",
                 f.exception,
                 grew(f),
                 f.site.class,
@@ -566,17 +692,30 @@ fn verdict(
     if now < w.deadline {
         return None;
     }
-    let window = w.deadline.duration_since(w.applied);
+    // Whole tenths of a second: the window as it ended, extended or not.
+    let window = Duration::from_millis(now.duration_since(w.applied).as_millis() as u64 / 100 * 100);
+    if calls < w.min_calls {
+        // No evidence is not success: wait for calls, up to the rule's limit.
+        return (now >= w.last_deadline).then(|| {
+            Verdict::Unproven(format!(
+                "{calls} calls in {window:?}, fewer than the {} a verdict needs: the repair stays in force, \
+                 neither validated nor durable ({fallbacks} fallbacks, no new faults)",
+                w.min_calls
+            ))
+        });
+    }
     if matches!(w.patch.spec.action, Action::Swap { .. }) {
         // A new body has no fallback to count: holding is running without the fault.
-        return Some(Ok(format!("held for {window:?}: the fault did not return, no new faults")));
+        return Some(Verdict::Holds(format!(
+            "held for {window:?} over {calls} calls: the fault did not return, no new faults"
+        )));
     }
     Some(match policy::holds(fallbacks, calls, 0, w.max_fallback_rate) {
-        Ok(()) => Ok(format!(
-            "held for {window:?}: {calls} calls, {fallbacks} fallbacks (limit rate {:.2}), no new faults",
+        Ok(()) => Verdict::Holds(format!(
+            "held for {window:?} over {calls} calls: {fallbacks} fallbacks (limit rate {:.2}), no new faults",
             w.max_fallback_rate
         )),
-        Err(why) => Err(format!("{why} over {window:?} ({fallbacks} of {calls} calls)")),
+        Err(why) => Verdict::Fails(format!("{why} over {window:?} ({fallbacks} of {calls} calls)")),
     })
 }
 
@@ -619,4 +758,52 @@ fn probe_saw(c: &crate::runtime::hooks::ReportCounters) -> String {
         saw.push(format!("last return value {value}"));
     }
     saw.iter().map(|s| format!(", {s}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::faults::StackFrame;
+
+    fn fault(id: u64, stack: &[(&str, &str)]) -> Fault {
+        let frames: Vec<StackFrame> = stack
+            .iter()
+            .map(|(class, method)| StackFrame {
+                class: class.to_string(),
+                method: method.to_string(),
+                descriptor: "()V".to_string(),
+                bci: -1,
+                line: None,
+            })
+            .collect();
+        Fault {
+            id,
+            exception: "java.lang.NullPointerException".to_string(),
+            exception_chain: Vec::new(),
+            message: None,
+            thread: "main".to_string(),
+            site: frames[0].clone(),
+            stack: frames,
+            caught: None,
+            count: 1,
+            first_seen_ms: 0,
+            last_seen_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_fallback_is_blamed_only_for_faults_in_the_callers_of_the_repaired_method() {
+        let repaired = fault(1, &[("a.Names", "name"), ("a.Names", "width"), ("a.Server", "serve")]);
+        let blame = Blame::new(7, &repaired, &("a.Names".to_string(), "name".to_string()));
+        assert_eq!(blame.callers.len(), 2);
+        // The caller that got the fallback value, or one above it.
+        assert!(blame.covers(&fault(2, &[("a.Names", "width"), ("a.Server", "serve")]), 7));
+        assert!(blame.covers(&fault(3, &[("a.Server", "serve")]), 7));
+        // Another repair's fallback; the repaired fault itself; a fault inside the repaired
+        // method; a pooled thread's next request failing elsewhere.
+        assert!(!blame.covers(&fault(2, &[("a.Names", "width")]), 8));
+        assert!(!blame.covers(&repaired, 7));
+        assert!(!blame.covers(&fault(4, &[("a.Names", "width"), ("a.Names", "name")]), 7));
+        assert!(!blame.covers(&fault(5, &[("a.Stats", "ratio"), ("a.Server", "route")]), 7));
+    }
 }

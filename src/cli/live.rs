@@ -368,7 +368,7 @@ fn policy_json(p: &proto::PolicyReply) -> serde_json::Value {
         "loaded_by": p.loaded_by, "yaml": p.yaml,
         "rules": p.rules.iter().map(|r| json!({
             "name": r.name, "when": r.when, "actions": r.actions, "fired": r.fired, "applied": r.applied,
-            "validated": r.validated, "rolled_back": r.rolled_back, "held": r.held,
+            "validated": r.validated, "unproven": r.unproven, "rolled_back": r.rolled_back, "held": r.held,
         })).collect::<Vec<_>>(),
     })
 }
@@ -388,13 +388,14 @@ fn policy_text(p: &proto::PolicyReply, wide: bool) -> String {
                 r.fired.to_string(),
                 r.applied.to_string(),
                 r.validated.to_string(),
+                r.unproven.to_string(),
                 r.rolled_back.to_string(),
                 r.held.to_string(),
             ]
         })
         .collect();
     out.push_str(&table(
-        &["RULE", "WHEN", "FIRED", "APPLIED", "HELD UP", "ROLLED BACK", "HELD BACK"],
+        &["RULE", "WHEN", "FIRED", "APPLIED", "HELD UP", "UNPROVEN", "ROLLED BACK", "HELD BACK"],
         &rows,
         wide,
         "no rules",

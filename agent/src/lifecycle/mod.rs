@@ -661,6 +661,8 @@ impl HookCalls for Agent {
         self.observations.snapshot(self.jvmti, jni, &self.faults, id, locals)
     }
     fn breaker_enter(&self, id: i32) -> bool {
+        // Counted as the patch's calls: a verdict on a breaker rests on them.
+        self.patches.reports.counters(id).enters.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.patches.breakers.enter(&self.events, id)
     }
     fn breaker_exit(&self, id: i32) {

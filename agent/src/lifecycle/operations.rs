@@ -754,6 +754,7 @@ fn policy_reply(state: Option<&PolicyState>) -> proto::PolicyReply {
                     validated: st.validated,
                     rolled_back: st.rolled_back,
                     held: st.held,
+                    unproven: st.unproven,
                 }
             })
             .collect(),

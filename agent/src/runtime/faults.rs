@@ -252,6 +252,8 @@ pub struct Occurrence {
     /// The site's count with this occurrence (an observer that missed some sees the jump).
     pub count: u64,
     pub at: Instant,
+    /// The recording thread's last guard fallback (report id, when), for outcome attribution.
+    pub after_fallback: Option<(i32, Instant)>,
 }
 
 thread_local! {
@@ -324,7 +326,8 @@ impl FaultLog {
         if let Some(tx) = self.observer.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
             // Full: the engine is behind and sees the jump in `count` next time; disconnected:
             // the policy is being replaced. Neither may slow the faulting thread.
-            let _ = tx.try_send(Occurrence { fault_id, count, at: Instant::now() });
+            let after_fallback = super::hooks::last_fallback();
+            let _ = tx.try_send(Occurrence { fault_id, count, at: Instant::now(), after_fallback });
         }
     }
 

@@ -23,10 +23,11 @@
 //! bump atomics, except `fallback`/`thrown`, which are on the exceptional path and also record
 //! what was thrown. They never throw into Java and never panic across FFI.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use repair_bytecode::classfile::{ACC_FINAL, ACC_NATIVE, ACC_PUBLIC, ACC_STATIC};
 use repair_bytecode::transform::hooks as contract;
@@ -136,6 +137,14 @@ impl Reports {
 thread_local! {
     /// `(report id, enterAt nanos)` of the timed probes this thread is inside.
     static TIMED: RefCell<Vec<(i32, i64)>> = const { RefCell::new(Vec::new()) };
+    /// The report id and time of this thread's last guard fallback: a fault that follows it on
+    /// this thread may be the fallback's doing (the caller got a `null`).
+    static LAST_FALLBACK: Cell<Option<(i32, Instant)>> = const { Cell::new(None) };
+}
+
+/// This thread's last guard fallback: its report id and when it ran.
+pub fn last_fallback() -> Option<(i32, Instant)> {
+    LAST_FALLBACK.with(Cell::get)
 }
 
 /// Deeper nesting than this (runaway recursion) is not timed.
@@ -146,6 +155,7 @@ impl Reports {
     pub fn fallback(&self, jni: &Jni<'_>, id: i32, thrown: Option<&Local<'_>>) {
         let c = self.counters(id);
         c.fallbacks.fetch_add(1, Ordering::Relaxed);
+        LAST_FALLBACK.with(|l| l.set(Some((id, Instant::now()))));
         let Some(thrown) = thrown else { return };
         let class = jni.class_name_of_object(thrown);
         let text = match jni.throwable_message(thrown) {
