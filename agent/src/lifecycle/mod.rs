@@ -22,7 +22,7 @@ use crate::journal::Journal;
 use crate::jvm::ffi::{self, ExceptionEvent, HookCalls, VmEvents};
 use crate::jvm::{internal_name, Capability, Event, JavaVm, Jni, Jvmti, Local, REQUESTED_VERSION};
 use crate::patches::PatchManager;
-use crate::runtime::faults::FaultLog;
+use crate::runtime::faults::{is_application_class, FaultLog};
 use crate::runtime::hooks;
 use crate::{log_at, log_debug, log_error, log_info, log_warn};
 
@@ -672,13 +672,6 @@ impl HookCalls for Agent {
         let name = || thrown.map_or_else(|| "an exception".to_string(), |t| jni.class_name_of_object(t));
         self.patches.breakers.thrown(&self.events, id, name)
     }
-}
-
-/// Classes whose exits by exception are faults: not the JDK's, not the agent's own.
-pub fn is_application_class(name: &str) -> bool {
-    const SYSTEM: [&str; 9] =
-        ["java/", "javax/", "jdk/", "sun/", "com/sun/", "repair/rt/", "org/w3c/", "org/xml/", "org/ietf/"];
-    !SYSTEM.iter().any(|p| name.starts_with(p))
 }
 
 /// Bytecode fault capture: a `Hooks.thrown` exception-exit probe on every method of `name`,

@@ -36,10 +36,16 @@ use repair_model::journal::now_ms;
 use tokio::sync::broadcast;
 
 use crate::jvm::{internal_name, Frame, Jni, Jvmti, Local, MethodId, TraceElement, Weak};
-use crate::lifecycle::is_application_class;
 
 pub const MAX_SITES: usize = 1024;
 pub const MAX_FRAMES: usize = 32;
+/// Classes whose exits by exception are faults: not the JDK's, not the agent's own.
+pub fn is_application_class(name: &str) -> bool {
+    const SYSTEM: [&str; 9] =
+        ["java/", "javax/", "jdk/", "sun/", "com/sun/", "repair/rt/", "org/w3c/", "org/xml/", "org/ietf/"];
+    !SYSTEM.iter().any(|p| name.starts_with(p))
+}
+
 /// A site already known is re-broadcast at most this often (its count still grows every time).
 const UPDATE_INTERVAL: Duration = Duration::from_millis(250);
 /// The policy engine hears of every one of a site's first occurrences, then of at most one every
