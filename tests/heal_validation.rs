@@ -163,20 +163,24 @@ fn heal(tag: &str, main: &str, rule: &str, during: impl FnOnce(u32)) -> Healed {
     }
 }
 
+/// The id the rule `rule` gives its action `action` at `class.method` (see `policy::patch_id`).
+fn id(rule: &str, class: &str, method: &str, descriptor: &str, action: usize) -> String {
+    repair_model::policy::patch_id(rule, class, method, descriptor, action, |_| false)
+}
+
 /// The caller throws `NullPointerException` on the guard's `null` at once: the guard is rolled
 /// back inside its window for the fault it caused, and the rule's next action holds.
 #[test]
 fn a_guard_whose_fallback_makes_the_caller_fail_is_rolled_back_inside_its_window() {
     let run = heal("heal-outcome-now", "FailsAtOnce", "names", |_| {});
     let stderr = &run.stderr;
+    let (first, next) = (
+        id("names", "Names", "name", "(I)Ljava/lang/String;", 0),
+        id("names", "Names", "name", "(I)Ljava/lang/String;", 1),
+    );
     assert_eq!(
         run.story(),
-        [
-            ("applied", "names.Names.name.0"),
-            ("rolled-back", "names.Names.name.0"),
-            ("applied", "names.Names.name.1"),
-            ("validated", "names.Names.name.1"),
-        ],
+        [("applied", first.as_str()), ("rolled-back", &first), ("applied", &next), ("validated", &next)],
         "{stderr}"
     );
     let rolled = run.reason("rolled-back");
@@ -197,14 +201,18 @@ fn a_guard_whose_fallback_makes_the_caller_fail_is_rolled_back_inside_its_window
 fn a_kept_guard_whose_fallback_later_makes_the_caller_fail_is_rolled_back() {
     let run = heal("heal-outcome-later", "FailsLater", "names", |_| {});
     let stderr = &run.stderr;
+    let (first, next) = (
+        id("names", "Names", "name", "(I)Ljava/lang/String;", 0),
+        id("names", "Names", "name", "(I)Ljava/lang/String;", 1),
+    );
     assert_eq!(
         run.story(),
         [
-            ("applied", "names.Names.name.0"),
-            ("validated", "names.Names.name.0"),
-            ("rolled-back", "names.Names.name.0"),
-            ("applied", "names.Names.name.1"),
-            ("validated", "names.Names.name.1"),
+            ("applied", first.as_str()),
+            ("validated", &first),
+            ("rolled-back", &first),
+            ("applied", &next),
+            ("validated", &next),
         ],
         "{stderr}"
     );
@@ -232,7 +240,8 @@ fn a_repair_without_calls_waits_for_evidence_and_ends_unproven() {
         }
     });
     let stderr = &run.stderr;
-    assert_eq!(run.story(), [("applied", "quiet.Quiet.size.0"), ("unproven", "quiet.Quiet.size.0")], "{stderr}");
+    let quiet = id("quiet", "Quiet", "size", "(Ljava/lang/String;)I", 0);
+    assert_eq!(run.story(), [("applied", quiet.as_str()), ("unproven", &quiet)], "{stderr}");
     let unproven = run.reason("unproven");
     // "N calls in Ws, fewer than the 5 a verdict needs": at most the two calls before the pause,
     // and the verdict came at max_window (2 s), not at the window's end (500 ms).

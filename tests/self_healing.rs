@@ -6,15 +6,14 @@
 mod agent_support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent_support::{agentpath, compile, default_jdk, repairctl_json, TempDir};
+use agent_support::{agentpath, compile, default_jdk, http_get, repairctl_json, TempDir};
 use repair_model::policy::patch_id;
 use serde_json::Value;
 
@@ -107,20 +106,8 @@ impl Drop for Service {
     }
 }
 
-/// `GET path` on the service: (status, body).
-fn get(port: u16, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
-}
-
 fn stats(port: u16) -> HashMap<String, u64> {
-    let (_, body) = get(port, "/stats");
+    let (_, body) = http_get(port, "/stats");
     body.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.parse().unwrap())).collect()
 }
 
@@ -144,7 +131,7 @@ impl Traffic {
                     let mut i = t;
                     while !stop.load(Ordering::Relaxed) {
                         let p = &paths[i % paths.len()];
-                        let (status, _) = get(port, p);
+                        let (status, _) = http_get(port, p);
                         let c = &counts[p];
                         if status == 200 { &c.0 } else { &c.1 }.fetch_add(1, Ordering::Relaxed);
                         i += 1;
@@ -266,9 +253,9 @@ fn policy_alone_repairs_the_three_faults_and_durable_repairs_survive_kill_9() {
         assert_eq!(after[p].1, 0, "{p} still fails after the repairs: {:?}", after[p]);
         assert!(after[p].0 > 0, "{p} got no traffic");
     }
-    assert_eq!(get(shop.port, "/price?item=durian"), (200, "0\n".to_string()));
-    assert_eq!(get(shop.port, "/price?item=apple"), (200, "120\n".to_string()));
-    assert_eq!(get(shop.port, "/ratio?a=9&b=0"), (200, "0\n".to_string()));
+    assert_eq!(http_get(shop.port, "/price?item=durian"), (200, "0\n".to_string()));
+    assert_eq!(http_get(shop.port, "/price?item=apple"), (200, "120\n".to_string()));
+    assert_eq!(http_get(shop.port, "/ratio?a=9&b=0"), (200, "0\n".to_string()));
     let s = stats(shop.port);
     let sum = |m: &HashMap<String, (u64, u64)>, f: fn(&(u64, u64)) -> u64| m.values().map(f).sum::<u64>();
     assert_eq!(s["started"], started, "same JVM, never restarted");
@@ -292,9 +279,9 @@ fn policy_alone_repairs_the_three_faults_and_durable_repairs_survive_kill_9() {
     let seq_before = records.len();
     drop(shop);
     let shop = Service::start(&dir.0, &options, dir.0.join("run2.log"));
-    assert_eq!(get(shop.port, "/price?item=durian"), (200, "0\n".to_string()), "{}", shop.log());
-    assert_eq!(get(shop.port, "/ratio?a=1&b=0"), (200, "0\n".to_string()), "{}", shop.log());
-    let (status, _) = get(shop.port, "/orders?page=99&size=5");
+    assert_eq!(http_get(shop.port, "/price?item=durian"), (200, "0\n".to_string()), "{}", shop.log());
+    assert_eq!(http_get(shop.port, "/ratio?a=1&b=0"), (200, "0\n".to_string()), "{}", shop.log());
+    let (status, _) = http_get(shop.port, "/orders?page=99&size=5");
     assert_eq!(status, 500, "orders-page was not durable: it is not restored");
     let events = shop.events();
     let restored: Vec<&str> =
@@ -365,7 +352,7 @@ fn a_repair_that_does_not_hold_is_rolled_back_inside_its_window_and_the_next_act
     let ids: Vec<&str> = patches.as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 2, "only the actions that held stay: {ids:?}");
     assert!(ids.iter().all(|i| i.ends_with(".1")), "{ids:?}");
-    assert_eq!(get(shop.port, "/price?item=durian"), (200, "0\n".to_string()));
+    assert_eq!(http_get(shop.port, "/price?item=durian"), (200, "0\n".to_string()));
 
     // The policy in force, what its rules did; replaced live, and a bad one changes nothing.
     let pid = shop.pid.to_string();
