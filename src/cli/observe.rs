@@ -118,19 +118,10 @@ struct CallRecord<'a> {
     dropped: u64,
 }
 
-/// A streamed message as `output` prints it, appended to `text`.
-fn record(text: &mut Vec<u8>, output: Output, m: proto::Observed) {
-    let (id, dropped) = (m.observation, m.dropped);
-    let Some(what) = m.what else { return };
-    if let What::Calls(batch) = what {
-        for c in batch.calls {
-            record(text, output, proto::Observed { observation: id, what: Some(What::Call(c)), dropped });
-        }
-        return;
-    }
-    if let (What::Call(c), Output::Json) = (&what, output) {
-        let r = CallRecord {
-            observation: id,
+impl<'a> CallRecord<'a> {
+    fn of(observation: u64, c: &'a proto::ObservedCall, dropped: u64) -> CallRecord<'a> {
+        CallRecord {
+            observation,
             thread: &c.thread,
             start_ms: c.start_ms,
             duration_ns: c.duration_ns,
@@ -141,22 +132,34 @@ fn record(text: &mut Vec<u8>, output: Output, m: proto::Observed) {
             values: &c.values,
             this: &c.this,
             dropped,
-        };
-        if serde_json::to_writer(&mut *text, &r).is_ok() {
-            text.push(b'\n');
+        }
+    }
+}
+
+/// A streamed message as `output` prints it, appended to `text`.
+fn record(text: &mut Vec<u8>, output: Output, m: proto::Observed) {
+    let (id, dropped) = (m.observation, m.dropped);
+    let Some(what) = m.what else { return };
+    if let What::Calls(batch) = what {
+        for c in batch.calls {
+            record(text, output, proto::Observed { observation: id, what: Some(What::Call(c)), dropped });
         }
         return;
     }
+    if let What::Call(c) = &what {
+        let r = CallRecord::of(id, c, dropped);
+        if output == Output::Json {
+            if serde_json::to_writer(&mut *text, &r).is_ok() {
+                text.push(b'\n');
+            }
+            return;
+        }
+        let line = record_text(output, || serde_json::to_value(&r).unwrap_or_default(), |_| call_line(c));
+        text.extend_from_slice(line.as_bytes());
+        return;
+    }
     let line = match what {
-        What::Call(c) => record_text(
-            output,
-            || {
-                json!({"observation": id, "thread": c.thread, "start_ms": c.start_ms,
-                       "duration_ns": c.duration_ns, "args": c.args, "returned": c.returned, "thrown": c.thrown,
-                       "method": c.method, "values": c.values, "this": c.this, "dropped": dropped})
-            },
-            |_| call_line(&c),
-        ),
+        What::Call(_) => return,
         What::Window(w) => record_text(
             output,
             || {
