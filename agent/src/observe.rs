@@ -23,6 +23,7 @@ use repair_model::proto;
 
 use crate::jvm::{Jni, Jvmti, Local};
 use crate::runtime::faults::FaultLog;
+use crate::runtime::IntMap;
 
 /// Reports queued for a stream before further ones are dropped.
 pub const QUEUE: usize = 4096;
@@ -289,26 +290,8 @@ fn epoch_ms(at: Instant) -> u64 {
     }
 }
 
-/// Report id → observation, hashed as itself (ids are small distinct integers; this is looked up
-/// on every call of every probed method).
-type ByReport = HashMap<i32, Arc<Observation>, std::hash::BuildHasherDefault<IdHasher>>;
-
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
-        }
-    }
-    fn write_i32(&mut self, n: i32) {
-        self.0 = n as u32 as u64;
-    }
-}
+/// Report id → observation (looked up on every call of every probed method).
+type ByReport = IntMap<Arc<Observation>>;
 
 /// The observations in progress, by the report id of their probe patch.
 #[derive(Default)]

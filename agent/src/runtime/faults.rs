@@ -36,6 +36,7 @@ use repair_model::journal::now_ms;
 use tokio::sync::broadcast;
 
 use crate::jvm::{internal_name, Frame, Jni, Jvmti, Local, MethodId, TraceElement, Weak};
+use crate::runtime::IntMap;
 
 pub const MAX_SITES: usize = 1024;
 pub const MAX_FRAMES: usize = 32;
@@ -223,12 +224,19 @@ pub struct FaultLog {
     /// first. Weak references rather than JVMTI object tags: no capability to ask for (tags need
     /// `can_tag_objects`, which an attach may not get), and the identity hash the probes already
     /// take narrows the search to one `IsSameObject` at most.
-    recent: Mutex<VecDeque<(i32, Weak)>>,
+    recent: Mutex<Recent>,
     /// The policy's `application:` globs (dotted class names); empty without a policy.
     application: RwLock<Vec<String>>,
     updates: broadcast::Sender<Fault>,
     /// Told of every occurrence, for the policy engine; `None` without a policy.
     observer: RwLock<Option<SyncSender<Occurrence>>>,
+}
+
+/// The exceptions recorded lately, oldest first, and how many of them have each identity hash.
+#[derive(Default)]
+struct Recent {
+    order: VecDeque<(i32, Weak)>,
+    hashes: IntMap<u16>,
 }
 
 /// What an exception is to the fault log.
@@ -463,7 +471,9 @@ impl FaultLog {
     fn was_recorded(&self, jni: &Jni<'_>, identity: Option<i32>, thrown: &Local<'_>) -> bool {
         let Some(hash) = identity else { return false };
         let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        recent.iter().any(|(h, weak)| *h == hash && jni.is_same(weak, thrown))
+        // Most exceptions are new: one lookup says so, without a pass over the whole table.
+        recent.hashes.contains_key(&hash)
+            && recent.order.iter().any(|(h, weak)| *h == hash && jni.is_same(weak, thrown))
     }
 
     /// Remembers `thrown` as recorded, forgetting the oldest when full.
@@ -471,12 +481,19 @@ impl FaultLog {
         let Some(hash) = identity else { return };
         let Some(weak) = jni.new_weak(thrown) else { return };
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        if recent.len() >= MAX_RECENT {
-            if let Some((_, oldest)) = recent.pop_front() {
+        if recent.order.len() >= MAX_RECENT {
+            if let Some((oldest_hash, oldest)) = recent.order.pop_front() {
+                if let Some(n) = recent.hashes.get_mut(&oldest_hash) {
+                    *n -= 1;
+                    if *n == 0 {
+                        recent.hashes.remove(&oldest_hash);
+                    }
+                }
                 jni.delete_weak(oldest);
             }
         }
-        recent.push_back((hash, weak));
+        recent.order.push_back((hash, weak));
+        *recent.hashes.entry(hash).or_insert(0) += 1;
     }
 
     fn forget_probe_sites(&self, jni: &Jni<'_>) {
