@@ -18,7 +18,8 @@
 //!
 //! Each action is a patch action of the spec (`guard`, `probe`, `swap`, `breaker`) aimed at a
 //! site chosen by fault localization: `at: site` (the default) is the throw site, the innermost
-//! application frame; `at: caller` the first application frame above it. `guard: { call: auto }`
+//! application frame; `at: caller` the first application frame above it, `at: { up: N }` the N-th
+//! (an early return further up the stack). `guard: { call: auto }`
 //! guards only the call that threw, inside the throw site.
 
 use std::collections::HashMap;
@@ -77,6 +78,20 @@ pub enum At {
     Site,
     /// The first application frame above the throw site.
     Caller,
+    /// The n-th application frame above the throw site (`up: 1` is the caller): an early
+    /// return further up, where a request or a task as a whole can still give a sane answer.
+    Up(usize),
+}
+
+impl At {
+    /// Its position among the ranked candidate sites (0: the throw site).
+    pub fn index(self) -> usize {
+        match self {
+            At::Site => 0,
+            At::Caller => 1,
+            At::Up(n) => n,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -283,12 +298,28 @@ fn step(v: &Value) -> Result<Step, String> {
         None => At::Site,
         Some(Value::String(s)) if s == "site" => At::Site,
         Some(Value::String(s)) if s == "caller" => At::Caller,
-        Some(other) => return Err(format!("at: {other:?}: expected site or caller")),
+        Some(Value::Mapping(up)) if up.len() == 1 && up.contains_key("up") => {
+            match up.get("up").and_then(Value::as_u64) {
+                Some(n @ 1..=64) => At::Up(n as usize),
+                _ => return Err("at.up: expected how many application frames above the throw site (1 to 64)".into()),
+            }
+        }
+        Some(other) => return Err(format!("at: {other:?}: expected site, caller or {{up: N}}")),
     };
     let action = Value::Mapping(m);
     let probe = spec_yaml("policy-check", "a.B", "m", &resolve_call(&action, Some(("c", "()V", 1))), false);
     crate::spec::PatchSpec::from_yaml(&probe, "action").map_err(|e| format!("{}: {}", e.field, e.reason))?;
     Ok(Step { action, at })
+}
+
+/// The method a `NullPointerException`'s message says was invoked on null (JDK 14+ helpful
+/// messages: `Cannot invoke "java.util.Map.get(Object)" because ...` gives `get`): the call that
+/// threw, which the exception's trace does not show (it is thrown in the caller's frame).
+pub fn npe_callee(message: &str) -> Option<String> {
+    let invoked = message.strip_prefix("Cannot invoke \"")?;
+    let signature = &invoked[..invoked.find('(')?];
+    let name = signature.rsplit('.').next()?;
+    (!name.is_empty()).then(|| name.to_string())
 }
 
 /// The action with `call: auto` replaced by the call that threw (`name`, `descriptor`, its
@@ -836,7 +867,11 @@ mod tests {
         let bad_action = parse(&POLICY.replace("fallback: default", "fallback: sometimes"), "p.yaml").unwrap_err();
         assert!(bad_action.contains("rules[0].then[1]") && bad_action.contains("fallback"), "{bad_action}");
         let bad_at = parse(&POLICY.replace("at: caller", "at: nowhere"), "p.yaml").unwrap_err();
-        assert!(bad_at.contains("rules[0].then[1]") && bad_at.contains("site or caller"), "{bad_at}");
+        assert!(bad_at.contains("rules[0].then[1]") && bad_at.contains("site, caller or {up: N}"), "{bad_at}");
+        let up = parse(&POLICY.replace("at: caller", "at: { up: 3 }"), "p.yaml").unwrap();
+        assert_eq!((up.rules[0].then[1].at, up.rules[0].then[1].at.index()), (At::Up(3), 3));
+        let bad_up = parse(&POLICY.replace("at: caller", "at: { up: 0 }"), "p.yaml").unwrap_err();
+        assert!(bad_up.contains("rules[0].then[1]") && bad_up.contains("at.up: expected"), "{bad_up}");
         assert_eq!(holds(1, 10, 0, 0.5), Ok(()));
         assert!(holds(9, 10, 0, 0.5).unwrap_err().contains("fallback rate"));
         assert!(holds(0, 10, 1, 0.5).is_err());
@@ -864,6 +899,18 @@ mod tests {
         );
         let syntax = err(&text.replace("count: 2", "count: [2"));
         assert!(syntax.starts_with("p.yaml:11: "), "{syntax}");
+    }
+
+    #[test]
+    fn a_helpful_null_pointer_message_names_the_call_that_threw() {
+        let m = "Cannot invoke \"java.util.Map.get(Object)\" because \"this.prices\" is null";
+        assert_eq!(npe_callee(m).as_deref(), Some("get"));
+        assert_eq!(
+            npe_callee("Cannot invoke \"String.length()\" because \"<local1>\" is null").as_deref(),
+            Some("length")
+        );
+        assert_eq!(npe_callee("Cannot read field \"total\" because \"o\" is null"), None);
+        assert_eq!(npe_callee(""), None);
     }
 
     #[test]

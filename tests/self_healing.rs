@@ -230,11 +230,22 @@ fn policy_alone_repairs_the_three_faults_and_durable_repairs_survive_kill_9() {
         let a = applied(rule);
         assert!(a["reason"].as_str().unwrap().contains(&format!("at repair.demo.{site} (throw site")), "{a}");
     }
-    // The call guard needs the throwing instruction, which bytecode capture does not see: the
-    // rule says so and escalates to guarding the method.
+    // Under bytecode capture the call that threw is read from the exception: price's NPE names
+    // the call on null (`longValue`), and only that call is guarded; ratio's division is the
+    // method's own code, not a call, so the rule says so and escalates to guarding the method.
+    assert_eq!(
+        applied("price-npe")["patch"],
+        rule_patch("price-npe", "repair.demo.PriceService", "price", "(Ljava/lang/String;)J", 0),
+        "the call guard"
+    );
+    assert!(
+        applied("price-npe")["reason"].as_str().unwrap().contains("at call longValue#1"),
+        "{}",
+        applied("price-npe")
+    );
     let refused =
         events.iter().find(|e| e["rule"] == "ratio-zero" && e["kind"] == "refused").expect("ratio's call guard");
-    assert!(refused["reason"].as_str().unwrap().contains("faults=jvmti"), "{refused}");
+    assert!(refused["reason"].as_str().unwrap().contains("threw by its own code, not in a call"), "{refused}");
     assert_eq!(
         applied("ratio-zero")["patch"],
         rule_patch("ratio-zero", "repair.demo.StatsService", "ratio", "(JJ)J", 1),

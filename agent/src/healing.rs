@@ -277,6 +277,16 @@ impl Run {
         // Occurrences dropped on a full queue show as a jump in the count; replay a bounded few.
         let new = o.count.saturating_sub(before).clamp(1, 64);
         self.seen.insert(o.fault_id, (fault.clone(), o.count.max(before)));
+        // A repair above the throw site lets the fault be thrown and absorbs it: while it is in
+        // force the occurrences are its to judge (validation, the kept watch), not new faults.
+        let site = (&fault.site.class, &fault.site.method, &fault.site.descriptor);
+        let absorbing: Vec<&str> = (self.watches.iter().chain(&self.kept))
+            .filter(|w| w.fault_id == fault.id && (&w.target.0, &w.target.1, &w.target.2) != site)
+            .map(|w| w.patch.spec.id.as_str())
+            .collect();
+        if !absorbing.is_empty() && self.agent.patches.list().iter().any(|p| absorbing.contains(&p.spec.id.as_str())) {
+            return;
+        }
         if let Some((report, fell_back)) = o.after_fallback {
             if o.at.saturating_duration_since(fell_back) <= ATTRIBUTION
                 && self.caused_by_repair(&fault, report, fell_back, o.at)
@@ -355,10 +365,7 @@ impl Run {
         let ranked = policy::candidates(&frames, &application, rule.allow_jdk);
         for action in first..rule.then.len() {
             let step = &rule.then[action];
-            let pick = match step.at {
-                policy::At::Site => ranked.first(),
-                policy::At::Caller => ranked.get(1),
-            };
+            let pick = ranked.get(step.at.index());
             let about = About { rule: rule_name, site: &site, ..About::default() };
             let Some(target) = pick else {
                 self.agent.events.emit(
@@ -371,7 +378,7 @@ impl Run {
             };
             let method = format!("{}{}", target.frame.method, target.frame.descriptor);
             let resolved = if policy::wants_call(&step.action) {
-                match self.call_at(&target.frame) {
+                match self.call_at(fault, target) {
                     Ok(call) => policy::resolve_call(&step.action, Some((&call.0, &call.1, call.2))),
                     Err(why) => {
                         self.agent.events.emit(
@@ -525,13 +532,12 @@ impl Run {
     }
 
     /// The call at the fault's frame, from the bytes the JVM runs now.
-    fn call_at(&self, frame: &FrameRef) -> Result<(String, String, u32), String> {
-        if self.agent.fault_mode != FaultMode::Jvmti {
-            // An exception-exit probe runs after the frame left the throwing instruction.
-            return Err("the throwing instruction is not known with bytecode fault capture \
-                        (faults=jvmti at start-up records it)"
-                .to_string());
-        }
+    /// The call that threw inside `target`, a frame of `fault`'s stack: the call at its bci
+    /// when that is the throw's own (exception events, and the callers of the method a probe saw
+    /// the exception leave); else the call on its line of the method the exception's trace shows
+    /// it calling (or a `NullPointerException` message names).
+    fn call_at(&self, fault: &Fault, target: &policy::Candidate) -> Result<(String, String, u32), String> {
+        let frame = &target.frame;
         let a = self.agent;
         let internal = frame.class.replace('.', "/");
         let bytes =
@@ -543,7 +549,27 @@ impl Run {
             descriptor: Some(frame.descriptor.clone()),
         };
         let bci = u32::try_from(frame.bci).map_err(|_| format!("{}.{} is native", frame.class, frame.method))?;
-        let c = repair_bytecode::transform::call_site::call_at(&bytes, &method, bci).map_err(|e| e.to_string())?;
+        let exact = a.fault_mode == FaultMode::Jvmti || target.depth > 0;
+        let by_bci = exact.then(|| repair_bytecode::transform::call_site::call_at(&bytes, &method, bci));
+        let c = match by_bci {
+            Some(Ok(c)) => c,
+            Some(Err(e)) if a.fault_mode == FaultMode::Jvmti => return Err(e.to_string()),
+            _ => {
+                let line = fault.stack.get(target.depth).and_then(|f| f.line).and_then(|l| u16::try_from(l).ok());
+                let callee = match target.depth {
+                    0 => fault.call.clone().or_else(|| fault.message.as_deref().and_then(policy::npe_callee)),
+                    d => fault.stack.get(d - 1).map(|f| f.method.clone()),
+                };
+                let (Some(line), Some(callee)) = (line, callee) else {
+                    return Err(format!(
+                        "{}.{} threw by its own code, not in a call it made (the exception's trace shows none)",
+                        frame.class, frame.method
+                    ));
+                };
+                repair_bytecode::transform::call_site::call_on_line(&bytes, &method, line, &callee)
+                    .map_err(|e| e.to_string())?
+            }
+        };
         Ok((c.name, c.descriptor.unwrap_or_default(), c.occurrence))
     }
 
@@ -679,7 +705,14 @@ fn verdict(w: &Watch, faults: &[Fault], active: &[String], now: Instant, agent: 
     }
     let breaker = matches!(w.patch.spec.action, Action::Breaker { .. });
     if !breaker {
-        if let Some(f) = faults.iter().find(|f| f.id == w.fault_id && grew(f) > 0) {
+        // A repair above the throw site (`at: caller`, `up: N`) does not stop the throw: each
+        // occurrence its fallback absorbed is the repair working, not the fault returning. It is
+        // judged when the window ends: an occurrence is recorded before the fallback above it runs.
+        let absorbed = |f: &Fault| {
+            let site = (&f.site.class, &f.site.method, &f.site.descriptor);
+            site != (&w.target.0, &w.target.1, &w.target.2) && (now < w.deadline || grew(f) <= fallbacks)
+        };
+        if let Some(f) = faults.iter().find(|f| f.id == w.fault_id && grew(f) > 0 && !absorbed(f)) {
             return Some(Verdict::Fails(format!(
                 "the fault it repairs still happens: {} x{} more at {}.{} ({calls} calls since the apply)",
                 f.exception,
@@ -784,6 +817,7 @@ mod tests {
             thread: "main".to_string(),
             site: frames[0].clone(),
             stack: frames,
+            call: None,
             caught: None,
             count: 1,
             first_seen_ms: 0,

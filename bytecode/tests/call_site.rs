@@ -94,3 +94,22 @@ fn a_missing_call_is_named_with_the_count_found() {
     .unwrap_err();
     assert!(err.to_string().contains("constructor call"), "{err}");
 }
+
+#[test]
+fn a_call_is_found_by_its_line_and_callee_name_as_a_stack_trace_gives_them() {
+    use repair_bytecode::transform::call_site::call_on_line;
+    let dir = support::scratch("call-site-line");
+    let classes = support::javac(&dir, &[("App.java", APP)]);
+    let bytes = std::fs::read(classes.join("App.class")).unwrap();
+    let mixed = MethodTarget::parse("mixed");
+    // Line 9 of APP is `return r + Math.max(first(), risky(k)) + risky(k);`: its first risky.
+    let risky = call_on_line(&bytes, &mixed, 9, "risky").unwrap();
+    assert_eq!((risky.name.as_str(), risky.descriptor.as_deref(), risky.occurrence), ("risky", Some("(I)I"), 1));
+    let div = call_on_line(&bytes, &mixed, 8, "div").unwrap();
+    assert_eq!((div.name.as_str(), div.descriptor.as_deref(), div.occurrence), ("div", Some("(JJ)J"), 1));
+    assert_eq!(
+        call_on_line(&bytes, &mixed, 8, "risky").unwrap_err().to_string(),
+        "line 8 of mixed: makes no call of risky"
+    );
+    assert_eq!(call_on_line(&bytes, &mixed, 99, "risky").unwrap_err().to_string(), "line 99: is not a line of mixed");
+}

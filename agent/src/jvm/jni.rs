@@ -302,14 +302,6 @@ impl<'a> Jni<'a> {
         })
     }
 
-    /// The source line of the innermost element of `throwable`'s stack trace in `class` (dotted)
-    /// and `method`, from `Throwable.getStackTrace()`; `None` when there is none or it is unknown.
-    pub fn throwable_line(&self, throwable: &Local<'_>, class: &str, method: &str) -> Option<i32> {
-        let trace = self.throwable_trace(throwable);
-        let element = trace.iter().find(|e| e.class == class && e.method == method)?;
-        element.line.filter(|l| *l > 0)
-    }
-
     /// The first elements of `throwable`'s stack trace, innermost first, from
     /// `Throwable.getStackTrace()` (Java code: the JVM fills the elements in lazily); empty when
     /// the call throws (that exception is cleared).

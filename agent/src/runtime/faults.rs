@@ -134,6 +134,9 @@ pub struct Fault {
     pub site: StackFrame,
     /// Innermost first, at most [`MAX_FRAMES`].
     pub stack: Vec<StackFrame>,
+    /// The method the site was calling when the exception was thrown (its name: a stack trace
+    /// names no descriptor), from the exception's own trace; `None` when the site's own code threw.
+    pub call: Option<String>,
     /// Whether a handler catches it: known from exception events only (a bytecode probe runs
     /// before any caller's handler is chosen).
     pub caught: Option<bool>,
@@ -678,12 +681,20 @@ impl FaultLog {
         };
         self.record_at(jvmti, jni, thrown, &site_frame, key_bci, seen, || {
             let mut stack: Vec<StackFrame> = infos.iter().map(|(i, b)| i.frame(*b)).collect();
-            if let Seen::Probe = seen {
-                // The probe's bci says nothing of the line that threw; the exception's trace does.
-                let frame = &mut stack[site];
-                frame.line = jni.throwable_line(thrown, &frame.class, &frame.method);
-            }
-            (stack, site)
+            let call = match seen {
+                // The stack is the throw's own: the frame inside the site is the call it made.
+                Seen::Event { .. } => site.checked_sub(1).map(|i| stack[i].method.clone()),
+                // The probe's bci says nothing of the line that threw, and the frames inside the
+                // site are gone; the exception's trace has both.
+                Seen::Probe => {
+                    let trace = jni.throwable_trace(thrown);
+                    let frame = &mut stack[site];
+                    let at = trace.iter().position(|e| e.class == frame.class && e.method == frame.method);
+                    frame.line = at.and_then(|i| trace[i].line).filter(|l| *l > 0);
+                    at.and_then(|i| i.checked_sub(1)).map(|i| trace[i].method.clone())
+                }
+            };
+            (stack, site, call)
         })
     }
 
@@ -730,12 +741,14 @@ impl FaultLog {
                     }
                 }
             });
-            (stack, site)
+            let call = site.checked_sub(1).map(|i| trace[i].method.clone());
+            (stack, site, call)
         }))
     }
 
     /// Records one occurrence of `thrown` at `site` (the bci in the key: `key_bci`); `stack`
-    /// gives the whole stack and the site's index in it, asked for only for a new fault.
+    /// gives the whole stack, the site's index in it and the call the site made that threw, asked
+    /// for only for a new fault.
     #[allow(clippy::too_many_arguments)]
     fn record_at(
         &self,
@@ -745,7 +758,7 @@ impl FaultLog {
         site: &StackFrame,
         key_bci: i64,
         seen: Seen,
-        stack: impl FnOnce() -> (Vec<StackFrame>, usize),
+        stack: impl FnOnce() -> (Vec<StackFrame>, usize, Option<String>),
     ) -> u64 {
         let caught = match seen {
             Seen::Event { caught } => Some(caught),
@@ -768,7 +781,7 @@ impl FaultLog {
         let message = jni.throwable_message(thrown);
         let exception_chain = jni.class_chain_of_object(thrown, 16);
         let thread = jvmti.current_thread_name(jni).unwrap_or_else(|_| "?".to_string());
-        let (stack, site) = stack();
+        let (stack, site, call) = stack();
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(id) = store.ids.get(&key).copied() {
             // Another thread recorded it meanwhile.
@@ -792,6 +805,7 @@ impl FaultLog {
             thread,
             site: stack[site].clone(),
             stack,
+            call,
             caught,
             count: 1,
             first_seen_ms: now_ms,

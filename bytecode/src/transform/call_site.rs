@@ -192,6 +192,55 @@ pub fn call_at(class: &[u8], method: &super::MethodTarget, bci: u32) -> Result<C
     Ok(CallSite { owner: None, name: r.name.into_owned(), descriptor: Some(r.descriptor.into_owned()), occurrence })
 }
 
+/// The call of a method named `callee` on source `line` of a method, as a [`CallSite`]: how
+/// fault localization finds the call that threw when only the exception's own stack trace is
+/// known (bytecode capture sees the exception leave the method, not the instruction), which names
+/// the callee without its descriptor and the caller's line. The first such call on the line when
+/// there are several.
+pub fn call_on_line(class: &[u8], method: &super::MethodTarget, line: u16, callee: &str) -> Result<CallSite> {
+    let cf = ClassFile::parse(class)?;
+    let index = cf.find_method(&method.name, method.descriptor.as_deref())?;
+    let m = &cf.methods[index];
+    let code = cf
+        .find_attribute(&m.attributes, "Code")
+        .ok_or_else(|| Error::not_found(format!("method {method}"), "has no code"))?;
+    let raw = super::guard::raw_code(&code.data)?;
+    let table = super::line_table(&cf, m)?
+        .ok_or_else(|| Error::not_found(format!("method {method}"), "has no line numbers (compiled with -g:none?)"))?;
+    // Each entry covers its pc up to the next entry's (in pc order), or the end of the code.
+    let mut starts: Vec<u16> = table.iter().map(|(pc, _)| *pc).collect();
+    starts.sort_unstable();
+    let end_of = |start: u16| starts.iter().find(|s| **s > start).map_or(raw.code.len() as u32, |s| u32::from(*s));
+    let ranges: Vec<(u32, u32)> =
+        table.iter().filter(|(_, l)| *l == line).map(|(pc, _)| (u32::from(*pc), end_of(*pc))).collect();
+    if ranges.is_empty() {
+        return Err(Error::not_found(format!("line {line}"), format!("is not a line of {method}")));
+    }
+    let mut calls: Vec<(u32, u16)> = Vec::new();
+    crate::code::scan(raw.code, |pc, op| {
+        if (INVOKEVIRTUAL..=INVOKEINTERFACE).contains(&op) {
+            if let Some(b) = raw.code.get(pc as usize + 1..pc as usize + 3) {
+                calls.push((pc, u16::from_be_bytes([b[0], b[1]])));
+            }
+        }
+        true
+    })?;
+    let on_line = |pc: u32| ranges.iter().any(|(start, end)| (*start..*end).contains(&pc));
+    let (at, target) = calls
+        .iter()
+        .copied()
+        .find(|(pc, i)| on_line(*pc) && cf.pool.member_ref(*i).is_ok_and(|r| r.name == callee))
+        .ok_or_else(|| Error::not_found(format!("line {line} of {method}"), format!("makes no call of {callee}")))?;
+    let r = cf.pool.member_ref(target)?;
+    let occurrence = calls
+        .iter()
+        .filter(|(pc, i)| {
+            *pc <= at && cf.pool.member_ref(*i).is_ok_and(|m| m.name == r.name && m.descriptor == r.descriptor)
+        })
+        .count() as u32;
+    Ok(CallSite { owner: None, name: r.name.into_owned(), descriptor: Some(r.descriptor.into_owned()), occurrence })
+}
+
 /// A readable name for the opcodes a fault can sit on.
 fn opcode_name(op: u8) -> String {
     match op {

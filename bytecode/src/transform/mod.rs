@@ -17,6 +17,21 @@ use crate::descriptor::FieldType;
 
 pub use crate::redefinition::check_redefinable;
 
+/// A method's `LineNumberTable`s as `(start pc, line)` in the order stored, read without decoding
+/// its code; `None` when it has no code or no table.
+pub(crate) fn line_table(cf: &crate::ClassFile, m: &crate::Member) -> crate::error::Result<Option<Vec<(u16, u16)>>> {
+    let Some(code) = cf.find_attribute(&m.attributes, "Code") else { return Ok(None) };
+    let mut lines = None;
+    for a in guard::raw_code(&code.data)?.attributes.iter().filter(|a| cf.pool.is_utf8(a.name, "LineNumberTable")) {
+        let mut r = crate::bytes::Reader::new(&a.data, "LineNumberTable");
+        let l: &mut Vec<(u16, u16)> = lines.get_or_insert_with(Vec::new);
+        for _ in 0..r.u16()? {
+            l.push((r.u16()?, r.u16()?));
+        }
+    }
+    Ok(lines)
+}
+
 /// The method a transform targets: by name, or name and descriptor when overloaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MethodTarget {

@@ -9,12 +9,11 @@
 
 use std::collections::HashMap;
 
-use super::guard::{edit_method, push_int, raw_code};
+use super::guard::{edit_method, push_int};
 use super::probe::{boxing, hook};
 use super::{hooks, MethodTarget};
 use crate::analysis::Analysis;
-use crate::bytes::Reader;
-use crate::classfile::{ClassFile, Member};
+use crate::classfile::ClassFile;
 use crate::code::opcodes::*;
 use crate::code::{Code, CodeAttribute, Insn, MethodInfo, VType, ValueKind};
 use crate::constant_pool::ConstantPool;
@@ -54,7 +53,7 @@ pub fn snapshot(class: &[u8], spec: &SnapshotSpec) -> Result<(Vec<u8>, Vec<Captu
 
     let mut tables = Vec::new();
     for (i, m) in cf.methods.iter().enumerate() {
-        if let Some(lines) = method_lines(&cf, m)? {
+        if let Some(lines) = super::line_table(&cf, m)?.map(|t| t.into_iter().map(|(_, l)| l).collect::<Vec<_>>()) {
             tables.push((i, lines));
         }
     }
@@ -203,22 +202,6 @@ fn insert(
     // id, array, array, index, a long or double value.
     code.max_stack = code.max_stack.saturating_add(6);
     Ok(captured)
-}
-
-/// The lines of a method's `LineNumberTable`s, read without decoding its code; `None` when it
-/// has no code or no table.
-fn method_lines(cf: &ClassFile, m: &Member) -> Result<Option<Vec<u16>>> {
-    let Some(code) = cf.find_attribute(&m.attributes, "Code") else { return Ok(None) };
-    let mut lines = None;
-    for a in raw_code(&code.data)?.attributes.iter().filter(|a| cf.pool.is_utf8(a.name, "LineNumberTable")) {
-        let mut r = Reader::new(&a.data, "LineNumberTable");
-        let l: &mut Vec<u16> = lines.get_or_insert_with(Vec::new);
-        for _ in 0..r.u16()? {
-            r.u16()?;
-            l.push(r.u16()?);
-        }
-    }
-    Ok(lines)
 }
 
 /// `5-9, 12, 14-20`.
