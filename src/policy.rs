@@ -16,7 +16,7 @@
 //!     durable: true        # a repair that holds is kept across restarts
 //! ```
 //!
-//! Each action is a patch action of the spec (`guard`, `probe`, `swap`, `breaker`) aimed at a
+//! Each action is a patch action of the spec (`guard`, `probe`, `swap`, `breaker`, `recursion`) aimed at a
 //! site chosen by fault localization: `at: site` (the default) is the throw site, the innermost
 //! application frame; `at: caller` the first application frame above it, `at: { up: N }` the N-th
 //! (an early return further up the stack). `guard: { call: auto }`
@@ -931,6 +931,26 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(!wants_call(&resolve_call(&auto, None)), "no call at the fault: the whole method");
+    }
+
+    #[test]
+    fn a_rule_may_list_a_recursion_guard_and_a_bad_one_is_named() {
+        let text = "rules:\n  - name: deep\n    when: { exception: java.lang.StackOverflowError, count: 2 }\n    then:\n      - recursion: { depth: 200, fallback: default }\n      - guard: { catch: [fault], fallback: default }\n";
+        let p = parse(text, "p.yaml").unwrap();
+        assert_eq!(p.rules[0].then[0].at, At::Site, "aimed at the throw site: the recursive method");
+        let yaml = spec_yaml("deep-1", "a.Flags", "isOn(Ljava/lang/String;)Z", &p.rules[0].then[0].action, false);
+        assert_eq!(
+            crate::spec::PatchSpec::from_yaml(&yaml, "r").unwrap().action,
+            crate::spec::Action::Recursion { depth: 200, fallback: repair_bytecode::transform::Fallback::Default }
+        );
+        assert_eq!(
+            parse(&text.replace("depth: 200", "depth: 0"), "p.yaml").unwrap_err(),
+            "p.yaml:5: rules[0].then[0]: action.recursion.depth: expected a positive number"
+        );
+        assert_eq!(
+            parse(&text.replace("depth: 200, fallback: default", "depth: 200"), "p.yaml").unwrap_err(),
+            "p.yaml:5: rules[0].then[0]: action.recursion.fallback: missing"
+        );
     }
 
     #[test]

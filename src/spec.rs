@@ -57,6 +57,12 @@ pub enum Action {
         cooldown_ms: u64,
         fallback: Fallback,
     },
+    /// A recursion guard: on each thread, a call of the method made while `depth` calls of it are
+    /// already open there returns `fallback` without running the body.
+    Recursion {
+        depth: u32,
+        fallback: Fallback,
+    },
     /// A snapshot of the live locals before a source line (an observation's; not read from YAML).
     Snapshot {
         line: u16,
@@ -93,6 +99,9 @@ impl Action {
             Action::Breaker { failures, window_ms, cooldown_ms, fallback } => {
                 format!("breaker {failures} in {window_ms}ms, open {cooldown_ms}ms -> {}", fallback_text(fallback))
             }
+            Action::Recursion { depth, fallback } => {
+                format!("recursion deeper than {depth} -> {}", fallback_text(fallback))
+            }
         }
     }
 }
@@ -109,6 +118,9 @@ fn fallback_text(f: &Fallback) -> String {
         Fallback::StaticMethod { class, name } => format!("{class}.{name}"),
     }
 }
+
+/// The deepest a recursion guard may let a method nest on one thread.
+const MAX_RECURSION_DEPTH: u32 = 100_000;
 
 /// A spec that does not parse: where (source, line, field) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,9 +213,9 @@ impl PatchSpec {
             Some(Value::Bool(b)) => *b,
             Some(_) => return Err(p.error(&["durable"], "expected true or false")),
         };
-        p.only_keys(action_map, &["action"], &["guard", "swap", "probe", "breaker", "redefine"])?;
+        p.only_keys(action_map, &["action"], &["guard", "swap", "probe", "breaker", "recursion", "redefine"])?;
         if action_map.len() != 1 {
-            return Err(p.error(&["action"], "give exactly one of guard, swap, probe, breaker, redefine"));
+            return Err(p.error(&["action"], "give exactly one of guard, swap, probe, breaker, recursion, redefine"));
         }
         let (kind, body) = action_map.iter().next().expect("one entry");
         let action = match kind.as_str().unwrap_or("") {
@@ -216,6 +228,7 @@ impl PatchSpec {
                 Action::Swap { class_file: f }
             }
             "breaker" => p.breaker(body)?,
+            "recursion" => p.recursion(body)?,
             "redefine" => p.redefine(body)?,
             _ => p.probe(body)?,
         };
@@ -367,6 +380,14 @@ impl PatchSpec {
                 )
             }),
             Action::Breaker { fallback, .. } => transform::breaker::breaker(
+                class_bytes,
+                &transform::BreakerSpec {
+                    method: self.method.clone(),
+                    fallback: fallback.clone(),
+                    report_id: env.report_id.unwrap_or(0),
+                },
+            ),
+            Action::Recursion { fallback, .. } => transform::breaker::recursion_guard(
                 class_bytes,
                 &transform::BreakerSpec {
                     method: self.method.clone(),
@@ -600,6 +621,27 @@ impl Parser<'_> {
         Ok(Action::Breaker { failures, window_ms, cooldown_ms, fallback })
     }
 
+    fn recursion(&self, body: &Value) -> Result<Action, SpecError> {
+        let path = ["action", "recursion"];
+        let m = self.mapping(body, &path)?;
+        self.only_keys(m, &path, &["depth", "fallback"])?;
+        let depth = match self.required(m, &path, "depth")? {
+            Value::Number(n) if n.as_u64().is_some_and(|n| (1..=MAX_RECURSION_DEPTH as u64).contains(&n)) => {
+                n.as_u64().unwrap_or(1) as u32
+            }
+            Value::Number(n) if n.as_u64().is_some_and(|n| n > MAX_RECURSION_DEPTH as u64) => {
+                return Err(self.error(
+                    &["action", "recursion", "depth"],
+                    format!("{n} is deeper than the limit of {MAX_RECURSION_DEPTH}"),
+                ))
+            }
+            _ => return Err(self.error(&["action", "recursion", "depth"], "expected a positive number")),
+        };
+        // No default: which value stands for "too deep" is the method's business.
+        let fallback = self.fallback_at(self.required(m, &path, "fallback")?, &["action", "recursion", "fallback"])?;
+        Ok(Action::Recursion { depth, fallback })
+    }
+
     fn fallback(&self, v: &Value) -> Result<Fallback, SpecError> {
         self.fallback_at(v, &["action", "guard", "fallback"])
     }
@@ -800,7 +842,7 @@ mod tests {
         );
         assert_eq!(
             err(&GOOD.replace("guard:", "gaurd:")),
-            "p.yaml:4: action.gaurd: unknown field; expected one of: guard, swap, probe, breaker, redefine"
+            "p.yaml:4: action.gaurd: unknown field; expected one of: guard, swap, probe, breaker, recursion, redefine"
         );
         assert_eq!(err(&GOOD.replace("id: price-npe\n", "")), "p.yaml:1: id: missing");
         assert_eq!(err(&GOOD.replace("durable: true", "durable: maybe")), "p.yaml:5: durable: expected true or false");
@@ -909,6 +951,49 @@ mod tests {
         assert_eq!(
             err(&text.replace("redefine", "guard").replace("{ class_file: B.class }", "{}")),
             "p.yaml:2: target.method: missing"
+        );
+    }
+
+    #[test]
+    fn a_recursion_guard_needs_a_depth_and_a_fallback() {
+        let text =
+            "id: r\ntarget: { class: a.B, method: isOn }\naction:\n  recursion: { depth: 200, fallback: default }\n";
+        let s = PatchSpec::from_yaml(text, "r.yaml").unwrap();
+        assert_eq!(s.action, Action::Recursion { depth: 200, fallback: Fallback::Default });
+        assert_eq!(s.action.summary(), "recursion deeper than 200 -> default");
+        let with = |body: &str| err(&text.replace("{ depth: 200, fallback: default }", body));
+        assert_eq!(
+            with("{ depth: 0, fallback: default }"),
+            "p.yaml:4: action.recursion.depth: expected a positive number"
+        );
+        assert_eq!(
+            with("{ depth: -3, fallback: default }"),
+            "p.yaml:4: action.recursion.depth: expected a positive number"
+        );
+        assert_eq!(
+            with("{ depth: deep, fallback: default }"),
+            "p.yaml:4: action.recursion.depth: expected a positive number"
+        );
+        assert_eq!(
+            with("{ depth: 100001, fallback: default }"),
+            "p.yaml:4: action.recursion.depth: 100001 is deeper than the limit of 100000"
+        );
+        assert_eq!(with("{ fallback: default }"), "p.yaml:4: action.recursion.depth: missing");
+        assert_eq!(with("{ depth: 200 }"), "p.yaml:4: action.recursion.fallback: missing");
+        assert_eq!(
+            with("{ depth: 200, fallback: maybe }"),
+            "p.yaml:4: action.recursion.fallback: expected default, null, {value: X}, {arg: N} or {method: pkg.Class.name}"
+        );
+        assert_eq!(
+            with("{ depth: 200, fallback: default, window: 1s }"),
+            "p.yaml:4: action.recursion.window: unknown field; expected one of: depth, fallback"
+        );
+        let deepest = PatchSpec::from_yaml(&text.replace("depth: 200", "depth: 100000"), "r.yaml").unwrap();
+        assert_eq!(deepest.action, Action::Recursion { depth: 100_000, fallback: Fallback::Default });
+        let value = PatchSpec::from_yaml(&text.replace("fallback: default", "fallback: { value: true }"), "r.yaml");
+        assert_eq!(
+            value.unwrap().action,
+            Action::Recursion { depth: 200, fallback: Fallback::Constant(transform::Constant::Bool(true)) }
         );
     }
 }

@@ -12,7 +12,7 @@
 //!  5  journal      the append-only journal of patches; durable patches across restarts
 //!  4  patches      the patch manager: per class, a stack of patches over the original bytes
 //!  3  runtime/     what runs on application threads: the hooks' counters, fault capture,
-//!                  circuit breakers
+//!                  circuit breakers, recursion guards
 //!  2  jvm/         the JVM wrapper, the only `unsafe` code: JVMTI, JNI, the extern "C" surface
 //!     events       the event log (what the agent decided and did)
 //!  1  log          lines on the JVM's stderr

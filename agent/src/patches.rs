@@ -22,6 +22,7 @@ use repair_model::spec::{Action, PatchSpec, RewriteEnv};
 
 use crate::runtime::breakers::Breakers;
 use crate::runtime::hooks::Reports;
+use crate::runtime::recursion::RecursionGuards;
 
 use crate::jvm::{Jni, Jvmti, JvmtiError, Local};
 
@@ -129,6 +130,8 @@ impl State {
 pub struct PatchManager {
     /// The state of the breaker patches in effect (what `Hooks.breaker*` consult).
     pub breakers: Breakers,
+    /// The depths of the recursion patches in effect (what `Hooks.recursion*` consult).
+    pub recursion: RecursionGuards,
     /// What each patch's hooks reported, by report id.
     pub reports: Reports,
     state: Mutex<State>,
@@ -149,6 +152,19 @@ fn chain<'p>(original: &[u8], patches: impl Iterator<Item = &'p AppliedPatch> + 
 }
 
 impl PatchManager {
+    /// Creates what a patch's hooks consult at run time (a breaker's state, a recursion guard's
+    /// depth) before its code can run; nothing for other patches.
+    fn register_runtime_state(&self, report_id: i32, spec: &PatchSpec) {
+        self.breakers.register(report_id, spec);
+        self.recursion.register(report_id, spec);
+    }
+
+    /// Forgets what the hooks of a patch that is gone consulted.
+    fn forget_runtime_state(&self, report_id: i32) {
+        self.breakers.unregister(report_id);
+        self.recursion.unregister(report_id);
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -238,7 +254,7 @@ impl PatchManager {
         unfit.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
         for (i, e) in unfit {
             let p = patches.remove(i);
-            self.breakers.unregister(p.report_id);
+            self.forget_runtime_state(p.report_id);
             let reason = format!("does not fit {} as it loads: {e}", name.replace('/', "."));
             let whole = !patches.iter().any(|q| q.spec.id == p.spec.id);
             dropped.push(Dropped { patches: vec![p], reason, whole });
@@ -350,7 +366,7 @@ impl PatchManager {
             let mut st = self.state();
             for p in new.iter().filter(|p| p.report_id != 0) {
                 self.reports.reset(p.report_id);
-                self.breakers.register(p.report_id, &p.spec);
+                self.register_runtime_state(p.report_id, &p.spec);
             }
             for (class, b) in bytes {
                 st.pending.insert(class, Some(b));
@@ -364,7 +380,7 @@ impl PatchManager {
             }
             if let Err(error) = result {
                 for p in &new {
-                    self.breakers.unregister(p.report_id);
+                    self.forget_runtime_state(p.report_id);
                 }
                 let ids: Vec<&str> = new
                     .iter()
@@ -430,7 +446,7 @@ impl PatchManager {
             hashes_rollback: None,
             attachments,
         };
-        self.breakers.register(patch.report_id, &patch.spec);
+        self.register_runtime_state(patch.report_id, &patch.spec);
         st.patches.push(patch.clone());
         patch
     }
@@ -511,7 +527,7 @@ impl PatchManager {
             st.patches = kept;
             for p in &mut gone {
                 p.hashes_rollback = hashes.get(&p.class).cloned();
-                self.breakers.unregister(p.report_id);
+                self.forget_runtime_state(p.report_id);
             }
             Ok(gone)
         })
@@ -678,7 +694,8 @@ fn fallback_calls<'s>(spec: &'s PatchSpec, patched: &[u8]) -> Result<Option<Fall
     use repair_bytecode::transform::Fallback;
     use repair_model::spec::Action;
     let (Action::Guard { fallback: Fallback::StaticMethod { class, name }, .. }
-    | Action::Breaker { fallback: Fallback::StaticMethod { class, name }, .. }) = &spec.action
+    | Action::Breaker { fallback: Fallback::StaticMethod { class, name }, .. }
+    | Action::Recursion { fallback: Fallback::StaticMethod { class, name }, .. }) = &spec.action
     else {
         return Ok(None);
     };

@@ -1,10 +1,11 @@
 //! Golden behaviour of `breaker`: a stand-in `repair.rt.Hooks` keeps a tiny breaker per id (open after
-//! two failures, one short-circuited call, then a trial); every rewritten class runs on HotSpot
+//! two failures, one short-circuited call, then a trial), and of `recursion_guard`, the same
+//! shape: the stand-in keeps a depth (3 calls open at most); every rewritten class runs on HotSpot
 //! with verification on.
 
 mod support;
 
-use repair_bytecode::transform::breaker::breaker;
+use repair_bytecode::transform::breaker::{breaker, recursion_guard};
 use repair_bytecode::transform::{BreakerSpec, Constant, Fallback, MethodTarget};
 
 const HOOKS: &str = r#"
@@ -22,6 +23,13 @@ public class Hooks {
         System.out.println("  failed " + id + " " + t.getClass().getSimpleName());
         if (open || ++failures >= 2) { open = true; skipped = 0; }
     }
+    public static int depth;
+    public static boolean recursionEnter(int id) {
+        if (depth >= 3) { System.out.println("  refused " + id + " at depth " + depth); return false; }
+        depth++;
+        return true;
+    }
+    public static void recursionExit(int id) { depth--; }
 }
 "#;
 
@@ -120,8 +128,107 @@ fn initializers_and_bodiless_methods_are_refused_by_name() {
     let bytes = std::fs::read(classes.join("Shapes.class")).unwrap();
     for (m, why) in [("<init>", "initializer"), ("<clinit>", "initializer"), ("area", "abstract"), ("n", "native")] {
         let e = breaker(&bytes, &spec(m, Fallback::Default, 1)).unwrap_err().to_string();
-        assert!(e.contains(m) && e.contains(why), "{m}: {e}");
+        assert!(e.contains(m) && e.contains(why) && e.contains("a breaker"), "{m}: {e}");
+        let e = recursion_guard(&bytes, &spec(m, Fallback::Default, 1)).unwrap_err().to_string();
+        assert!(e.contains(m) && e.contains(why) && e.contains("a recursion guard"), "{m}: {e}");
     }
     let e = breaker(&bytes, &spec("area", Fallback::Null, 1)).unwrap_err().to_string();
     assert!(e.contains("area"), "{e}");
+}
+
+/// Recursive methods of every return kind; `main` prints each result and the stand-in's depth
+/// after it (0: every way out of the body left the depth as it found it).
+const RECURSIVE: &str = r#"
+import repair.rt.Hooks;
+public class Recursive {
+    int base = 1;
+    static int countdown(int n) { return n == 0 ? 0 : 1 + countdown(n - 1); }
+    static long walk(long steps, long acc) { return steps == 0 ? acc : walk(steps - 1, acc + 1); }
+    static double halve(double d, int n) { return n == 0 ? d : halve(d / 2, n - 1); }
+    static String path(String s, int n) { return n == 0 ? s : path(s + "/x", n - 1); }
+    static String fallbackPath(String s, int n) { return "fb(" + s + ")"; }
+    static boolean even(int n) { return n == 0 || !even(n - 1); }
+    static int thrower(int n) { if (n == 0) throw new IllegalStateException("bottom"); return thrower(n - 1); }
+    static int loopAtStart(int n) { while (n > 100) { n -= 100; } return n < 5 ? n : loopAtStart(n - 5); }
+    int depthOf(int n) { return n == 0 ? base : base + depthOf(n - 1); }
+    static int visits;
+    static void visit(int n) { visits++; if (n > 0) visit(n - 1); }
+    static void show(String what, Object v) { System.out.println(what + " = " + v + " depth=" + Hooks.depth); }
+    public static void main(String[] args) {
+        show("countdown(2)", countdown(2));
+        show("countdown(10)", countdown(10));
+        show("walk(2,0)", walk(2, 0));
+        show("walk(100,0)", walk(100, 0));
+        show("halve(8,2)", halve(8, 2));
+        show("halve(8,9)", halve(8, 9));
+        show("path(a,1)", path("a", 1));
+        show("path(a,9)", path("a", 9));
+        show("even(2)", even(2));
+        show("even(9)", even(9));
+        try { thrower(2); } catch (IllegalStateException e) { show("thrower(2) threw", e.getMessage()); }
+        show("thrower(9)", thrower(9));
+        show("loopAtStart(207)", loopAtStart(207));
+        show("loopAtStart(350)", loopAtStart(350));
+        Recursive r = new Recursive();
+        show("depthOf(1)", r.depthOf(1));
+        show("depthOf(9)", r.depthOf(9));
+        visit(9);
+        show("visits", visits);
+    }
+}
+"#;
+
+#[test]
+fn recursion_guards_return_the_fallback_past_the_depth_and_keep_it_balanced() {
+    let dir = support::scratch("recursion");
+    let classes = support::javac(&dir, &[("repair/rt/Hooks.java", HOOKS), ("Recursive.java", RECURSIVE)]);
+    let path = classes.join("Recursive.class");
+    let mut bytes = std::fs::read(&path).unwrap();
+    for s in [
+        spec("countdown", Fallback::Constant(Constant::Int(-100)), 1),
+        spec("walk", Fallback::Argument(1), 2),
+        spec("halve", Fallback::Constant(Constant::Float(-1.5)), 3),
+        spec("path", Fallback::StaticMethod { class: "Recursive".into(), name: "fallbackPath".into() }, 4),
+        spec("even", Fallback::Constant(Constant::Bool(true)), 5),
+        spec("thrower", Fallback::Default, 6),
+        spec("loopAtStart", Fallback::Argument(0), 7),
+        spec("depthOf", Fallback::Constant(Constant::Int(50)), 8),
+        spec("visit", Fallback::Default, 9),
+    ] {
+        bytes = recursion_guard(&bytes, &s).unwrap_or_else(|e| panic!("{}: {e}", s.method));
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let (ok, out, err) = support::java(&[&classes], "Recursive");
+    assert!(ok, "stdout:\n{out}\nstderr:\n{err}");
+    // Three calls open at most: the fourth nested call returns the fallback, which the three
+    // above it then build on; shallower calls run as written.
+    let want = "\
+countdown(2) = 2 depth=0
+  refused 1 at depth 3
+countdown(10) = -97 depth=0
+walk(2,0) = 2 depth=0
+  refused 2 at depth 3
+walk(100,0) = 3 depth=0
+halve(8,2) = 2.0 depth=0
+  refused 3 at depth 3
+halve(8,9) = -1.5 depth=0
+path(a,1) = a/x depth=0
+  refused 4 at depth 3
+path(a,9) = fb(a/x/x/x) depth=0
+even(2) = true depth=0
+  refused 5 at depth 3
+even(9) = false depth=0
+thrower(2) threw = bottom depth=0
+  refused 6 at depth 3
+thrower(9) = 0 depth=0
+loopAtStart(207) = 2 depth=0
+  refused 7 at depth 3
+loopAtStart(350) = 35 depth=0
+depthOf(1) = 2 depth=0
+  refused 8 at depth 3
+depthOf(9) = 53 depth=0
+  refused 9 at depth 3
+visits = 3 depth=0
+";
+    assert_eq!(out, want, "stderr:\n{err}");
 }

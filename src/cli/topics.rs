@@ -25,7 +25,7 @@ One YAML file per patch, read by `repairctl apply SPEC` (live) and `repairctl re
   target:
     class: repair.demo.PriceService  # dotted class name
     method: "price(Ljava/lang/String;)J"   # name, or name and JVM descriptor when overloaded
-  action:                            # exactly one of guard, swap, probe, breaker, redefine
+  action:                            # exactly one of guard, swap, probe, breaker, recursion, redefine
     guard: { catch: [java.lang.NullPointerException], fallback: { value: 0 } }
   durable: true                      # put back when the JVM starts again with the same state dir
 
@@ -43,6 +43,10 @@ ACTIONS
   breaker   a circuit breaker: after `failures` within `window` it opens and returns the fallback
             without running the body for `cooldown`, then lets one trial call through
               failures: 5, window: 10s, cooldown: 5s, fallback: {value: 0}
+  recursion a recursion guard: on each thread, a call made while `depth` calls of the method are
+            open there returns the fallback without running its body (1 to 100000; no default
+            fallback: say which value means too deep)
+              depth: 200, fallback: default
   redefine  replace the whole class with a class file of a fixed build (target: no method); the
             other patches of the class apply on top of it, whatever order they came in
               class_file: Cart.class           (relative to the spec; attached by repairctl apply)

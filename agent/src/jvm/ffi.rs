@@ -50,6 +50,9 @@ pub trait HookCalls: Sync {
     fn breaker_enter(&self, id: i32) -> bool;
     fn breaker_exit(&self, id: i32);
     fn breaker_thrown(&self, jni: &Jni<'_>, id: i32, thrown: Option<&Local<'_>>);
+    /// Whether the body runs (`false`: the recursion guard returns its fallback).
+    fn recursion_enter(&self, id: i32) -> bool;
+    fn recursion_exit(&self, id: i32);
 }
 
 static EVENTS: OnceLock<&'static dyn VmEvents> = OnceLock::new();
@@ -221,6 +224,8 @@ pub fn bind_hooks(jni: &Jni<'_>, class: &Local<'_>, hooks: &'static dyn HookCall
         (contract::SNAPSHOT, f(hook_snapshot as *const ())),
         (contract::CALL_ENTER, f(hook_call_enter as *const ())),
         (contract::CALL_EXIT, f(hook_call_exit as *const ())),
+        (contract::RECURSION_ENTER, f(hook_recursion_enter as *const ())),
+        (contract::RECURSION_EXIT, f(hook_recursion_exit as *const ())),
     ];
     // A hook of the contract left unbound would throw UnsatisfiedLinkError in the application.
     if table.len() != contract::METHODS.len() || table.iter().any(|(m, _)| !contract::METHODS.contains(m)) {
@@ -324,4 +329,13 @@ extern "C" fn hook_breaker_exit(_env: *mut sys::JNIEnv, _class: sys::jclass, id:
 
 extern "C" fn hook_breaker_thrown(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, t: sys::jobject) {
     guarded("Hooks.breakerThrown", (), || with_object(env, t, |h, jni, obj| h.breaker_thrown(jni, id, obj)))
+}
+
+extern "C" fn hook_recursion_enter(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint) -> sys::jboolean {
+    // On an internal error the body runs, as the method would without the guard.
+    guarded("Hooks.recursionEnter", 1, || u8::from(HOOKS.get().is_none_or(|h| h.recursion_enter(id))))
+}
+
+extern "C" fn hook_recursion_exit(_env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint) {
+    guarded("Hooks.recursionExit", (), || with_hooks(|h| h.recursion_exit(id)))
 }

@@ -672,6 +672,19 @@ impl HookCalls for Agent {
         let name = || thrown.map_or_else(|| "an exception".to_string(), |t| jni.class_name_of_object(t));
         self.patches.breakers.thrown(&self.events, id, name)
     }
+    fn recursion_enter(&self, id: i32) -> bool {
+        // Every call is one of the patch's calls, and a refused one a fallback, as a guard's: the
+        // verdict's fallback rate rests on them.
+        self.patches.reports.counters(id).enters.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let run = self.patches.recursion.enter(id);
+        if !run {
+            self.patches.reports.fallback_taken(id);
+        }
+        run
+    }
+    fn recursion_exit(&self, id: i32) {
+        self.patches.recursion.exit(id)
+    }
 }
 
 /// Bytecode fault capture: a `Hooks.thrown` exception-exit probe on every method of `name`,

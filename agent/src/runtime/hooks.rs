@@ -17,6 +17,8 @@
 //! | `exitAt(IJ)V`                                  | returns, with `System.nanoTime()`            |
 //! | `thrown(ILjava/lang/Throwable;)V`              | exits by an exception (rethrown after)       |
 //! | `line(II)V`                                    | a probed source line is about to run         |
+//! | `recursionEnter(I)Z`                           | a recursion guard's method is called: run?   |
+//! | `recursionExit(I)V`                            | it leaves its body (return or exception)     |
 //!
 //! The `int` is a report id the patch manager hands to the transform (one per patch), so every
 //! report is counted for the patch that caused it. These run on application threads: they only
@@ -153,9 +155,7 @@ const MAX_TIMED_DEPTH: usize = 256;
 /// What each `Hooks` native does with its report.
 impl Reports {
     pub fn fallback(&self, jni: &Jni<'_>, id: i32, thrown: Option<&Local<'_>>) {
-        let c = self.counters(id);
-        c.fallbacks.fetch_add(1, Ordering::Relaxed);
-        LAST_FALLBACK.with(|l| l.set(Some((id, Instant::now()))));
+        let c = self.fallback_taken(id);
         let Some(thrown) = thrown else { return };
         let class = jni.class_name_of_object(thrown);
         let text = match jni.throwable_message(thrown) {
@@ -163,6 +163,15 @@ impl Reports {
             None => class,
         };
         c.last.write().unwrap_or_else(|e| e.into_inner()).fallback_exception = Some(text);
+    }
+
+    /// Counts a fallback of `id` taken on this thread (a guard's, or a recursion guard's, which
+    /// catches nothing); returns its counters.
+    pub fn fallback_taken(&self, id: i32) -> Arc<ReportCounters> {
+        let c = self.counters(id);
+        c.fallbacks.fetch_add(1, Ordering::Relaxed);
+        LAST_FALLBACK.with(|l| l.set(Some((id, Instant::now()))));
+        c
     }
 
     pub fn enter(&self, id: i32, nanos: Option<i64>) {

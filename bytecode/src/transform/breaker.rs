@@ -1,16 +1,21 @@
-//! `breaker`: a circuit breaker around a method. The runtime hooks keep the breaker's state; the
-//! method asks them at entry whether to run (`Hooks.breakerEnter`), and tells them how each run
-//! ended (`Hooks.breakerExit` before every return, `Hooks.breakerThrown` on the way out of an
-//! exception, which is rethrown). While the breaker is open the body does not run: the method
-//! returns the fallback at once.
+//! Gated methods: the body runs only when a runtime hook says so at entry, else the method returns
+//! the fallback at once. Two gates share this shape:
+//!
+//! - `breaker`, a circuit breaker: the hooks keep its state; the method asks at entry whether to
+//!   run (`Hooks.breakerEnter`) and tells how each run ended (`Hooks.breakerExit` before every
+//!   return, `Hooks.breakerThrown` with the exception on the way out of one, which is rethrown).
+//! - `recursion_guard`: the hooks keep each thread's depth of calls of the method
+//!   (`Hooks.recursionEnter` refuses past the guard's depth, `Hooks.recursionExit` on every way
+//!   out, normal or not).
 //!
 //! ```text
-//!   iconst id; invokestatic breakerEnter(I)Z; ifne BODY
+//!   iconst id; invokestatic enter(I)Z; ifne BODY
 //!   <fallback>; xreturn
 //! BODY:
-//!   ...original code, each xreturn preceded by: iconst id; invokestatic breakerExit(I)V
-//! HANDLER (any exception in the body):
-//!   dup; iconst id; swap; invokestatic breakerThrown(ILjava/lang/Throwable;)V; athrow
+//!   ...original code, each xreturn preceded by: iconst id; invokestatic exit(I)V
+//! HANDLER (any exception in the body), rethrowing it:
+//!   dup; iconst id; swap; invokestatic thrown(ILjava/lang/Throwable;)V; athrow   (breaker)
+//!   iconst id; invokestatic recursionExit(I)V; athrow                           (recursion guard)
 //! ```
 
 use std::sync::Arc;
@@ -24,7 +29,40 @@ use crate::code::{vtype_of, Frame, Handler, Insn, VType, ValueKind};
 use crate::descriptor::MethodDescriptor;
 use crate::error::{Error, Result};
 
+/// The hooks a gated method calls, and what the gate is called in refusals.
+struct Gate {
+    what: &'static str,
+    /// `(I)Z`: whether the body runs.
+    enter: (&'static str, &'static str),
+    /// `(I)V`, before every return of the body.
+    exit: (&'static str, &'static str),
+    /// On the way out of an exception, which is rethrown: `(ILjava/lang/Throwable;)V` is passed
+    /// the exception, `(I)V` only the id.
+    thrown: (&'static str, &'static str),
+}
+
+const BREAKER: Gate =
+    Gate { what: "a breaker", enter: hooks::BREAKER_ENTER, exit: hooks::BREAKER_EXIT, thrown: hooks::BREAKER_THROWN };
+
+const RECURSION: Gate = Gate {
+    what: "a recursion guard",
+    enter: hooks::RECURSION_ENTER,
+    exit: hooks::RECURSION_EXIT,
+    thrown: hooks::RECURSION_EXIT,
+};
+
+/// A circuit breaker around `spec.method`.
 pub fn breaker(class: &[u8], spec: &BreakerSpec) -> Result<Vec<u8>> {
+    gated(class, spec, &BREAKER)
+}
+
+/// A recursion guard around `spec.method`: calls nested deeper than the depth the runtime hooks
+/// keep for `spec.report_id` return the fallback without running the body.
+pub fn recursion_guard(class: &[u8], spec: &BreakerSpec) -> Result<Vec<u8>> {
+    gated(class, spec, &RECURSION)
+}
+
+fn gated(class: &[u8], spec: &BreakerSpec, gate: &Gate) -> Result<Vec<u8>> {
     let mut cf = ClassFile::parse(class)?;
     let index = cf.find_method(&spec.method.name, spec.method.descriptor.as_deref())?;
     let m = &cf.methods[index];
@@ -33,11 +71,11 @@ pub fn breaker(class: &[u8], spec: &BreakerSpec) -> Result<Vec<u8>> {
     if name == "<init>" || name == "<clinit>" {
         return Err(Error::refused(
             what,
-            "a breaker cannot skip an initializer: the object or class would be left unbuilt",
+            format!("{} cannot skip an initializer: the object or class would be left unbuilt", gate.what),
         ));
     }
     if m.access & (ACC_ABSTRACT | ACC_NATIVE) != 0 {
-        return Err(Error::refused(what, "has no bytecode to put a breaker around (abstract or native)"));
+        return Err(Error::refused(what, format!("has no bytecode to put {} around (abstract or native)", gate.what)));
     }
     edit_method(&mut cf, index, |code, pool, info, major| {
         let desc = MethodDescriptor::parse(info.descriptor)?;
@@ -60,7 +98,7 @@ pub fn breaker(class: &[u8], spec: &BreakerSpec) -> Result<Vec<u8>> {
         let mut i = 0;
         while i < code.insns.len() {
             if matches!(code.insns[i], Insn::Op(op) if (IRETURN..=RETURN).contains(&op)) {
-                let call = [push_int(id, pool)?, hook(pool, hooks::BREAKER_EXIT)?];
+                let call = [push_int(id, pool)?, hook(pool, gate.exit)?];
                 code.insns.splice(i..i, call);
                 i += 3;
             } else {
@@ -71,13 +109,17 @@ pub fn breaker(class: &[u8], spec: &BreakerSpec) -> Result<Vec<u8>> {
         let labelled = label_initialized_ranges(code, pool, info)?;
         let handler = code.new_label();
         code.insns.push(Insn::Label(handler));
-        code.insns.extend([
-            Insn::Op(DUP),
-            push_int(id, pool)?,
-            Insn::Op(SWAP),
-            hook(pool, hooks::BREAKER_THROWN)?,
-            Insn::Op(ATHROW),
-        ]);
+        if gate.thrown.1.starts_with("(ILjava/lang/Throwable;)") {
+            code.insns.extend([
+                Insn::Op(DUP),
+                push_int(id, pool)?,
+                Insn::Op(SWAP),
+                hook(pool, gate.thrown)?,
+                Insn::Op(ATHROW),
+            ]);
+        } else {
+            code.insns.extend([push_int(id, pool)?, hook(pool, gate.thrown)?, Insn::Op(ATHROW)]);
+        }
         for (start, end) in labelled {
             code.handlers.push(Handler { start, end, handler, catch_type: 0 });
         }
@@ -91,8 +133,7 @@ pub fn breaker(class: &[u8], spec: &BreakerSpec) -> Result<Vec<u8>> {
         });
         let body = existing.unwrap_or_else(|| code.new_label());
         let (fallback, stack) = fallback_return(&spec.fallback, &desc, info, &read, pool)?;
-        let mut prologue =
-            vec![push_int(id, pool)?, hook(pool, hooks::BREAKER_ENTER)?, Insn::Branch { op: IFNE, target: body }];
+        let mut prologue = vec![push_int(id, pool)?, hook(pool, gate.enter)?, Insn::Branch { op: IFNE, target: body }];
         prologue.extend(fallback);
         if existing.is_none() {
             prologue.push(Insn::Label(body));

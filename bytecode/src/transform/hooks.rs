@@ -35,6 +35,12 @@ pub const BREAKER_EXIT: (&str, &str) = ("breakerExit", "(I)V");
 /// The body of a breaker's method exits by an exception, rethrown after: `(breakerId, exception)`.
 pub const BREAKER_THROWN: (&str, &str) = ("breakerThrown", "(ILjava/lang/Throwable;)V");
 
+/// A recursion guard asks whether the body may run at this thread's depth of calls of its method:
+/// `(guardId) -> run?` (false: return the fallback, the depth unchanged).
+pub const RECURSION_ENTER: (&str, &str) = ("recursionEnter", "(I)Z");
+/// The body of a recursion guard's method returned or exits by an exception: `(guardId)`.
+pub const RECURSION_EXIT: (&str, &str) = ("recursionExit", "(I)V");
+
 /// A traced method is about to make call `site` (see [`super::trace`]): `(traceId, site)`.
 pub const CALL_ENTER: (&str, &str) = ("callEnter", "(II)V");
 /// Call `site` of a traced method returned normally: `(traceId, site)`. A call that throws has
@@ -58,4 +64,6 @@ pub const METHODS: &[(&str, &str)] = &[
     SNAPSHOT,
     CALL_ENTER,
     CALL_EXIT,
+    RECURSION_ENTER,
+    RECURSION_EXIT,
 ];

@@ -115,12 +115,12 @@ pub enum ProbePoint {
     Line(u16),
 }
 
-/// A circuit breaker around a method; its thresholds live in the runtime hooks, keyed by
-/// `report_id`.
+/// A method gated by the runtime hooks (a circuit breaker, a recursion guard); the gate's state
+/// and thresholds live in the hooks, keyed by `report_id`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BreakerSpec {
     pub method: MethodTarget,
-    /// What the method returns while the breaker is open.
+    /// What the method returns when the gate refuses to run its body.
     pub fallback: Fallback,
     pub report_id: i32,
 }
