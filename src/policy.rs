@@ -20,7 +20,9 @@
 //! site chosen by fault localization: `at: site` (the default) is the throw site, the innermost
 //! application frame; `at: caller` the first application frame above it, `at: { up: N }` the N-th
 //! (an early return further up the stack). `guard: { call: auto }`
-//! guards only the call that threw, inside the throw site.
+//! guards only the call that threw, inside the throw site. `rethrow: { catch: [fault], as: auto }`
+//! throws instead a type that an application frame above already handles around its call
+//! ([`rethrow_types`]); with no such frame it is refused and the next action tried.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -307,7 +309,8 @@ fn step(v: &Value) -> Result<Step, String> {
         Some(other) => return Err(format!("at: {other:?}: expected site, caller or {{up: N}}")),
     };
     let action = Value::Mapping(m);
-    let probe = spec_yaml("policy-check", "a.B", "m", &resolve_call(&action, Some(("c", "()V", 1))), false);
+    let placeholder = resolve_rethrow(&resolve_call(&action, Some(("c", "()V", 1))), "java.lang.RuntimeException");
+    let probe = spec_yaml("policy-check", "a.B", "m", &placeholder, false);
     crate::spec::PatchSpec::from_yaml(&probe, "action").map_err(|e| format!("{}: {}", e.field, e.reason))?;
     Ok(Step { action, at })
 }
@@ -344,17 +347,57 @@ pub fn resolve_call(action: &ActionYaml, call: Option<(&str, &str, u32)>) -> Act
     a
 }
 
-/// `action` with `fault` in a guard's `catch` list replaced by the class of the exception that
-/// fired the rule: a broad rule (any `RuntimeException`) then guards against that fault alone, and
-/// other exceptions the method throws still reach the application's own handlers.
+/// `action` with `fault` in a guard's (or rethrow's) `catch` list replaced by the class of the
+/// exception that fired the rule: a broad rule (any `RuntimeException`) then guards against that
+/// fault alone, and other exceptions the method throws still reach the application's own handlers.
 pub fn resolve_catch(action: &ActionYaml, exception: &str) -> ActionYaml {
     let mut a = action.clone();
-    if let Some(catch) = a.get_mut("guard").and_then(|g| g.get_mut("catch")).and_then(Value::as_sequence_mut) {
-        for item in catch.iter_mut().filter(|i| i.as_str() == Some(FAULT)) {
-            *item = exception.into();
+    for kind in ["guard", "rethrow"] {
+        if let Some(catch) = a.get_mut(kind).and_then(|g| g.get_mut("catch")).and_then(Value::as_sequence_mut) {
+            for item in catch.iter_mut().filter(|i| i.as_str() == Some(FAULT)) {
+                *item = exception.into();
+            }
         }
     }
     a
+}
+
+/// Whether an action is a rethrow whose type the engine picks (`rethrow: { as: auto }`).
+pub fn wants_rethrow_type(action: &ActionYaml) -> bool {
+    action.get("rethrow").and_then(|r| r.get("as")).and_then(Value::as_str) == Some("auto")
+}
+
+/// The action with a rethrow's `as: auto` replaced by `class`; unchanged without one.
+pub fn resolve_rethrow(action: &ActionYaml, class: &str) -> ActionYaml {
+    let mut a = action.clone();
+    if wants_rethrow_type(&a) {
+        if let Some(r) = a.get_mut("rethrow").and_then(Value::as_mapping_mut) {
+            r.insert("as".into(), class.into());
+        }
+    }
+    a
+}
+
+/// Why `rethrow: { as: auto }` is refused when no frame qualifies.
+pub const NO_HANDLER: &str = "no application frame above handles an exception here";
+
+/// The catch types (dotted, in the order the JVM tries them) of a frame's handlers around its
+/// call that a rethrow may aim at: not one the fault already is (`fault_chain`: its class and
+/// superclasses), since the fault went past those handlers uncaught.
+pub fn rethrow_types<'a>(catch: &'a [String], fault_chain: &'a [String]) -> impl Iterator<Item = &'a String> {
+    catch.iter().filter(|c| !fault_chain.contains(c))
+}
+
+/// What an event says of the type `rethrow: { as: auto }` chose:
+/// `rethrow as java.io.IOException: handled by com.x.Y.load (Y.java:42)`.
+pub fn handled_by(as_class: &str, frame: &FrameRef, source_file: Option<&str>, line: Option<i32>) -> String {
+    let at = match (source_file, line) {
+        (Some(f), Some(l)) => format!(" ({f}:{l})"),
+        (Some(f), None) => format!(" ({f})"),
+        (None, Some(l)) => format!(" (line {l})"),
+        (None, None) => String::new(),
+    };
+    format!("rethrow as {as_class}: handled by {}.{}{at}", frame.class, frame.method)
 }
 
 /// In a rule's guard, `catch: [fault]` stands for the class of the fault that fired it.
@@ -635,6 +678,46 @@ mod tests {
         assert_eq!(catch, ["java.util.NoSuchElementException", "java.lang.IllegalStateException"]);
         let breaker: ActionYaml = serde_yaml_ng::from_str("breaker: { failures: 3 }").unwrap();
         assert_eq!(resolve_catch(&breaker, "x.Y"), breaker, "only a guard's catch list is resolved");
+    }
+
+    #[test]
+    fn rethrow_auto_aims_at_a_handler_the_fault_went_past_and_says_which() {
+        let action: ActionYaml = serde_yaml_ng::from_str("rethrow: { catch: [fault], as: auto }").unwrap();
+        assert!(wants_rethrow_type(&action));
+        let resolved =
+            resolve_rethrow(&resolve_catch(&action, "java.lang.NumberFormatException"), "java.io.IOException");
+        assert!(!wants_rethrow_type(&resolved));
+        let spec = crate::spec::PatchSpec::from_yaml(&spec_yaml("r-1", "a.B", "parse", &resolved, false), "r").unwrap();
+        assert_eq!(spec.action.summary(), "rethrow NumberFormatException as java.io.IOException");
+        let chain: Vec<String> =
+            ["java.lang.NumberFormatException", "java.lang.IllegalArgumentException", "java.lang.RuntimeException"]
+                .map(String::from)
+                .to_vec();
+        let catch: Vec<String> =
+            ["java.lang.IllegalArgumentException", "java.io.IOException", "java.lang.IllegalStateException"]
+                .map(String::from)
+                .to_vec();
+        // The fault is an IllegalArgumentException: that handler let it pass, so it is not one.
+        assert_eq!(rethrow_types(&catch, &chain).collect::<Vec<_>>(), [&catch[1], &catch[2]]);
+        let frame = FrameRef {
+            class: "com.x.Y".into(),
+            method: "load".into(),
+            descriptor: "()Ljava/lang/String;".into(),
+            bci: 7,
+        };
+        assert_eq!(
+            handled_by("java.io.IOException", &frame, Some("Y.java"), Some(42)),
+            "rethrow as java.io.IOException: handled by com.x.Y.load (Y.java:42)"
+        );
+        assert_eq!(handled_by("a.E", &frame, None, None), "rethrow as a.E: handled by com.x.Y.load");
+        // A rule may list it; a bad one is refused where it is written.
+        let rule = |then: &str| {
+            format!("rules:\n  - name: r\n    when: {{ exception: java.lang.RuntimeException }}\n    then:\n      - {then}\n")
+        };
+        assert!(parse(&rule("rethrow: { catch: [fault], as: auto }"), "p.yaml").is_ok());
+        assert!(parse(&rule("rethrow: { catch: [fault], as: java.io.IOException }"), "p.yaml").is_ok());
+        let bad = parse(&rule("rethrow: { as: auto }"), "p.yaml").unwrap_err();
+        assert!(bad.contains("rules[0].then[0]") && bad.contains("action.rethrow.catch: missing"), "{bad}");
     }
 
     const POLICY: &str = "mode: enforce\nlimits: { repairs_per_minute: 2 }\nrules:\n  - name: price-npe\n    when: { exception: java.lang.RuntimeException, in: \"repair.demo.*\", message: \"Long\", count: 3, within: 10s }\n    then:\n      - guard: { catch: [java.lang.NullPointerException], fallback: { value: 0 } }\n      - { guard: { fallback: default }, at: caller }\n    validate: { window: 5s, max_fallback_rate: 0.5 }\n";

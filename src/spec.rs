@@ -13,6 +13,7 @@ use std::fmt;
 use std::time::Duration;
 
 use repair_bytecode::hierarchy::{Hierarchy, ObjectHierarchy};
+use repair_bytecode::transform::rethrow::{RethrowSpec, ThrowAs, ThrowableConstructor};
 use repair_bytecode::transform::{self, CallSite, Fallback, GuardSpec, MethodTarget, ProbePoint, ProbeSpec, SwapSpec};
 use serde_yaml_ng::Value;
 
@@ -77,6 +78,14 @@ pub enum Action {
         class_file: String,
         original: Vec<String>,
     },
+    /// Error transformation: the `catch` exceptions leave the method as a new `as_class` (dotted)
+    /// exception, made with `constructor` from the caught one. The agent chooses the constructor
+    /// from the class's own when it applies the patch ([`PatchSpec::with_constructor`]).
+    Rethrow {
+        catch: Vec<String>,
+        as_class: String,
+        constructor: Option<ThrowableConstructor>,
+    },
 }
 
 impl Action {
@@ -101,6 +110,10 @@ impl Action {
             }
             Action::Recursion { depth, fallback } => {
                 format!("recursion deeper than {depth} -> {}", fallback_text(fallback))
+            }
+            Action::Rethrow { catch, as_class, .. } => {
+                let short: Vec<&str> = catch.iter().map(|c| c.rsplit('.').next().unwrap_or(c)).collect();
+                format!("rethrow {} as {as_class}", short.join("|"))
             }
         }
     }
@@ -215,7 +228,7 @@ impl PatchSpec {
         };
         p.only_keys(action_map, &["action"], &["guard", "swap", "probe", "breaker", "recursion", "redefine"])?;
         if action_map.len() != 1 {
-            return Err(p.error(&["action"], "give exactly one of guard, swap, probe, breaker, recursion, redefine"));
+            return Err(p.error(&["action"], "give exactly one of guard, swap, probe, breaker, recursion, redefine, rethrow"));
         }
         let (kind, body) = action_map.iter().next().expect("one entry");
         let action = match kind.as_str().unwrap_or("") {
@@ -230,6 +243,7 @@ impl PatchSpec {
             "breaker" => p.breaker(body)?,
             "recursion" => p.recursion(body)?,
             "redefine" => p.redefine(body)?,
+            "rethrow" => p.rethrow(body)?,
             _ => p.probe(body)?,
         };
         Ok(PatchSpec { id, class, method, action, durable, source: text.to_string() })
@@ -258,6 +272,22 @@ impl PatchSpec {
         } else {
             format!("{}.{}", self.class, self.method.name)
         }
+    }
+
+    /// The spec with a rethrow's constructor chosen, and its source saying so (what the journal
+    /// keeps, so a durable patch is made again the same way before the class loads).
+    pub fn with_constructor(&self, constructor: ThrowableConstructor) -> PatchSpec {
+        let mut spec = self.clone();
+        if let Action::Rethrow { constructor: c, .. } = &mut spec.action {
+            *c = Some(constructor);
+        }
+        if let Ok(mut root) = serde_yaml_ng::from_str::<Value>(&self.source) {
+            if let Some(r) = root.get_mut("action").and_then(|a| a.get_mut("rethrow")).and_then(Value::as_mapping_mut) {
+                r.insert("constructor".into(), constructor.descriptor().into());
+                spec.source = serde_yaml_ng::to_string(&root).unwrap_or(spec.source);
+            }
+        }
+        spec
     }
 
     /// Files the spec refers to, which must be attached to apply it.
@@ -296,6 +326,32 @@ impl PatchSpec {
                 // A guard that reports also counts the method's calls (`Hooks.enter`): its
                 // fallback rate is what tells whether a repair holds.
                 match (guarded, env.report_id) {
+                    (Ok(bytes), Some(id)) => transform::probe::probe(&bytes, &calls_counted(&self.method, id)),
+                    (other, _) => other,
+                }
+            }
+            Action::Rethrow { catch, as_class, constructor } => {
+                let spec = constructor.map(|constructor| RethrowSpec {
+                    method: self.method.clone(),
+                    catch: catch.iter().map(|c| c.replace('.', "/")).collect(),
+                    throw: ThrowAs { class: as_class.replace('.', "/"), constructor },
+                    report_id: env.report_id,
+                });
+                let rethrown = match spec {
+                    Some(spec) => transform::rethrow::rethrow(class_bytes, &spec),
+                    None => Err(repair_bytecode::Error::refused(
+                        format!("patch {}", self.id),
+                        format!(
+                            "the constructor of {as_class} is chosen by the agent as it applies the patch; \
+                             offline, give rethrow.constructor: \"{}\", \"{}\" or \"{}\"",
+                            ThrowableConstructor::MessageCause.descriptor(),
+                            ThrowableConstructor::Message.descriptor(),
+                            ThrowableConstructor::NoArgs.descriptor()
+                        ),
+                    )),
+                };
+                // Counted as a guard is: each transformation is its fallback, over its calls.
+                match (rethrown, env.report_id) {
                     (Ok(bytes), Some(id)) => transform::probe::probe(&bytes, &calls_counted(&self.method, id)),
                     (other, _) => other,
                 }
@@ -501,30 +557,34 @@ impl Parser<'_> {
         Ok(())
     }
 
-    fn guard(&self, body: &Value) -> Result<Action, SpecError> {
-        let path = ["action", "guard"];
-        let m = self.mapping(body, &path)?;
-        self.only_keys(m, &path, &["catch", "fallback", "call"])?;
+    /// The `catch` list of action `kind` (`guard`, `rethrow`); `None` when not given.
+    fn catch_list(&self, m: &serde_yaml_ng::Mapping, kind: &str) -> Result<Option<Vec<String>>, SpecError> {
         let catch = match m.get("catch") {
-            None => vec!["java.lang.Throwable".to_string()],
+            None => return Ok(None),
             Some(Value::Sequence(items)) if !items.is_empty() => {
                 let mut v = Vec::new();
                 for (i, item) in items.iter().enumerate() {
                     let field = format!("catch[{i}]");
-                    let s = self.string(item, &["action", "guard", &field])?;
+                    let s = self.string(item, &["action", kind, &field])?;
                     if !is_binary_name(&s) {
-                        return Err(
-                            self.error(&["action", "guard", "catch"], format!("{s:?} is not a Java class name"))
-                        );
+                        return Err(self.error(&["action", kind, "catch"], format!("{s:?} is not a Java class name")));
                     }
                     v.push(s);
                 }
                 v
             }
             Some(_) => {
-                return Err(self.error(&["action", "guard", "catch"], "expected a non-empty list of exception classes"))
+                return Err(self.error(&["action", kind, "catch"], "expected a non-empty list of exception classes"))
             }
         };
+        Ok(Some(catch))
+    }
+
+    fn guard(&self, body: &Value) -> Result<Action, SpecError> {
+        let path = ["action", "guard"];
+        let m = self.mapping(body, &path)?;
+        self.only_keys(m, &path, &["catch", "fallback", "call"])?;
+        let catch = self.catch_list(m, "guard")?.unwrap_or_else(|| vec!["java.lang.Throwable".to_string()]);
         let fallback = match m.get("fallback") {
             None => Fallback::Default,
             Some(v) => self.fallback(v)?,
@@ -572,6 +632,42 @@ impl Parser<'_> {
             return Err(self.error(&["target", "method"], format!("{:?} is not a method name", method.name)));
         }
         Ok(method)
+    }
+
+    fn rethrow(&self, body: &Value) -> Result<Action, SpecError> {
+        let path = ["action", "rethrow"];
+        let m = self.mapping(body, &path)?;
+        self.only_keys(m, &path, &["catch", "as", "constructor"])?;
+        // Catching everything would turn an OutOfMemoryError into the application's own error.
+        let catch = self.catch_list(m, "rethrow")?.ok_or_else(|| SpecError {
+            line: line_of(self.text, &path),
+            ..self.error(&["action", "rethrow", "catch"], "missing: name the exceptions to transform")
+        })?;
+        let as_class = self.string(self.required(m, &path, "as")?, &["action", "rethrow", "as"])?;
+        if as_class == "auto" {
+            return Err(self.error(
+                &["action", "rethrow", "as"],
+                "auto is for a policy rule, whose engine picks the type from the fault's stack; a patch names the class",
+            ));
+        }
+        if !is_binary_name(&as_class) {
+            return Err(self.error(&["action", "rethrow", "as"], format!("{as_class:?} is not a Java class name")));
+        }
+        let constructor = match m.get("constructor") {
+            None => None,
+            Some(v) => {
+                let d = self.string(v, &["action", "rethrow", "constructor"])?;
+                Some(ThrowableConstructor::from_descriptor(&d).ok_or_else(|| {
+                    let known: Vec<String> =
+                        ThrowableConstructor::PREFERENCE.iter().map(|c| format!("{:?}", c.descriptor())).collect();
+                    self.error(
+                        &["action", "rethrow", "constructor"],
+                        format!("{d:?}: expected one of {}", known.join(", ")),
+                    )
+                })?)
+            }
+        };
+        Ok(Action::Rethrow { catch, as_class, constructor })
     }
 
     fn redefine(&self, body: &Value) -> Result<Action, SpecError> {
@@ -842,7 +938,7 @@ mod tests {
         );
         assert_eq!(
             err(&GOOD.replace("guard:", "gaurd:")),
-            "p.yaml:4: action.gaurd: unknown field; expected one of: guard, swap, probe, breaker, recursion, redefine"
+            "p.yaml:4: action.gaurd: unknown field; expected one of: guard, swap, probe, breaker, recursion, redefine, rethrow"
         );
         assert_eq!(err(&GOOD.replace("id: price-npe\n", "")), "p.yaml:1: id: missing");
         assert_eq!(err(&GOOD.replace("durable: true", "durable: maybe")), "p.yaml:5: durable: expected true or false");
@@ -931,6 +1027,47 @@ mod tests {
             err(&probe.replace("line:42", "line:x")),
             "p.yaml:4: action.probe.at: \"line:x\": expected entry, exit, throw or line:N"
         );
+    }
+
+    #[test]
+    fn a_rethrow_names_what_it_catches_and_the_type_it_throws() {
+        let text = "id: r\ntarget: { class: a.B, method: \"parse(Ljava/lang/String;)I\" }\naction:\n  rethrow: { catch: [java.lang.NumberFormatException], as: java.io.IOException }\ndurable: true\n";
+        let s = PatchSpec::from_yaml(text, "r.yaml").unwrap();
+        let unresolved = Action::Rethrow {
+            catch: vec!["java.lang.NumberFormatException".into()],
+            as_class: "java.io.IOException".into(),
+            constructor: None,
+        };
+        assert_eq!(s.action, unresolved);
+        assert_eq!(s.action.summary(), "rethrow NumberFormatException as java.io.IOException");
+        // The agent's choice is kept in the source the journal records, and reads back the same.
+        let chosen = s.with_constructor(ThrowableConstructor::Message);
+        let again = PatchSpec::from_yaml(&chosen.source, "journal").unwrap();
+        assert_eq!(again.action, chosen.action);
+        assert!(matches!(again.action, Action::Rethrow { constructor: Some(ThrowableConstructor::Message), .. }));
+        assert!(again.durable);
+        for (from, to, why) in [
+            ("as: java.io.IOException", "as: auto", "p.yaml:4: action.rethrow.as: auto is for a policy rule"),
+            (
+                "as: java.io.IOException",
+                "as: \"java..IO\"",
+                "p.yaml:4: action.rethrow.as: \"java..IO\" is not a Java class name",
+            ),
+            ("catch: [java.lang.NumberFormatException], ", "", "p.yaml:4: action.rethrow.catch: missing"),
+            (
+                "java.io.IOException }",
+                "java.io.IOException, constructor: \"(I)V\" }",
+                "p.yaml:4: action.rethrow.constructor: \"(I)V\": expected one of",
+            ),
+            (
+                "as: java.io.IOException",
+                "as: java.io.IOException, fallback: default",
+                "p.yaml:4: action.rethrow.fallback: unknown field",
+            ),
+        ] {
+            let e = err(&text.replace(from, to));
+            assert!(e.starts_with(why), "{e}");
+        }
     }
 
     #[test]

@@ -294,6 +294,10 @@ impl Run {
                 return;
             }
         }
+        // A rethrow's own exceptions are its fallbacks, not faults for the rules.
+        if self.agent.patches.any(|p| transforms(p, &fault)) {
+            return;
+        }
         let chain = if fault.exception_chain.is_empty() {
             vec![fault.exception.clone()]
         } else {
@@ -393,6 +397,18 @@ impl Run {
             } else {
                 step.action.clone()
             };
+            let (resolved, aimed) = if policy::wants_rethrow_type(&resolved) {
+                match self.rethrow_type(fault, &ranked, target) {
+                    Ok((class, why)) => (policy::resolve_rethrow(&resolved, &class), Some(why)),
+                    Err(why) => {
+                        self.agent.events.emit(Kind::Refused, about, format!("action {action} (rethrow): {why}"));
+                        self.advance(rule_name, &site);
+                        continue;
+                    }
+                }
+            } else {
+                (resolved, None)
+            };
             let resolved = policy::resolve_catch(&resolved, &fault.exception);
             let frame = &target.frame;
             let id = policy::patch_id(rule_name, &frame.class, &frame.method, &frame.descriptor, action, |id| {
@@ -413,10 +429,11 @@ impl Run {
                 }
             };
             let what = format!(
-                "{} at {} ({})",
+                "{} at {} ({}){}",
                 spec.action.summary(),
                 policy::site_key(&frame.class, &frame.method, &frame.descriptor),
-                target.reason
+                target.reason,
+                aimed.map(|why| format!("; {why}")).unwrap_or_default()
             );
             if dry_run {
                 self.agent.events.emit(Kind::DryRun, About { patch: &id, ..about }, format!("would apply {what}"));
@@ -573,6 +590,78 @@ impl Run {
         Ok((c.name, c.descriptor.unwrap_or_default(), c.occurrence))
     }
 
+    /// The type `rethrow: { as: auto }` throws from `target`: walking up the fault's stack from
+    /// it, the first catch type of an application frame's handlers around its call (read from
+    /// the bytes the JVM runs) that the fault is not and that `target` can throw; with what the
+    /// event says of it. `Err`: why none fits.
+    fn rethrow_type(
+        &self,
+        fault: &Fault,
+        ranked: &[policy::Candidate],
+        target: &policy::Candidate,
+    ) -> Result<(String, String), String> {
+        use repair_bytecode::transform::{rethrow::handlers_at, MethodTarget};
+        let a = self.agent;
+        let method_of = |f: &FrameRef| MethodTarget {
+            name: f.method.clone(),
+            descriptor: Some(f.descriptor.clone()).filter(|d| !d.is_empty()),
+        };
+        let chain = if fault.exception_chain.is_empty() {
+            vec![fault.exception.clone()]
+        } else {
+            fault.exception_chain.clone()
+        };
+        let internal = target.frame.class.replace('.', "/");
+        let method = method_of(&target.frame);
+        a.vm.attached(THREAD, |jni| {
+            let original = a.patches.live_bytes(a.jvmti, jni, &internal, true).map_err(|e| e.to_string())?;
+            jni.with_local_frame(16, |jni| {
+                let loaded = crate::patches::loaded_by_name(a.jvmti, jni, std::slice::from_ref(&internal))
+                    .map_err(|e| e.to_string())?;
+                let copies = loaded.get(&internal).map(Vec::as_slice).unwrap_or_default();
+                // Handlers passed over, and why: said when none fits.
+                let mut passed = Vec::new();
+                for above in ranked.iter().filter(|c| c.depth > target.depth) {
+                    let frame = &above.frame;
+                    let line = fault.stack.get(above.depth).and_then(|f| f.line);
+                    let handlers = a
+                        .patches
+                        .live_bytes(a.jvmti, jni, &frame.class.replace('.', "/"), false)
+                        .map_err(|e| e.to_string())
+                        .and_then(|bytes| {
+                            let (line, bci) = (line.and_then(|l| u32::try_from(l).ok()), u32::try_from(frame.bci).ok());
+                            handlers_at(&bytes, &method_of(frame), line, bci).map_err(|e| e.to_string())
+                        });
+                    let handlers = match handlers {
+                        Ok(h) => h,
+                        Err(e) => {
+                            passed.push(format!("{}.{}: {e}", frame.class, frame.method));
+                            continue;
+                        }
+                    };
+                    let who = format!("handler in {}.{}", frame.class, frame.method);
+                    for t in policy::rethrow_types(&handlers.catch, &chain) {
+                        let class = (target.frame.class.as_str(), &method);
+                        match crate::patches::rethrow_constructor(a.jvmti, jni, &who, class, t, &original, copies) {
+                            Ok(_) => {
+                                return Ok((
+                                    t.clone(),
+                                    policy::handled_by(t, frame, handlers.source_file.as_deref(), line),
+                                ))
+                            }
+                            Err(e) => passed.push(e.to_string()),
+                        }
+                    }
+                }
+                Err(match passed.is_empty() {
+                    true => policy::NO_HANDLER.to_string(),
+                    false => format!("{} that the rethrow can throw ({})", policy::NO_HANDLER, passed.join("; ")),
+                })
+            })
+        })
+        .map_err(|rc| format!("cannot attach to the JVM (JNI error {rc})"))?
+    }
+
     fn check_watches(&mut self) {
         let (faults, _) = self.agent.faults.list();
         let active: Vec<String> = self.agent.patches.list().into_iter().map(|p| p.spec.id).collect();
@@ -694,7 +783,7 @@ fn verdict(w: &Watch, faults: &[Fault], active: &[String], now: Instant, agent: 
     };
     let other: Vec<String> = faults
         .iter()
-        .filter(|f| f.exception != w.exception && through_target(f) && grew(f) > 0)
+        .filter(|f| f.exception != w.exception && through_target(f) && grew(f) > 0 && !transforms(&w.patch, f))
         .map(|f| format!("{} x{} at {}.{}", f.exception, grew(f), f.site.class, f.site.method))
         .collect();
     if !other.is_empty() {
@@ -750,6 +839,16 @@ fn verdict(w: &Watch, faults: &[Fault], active: &[String], now: Instant, agent: 
         )),
         Err(why) => Verdict::Fails(format!("{why} over {window:?} ({fallbacks} of {calls} calls)")),
     })
+}
+
+/// Whether `fault` is what a rethrow patch makes of the exceptions it catches: its type, leaving
+/// the method it patched. Those are its fallbacks (counted as such), not new faults.
+fn transforms(patch: &AppliedPatch, fault: &Fault) -> bool {
+    let Action::Rethrow { as_class, .. } = &patch.spec.action else { return false };
+    *as_class == fault.exception
+        && patch.spec.class == fault.site.class
+        && patch.spec.method.name == fault.site.method
+        && patch.spec.method.descriptor.as_deref().is_none_or(|d| d == fault.site.descriptor)
 }
 
 /// The files a rule's swap names, read relative to the policy file.

@@ -174,6 +174,11 @@ impl PatchManager {
         self.state().patches.clone()
     }
 
+    /// Whether a patch in effect satisfies `test` (without copying them all, as `list` does).
+    pub fn any(&self, test: impl Fn(&AppliedPatch) -> bool) -> bool {
+        self.state().patches.iter().any(test)
+    }
+
     /// The patch a report id belongs to.
     pub fn patch_of_report(&self, report_id: i32) -> Option<String> {
         self.state().patches.iter().find(|p| p.report_id == report_id).map(|p| p.spec.id.clone())
@@ -313,6 +318,10 @@ impl PatchManager {
         jni.with_local_frame(64, |jni| {
             let loaded = loaded_classes_named(jvmti, jni, &classes)?;
             self.capture_originals(jvmti, &loaded)?;
+            let specs = specs
+                .into_iter()
+                .map(|(spec, files)| Ok((self.with_rethrow_constructor(jvmti, jni, spec, &loaded)?, files)))
+                .collect::<Result<Vec<_>, PatchError>>()?;
             let st = self.state();
             let mut new: Vec<AppliedPatch> = Vec::with_capacity(specs.len());
             for (spec, attachments) in specs {
@@ -397,6 +406,29 @@ impl PatchManager {
             }
             Ok(new)
         })
+    }
+
+    /// A rethrow's spec with the constructor its handler calls, chosen from the loaded classes
+    /// (see [`rethrow_constructor`]); any other spec as it is. No lock is held meanwhile: the
+    /// checks load classes, which runs the ClassFileLoadHook.
+    fn with_rethrow_constructor(
+        &self,
+        jvmti: Jvmti,
+        jni: &Jni<'_>,
+        spec: PatchSpec,
+        loaded: &HashMap<String, Vec<Local<'_>>>,
+    ) -> Result<PatchSpec, PatchError> {
+        let Action::Rethrow { as_class, .. } = &spec.action else { return Ok(spec) };
+        let class = spec.target_class_internal();
+        let original =
+            self.state().originals.get(&class).cloned().ok_or_else(|| {
+                PatchError::Unavailable(format!("the JVM did not hand over the bytes of {}", spec.class))
+            })?;
+        let targets = loaded.get(&class).map(Vec::as_slice).unwrap_or_default();
+        let who = format!("patch {}", spec.id);
+        let constructor =
+            rethrow_constructor(jvmti, jni, &who, (&spec.class, &spec.method), as_class, &original, targets)?;
+        Ok(spec.with_constructor(constructor))
     }
 
     /// The classes of patch `id` that wait for their load but loaded meanwhile (between a
@@ -680,6 +712,89 @@ fn check_catch_types(jni: &Jni<'_>, spec: &PatchSpec, loader: &Local<'_>) -> Res
         }
     }
     Ok(())
+}
+
+/// The constructor a rethrow in `target` (dotted class, method) calls to throw `as_class`,
+/// checked in every loaded copy of the class (`loaded`, one per loader): `as_class` loads from
+/// its loader, is a concrete `Throwable` the class may name, is unchecked or declared in the
+/// method's `throws` clause (read from `original`, the class's bytes), and has a constructor
+/// `(String, Throwable)`, `(String)` or `()` the class may call, the first of those preferred.
+/// Errors start with `who` and name `as_class` and the cause.
+pub fn rethrow_constructor(
+    jvmti: Jvmti,
+    jni: &Jni<'_>,
+    who: &str,
+    target: (&str, &repair_bytecode::transform::MethodTarget),
+    as_class: &str,
+    original: &[u8],
+    loaded: &[Local<'_>],
+) -> Result<repair_bytecode::transform::rethrow::ThrowableConstructor, PatchError> {
+    use repair_bytecode::transform::rethrow::{choose_constructor, declared_exceptions, ThrowableConstructor};
+    const ACC_PUBLIC: i32 = 0x0001;
+    const ACC_INTERFACE: i32 = 0x0200;
+    const ACC_ABSTRACT: i32 = 0x0400;
+    let (class, method) = target;
+    let refused = |why: String| PatchError::Invalid(format!("{who}: rethrow as {as_class}: {why}"));
+    let unavailable = |e: JvmtiError| PatchError::Unavailable(e.to_string());
+    let package = |n: &str| n.rsplit_once(['.', '/']).map_or(String::new(), |(p, _)| p.replace('/', "."));
+    let same_package = package(as_class) == package(class);
+    let declared = declared_exceptions(original, method).map_err(|e| refused(e.to_string()))?;
+    jni.with_local_frame(32, |jni| {
+        let system = |name: &str| {
+            jni.find_class(name)
+                .ok_or_else(|| PatchError::Unavailable(format!("{} is missing", name.replace('/', "."))))
+        };
+        let (throwable, runtime, error) =
+            (system("java/lang/Throwable")?, system("java/lang/RuntimeException")?, system("java/lang/Error")?);
+        let mut chosen: Option<ThrowableConstructor> = None;
+        for copy in loaded {
+            let loader = jvmti.class_loader(jni, copy).map_err(unavailable)?;
+            let thrown = jni.class_for_name(as_class, &loader).map_err(|why| {
+                PatchError::NotFound(format!(
+                    "{who}: rethrow as {as_class}: cannot load it from {class}'s class loader: {why}"
+                ))
+            })?;
+            if !jni.is_assignable(&thrown, &throwable) {
+                return Err(refused("not a Throwable, so it cannot be thrown".to_string()));
+            }
+            let modifiers = jvmti.class_modifiers(&thrown).map_err(unavailable)?;
+            if modifiers & (ACC_INTERFACE | ACC_ABSTRACT) != 0 {
+                return Err(refused("abstract: no instance of it can be made".to_string()));
+            }
+            if modifiers & ACC_PUBLIC == 0 && !same_package {
+                return Err(refused(format!("not public, and {class} is in another package")));
+            }
+            let unchecked = jni.is_assignable(&thrown, &runtime) || jni.is_assignable(&thrown, &error);
+            let declares = || {
+                declared.iter().any(|d| jni.class_for_name(d, &loader).is_ok_and(|c| jni.is_assignable(&thrown, &c)))
+            };
+            if !unchecked && !declares() {
+                return Err(refused(format!(
+                    "a checked exception that {class}.{} does not declare (it throws {}): its callers are not \
+                     compiled to handle it; name an unchecked type or one the method declares",
+                    method.name,
+                    if declared.is_empty() { "nothing checked".to_string() } else { declared.join(", ") }
+                )));
+            }
+            let mut constructors = Vec::new();
+            for c in ThrowableConstructor::PREFERENCE {
+                if let Some(m) = jni.constructor(&thrown, c.descriptor()) {
+                    let access = jvmti.method_modifiers(m).map_err(unavailable)?;
+                    constructors.push((c.descriptor().to_string(), access as u16));
+                }
+            }
+            let here = choose_constructor(&constructors, same_package).ok_or_else(|| {
+                refused(format!("no constructor (String, Throwable), (String) or () that {class} may call"))
+            })?;
+            match chosen {
+                Some(c) if c != here => {
+                    return Err(refused(format!("its constructors differ between the class loaders of {class}")))
+                }
+                _ => chosen = Some(here),
+            }
+        }
+        chosen.ok_or_else(|| PatchError::NotFound(format!("class {class} is not loaded in this JVM")))
+    })
 }
 
 /// The static fallback method a patch calls: its class, name and every descriptor the rewritten

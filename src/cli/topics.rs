@@ -25,7 +25,7 @@ One YAML file per patch, read by `repairctl apply SPEC` (live) and `repairctl re
   target:
     class: repair.demo.PriceService  # dotted class name
     method: "price(Ljava/lang/String;)J"   # name, or name and JVM descriptor when overloaded
-  action:                            # exactly one of guard, swap, probe, breaker, recursion, redefine
+  action:                            # exactly one of guard, swap, probe, breaker, recursion, redefine, rethrow
     guard: { catch: [java.lang.NullPointerException], fallback: { value: 0 } }
   durable: true                      # put back when the JVM starts again with the same state dir
 
@@ -52,6 +52,10 @@ ACTIONS
               class_file: Cart.class           (relative to the spec; attached by repairctl apply)
               original: SHA256 | [SHA256, ...] only over the class with this hash (optional)
             For a whole build, `repairctl deploy BUILD.jar` plans and redefines every changed class.
+  rethrow   catch the listed exceptions and throw instead a new `as`, which a caller already
+            handles (its message and cause from the caught one, as its constructors allow)
+              catch: [java.lang.NumberFormatException], as: java.io.IOException
+            `as` must be unchecked or declared in the method's throws clause.
 
 Durations: 500ms, 10s, 2m. Every transform refuses what RedefineClasses cannot do (adding or
 removing members, changing signatures, modifiers or the hierarchy) and names the member. A JDK
@@ -97,7 +101,9 @@ THEN
 
   Actions as in a patch spec (repairctl help spec) without target and id: the fault's site is the
   target. `at: caller` aims an action at the first caller in application code; `call: auto`
-  guards only the call that threw. `allow_jdk: true` on a rule lets it patch JDK classes.
+  guards only the call that threw. `rethrow: { catch: [fault], as: auto }` throws instead the type
+  of a handler an application frame above has around its call (refused when none has one: the
+  next action follows). `allow_jdk: true` on a rule lets it patch JDK classes.
 
 VALIDATE
 

@@ -222,6 +222,17 @@ impl<'a> Jni<'a> {
         jni_call!(self.env, IsAssignableFrom, sub.raw(), sup.raw()) == Some(1)
     }
 
+    /// `GetMethodID` of `<init>`: the constructor with `descriptor` that `class` itself declares
+    /// (constructors are not inherited); `None` (and no pending exception) when there is none.
+    /// Initializes the class, as a constructor call would.
+    pub fn constructor(&self, class: &Local<'_>, descriptor: &str) -> Option<super::MethodId> {
+        let d = CString::new(descriptor).ok()?;
+        let m =
+            jni_call!(self.env, GetMethodID, class.raw(), c"<init>".as_ptr(), d.as_ptr()).unwrap_or(ptr::null_mut());
+        self.clear_exception();
+        (!m.is_null()).then_some(super::MethodId(m))
+    }
+
     /// `GetStaticMethodID`: the static method `name` with `descriptor` that `class` declares or
     /// inherits; `None` (and no pending exception) when there is none.
     pub fn static_method(&self, class: &Local<'_>, name: &str, descriptor: &str) -> Option<super::MethodId> {

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use super::hooks;
+use super::rethrow::{throw_insns, ThrowAs};
 use super::{Constant, Fallback, GuardSpec};
 use crate::classfile::{ClassFile, ACC_ABSTRACT, ACC_NATIVE};
 use crate::code::opcodes::*;
@@ -21,8 +22,17 @@ use crate::transform::MethodTarget;
 pub fn guard(class: &[u8], spec: &GuardSpec) -> Result<Vec<u8>> {
     let mut cf = ClassFile::parse(class)?;
     let index = cf.find_method(&spec.method.name, spec.method.descriptor.as_deref())?;
-    guard_method(&mut cf, index, spec)?;
+    guard_method(&mut cf, index, spec, Outcome::Fallback)?;
     cf.to_bytes()
+}
+
+/// What a guard's handler does with the exception it caught.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Outcome<'a> {
+    /// Returns the spec's fallback.
+    Fallback,
+    /// Throws a new exception made from the caught one (`rethrow`); the fallback is not used.
+    Throw(&'a ThrowAs),
 }
 
 /// Guards every method that has a body against `java.lang.Throwable` with the default fallback.
@@ -43,7 +53,7 @@ pub fn guard_all(class: &[u8]) -> Result<(Vec<u8>, GuardAllStats)> {
             continue;
         }
         // A failed edit leaves the method as it was (at most unused pool entries remain).
-        match guard_method(&mut cf, i, &spec) {
+        match guard_method(&mut cf, i, &spec, Outcome::Fallback) {
             Ok(()) => stats.guarded += 1,
             Err(e) => stats.skipped.push(e),
         }
@@ -90,17 +100,17 @@ pub fn edit_method(
     Ok(())
 }
 
-fn guard_method(cf: &mut ClassFile, index: usize, spec: &GuardSpec) -> Result<()> {
+pub(crate) fn guard_method(cf: &mut ClassFile, index: usize, spec: &GuardSpec, outcome: Outcome<'_>) -> Result<()> {
     let reads_arguments = matches!(spec.fallback, Fallback::Argument(_) | Fallback::StaticMethod { .. });
     let m = &cf.methods[index];
     if spec.call_site.is_none()
         && !reads_arguments
         && m.access & (ACC_ABSTRACT | ACC_NATIVE) == 0
-        && guard_appended(cf, index, spec)?
+        && guard_appended(cf, index, spec, outcome)?
     {
         return Ok(());
     }
-    edit_method(cf, index, |code, pool, info, major| guard_code(code, pool, info, major, spec))
+    edit_method(cf, index, |code, pool, info, major| guard_code(code, pool, info, major, spec, outcome))
 }
 
 /// The runs of instructions where `this` is initialized, as `[start, end)` indices into
@@ -199,6 +209,7 @@ fn guard_code(
     info: &MethodInfo<'_>,
     major: u16,
     spec: &GuardSpec,
+    outcome: Outcome<'_>,
 ) -> Result<()> {
     if spec.call_site.is_some() {
         return Err(Error::refused("guard", "a call-site guard goes through call_site::guard_call_site"));
@@ -236,7 +247,7 @@ fn guard_code(
     code.insns.splice(0..0, copies);
     code.insns.push(Insn::Label(handler));
 
-    let (handler_code, stack_needed) = handler_insns(spec, &desc, info, &saved, pool)?;
+    let (handler_code, stack_needed) = handler_insns(spec, &desc, info, &saved, pool, outcome)?;
     code.insns.extend(handler_code);
 
     let catch_names: Vec<String> = spec.catch.iter().map(|c| c.replace('.', "/")).collect();
@@ -272,28 +283,39 @@ fn guard_code(
     Ok(())
 }
 
-/// The handler body: report the fault when asked, then return the fallback. Returns the
-/// instructions and the operand stack they need. `saved` lists the argument copies (kind, from,
-/// to, type) the fallback reads.
+/// The handler body: report the fault when asked, then return the fallback (or throw, for
+/// [`Outcome::Throw`]). Returns the instructions and the operand stack they need. `saved` lists
+/// the argument copies (kind, from, to, type) the fallback reads.
 fn handler_insns(
     spec: &GuardSpec,
     desc: &MethodDescriptor,
     info: &MethodInfo<'_>,
     saved: &[(ValueKind, u16, u16, FieldType)],
     pool: &mut ConstantPool,
+    outcome: Outcome<'_>,
 ) -> Result<(Vec<Insn>, usize)> {
-    let mut insns = Vec::with_capacity(8);
-    if let Some(id) = spec.report_id {
-        insns.push(push_int(id, pool)?);
-        insns.push(Insn::Op(SWAP));
-        let m = pool.add_method_ref(hooks::CLASS, hooks::FALLBACK.0, hooks::FALLBACK.1)?;
-        insns.push(Insn::Cp { op: INVOKESTATIC, index: m });
-    } else {
-        insns.push(Insn::Op(POP));
+    let mut insns = Vec::with_capacity(12);
+    let throws = matches!(outcome, Outcome::Throw(_));
+    match spec.report_id {
+        Some(id) => {
+            // A new exception is made from the caught one: the report takes a copy.
+            if throws {
+                insns.push(Insn::Op(DUP));
+            }
+            insns.push(push_int(id, pool)?);
+            insns.push(Insn::Op(SWAP));
+            let m = pool.add_method_ref(hooks::CLASS, hooks::FALLBACK.0, hooks::FALLBACK.1)?;
+            insns.push(Insn::Cp { op: INVOKESTATIC, index: m });
+        }
+        None if !throws => insns.push(Insn::Op(POP)),
+        None => {}
     }
-    let (ret, stack_needed) = fallback_return(&spec.fallback, desc, info, saved, pool)?;
-    insns.extend(ret);
-    Ok((insns, stack_needed.max(2)))
+    let (end, stack_needed) = match outcome {
+        Outcome::Fallback => fallback_return(&spec.fallback, desc, info, saved, pool)?,
+        Outcome::Throw(t) => throw_insns(t, pool)?,
+    };
+    insns.extend(end);
+    Ok((insns, stack_needed.max(2 + usize::from(throws))))
 }
 
 /// Instructions that return `fallback` from a method of type `desc`, and the operand stack they
@@ -384,7 +406,7 @@ pub(crate) fn straight_constructor_start(code: &[u8], table: &[u8], pool: &Const
 /// instruction, so no offset changes and nothing is decoded. Applies when the fallback reads no
 /// arguments and the protected range is the whole body (or a constructor's straight-line tail).
 /// Returns false, changing nothing, when the method needs the general path.
-fn guard_appended(cf: &mut ClassFile, index: usize, spec: &GuardSpec) -> Result<bool> {
+fn guard_appended(cf: &mut ClassFile, index: usize, spec: &GuardSpec, outcome: Outcome<'_>) -> Result<bool> {
     let class_name = cf.name()?.into_owned();
     let m = &cf.methods[index];
     let name = cf.member_name(m)?.into_owned();
@@ -409,7 +431,7 @@ fn guard_appended(cf: &mut ClassFile, index: usize, spec: &GuardSpec) -> Result<
             0
         };
         let (handler_code, stack_needed) =
-            handler_insns(spec, &desc, &info, &[], &mut cf.pool).map_err(|e| e.within(&context))?;
+            handler_insns(spec, &desc, &info, &[], &mut cf.pool, outcome).map_err(|e| e.within(&context))?;
         let catch: Vec<String> = spec.catch.iter().map(|c| c.replace('.', "/")).collect();
         append_handler(cf, &context, raw, start, &catch, &handler_code, stack_needed).map(Some)
     };

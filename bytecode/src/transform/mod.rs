@@ -9,6 +9,7 @@ pub mod call_site;
 pub mod guard;
 pub mod hooks;
 pub mod probe;
+pub mod rethrow;
 pub mod snapshot;
 pub mod swap;
 pub mod trace;
