@@ -25,7 +25,7 @@ One YAML file per patch, read by `repairctl apply SPEC` (live) and `repairctl re
   target:
     class: repair.demo.PriceService  # dotted class name
     method: "price(Ljava/lang/String;)J"   # name, or name and JVM descriptor when overloaded
-  action:                            # exactly one of guard, swap, probe, breaker, redefine
+  action:                            # exactly one of guard, swap, probe, breaker, redefine, oblivious
     guard: { catch: [java.lang.NullPointerException], fallback: { value: 0 } }
   durable: true                      # put back when the JVM starts again with the same state dir
 
@@ -43,6 +43,10 @@ ACTIONS
   breaker   a circuit breaker: after `failures` within `window` it opens and returns the fallback
             without running the body for `cooldown`, then lets one trial call through
               failures: 5, window: 10s, cooldown: 5s, fallback: {value: 0}
+  oblivious failure-oblivious array access: out of bounds, an array read yields the element's
+            default (0, 0.0, false, null) and a write is dropped, each counted as a fallback; a null
+            array still throws NullPointerException
+              line: N                          only the array accesses of this source line (optional)
   redefine  replace the whole class with a class file of a fixed build (target: no method); the
             other patches of the class apply on top of it, whatever order they came in
               class_file: Cart.class           (relative to the spec; attached by repairctl apply)
@@ -94,6 +98,9 @@ THEN
   Actions as in a patch spec (repairctl help spec) without target and id: the fault's site is the
   target. `at: caller` aims an action at the first caller in application code; `call: auto`
   guards only the call that threw. `allow_jdk: true` on a rule lets it patch JDK classes.
+  `oblivious: {}` makes the site's array accesses failure-oblivious (an ArrayIndexOutOfBounds
+  fault's first try); every access made oblivious counts as a fallback, so one call may count
+  several and the fallback rate may pass 1.0.
 
 VALIDATE
 
