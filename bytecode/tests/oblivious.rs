@@ -143,6 +143,16 @@ fn every_element_type_reads_its_default_and_drops_writes_out_of_bounds() {
         "wrongElement",
     ];
     let out = run_rewritten(&classes, &methods);
+    // Each aaload's helper returns Object, cast back to the array's component type.
+    let text = repair_bytecode::javap::disassemble(&std::fs::read(classes.join("Arrays.class")).unwrap()).unwrap();
+    for component in ["class java/lang/String", "class [I"] {
+        assert!(
+            text.lines().zip(text.lines().skip(1)).any(|(call, cast)| call.contains("Hooks.obliviousAaload")
+                && cast.contains("checkcast")
+                && cast.ends_with(component)),
+            "no checkcast to {component} after an obliviousAaload:\n{text}"
+        );
+    }
     let want = "\
 ints 6 1@1
 longs 8589934593 1@2

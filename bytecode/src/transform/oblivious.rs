@@ -123,28 +123,33 @@ fn rewrite_accesses(
     for (i, insn) in code.insns.iter().enumerate() {
         let Insn::Op(op) = *insn else { continue };
         let Some((mut element, store)) = Element::of(op) else { continue };
-        let line = line_at[i];
         // Unreachable code has no types; it never runs.
         let Some(state) = &analysis.states[i] else { continue };
-        let depth = if store { 3 } else { 2 };
-        let array = state.stack.len().checked_sub(depth).map(|at| &state.stack[at]);
-        let array = match array {
-            Some(VType::Object(name)) if name.starts_with('[') => name.clone(),
-            // Always `null` here: it throws `NullPointerException` as it is, which stays.
-            Some(VType::Null) => continue,
-            other => {
-                return Err(Error::refused(
-                    format!("{} at{}", opcode_name(op), line_text(line)),
-                    format!("the array's type is not known ({other:?})"),
-                ))
-            }
-        };
+        let line = line_at[i];
         if let Some(l) = line {
             lines_with_access.push(l);
         }
         if spec.line.is_some_and(|want| line != Some(want)) {
             continue;
         }
+        let depth = if store { 3 } else { 2 };
+        let array = match state.stack.len().checked_sub(depth).map(|at| &state.stack[at]) {
+            Some(VType::Object(name)) if name.starts_with('[') => name.clone(),
+            // Always `null` here: it throws `NullPointerException` as it is, which stays.
+            Some(VType::Null) => continue,
+            other => {
+                let inferred = match other {
+                    Some(VType::Object(name)) => name.replace('/', "."),
+                    Some(t) => format!("{t:?}"),
+                    None => "an empty stack".to_string(),
+                };
+                let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
+                return Err(Error::refused(
+                    format!("{}{at}", mnemonic(op).unwrap_or("array access")),
+                    format!("the array's type is not known: the type inference gives {inferred}"),
+                ));
+            }
+        };
         if element == Element::Byte && &*array == "[Z" {
             element = Element::Boolean;
         }
@@ -211,14 +216,6 @@ fn lines_of(code: &Code) -> Vec<Option<u16>> {
         .collect()
 }
 
-fn line_text(line: Option<u16>) -> String {
-    line.map(|l| format!(" line {l}")).unwrap_or_else(|| " an unknown line".to_string())
-}
-
-fn opcode_name(op: u8) -> &'static str {
-    mnemonic(op).unwrap_or("array access")
-}
-
 /// The component type of an array type, as a class constant names it (`[I` for `[[I`,
 /// `java/lang/String` for `[Ljava/lang/String;`).
 fn component(array: &str) -> String {
@@ -269,7 +266,7 @@ fn helper_code(element: Element, store: bool, pool: &mut ConstantPool, info: &Me
     // Locals: array 0, index 1, [value 2 (2..3 when wide)], id last.
     let id_slot = if store { 2 + kind.slots() } else { 2 };
     let max_locals = id_slot + 1;
-    let mut code = Code::new(2 + kind.slots().max(1), max_locals);
+    let mut code = Code::new(2 + kind.slots(), max_locals);
     let out_of_bounds = code.new_label();
     let mut insns = vec![
         Insn::load(ValueKind::Int, 1),
