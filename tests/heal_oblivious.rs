@@ -160,7 +160,9 @@ fn a_line_or_method_without_array_access_is_refused_with_one_error_and_nothing_a
     jvm.finish();
 }
 
-/// `Totals.sum` reads one past the end on every call; the program calls it 120 times.
+/// `Totals.sum` reads one past the end on every call; `Totals.head` copies past the end with
+/// `System.arraycopy` (the exception comes from the JDK; `head` itself has no array access). The
+/// program calls each 120 times.
 const TOTALS: &str = r#"
 public class Totals {
     static int sum(int[] a) {
@@ -168,14 +170,20 @@ public class Totals {
         for (int i = 0; i <= a.length; i++) s += a[i];
         return s;
     }
+    static int[] head(int[] a, int n) {
+        int[] r = new int[n];
+        System.arraycopy(a, 0, r, 0, n);
+        return r;
+    }
     public static void main(String[] args) throws Exception {
-        int errors = 0, calls = 120;
+        int errors = 0, headErrors = 0, nulls = 0, calls = 120;
         long total = 0;
         for (int i = 0; i < calls; i++) {
             try { total += sum(new int[] {1, 2, 3}); } catch (ArrayIndexOutOfBoundsException e) { errors++; }
+            try { if (head(new int[] {1, 2}, 3) == null) nulls++; } catch (ArrayIndexOutOfBoundsException e) { headErrors++; }
             Thread.sleep(10);
         }
-        System.out.println("calls=" + calls + " errors=" + errors + " total=" + total);
+        System.out.println("calls=" + calls + " errors=" + errors + " total=" + total + " headErrors=" + headErrors + " nulls=" + nulls);
     }
 }
 "#;
@@ -194,7 +202,8 @@ rules:
 /// (b) Two `ArrayIndexOutOfBoundsException`s fire the rule, which applies its first action,
 /// `oblivious`, at the throw site; it is validated on its calls (one access made oblivious per
 /// call: a fallback rate of 1.0, within the rule's limit), and every later call returns the right
-/// sum.
+/// sum. At a site without an array access (the JDK threw) `oblivious` is refused, saying why, and
+/// the rule's guard takes over there.
 #[test]
 fn a_policy_repairs_an_index_fault_with_oblivious_access_and_validates_it() {
     let jdk = default_jdk();
@@ -215,23 +224,43 @@ fn a_policy_repairs_an_index_fault_with_oblivious_access_and_validates_it() {
     let run = agent_support::finish(child, Duration::from_secs(60));
     run.expect_success();
     let stderr = &run.stderr;
-    let patch = repair_model::policy::patch_id("index", "Totals", "sum", "([I)I", 0, |_| false);
-    // `repair: event KIND rule=R patch=P at=S: REASON`
-    let story: Vec<(&str, &str)> = stderr
+    // `repair: event KIND rule=R patch=P at=S: REASON`, of the verdict-related kinds
+    let events: Vec<(&str, &str, &str)> = stderr
         .lines()
         .filter_map(|l| l.strip_prefix("repair: event "))
         .filter(|l| l.contains(" rule=index "))
         .filter_map(|l| {
             let kind = l.split(' ').next()?;
             let p = l.split(' ').find_map(|w| w.strip_prefix("patch="))?;
-            ["applied", "validated", "unproven", "rolled-back"].contains(&kind).then_some((kind, p))
+            let reason = l.split_once(": ").map_or("", |(_, r)| r);
+            ["applied", "refused", "validated", "unproven", "rolled-back"].contains(&kind).then_some((kind, p, reason))
         })
         .collect();
-    assert_eq!(story, [("applied", patch.as_str()), ("validated", patch.as_str())], "{stderr}");
-    let applied = stderr.lines().find(|l| l.starts_with("repair: event applied ")).unwrap();
-    assert!(applied.contains("oblivious array access"), "{applied}");
-    let validated = stderr.lines().find(|l| l.starts_with("repair: event validated ")).unwrap();
-    assert!(validated.contains("fallbacks (limit rate 1.00), no new faults"), "{validated}");
+    let story = |method: &str, descriptor: &str| -> Vec<(&str, String)> {
+        let ids: Vec<String> = (0..2)
+            .map(|a| repair_model::policy::patch_id("index", "Totals", method, descriptor, a, |_| false))
+            .collect();
+        events.iter().filter(|(_, p, _)| ids.iter().any(|id| id == p)).map(|(k, p, _)| (*k, p.to_string())).collect()
+    };
+    let reason = |kind: &str, patch: &str| {
+        events.iter().find(|(k, p, _)| *k == kind && *p == patch).map(|(_, _, r)| *r).unwrap_or("")
+    };
+    let sum = repair_model::policy::patch_id("index", "Totals", "sum", "([I)I", 0, |_| false);
+    assert_eq!(story("sum", "([I)I"), [("applied", sum.clone()), ("validated", sum.clone())], "{stderr}");
+    assert!(reason("applied", &sum).starts_with("oblivious array access at Totals.sum([I)I"), "{stderr}");
+    assert!(reason("validated", &sum).contains("fallbacks (limit rate 1.00), no new faults"), "{stderr}");
+
+    let head: Vec<String> =
+        (0..2).map(|a| repair_model::policy::patch_id("index", "Totals", "head", "([II)[I", a, |_| false)).collect();
+    assert_eq!(
+        story("head", "([II)[I"),
+        [("refused", head[0].clone()), ("applied", head[1].clone()), ("validated", head[1].clone())],
+        "{stderr}"
+    );
+    assert!(
+        reason("refused", &head[0]).contains("method Totals.head([II)[I, oblivious: the method has no array access"),
+        "{stderr}"
+    );
 
     let last = run.stdout.trim().lines().last().unwrap_or("");
     let count = |k: &str| -> i64 {
@@ -243,4 +272,7 @@ fn a_policy_repairs_an_index_fault_with_oblivious_access_and_validates_it() {
     let (calls, errors) = (count("calls"), count("errors"));
     assert!((2..=6).contains(&errors), "{errors} faults before the repair took:\n{stderr}");
     assert_eq!(count("total"), 6 * (calls - errors), "every repaired call returns the sum of what is in bounds");
+    let head_errors = count("headErrors");
+    assert!((2..=6).contains(&head_errors), "{head_errors} faults in head before its guard took:\n{stderr}");
+    assert_eq!(count("nulls"), calls - head_errors, "the guard's null from every later call of head");
 }
