@@ -16,7 +16,7 @@
 //!     durable: true        # a repair that holds is kept across restarts
 //! ```
 //!
-//! Each action is a patch action of the spec (`guard`, `probe`, `swap`, `breaker`, `recursion`) aimed at a
+//! Each action is a patch action of the spec (`guard`, `probe`, `swap`, `breaker`, `recursion`, `rethrow`, `oblivious`) aimed at a
 //! site chosen by fault localization: `at: site` (the default) is the throw site, the innermost
 //! application frame; `at: caller` the first application frame above it, `at: { up: N }` the N-th
 //! (an early return further up the stack). `guard: { call: auto }`
@@ -994,6 +994,22 @@ mod tests {
         );
         assert_eq!(npe_callee("Cannot read field \"total\" because \"o\" is null"), None);
         assert_eq!(npe_callee(""), None);
+    }
+
+    #[test]
+    fn a_rule_may_try_oblivious_access_before_its_guards() {
+        let text = "rules:\n  - name: index\n    when: { exception: java.lang.ArrayIndexOutOfBoundsException }\n    then:\n      - oblivious: {}\n      - guard: { catch: [fault], fallback: default }\n";
+        let p = parse(text, "p.yaml").unwrap();
+        let spec = |action: &ActionYaml| {
+            let yaml = spec_yaml("r-1", "a.B", "sum([I)I", action, false);
+            crate::spec::PatchSpec::from_yaml(&yaml, "r").unwrap().action
+        };
+        assert_eq!(spec(&p.rules[0].then[0].action), crate::spec::Action::Oblivious { line: None });
+        assert!(matches!(spec(&p.rules[0].then[1].action), crate::spec::Action::Guard { .. }));
+        assert_eq!(
+            parse(&text.replace("oblivious: {}", "oblivious: { line: -1 }"), "p.yaml").unwrap_err(),
+            "p.yaml:5: rules[0].then[0]: action.oblivious.line: expected a source line number (1 to 65535)"
+        );
     }
 
     #[test]

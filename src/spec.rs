@@ -64,6 +64,11 @@ pub enum Action {
         depth: u32,
         fallback: Fallback,
     },
+    /// Failure-oblivious array access: every array load and store of the method (or of one source
+    /// line) bounds-checked; out of bounds a load yields the default and a store is dropped.
+    Oblivious {
+        line: Option<u16>,
+    },
     /// A snapshot of the live locals before a source line (an observation's; not read from YAML).
     Snapshot {
         line: u16,
@@ -100,6 +105,8 @@ impl Action {
             Action::Swap { class_file } => format!("swap from {class_file}"),
             Action::Redefine { class_file, .. } => format!("redefine from {class_file}"),
             Action::Snapshot { line } => format!("snapshot at line {line}"),
+            Action::Oblivious { line: None } => "oblivious array access".to_string(),
+            Action::Oblivious { line: Some(l) } => format!("oblivious array access at line {l}"),
             Action::Trace => "trace".to_string(),
             Action::Probe { points, .. } => {
                 let p: Vec<String> = points.iter().map(|p| format!("{p:?}").to_lowercase()).collect();
@@ -226,9 +233,16 @@ impl PatchSpec {
             Some(Value::Bool(b)) => *b,
             Some(_) => return Err(p.error(&["durable"], "expected true or false")),
         };
-        p.only_keys(action_map, &["action"], &["guard", "swap", "probe", "breaker", "recursion", "redefine"])?;
+        p.only_keys(
+            action_map,
+            &["action"],
+            &["guard", "swap", "probe", "breaker", "recursion", "redefine", "rethrow", "oblivious"],
+        )?;
         if action_map.len() != 1 {
-            return Err(p.error(&["action"], "give exactly one of guard, swap, probe, breaker, recursion, redefine, rethrow"));
+            return Err(p.error(
+                &["action"],
+                "give exactly one of guard, swap, probe, breaker, recursion, redefine, rethrow, oblivious",
+            ));
         }
         let (kind, body) = action_map.iter().next().expect("one entry");
         let action = match kind.as_str().unwrap_or("") {
@@ -244,6 +258,7 @@ impl PatchSpec {
             "recursion" => p.recursion(body)?,
             "redefine" => p.redefine(body)?,
             "rethrow" => p.rethrow(body)?,
+            "oblivious" => p.oblivious(body)?,
             _ => p.probe(body)?,
         };
         Ok(PatchSpec { id, class, method, action, durable, source: text.to_string() })
@@ -408,6 +423,20 @@ impl PatchSpec {
                     ))
                 }
             }
+            Action::Oblivious { line } => transform::oblivious::oblivious(
+                class_bytes,
+                &transform::oblivious::ObliviousSpec {
+                    method: self.method.clone(),
+                    line: *line,
+                    report_id: env.report_id.unwrap_or(0),
+                },
+                env.hierarchy.unwrap_or(&ObjectHierarchy),
+            )
+            // Its calls are counted too: the rate of accesses made oblivious is its fallback rate.
+            .and_then(|(bytes, _)| match env.report_id {
+                Some(id) => transform::probe::probe(&bytes, &calls_counted(&self.method, id)),
+                None => Ok(bytes),
+            }),
             Action::Snapshot { line } => transform::snapshot::snapshot(
                 class_bytes,
                 &transform::snapshot::SnapshotSpec {
@@ -692,6 +721,26 @@ impl Parser<'_> {
         Ok(Action::Redefine { class_file, original })
     }
 
+    fn oblivious(&self, body: &Value) -> Result<Action, SpecError> {
+        let path = ["action", "oblivious"];
+        // `oblivious:` with nothing after it reads as null: the same as `{}`.
+        if body.is_null() {
+            return Ok(Action::Oblivious { line: None });
+        }
+        let m = self.mapping(body, &path)?;
+        self.only_keys(m, &path, &["line"])?;
+        let line = match m.get("line") {
+            None => None,
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| (1..=u16::MAX as u64).contains(&n)) => {
+                n.as_u64().map(|n| n as u16)
+            }
+            Some(_) => {
+                return Err(self.error(&["action", "oblivious", "line"], "expected a source line number (1 to 65535)"))
+            }
+        };
+        Ok(Action::Oblivious { line })
+    }
+
     fn breaker(&self, body: &Value) -> Result<Action, SpecError> {
         let path = ["action", "breaker"];
         let m = self.mapping(body, &path)?;
@@ -938,7 +987,7 @@ mod tests {
         );
         assert_eq!(
             err(&GOOD.replace("guard:", "gaurd:")),
-            "p.yaml:4: action.gaurd: unknown field; expected one of: guard, swap, probe, breaker, recursion, redefine, rethrow"
+            "p.yaml:4: action.gaurd: unknown field; expected one of: guard, swap, probe, breaker, recursion, redefine, rethrow, oblivious"
         );
         assert_eq!(err(&GOOD.replace("id: price-npe\n", "")), "p.yaml:1: id: missing");
         assert_eq!(err(&GOOD.replace("durable: true", "durable: maybe")), "p.yaml:5: durable: expected true or false");
@@ -1068,6 +1117,29 @@ mod tests {
             let e = err(&text.replace(from, to));
             assert!(e.starts_with(why), "{e}");
         }
+    }
+
+    #[test]
+    fn parses_oblivious_with_or_without_a_line_and_names_a_bad_field() {
+        let text = "id: o\ntarget: { class: a.B, method: sum }\naction:\n  oblivious: {}\n";
+        assert_eq!(PatchSpec::from_yaml(text, "p.yaml").unwrap().action, Action::Oblivious { line: None });
+        let bare = text.replace("oblivious: {}", "oblivious:");
+        assert_eq!(PatchSpec::from_yaml(&bare, "p.yaml").unwrap().action, Action::Oblivious { line: None });
+        let line = text.replace("{}", "{ line: 12 }");
+        assert_eq!(PatchSpec::from_yaml(&line, "p.yaml").unwrap().action, Action::Oblivious { line: Some(12) });
+        assert_eq!(
+            err(&text.replace("{}", "{ line: 0 }")),
+            "p.yaml:4: action.oblivious.line: expected a source line number (1 to 65535)"
+        );
+        assert_eq!(
+            err(&text.replace("{}", "{ line: twelve }")),
+            "p.yaml:4: action.oblivious.line: expected a source line number (1 to 65535)"
+        );
+        assert_eq!(
+            err(&text.replace("{}", "{ lines: 3 }")),
+            "p.yaml:4: action.oblivious.lines: unknown field; expected one of: line"
+        );
+        assert_eq!(err(&text.replace("{}", "[3]")), "p.yaml:4: action.oblivious: expected a mapping (key: value)");
     }
 
     #[test]

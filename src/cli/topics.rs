@@ -25,7 +25,7 @@ One YAML file per patch, read by `repairctl apply SPEC` (live) and `repairctl re
   target:
     class: repair.demo.PriceService  # dotted class name
     method: "price(Ljava/lang/String;)J"   # name, or name and JVM descriptor when overloaded
-  action:                            # exactly one of guard, swap, probe, breaker, recursion, redefine, rethrow
+  action:                            # exactly one of guard, swap, probe, breaker, recursion, redefine, rethrow, oblivious
     guard: { catch: [java.lang.NullPointerException], fallback: { value: 0 } }
   durable: true                      # put back when the JVM starts again with the same state dir
 
@@ -47,6 +47,10 @@ ACTIONS
             open there returns the fallback without running its body (1 to 100000; no default
             fallback: say which value means too deep)
               depth: 200, fallback: default
+  oblivious failure-oblivious array access: out of bounds, an array read yields the element's
+            default (0, 0.0, false, null) and a write is dropped, each counted as a fallback; a null
+            array still throws NullPointerException
+              line: N                          only the array accesses of this source line (optional)
   redefine  replace the whole class with a class file of a fixed build (target: no method); the
             other patches of the class apply on top of it, whatever order they came in
               class_file: Cart.class           (relative to the spec; attached by repairctl apply)
@@ -104,6 +108,9 @@ THEN
   guards only the call that threw. `rethrow: { catch: [fault], as: auto }` throws instead the type
   of a handler an application frame above has around its call (refused when none has one: the
   next action follows). `allow_jdk: true` on a rule lets it patch JDK classes.
+  `oblivious: {}` makes the site's array accesses failure-oblivious (an ArrayIndexOutOfBounds
+  fault's first try); every access made oblivious counts as a fallback, so one call may count
+  several and the fallback rate may pass 1.0.
 
 VALIDATE
 

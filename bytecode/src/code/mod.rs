@@ -190,6 +190,11 @@ impl Code {
         Ok(Code { max_stack, max_locals, insns, handlers, attributes, next_label: labels.count })
     }
 
+    /// An empty body with no attributes, for a method generated from scratch.
+    pub fn new(max_stack: u16, max_locals: u16) -> Code {
+        Code { max_stack, max_locals, insns: Vec::new(), handlers: Vec::new(), attributes: Vec::new(), next_label: 0 }
+    }
+
     /// A fresh label, not yet bound.
     pub fn new_label(&mut self) -> Label {
         self.next_label += 1;

@@ -47,7 +47,33 @@ pub const CALL_ENTER: (&str, &str) = ("callEnter", "(II)V");
 /// no `callExit`: the consumer unwinds open calls when the traced method itself exits.
 pub const CALL_EXIT: (&str, &str) = ("callExit", "(II)V");
 
-/// Every hook method as `(name, descriptor)`.
+/// Failure-oblivious array access (see [`super::oblivious`]): static methods with real bytecode in
+/// the hooks class, not natives (an access in bounds must not cost a JNI transition). Per element
+/// type a load `(array, index, reportId) -> value` and a store `(array, index, value, reportId)`;
+/// out of bounds the load returns the default and the store does nothing, each calling
+/// [`FALLBACK`] with `null`. Int-like values travel as `int`, as the array instructions push them.
+pub const OBLIVIOUS: &[(&str, &str)] = &[
+    ("obliviousIaload", "([III)I"),
+    ("obliviousIastore", "([IIII)V"),
+    ("obliviousLaload", "([JII)J"),
+    ("obliviousLastore", "([JIJI)V"),
+    ("obliviousFaload", "([FII)F"),
+    ("obliviousFastore", "([FIFI)V"),
+    ("obliviousDaload", "([DII)D"),
+    ("obliviousDastore", "([DIDI)V"),
+    ("obliviousAaload", "([Ljava/lang/Object;II)Ljava/lang/Object;"),
+    ("obliviousAastore", "([Ljava/lang/Object;ILjava/lang/Object;I)V"),
+    ("obliviousBaload", "([BII)I"),
+    ("obliviousBastore", "([BIII)V"),
+    ("obliviousCaload", "([CII)I"),
+    ("obliviousCastore", "([CIII)V"),
+    ("obliviousSaload", "([SII)I"),
+    ("obliviousSastore", "([SIII)V"),
+    ("obliviousZaload", "([ZII)I"),
+    ("obliviousZastore", "([ZIII)V"),
+];
+
+/// Every native hook method as `(name, descriptor)`.
 pub const METHODS: &[(&str, &str)] = &[
     FALLBACK,
     ENTER,

@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod call_site;
 pub mod guard;
 pub mod hooks;
+pub mod oblivious;
 pub mod probe;
 pub mod rethrow;
 pub mod snapshot;
