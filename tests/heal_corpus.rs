@@ -145,7 +145,10 @@ impl Report {
         for e in kind("applied") {
             let reason = e["reason"].as_str().unwrap_or_default();
             let action = reason.split(" at ").next().unwrap_or(reason);
-            let action = action.split_whitespace().next().unwrap_or("?");
+            let action = match action.split_whitespace().next().unwrap_or("?") {
+                "guard" if reason.contains(" at call ") => "guard of the call that threw",
+                other => other,
+            };
             let place = if reason.contains("(throw site") {
                 "at the throw site"
             } else if reason.contains("(caller") {
