@@ -577,6 +577,14 @@ impl Engine {
         })
     }
 
+    /// The last repair decided (at `at`) was not carried out (the fault turned out to be one the
+    /// application handles itself): it does not count against `repairs_per_minute`.
+    pub fn not_carried_out(&mut self, at: Instant) {
+        if let Some(i) = self.repairs.iter().rposition(|t| *t == at) {
+            self.repairs.remove(i);
+        }
+    }
+
     /// While a rule's repair at a site is validated, the rule does not fire there again.
     pub fn set_busy(&mut self, rule: &str, site: &str, busy: bool) {
         if let Some(i) = self.policy.rules.iter().position(|r| r.name == rule) {

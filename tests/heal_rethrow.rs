@@ -133,7 +133,7 @@ public class Import {
             try {
                 String r = load(i % 2 == 0 ? "x" + i : "" + i);
                 if (r.equals("error java.lang.NumberFormatException")) errors++; else if (r.startsWith("value ")) values++;
-            } catch (NumberFormatException e) { escaped++; }
+            } catch (RuntimeException e) { escaped++; }
             Thread.sleep(10);
         }
         System.out.println("values=" + values + " errors=" + errors + " escaped=" + escaped);

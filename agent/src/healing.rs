@@ -165,6 +165,9 @@ struct Watch {
     /// Fault counts at the end of the settling time; `None` before.
     baseline: Option<HashMap<u64, u64>>,
     blame: Blame,
+    /// Faults of other kinds through the repaired method, by id: whether the application's own
+    /// error path takes them ([`handled_by_application`]; read from class bytes once).
+    handled: HashMap<u64, bool>,
 }
 
 struct Run {
@@ -180,6 +183,9 @@ struct Run {
     /// Repairs rolled back for a fault they caused, and when: faults that followed their earlier
     /// fallbacks are the undone repair's, not faults to repair.
     undone: Vec<(Blame, Instant)>,
+    /// Faults a rule fired for, by id: whether the application's own error path takes them
+    /// ([`handled_by_application`]): those are its answers to bad input, not faults to repair.
+    handled: HashMap<u64, bool>,
 }
 
 /// Which faults that follow a repair's fallback on a thread are that fallback's doing.
@@ -221,6 +227,7 @@ fn run(agent: Parts, healer: &'static Healer, rx: Receiver<Occurrence>) {
         watches: Vec::new(),
         kept: Vec::new(),
         undone: Vec::new(),
+        handled: HashMap::new(),
     };
     r.take_policy();
     let mut checked = Instant::now();
@@ -311,6 +318,9 @@ impl Run {
             method: &fault.site.method,
             descriptor: &fault.site.descriptor,
         };
+        if self.handled.get(&fault.id) == Some(&true) {
+            return;
+        }
         let Some(engine) = self.engine.as_mut() else { return };
         let mut decision = None;
         for _ in 0..new {
@@ -322,7 +332,22 @@ impl Run {
         match decision {
             Some(Decision::Repair { rule, class, method, descriptor, action, dry_run, reason }) => {
                 let site = policy::site_key(&class, &method, &descriptor);
-                self.repair(&fault, &rule, site, action, dry_run, &reason, o.at)
+                let handled =
+                    *self.handled.entry(fault.id).or_insert_with(|| handled_by_application(self.agent, &fault));
+                if !handled {
+                    return self.repair(&fault, &rule, site, action, dry_run, &reason, o.at);
+                }
+                if let Some(engine) = self.engine.as_mut() {
+                    engine.not_carried_out(o.at);
+                }
+                self.healer.stats(&rule, |s| s.held += 1);
+                let about = About { rule: &rule, site: &site, ..About::default() };
+                let why = format!(
+                    "{reason}: not repaired, the application handles {} itself (a handler of that type, not a \
+                     catch-all, above the site): its answer to bad input, not a failure",
+                    fault.exception
+                );
+                self.agent.events.emit(Kind::Held, about, why);
             }
             Some(Decision::Held { rule, reason }) => {
                 self.healer.stats(&rule, |s| s.held += 1);
@@ -486,6 +511,7 @@ impl Run {
                         max_fallback_rate: rule.max_fallback_rate,
                         durable: rule.durable,
                         baseline: None,
+                        handled: HashMap::new(),
                     });
                     return;
                 }
@@ -757,7 +783,7 @@ enum Verdict {
 
 /// Whether a repair under watch holds: `None` while undecided (its window runs, or extends for
 /// want of calls), else its verdict; `Fails` as soon as it does not hold.
-fn verdict(w: &Watch, faults: &[Fault], active: &[String], now: Instant, agent: Parts) -> Option<Verdict> {
+fn verdict(w: &mut Watch, faults: &[Fault], active: &[String], now: Instant, agent: Parts) -> Option<Verdict> {
     let baseline = w.baseline.as_ref()?;
     if !active.contains(&w.patch.spec.id) {
         return Some(Verdict::Fails("rolled back by an operator".to_string()));
@@ -781,11 +807,13 @@ fn verdict(w: &Watch, faults: &[Fault], active: &[String], now: Instant, agent: 
     let through_target = |f: &Fault| {
         f.stack.iter().any(|s| s.class == w.target.0 && s.method == w.target.1 && s.descriptor == w.target.2)
     };
-    let other: Vec<String> = faults
+    let mut other: Vec<&Fault> = faults
         .iter()
         .filter(|f| f.exception != w.exception && through_target(f) && grew(f) > 0 && !transforms(&w.patch, f))
-        .map(|f| format!("{} x{} at {}.{}", f.exception, grew(f), f.site.class, f.site.method))
         .collect();
+    other.retain(|f| !*w.handled.entry(f.id).or_insert_with(|| handled_by_application(agent, f)));
+    let other: Vec<String> =
+        other.iter().map(|f| format!("{} x{} at {}.{}", f.exception, grew(f), f.site.class, f.site.method)).collect();
     if !other.is_empty() {
         return Some(Verdict::Fails(format!(
             "new faults of other kinds through the repaired method: {} ({calls} calls since the apply)",
@@ -849,6 +877,38 @@ fn transforms(patch: &AppliedPatch, fault: &Fault) -> bool {
         && patch.spec.class == fault.site.class
         && patch.spec.method.name == fault.site.method
         && patch.spec.method.descriptor.as_deref().is_none_or(|d| d == fault.site.descriptor)
+}
+
+/// Whether the application's own error path takes `fault`: the first application frame above its
+/// site with a handler around its call that catches it does so by a specific type, not one that
+/// catches anything (`Throwable`, `Exception`, `RuntimeException`, `Error`). That is how the
+/// application answers bad input (a calculator's "not a number"), not a failure the repair let
+/// through; a broad handler, as a request loop's last resort has, decides nothing. The
+/// application's own bytes are read, without the patches in force.
+fn handled_by_application(agent: Parts, fault: &Fault) -> bool {
+    use repair_bytecode::transform::{rethrow::handlers_at, MethodTarget};
+    const CATCH_ALL: [&str; 4] =
+        ["java.lang.Throwable", "java.lang.Exception", "java.lang.RuntimeException", "java.lang.Error"];
+    let chain: Vec<&str> = match fault.exception_chain.is_empty() {
+        true => vec![fault.exception.as_str()],
+        false => fault.exception_chain.iter().map(String::as_str).collect(),
+    };
+    let site = fault.stack.iter().position(|f| *f == fault.site).unwrap_or(0);
+    for frame in fault.stack.iter().skip(site + 1).filter(|f| !policy::is_jdk_class(&f.class) && f.bci >= 0) {
+        let method = MethodTarget {
+            name: frame.method.clone(),
+            descriptor: Some(frame.descriptor.clone()).filter(|d| !d.is_empty()),
+        };
+        let internal = frame.class.replace('.', "/");
+        let bytes = agent.vm.attached(THREAD, |jni| agent.patches.live_bytes(agent.jvmti, jni, &internal, true));
+        let Ok(Ok(bytes)) = bytes else { continue };
+        let (line, bci) = (frame.line.and_then(|l| u32::try_from(l).ok()), u32::try_from(frame.bci).ok());
+        let Ok(handlers) = handlers_at(&bytes, &method, line, bci) else { continue };
+        if let Some(t) = handlers.catch.iter().find(|t| chain.contains(&t.as_str())) {
+            return !CATCH_ALL.contains(&t.as_str());
+        }
+    }
+    false
 }
 
 /// The files a rule's swap names, read relative to the policy file.
