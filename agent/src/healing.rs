@@ -9,8 +9,10 @@
 //! journal record.
 //!
 //! One thread does all of it, attached to the JVM (as a daemon) only while it applies or rolls
-//! back; it blocks while nothing is under validation. JVM threads only hand it occurrences
-//! through a bounded channel and never wait for it.
+//! back; it blocks while nothing is under validation. JVM threads hand it occurrences through a
+//! bounded channel and do not wait for it, except a thread a fault is about to end (rare): it
+//! waits, bounded, until the thread has handled that fault, so that a durable rule's repair is
+//! journaled before the thread, or the JVM, is gone.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -130,7 +132,8 @@ impl Healer {
                 faults.set_application(&application);
                 faults.observe(Some(tx.clone()));
             }
-            let _ = tx.try_send(Occurrence { fault_id: WAKE, count: 0, at: Instant::now(), after_fallback: None });
+            let wake = Occurrence { fault_id: WAKE, count: 0, at: Instant::now(), after_fallback: None, ending: None };
+            let _ = tx.try_send(wake);
         }
     }
 
@@ -162,6 +165,8 @@ struct Watch {
     last_deadline: Instant,
     max_fallback_rate: f64,
     durable: bool,
+    /// Journaled durable before its verdict: its fault was about to end its thread.
+    kept_at_once: bool,
     /// Fault counts at the end of the settling time; `None` before.
     baseline: Option<HashMap<u64, u64>>,
     blame: Blame,
@@ -219,6 +224,7 @@ impl Blame {
 }
 
 fn run(agent: Parts, healer: &'static Healer, rx: Receiver<Occurrence>) {
+    crate::runtime::faults::never_wait_on_this_thread();
     let mut r = Run {
         agent,
         healer,
@@ -241,6 +247,7 @@ fn run(agent: Parts, healer: &'static Healer, rx: Receiver<Occurrence>) {
         };
         match received {
             Ok(o) if o.fault_id == WAKE => r.take_policy(),
+            Ok(Occurrence { fault_id, ending: Some(ticket), .. }) => r.ending(fault_id, ticket),
             Ok(o) => r.occurrence(o),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
@@ -268,6 +275,31 @@ impl Run {
         );
         self.engine = Some(engine);
         self.agent.events.emit(Kind::Policy, About::default(), summary);
+    }
+
+    /// Fault `fault_id` is about to end its thread (the JVM, when it is main's): its occurrences
+    /// came first on the channel, so what the engine decided for them is carried out. A durable
+    /// rule's repair of it cannot be validated in a JVM that may be dying: it is journaled durable
+    /// now, to be put back at the next start, and still judged here if the JVM lives on (rolled
+    /// back, and so no longer durable, if it does not hold). Then the waiting thread goes on.
+    fn ending(&mut self, fault_id: u64, ticket: u64) {
+        for w in self.watches.iter_mut().filter(|w| w.fault_id == fault_id && w.durable && !w.kept_at_once) {
+            let why = format!(
+                "fault #{fault_id} {} is about to end its thread: kept across restarts before its verdict (durable \
+                 rule), put back at the next start",
+                w.exception
+            );
+            let site = policy::site_key(&w.target.0, &w.target.1, &w.target.2);
+            let about = About { rule: &w.rule, patch: &w.patch.spec.id, site: &site };
+            match self.agent.journal.validated(self.agent.events, &w.patch, true, &why) {
+                Ok(()) => {
+                    w.kept_at_once = true;
+                    self.agent.events.emit(Kind::Journal, about, why);
+                }
+                Err(e) => self.agent.events.emit(Kind::Journal, about, format!("not kept across restarts: {e}")),
+            }
+        }
+        self.agent.faults.ending_handled(ticket);
     }
 
     fn occurrence(&mut self, o: Occurrence) {
@@ -510,6 +542,7 @@ impl Run {
                         last_deadline: now + rule.max_window,
                         max_fallback_rate: rule.max_fallback_rate,
                         durable: rule.durable,
+                        kept_at_once: false,
                         baseline: None,
                         handled: HashMap::new(),
                     });

@@ -23,12 +23,16 @@
 //! one of an exception never recorded is recorded as that exception, at the site its own stack
 //! trace names. The agent's own frames (`repair.rt.Hooks`, where bytecode capture records from)
 //! are left out of every stack.
+//!
+//! An exception about to end its thread (it leaves the thread's outermost frame, or its exception
+//! event has no catch location) makes that thread wait, bounded, while a policy is in force, for
+//! the engine to handle its fault: a durable repair must reach the journal before the JVM may die.
 
 use std::cell::Cell;
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use repair_model::journal::now_ms;
@@ -63,6 +67,13 @@ const MAX_PROBE_SITES: usize = 65_536;
 const MAX_RECENT: usize = 256;
 /// How deep wrappers are looked through (a wrapper of a wrapper of ...).
 const MAX_WRAPPED: usize = 8;
+/// How long a thread that a fault is about to end waits for the policy engine to have handled
+/// it (decided, applied, journaled): long enough for an apply and an fsync on a loaded host,
+/// short enough that a dying thread (or JVM) is not held up noticeably if the engine is stuck.
+const ENDING_WAIT: Duration = Duration::from_secs(2);
+/// Frames a probed method may have around it and still be its thread's outermost: the probe's
+/// `Hooks.thrown`, the method, and `java.lang.Thread`'s own (`run`, `runWith`).
+const MAX_ENDING_FRAMES: usize = 5;
 
 /// The next free capture probe id. Capture probe ids are negative (patch report ids are
 /// positive); every class gets a range of its own.
@@ -233,6 +244,11 @@ pub struct FaultLog {
     updates: broadcast::Sender<Fault>,
     /// Told of every occurrence, for the policy engine; `None` without a policy.
     observer: RwLock<Option<SyncSender<Occurrence>>>,
+    /// Tickets of the threads waiting for the engine to handle the fault that ends them
+    /// ([`Occurrence::ending`]); the engine removes a ticket and wakes them.
+    ending: Mutex<HashSet<u64>>,
+    ending_handled: Condvar,
+    next_ticket: AtomicU64,
 }
 
 /// The exceptions recorded lately, oldest first, and how many of them have each identity hash.
@@ -271,6 +287,9 @@ pub struct Occurrence {
     pub at: Instant,
     /// The recording thread's last guard fallback (report id, when), for outcome attribution.
     pub after_fallback: Option<(i32, Instant)>,
+    /// Not a new occurrence: the fault is about to end its thread, which waits (bounded) until
+    /// the engine hands this ticket to [`FaultLog::ending_handled`].
+    pub ending: Option<u64>,
 }
 
 thread_local! {
@@ -279,6 +298,23 @@ thread_local! {
     static RECORDING: Cell<bool> = const { Cell::new(false) };
     /// Identity hash of the exception this thread's throw probes last recorded.
     static LAST_THROWN: Cell<Option<i32>> = const { Cell::new(None) };
+    /// The exception this thread last recorded (identity hash) and its fault id: an exception
+    /// about to end the thread is recognised by it where it leaves the outermost frame.
+    static LAST_RECORDED: Cell<Option<(i32, u64)>> = const { Cell::new(None) };
+    /// Set on the engine's own thread, which must never wait for itself.
+    static NEVER_WAIT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// This thread never waits for the engine when a fault ends it: it is the engine's.
+pub fn never_wait_on_this_thread() {
+    NEVER_WAIT.with(|n| n.set(true));
+}
+
+/// Remembers that this thread recorded the exception `identity` as fault `id`.
+fn recorded_here(identity: Option<i32>, id: Option<u64>) {
+    if let (Some(hash), Some(id)) = (identity, id) {
+        LAST_RECORDED.with(|l| l.set(Some((hash, id))));
+    }
 }
 
 impl Default for FaultLog {
@@ -293,6 +329,9 @@ impl Default for FaultLog {
             application: RwLock::default(),
             updates: broadcast::channel(256).0,
             observer: RwLock::new(None),
+            ending: Mutex::default(),
+            ending_handled: Condvar::new(),
+            next_ticket: AtomicU64::new(0),
         }
     }
 }
@@ -344,8 +383,64 @@ impl FaultLog {
             // Full: the engine is behind and sees the jump in `count` next time; disconnected:
             // the policy is being replaced. Neither may slow the faulting thread.
             let after_fallback = super::hooks::last_fallback();
-            let _ = tx.try_send(Occurrence { fault_id, count, at: Instant::now(), after_fallback });
+            let _ = tx.try_send(Occurrence { fault_id, count, at: Instant::now(), after_fallback, ending: None });
         }
+    }
+
+    /// `thrown`, about to end this thread, leaves its outermost frame: when this thread recorded
+    /// it and a policy is in force, waits (at most [`ENDING_WAIT`]) until the engine has handled
+    /// it. The ticket goes through the engine's channel after the fault's own occurrences, so
+    /// by then the decision for them is carried out. Holds no lock while it waits.
+    fn await_ending(&self, jvmti: Jvmti, thrown: &Local<'_>) {
+        if NEVER_WAIT.with(Cell::get) {
+            return;
+        }
+        let Some(tx) = self.observer.read().unwrap_or_else(|e| e.into_inner()).clone() else { return };
+        let identity = jvmti.object_hash(thrown).ok();
+        let recorded = LAST_RECORDED.with(Cell::get).filter(|(hash, _)| Some(*hash) == identity);
+        let Some((_, fault_id)) = recorded else { return };
+        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed) + 1;
+        self.ending.lock().unwrap_or_else(|e| e.into_inner()).insert(ticket);
+        let sent = tx.try_send(Occurrence {
+            fault_id,
+            count: 0,
+            at: Instant::now(),
+            after_fallback: None,
+            ending: Some(ticket),
+        });
+        drop(tx);
+        let ending = self.ending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ending = match sent {
+            Ok(()) => {
+                self.ending_handled
+                    .wait_timeout_while(ending, ENDING_WAIT, |e| e.contains(&ticket))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+            // The engine is behind or gone: the thread does not wait for it.
+            Err(_) => ending,
+        };
+        ending.remove(&ticket);
+    }
+
+    /// The engine handled the fault that ends the thread holding `ticket`: that thread goes on.
+    pub fn ending_handled(&self, ticket: u64) {
+        self.ending.lock().unwrap_or_else(|e| e.into_inner()).remove(&ticket);
+        self.ending_handled.notify_all();
+    }
+
+    /// Whether the method whose exit probe runs now is its thread's outermost: only the probe's
+    /// own frame is inside it and only `java.lang.Thread`'s (which catch nothing) outside it, so
+    /// nothing can catch the exception leaving it. One frame count for the common, deeper case.
+    fn probed_method_is_outermost(&self, jvmti: Jvmti, jni: &Jni<'_>) -> bool {
+        if !jvmti.current_frame_count().is_ok_and(|n| n <= MAX_ENDING_FRAMES) {
+            return false;
+        }
+        let Ok(frames) = jvmti.current_stack(MAX_ENDING_FRAMES) else { return false };
+        let infos = self.infos(jvmti, jni, &frames);
+        // Every frame but the probe's must be known: one that is not might catch.
+        infos.len() + 1 == frames.len()
+            && infos.get(1..).is_some_and(|outer| outer.iter().all(|(i, _)| i.class == "java/lang/Thread"))
     }
 
     /// The fault with this id, if it is still kept.
@@ -394,15 +489,29 @@ impl FaultLog {
         RECORDING.with(|r| r.set(true));
         self.classify_and_record(jvmti, jni, thrown, catch);
         RECORDING.with(|r| r.set(false));
+        // No handler anywhere on the stack: the exception ends the thread.
+        if catch.is_none() {
+            self.await_ending(jvmti, thrown);
+        }
     }
 
     /// A `Hooks.thrown` probe with report id `probe_id`: the probed method exits by an
     /// exception. A (probe, exception class) seen before only counts, without walking the stack:
     /// a method that keeps failing must stay cheap.
+    /// An exception leaving the thread's outermost frame ends it: the thread waits for the
+    /// engine to handle the fault first ([`FaultLog::await_ending`]).
     pub fn record_from_probe(&self, jvmti: Jvmti, jni: &Jni<'_>, probe_id: i32, thrown: &Local<'_>) {
         if RECORDING.with(Cell::get) {
             return;
         }
+        self.record_probe_exit(jvmti, jni, probe_id, thrown);
+        let policy = self.observer.read().unwrap_or_else(|e| e.into_inner()).is_some();
+        if policy && self.probed_method_is_outermost(jvmti, jni) {
+            self.await_ending(jvmti, thrown);
+        }
+    }
+
+    fn record_probe_exit(&self, jvmti: Jvmti, jni: &Jni<'_>, probe_id: i32, thrown: &Local<'_>) {
         // Throw probes sit on every application method: one exception unwinding through several
         // of them is one occurrence, recorded at the first (innermost) probe it passes. This
         // thread's last one is recognised by its hash alone, before any lock is taken.
@@ -418,13 +527,13 @@ impl FaultLog {
         jni.with_local_frame(MAX_WRAPPED as i32 + 8, |jni| match self.subject(jvmti, jni, thrown, identity) {
             Subject::Recorded => {}
             Subject::Itself => {
-                self.record_probed(jvmti, jni, probe_id, thrown);
+                recorded_here(identity, self.record_probed(jvmti, jni, probe_id, thrown));
                 self.remember(jni, identity, thrown);
             }
             Subject::Wrapped(cause) => {
                 if let Ok(frames) = jvmti.current_stack(MAX_FRAMES) {
                     let infos = self.infos(jvmti, jni, &frames);
-                    self.record_wrapped(jvmti, jni, &cause, &frames, &infos, Seen::Probe);
+                    recorded_here(identity, self.record_wrapped(jvmti, jni, &cause, &frames, &infos, Seen::Probe));
                 }
                 self.remember(jni, identity, thrown);
                 self.remember(jni, jvmti.object_hash(&cause).ok(), &cause);
@@ -433,20 +542,21 @@ impl FaultLog {
         RECORDING.with(|r| r.set(false));
     }
 
-    fn record_probed(&self, jvmti: Jvmti, jni: &Jni<'_>, probe_id: i32, thrown: &Local<'_>) {
+    /// Records one exit by `thrown`; its fault id, unless no frame is the application's.
+    fn record_probed(&self, jvmti: Jvmti, jni: &Jni<'_>, probe_id: i32, thrown: &Local<'_>) -> Option<u64> {
         // A known (probe, exception class) is only counted: the class is compared by identity,
         // so the hot path makes no call back into Java for its name.
         let class = jni.object_class(thrown);
         let known = self.known_site(jni, probe_id, &class);
-        if known.is_some_and(|id| self.count_again(id)) {
-            return;
+        if let Some(id) = known.filter(|id| self.count_again(*id)) {
+            return Some(id);
         }
-        let Ok(frames) = jvmti.current_stack(MAX_FRAMES) else { return };
+        let frames = jvmti.current_stack(MAX_FRAMES).ok()?;
         let infos = self.infos(jvmti, jni, &frames);
-        if let Some(site) = self.site_of(&infos) {
-            let id = self.record(jvmti, jni, thrown, &infos, site, Seen::Probe);
-            self.remember_site(jni, probe_id, &class, id);
-        }
+        let site = self.site_of(&infos)?;
+        let id = self.record(jvmti, jni, thrown, &infos, site, Seen::Probe);
+        self.remember_site(jni, probe_id, &class, id);
+        Some(id)
     }
 
     /// Whether `thrown` is a new occurrence, one already recorded (itself or what it wraps), or
@@ -582,11 +692,11 @@ impl FaultLog {
             match self.subject(jvmti, jni, thrown, identity) {
                 Subject::Recorded => {}
                 Subject::Itself => {
-                    self.record(jvmti, jni, thrown, &infos, site, seen);
+                    recorded_here(identity, Some(self.record(jvmti, jni, thrown, &infos, site, seen)));
                     self.remember(jni, identity, thrown);
                 }
                 Subject::Wrapped(cause) => {
-                    self.record_wrapped(jvmti, jni, &cause, &frames, &infos, seen);
+                    recorded_here(identity, self.record_wrapped(jvmti, jni, &cause, &frames, &infos, seen));
                     self.remember(jni, identity, thrown);
                     self.remember(jni, jvmti.object_hash(&cause).ok(), &cause);
                 }
