@@ -347,13 +347,6 @@ impl Jvmti {
         Ok(frames.into_iter().map(|f| Frame { method: MethodId(f.method), bci: f.location }).collect())
     }
 
-    /// How many frames the current thread's stack holds (cheaper than walking it).
-    pub fn current_frame_count(self) -> Result<usize, JvmtiError> {
-        let mut count = 0;
-        jvmti_call!(self.0, GetFrameCount, ptr::null_mut(), &mut count)?;
-        Ok(count.max(0) as usize)
-    }
-
     /// The name of the current thread.
     pub fn current_thread_name(self, jni: &Jni<'_>) -> Result<String, JvmtiError> {
         let mut info = sys::jvmtiThreadInfo::default();

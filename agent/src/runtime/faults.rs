@@ -431,12 +431,14 @@ impl FaultLog {
 
     /// Whether the method whose exit probe runs now is its thread's outermost: only the probe's
     /// own frame is inside it and only `java.lang.Thread`'s (which catch nothing) outside it, so
-    /// nothing can catch the exception leaving it. One frame count for the common, deeper case.
+    /// nothing can catch the exception leaving it. At most one frame more than an ending stack
+    /// has is read: a deep stack (a recursion unwinding, probe after probe) costs no more than a
+    /// shallow one (counting all its frames would cost each probe the whole depth).
     fn probed_method_is_outermost(&self, jvmti: Jvmti, jni: &Jni<'_>) -> bool {
-        if !jvmti.current_frame_count().is_ok_and(|n| n <= MAX_ENDING_FRAMES) {
+        let Ok(frames) = jvmti.current_stack(MAX_ENDING_FRAMES + 1) else { return false };
+        if frames.len() > MAX_ENDING_FRAMES {
             return false;
         }
-        let Ok(frames) = jvmti.current_stack(MAX_ENDING_FRAMES) else { return false };
         let infos = self.infos(jvmti, jni, &frames);
         // Every frame but the probe's must be known: one that is not might catch.
         infos.len() + 1 == frames.len()
