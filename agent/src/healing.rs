@@ -188,8 +188,9 @@ struct Run {
     /// Repairs rolled back for a fault they caused, and when: faults that followed their earlier
     /// fallbacks are the undone repair's, not faults to repair.
     undone: Vec<(Blame, Instant)>,
-    /// Faults a rule fired for, by id: whether the application's own error path takes them
-    /// ([`handled_by_application`]): those are its answers to bad input, not faults to repair.
+    /// Faults a rule naming a superclass of theirs fired for, by id: whether the application's own
+    /// error path takes them ([`handled_by_application`]): its answers to bad input, not faults
+    /// to repair.
     handled: HashMap<u64, bool>,
 }
 
@@ -364,8 +365,14 @@ impl Run {
         match decision {
             Some(Decision::Repair { rule, class, method, descriptor, action, dry_run, reason }) => {
                 let site = policy::site_key(&class, &method, &descriptor);
-                let handled =
-                    *self.handled.entry(fault.id).or_insert_with(|| handled_by_application(self.agent, &fault));
+                // A rule that names the fault's own class means it, handled or not; one that names
+                // a superclass (any RuntimeException) leaves the application's answers alone.
+                let broad = self
+                    .engine
+                    .as_ref()
+                    .is_some_and(|e| e.policy.rules.iter().any(|r| r.name == rule && r.exception != fault.exception));
+                let handled = broad
+                    && *self.handled.entry(fault.id).or_insert_with(|| handled_by_application(self.agent, &fault));
                 if !handled {
                     return self.repair(&fault, &rule, site, action, dry_run, &reason, o.at);
                 }
