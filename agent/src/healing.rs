@@ -338,11 +338,7 @@ impl Run {
         if self.agent.patches.any(|p| transforms(p, &fault)) {
             return;
         }
-        let chain = if fault.exception_chain.is_empty() {
-            vec![fault.exception.clone()]
-        } else {
-            fault.exception_chain.clone()
-        };
+        let chain = fault.chain();
         let obs = Observation {
             exception_chain: &chain,
             message: fault.message.as_deref().unwrap_or(""),
@@ -672,11 +668,7 @@ impl Run {
             name: f.method.clone(),
             descriptor: Some(f.descriptor.clone()).filter(|d| !d.is_empty()),
         };
-        let chain = if fault.exception_chain.is_empty() {
-            vec![fault.exception.clone()]
-        } else {
-            fault.exception_chain.clone()
-        };
+        let chain = fault.chain();
         let internal = target.frame.class.replace('.', "/");
         let method = method_of(&target.frame);
         a.vm.attached(THREAD, |jni| {
@@ -927,12 +919,7 @@ fn transforms(patch: &AppliedPatch, fault: &Fault) -> bool {
 /// application's own bytes are read, without the patches in force.
 fn handled_by_application(agent: Parts, fault: &Fault) -> bool {
     use repair_bytecode::transform::{rethrow::handlers_at, MethodTarget};
-    const CATCH_ALL: [&str; 4] =
-        ["java.lang.Throwable", "java.lang.Exception", "java.lang.RuntimeException", "java.lang.Error"];
-    let chain: Vec<&str> = match fault.exception_chain.is_empty() {
-        true => vec![fault.exception.as_str()],
-        false => fault.exception_chain.iter().map(String::as_str).collect(),
-    };
+    let chain = fault.chain();
     let site = fault.stack.iter().position(|f| *f == fault.site).unwrap_or(0);
     for frame in fault.stack.iter().skip(site + 1).filter(|f| !policy::is_jdk_class(&f.class) && f.bci >= 0) {
         let method = MethodTarget {
@@ -944,8 +931,8 @@ fn handled_by_application(agent: Parts, fault: &Fault) -> bool {
         let Ok(Ok(bytes)) = bytes else { continue };
         let (line, bci) = (frame.line.and_then(|l| u32::try_from(l).ok()), u32::try_from(frame.bci).ok());
         let Ok(handlers) = handlers_at(&bytes, &method, line, bci) else { continue };
-        if let Some(t) = handlers.catch.iter().find(|t| chain.contains(&t.as_str())) {
-            return !CATCH_ALL.contains(&t.as_str());
+        if let Some(t) = handlers.catch.iter().find(|t| chain.contains(t)) {
+            return !crate::runtime::faults::is_catch_all(t);
         }
     }
     false

@@ -157,6 +157,17 @@ pub struct Fault {
     pub last_seen_ms: u64,
 }
 
+impl Fault {
+    /// The exception class and its superclasses, most specific first; the class alone when the
+    /// chain could not be read.
+    pub fn chain(&self) -> std::borrow::Cow<'_, [String]> {
+        match self.exception_chain.is_empty() {
+            true => std::borrow::Cow::Owned(vec![self.exception.clone()]),
+            false => std::borrow::Cow::Borrowed(&self.exception_chain),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct SiteKey {
     exception: String,
@@ -256,6 +267,16 @@ pub struct FaultLog {
 struct Recent {
     order: VecDeque<(i32, Weak)>,
     hashes: IntMap<u16>,
+}
+
+/// Whether a handler's catch type (internal or dotted name) catches anything: `Throwable`,
+/// `Exception`, `RuntimeException` or `Error`, as a request loop's last resort does. Such a
+/// handler says nothing of whether the application expected the exception.
+pub fn is_catch_all(catch_type: &str) -> bool {
+    matches!(
+        catch_type.strip_prefix("java/lang/").or_else(|| catch_type.strip_prefix("java.lang.")),
+        Some("Throwable" | "Exception" | "RuntimeException" | "Error")
+    )
 }
 
 /// What an exception is to the fault log.
@@ -712,17 +733,10 @@ impl FaultLog {
         match handlers.get(&info.class).and_then(|m| m.get(&key)) {
             // A class the agent never saw load: count it rather than miss a fault.
             None => true,
-            Some(list) => list.iter().filter(|(pc, _)| *pc as i64 == handler_bci).any(|(_, t)| {
-                matches!(
-                    t.as_deref(),
-                    Some(
-                        "java/lang/Throwable"
-                            | "java/lang/Exception"
-                            | "java/lang/RuntimeException"
-                            | "java/lang/Error"
-                    )
-                )
-            }),
+            Some(list) => list
+                .iter()
+                .filter(|(pc, _)| *pc as i64 == handler_bci)
+                .any(|(_, t)| t.as_deref().is_some_and(is_catch_all)),
         }
     }
 
