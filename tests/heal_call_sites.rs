@@ -9,8 +9,7 @@ mod agent_support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use agent_support::{agentpath, compile, repairctl_json, Service, TempDir};
-use serde_json::Value;
+use agent_support::{agentpath, compile, events, Service, TempDir};
 
 const CALLS: &str = r#"
 package calls;
@@ -77,10 +76,6 @@ rules:
     then: [ { guard: { catch: [fault], fallback: default }, at: { up: 2 } } ]
     validate: { window: 300ms, min_calls: 2 }
 ";
-
-fn events(pid: u32) -> Vec<Value> {
-    repairctl_json(&["events", "--pid", &pid.to_string(), "-o", "json"]).as_array().cloned().unwrap_or_default()
-}
 
 #[test]
 fn the_call_that_threw_is_guarded_and_an_early_return_is_made_up_the_stack_under_bytecode_capture() {

@@ -8,9 +8,8 @@ mod agent_support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use agent_support::{agentpath, compile, repairctl_json, Service, TempDir};
+use agent_support::{agentpath, compile, events, repairctl_json, Service, TempDir};
 use repair_model::policy::patch_id;
-use serde_json::Value;
 
 const SITES: &str = r#"
 package sites;
@@ -94,10 +93,6 @@ fn code_hashes(pid: u32, class: &str, method: &str) -> Vec<(String, String)> {
 
 fn hash_of<'a>(hashes: &'a [(String, String)], method: &str) -> &'a str {
     &hashes.iter().find(|(m, _)| m == method).unwrap_or_else(|| panic!("no {method} in {hashes:?}")).1
-}
-
-fn events(pid: u32) -> Vec<Value> {
-    repairctl_json(&["events", "--pid", &pid.to_string(), "-o", "json"]).as_array().cloned().unwrap_or_default()
 }
 
 #[test]

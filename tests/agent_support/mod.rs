@@ -185,6 +185,11 @@ pub fn repairctl_json(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("repairctl {args:?}: {e}"))
 }
 
+/// The agent's events (`repairctl events -o json`), oldest first.
+pub fn events(pid: u32) -> Vec<serde_json::Value> {
+    repairctl_json(&["events", "--pid", &pid.to_string(), "-o", "json"]).as_array().cloned().unwrap_or_default()
+}
+
 /// A long-running JVM whose main prints `READY <pid>` and then answers each line on its stdin
 /// with one line (`state` → `STATE ...`); killed when dropped.
 pub struct Service {
