@@ -35,8 +35,8 @@ const MAX_DEPTH: usize = 256;
 const MAX_CALLS: usize = 4096;
 /// Distinct call paths a stack observation counts; calls by others are not counted.
 const MAX_PATHS: usize = 1000;
-/// Watched calls sent in one message at most.
-const CALLS_A_MESSAGE: usize = 256;
+/// Watched or traced calls sent in one message at most.
+const REPORTS_A_MESSAGE: usize = 256;
 /// One captured call in this many is timed, for the CPU quota.
 const COST_SAMPLE: u64 = 16;
 /// Sampling never goes sparser than one call in this many; past it the observation stops.
@@ -1063,31 +1063,46 @@ pub enum Taken {
 }
 
 impl Reader {
-    /// The next message ready now. Watched calls that are ready together go out as one
-    /// message (up to [`CALLS_A_MESSAGE`]): a message each costs the stream and its client more
-    /// than the calls' own bytes when they come by the hundred thousand a second.
+    /// The next message ready now. Watched calls (or traced calls) that are ready together go
+    /// out as one message (up to [`REPORTS_A_MESSAGE`]): a message each costs the stream and its
+    /// client more than the calls' own bytes when they come by the hundred thousand a second.
     pub fn next(&mut self) -> Taken {
+        use proto::observed::What;
         let mut busy = false;
         loop {
             while let Some(item) = self.batch.pop() {
                 busy = true;
                 let Some(mut m) = self.o.deliver(item) else { continue };
-                if let Some(proto::observed::What::Call(first)) =
-                    m.what.take_if(|w| matches!(w, proto::observed::What::Call(_)))
-                {
-                    let mut calls = vec![first];
-                    while calls.len() < CALLS_A_MESSAGE && matches!(self.batch.last(), Some(Pending::Call(_))) {
-                        let Some(item) = self.batch.pop() else { break };
-                        if let Some(proto::observed::What::Call(c)) = self.o.deliver(item).and_then(|m| m.what) {
-                            calls.push(c);
+                match m.what.take() {
+                    Some(What::Call(first)) => {
+                        let mut calls = vec![first];
+                        while calls.len() < REPORTS_A_MESSAGE && matches!(self.batch.last(), Some(Pending::Call(_))) {
+                            let Some(item) = self.batch.pop() else { break };
+                            if let Some(What::Call(c)) = self.o.deliver(item).and_then(|m| m.what) {
+                                calls.push(c);
+                            }
                         }
+                        m.what = Some(match calls.len() {
+                            1 => What::Call(calls.remove(0)),
+                            _ => What::Calls(proto::ObservedCalls { calls }),
+                        });
                     }
-                    m.what = Some(match calls.len() {
-                        1 => proto::observed::What::Call(calls.remove(0)),
-                        _ => proto::observed::What::Calls(proto::ObservedCalls { calls }),
-                    });
-                    m.dropped = self.o.hot.dropped.load(Ordering::Relaxed);
+                    Some(What::Trace(first)) => {
+                        let mut trees = vec![first];
+                        while trees.len() < REPORTS_A_MESSAGE && matches!(self.batch.last(), Some(Pending::Trace(_))) {
+                            let Some(item) = self.batch.pop() else { break };
+                            if let Some(What::Trace(t)) = self.o.deliver(item).and_then(|m| m.what) {
+                                trees.push(t);
+                            }
+                        }
+                        m.what = Some(match trees.len() {
+                            1 => What::Trace(trees.remove(0)),
+                            _ => What::Traces(proto::TraceTrees { trees }),
+                        });
+                    }
+                    what => m.what = what,
                 }
+                m.dropped = self.o.hot.dropped.load(Ordering::Relaxed);
                 return Taken::Report(m);
             }
             let mut q = self.o.queue.lock().unwrap_or_else(|e| e.into_inner());

@@ -140,9 +140,25 @@ impl<'a> CallRecord<'a> {
 fn record(text: &mut Vec<u8>, output: Output, m: proto::Observed) {
     let (id, dropped) = (m.observation, m.dropped);
     let Some(what) = m.what else { return };
-    if let What::Calls(batch) = what {
-        for c in batch.calls {
-            record(text, output, proto::Observed { observation: id, what: Some(What::Call(c)), dropped });
+    match what {
+        What::Calls(batch) => {
+            for c in batch.calls {
+                record(text, output, proto::Observed { observation: id, what: Some(What::Call(c)), dropped });
+            }
+            return;
+        }
+        What::Traces(batch) => {
+            for t in batch.trees {
+                record(text, output, proto::Observed { observation: id, what: Some(What::Trace(t)), dropped });
+            }
+            return;
+        }
+        _ => {}
+    }
+    if let (What::Trace(t), Output::Json) = (&what, output) {
+        let r = TraceRecord::of(id, t, dropped);
+        if serde_json::to_writer(&mut *text, &r).is_ok() {
+            text.push(b'\n');
         }
         return;
     }
@@ -205,11 +221,7 @@ fn record(text: &mut Vec<u8>, output: Output, m: proto::Observed) {
         ),
         What::Trace(t) => record_text(
             output,
-            || {
-                json!({"observation": id, "thread": t.thread, "start_ms": t.start_ms,
-                       "duration_ns": t.duration_ns, "method": t.method, "thrown": t.thrown,
-                       "calls": t.calls.iter().map(trace_json).collect::<Vec<_>>(), "dropped": dropped})
-            },
+            || serde_json::to_value(TraceRecord::of(id, &t, dropped)).unwrap_or_default(),
             |_| {
                 let outcome = if t.thrown.is_empty() { String::new() } else { format!(" threw {}", t.thrown) };
                 let mut text = format!(
@@ -225,7 +237,7 @@ fn record(text: &mut Vec<u8>, output: Output, m: proto::Observed) {
         ),
         What::Log(text) => record_text(output, || json!({"observation": id, "log": text}), |_| text.clone()),
         What::Notice(n) => record_text(output, || json!({"observation": id, "notice": n}), |_| format!("# {n}")),
-        What::Calls(_) => return,
+        What::Calls(_) | What::Traces(_) => return,
         What::Ended(why) => record_text(
             output,
             || json!({"observation": id, "ended": why, "dropped": dropped}),
@@ -235,9 +247,58 @@ fn record(text: &mut Vec<u8>, output: Output, m: proto::Observed) {
     text.extend_from_slice(line.as_bytes());
 }
 
-fn trace_json(c: &proto::TraceCall) -> serde_json::Value {
-    json!({"site": c.site, "count": c.count, "total_ns": c.total_ns, "max_ns": c.max_ns, "threw": c.threw,
-           "calls": c.calls.iter().map(trace_json).collect::<Vec<_>>()})
+/// A traced call as one JSON object, serialized straight from the message (as [`CallRecord`]).
+#[derive(serde::Serialize)]
+struct TraceRecord<'a> {
+    observation: u64,
+    thread: &'a str,
+    start_ms: u64,
+    duration_ns: u64,
+    method: &'a str,
+    thrown: &'a str,
+    calls: TraceCalls<'a>,
+    dropped: u64,
+}
+
+impl<'a> TraceRecord<'a> {
+    fn of(observation: u64, t: &'a proto::TraceTree, dropped: u64) -> TraceRecord<'a> {
+        TraceRecord {
+            observation,
+            thread: &t.thread,
+            start_ms: t.start_ms,
+            duration_ns: t.duration_ns,
+            method: &t.method,
+            thrown: &t.thrown,
+            calls: TraceCalls(&t.calls),
+            dropped,
+        }
+    }
+}
+
+/// The calls a traced call made, each with the calls it made in turn.
+struct TraceCalls<'a>(&'a [proto::TraceCall]);
+
+#[derive(serde::Serialize)]
+struct TraceCallRecord<'a> {
+    site: &'a str,
+    count: u64,
+    total_ns: u64,
+    max_ns: u64,
+    threw: bool,
+    calls: TraceCalls<'a>,
+}
+
+impl serde::Serialize for TraceCalls<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|c| TraceCallRecord {
+            site: &c.site,
+            count: c.count,
+            total_ns: c.total_ns,
+            max_ns: c.max_ns,
+            threw: c.threw,
+            calls: TraceCalls(&c.calls),
+        }))
+    }
 }
 
 /// The calls of a traced call, one a line, indented by level, with their share of `whole`.
