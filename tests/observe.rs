@@ -23,6 +23,8 @@ public class Obs {
                 shop.total(new Order(seq % 5, "a", "b"));
                 shop.discount(new Order(seq % 5, "a", "b"), 10);
                 shop.checkout(new Order(2, "a"));
+                Kinds.mix(seq % 2 == 0, 'x', (short) 7, (byte) -3, 1.5f, 2.25, seq * 1000000000L, seq % 3 == 0 ? "text" : (Object) 5);
+                Kinds.mix(seq, "t");
                 try { Thread.sleep(1); } catch (InterruptedException e) { return; }
             }
         }, "load");
@@ -60,6 +62,10 @@ class Shop {
         long cut = gross * pct / 100; //@cut
         return gross - cut;
     }
+}
+class Kinds {
+    static String mix(boolean z, char c, short s, byte b, float f, double d, long j, Object o) { return z ? "yes" : "no"; }
+    static int mix(int i, String t) { return i % 7; }
 }
 class Prices {
     static final Map<String, Long> prices = new HashMap<>(Map.of("apple", 3L));
@@ -193,6 +199,45 @@ fn watch_streams_each_call_with_its_arguments_return_value_exception_and_duratio
     observations_end(&pid);
     assert!(svc.state().contains("price=NPE"), "the program is as it was");
     assert_eq!(running(&pid, "Prices", "price"), before, "the method runs the bytecode it ran before");
+    svc.finish();
+}
+
+/// Every plain kind of argument and return value reads as its value: with one overload watched
+/// (each read as its declared type says) and with both (the kinds differ at each position, so
+/// each value's kind is asked of the JVM).
+#[test]
+fn watch_reads_every_primitive_string_and_boxed_value_by_its_kind() {
+    let (_dir, svc) = start("watch-kinds");
+    let pid = svc.pid.to_string();
+    let one = "mix(ZCSBFDJLjava/lang/Object;)Ljava/lang/String;";
+    for (method, n) in [(one, 6), ("mi*", 12)] {
+        let lines = stream(&["watch", "Kinds", method, "-n", &n.to_string(), "--pid", &pid]);
+        let seen = calls(&lines);
+        assert_eq!(seen.len(), n, "{lines:?}");
+        let mut kinds = std::collections::BTreeSet::new();
+        for c in &seen {
+            let args: Vec<&str> = c["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+            let returned = c["returned"].as_str().unwrap();
+            if args.len() == 2 {
+                let i: i64 = args[0].parse().unwrap_or_else(|e| panic!("{c}: {e}"));
+                assert_eq!((args[1], returned), ("\"t\"", (i % 7).to_string().as_str()), "{c}");
+                kinds.insert("int");
+                continue;
+            }
+            assert_eq!(args.len(), 8, "{c}");
+            assert_eq!(&args[1..6], ["\"x\"", "7", "-3", "1.5", "2.25"], "{c}");
+            let j: i64 = args[6].parse().unwrap_or_else(|e| panic!("{c}: {e}"));
+            assert_eq!(j % 1_000_000_000, 0, "{c}");
+            let seq = j / 1_000_000_000;
+            assert_eq!(args[0], if seq % 2 == 0 { "true" } else { "false" }, "{c}");
+            assert_eq!(returned, if seq % 2 == 0 { "\"yes\"" } else { "\"no\"" }, "{c}");
+            assert_eq!(args[7], if seq % 3 == 0 { "\"text\"" } else { "5" }, "{c}");
+            kinds.insert("all");
+        }
+        let expected: &[&str] = if method == one { &["all"] } else { &["all", "int"] };
+        assert_eq!(kinds.iter().copied().collect::<Vec<_>>(), expected, "{lines:?}");
+        observations_end(&pid);
+    }
     svc.finish();
 }
 

@@ -790,6 +790,28 @@ impl Observation {
         self.ended.load(Ordering::Relaxed)
     }
 
+    /// The methods its probes will be on (their descriptors): where they all declare an argument
+    /// or the return value a primitive or a `String`, its values are read without asking the JVM
+    /// their class on every call.
+    pub fn declare(&self, descriptors: &[&str]) {
+        use repair_bytecode::descriptor::{FieldType, MethodDescriptor};
+        let parsed: Vec<MethodDescriptor> =
+            descriptors.iter().filter_map(|d| MethodDescriptor::parse(d).ok()).collect();
+        if parsed.len() != descriptors.len() || parsed.is_empty() {
+            return;
+        }
+        let agreed = |of: &dyn Fn(&MethodDescriptor) -> Option<&FieldType>| {
+            let first = of(&parsed[0])?;
+            parsed.iter().all(|d| of(d) == Some(first)).then(|| first.descriptor())
+        };
+        for (at, hint) in self.hints.iter().enumerate().take(MAX_ARGS) {
+            hint.declare(agreed(&|d| d.params.get(at)).as_deref());
+        }
+        if let Some(hint) = self.hints.get(MAX_ARGS + 1) {
+            hint.declare(agreed(&|d| Some(&d.ret)).as_deref());
+        }
+    }
+
     /// The method a report id's probes are on.
     fn method_of(&self, report_id: i32) -> String {
         let methods = self.methods.lock().unwrap_or_else(|e| e.into_inner());

@@ -859,10 +859,38 @@ struct Plain {
 }
 
 /// The kind of value an observed argument or return value had last (an index into
-/// [`Plain::classes`]), to try first next time.
+/// [`Plain::classes`]), to try first next time; or, when its declared type says what every
+/// value is ([`ValueHint::declare`]), that kind with [`ValueHint::EXACT`].
 #[derive(Debug, Default)]
 pub struct ValueHint(std::sync::atomic::AtomicU8);
 
+impl ValueHint {
+    /// Set on a kind the declared type guarantees: read without an `IsInstanceOf`.
+    const EXACT: u8 = 0x80;
+
+    /// The declared type (a field descriptor: `I`, `Ljava/lang/String;`, ...) of the value this
+    /// hint reads, when every method it reads for declares the same: a primitive (the probe
+    /// boxes it) or a `String` (a final class) is always of one plain kind, so it is read without
+    /// asking the JVM which. `None` or another type: the kind is learned as values come.
+    pub fn declare(&self, descriptor: Option<&str>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let kind = match descriptor {
+            Some("Ljava/lang/String;") => Some(Boxed::String),
+            Some("I") => Some(Boxed::Int),
+            Some("J") => Some(Boxed::Long),
+            Some("Z") => Some(Boxed::Boolean),
+            Some("D") => Some(Boxed::Double),
+            Some("C") => Some(Boxed::Char),
+            Some("S") => Some(Boxed::Short),
+            Some("B") => Some(Boxed::Byte),
+            Some("F") => Some(Boxed::Float),
+            _ => None,
+        };
+        self.0.store(kind.map_or(0, |k| k as u8 | Self::EXACT), Relaxed);
+    }
+}
+
+/// The plain kinds, each at its index in [`Plain::classes`].
 #[derive(Clone, Copy)]
 enum Boxed {
     String,
@@ -908,7 +936,7 @@ impl Plain {
             Some((global(&class)?, field, kind))
         };
         let string = jni.find_class("java/lang/String")?;
-        Some(Plain {
+        let plain = Plain {
             // Most often seen first: each miss is one more `IsInstanceOf`.
             classes: [
                 (global(&string)?, ptr::null_mut(), Boxed::String),
@@ -921,7 +949,10 @@ impl Plain {
                 boxed("java/lang/Byte", c"B", Boxed::Byte)?,
                 boxed("java/lang/Float", c"F", Boxed::Float)?,
             ],
-        })
+        };
+        // ValueHint::declare names a kind by its index here.
+        debug_assert!(plain.classes.iter().enumerate().all(|(i, c)| c.2 as usize == i));
+        Some(plain)
     }
 
     /// The value of `obj` (not null) when it is a string or a box; `None` otherwise.
@@ -931,8 +962,9 @@ impl Plain {
         const MAX_CHARS: usize = 200;
         let o = obj.raw();
         let is = |i: usize| jni_call!(jni.env, IsInstanceOf, o, self.classes[i].0 .0) == Some(1);
-        let hinted = usize::from(hint.0.load(Relaxed)).min(self.classes.len() - 1);
-        let i = match is(hinted) {
+        let hint_now = hint.0.load(Relaxed);
+        let hinted = usize::from(hint_now & !ValueHint::EXACT).min(self.classes.len() - 1);
+        let i = match hint_now & ValueHint::EXACT != 0 || is(hinted) {
             true => hinted,
             false => {
                 let i = (0..self.classes.len()).filter(|i| *i != hinted).find(|i| is(*i))?;

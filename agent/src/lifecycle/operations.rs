@@ -927,6 +927,10 @@ impl AgentOperations {
         by: &Operator,
     ) -> Result<ObservationStream, Status> {
         let a = self.0;
+        let descriptors: Vec<&str> = specs.iter().filter_map(|(s, _)| s.method.descriptor.as_deref()).collect();
+        if descriptors.len() == specs.len() {
+            o.declare(&descriptors);
+        }
         let (specs, methods): (Vec<_>, Vec<_>) = specs.into_iter().map(|(s, m)| ((s, HashMap::new()), m)).unzip();
         let applied = self.with_jni(|a, jni| a.patches.apply_set(a.jvmti, jni, specs, Vec::new(), by.who.clone()));
         let patches = match applied {
