@@ -157,8 +157,7 @@ struct Captured {
 #[derive(Default)]
 #[repr(align(64))]
 struct HotCounts {
-    calls: AtomicU64,
-    /// Calls entered: sampling picks by this count.
+    /// Calls entered (the calls an observation saw): sampling picks by this count.
     entered: AtomicU64,
     dropped: AtomicU64,
     /// Time spent in the hooks capturing reports, in all (the stream charges it to its second).
@@ -377,23 +376,29 @@ impl Observations {
         self.by_id.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
     }
 
-    /// The observation of a report id, if any. Every call of every probed method asks this,
-    /// twice: each thread keeps its last answer while no observation was attached or removed.
-    fn by_report(&self, report_id: i32) -> Option<Arc<Observation>> {
+    /// Runs `f` with the observation of a report id, if any. Every call of every probed method
+    /// asks this, twice: each thread keeps its last answer while no observation was attached or
+    /// removed, and lends it (no reference count taken and dropped on every hook).
+    fn with_report<R>(&self, report_id: i32, f: impl FnOnce(&Arc<Observation>) -> R) -> Option<R> {
         if report_id <= 0 {
             return None;
         }
         let key = (self as *const Self as usize, self.generation.load(Ordering::Acquire), report_id);
+        let look_up = || self.by_report.read().unwrap_or_else(|e| e.into_inner()).get(&report_id).cloned();
         LAST_FOUND.with(|last| {
-            let mut last = last.borrow_mut();
-            match &*last {
-                Some((k, found)) if *k == key => found.clone(),
-                _ => {
-                    let found = self.by_report.read().unwrap_or_else(|e| e.into_inner()).get(&report_id).cloned();
-                    *last = Some((key, found.clone()));
-                    found
+            if let Ok(last) = last.try_borrow() {
+                if let Some((k, found)) = &*last {
+                    if *k == key {
+                        return found.as_ref().map(f);
+                    }
                 }
             }
+            let found = look_up();
+            // A hook inside `f` on this thread (re-entered) finds the cache lent: it only looks up.
+            if let Ok(mut last) = last.try_borrow_mut() {
+                *last = Some((key, found.clone()));
+            }
+            found.as_ref().map(f)
         })
     }
 
@@ -407,11 +412,12 @@ impl Observations {
         report_id: i32,
         args: Option<&Local<'_>>,
     ) -> bool {
-        let Some(o) = self.by_report(report_id) else { return false };
-        if !o.ended.load(Ordering::Relaxed) {
-            o.entered(jvmti, jni, faults, report_id, args);
-        }
-        true
+        self.with_report(report_id, |o| {
+            if !o.ended.load(Ordering::Relaxed) {
+                o.entered(jvmti, jni, faults, report_id, args);
+            }
+        })
+        .is_some()
     }
 
     /// `Hooks.exit`/`exitValue` or `Hooks.thrown` of an observation's probe: the call ends.
@@ -424,9 +430,7 @@ impl Observations {
         value: Option<&Local<'_>>,
         threw: Option<&Local<'_>>,
     ) -> bool {
-        let Some(o) = self.by_report(report_id) else { return false };
-        o.exited(jvmti, jni, report_id, value, threw);
-        true
+        self.with_report(report_id, |o| o.exited(jvmti, jni, report_id, value, threw)).is_some()
     }
 }
 
@@ -442,7 +446,6 @@ impl Observation {
         let o = self;
         if o.kind == Kind::Stack {
             let n = o.hot.entered.fetch_add(1, Ordering::Relaxed) + 1;
-            o.hot.calls.fetch_add(1, Ordering::Relaxed);
             if n % o.sample.load(Ordering::Relaxed) == 0 {
                 let path = faults.current_stack_text(jvmti, jni);
                 let mut paths = o.paths.lock().unwrap_or_else(|e| e.into_inner());
@@ -549,7 +552,6 @@ impl Observation {
         } = frame;
         let duration_ns = began.saturating_duration_since(started).as_nanos() as u64;
         let start_ms = epoch_ms(started);
-        o.hot.calls.fetch_add(1, Ordering::Relaxed);
         if o.ended.load(Ordering::Relaxed) || !picked {
             return;
         }
@@ -668,12 +670,11 @@ impl Observations {
 
     /// `Hooks.snapshot` of an observation's snapshot point: the line is reached with `locals`.
     pub fn snapshot(&self, jvmti: Jvmti, jni: &Jni<'_>, faults: &FaultLog, report_id: i32, locals: Option<&Local<'_>>) {
-        let Some(o) = self.by_report(report_id) else { return };
+        let Some(o) = self.with_report(report_id, Arc::clone) else { return };
         if o.ended.load(Ordering::Relaxed) {
             return;
         }
         let n = o.hot.entered.fetch_add(1, Ordering::Relaxed) + 1;
-        o.hot.calls.fetch_add(1, Ordering::Relaxed);
         if n % o.sample.load(Ordering::Relaxed) != 0 || !o.charge(Instant::now(), 1, 0) {
             return;
         }
@@ -1056,7 +1057,7 @@ impl Observation {
             target: self.target.clone(),
             condition: self.condition.as_ref().map(|c| c.to_string()).unwrap_or_default(),
             started_ms: self.started_ms,
-            calls: self.hot.calls.load(Ordering::Relaxed),
+            calls: self.hot.entered.load(Ordering::Relaxed),
             reported: self.reported.load(Ordering::Relaxed),
             dropped: self.hot.dropped.load(Ordering::Relaxed),
             who: self.who.clone(),
