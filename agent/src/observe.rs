@@ -15,13 +15,13 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
 
 use repair_model::journal::now_ms;
 use repair_model::observe::{Call, Condition, Expr, Part, Root, Template, Value};
 use repair_model::proto;
 
 use crate::jvm::{Jni, Jvmti, Local};
+use crate::runtime::clock::{self, Stamp};
 use crate::runtime::faults::FaultLog;
 use crate::runtime::IntMap;
 
@@ -222,7 +222,7 @@ struct Frame {
     report_id: i32,
     /// The observation's id.
     observation: u64,
-    started: Instant,
+    started: Stamp,
     /// Whether sampling picked it (only those are rendered and reported).
     picked: bool,
     /// Picked while the queue was full (and no condition to check): dropped, never rendered.
@@ -237,7 +237,7 @@ struct Frame {
     /// Trace: the calls made so far, and the one in progress with the traced calls made inside
     /// it (deeper levels).
     calls: Vec<Made>,
-    open_call: Option<(u16, Instant)>,
+    open_call: Option<(u16, Stamp)>,
     inside: Vec<proto::TraceCall>,
     /// Time the entry hook spent capturing, when `measured` (counted against the CPU quota).
     cost_ns: u64,
@@ -261,14 +261,14 @@ thread_local! {
     static CALLS: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
     /// This thread's name and when it was read: asking JVMTI on every report costs more than the
     /// rest of the report (a thread is renamed rarely; the name is read again each second).
-    static THREAD_NAME: RefCell<Option<(Arc<str>, Instant)>> = const { RefCell::new(None) };
+    static THREAD_NAME: RefCell<Option<(Arc<str>, Stamp)>> = const { RefCell::new(None) };
 }
 
-fn thread_name(jvmti: Jvmti, jni: &Jni<'_>, now: Instant) -> Arc<str> {
+fn thread_name(jvmti: Jvmti, jni: &Jni<'_>, now: Stamp) -> Arc<str> {
     THREAD_NAME.with(|t| {
         let mut t = t.borrow_mut();
         match &*t {
-            Some((name, at)) if now.saturating_duration_since(*at) < std::time::Duration::from_secs(1) => name.clone(),
+            Some((name, at)) if at.ns_until(now) < 1_000_000_000 => name.clone(),
             _ => {
                 let name: Arc<str> = jvmti.current_thread_name(jni).unwrap_or_else(|_| "?".to_string()).into();
                 *t = Some((name.clone(), now));
@@ -276,17 +276,6 @@ fn thread_name(jvmti: Jvmti, jni: &Jni<'_>, now: Instant) -> Arc<str> {
             }
         }
     })
-}
-
-/// Wall-clock milliseconds at `at`, from one reading of both clocks: a report's time stamps cost
-/// no second clock read on the application's thread.
-fn epoch_ms(at: Instant) -> u64 {
-    static BASE: std::sync::OnceLock<(Instant, u64)> = std::sync::OnceLock::new();
-    let (instant, ms) = *BASE.get_or_init(|| (Instant::now(), now_ms()));
-    match at.checked_duration_since(instant) {
-        Some(d) => ms + d.as_millis() as u64,
-        None => ms.saturating_sub(instant.duration_since(at).as_millis() as u64),
-    }
 }
 
 /// Report id → observation (looked up on every call of every probed method).
@@ -306,6 +295,7 @@ pub struct Observations {
 impl Observations {
     /// A new observation and the receiving end of its stream.
     pub fn start(&self, r: Request) -> (Arc<Observation>, Reader) {
+        clock::calibrate();
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let o = Arc::new(Observation {
             id,
@@ -467,7 +457,7 @@ impl Observation {
         // What a captured call costs the hooks is timed on one in COST_SAMPLE of them (two clock
         // reads fewer on the others) and charged for all.
         let measured = picked && (n / sample) % COST_SAMPLE == 0;
-        let began = measured.then(Instant::now);
+        let began = measured.then(Stamp::now);
         // A report that cannot be queued is not rendered only to be dropped: a stalled client
         // costs the application next to nothing. (With a condition, the call must be rendered to
         // know whether it would be reported at all.)
@@ -494,7 +484,7 @@ impl Observation {
             // The element references are freed as the hook returns to Java (at most MAX_ARGS + 1
             // of them, within what a native method may hold).
         }
-        let started = Instant::now();
+        let started = Stamp::now();
         CALLS.with(|c| {
             let mut c = c.borrow_mut();
             if c.len() < MAX_DEPTH {
@@ -510,7 +500,7 @@ impl Observation {
                     calls: Vec::new(),
                     open_call: None,
                     inside: Vec::new(),
-                    cost_ns: began.map_or(0, |b| started.saturating_duration_since(b).as_nanos() as u64),
+                    cost_ns: began.map_or(0, |b| b.ns_until(started)),
                     measured,
                 });
             }
@@ -535,7 +525,7 @@ impl Observation {
         }) else {
             return;
         };
-        let began = Instant::now();
+        let began = Stamp::now();
         let Frame {
             started,
             picked,
@@ -550,8 +540,8 @@ impl Observation {
             measured,
             ..
         } = frame;
-        let duration_ns = began.saturating_duration_since(started).as_nanos() as u64;
-        let start_ms = epoch_ms(started);
+        let duration_ns = started.ns_until(began);
+        let start_ms = started.epoch_ms();
         if o.ended.load(Ordering::Relaxed) || !picked {
             return;
         }
@@ -570,7 +560,7 @@ impl Observation {
                 // A call still open when the method exits ended by an exception.
                 if let Some((site, at)) = open_call {
                     let inside = std::mem::take(&mut inside);
-                    let ns = began.saturating_duration_since(at).as_nanos() as u64;
+                    let ns = at.ns_until(began);
                     calls.push(Made { site, ns, threw: true, inside });
                 }
                 // Inside a call of another traced method of this observation (`--depth`, or
@@ -645,10 +635,10 @@ impl Observations {
                     if let Some((open, at)) = f.open_call.take() {
                         let inside = std::mem::take(&mut f.inside);
                         if f.calls.len() < MAX_CALLS {
-                            f.calls.push(Made { site: open, ns: at.elapsed().as_nanos() as u64, threw: true, inside });
+                            f.calls.push(Made { site: open, ns: at.elapsed_ns(), threw: true, inside });
                         }
                     }
-                    f.open_call = Some((site as u16, Instant::now()));
+                    f.open_call = Some((site as u16, Stamp::now()));
                 }
             }
         });
@@ -661,7 +651,7 @@ impl Observations {
                 if let Some((open, at)) = f.open_call.take() {
                     let inside = std::mem::take(&mut f.inside);
                     if open as i32 == site && f.calls.len() < MAX_CALLS {
-                        f.calls.push(Made { site: open, ns: at.elapsed().as_nanos() as u64, threw: false, inside });
+                        f.calls.push(Made { site: open, ns: at.elapsed_ns(), threw: false, inside });
                     }
                 }
             }
@@ -675,7 +665,7 @@ impl Observations {
             return;
         }
         let n = o.hot.entered.fetch_add(1, Ordering::Relaxed) + 1;
-        if n % o.sample.load(Ordering::Relaxed) != 0 || !o.charge(Instant::now(), 1, 0) {
+        if n % o.sample.load(Ordering::Relaxed) != 0 || !o.charge(1, 0) {
             return;
         }
         let Some(array) = locals else { return };
@@ -701,7 +691,7 @@ impl Observations {
                         })
                         .collect();
                     let taken = proto::SnapshotTaken {
-                        thread: thread_name(jvmti, jni, Instant::now()).to_string(),
+                        thread: thread_name(jvmti, jni, Stamp::now()).to_string(),
                         at_ms: now_ms(),
                         location: o.target.clone(),
                         locals,
@@ -836,9 +826,9 @@ impl Observation {
 
     /// Charges the hooks' time on a measured call (`entry_ns` on entry, since `exit_began` on
     /// exit) for it and the calls not measured.
-    fn spent(&self, measured: bool, entry_ns: u64, exit_began: Instant) {
+    fn spent(&self, measured: bool, entry_ns: u64, exit_began: Stamp) {
         if measured {
-            let ns = entry_ns + exit_began.elapsed().as_nanos() as u64;
+            let ns = entry_ns + exit_began.elapsed_ns();
             self.hot.cpu_ns.fetch_add(ns * COST_SAMPLE, Ordering::Relaxed);
         }
     }
@@ -871,8 +861,8 @@ impl Observation {
     /// (time in the hooks capturing them, and bytes rendered): reports, CPU and bytes a second
     /// are each bounded. Over one, sampling halves the reports (said on the stream), and past the
     /// sparsest sampling the observation ends.
-    fn charge(&self, now: Instant, reports: u64, bytes: u64) -> bool {
-        let second = epoch_ms(now) / 1000;
+    fn charge(&self, reports: u64, bytes: u64) -> bool {
+        let second = Stamp::now().epoch_ms() / 1000;
         let cpu_ns = self.hot.cpu_ns.load(Ordering::Relaxed);
         let mut q = self.quota.lock().unwrap_or_else(|e| e.into_inner());
         if q.second != second {
@@ -932,7 +922,7 @@ impl Observation {
             Pending::Report(what) => what,
             Pending::Call(call) => proto::observed::What::Call(self.render(call)?),
             Pending::Trace(t) => {
-                if !self.charge(Instant::now(), 1, 0) {
+                if !self.charge(1, 0) {
                     return None;
                 }
                 let method = self.method_of(t.report_id);
@@ -979,7 +969,7 @@ impl Observation {
             + returned.len()
             + this.len()
             + shown.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-        if !self.charge(Instant::now(), 1, bytes as u64) {
+        if !self.charge(1, bytes as u64) {
             return None;
         }
         let thrown = c.thrown.map(|(class, message)| match message {

@@ -4,6 +4,7 @@
 //! blocks on the agent's own threads.
 
 pub mod breakers;
+pub mod clock;
 pub mod faults;
 pub mod hooks;
 pub mod recursion;
