@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use repair_bytecode::descriptor::{FieldType, MethodDescriptor};
 use repair_model::journal::now_ms;
 use repair_model::observe::{Call, Condition, Expr, Part, Root, Template, Value};
 use repair_model::proto;
@@ -784,22 +785,17 @@ impl Observation {
     /// The methods its probes will be on (their descriptors): where they all declare an argument
     /// or the return value a primitive or a `String`, its values are read without asking the JVM
     /// their class on every call.
-    pub fn declare(&self, descriptors: &[&str]) {
-        use repair_bytecode::descriptor::{FieldType, MethodDescriptor};
-        let parsed: Vec<MethodDescriptor> =
-            descriptors.iter().filter_map(|d| MethodDescriptor::parse(d).ok()).collect();
-        if parsed.len() != descriptors.len() || parsed.is_empty() {
-            return;
-        }
+    pub fn declare(&self, methods: &[&MethodDescriptor]) {
+        let Some(first) = methods.first() else { return };
         let agreed = |of: &dyn Fn(&MethodDescriptor) -> Option<&FieldType>| {
-            let first = of(&parsed[0])?;
-            parsed.iter().all(|d| of(d) == Some(first)).then(|| first.descriptor())
+            let kind = of(first)?;
+            methods.iter().all(|m| of(m) == Some(kind)).then(|| kind.descriptor())
         };
         for (at, hint) in self.hints.iter().enumerate().take(MAX_ARGS) {
-            hint.declare(agreed(&|d| d.params.get(at)).as_deref());
+            hint.declare(agreed(&|m| m.params.get(at)).as_deref());
         }
         if let Some(hint) = self.hints.get(MAX_ARGS + 1) {
-            hint.declare(agreed(&|d| Some(&d.ret)).as_deref());
+            hint.declare(agreed(&|m| Some(&m.ret)).as_deref());
         }
     }
 

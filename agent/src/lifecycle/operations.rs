@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use repair_bytecode::descriptor::MethodDescriptor;
 use repair_bytecode::transform::ProbePoint;
 
 use repair_model::proto;
@@ -434,7 +435,15 @@ impl Operations for AgentOperations {
         let method = repair_bytecode::transform::MethodTarget::parse(request.method.trim());
         let bytes = self.with_jni(|a, jni| a.patches.live_bytes(a.jvmti, jni, &class.replace('.', "/"), true))?;
         let at_line = matches!(kind, crate::observe::Kind::Snapshot | crate::observe::Kind::Log);
-        let arity = if at_line { None } else { method_arity(&bytes, &class, &method).map_err(Status::not_found)? };
+        // The methods it names: a condition's argument count is checked against theirs.
+        let descriptors = if at_line {
+            Vec::new()
+        } else {
+            method_descriptors(&bytes, &class, &method).map_err(Status::not_found)?
+        };
+        let mut arities: Vec<usize> = descriptors.iter().map(|d| d.params.len()).collect();
+        arities.dedup();
+        let arity = (arities.len() == 1).then(|| arities[0]);
         let (locals, template) = if at_line {
             let line = u16::try_from(request.line)
                 .ok()
@@ -519,6 +528,9 @@ impl Operations for AgentOperations {
             max_kib: request.max_kib,
             who: by.who.clone(),
         });
+        if let [one] = descriptors.as_slice() {
+            o.declare(&[one]);
+        }
         let watch = kind == crate::observe::Kind::Watch;
         let spec = PatchSpec {
             id: o.patch_id.clone(),
@@ -927,9 +939,10 @@ impl AgentOperations {
         by: &Operator,
     ) -> Result<ObservationStream, Status> {
         let a = self.0;
-        let descriptors: Vec<&str> = specs.iter().filter_map(|(s, _)| s.method.descriptor.as_deref()).collect();
+        let descriptors: Vec<MethodDescriptor> =
+            specs.iter().filter_map(|(s, _)| MethodDescriptor::parse(s.method.descriptor.as_deref()?).ok()).collect();
         if descriptors.len() == specs.len() {
-            o.declare(&descriptors);
+            o.declare(&descriptors.iter().collect::<Vec<_>>());
         }
         let (specs, methods): (Vec<_>, Vec<_>) = specs.into_iter().map(|(s, m)| ((s, HashMap::new()), m)).unzip();
         let applied = self.with_jni(|a, jni| a.patches.apply_set(a.jvmti, jni, specs, Vec::new(), by.who.clone()));
@@ -994,13 +1007,13 @@ impl AgentOperations {
 
 /// The parameter count of the method `target` names in the class `bytes` (`None`: overloads that
 /// differ in it); the error names what the class has instead.
-fn method_arity(
+fn method_descriptors(
     bytes: &[u8],
     class: &str,
     target: &repair_bytecode::transform::MethodTarget,
-) -> Result<Option<usize>, String> {
+) -> Result<Vec<repair_bytecode::descriptor::MethodDescriptor>, String> {
     let cf = repair_bytecode::ClassFile::parse(bytes).map_err(|e| format!("class {class}: {e}"))?;
-    let mut arities = Vec::new();
+    let mut found = Vec::new();
     let mut names = Vec::new();
     for m in &cf.methods {
         let (Ok(name), Ok(descriptor)) = (cf.member_name(m), cf.member_descriptor(m)) else { continue };
@@ -1008,15 +1021,14 @@ fn method_arity(
         if name == target.name && target.descriptor.as_deref().is_none_or(|d| d == descriptor) {
             let parsed = repair_bytecode::descriptor::MethodDescriptor::parse(&descriptor)
                 .map_err(|e| format!("{class}.{name}{descriptor}: {}", e.reason))?;
-            arities.push(parsed.params.len());
+            found.push(parsed);
         }
     }
-    if arities.is_empty() {
+    if found.is_empty() {
         names.sort();
         return Err(format!("class {class} has no method {target} (it has: {})", names.join(", ")));
     }
-    arities.dedup();
-    Ok((arities.len() == 1).then(|| arities[0]))
+    Ok(found)
 }
 
 /// Whether a patch id is an observation's probes (listed by `observations`, not `patches`).
