@@ -336,7 +336,7 @@ impl Observations {
             methods: Mutex::new(HashMap::new()),
         });
         self.by_id.write().unwrap_or_else(|e| e.into_inner()).insert(id, o.clone());
-        (o.clone(), Reader { o, batch: Vec::new() })
+        (o.clone(), Reader { o, batch: Vec::new(), sites: None })
     }
 
     /// A probe patch of `o` is in effect under `report_id`, on `method` (as reports name it): its
@@ -908,7 +908,9 @@ impl Observation {
 
     /// The stream's message for a queued item, or `None` when it is not reported: a call that
     /// does not meet the condition or the quota, or comes after `-n` reports.
-    fn deliver(&self, item: Pending) -> Option<proto::Observed> {
+    /// `sites`: the call sites of the method a traced call was on, by its report id, kept by the
+    /// stream between calls (looking them up costs a lock and a string hash).
+    fn deliver(&self, item: Pending, sites: &mut Option<(i32, Vec<String>)>) -> Option<proto::Observed> {
         // A stack observation counts calls, not the paths it reports.
         let counted = self.kind != Kind::Stack;
         if counted && self.count > 0 && self.reported.load(Ordering::Relaxed) >= self.count {
@@ -921,12 +923,17 @@ impl Observation {
                 if !self.charge(1, 0) {
                     return None;
                 }
-                let method = self.method_of(t.report_id);
+                if sites.as_ref().is_some_and(|(id, _)| *id != t.report_id) {
+                    *sites = None;
+                }
+                let (_, sites) = sites.get_or_insert_with(|| {
+                    (t.report_id, self.sites.get(&self.method_of(t.report_id)).cloned().unwrap_or_default())
+                });
                 proto::observed::What::Trace(proto::TraceTree {
                     thread: t.thread.to_string(),
                     start_ms: t.start_ms,
                     duration_ns: t.duration_ns,
-                    calls: merge(t.calls, self.sites.get(&method).map_or(&[][..], Vec::as_slice)),
+                    calls: merge(t.calls, sites),
                     thrown: t.thrown.unwrap_or_default(),
                     method: self.target.clone(),
                 })
@@ -1056,6 +1063,8 @@ pub struct Reader {
     o: Arc<Observation>,
     /// Items taken from the queue, not yet delivered (in reverse: the next is last).
     batch: Vec<Pending>,
+    /// Trace: the call sites of the last traced call's method, by its report id.
+    sites: Option<(i32, Vec<String>)>,
 }
 
 /// What [`Reader::next`] found (matched at once: a box would cost an allocation a report).
@@ -1081,13 +1090,13 @@ impl Reader {
         loop {
             while let Some(item) = self.batch.pop() {
                 busy = true;
-                let Some(mut m) = self.o.deliver(item) else { continue };
+                let Some(mut m) = self.o.deliver(item, &mut self.sites) else { continue };
                 match m.what.take() {
                     Some(What::Call(first)) => {
                         let mut calls = vec![first];
                         while calls.len() < REPORTS_A_MESSAGE && matches!(self.batch.last(), Some(Pending::Call(_))) {
                             let Some(item) = self.batch.pop() else { break };
-                            if let Some(What::Call(c)) = self.o.deliver(item).and_then(|m| m.what) {
+                            if let Some(What::Call(c)) = self.o.deliver(item, &mut self.sites).and_then(|m| m.what) {
                                 calls.push(c);
                             }
                         }
@@ -1100,7 +1109,7 @@ impl Reader {
                         let mut trees = vec![first];
                         while trees.len() < REPORTS_A_MESSAGE && matches!(self.batch.last(), Some(Pending::Trace(_))) {
                             let Some(item) = self.batch.pop() else { break };
-                            if let Some(What::Trace(t)) = self.o.deliver(item).and_then(|m| m.what) {
+                            if let Some(What::Trace(t)) = self.o.deliver(item, &mut self.sites).and_then(|m| m.what) {
                                 trees.push(t);
                             }
                         }
