@@ -336,7 +336,7 @@ impl Observations {
             methods: Mutex::new(HashMap::new()),
         });
         self.by_id.write().unwrap_or_else(|e| e.into_inner()).insert(id, o.clone());
-        (o.clone(), Reader { o, batch: Vec::new(), sites: None })
+        (o.clone(), Reader { o, batch: Vec::new(), known: None })
     }
 
     /// A probe patch of `o` is in effect under `report_id`, on `method` (as reports name it): its
@@ -908,9 +908,9 @@ impl Observation {
 
     /// The stream's message for a queued item, or `None` when it is not reported: a call that
     /// does not meet the condition or the quota, or comes after `-n` reports.
-    /// `sites`: the call sites of the method a traced call was on, by its report id, kept by the
-    /// stream between calls (looking them up costs a lock and a string hash).
-    fn deliver(&self, item: Pending, sites: &mut Option<(i32, Vec<String>)>) -> Option<proto::Observed> {
+    /// `known`: the method of the last report, kept by the stream between reports (looking it
+    /// up costs a lock, and its call sites a string hash).
+    fn deliver(&self, item: Pending, known: &mut Option<MethodInfo>) -> Option<proto::Observed> {
         // A stack observation counts calls, not the paths it reports.
         let counted = self.kind != Kind::Stack;
         if counted && self.count > 0 && self.reported.load(Ordering::Relaxed) >= self.count {
@@ -918,17 +918,15 @@ impl Observation {
         }
         let what = match item {
             Pending::Report(what) => what,
-            Pending::Call(call) => proto::observed::What::Call(self.render(call)?),
+            Pending::Call(call) => {
+                let method = &self.method_info(call.report_id, known).method;
+                proto::observed::What::Call(self.render(call, method)?)
+            }
             Pending::Trace(t) => {
                 if !self.charge(1, 0) {
                     return None;
                 }
-                if sites.as_ref().is_some_and(|(id, _)| *id != t.report_id) {
-                    *sites = None;
-                }
-                let (_, sites) = sites.get_or_insert_with(|| {
-                    (t.report_id, self.sites.get(&self.method_of(t.report_id)).cloned().unwrap_or_default())
-                });
+                let sites = &self.method_info(t.report_id, known).sites;
                 proto::observed::What::Trace(proto::TraceTree {
                     thread: t.thread.to_string(),
                     start_ms: t.start_ms,
@@ -950,8 +948,22 @@ impl Observation {
         })
     }
 
-    /// A captured call as the stream shows it, if it meets the condition and the quotas.
-    fn render(&self, c: Captured) -> Option<proto::ObservedCall> {
+    /// The method a report id's probes are on, and its call sites, from `known` when it is
+    /// that report id's.
+    fn method_info<'k>(&self, report_id: i32, known: &'k mut Option<MethodInfo>) -> &'k MethodInfo {
+        if known.as_ref().is_some_and(|k| k.report_id != report_id) {
+            *known = None;
+        }
+        known.get_or_insert_with(|| {
+            let method = self.method_of(report_id);
+            let sites = self.sites.get(&method).cloned().unwrap_or_default();
+            MethodInfo { report_id, method, sites }
+        })
+    }
+
+    /// A captured call of `method` as the stream shows it, if it meets the condition and the
+    /// quotas.
+    fn render(&self, c: Captured, method: &str) -> Option<proto::ObservedCall> {
         let values: Vec<(String, Value)> =
             c.values.into_iter().filter_map(|(i, v)| Some((self.exprs.get(i)?.text.clone(), v))).collect();
         let exception = c.thrown.as_ref().map(|(class, _)| class.as_str());
@@ -986,7 +998,7 @@ impl Observation {
             args,
             returned,
             thrown: thrown.unwrap_or_default(),
-            method: self.method_of(c.report_id),
+            method: method.to_string(),
             values: shown,
             this,
         })
@@ -1063,8 +1075,15 @@ pub struct Reader {
     o: Arc<Observation>,
     /// Items taken from the queue, not yet delivered (in reverse: the next is last).
     batch: Vec<Pending>,
-    /// Trace: the call sites of the last traced call's method, by its report id.
-    sites: Option<(i32, Vec<String>)>,
+    /// The method of the last report delivered.
+    known: Option<MethodInfo>,
+}
+
+/// The method of a report id's probes, as reports show it, and its call sites (trace).
+struct MethodInfo {
+    report_id: i32,
+    method: String,
+    sites: Vec<String>,
 }
 
 /// What [`Reader::next`] found (matched at once: a box would cost an allocation a report).
@@ -1090,13 +1109,13 @@ impl Reader {
         loop {
             while let Some(item) = self.batch.pop() {
                 busy = true;
-                let Some(mut m) = self.o.deliver(item, &mut self.sites) else { continue };
+                let Some(mut m) = self.o.deliver(item, &mut self.known) else { continue };
                 match m.what.take() {
                     Some(What::Call(first)) => {
                         let mut calls = vec![first];
                         while calls.len() < REPORTS_A_MESSAGE && matches!(self.batch.last(), Some(Pending::Call(_))) {
                             let Some(item) = self.batch.pop() else { break };
-                            if let Some(What::Call(c)) = self.o.deliver(item, &mut self.sites).and_then(|m| m.what) {
+                            if let Some(What::Call(c)) = self.o.deliver(item, &mut self.known).and_then(|m| m.what) {
                                 calls.push(c);
                             }
                         }
@@ -1109,7 +1128,7 @@ impl Reader {
                         let mut trees = vec![first];
                         while trees.len() < REPORTS_A_MESSAGE && matches!(self.batch.last(), Some(Pending::Trace(_))) {
                             let Some(item) = self.batch.pop() else { break };
-                            if let Some(What::Trace(t)) = self.o.deliver(item, &mut self.sites).and_then(|m| m.what) {
+                            if let Some(What::Trace(t)) = self.o.deliver(item, &mut self.known).and_then(|m| m.what) {
                                 trees.push(t);
                             }
                         }
