@@ -12,7 +12,7 @@
 //! application, and no report costs the application a wakeup.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -336,7 +336,7 @@ impl Observations {
             methods: Mutex::new(HashMap::new()),
         });
         self.by_id.write().unwrap_or_else(|e| e.into_inner()).insert(id, o.clone());
-        (o.clone(), Reader { o, batch: Vec::new(), known: None })
+        (o.clone(), Reader { o, batch: VecDeque::new(), known: None })
     }
 
     /// A probe patch of `o` is in effect under `report_id`, on `method` (as reports name it): its
@@ -971,9 +971,9 @@ impl Observation {
         if self.condition.as_ref().is_some_and(|cond| !cond.holds(&call)) {
             return None;
         }
-        let args: Vec<String> = c.args.iter().map(Value::to_string).collect();
-        let returned = c.returned.map(|v| v.to_string()).unwrap_or_default();
-        let this = c.this.map(|v| v.to_string()).unwrap_or_default();
+        let args: Vec<String> = c.args.iter().map(Value::shown).collect();
+        let returned = c.returned.map(|v| v.shown()).unwrap_or_default();
+        let this = c.this.map(|v| v.shown()).unwrap_or_default();
         let shown: HashMap<String, String> = self
             .show
             .iter()
@@ -1073,8 +1073,9 @@ impl Observation {
 /// The stream's end of an observation's queue.
 pub struct Reader {
     o: Arc<Observation>,
-    /// Items taken from the queue, not yet delivered (in reverse: the next is last).
-    batch: Vec<Pending>,
+    /// Items taken from the queue, not yet delivered (the queue's buffer, taken whole: the
+    /// queue gets this one's back, as empty).
+    batch: VecDeque<Pending>,
     /// The method of the last report delivered.
     known: Option<MethodInfo>,
 }
@@ -1107,14 +1108,14 @@ impl Reader {
         use proto::observed::What;
         let mut busy = false;
         loop {
-            while let Some(item) = self.batch.pop() {
+            while let Some(item) = self.batch.pop_front() {
                 busy = true;
                 let Some(mut m) = self.o.deliver(item, &mut self.known) else { continue };
                 match m.what.take() {
                     Some(What::Call(first)) => {
                         let mut calls = vec![first];
-                        while calls.len() < REPORTS_A_MESSAGE && matches!(self.batch.last(), Some(Pending::Call(_))) {
-                            let Some(item) = self.batch.pop() else { break };
+                        while calls.len() < REPORTS_A_MESSAGE && matches!(self.batch.front(), Some(Pending::Call(_))) {
+                            let Some(item) = self.batch.pop_front() else { break };
                             if let Some(What::Call(c)) = self.o.deliver(item, &mut self.known).and_then(|m| m.what) {
                                 calls.push(c);
                             }
@@ -1126,8 +1127,8 @@ impl Reader {
                     }
                     Some(What::Trace(first)) => {
                         let mut trees = vec![first];
-                        while trees.len() < REPORTS_A_MESSAGE && matches!(self.batch.last(), Some(Pending::Trace(_))) {
-                            let Some(item) = self.batch.pop() else { break };
+                        while trees.len() < REPORTS_A_MESSAGE && matches!(self.batch.front(), Some(Pending::Trace(_))) {
+                            let Some(item) = self.batch.pop_front() else { break };
                             if let Some(What::Trace(t)) = self.o.deliver(item, &mut self.known).and_then(|m| m.what) {
                                 trees.push(t);
                             }
@@ -1154,10 +1155,12 @@ impl Reader {
                 let dropped = self.o.hot.dropped.load(Ordering::Relaxed);
                 return Taken::Report(proto::Observed { observation: self.o.id, what: Some(what), dropped });
             }
-            std::mem::swap(&mut q.items, &mut self.batch);
+            // Both conversions reuse the buffers (the batch is empty): nothing moves or grows.
+            let mut items: Vec<Pending> = std::mem::take(&mut self.batch).into();
+            std::mem::swap(&mut q.items, &mut items);
             self.o.hot.queued.store(0, Ordering::Relaxed);
             drop(q);
-            self.batch.reverse();
+            self.batch = items.into();
         }
     }
 }
