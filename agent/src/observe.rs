@@ -1101,6 +1101,22 @@ pub enum Taken {
 }
 
 impl Reader {
+    /// `first` and the reports of its kind (`same`) next in the batch, delivered, up to
+    /// [`REPORTS_A_MESSAGE`]; `of` takes each out of its message.
+    fn gather<T>(
+        &mut self,
+        first: T,
+        same: fn(&Pending) -> bool,
+        of: fn(proto::observed::What) -> Option<T>,
+    ) -> Vec<T> {
+        let mut all = vec![first];
+        while all.len() < REPORTS_A_MESSAGE && self.batch.front().is_some_and(same) {
+            let Some(item) = self.batch.pop_front() else { break };
+            all.extend(self.o.deliver(item, &mut self.known).and_then(|m| m.what).and_then(of));
+        }
+        all
+    }
+
     /// The next message ready now. Watched calls (or traced calls) that are ready together go
     /// out as one message (up to [`REPORTS_A_MESSAGE`]): a message each costs the stream and its
     /// client more than the calls' own bytes when they come by the hundred thousand a second.
@@ -1111,35 +1127,35 @@ impl Reader {
             while let Some(item) = self.batch.pop_front() {
                 busy = true;
                 let Some(mut m) = self.o.deliver(item, &mut self.known) else { continue };
-                match m.what.take() {
-                    Some(What::Call(first)) => {
-                        let mut calls = vec![first];
-                        while calls.len() < REPORTS_A_MESSAGE && matches!(self.batch.front(), Some(Pending::Call(_))) {
-                            let Some(item) = self.batch.pop_front() else { break };
-                            if let Some(What::Call(c)) = self.o.deliver(item, &mut self.known).and_then(|m| m.what) {
-                                calls.push(c);
-                            }
-                        }
-                        m.what = Some(match calls.len() {
-                            1 => What::Call(calls.remove(0)),
-                            _ => What::Calls(proto::ObservedCalls { calls }),
-                        });
-                    }
-                    Some(What::Trace(first)) => {
-                        let mut trees = vec![first];
-                        while trees.len() < REPORTS_A_MESSAGE && matches!(self.batch.front(), Some(Pending::Trace(_))) {
-                            let Some(item) = self.batch.pop_front() else { break };
-                            if let Some(What::Trace(t)) = self.o.deliver(item, &mut self.known).and_then(|m| m.what) {
-                                trees.push(t);
-                            }
-                        }
-                        m.what = Some(match trees.len() {
-                            1 => What::Trace(trees.remove(0)),
-                            _ => What::Traces(proto::TraceTrees { trees }),
-                        });
-                    }
-                    what => m.what = what,
-                }
+                m.what = match m.what.take() {
+                    Some(What::Call(first)) => Some(
+                        match self.gather(
+                            first,
+                            |p| matches!(p, Pending::Call(_)),
+                            |w| match w {
+                                What::Call(c) => Some(c),
+                                _ => None,
+                            },
+                        ) {
+                            mut calls if calls.len() == 1 => What::Call(calls.remove(0)),
+                            calls => What::Calls(proto::ObservedCalls { calls }),
+                        },
+                    ),
+                    Some(What::Trace(first)) => Some(
+                        match self.gather(
+                            first,
+                            |p| matches!(p, Pending::Trace(_)),
+                            |w| match w {
+                                What::Trace(t) => Some(t),
+                                _ => None,
+                            },
+                        ) {
+                            mut trees if trees.len() == 1 => What::Trace(trees.remove(0)),
+                            trees => What::Traces(proto::TraceTrees { trees }),
+                        },
+                    ),
+                    what => what,
+                };
                 m.dropped = self.o.hot.dropped.load(Ordering::Relaxed);
                 return Taken::Report(m);
             }
