@@ -9,6 +9,7 @@ pub mod glob;
 pub mod journal;
 pub mod observe;
 pub mod policy;
+pub mod rank;
 pub mod spec;
 
 pub mod proto {

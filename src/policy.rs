@@ -8,7 +8,7 @@
 //! rules:
 //!   - name: price-npe
 //!     when: { exception: java.lang.NullPointerException, in: "repair.demo.*", count: 3, within: 10s }
-//!     then:                # escalation order: the next action is tried when one does not hold
+//!     then:                # the actions, ranked by fit to each fault (crate::rank); one that does not hold is not tried there again
 //!       - guard: { call: auto, catch: [java.lang.NullPointerException], fallback: { value: 0 } }
 //!       - guard: { catch: [java.lang.NullPointerException], fallback: { value: 0 } }
 //!       - { breaker: { failures: 5, window: 10s, cooldown: 5s, fallback: { value: 0 } }, at: caller }
@@ -23,6 +23,10 @@
 //! guards only the call that threw, inside the throw site. `rethrow: { catch: [fault], as: auto }`
 //! throws instead a type that an application frame above already handles around its call
 //! ([`rethrow_types`]); with no such frame it is refused and the next action tried.
+//!
+//! When a rule fires at a site, the engine offers the actions not spent there yet (refused, or
+//! applied and rolled back); the agent ranks them for the fault ([`crate::rank`]) and tries them
+//! best first.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -51,7 +55,7 @@ pub struct Rule {
     pub caught: Option<bool>,
     pub count: u32,
     pub window: Duration,
-    /// Actions in escalation order.
+    /// Actions in the order the rule lists them: ranked by fit to each fault ([`crate::rank`]).
     pub then: Vec<Step>,
     pub validate_window: Duration,
     /// Calls of the repaired method a verdict needs: the window extends until there were as many.
@@ -148,13 +152,14 @@ pub fn handled_word(caught: Option<bool>) -> Option<&'static str> {
 /// What the engine decided, with its reason.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    /// Apply the rule's action number `action` at the throw site `class.method descriptor`.
+    /// Repair the throw site `class.method descriptor` with one of the rule's `actions` (those not
+    /// spent there yet, in the rule's order): the agent ranks them for the fault ([`crate::rank`]).
     Repair {
         rule: String,
         class: String,
         method: String,
         descriptor: String,
-        action: usize,
+        actions: Vec<usize>,
         dry_run: bool,
         reason: String,
     },
@@ -502,8 +507,11 @@ pub struct Engine {
     pub policy: Policy,
     /// Per (rule, throw site): when it was seen within the rule's window.
     seen: HashMap<(usize, String), Vec<Instant>>,
-    /// Per (rule, site): the next action to try (escalation after a rollback).
-    next_action: HashMap<(usize, String), usize>,
+    /// Per (rule, site): the actions spent there (refused, or applied and did not hold): not tried
+    /// there again.
+    spent: HashMap<(usize, String), std::collections::BTreeSet<usize>>,
+    /// Per (rule, site): the action applied there last, spent by [`Engine::advance`].
+    tried: HashMap<(usize, String), usize>,
     repairs: Vec<Instant>,
     /// Per (rule, site): a repair is under validation; the rule waits for its verdict.
     busy: std::collections::HashSet<(usize, String)>,
@@ -515,7 +523,8 @@ impl Engine {
         Engine {
             policy,
             seen: HashMap::new(),
-            next_action: HashMap::new(),
+            spent: HashMap::new(),
+            tried: HashMap::new(),
             repairs: Vec::new(),
             busy: Default::default(),
             active: 0,
@@ -548,8 +557,9 @@ impl Engine {
                 reason: format!("{} is a JDK class; the rule does not allow_jdk", f.class),
             });
         }
-        let action = *self.next_action.get(&(i, site.clone())).unwrap_or(&0);
-        if action >= rule.then.len() {
+        let spent = self.spent.get(&(i, site.clone()));
+        let actions: Vec<usize> = (0..rule.then.len()).filter(|a| spent.is_none_or(|s| !s.contains(a))).collect();
+        if actions.is_empty() {
             return Some(Decision::Held { rule: name, reason: format!("every action of the rule failed at {site}") });
         }
         self.repairs.retain(|t| now.duration_since(*t) < Duration::from_secs(60));
@@ -571,7 +581,7 @@ impl Engine {
             class: f.class.to_string(),
             method: f.method.to_string(),
             descriptor: f.descriptor.to_string(),
-            action,
+            actions,
             dry_run,
             reason: format!("{} x{} within {:?} at {site}", f.exception_chain[0], rule.count, rule.window),
         })
@@ -598,11 +608,27 @@ impl Engine {
         }
     }
 
-    /// The rule tries its next action at that site when the fault returns: the last one did not
-    /// hold (rolled back, or refused), or only observed (a probe).
+    /// The rule's `action` is applied at `site`; [`Engine::advance`] spends it if it does not hold.
+    pub fn tried(&mut self, rule: &str, site: &str, action: usize) {
+        if let Some(i) = self.policy.rules.iter().position(|r| r.name == rule) {
+            self.tried.insert((i, site.to_string()), action);
+        }
+    }
+
+    /// The rule's `action` is not tried at `site` again: it was refused there.
+    pub fn spend(&mut self, rule: &str, site: &str, action: usize) {
+        if let Some(i) = self.policy.rules.iter().position(|r| r.name == rule) {
+            self.spent.entry((i, site.to_string())).or_default().insert(action);
+        }
+    }
+
+    /// The action applied last at that site did not hold (rolled back) or only observed (a
+    /// probe): it is not tried there again, and the rule tries another when the fault returns.
     pub fn advance(&mut self, rule: &str, site: &str) {
         if let Some(i) = self.policy.rules.iter().position(|r| r.name == rule) {
-            *self.next_action.entry((i, site.to_string())).or_default() += 1;
+            if let Some(action) = self.tried.remove(&(i, site.to_string())) {
+                self.spent.entry((i, site.to_string())).or_default().insert(action);
+            }
         }
     }
 }
@@ -751,10 +777,11 @@ mod tests {
         assert_eq!(e.observe(&obs, t0 + Duration::from_secs(11)), None, "the first fell out of the window");
         assert_eq!(e.observe(&obs, t0 + Duration::from_secs(12)), None);
         match e.observe(&obs, t0 + Duration::from_secs(13)) {
-            Some(Decision::Repair { action: 0, dry_run: false, .. }) => {}
+            Some(Decision::Repair { actions, dry_run: false, .. }) => assert_eq!(actions, [0, 1]),
             other => panic!("{other:?}"),
         }
         let site = site_key(&class, "price", "(Ljava/lang/String;)J");
+        e.tried("price-npe", &site, 0);
         e.set_busy("price-npe", &site, true);
         for s in 14..20 {
             assert_eq!(e.observe(&obs, t0 + Duration::from_millis(13_500 + s)), None, "under validation");
@@ -765,10 +792,10 @@ mod tests {
             assert_eq!(e.observe(&obs, t0 + Duration::from_secs(s)), None);
         }
         match e.observe(&obs, t0 + Duration::from_secs(16)) {
-            Some(Decision::Repair { action: 1, .. }) => {}
+            Some(Decision::Repair { actions, .. }) => assert_eq!(actions, [1], "the rolled-back one is spent"),
             other => panic!("the next action: {other:?}"),
         }
-        e.advance("price-npe", &site);
+        e.spend("price-npe", &site, 1);
         for s in 17..19 {
             e.observe(&obs, t0 + Duration::from_secs(s));
         }
@@ -793,20 +820,64 @@ mod tests {
         assert_eq!(e.observe(&bytes, t), None);
         assert_eq!(e.observe(&string, t), None, "one fault of each overload: neither counts twice");
         match e.observe(&string, t) {
-            Some(Decision::Repair { method, descriptor, action: 0, .. }) => {
-                assert_eq!((method.as_str(), descriptor.as_str()), ("write", "(Ljava/lang/String;)V"))
+            Some(Decision::Repair { method, descriptor, actions, .. }) => {
+                assert_eq!(
+                    (method.as_str(), descriptor.as_str(), actions),
+                    ("write", "(Ljava/lang/String;)V", vec![0, 1])
+                )
             }
             other => panic!("{other:?}"),
         }
         let string_site = site_key(&class, "write", "(Ljava/lang/String;)V");
         assert_eq!(string_site, "repair.demo.Out.write(Ljava/lang/String;)V");
+        e.tried("price-npe", &string_site, 0);
         e.set_busy("price-npe", &string_site, true);
         e.advance("price-npe", &string_site);
         assert_eq!(e.observe(&string, t), None, "under validation");
         match e.observe(&bytes, t) {
-            Some(Decision::Repair { descriptor, action: 0, .. }) => assert_eq!(descriptor, "([B)V"),
+            Some(Decision::Repair { descriptor, actions, .. }) => {
+                assert_eq!((descriptor.as_str(), actions), ("([B)V", vec![0, 1]))
+            }
             other => panic!("the other overload is neither busy nor escalated: {other:?}"),
         }
+    }
+
+    /// Ranking may try a later action first: what is spent is that action, whichever it was, and
+    /// an action applied and rolled back is never offered at that site again.
+    #[test]
+    fn the_actions_spent_at_a_site_are_the_ones_refused_or_rolled_back_in_any_order() {
+        let text = POLICY.replace("count: 3", "count: 1").replace("repairs_per_minute: 2", "repairs_per_minute: 9");
+        let mut e = Engine::new(parse(&text, "p.yaml").unwrap());
+        let (chain, class) = npe("repair.demo.X");
+        let obs = Observation {
+            exception_chain: &chain,
+            message: "Long",
+            caught: None,
+            class: &class,
+            method: "m",
+            descriptor: "()V",
+        };
+        let site = site_key(&class, "m", "()V");
+        let t = Instant::now();
+        let actions = |d: Option<Decision>| match d {
+            Some(Decision::Repair { actions, .. }) => actions,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(actions(e.observe(&obs, t)), [0, 1]);
+        e.tried("price-npe", &site, 1);
+        e.advance("price-npe", &site);
+        assert_eq!(actions(e.observe(&obs, t)), [0], "action 1 was rolled back: not offered again");
+        e.advance("price-npe", &site);
+        assert_eq!(actions(e.observe(&obs, t)), [0], "advance spends only what was applied");
+        e.spend("price-npe", &site, 0);
+        match e.observe(&obs, t) {
+            Some(Decision::Held { reason, .. }) => {
+                assert!(reason.contains("every action of the rule failed"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let other = site_key(&class, "n", "()V");
+        assert_eq!(actions(e.observe(&Observation { method: "n", ..obs.clone() }, t)), [0, 1], "{other} is apart");
     }
 
     #[test]

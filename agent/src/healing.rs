@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use repair_model::policy::{self, Decision, Engine, FrameRef, Observation, Policy};
+use repair_model::rank;
 use repair_model::spec::{Action, PatchSpec};
 
 use crate::config::FaultMode;
@@ -359,7 +360,7 @@ impl Run {
             }
         }
         match decision {
-            Some(Decision::Repair { rule, class, method, descriptor, action, dry_run, reason }) => {
+            Some(Decision::Repair { rule, class, method, descriptor, actions, dry_run, reason }) => {
                 let site = policy::site_key(&class, &method, &descriptor);
                 // A rule that names the fault's own class means it, handled or not; one that names
                 // a superclass (any RuntimeException) leaves the application's answers alone.
@@ -370,7 +371,7 @@ impl Run {
                 let handled = broad
                     && *self.handled.entry(fault.id).or_insert_with(|| handled_by_application(self.agent, &fault));
                 if !handled {
-                    return self.repair(&fault, &rule, site, action, dry_run, &reason, o.at);
+                    return self.repair(&fault, &rule, site, &actions, dry_run, &reason, o.at);
                 }
                 if let Some(engine) = self.engine.as_mut() {
                     engine.not_carried_out(o.at);
@@ -393,15 +394,16 @@ impl Run {
         }
     }
 
-    /// Carries out a decision: the rule's action `first`, or when it cannot apply at this fault,
-    /// the next ones in order.
+    /// Carries out a decision: ranks the rule's `actions` for this fault ([`rank`]); those that
+    /// cannot fit it are refused, each with its reason, and the others tried best first until one
+    /// applies, whose event says why it was chosen.
     #[allow(clippy::too_many_arguments)]
     fn repair(
         &mut self,
         fault: &Fault,
         rule_name: &str,
         site: String,
-        first: usize,
+        actions: &[usize],
         dry_run: bool,
         reason: &str,
         at: Instant,
@@ -427,19 +429,31 @@ impl Run {
             })
             .collect();
         let ranked = policy::candidates(&frames, &application, rule.allow_jdk);
-        for action in first..rule.then.len() {
-            let step = &rule.then[action];
-            let pick = ranked.get(step.at.index());
+        let prospects: Vec<rank::Prospect<'_, (String, String)>> = actions
+            .iter()
+            .filter_map(|&action| {
+                let step = rule.then.get(action)?;
+                let target = ranked.get(step.at.index());
+                // What `rethrow: { as: auto }` throws from where it aims: read from the bytes.
+                let rethrow = target
+                    .filter(|_| policy::wants_rethrow_type(&step.action))
+                    .map(|t| self.rethrow_type(fault, &ranked, t));
+                Some(rank::Prospect { action, step, target, rethrow })
+            })
+            .collect();
+        let callee = fault.call.clone().or_else(|| fault.message.as_deref().and_then(policy::npe_callee));
+        let chain = fault.chain();
+        let ranking = rank::rank(&rank::Fault { chain: &chain, stack: &frames, callee: callee.as_deref() }, &prospects);
+        for skipped in &ranking.skipped {
+            let why = format!("action {} ({}): {}", skipped.action, skipped.label, skipped.why);
+            self.agent.events.emit(Kind::Refused, About { rule: rule_name, site: &site, ..About::default() }, why);
+            self.spend(rule_name, &site, skipped.action);
+        }
+        for (pos, choice) in ranking.order.iter().enumerate() {
+            let action = choice.action;
             let about = About { rule: rule_name, site: &site, ..About::default() };
-            let Some(target) = pick else {
-                self.agent.events.emit(
-                    Kind::Refused,
-                    about,
-                    format!("action {action}: no {:?} candidate in the fault's stack", step.at).to_lowercase(),
-                );
-                self.advance(rule_name, &site);
-                continue;
-            };
+            let Some(prospect) = prospects.iter().find(|p| p.action == action) else { continue };
+            let (step, Some(target)) = (prospect.step, prospect.target) else { continue };
             let method = format!("{}{}", target.frame.method, target.frame.descriptor);
             let resolved = if policy::wants_call(&step.action) {
                 match self.call_at(fault, target) {
@@ -448,26 +462,18 @@ impl Run {
                         self.agent.events.emit(
                             Kind::Refused,
                             about,
-                            format!("action {action} (guard the call): {why}"),
+                            format!("action {action} ({}): {why}", choice.label),
                         );
-                        self.advance(rule_name, &site);
+                        self.spend(rule_name, &site, action);
                         continue;
                     }
                 }
             } else {
                 step.action.clone()
             };
-            let (resolved, aimed) = if policy::wants_rethrow_type(&resolved) {
-                match self.rethrow_type(fault, &ranked, target) {
-                    Ok((class, why)) => (policy::resolve_rethrow(&resolved, &class), Some(why)),
-                    Err(why) => {
-                        self.agent.events.emit(Kind::Refused, about, format!("action {action} (rethrow): {why}"));
-                        self.advance(rule_name, &site);
-                        continue;
-                    }
-                }
-            } else {
-                (resolved, None)
+            let (resolved, aimed) = match &prospect.rethrow {
+                Some(Ok((class, why))) => (policy::resolve_rethrow(&resolved, class), Some(why)),
+                _ => (resolved, None),
             };
             let resolved = policy::resolve_catch(&resolved, &fault.exception);
             let frame = &target.frame;
@@ -484,7 +490,7 @@ impl Run {
                 Ok(s) => s,
                 Err(e) => {
                     self.agent.events.emit(Kind::Refused, about, e.to_string());
-                    self.advance(rule_name, &site);
+                    self.spend(rule_name, &site, action);
                     continue;
                 }
             };
@@ -495,15 +501,20 @@ impl Run {
                 target.reason,
                 aimed.map(|why| format!("; {why}")).unwrap_or_default()
             );
+            let chosen = ranking.why_chosen(pos);
             if dry_run {
-                self.agent.events.emit(Kind::DryRun, About { patch: &id, ..about }, format!("would apply {what}"));
+                self.agent.events.emit(
+                    Kind::DryRun,
+                    About { patch: &id, ..about },
+                    format!("would apply {what}; {chosen}"),
+                );
                 return;
             }
             let attachments = match attachments(&spec, &source) {
                 Ok(a) => a,
                 Err(e) => {
                     self.agent.events.emit(Kind::Refused, About { patch: &id, ..about }, e);
-                    self.advance(rule_name, &site);
+                    self.spend(rule_name, &site, action);
                     continue;
                 }
             };
@@ -514,7 +525,8 @@ impl Run {
             match applied {
                 Ok(Ok(p)) => {
                     let latency = at.elapsed();
-                    let text = format!("{what}; in effect {:.1} ms after the fault", latency.as_secs_f64() * 1e3);
+                    let text =
+                        format!("{what}; {chosen}; in effect {:.1} ms after the fault", latency.as_secs_f64() * 1e3);
                     if let Err(e) = self.agent.journal.applied(self.agent.events, std::slice::from_ref(&p), &text) {
                         // Never a repair the journal does not know of: undone, and the rule waits.
                         let _ = self.agent.vm.attached(THREAD, |jni: &Jni<'_>| {
@@ -527,6 +539,7 @@ impl Run {
                     if let Some(e) = self.engine.as_mut() {
                         e.active += 1;
                         e.set_busy(rule_name, &site, true);
+                        e.tried(rule_name, &site, action);
                     }
                     self.agent.events.emit(Kind::Applied, About { patch: &id, ..about }, text);
                     let now = Instant::now();
@@ -557,7 +570,7 @@ impl Run {
                         Refusal { spec_yaml: &yaml, id: &id, who: &who, class: &target.frame.class, reason: &why };
                     let _ = self.agent.journal.refused(self.agent.events, refusal);
                     self.agent.events.emit(Kind::Refused, About { patch: &id, ..about }, why);
-                    self.advance(rule_name, &site);
+                    self.spend(rule_name, &site, action);
                 }
                 Err(_) => return,
             }
@@ -607,6 +620,13 @@ impl Run {
     fn advance(&mut self, rule: &str, site: &str) {
         if let Some(e) = self.engine.as_mut() {
             e.advance(rule, site);
+        }
+    }
+
+    /// The rule's `action` was refused at `site`: it is not tried there again.
+    fn spend(&mut self, rule: &str, site: &str, action: usize) {
+        if let Some(e) = self.engine.as_mut() {
+            e.spend(rule, site, action);
         }
     }
 
