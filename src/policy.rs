@@ -63,10 +63,84 @@ pub struct Rule {
     /// How far the window extends for want of calls; reaching it ends `unproven`.
     pub max_window: Duration,
     pub max_fallback_rate: f64,
+    /// What the rule's repairs are also judged by: calls of a method that say whether the
+    /// application answered well after a fallback (`validate.health`).
+    pub health: Option<Health>,
     /// Whether JDK classes may be patched by this rule.
     pub allow_jdk: bool,
     /// Whether a repair of this rule that holds is kept across restarts.
     pub durable: bool,
+}
+
+/// A health signal (`validate.health: { method, failure }`): a method whose calls say whether
+/// the application answered well (a servlet response's status), and when a call says it did not.
+/// A call meeting `failure` after one of a repair's fallbacks on its thread counts against the
+/// repair as a fault there does; one that does not is evidence that the repair works.
+#[derive(Debug, Clone)]
+pub struct Health {
+    /// The method's class (dotted).
+    pub class: String,
+    /// Its name, and its descriptor when the rule gives one.
+    pub method: repair_bytecode::transform::MethodTarget,
+    /// When a call is a failure, in the observe condition language (`args[0] >= 500`).
+    pub failure: crate::observe::Condition,
+}
+
+impl Health {
+    /// `Class.method(descriptor)`, as the rule gives it.
+    pub fn target(&self) -> String {
+        format!("{}.{}", self.class, self.method)
+    }
+}
+
+/// Reads `validate.health`; the error names the field and why (the caller adds the rule).
+fn health(v: &Value) -> Result<Health, (&'static str, String)> {
+    let m =
+        v.as_mapping().ok_or(("validate.health", "expected { method: CLASS.METHOD, failure: CONDITION }".into()))?;
+    if let Some(other) = m.keys().find(|k| !matches!(k.as_str(), Some("method" | "failure"))) {
+        let name = other.as_str().map_or_else(|| format!("{other:?}"), str::to_string);
+        return Err(("validate.health", format!("unknown field {name:?}: expected method and failure")));
+    }
+    let text = match m.get("method") {
+        None => return Err(("validate.health.method", "missing".into())),
+        Some(t) => {
+            t.as_str().ok_or(("validate.health.method", "expected CLASS.METHOD or CLASS.METHOD(DESCRIPTOR)".into()))?
+        }
+    };
+    let bad_method = |why: &str| ("validate.health.method", format!("{text:?}: {why}"));
+    let (path, descriptor) = match text.find('(') {
+        Some(i) => (&text[..i], Some(&text[i..])),
+        None => (text, None),
+    };
+    let (class, name) = path.rsplit_once('.').ok_or_else(|| bad_method("expected CLASS.METHOD"))?;
+    if !crate::spec::is_binary_name(class) {
+        return Err(bad_method(&format!("{class:?} is not a class name")));
+    }
+    if !crate::spec::is_binary_name(name) || name.contains('/') {
+        return Err(bad_method(&format!("{name:?} is not a method name")));
+    }
+    // A descriptor fixes the arity, so `args[N]` past it is refused now, not never true later.
+    let arity = match descriptor {
+        None => None,
+        Some(d) => Some(
+            repair_bytecode::descriptor::MethodDescriptor::parse(d)
+                .map_err(|e| bad_method(&format!("descriptor: {}", e.reason)))?
+                .params
+                .len(),
+        ),
+    };
+    let failure = match m.get("failure") {
+        None => return Err(("validate.health.failure", "missing".into())),
+        Some(f) => f
+            .as_str()
+            .ok_or(("validate.health.failure", "expected a condition in quotes, such as \"args[0] >= 500\"".into()))?,
+    };
+    // The condition language's errors are written for `watch --if`: the field says where it is here.
+    let failure = crate::observe::Condition::parse(failure, arity)
+        .map_err(|e| ("validate.health.failure", e.strip_prefix("--if ").unwrap_or(&e).to_string()))?;
+    let method =
+        repair_bytecode::transform::MethodTarget { name: name.to_string(), descriptor: descriptor.map(str::to_string) };
+    Ok(Health { class: class.to_string(), method, failure })
 }
 
 /// One action of a rule and where it aims.
@@ -262,6 +336,14 @@ pub fn parse(text: &str, source: &str) -> Result<Policy, String> {
                 &format!("{max_window:?} is shorter than the window {validate_window:?}"),
             ));
         }
+        let health = match validate.and_then(|v| v.get("health")) {
+            None => None,
+            Some(h) => Some(health(h).map_err(|(field, why)| {
+                // A missing field is reported where `health` is written.
+                let at = line(&format!("rules[{i}].{field}")).or_else(|| line(&at("validate.health")));
+                say(at, &format!("rule {name}: {field}"), &why)
+            })?),
+        };
         rules.push(Rule {
             name,
             exception,
@@ -275,6 +357,7 @@ pub fn parse(text: &str, source: &str) -> Result<Policy, String> {
             min_calls,
             max_window,
             max_fallback_rate,
+            health,
             allow_jdk: r.get("allow_jdk").and_then(Value::as_bool).unwrap_or(false),
             durable: r.get("durable").and_then(Value::as_bool).unwrap_or(false),
         });
@@ -1061,6 +1144,46 @@ mod tests {
         );
         let syntax = err(&text.replace("count: 2", "count: [2"));
         assert!(syntax.starts_with("p.yaml:11: "), "{syntax}");
+    }
+
+    #[test]
+    fn a_health_signal_is_read_with_its_condition_and_a_bad_one_names_the_rule_and_field() {
+        let text = "rules:\n  - name: webapp\n    when: { exception: java.lang.NullPointerException }\n    then: [ { guard: { fallback: default } } ]\n    validate:\n      window: 1s\n      health: { method: \"shop.Web.respond(I)V\", failure: \"args[0] >= 500\" }\n";
+        let p = parse(text, "p.yaml").unwrap();
+        let health = p.rules[0].health.as_ref().expect("validate.health");
+        assert_eq!((health.class.as_str(), health.target().as_str()), ("shop.Web", "shop.Web.respond(I)V"));
+        let call = |status: i64| {
+            let values = [("args[0]".to_string(), crate::observe::Value::Integer(status))];
+            health.failure.holds(&crate::observe::Call { values: &values, ..Default::default() })
+        };
+        assert!(call(500) && !call(200), "the condition as parsed");
+        let no_descriptor = parse(&text.replace("respond(I)V", "respond"), "p.yaml").unwrap();
+        assert_eq!(no_descriptor.rules[0].health.as_ref().unwrap().method.descriptor, None);
+        assert!(parse(POLICY, "p.yaml").unwrap().rules[0].health.is_none(), "no signal unless named");
+        let err = |from: &str, to: &str| parse(&text.replace(from, to), "p.yaml").unwrap_err();
+        assert_eq!(
+            err("failure:", "failures:"),
+            "p.yaml:7: rule webapp: validate.health: unknown field \"failures\": expected method and failure"
+        );
+        let bad = err(">= 500", ">= lots");
+        assert!(
+            bad.starts_with("p.yaml:7: rule webapp: validate.health.failure: ")
+                && bad.contains("\"lots\" is not a value")
+                && !bad.contains("--if"),
+            "{bad}"
+        );
+        // The descriptor says `respond` takes one argument.
+        let past = err("args[0]", "args[1]");
+        assert!(past.contains("validate.health.failure") && past.contains("takes 1 argument"), "{past}");
+        assert_eq!(
+            err("method: \"shop.Web.respond(I)V\", ", ""),
+            "p.yaml:7: rule webapp: validate.health.method: missing"
+        );
+        assert_eq!(err(", failure: \"args[0] >= 500\"", ""), "p.yaml:7: rule webapp: validate.health.failure: missing");
+        let unnamed = err("shop.Web.respond(I)V", "respond");
+        assert!(unnamed.contains("validate.health.method: \"respond\": expected CLASS.METHOD"), "{unnamed}");
+        let descriptor = err("respond(I)V", "respond(Q)V");
+        assert!(descriptor.contains("validate.health.method") && descriptor.contains("descriptor"), "{descriptor}");
     }
 
     #[test]
