@@ -5,8 +5,10 @@
 //! exceeds the rule's limit is rolled back, and the rule's next action is tried when the fault
 //! comes back. A fault that follows one of a repair's fallbacks on the same thread (the caller
 //! failed on the fallback value) counts against the repair, under validation and for as long as
-//! a kept repair stays in force. Every step is an event with its reason and, for patches, a
-//! journal record.
+//! a kept repair stays in force. A rule may name a health signal (`validate.health`): the first
+//! call of its method after one of the rule's repair's fallbacks on a thread says whether the
+//! application answered well; a failing one counts against the repair as such a fault does.
+//! Every step is an event with its reason and, for patches, a journal record.
 //!
 //! One thread does all of it, attached to the JVM (as a daemon) only while it applies or rolls
 //! back; it blocks while nothing is under validation. JVM threads hand it occurrences through a
@@ -20,6 +22,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use repair_bytecode::transform::ProbePoint;
 use repair_model::policy::{self, Decision, Engine, FrameRef, Observation, Policy};
 use repair_model::rank;
 use repair_model::spec::{Action, PatchSpec};
@@ -28,6 +31,7 @@ use crate::config::FaultMode;
 use crate::events::{About, EventLog, Kind};
 use crate::journal::{Journal, Refusal};
 use crate::jvm::{JavaVm, Jni, Jvmti};
+use crate::observe::{Judged, Observations};
 use crate::patches::{AppliedPatch, PatchManager};
 use crate::runtime::faults::{Fault, FaultLog, Occurrence};
 
@@ -42,6 +46,8 @@ pub struct Parts {
     pub patches: &'static PatchManager,
     pub events: &'static EventLog,
     pub journal: &'static Journal,
+    /// Where the policy's health signals run, as observations streamed to nobody.
+    pub observations: &'static Observations,
 }
 
 /// Occurrences waiting for the engine; more are dropped (the next one carries the count).
@@ -53,7 +59,8 @@ const CHECK_EVERY: Duration = Duration::from_millis(50);
 const SETTLE: Duration = Duration::from_millis(100);
 /// A fault on a thread this soon after one of a repair's fallbacks there (and before another
 /// fallback) is taken as that fallback's outcome: the caller got the fallback value and failed.
-const ATTRIBUTION: Duration = Duration::from_secs(1);
+/// A call of a health signal's method is judged against the fallback before it the same way.
+pub(crate) const ATTRIBUTION: Duration = Duration::from_secs(1);
 /// How long occurrences queued before a rollback are still recognized as the undone repair's.
 const UNDONE_MEMORY: Duration = Duration::from_secs(5);
 
@@ -94,6 +101,8 @@ const THREAD: &str = "repair-healer";
 
 /// A wake-up for the thread, not a fault (fault ids start at 1).
 const WAKE: u64 = 0;
+/// Not a fault either: a health signal's call failed after the fallback `after_fallback` names.
+const HEALTH_FAILED: u64 = u64::MAX;
 
 impl Healer {
     /// Starts the thread (once the VM is live) and subscribes it to the faults.
@@ -174,6 +183,38 @@ struct Watch {
     /// Faults of other kinds through the repaired method, by id: whether the application's own
     /// error path takes them ([`handled_by_application`]; read from class bytes once).
     handled: HashMap<u64, bool>,
+    /// Its rule's health signal and what it said of this repair.
+    health: Option<HealthWatch>,
+}
+
+/// What a repair's health signal said of it so far.
+struct HealthWatch {
+    /// The signal's method, `Class.method(descriptor)` as the rule names it.
+    target: String,
+    judged: Arc<Judged>,
+}
+
+impl HealthWatch {
+    /// `health signal a.Web.respond(I)V: 3 fallbacks followed by a healthy respond, 0 by a failure`.
+    fn said(&self) -> String {
+        format!("health signal {}: {}", self.target, self.counts())
+    }
+
+    /// `3 fallbacks followed by a healthy respond, 0 by a failure`.
+    fn counts(&self) -> String {
+        let method = self.target.split('(').next().unwrap_or(&self.target);
+        let name = method.rsplit('.').next().unwrap_or(method);
+        format!(
+            "{} fallbacks followed by a healthy {name}, {} by a failure",
+            self.judged.healthy.load(Ordering::Relaxed),
+            self.judged.failed.load(Ordering::Relaxed)
+        )
+    }
+
+    /// The last failing call, as the condition saw it.
+    fn last_failure(&self) -> String {
+        self.judged.last_failure.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default()
+    }
 }
 
 struct Run {
@@ -193,6 +234,8 @@ struct Run {
     /// error path takes them ([`handled_by_application`]): its answers to bad input, not faults
     /// to repair.
     handled: HashMap<u64, bool>,
+    /// The health signals of the policy in force, by rule.
+    health: HashMap<String, Arc<crate::observe::Observation>>,
 }
 
 /// Which faults that follow a repair's fallback on a thread are that fallback's doing.
@@ -236,6 +279,7 @@ fn run(agent: Parts, healer: &'static Healer, rx: Receiver<Occurrence>) {
         kept: Vec::new(),
         undone: Vec::new(),
         handled: HashMap::new(),
+        health: HashMap::new(),
     };
     r.take_policy();
     let mut checked = Instant::now();
@@ -249,6 +293,7 @@ fn run(agent: Parts, healer: &'static Healer, rx: Receiver<Occurrence>) {
         };
         match received {
             Ok(o) if o.fault_id == WAKE => r.take_policy(),
+            Ok(o) if o.fault_id == HEALTH_FAILED => r.health_failed(o),
             Ok(Occurrence { fault_id, ending: Some(ticket), .. }) => r.ending(fault_id, ticket),
             Ok(o) => r.occurrence(o),
             Err(RecvTimeoutError::Timeout) => {}
@@ -277,6 +322,7 @@ impl Run {
         );
         self.engine = Some(engine);
         self.agent.events.emit(Kind::Policy, About::default(), summary);
+        self.probe_health_signals(&policy);
     }
 
     /// Fault `fault_id` is about to end its thread (the JVM, when it is main's): its occurrences
@@ -544,6 +590,7 @@ impl Run {
                     self.agent.events.emit(Kind::Applied, About { patch: &id, ..about }, text);
                     let now = Instant::now();
                     let target = (frame.class.clone(), frame.method.clone(), frame.descriptor.clone());
+                    let report_id = p.report_id;
                     self.watches.push(Watch {
                         blame: Blame::new(p.report_id, fault, &(target.0.clone(), target.1.clone())),
                         patch: p,
@@ -561,7 +608,9 @@ impl Run {
                         kept_at_once: false,
                         baseline: None,
                         handled: HashMap::new(),
+                        health: None,
                     });
+                    self.judge_by_health(Some(report_id));
                     return;
                 }
                 Ok(Err(e)) => {
@@ -819,6 +868,167 @@ impl Run {
                 self.advance(&w.rule, &w.site);
             }
         }
+        self.judge_by_health(None);
+    }
+
+    /// Puts the probes of `policy`'s health signals in place, after ending those of the policy
+    /// before: an observation each, streamed to nobody, whose probe patch is in effect for the
+    /// class now if it is loaded and as it loads otherwise.
+    fn probe_health_signals(&mut self, policy: &Policy) {
+        for (rule, o) in std::mem::take(&mut self.health) {
+            self.end_health_signal(&rule, &o, "the policy was replaced");
+        }
+        let a = self.agent;
+        for rule in &policy.rules {
+            let Some(signal) = &rule.health else { continue };
+            let target = signal.target();
+            let tx = self.healer.sender.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            // A full queue drops the news: the verdict still sees the failure in the counts.
+            let tell = move |report_id: i32, fell_back: Instant| {
+                if let Some(tx) = &tx {
+                    let _ = tx.try_send(Occurrence {
+                        fault_id: HEALTH_FAILED,
+                        count: 0,
+                        at: Instant::now(),
+                        after_fallback: Some((report_id, fell_back)),
+                        ending: None,
+                    });
+                }
+            };
+            let this = signal.failure.exprs().iter().any(|e| e.root == repair_model::observe::Root::This);
+            let (o, _nobody) = a.observations.start(crate::observe::Request {
+                kind: crate::observe::Kind::Health,
+                target: target.clone(),
+                condition: Some(signal.failure.clone()),
+                show: Vec::new(),
+                depth: 0,
+                this,
+                locals: Vec::new(),
+                template: None,
+                to_stderr: false,
+                sites: Vec::new(),
+                min_ns: 0,
+                health: Some(crate::observe::Health::new(Box::new(tell))),
+                sample: 1,
+                count: 0,
+                max_per_second: 0,
+                max_cpu_ms: 0,
+                max_kib: 0,
+                who: format!("rule:{}", rule.name),
+            });
+            let spec = PatchSpec {
+                id: o.patch_id.clone(),
+                class: signal.class.clone(),
+                method: signal.method.clone(),
+                action: Action::Probe {
+                    points: vec![ProbePoint::Entry, ProbePoint::Exit, ProbePoint::Throw],
+                    capture_args: true,
+                    capture_this: this,
+                    capture_return: true,
+                    timestamp: false,
+                },
+                durable: false,
+                source: String::new(),
+            };
+            // In effect before the class is looked for: a class loading meanwhile is probed as it loads.
+            let p = a.patches.preload(spec, HashMap::new(), o.who.clone());
+            a.observations.attach(&o, p.report_id, target.clone());
+            let about = About { rule: &rule.name, patch: &o.patch_id, site: &target };
+            let caught_up = a.vm.attached(THREAD, |jni| a.patches.catch_up(a.jvmti, jni, &o.patch_id));
+            let refused = match caught_up {
+                Ok(Ok(unfit)) if unfit.is_empty() => None,
+                Ok(Ok(_)) => Some("its probe does not fit the class".to_string()),
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(rc) => Some(format!("cannot attach to the JVM (JNI error {rc})")),
+            };
+            if let Some(why) = refused {
+                a.events.emit(Kind::Refused, about, format!("health signal {target} not probed: {why}"));
+                self.end_health_signal(&rule.name, &o, "it could not be probed");
+                continue;
+            }
+            let loaded = a.patches.any(|p| p.spec.id == o.patch_id && !p.hashes.0.is_empty());
+            a.events.emit(
+                Kind::Applied,
+                about,
+                format!(
+                    "health signal {target} probed {}: a call meeting `{}` after a fallback of the rule's \
+                     repair on its thread (within {ATTRIBUTION:?}) counts against the repair",
+                    if loaded { "now" } else { "as its class loads" },
+                    signal.failure
+                ),
+            );
+            self.health.insert(rule.name.clone(), o);
+        }
+        self.judge_by_health(None);
+    }
+
+    /// Ends a health signal's observation and takes its probes out.
+    fn end_health_signal(&self, rule: &str, o: &crate::observe::Observation, why: &str) {
+        let a = self.agent;
+        o.end(why.to_string());
+        let undone = a.vm.attached(THREAD, |jni| a.patches.rollback(a.jvmti, jni, Some(&o.patch_id)));
+        let text = match undone {
+            Ok(Ok(_)) => format!("health signal {} no longer probed: {why}", o.target),
+            Ok(Err(e)) => format!("health signal {} no longer judged ({why}): {e}", o.target),
+            Err(rc) => {
+                format!("health signal {} no longer judged ({why}), but its probes stay: JNI error {rc}", o.target)
+            }
+        };
+        a.events.emit(Kind::RolledBack, About { rule, patch: &o.patch_id, site: &o.target }, text);
+        a.observations.remove(o.id);
+    }
+
+    /// Has each health signal judge exactly its rule's repairs under watch or kept, `fresh`
+    /// (just applied) from no calls, and gives each such repair what its signal says of it.
+    fn judge_by_health(&mut self, fresh: Option<i32>) {
+        for (rule, o) in &self.health {
+            let Some(signal) = o.health() else { continue };
+            let mine = |w: &&mut Watch| w.rule == *rule;
+            let reports: Vec<i32> =
+                self.watches.iter().chain(&self.kept).filter(|w| w.rule == *rule).map(|w| w.patch.report_id).collect();
+            signal.judge(&reports, fresh);
+            for w in self.watches.iter_mut().chain(self.kept.iter_mut()).filter(mine) {
+                if w.health.is_none() || Some(w.patch.report_id) == fresh {
+                    w.health =
+                        signal.judged(w.patch.report_id).map(|judged| HealthWatch { target: o.target.clone(), judged });
+                }
+            }
+        }
+    }
+
+    /// A health signal's call met its failure condition after a fallback of the repair under
+    /// `after_fallback`'s report id on its thread: the failure users see stays. A repair under
+    /// validation fails at once, a kept one is rolled back; the rule's next action is tried when
+    /// the fault returns.
+    fn health_failed(&mut self, o: Occurrence) {
+        let Some((report, fell_back)) = o.after_fallback else { return };
+        let judged = |w: &Watch| w.patch.report_id == report && w.health.is_some();
+        let (w, kept) = if let Some(i) = self.watches.iter().position(judged) {
+            (self.watches.remove(i), false)
+        } else {
+            let Some(i) = self.kept.iter().position(judged) else { return };
+            // Rolled back by an operator meanwhile (its report id maybe reused): nothing to judge.
+            if self.agent.patches.patch_of_report(report).as_deref() != Some(self.kept[i].patch.spec.id.as_str()) {
+                return;
+            }
+            (self.kept.remove(i), true)
+        };
+        let Some(health) = &w.health else { return };
+        let calls = self.agent.patches.reports.counters(report).enters.load(Ordering::Relaxed);
+        let failure = self.health.get(&w.rule).and_then(|s| s.condition.as_ref()).map(|c| c.to_string());
+        let why = format!(
+            "{}health signal {}: a call meeting `{}` ({}) followed its fallback on the same thread {:.1} ms \
+             later: the failure users see stays ({}; {calls} calls since the apply)",
+            if kept { "after it was kept, " } else { "" },
+            health.target,
+            failure.unwrap_or_default(),
+            health.last_failure(),
+            o.at.saturating_duration_since(fell_back).as_secs_f64() * 1e3,
+            health.counts()
+        );
+        let blame = w.blame.clone();
+        self.conclude(w, Verdict::Fails(why));
+        self.undone.push((blame, Instant::now()));
     }
 }
 
@@ -855,6 +1065,17 @@ fn verdict(w: &mut Watch, faults: &[Fault], active: &[String], now: Instant, age
             ))
         });
     }
+    // The health signal's failures are told to the engine at once; one whose news was dropped
+    // (a full queue) is still seen here.
+    if let Some(h) = w.health.as_ref().filter(|h| h.judged.failed.load(Ordering::Relaxed) > 0) {
+        return Some(Verdict::Fails(format!(
+            "{}: the failure users see stays ({}; {calls} calls since the apply)",
+            h.said(),
+            h.last_failure()
+        )));
+    }
+    // What the health signal said, for the verdict's text.
+    let health = w.health.as_ref().map(|h| format!("; {}", h.said())).unwrap_or_default();
     let grew = |f: &Fault| f.count.saturating_sub(baseline.get(&f.id).copied().unwrap_or(0));
     let through_target = |f: &Fault| {
         f.stack.iter().any(|s| s.class == w.target.0 && s.method == w.target.1 && s.descriptor == w.target.2)
@@ -901,7 +1122,7 @@ fn verdict(w: &mut Watch, faults: &[Fault], active: &[String], now: Instant, age
         return (now >= w.last_deadline).then(|| {
             Verdict::Unproven(format!(
                 "{calls} calls in {window:?}, fewer than the {} a verdict needs: the repair stays in force, \
-                 neither validated nor durable ({fallbacks} fallbacks, no new faults)",
+                 neither validated nor durable ({fallbacks} fallbacks, no new faults{health})",
                 w.min_calls
             ))
         });
@@ -914,10 +1135,10 @@ fn verdict(w: &mut Watch, faults: &[Fault], active: &[String], now: Instant, age
     }
     Some(match policy::holds(fallbacks, calls, 0, w.max_fallback_rate) {
         Ok(()) => Verdict::Holds(format!(
-            "held for {window:?} over {calls} calls: {fallbacks} fallbacks (limit rate {:.2}), no new faults",
+            "held for {window:?} over {calls} calls: {fallbacks} fallbacks (limit rate {:.2}), no new faults{health}",
             w.max_fallback_rate
         )),
-        Err(why) => Verdict::Fails(format!("{why} over {window:?} ({fallbacks} of {calls} calls)")),
+        Err(why) => Verdict::Fails(format!("{why} over {window:?} ({fallbacks} of {calls} calls){health}")),
     })
 }
 

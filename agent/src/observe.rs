@@ -10,11 +10,16 @@
 //! renders the text, applies the byte and report quotas and counts `-n`. The queue is bounded and
 //! polled, never signalled: a client that reads too slowly loses reports (counted), never slows the
 //! application, and no report costs the application a wakeup.
+//!
+//! A rule's health signal (`validate.health`) is an observation too, of kind [`Kind::Health`],
+//! that streams to nobody: it judges, on the application's thread, the first call of its method
+//! after a fallback of a repair it judges ([`Health`]), and tells the policy engine of a failure.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use repair_bytecode::descriptor::{FieldType, MethodDescriptor};
 use repair_model::journal::now_ms;
@@ -57,6 +62,9 @@ pub enum Kind {
     Log,
     /// Each call as the calls it made, timed.
     Trace,
+    /// A rule's health signal: the first call after a judged repair's fallback on its thread,
+    /// judged by the condition; reported to the policy engine, not to a stream.
+    Health,
 }
 
 /// One observation in progress.
@@ -107,6 +115,73 @@ pub struct Observation {
     methods: Mutex<HashMap<i32, String>>,
     /// Stack: each call path seen, its count, and whether it changed since the last flush.
     paths: Mutex<HashMap<Vec<String>, (u64, bool)>>,
+    /// A health signal's repairs and what their calls said (kind `Health` only).
+    health: Option<Health>,
+}
+
+/// What a health signal judges: the repairs of its rule in force or under watch, by report id.
+/// Its method's calls cost a load of `judging` while there are none, and a thread-local read
+/// more on a thread without a recent fallback of one of them.
+pub struct Health {
+    judging: AtomicUsize,
+    judged: RwLock<IntMap<Arc<Judged>>>,
+    /// Told at once of a failing call: the repair's report id and when its fallback ran.
+    tell: Box<dyn Fn(i32, Instant) + Send + Sync>,
+}
+
+/// What the calls after one repair's fallbacks said.
+pub struct Judged {
+    /// When judging began: a fallback before it (the repair was applied a moment earlier) may
+    /// have been followed by its call already, unjudged; a later call is not its.
+    since: Instant,
+    /// Fallbacks followed by a call that did not meet the failure condition.
+    pub healthy: AtomicU64,
+    /// Fallbacks followed by a call that met it.
+    pub failed: AtomicU64,
+    /// The last failing call, as the condition saw it (`args[0] = 500`).
+    pub last_failure: Mutex<Option<String>>,
+}
+
+impl Health {
+    pub fn new(tell: Box<dyn Fn(i32, Instant) + Send + Sync>) -> Health {
+        Health { judging: AtomicUsize::new(0), judged: RwLock::default(), tell }
+    }
+
+    /// Judges exactly the repairs `reports`; those judged already keep their counts, `fresh`
+    /// (a repair just applied, under a report id maybe used before) starts from none.
+    pub fn judge(&self, reports: &[i32], fresh: Option<i32>) {
+        let mut judged = self.judged.write().unwrap_or_else(|e| e.into_inner());
+        judged.retain(|id, _| reports.contains(id) && Some(*id) != fresh);
+        for id in reports {
+            judged.entry(*id).or_insert_with(|| {
+                Arc::new(Judged {
+                    since: Instant::now(),
+                    healthy: AtomicU64::new(0),
+                    failed: AtomicU64::new(0),
+                    last_failure: Mutex::new(None),
+                })
+            });
+        }
+        self.judging.store(judged.len(), Ordering::Relaxed);
+    }
+
+    /// What the calls after the fallbacks of the repair under `report_id` said, if it is judged.
+    pub fn judged(&self, report_id: i32) -> Option<Arc<Judged>> {
+        self.judged.read().unwrap_or_else(|e| e.into_inner()).get(&report_id).cloned()
+    }
+
+    /// This thread's last fallback, when it is a judged repair's, within the attribution time,
+    /// and not yet followed by a judged call: the fallback a call now says something about.
+    fn due(&self) -> Option<(i32, Instant, Arc<Judged>)> {
+        if self.judging.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let (report_id, at) = crate::runtime::hooks::last_fallback()?;
+        if JUDGED_FALLBACK.with(Cell::get) == Some(at) || at.elapsed() > crate::healing::ATTRIBUTION {
+            return None;
+        }
+        Some((report_id, at, self.judged(report_id).filter(|j| at >= j.since)?))
+    }
 }
 
 /// What waits for an observation's stream.
@@ -208,6 +283,8 @@ pub struct Request {
     pub sites: Vec<(String, Vec<String>)>,
     /// Trace: report only calls at least this long.
     pub min_ns: u64,
+    /// A health signal's state (kind `Health`).
+    pub health: Option<Health>,
     pub sample: u64,
     pub count: u64,
     pub max_per_second: u64,
@@ -263,6 +340,9 @@ thread_local! {
     /// This thread's name and when it was read: asking JVMTI on every report costs more than the
     /// rest of the report (a thread is renamed rarely; the name is read again each second).
     static THREAD_NAME: RefCell<Option<(Arc<str>, Stamp)>> = const { RefCell::new(None) };
+    /// When the fallback a health signal's call last judged on this thread ran: each fallback
+    /// is judged by the first call after it only.
+    static JUDGED_FALLBACK: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
 fn thread_name(jvmti: Jvmti, jni: &Jni<'_>, now: Stamp) -> Arc<str> {
@@ -334,6 +414,7 @@ impl Observations {
             window: Mutex::new(Window { started_ms: now_ms(), ..Window::default() }),
             paths: Mutex::new(HashMap::new()),
             methods: Mutex::new(HashMap::new()),
+            health: r.health,
         });
         self.by_id.write().unwrap_or_else(|e| e.into_inner()).insert(id, o.clone());
         (o.clone(), Reader { o, batch: VecDeque::new(), known: None })
@@ -435,6 +516,9 @@ impl Observation {
         args: Option<&Local<'_>>,
     ) {
         let o = self;
+        if o.kind == Kind::Health {
+            return o.health_entered(jni, report_id, args);
+        }
         if o.kind == Kind::Stack {
             let n = o.hot.entered.fetch_add(1, Ordering::Relaxed) + 1;
             if n % o.sample.load(Ordering::Relaxed) == 0 {
@@ -557,6 +641,7 @@ impl Observation {
                 w.failures += u64::from(threw.is_some());
             }
             Kind::Stack | Kind::Snapshot | Kind::Log => {}
+            Kind::Health => o.health_exited(jvmti, jni, started, &mut values, value, threw),
             Kind::Trace => {
                 // A call still open when the method exits ended by an exception.
                 if let Some((site, at)) = open_call {
@@ -623,6 +708,108 @@ impl Observation {
                 }));
             }
         }
+    }
+}
+
+impl Observation {
+    /// The health signal's state, for an observation of kind `Health`.
+    pub fn health(&self) -> Option<&Health> {
+        self.health.as_ref()
+    }
+
+    /// A health signal's method is entered: a call that will judge a fallback captures the
+    /// condition's values of the arguments (they do not outlive the call); a call nested in
+    /// such a call gets a frame of its own so that exits pair with entries; any other call
+    /// leaves nothing.
+    fn health_entered(&self, jni: &Jni<'_>, report_id: i32, args: Option<&Local<'_>>) {
+        let Some(health) = &self.health else { return };
+        let judging = health.due().is_some();
+        if !judging && !CALLS.with(|c| c.borrow().iter().any(|f| f.report_id == report_id)) {
+            return;
+        }
+        if judging {
+            // The calls it shows in `repairctl observations`: those that judged a fallback.
+            self.hot.entered.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut values = Vec::new();
+        if let (true, Some(array)) = (judging, args) {
+            let mut elements = jni.array_elements(array, MAX_ARGS + 1);
+            let this = if self.this { elements.pop() } else { None };
+            for (i, x) in self.exprs.iter().enumerate() {
+                let root = match x.root {
+                    Root::Arg(n) => elements.get(n),
+                    Root::This => this.as_ref(),
+                    Root::Return => continue,
+                };
+                if let Some(root) = root {
+                    values.push((i, extract(jni, root, x)));
+                }
+            }
+        }
+        CALLS.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() < MAX_DEPTH {
+                c.push(Frame {
+                    report_id,
+                    observation: self.id,
+                    started: Stamp::now(),
+                    picked: judging,
+                    dropping: false,
+                    args: Vec::new(),
+                    this: None,
+                    values,
+                    calls: Vec::new(),
+                    open_call: None,
+                    inside: Vec::new(),
+                    cost_ns: 0,
+                    measured: false,
+                });
+            }
+        });
+    }
+
+    /// A judging call of a health signal's method ends: whether it meets the failure condition
+    /// is counted for the repair whose fallback it follows (the thread's latest, if still due),
+    /// and a failure is told to the policy engine at once.
+    fn health_exited(
+        &self,
+        jvmti: Jvmti,
+        jni: &Jni<'_>,
+        started: Stamp,
+        values: &mut Vec<(usize, Value)>,
+        value: Option<&Local<'_>>,
+        threw: Option<&Local<'_>>,
+    ) {
+        let (Some(health), Some(condition)) = (&self.health, &self.condition) else { return };
+        let Some((report_id, fell_back, judged)) = health.due() else { return };
+        JUDGED_FALLBACK.with(|j| j.set(Some(fell_back)));
+        if let (None, Some(v)) = (threw, value) {
+            for (i, x) in self.exprs.iter().enumerate().filter(|(_, x)| x.root == Root::Return) {
+                values.push((i, extract(jni, v, x)));
+            }
+        }
+        let named: Vec<(String, Value)> =
+            values.drain(..).filter_map(|(i, v)| Some((self.exprs.get(i)?.text.clone(), v))).collect();
+        let exception = threw.map(|t| jni.class_name_of_object(t));
+        let now = Stamp::now();
+        let thread = thread_name(jvmti, jni, now);
+        let call = Call {
+            values: &named,
+            exception: exception.as_deref(),
+            duration_ns: started.ns_until(now),
+            thread: &thread,
+        };
+        if !condition.holds(&call) {
+            judged.healthy.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut said: Vec<String> = named.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+        if let Some(e) = exception {
+            said.push(format!("threw {e}"));
+        }
+        *judged.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(said.join(", "));
+        judged.failed.fetch_add(1, Ordering::Relaxed);
+        (health.tell)(report_id, fell_back);
     }
 }
 
@@ -1057,6 +1244,7 @@ impl Observation {
                 Kind::Snapshot => "snapshot",
                 Kind::Log => "log",
                 Kind::Trace => "trace",
+                Kind::Health => "health",
             }
             .to_string(),
             target: self.target.clone(),

@@ -332,6 +332,7 @@ impl Agent {
             patches: &self.patches,
             events: &self.events,
             journal: &self.journal,
+            observations: &self.observations,
         });
         let control = self.start_control();
         self.announce(control);
