@@ -271,3 +271,28 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     (status, body)
 }
+
+/// One event as the agent logs it on stderr at `log=info`
+/// (`repair: event KIND rule=R patch=P at=S: REASON`).
+#[derive(Debug, Clone)]
+pub struct LoggedEvent {
+    pub kind: String,
+    pub patch: String,
+    pub reason: String,
+}
+
+/// The events of the rule named `rule` in a JVM's stderr, in order.
+pub fn logged_events(stderr: &str, rule: &str) -> Vec<LoggedEvent> {
+    let rule = format!(" rule={rule} ");
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("repair: event "))
+        .filter(|l| l.contains(&rule))
+        .map(|l| {
+            let (head, reason) = l.split_once(": ").unwrap_or((l, ""));
+            let kind = head.split(' ').next().unwrap_or("");
+            let patch = head.split(' ').find_map(|w| w.strip_prefix("patch=")).unwrap_or("");
+            LoggedEvent { kind: kind.to_string(), patch: patch.to_string(), reason: reason.to_string() }
+        })
+        .collect()
+}

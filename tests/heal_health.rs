@@ -1,0 +1,173 @@
+//! A rule's health signal (`validate.health`): a repair is judged by what the application's
+//! users see, not only by faults. A request loop whose lookup throws catches every exception
+//! itself and responds 500, and responds 500 too when the lookup gives nothing: a guard whose
+//! `null` fallback leaves every such request failing causes no fault, so only the health signal
+//! (`respond`'s status after the fallback) tells that it does not work. Real JVMs with the real
+//! librepair.so and a policy; nothing is applied by hand.
+
+mod agent_support;
+
+use std::time::Duration;
+
+use agent_support::{agentpath, compile, default_jdk, logged_events, LoggedEvent, TempDir};
+
+/// `Web.handle` serves a request: `lookup` throws `NullPointerException` for a name it does not
+/// know ("pear", every other request), `handle` catches every exception and responds 500, and
+/// responds 500 as well, without any exception, when `lookup` gives `null`.
+const WEB: &str = r#"
+import java.util.HashMap;
+import java.util.Map;
+
+public class Web {
+    static final Map<String, Integer> PRICES = new HashMap<>();
+    static final int REQUESTS = 300, TAIL = 50;
+    static int served, ok, failed, tailFailed;
+
+    static String lookup(String name) {
+        return "price " + PRICES.get(name).intValue();
+    }
+    static void respond(int status) {
+        served++;
+        if (status == 200) ok++; else failed++;
+        if (status != 200 && served > REQUESTS - TAIL) tailFailed++;
+    }
+    static void handle(String request) {
+        try {
+            String found = lookup(request);
+            if (found == null) { respond(500); return; }
+            respond(200);
+        } catch (Exception e) {
+            respond(500);
+        }
+    }
+    public static void main(String[] a) throws Exception {
+        PRICES.put("apple", 3);
+        for (int i = 0; i < REQUESTS; i++) {
+            handle(i % 2 == 0 ? "pear" : "apple");
+            Thread.sleep(10);
+        }
+        System.out.println("ok=" + ok + " failed=" + failed + " tail_failed=" + tailFailed);
+    }
+}
+"#;
+
+/// First a guard returning the default (`null`: `handle` responds 500), then one returning a
+/// usable value (`handle` responds 200); `HEALTH` stands for the rule's health signal, if any.
+const POLICY: &str = r#"
+rules:
+  - name: webapp
+    when: { exception: java.lang.NullPointerException, in: "Web.*", count: 2, within: 10s }
+    then:
+      - guard: { fallback: default }
+      - guard: { fallback: { value: "price 0" } }
+    validate: { window: 1s HEALTH }
+"#;
+
+const HEALTH: &str = r#", health: { method: "Web.respond(I)V", failure: "args[0] >= 500" }"#;
+
+/// What a run under the policy showed: the rule's events, the program's counts, the agent's log.
+struct Served {
+    events: Vec<LoggedEvent>,
+    tail_failed: u64,
+    stderr: String,
+}
+
+impl Served {
+    /// `(kind, patch)` of the verdict-related events of the rule's repairs, in order.
+    fn story(&self) -> Vec<(&str, &str)> {
+        self.events
+            .iter()
+            .filter(|e| !e.patch.starts_with("observe-"))
+            .filter(|e| ["applied", "validated", "unproven", "rolled-back"].contains(&e.kind.as_str()))
+            .map(|e| (e.kind.as_str(), e.patch.as_str()))
+            .collect()
+    }
+
+    /// The reason of the first event of `kind` for patch `patch`.
+    fn reason(&self, kind: &str, patch: &str) -> &str {
+        let found = self.events.iter().find(|e| e.kind == kind && e.patch == patch);
+        &found.unwrap_or_else(|| panic!("no {kind} event for {patch}:\n{}", self.stderr)).reason
+    }
+}
+
+fn serve(tag: &str, health: &str) -> Served {
+    let jdk = default_jdk();
+    let dir = TempDir::new(tag);
+    compile(&jdk, &dir.0, &[("Web.java", WEB)]);
+    let policy = dir.0.join("policy.yaml");
+    std::fs::write(&policy, POLICY.replace(" HEALTH", health)).unwrap();
+    let child = std::process::Command::new(jdk.java())
+        .env("XDG_STATE_HOME", dir.0.join("state"))
+        .arg(agentpath(&format!("policy={},log=info", policy.display())))
+        .arg("-cp")
+        .arg(&dir.0)
+        .arg("Web")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("java starts");
+    let run = agent_support::finish(child, Duration::from_secs(60));
+    run.expect_success();
+    let last = run.stdout.trim().lines().last().unwrap_or("");
+    let tail_failed = last
+        .split(' ')
+        .find_map(|kv| kv.strip_prefix("tail_failed="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no tail_failed in {last:?}\n{}", run.stderr));
+    Served { events: logged_events(&run.stderr, "webapp"), tail_failed, stderr: run.stderr.clone() }
+}
+
+/// The id the rule gives its action `action` at `Web.lookup` (see `policy::patch_id`).
+fn id(action: usize) -> String {
+    repair_model::policy::patch_id("webapp", "Web", "lookup", "(Ljava/lang/String;)Ljava/lang/String;", action, |_| {
+        false
+    })
+}
+
+/// With the health signal, the `null` guard is rolled back as soon as a 500 follows its fallback,
+/// the event naming the signal and the call; the guard with a value is validated on healthy
+/// responses after its fallbacks, and the last requests all answer 200.
+#[test]
+fn a_repair_the_health_signal_says_fails_is_rolled_back_and_the_next_action_validated() {
+    let run = serve("heal-health", HEALTH);
+    let stderr = &run.stderr;
+    let (first, next) = (id(0), id(1));
+    assert_eq!(
+        run.story(),
+        [("applied", first.as_str()), ("rolled-back", &first), ("applied", &next), ("validated", &next)],
+        "{stderr}"
+    );
+    let probed = run.events.iter().find(|e| e.kind == "applied" && e.patch.starts_with("observe-"));
+    let probed = probed.unwrap_or_else(|| panic!("no event for the health probe:\n{stderr}"));
+    assert!(probed.reason.starts_with("health signal Web.respond(I)V probed"), "{}", probed.reason);
+    let rolled = run.reason("rolled-back", &first);
+    assert!(
+        rolled.starts_with(
+            "health signal Web.respond(I)V: a call meeting `args[0] >= 500` (args[0] = 500) followed its fallback on \
+             the same thread"
+        ) && rolled.contains("0 fallbacks followed by a healthy respond, 1 by a failure")
+            && !rolled.contains("after it was kept"),
+        "{rolled}"
+    );
+    let validated = run.reason("validated", &next);
+    let healthy: u64 = validated
+        .split_once("health signal Web.respond(I)V: ")
+        .and_then(|(_, said)| said.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the verdict does not say what the health signal said: {validated}"));
+    assert!(healthy >= 2 && validated.contains("followed by a healthy respond, 0 by a failure"), "{validated}");
+    assert_eq!(run.tail_failed, 0, "the last requests still fail:\n{stderr}");
+}
+
+/// The same program and rule without the health signal: no fault follows the `null` guard's
+/// fallbacks, so it is validated and stays, while every other request still answers 500.
+#[test]
+fn without_the_health_signal_the_repair_that_leaves_the_failure_is_validated() {
+    let run = serve("heal-no-health", "");
+    let stderr = &run.stderr;
+    let first = id(0);
+    assert_eq!(run.story(), [("applied", first.as_str()), ("validated", &first)], "{stderr}");
+    assert!(!run.reason("validated", &first).contains("health signal"), "{stderr}");
+    assert!(!run.events.iter().any(|e| e.patch.starts_with("observe-")), "no probe without a signal:\n{stderr}");
+    assert_eq!(run.tail_failed, 25, "every other request of the last 50 answers 500:\n{stderr}");
+}
