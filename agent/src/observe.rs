@@ -173,9 +173,6 @@ impl Health {
     /// This thread's last fallback, when it is a judged repair's, within the attribution time,
     /// and not yet followed by a judged call: the fallback a call now says something about.
     fn due(&self) -> Option<(i32, Instant, Arc<Judged>)> {
-        if self.judging.load(Ordering::Relaxed) == 0 {
-            return None;
-        }
         let (report_id, at) = crate::runtime::hooks::last_fallback()?;
         if JUDGED_FALLBACK.with(Cell::get) == Some(at) || at.elapsed() > crate::healing::ATTRIBUTION {
             return None;
@@ -723,6 +720,9 @@ impl Observation {
     /// leaves nothing.
     fn health_entered(&self, jni: &Jni<'_>, report_id: i32, args: Option<&Local<'_>>) {
         let Some(health) = &self.health else { return };
+        if health.judging.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         let judging = health.due().is_some();
         if !judging && !CALLS.with(|c| c.borrow().iter().any(|f| f.report_id == report_id)) {
             return;
