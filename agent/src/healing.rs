@@ -649,7 +649,7 @@ impl Run {
                 at.saturating_duration_since(fell_back).as_secs_f64() * 1e3
             )
         };
-        let (w, why) = if let Some(i) = self.watches.iter().position(caused) {
+        let (w, mut why) = if let Some(i) = self.watches.iter().position(caused) {
             (self.watches.remove(i), why(false))
         } else {
             let Some(i) = self.kept.iter().position(caused) else { return false };
@@ -660,6 +660,9 @@ impl Run {
             }
             (w, why(true))
         };
+        if let Some(health) = &w.health {
+            why = format!("{why}; {}", health.said());
+        }
         let blame = w.blame.clone();
         self.conclude(w, Verdict::Fails(why));
         self.undone.push((blame, Instant::now()));
