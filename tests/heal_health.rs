@@ -13,15 +13,16 @@ use agent_support::{agentpath, compile, default_jdk, logged_events, LoggedEvent,
 
 /// `Web.handle` serves a request: `lookup` throws `NullPointerException` for a name it does not
 /// know ("pear", every other request), `handle` catches every exception and responds 500, and
-/// responds 500 as well, without any exception, when `lookup` gives `null`.
+/// responds 500 as well, without any exception, when `lookup` gives `null` (from request
+/// `emptyFailsFrom` on; an empty 200 before). `java Web REQUESTS EMPTY_FAILS_FROM`.
 const WEB: &str = r#"
 import java.util.HashMap;
 import java.util.Map;
 
 public class Web {
     static final Map<String, Integer> PRICES = new HashMap<>();
-    static final int REQUESTS = 300, TAIL = 50;
-    static int served, ok, failed, tailFailed;
+    static final int TAIL = 50;
+    static int requests, emptyFailsFrom, served, ok, failed, tailFailed;
 
     static String lookup(String name) {
         return "price " + PRICES.get(name).intValue();
@@ -29,20 +30,22 @@ public class Web {
     static void respond(int status) {
         served++;
         if (status == 200) ok++; else failed++;
-        if (status != 200 && served > REQUESTS - TAIL) tailFailed++;
+        if (status != 200 && served > requests - TAIL) tailFailed++;
     }
     static void handle(String request) {
         try {
             String found = lookup(request);
-            if (found == null) { respond(500); return; }
+            if (found == null) { respond(served >= emptyFailsFrom ? 500 : 200); return; }
             respond(200);
         } catch (Exception e) {
             respond(500);
         }
     }
     public static void main(String[] a) throws Exception {
+        requests = Integer.parseInt(a[0]);
+        emptyFailsFrom = Integer.parseInt(a[1]);
         PRICES.put("apple", 3);
-        for (int i = 0; i < REQUESTS; i++) {
+        for (int i = 0; i < requests; i++) {
             handle(i % 2 == 0 ? "pear" : "apple");
             Thread.sleep(10);
         }
@@ -90,23 +93,29 @@ impl Served {
     }
 }
 
-fn serve(tag: &str, health: &str) -> Served {
+/// Starts `java Web REQUESTS EMPTY_FAILS_FROM` (`args`) in `dir` under the policy with `health`.
+fn start(dir: &TempDir, health: &str, args: [u32; 2]) -> std::process::Child {
     let jdk = default_jdk();
-    let dir = TempDir::new(tag);
     compile(&jdk, &dir.0, &[("Web.java", WEB)]);
     let policy = dir.0.join("policy.yaml");
     std::fs::write(&policy, POLICY.replace(" HEALTH", health)).unwrap();
-    let child = std::process::Command::new(jdk.java())
+    std::process::Command::new(jdk.java())
         .env("XDG_STATE_HOME", dir.0.join("state"))
         .arg(agentpath(&format!("policy={},log=info", policy.display())))
         .arg("-cp")
         .arg(&dir.0)
         .arg("Web")
+        .args(args.map(|n| n.to_string()))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("java starts");
-    let run = agent_support::finish(child, Duration::from_secs(60));
+        .expect("java starts")
+}
+
+/// Runs `java Web REQUESTS EMPTY_FAILS_FROM` to its end under the policy with `health`.
+fn serve(tag: &str, health: &str, args: [u32; 2]) -> Served {
+    let dir = TempDir::new(tag);
+    let run = agent_support::finish(start(&dir, health, args), Duration::from_secs(60));
     run.expect_success();
     let last = run.stdout.trim().lines().last().unwrap_or("");
     let tail_failed = last
@@ -129,7 +138,7 @@ fn id(action: usize) -> String {
 /// responses after its fallbacks, and the last requests all answer 200.
 #[test]
 fn a_repair_the_health_signal_says_fails_is_rolled_back_and_the_next_action_validated() {
-    let run = serve("heal-health", HEALTH);
+    let run = serve("heal-health", HEALTH, [300, 0]);
     let stderr = &run.stderr;
     let (first, next) = (id(0), id(1));
     assert_eq!(
@@ -163,11 +172,94 @@ fn a_repair_the_health_signal_says_fails_is_rolled_back_and_the_next_action_vali
 /// fallbacks, so it is validated and stays, while every other request still answers 500.
 #[test]
 fn without_the_health_signal_the_repair_that_leaves_the_failure_is_validated() {
-    let run = serve("heal-no-health", "");
+    let run = serve("heal-no-health", "", [300, 0]);
     let stderr = &run.stderr;
     let first = id(0);
     assert_eq!(run.story(), [("applied", first.as_str()), ("validated", &first)], "{stderr}");
     assert!(!run.reason("validated", &first).contains("health signal"), "{stderr}");
     assert!(!run.events.iter().any(|e| e.patch.starts_with("observe-")), "no probe without a signal:\n{stderr}");
     assert_eq!(run.tail_failed, 25, "every other request of the last 50 answers 500:\n{stderr}");
+}
+
+/// The `null` guard holds while an empty answer is a 200, and is validated on healthy responses;
+/// when empty answers become 500s, the kept guard is rolled back for the first one and the rule's
+/// next action applied and validated.
+#[test]
+fn a_kept_repair_is_rolled_back_when_the_health_signal_fails_after_its_fallback() {
+    let run = serve("heal-health-kept", HEALTH, [400, 200]);
+    let stderr = &run.stderr;
+    let (first, next) = (id(0), id(1));
+    assert_eq!(
+        run.story(),
+        [
+            ("applied", first.as_str()),
+            ("validated", &first),
+            ("rolled-back", &first),
+            ("applied", &next),
+            ("validated", &next),
+        ],
+        "{stderr}"
+    );
+    let validated = run.reason("validated", &first);
+    assert!(validated.contains("followed by a healthy respond, 0 by a failure"), "{validated}");
+    let rolled = run.reason("rolled-back", &first);
+    assert!(
+        rolled.starts_with("after it was kept, health signal Web.respond(I)V: a call meeting `args[0] >= 500`")
+            && rolled.contains("by a healthy respond, 1 by a failure"),
+        "{rolled}"
+    );
+    assert_eq!(run.tail_failed, 0, "the last requests still fail:\n{stderr}");
+}
+
+/// The health signal's probes are an observation of kind `health` while the policy is in force
+/// (an operator cannot stop it on its own), and go away when a policy without it replaces it.
+#[test]
+fn the_health_signal_is_probed_while_its_policy_is_in_force() {
+    let dir = TempDir::new("heal-health-live");
+    let mut child = start(&dir, HEALTH, [3000, 0]);
+    let pid = child.id().to_string();
+    let health = || -> Vec<serde_json::Value> {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_repairctl"))
+            .args(["observations", "--pid", &pid, "-o", "json"])
+            .output()
+            .expect("repairctl runs");
+        let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        listed.as_array().cloned().unwrap_or_default().into_iter().filter(|o| o["kind"] == "health").collect()
+    };
+    let wait = |done: &dyn Fn(&[serde_json::Value]) -> bool| {
+        let start = std::time::Instant::now();
+        loop {
+            let now = health();
+            if done(&now) || start.elapsed() > Duration::from_secs(20) {
+                return now;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let probed = wait(&|o| !o.is_empty());
+    assert_eq!(probed.len(), 1, "{probed:?}");
+    assert_eq!(
+        (&probed[0]["target"], &probed[0]["who"], &probed[0]["condition"]),
+        (&"Web.respond(I)V".into(), &"rule:webapp".into(), &"args[0] >= 500".into()),
+        "{probed:?}"
+    );
+    let id = probed[0]["id"].to_string();
+    let stop = std::process::Command::new(env!("CARGO_BIN_EXE_repairctl"))
+        .args(["stop", &id, "--pid", &pid])
+        .output()
+        .expect("repairctl runs");
+    let refused = String::from_utf8_lossy(&stop.stderr);
+    assert!(!stop.status.success() && refused.contains("health signal of rule:webapp"), "{refused}");
+    let plain = dir.0.join("plain.yaml");
+    std::fs::write(&plain, POLICY.replace(" HEALTH", "")).unwrap();
+    agent_support::repairctl_json(&["policy", "apply", &plain.display().to_string(), "--pid", &pid, "-o", "json"]);
+    let after = wait(&|o| o.is_empty());
+    assert!(after.is_empty(), "the probe stayed after the policy was replaced: {after:?}");
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let events = logged_events(&stderr, "webapp");
+    let ended = events.iter().find(|e| e.kind == "rolled-back" && e.patch.starts_with("observe-"));
+    let ended = ended.unwrap_or_else(|| panic!("no event for the probe's end:\n{stderr}"));
+    assert_eq!(ended.reason, "health signal Web.respond(I)V no longer probed: the policy was replaced");
 }

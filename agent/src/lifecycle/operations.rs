@@ -574,6 +574,12 @@ impl Operations for AgentOperations {
                 if ids.is_empty() { "none".to_string() } else { ids.join(", ") }
             ))
         })?;
+        if o.kind == crate::observe::Kind::Health {
+            return Err(Status::failed_precondition(format!(
+                "observation {id} is the health signal of {} ({}): it ends with the policy, not by itself",
+                o.who, o.target
+            )));
+        }
         o.end(format!("stopped by {by}"));
         Ok(vec![o.info()])
     }
