@@ -191,6 +191,8 @@ struct Watch {
 struct HealthWatch {
     /// The signal's method, `Class.method(descriptor)` as the rule names it.
     target: String,
+    /// Its failure condition, as written.
+    failure: String,
     judged: Arc<Judged>,
 }
 
@@ -211,9 +213,19 @@ impl HealthWatch {
         )
     }
 
-    /// The last failing call, as the condition saw it.
-    fn last_failure(&self) -> String {
-        self.judged.last_failure.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default()
+    /// Why the repair fails: a call met the failure condition after its fallback (`later`: how
+    /// long after, when known), with the counts so far.
+    fn failed(&self, kept: bool, later: Option<Duration>, calls: u64) -> String {
+        let last = self.judged.last_failure.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default();
+        format!(
+            "{}health signal {}: a call meeting `{}` ({last}) followed its fallback on the same thread{}: the \
+             failure users see stays ({}; {calls} calls since the apply)",
+            if kept { "after it was kept, " } else { "" },
+            self.target,
+            self.failure,
+            later.map(|d| format!(" {:.1} ms later", d.as_secs_f64() * 1e3)).unwrap_or_default(),
+            self.counts()
+        )
     }
 }
 
@@ -982,20 +994,23 @@ impl Run {
     }
 
     /// Has each health signal judge exactly its rule's repairs under watch or kept, `fresh`
-    /// (just applied) from no calls, and gives each such repair what its signal says of it.
+    /// (just applied) from no calls, and gives every repair what its rule's signal says of it
+    /// (nothing when the policy in force gives its rule none).
     fn judge_by_health(&mut self, fresh: Option<i32>) {
         for (rule, o) in &self.health {
             let Some(signal) = o.health() else { continue };
-            let mine = |w: &&mut Watch| w.rule == *rule;
             let reports: Vec<i32> =
                 self.watches.iter().chain(&self.kept).filter(|w| w.rule == *rule).map(|w| w.patch.report_id).collect();
             signal.judge(&reports, fresh);
-            for w in self.watches.iter_mut().chain(self.kept.iter_mut()).filter(mine) {
-                if w.health.is_none() || Some(w.patch.report_id) == fresh {
-                    w.health =
-                        signal.judged(w.patch.report_id).map(|judged| HealthWatch { target: o.target.clone(), judged });
-                }
-            }
+        }
+        for w in self.watches.iter_mut().chain(self.kept.iter_mut()) {
+            w.health = self.health.get(&w.rule).and_then(|o| {
+                Some(HealthWatch {
+                    target: o.target.clone(),
+                    failure: o.condition.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+                    judged: o.health()?.judged(w.patch.report_id)?,
+                })
+            });
         }
     }
 
@@ -1018,17 +1033,7 @@ impl Run {
         };
         let Some(health) = &w.health else { return };
         let calls = self.agent.patches.reports.counters(report).enters.load(Ordering::Relaxed);
-        let failure = self.health.get(&w.rule).and_then(|s| s.condition.as_ref()).map(|c| c.to_string());
-        let why = format!(
-            "{}health signal {}: a call meeting `{}` ({}) followed its fallback on the same thread {:.1} ms \
-             later: the failure users see stays ({}; {calls} calls since the apply)",
-            if kept { "after it was kept, " } else { "" },
-            health.target,
-            failure.unwrap_or_default(),
-            health.last_failure(),
-            o.at.saturating_duration_since(fell_back).as_secs_f64() * 1e3,
-            health.counts()
-        );
+        let why = health.failed(kept, Some(o.at.saturating_duration_since(fell_back)), calls);
         let blame = w.blame.clone();
         self.conclude(w, Verdict::Fails(why));
         self.undone.push((blame, Instant::now()));
@@ -1071,11 +1076,7 @@ fn verdict(w: &mut Watch, faults: &[Fault], active: &[String], now: Instant, age
     // The health signal's failures are told to the engine at once; one whose news was dropped
     // (a full queue) is still seen here.
     if let Some(h) = w.health.as_ref().filter(|h| h.judged.failed.load(Ordering::Relaxed) > 0) {
-        return Some(Verdict::Fails(format!(
-            "{}: the failure users see stays ({}; {calls} calls since the apply)",
-            h.said(),
-            h.last_failure()
-        )));
+        return Some(Verdict::Fails(h.failed(false, None, calls)));
     }
     // What the health signal said, for the verdict's text.
     let health = w.health.as_ref().map(|h| format!("; {}", h.said())).unwrap_or_default();
