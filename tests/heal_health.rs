@@ -263,3 +263,32 @@ fn the_health_signal_is_probed_while_its_policy_is_in_force() {
     let ended = ended.unwrap_or_else(|| panic!("no event for the probe's end:\n{stderr}"));
     assert_eq!(ended.reason, "health signal Web.respond(I)V no longer probed: the policy was replaced");
 }
+
+/// A health signal naming a method its class does not have: its probe waits for the class and
+/// is dropped as the class loads, the observation ending with it (nothing journaled), and the
+/// program runs on as without the signal.
+#[test]
+fn a_health_signal_on_a_method_its_class_lacks_ends_as_the_class_loads() {
+    let dir = TempDir::new("heal-health-missing");
+    let run = agent_support::finish(
+        start(&dir, &HEALTH.replace("respond(I)V", "respnd(I)V"), [60, 0]),
+        Duration::from_secs(60),
+    );
+    run.expect_success();
+    let stderr = &run.stderr;
+    let events = logged_events(stderr, "webapp");
+    let ended = events.iter().find(|e| e.kind == "rolled-back" && e.patch.starts_with("observe-"));
+    let ended = ended.unwrap_or_else(|| panic!("no event for the dropped probe:\n{stderr}"));
+    assert_eq!(
+        ended.reason,
+        "observation 1 (health Web.respnd(I)V) ended: does not fit Web as it loads: patch observe-1: class Web: no \
+         method respnd(I)V"
+    );
+    let journal = std::fs::read(dir.0.join("state/repair/Web/journal.log")).expect("the journal");
+    assert!(
+        !String::from_utf8_lossy(&journal).contains("observe-1"),
+        "an observation's probes are not journaled:\n{stderr}"
+    );
+    // The program runs on, repaired as without a signal.
+    assert!(events.iter().any(|e| e.kind == "applied" && e.patch == id(0)), "{stderr}");
+}

@@ -593,7 +593,15 @@ impl VmEvents for Agent {
             let Some(first) = patches.first() else { continue };
             let site = first.spec.site();
             let about = About { patch: &first.spec.id, site: &site, ..About::default() };
-            if whole {
+            // An observation's probes waiting for their class (a health signal's) are not
+            // journaled: the observation ends with them.
+            let observation = || self.observations.list().into_iter().find(|o| o.patch_id == first.spec.id);
+            if let Some(o) = observation().filter(|_| whole) {
+                let rule = o.who.strip_prefix("rule:").unwrap_or("");
+                let what = format!("observation {} ({} {}) ended: {reason}", o.id, o.info().kind, o.target);
+                self.events.emit(Kind::RolledBack, About { rule, ..about }, what);
+                self.observations.remove(o.id);
+            } else if whole {
                 self.events.emit(Kind::RolledBack, about, &reason);
                 // A failure is reported by the journal itself (event, status); the class loads on.
                 let _ = self.journal.rolled_back(&self.events, &patches, "agent", &reason);
