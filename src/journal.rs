@@ -62,6 +62,11 @@ pub struct Record {
     /// instances shared a journal.
     #[serde(default)]
     pub instance: String,
+    /// A rule's repair kept durable: the methods (`class.method`) above the repaired one in the
+    /// stack of the fault it was made for. A restart validates the restored repair again, and a
+    /// fault thrown in one of them after its fallback is its doing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub callers: Vec<String>,
 }
 
 /// Bytes cut out of the journal and kept in a side file.
@@ -546,7 +551,8 @@ pub fn page(records: &[Record], after_seq: u64, limit: usize) -> (&[Record], Opt
 
 /// The durable patches in effect after replaying `records`: applied with `durable`, or kept by
 /// a rule (validated with `durable`), and not rolled back since. Returned in the order they
-/// became durable, each with the spec it was applied with.
+/// became durable, each with the spec it was applied with (and, kept by a rule, the callers its
+/// last durable verdict named).
 pub fn durable_patches(records: &[Record]) -> Vec<Record> {
     let mut applied: Vec<&Record> = Vec::new();
     let mut active: Vec<Record> = Vec::new();
@@ -563,7 +569,7 @@ pub fn durable_patches(records: &[Record]) -> Vec<Record> {
             Event::Validated if r.durable => {
                 if let Some(a) = applied.iter().find(|a| a.patch_id == r.patch_id) {
                     active.retain(|x| x.patch_id != r.patch_id);
-                    active.push(Record { durable: true, ..(*a).clone() });
+                    active.push(Record { durable: true, callers: r.callers.clone(), ..(*a).clone() });
                 }
             }
             // Rolled back, it is gone: a later validation (of the same id) has nothing to keep.
@@ -639,6 +645,7 @@ mod tests {
             reason: String::new(),
             attachments: Vec::new(),
             instance: String::new(),
+            callers: Vec::new(),
         }
     }
 
@@ -946,7 +953,7 @@ mod tests {
             record("a", Event::RolledBack, true),
             record("d", Event::Applied, true),
             record("e", Event::Applied, false),
-            record("e", Event::Validated, true),
+            Record { callers: vec!["com.shop.Cart.total".into()], ..record("e", Event::Validated, true) },
             record("f", Event::Applied, false),
             record("f", Event::Validated, false),
         ];
@@ -956,6 +963,7 @@ mod tests {
         let ids: Vec<String> = durable_patches(&rs).into_iter().map(|r| r.patch_id).collect();
         assert_eq!(ids, ["c", "d", "e"], "e was kept by its rule");
         assert_eq!(durable_patches(&rs)[2].spec, "id: e", "a kept patch replays the spec it was applied with");
+        assert_eq!(durable_patches(&rs)[2].callers, ["com.shop.Cart.total"], "and the callers its verdict named");
     }
 
     proptest! {

@@ -202,6 +202,7 @@ fn a_history_larger_than_a_grpc_message_is_read_in_pages() {
                 reason: reason.clone(),
                 attachments: Vec::new(),
                 instance: "earlier".into(),
+                callers: Vec::new(),
             })
             .unwrap();
     }

@@ -292,12 +292,23 @@ impl Journal {
                 reason: reason.to_string(),
                 attachments: Vec::new(),
                 instance: String::new(),
+                callers: Vec::new(),
             },
         )
     }
 
-    pub fn validated(&self, events: &EventLog, p: &AppliedPatch, durable: bool, reason: &str) -> Result<(), String> {
-        self.write(events, record(Event::Validated, std::slice::from_ref(p), durable, reason, false))
+    /// Journals a verdict that keeps `p`; `callers` (`class.method`) are those of the fault a
+    /// rule's repair was made for, for a durable one to be validated again after a restart.
+    pub fn validated(
+        &self,
+        events: &EventLog,
+        p: &AppliedPatch,
+        durable: bool,
+        callers: Vec<String>,
+        reason: &str,
+    ) -> Result<(), String> {
+        let r = record(Event::Validated, std::slice::from_ref(p), durable, reason, false);
+        self.write(events, Record { callers, ..r })
     }
 
     /// Journals a patch rolled back: `patches` are all of one id.
@@ -341,6 +352,7 @@ fn record(event: Event, patches: &[AppliedPatch], durable: bool, reason: &str, w
         reason: reason.to_string(),
         attachments: Vec::new(),
         instance: String::new(),
+        callers: Vec::new(),
     }
 }
 
@@ -377,6 +389,7 @@ mod tests {
                 reason: String::new(),
                 attachments: Vec::new(),
                 instance: String::new(),
+                callers: Vec::new(),
             };
             journal.write(&events, r).unwrap();
         }
