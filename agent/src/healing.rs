@@ -20,6 +20,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use repair_model::journal::RepairedFault;
 use repair_model::policy::{self, Decision, Engine, FrameRef, Observation, Policy};
 use repair_model::spec::{Action, PatchSpec};
 
@@ -86,9 +87,9 @@ pub struct Healer {
     /// The fault log, once started: told of the thread only while a policy is in force, so that
     /// without one a throw never wakes the thread.
     faults: std::sync::OnceLock<&'static FaultLog>,
-    /// Durable repairs restored from the journal, with the callers their records name, waiting
+    /// Durable repairs restored from the journal, with the fault their records name, waiting
     /// for the thread to validate them again ([`Healer::validate_restored`]).
-    restored: Mutex<Vec<(AppliedPatch, Vec<String>)>>,
+    restored: Mutex<Vec<(AppliedPatch, Option<RepairedFault>)>>,
 }
 
 /// The name the thread has in the JVM while it is attached for a call.
@@ -140,12 +141,12 @@ impl Healer {
         }
     }
 
-    /// A rule's durable repair, restored from the journal at this start (`callers` as its record
-    /// names them): validated again like a new repair, under the rule of that name in the policy
+    /// A rule's durable repair, restored from the journal at this start (`fault` as its record
+    /// names it): validated again like a new repair, under the rule of that name in the policy
     /// in force, except that one call through it is evidence enough (it was kept on evidence
     /// before, or for a fault that happens once a start, as at deploy time). Returns how, for the
     /// `restored` event, or why it is not.
-    pub fn validate_restored(&self, patch: AppliedPatch, callers: Vec<String>) -> Result<String, String> {
+    pub fn validate_restored(&self, patch: AppliedPatch, fault: Option<RepairedFault>) -> Result<String, String> {
         let rule_name = patch.who.strip_prefix("rule:").ok_or("not a rule's repair")?;
         let how = {
             let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -162,7 +163,7 @@ impl Healer {
                 rule.max_window
             )
         };
-        self.restored.lock().unwrap_or_else(|e| e.into_inner()).push((patch, callers));
+        self.restored.lock().unwrap_or_else(|e| e.into_inner()).push((patch, fault));
         if let Some(tx) = self.sender.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             let wake = Occurrence { fault_id: WAKE, count: 0, at: Instant::now(), after_fallback: None, ending: None };
             let _ = tx.try_send(wake);
@@ -202,7 +203,7 @@ struct Watch {
     /// restored from the journal.
     kept_at_once: bool,
     /// Restored from the journal at this start: its fault was seen by an earlier JVM, so
-    /// `fault_id` is 0 until a fault of its kind passes through the repaired method here.
+    /// `fault_id` is 0 until a fault of its exception passes through the repaired method here.
     restored: bool,
     /// Fault counts at the end of the settling time; `None` before.
     baseline: Option<HashMap<u64, u64>>,
@@ -253,15 +254,10 @@ impl Blame {
     }
 
     /// A restored repair's: its fault was in an earlier JVM, whose journal record kept the
-    /// callers (`class.method`; none in records older than that).
+    /// callers (`class.method`).
     fn restored(report_id: i32, target: &(String, String), callers: &[String]) -> Blame {
         let callers = callers.iter().filter_map(|c| c.rsplit_once('.')).map(|(c, m)| (c.into(), m.into())).collect();
         Blame { report_id, fault_id: 0, target: target.clone(), callers }
-    }
-
-    /// The callers as journaled with a durable verdict.
-    fn journaled(&self) -> Vec<String> {
-        self.callers.iter().map(|(class, method)| format!("{class}.{method}")).collect()
     }
 
     /// Whether `fault`, which followed a fallback reported under `report_id`, may be its doing.
@@ -345,7 +341,7 @@ impl Run {
             );
             let site = policy::site_key(&w.target.0, &w.target.1, &w.target.2);
             let about = About { rule: &w.rule, patch: &w.patch.spec.id, site: &site };
-            match self.agent.journal.validated(self.agent.events, &w.patch, true, w.blame.journaled(), &why) {
+            match self.agent.journal.validated(self.agent.events, &w.patch, true, Some(w.repaired_fault()), &why) {
                 Ok(()) => {
                     w.kept_at_once = true;
                     self.agent.events.emit(Kind::Journal, about, why);
@@ -360,7 +356,7 @@ impl Run {
     /// faults of this JVM count from its start (the repair is in place since its class loaded).
     fn watch_restored(&mut self) {
         let restored = std::mem::take(&mut *self.healer.restored.lock().unwrap_or_else(|e| e.into_inner()));
-        for (patch, callers) in restored {
+        for (patch, fault) in restored {
             let spec = &patch.spec;
             let target =
                 (spec.class.clone(), spec.method.name.clone(), spec.method.descriptor.clone().unwrap_or_default());
@@ -376,13 +372,9 @@ impl Run {
             if let Some(e) = self.engine.as_mut() {
                 e.set_busy(&rule.name, &site, true);
             }
-            // What the guard catches is the fault it was made for.
-            let exception = match &spec.action {
-                Action::Guard { catch, .. } | Action::Rethrow { catch, .. } => {
-                    catch.first().cloned().unwrap_or_default()
-                }
-                _ => String::new(),
-            };
+            // Records older than the fault they name: any fault through the method counts against it.
+            let RepairedFault { exception, callers } =
+                fault.unwrap_or(RepairedFault { exception: String::new(), callers: Vec::new() });
             let now = Instant::now();
             self.watches.push(Watch {
                 blame: Blame::restored(patch.report_id, &(target.0.clone(), target.1.clone()), &callers),
@@ -883,7 +875,13 @@ impl Run {
                         "{why}; journaled durable-but-unproven (durable rule): restored at the next start and validated \
                          again there"
                     );
-                    match self.agent.journal.validated(self.agent.events, &w.patch, true, w.blame.journaled(), &kept) {
+                    match self.agent.journal.validated(
+                        self.agent.events,
+                        &w.patch,
+                        true,
+                        Some(w.repaired_fault()),
+                        &kept,
+                    ) {
                         Ok(()) => kept,
                         Err(e) => format!("{why}; not kept across restarts: {e}"),
                     }
@@ -899,8 +897,8 @@ impl Run {
                     (false, true) => format!("{why}; kept across restarts (durable rule)"),
                     (false, false) => why,
                 };
-                let callers = if w.durable { w.blame.journaled() } else { Vec::new() };
-                let _ = self.agent.journal.validated(self.agent.events, &w.patch, w.durable, callers, &why);
+                let fault = w.durable.then(|| w.repaired_fault());
+                let _ = self.agent.journal.validated(self.agent.events, &w.patch, w.durable, fault, &why);
                 self.healer.stats(&w.rule, |s| s.validated += 1);
                 self.agent.events.emit(Kind::Validated, about, why);
                 if matches!(w.patch.spec.action, Action::Probe { .. }) {
@@ -939,6 +937,14 @@ impl Run {
                 self.advance(&w.rule, &w.site);
             }
         }
+    }
+}
+
+impl Watch {
+    /// The fault the repair is for, as a durable verdict journals it.
+    fn repaired_fault(&self) -> RepairedFault {
+        let callers = self.blame.callers.iter().map(|(class, method)| format!("{class}.{method}")).collect();
+        RepairedFault { exception: self.exception.clone(), callers }
     }
 }
 

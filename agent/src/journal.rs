@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use repair_model::journal::{sha256_hex, Event, Journal as JournalFile, Record};
+use repair_model::journal::{sha256_hex, Event, Journal as JournalFile, Record, RepairedFault};
 
 use crate::events::{About, EventLog, Kind};
 use crate::patches::AppliedPatch;
@@ -292,23 +292,23 @@ impl Journal {
                 reason: reason.to_string(),
                 attachments: Vec::new(),
                 instance: String::new(),
-                callers: Vec::new(),
+                fault: None,
             },
         )
     }
 
-    /// Journals a verdict that keeps `p`; `callers` (`class.method`) are those of the fault a
-    /// rule's repair was made for, for a durable one to be validated again after a restart.
+    /// Journals a verdict that keeps `p`; `fault` is the one a rule's durable repair was made
+    /// for, by which a restart validates it again.
     pub fn validated(
         &self,
         events: &EventLog,
         p: &AppliedPatch,
         durable: bool,
-        callers: Vec<String>,
+        fault: Option<RepairedFault>,
         reason: &str,
     ) -> Result<(), String> {
         let r = record(Event::Validated, std::slice::from_ref(p), durable, reason, false);
-        self.write(events, Record { callers, ..r })
+        self.write(events, Record { fault, ..r })
     }
 
     /// Journals a patch rolled back: `patches` are all of one id.
@@ -352,7 +352,7 @@ fn record(event: Event, patches: &[AppliedPatch], durable: bool, reason: &str, w
         reason: reason.to_string(),
         attachments: Vec::new(),
         instance: String::new(),
-        callers: Vec::new(),
+        fault: None,
     }
 }
 
@@ -389,7 +389,7 @@ mod tests {
                 reason: String::new(),
                 attachments: Vec::new(),
                 instance: String::new(),
-                callers: Vec::new(),
+                fault: None,
             };
             journal.write(&events, r).unwrap();
         }

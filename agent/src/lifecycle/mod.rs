@@ -445,7 +445,7 @@ impl Agent {
             // A rule's repair is one patch; an operator's patches were never the healer's to judge.
             let validating = |restored: Vec<crate::patches::AppliedPatch>| match restored.as_slice() {
                 [patch] if record.who.starts_with("rule:") => {
-                    match self.healer.validate_restored(patch.clone(), record.callers.clone()) {
+                    match self.healer.validate_restored(patch.clone(), record.fault.clone()) {
                         Ok(how) => format!("; {how}"),
                         Err(why) => format!("; restored, not validated again: {why}"),
                     }
