@@ -267,6 +267,8 @@ rules:
 
 /// The `/catalog` webapp's servlet `init()`, by its patch's target.
 const CATALOG_INIT: &str = "shop.Store$CatalogServlet.init()V";
+/// The stock lookup the `/stock` webapp's worker runs.
+const STOCK_OF: &str = "shop.Store$Stock.of(Ljava/lang/String;)I";
 
 /// The events about the patch at `site` (class.method+descriptor; a `restored` event names the
 /// method without its descriptor), as `(kind, reason)`.
@@ -341,8 +343,7 @@ fn a_deploy_time_fault_and_a_hung_request_are_repaired_and_the_repair_is_validat
         assert_eq!(http_get(port, "/stock/?item=fig"), (200, "stock 0".to_string()));
         assert_eq!(http_get(port, "/stock/?item=apple"), (200, "stock 7".to_string()));
     }
-    let stock_of = "shop.Store$Stock.of(Ljava/lang/String;)I";
-    await_event(svc.pid, stock_of, "validated", "kept across restarts");
+    await_event(svc.pid, STOCK_OF, "validated", "kept across restarts");
     // The init() repair is never called again in this JVM: unproven, journaled durable anyway.
     let unproven = await_event(svc.pid, CATALOG_INIT, "unproven", "durable-but-unproven");
     assert!(unproven.contains("0 calls"), "{unproven}");
@@ -358,12 +359,12 @@ fn a_deploy_time_fault_and_a_hung_request_are_repaired_and_the_repair_is_validat
     assert_eq!(http_get(port, "/catalog/"), (200, "page size 10".to_string()), "deployed, with the default page size");
     assert_eq!(http_get(port, "/stock/?item=fig"), (200, "stock 0".to_string()), "no hang from the first request");
     assert_eq!(http_get(port, "/stock/?item=apple"), (200, "stock 7".to_string()));
-    for site in [CATALOG_INIT, stock_of] {
+    for site in [CATALOG_INIT, STOCK_OF] {
         await_event(svc.pid, site, "restored", "restored; validating under rule once");
     }
     let validated = await_event(svc.pid, CATALOG_INIT, "validated", "restored from the journal and validated again");
     assert!(validated.contains("over 1 calls") && validated.contains("stays durable"), "{validated}");
-    await_event(svc.pid, stock_of, "validated", "restored from the journal and validated again");
+    await_event(svc.pid, STOCK_OF, "validated", "restored from the journal and validated again");
     let all = events(svc.pid);
     assert!(
         !all.iter().any(|e| e["kind"] == "rolled-back" || e["kind"] == "refused" || e["kind"] == "fired"),
