@@ -62,6 +62,20 @@ pub struct Record {
     /// instances shared a journal.
     #[serde(default)]
     pub instance: String,
+    /// A rule's repair kept durable: the fault it was made for, by which a restart validates the
+    /// restored repair again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<RepairedFault>,
+}
+
+/// The fault a rule's repair was made for, as its durable verdict journals it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairedFault {
+    /// Dotted class name of the exception.
+    pub exception: String,
+    /// The methods (`class.method`) above the repaired one in its stack: a fault thrown in one of
+    /// them after the repair's fallback is the repair's doing.
+    pub callers: Vec<String>,
 }
 
 /// Bytes cut out of the journal and kept in a side file.
@@ -546,7 +560,8 @@ pub fn page(records: &[Record], after_seq: u64, limit: usize) -> (&[Record], Opt
 
 /// The durable patches in effect after replaying `records`: applied with `durable`, or kept by
 /// a rule (validated with `durable`), and not rolled back since. Returned in the order they
-/// became durable, each with the spec it was applied with.
+/// became durable, each with the spec it was applied with (and, kept by a rule, the fault its
+/// last durable verdict named).
 pub fn durable_patches(records: &[Record]) -> Vec<Record> {
     let mut applied: Vec<&Record> = Vec::new();
     let mut active: Vec<Record> = Vec::new();
@@ -563,7 +578,7 @@ pub fn durable_patches(records: &[Record]) -> Vec<Record> {
             Event::Validated if r.durable => {
                 if let Some(a) = applied.iter().find(|a| a.patch_id == r.patch_id) {
                     active.retain(|x| x.patch_id != r.patch_id);
-                    active.push(Record { durable: true, ..(*a).clone() });
+                    active.push(Record { durable: true, fault: r.fault.clone(), ..(*a).clone() });
                 }
             }
             // Rolled back, it is gone: a later validation (of the same id) has nothing to keep.
@@ -639,6 +654,7 @@ mod tests {
             reason: String::new(),
             attachments: Vec::new(),
             instance: String::new(),
+            fault: None,
         }
     }
 
@@ -939,6 +955,10 @@ mod tests {
 
     #[test]
     fn durable_patches_are_those_applied_and_not_rolled_back() {
+        let cart_npe = RepairedFault {
+            exception: "java.lang.NullPointerException".into(),
+            callers: vec!["com.shop.Cart.total".into()],
+        };
         let mut rs = vec![
             record("a", Event::Applied, true),
             record("b", Event::Applied, false),
@@ -946,7 +966,7 @@ mod tests {
             record("a", Event::RolledBack, true),
             record("d", Event::Applied, true),
             record("e", Event::Applied, false),
-            record("e", Event::Validated, true),
+            Record { fault: Some(cart_npe.clone()), ..record("e", Event::Validated, true) },
             record("f", Event::Applied, false),
             record("f", Event::Validated, false),
         ];
@@ -956,6 +976,7 @@ mod tests {
         let ids: Vec<String> = durable_patches(&rs).into_iter().map(|r| r.patch_id).collect();
         assert_eq!(ids, ["c", "d", "e"], "e was kept by its rule");
         assert_eq!(durable_patches(&rs)[2].spec, "id: e", "a kept patch replays the spec it was applied with");
+        assert_eq!(durable_patches(&rs)[2].fault, Some(cart_npe), "and the fault its verdict named");
     }
 
     proptest! {

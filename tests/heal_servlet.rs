@@ -4,6 +4,13 @@
 //! overloads — each an HTTP 500 for some requests. One generic policy repairs them with no operator:
 //! the failing requests then answer 200 with the degraded answer, the others exactly as before, and
 //! each patch is on the exact method and descriptor (the other overload untouched).
+//!
+//! A second webapp has faults that happen once or hang instead: a servlet whose `init()` fails at
+//! deploy time (Jetty marks its webapp unavailable: 503 until the next start) and a request that
+//! waits for a worker that threw before completing it (the client gives up). A durable rule that
+//! fires on the first occurrence repairs both; the deploy-time repair, never called again in that
+//! JVM, is journaled durable-but-unproven, and at the next start the webapp deploys and the
+//! restored repair is validated again.
 
 mod agent_support;
 
@@ -12,15 +19,54 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use agent_support::{agentpath, default_jdk, http_get, repairctl_json, Service, TempDir};
+use agent_support::{agentpath, default_jdk, events, http_get, repairctl_json, Service, TempDir};
+use repair_model::journal::{durable_patches, read_history};
 
-const JARS: [&str; 7] =
-    ["jetty9-server", "jetty9-servlet", "jetty9-util", "jetty9-http", "jetty9-io", "jetty9-security", "servlet-api"];
+const JARS: [&str; 9] = [
+    "jetty9-server",
+    "jetty9-servlet",
+    "jetty9-util",
+    "jetty9-http",
+    "jetty9-io",
+    "jetty9-security",
+    "jetty9-webapp",
+    "jetty9-xml",
+    "servlet-api",
+];
 
 /// Jetty 9's class path, or `None` (the test then says why it is skipped).
 fn jetty_classpath() -> Option<String> {
     let jars: Vec<PathBuf> = JARS.iter().map(|j| Path::new("/usr/share/java").join(format!("{j}.jar"))).collect();
     jars.iter().all(|j| j.is_file()).then(|| jars.iter().map(|j| j.display().to_string()).collect::<Vec<_>>().join(":"))
+}
+
+/// Compiles `source` (`file` in package `shop`) against Jetty into `dir`/classes.
+fn compile_webapp(dir: &Path, classpath: &str, file: &str, source: &str) -> PathBuf {
+    let classes = dir.join("classes");
+    std::fs::create_dir_all(&classes).unwrap();
+    let src = dir.join(file);
+    std::fs::write(&src, source).unwrap();
+    let out = Command::new(default_jdk().tool("javac"))
+        .args(["-g", "-cp", classpath, "-d"])
+        .arg(&classes)
+        .arg(&src)
+        .output()
+        .expect("javac runs");
+    assert!(out.status.success(), "javac: {}", String::from_utf8_lossy(&out.stderr));
+    classes
+}
+
+/// `GET path` as a client that gives up after `limit`: `None` when no answer came by then.
+fn http_get_within(port: u16, path: &str, limit: Duration) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(limit)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
 }
 
 const POLICY: &str = r#"
@@ -56,17 +102,7 @@ fn a_jetty_webapp_is_repaired_by_policy_alone_and_its_500s_become_200s() {
         return;
     };
     let dir = TempDir::new("heal-servlet");
-    let classes = dir.0.join("classes");
-    std::fs::create_dir_all(&classes).unwrap();
-    let src = dir.0.join("Shop.java");
-    std::fs::write(&src, SHOP).unwrap();
-    let out = Command::new(default_jdk().tool("javac"))
-        .args(["-g", "-cp", &classpath, "-d"])
-        .arg(&classes)
-        .arg(&src)
-        .output()
-        .expect("javac runs");
-    assert!(out.status.success(), "javac: {}", String::from_utf8_lossy(&out.stderr));
+    let classes = compile_webapp(&dir.0, &classpath, "Shop.java", SHOP);
     let policy = dir.0.join("policy.yaml");
     std::fs::write(&policy, POLICY).unwrap();
     let mut command = Command::new(default_jdk().java());
@@ -211,6 +247,219 @@ public final class Shop {
             System.out.flush();
         }
         server.stop();
+    }
+}
+"#;
+
+/// One generic rule that fires on the first occurrence and keeps its repairs across restarts. A
+/// restored repair's window starts with the JVM: `max_window` leaves the test time to call it.
+const POLICY_ONCE: &str = r#"
+mode: enforce
+application: ["shop.*"]
+rules:
+  - name: once
+    when: { exception: java.lang.RuntimeException, in: "shop.*", count: 1 }
+    then:
+      - guard: { catch: [fault], fallback: default }
+    validate: { window: 1s, max_window: 10s, max_fallback_rate: 1.0 }
+    durable: true
+"#;
+
+/// The `/catalog` webapp's servlet `init()`, by its patch's target.
+const CATALOG_INIT: &str = "shop.Store$CatalogServlet.init()V";
+/// The stock lookup the `/stock` webapp's worker runs.
+const STOCK_OF: &str = "shop.Store$Stock.of(Ljava/lang/String;)I";
+
+/// The events about the patch at `site` (class.method+descriptor; a `restored` event names the
+/// method without its descriptor), as `(kind, reason)`.
+fn events_at(pid: u32, site: &str) -> Vec<(String, String)> {
+    events(pid)
+        .iter()
+        .filter(|e| e["site"].as_str().is_some_and(|s| !s.is_empty() && site.starts_with(s)))
+        .map(|e| (e["kind"].as_str().unwrap_or_default().to_string(), e["reason"].as_str().unwrap_or_default().into()))
+        .collect()
+}
+
+/// Waits (30 s) until an event at `site` of `kind` says `says`; returns its reason.
+fn await_event(pid: u32, site: &str, kind: &str, says: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let at = events_at(pid, site);
+        if let Some((_, reason)) = at.iter().find(|(k, r)| k == kind && r.contains(says)) {
+            return reason.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no {kind} event saying {says:?} at {site}: {:#?}",
+            events(pid)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn start_store(classes: &Path, classpath: &str, dir: &Path, state: &Path, policy: &Path) -> (Service, u16) {
+    let mut command = Command::new(default_jdk().java());
+    command.arg(agentpath(&format!("state={},policy={}", state.display(), policy.display()))).args([
+        "-cp",
+        &format!("{}:{classpath}", classes.display()),
+        "shop.Store",
+    ]);
+    command.arg(dir.join("catalog-webapp"));
+    let mut svc = Service::start(command);
+    let port = svc.send("port").trim_start_matches("PORT ").trim().parse().unwrap();
+    (svc, port)
+}
+
+#[test]
+fn a_deploy_time_fault_and_a_hung_request_are_repaired_and_the_repair_is_validated_again_at_the_next_start() {
+    let Some(classpath) = jetty_classpath() else {
+        println!("skipped: Jetty 9 is not in /usr/share/java (scripts/setup.sh installs libjetty9-java)");
+        return;
+    };
+    let dir = TempDir::new("heal-servlet-once");
+    let classes = compile_webapp(&dir.0, &classpath, "Store.java", STORE);
+    std::fs::create_dir_all(dir.0.join("catalog-webapp")).unwrap();
+    let policy = dir.0.join("policy.yaml");
+    std::fs::write(&policy, POLICY_ONCE).unwrap();
+    let state = dir.0.join("state");
+    let hang = Duration::from_secs(2);
+
+    // First start: the catalog webapp failed to deploy.
+    let (svc, port) = start_store(&classes, &classpath, &dir.0, &state, &policy);
+    assert_eq!(http_get(port, "/catalog/").0, 503, "the catalog is unavailable after its deploy-time fault");
+    assert_eq!(http_get(port, "/stock/?item=apple"), (200, "stock 7".to_string()));
+    // The worker throws before completing the answer: the request hangs until the client gives up.
+    assert_eq!(http_get_within(port, "/stock/?item=fig", hang), None, "the request hangs before any repair");
+    let started = Instant::now();
+    let repaired = loop {
+        if let Some(answer) = http_get_within(port, "/stock/?item=fig", hang) {
+            break answer;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "still hanging: {:#?}", events(svc.pid));
+    };
+    assert_eq!(repaired, (200, "stock 0".to_string()), "the request completes with the degraded answer");
+    // Calls for the stock repair's verdict (a handful), which is validated and kept durable.
+    for _ in 0..6 {
+        assert_eq!(http_get(port, "/stock/?item=fig"), (200, "stock 0".to_string()));
+        assert_eq!(http_get(port, "/stock/?item=apple"), (200, "stock 7".to_string()));
+    }
+    await_event(svc.pid, STOCK_OF, "validated", "kept across restarts");
+    // The init() repair is never called again in this JVM: unproven, journaled durable anyway.
+    let unproven = await_event(svc.pid, CATALOG_INIT, "unproven", "durable-but-unproven");
+    assert!(unproven.contains("0 calls"), "{unproven}");
+    assert_eq!(http_get(port, "/catalog/").0, 503, "a repair does not redeploy the webapp");
+    svc.finish();
+    let mut durable: Vec<Vec<String>> =
+        durable_patches(&read_history(&state).unwrap()).into_iter().map(|r| r.classes).collect();
+    durable.sort();
+    assert_eq!(durable, [["shop.Store$CatalogServlet"], ["shop.Store$Stock"]], "both repairs are durable");
+
+    // Next start on the same state dir: the catalog deploys with its restored repair.
+    let (svc, port) = start_store(&classes, &classpath, &dir.0, &state, &policy);
+    assert_eq!(http_get(port, "/catalog/"), (200, "page size 10".to_string()), "deployed, with the default page size");
+    assert_eq!(http_get(port, "/stock/?item=fig"), (200, "stock 0".to_string()), "no hang from the first request");
+    assert_eq!(http_get(port, "/stock/?item=apple"), (200, "stock 7".to_string()));
+    for site in [CATALOG_INIT, STOCK_OF] {
+        await_event(svc.pid, site, "restored", "restored; validating under rule once");
+    }
+    let validated = await_event(svc.pid, CATALOG_INIT, "validated", "restored from the journal and validated again");
+    assert!(validated.contains("over 1 calls") && validated.contains("stays durable"), "{validated}");
+    await_event(svc.pid, STOCK_OF, "validated", "restored from the journal and validated again");
+    let all = events(svc.pid);
+    assert!(
+        !all.iter().any(|e| e["kind"] == "rolled-back" || e["kind"] == "refused" || e["kind"] == "fired"),
+        "nothing failed, nothing new to repair: {all:#?}"
+    );
+    svc.finish();
+}
+
+const STORE: &str = r#"package shop;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import javax.servlet.ServletException;
+import javax.servlet.http.HttpServlet;
+import javax.servlet.http.HttpServletRequest;
+import javax.servlet.http.HttpServletResponse;
+import org.eclipse.jetty.server.Server;
+import org.eclipse.jetty.server.ServerConnector;
+import org.eclipse.jetty.server.handler.ContextHandlerCollection;
+import org.eclipse.jetty.servlet.ServletContextHandler;
+import org.eclipse.jetty.servlet.ServletHolder;
+import org.eclipse.jetty.webapp.WebAppContext;
+
+/** Two webapps on embedded Jetty 9: one fails at deploy time, one hangs a request. */
+public final class Store {
+    /** Its page size comes from an init parameter nobody set: init() throws at deploy time. */
+    public static final class CatalogServlet extends HttpServlet {
+        private int pageSize = 10;
+        @Override public void init() {
+            pageSize = Integer.parseInt(getInitParameter("pageSize"));
+        }
+        @Override protected void doGet(HttpServletRequest req, HttpServletResponse resp) throws IOException {
+            resp.getWriter().print("page size " + pageSize);
+        }
+    }
+
+    /** Stock by item; an unknown item is unboxed from null (NPE). */
+    static final class Stock {
+        private final Map<String, Integer> byItem = new HashMap<>();
+        Stock() { byItem.put("apple", 7); }
+        int of(String item) { return byItem.get(item); }
+    }
+
+    static final Stock STOCK = new Stock();
+    static final ExecutorService WORKERS = Executors.newFixedThreadPool(2);
+
+    /** Counts are looked up by a worker; one that throws never completes the answer. */
+    public static final class StockServlet extends HttpServlet {
+        @Override protected void doGet(HttpServletRequest req, HttpServletResponse resp) throws IOException, ServletException {
+            String item = req.getParameter("item");
+            CompletableFuture<Integer> count = new CompletableFuture<>();
+            WORKERS.submit(() -> count.complete(STOCK.of(item)));
+            try {
+                resp.getWriter().print("stock " + count.get());
+            } catch (InterruptedException | ExecutionException e) {
+                throw new ServletException(e);
+            }
+        }
+    }
+
+    public static void main(String[] args) throws Exception {
+        Server server = new Server();
+        ServerConnector http = new ServerConnector(server);
+        http.setHost("127.0.0.1");
+        http.setPort(0);
+        server.addConnector(http);
+        // A webapp: a failed deploy leaves it unavailable (503) and the server up.
+        WebAppContext catalog = new WebAppContext();
+        catalog.setContextPath("/catalog");
+        catalog.setResourceBase(args[0]);
+        catalog.addServlet(new ServletHolder(new CatalogServlet()), "/");
+        ServletContextHandler stock = new ServletContextHandler();
+        stock.setContextPath("/stock");
+        stock.addServlet(new ServletHolder(new StockServlet()), "/");
+        ContextHandlerCollection contexts = new ContextHandlerCollection();
+        contexts.addHandler(catalog);
+        contexts.addHandler(stock);
+        server.setHandler(contexts);
+        server.start();
+        System.out.println("READY " + ProcessHandle.current().pid());
+        System.out.flush();
+        BufferedReader in = new BufferedReader(new InputStreamReader(System.in));
+        for (String line; (line = in.readLine()) != null; ) {
+            System.out.println("PORT " + http.getLocalPort());
+            System.out.flush();
+        }
+        server.stop();
+        WORKERS.shutdownNow();
     }
 }
 "#;

@@ -1,13 +1,16 @@
 //! The journal on real JVMs: a corrupt byte costs one record, not the ones after it; a write that
 //! fails is never a silent success; a long history is read in pages; replicas of one service
-//! share a journal without clashing and restore each other's durable patches, visibly.
+//! share a journal without clashing and restore each other's durable patches, visibly; a rule's
+//! durable repair restored at a start is validated again, and one that fails there is rolled back
+//! and not restored at the start after.
 
 mod agent_support;
 
 use std::path::Path;
 use std::process::Command;
 
-use agent_support::{agentpath, compile, default_jdk, repairctl_json as json, Jdk, Service, TempDir};
+use agent_support::{agentpath, compile, default_jdk, events, repairctl_json as json, Jdk, Service, TempDir};
+use repair_model::journal::{durable_patches, read_history};
 
 const SERVICE: &str = r#"
 import java.io.*;
@@ -202,6 +205,7 @@ fn a_history_larger_than_a_grpc_message_is_read_in_pages() {
                 reason: reason.clone(),
                 attachments: Vec::new(),
                 instance: "earlier".into(),
+                fault: None,
             })
             .unwrap();
     }
@@ -262,4 +266,136 @@ fn replicas_share_the_services_journal_and_restore_its_durable_patches_visibly()
     let h = history(c.pid);
     assert_eq!(h["records"].as_array().unwrap().len(), 3, "restoring writes no duplicate records");
     c.finish();
+}
+
+/// Reads its limit at start-up from a property (`-Dcfg.limit=ten`: not a number): `limit` throws
+/// once a start, and `configure` fails in turn on a `null` limit.
+const CONFIGURED: &str = r#"
+import java.io.*;
+public class Cfg {
+    static Integer limit(String value) { return Integer.valueOf(value.strip()); }
+    static String configure() { return "limit " + (limit(System.getProperty("cfg.limit")) + 1); }
+    public static void main(String[] a) throws Exception {
+        String limit;
+        try { limit = configure(); } catch (RuntimeException e) { limit = e.getClass().getName(); }
+        System.out.println("READY " + ProcessHandle.current().pid());
+        BufferedReader in = new BufferedReader(new InputStreamReader(System.in));
+        for (String l; (l = in.readLine()) != null; ) {
+            System.out.println("STATE " + limit);
+        }
+    }
+}
+"#;
+
+/// A durable rule that fires on the first occurrence; its guard's fallback is `null`.
+const ONCE: &str = "mode: enforce\nrules:\n  - name: once\n    when: { exception: java.lang.RuntimeException, in: \"Cfg.*\", \
+                    count: 1 }\n    then:\n      - guard: { catch: [fault], fallback: default }\n    validate: { window: 1s, \
+                    max_window: 2s }\n    durable: true\n";
+
+/// Events of `kind` in the JVM `pid`, by their reasons, waiting (30 s) for one that says `says`.
+fn await_reason(pid: u32, kind: &str, says: &str) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let all = events(pid);
+        let found =
+            all.iter().filter(|e| e["kind"] == kind).find_map(|e| e["reason"].as_str().filter(|r| r.contains(says)));
+        if let Some(reason) = found {
+            return reason.to_string();
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "no {kind} event saying {says:?}: {all:#?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// `Cfg` compiled in a temporary dir, with the `once` policy and a state dir there.
+struct Configured {
+    jdk: Jdk,
+    dir: TempDir,
+}
+
+impl Configured {
+    fn new(tag: &str) -> Configured {
+        let (jdk, dir) = (default_jdk(), TempDir::new(tag));
+        compile(&jdk, &dir.0, &[("Cfg.java", CONFIGURED)]);
+        std::fs::write(dir.0.join("once.yaml"), ONCE).unwrap();
+        Configured { jdk, dir }
+    }
+
+    /// Starts `Cfg` with the agent, `-Dcfg.limit=` set to `limit` unless `None`.
+    fn start(&self, limit: Option<&str>) -> Service {
+        let (state, policy) = (self.dir.0.join("state"), self.dir.0.join("once.yaml"));
+        let mut c = Command::new(self.jdk.java());
+        c.arg(agentpath(&format!("state={},policy={}", state.display(), policy.display())));
+        c.args(limit.map(|l| format!("-Dcfg.limit={l}")));
+        c.arg("-cp").arg(&self.dir.0).arg("Cfg");
+        Service::start(c)
+    }
+
+    fn durable(&self) -> Vec<repair_model::journal::Record> {
+        durable_patches(&read_history(&self.dir.0.join("state")).unwrap_or_default())
+    }
+
+    /// The first start: the fault happens once, the repair is never called again, and the durable
+    /// rule journals it durable-but-unproven, with the fault it repairs.
+    fn first_start(&self) {
+        let mut jvm = self.start(Some("ten"));
+        assert_eq!(jvm.state(), "STATE java.lang.NumberFormatException", "the fault at start-up");
+        let unproven = await_reason(jvm.pid, "unproven", "durable-but-unproven");
+        assert!(unproven.contains("0 calls"), "{unproven}");
+        jvm.finish();
+        let kept = self.durable();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        let fault = kept[0].fault.as_ref().expect("the fault it repairs is journaled with it");
+        assert_eq!(fault.exception, "java.lang.NumberFormatException");
+        assert_eq!(fault.callers, ["Cfg.configure", "Cfg.main"]);
+    }
+}
+
+#[test]
+fn a_restored_repair_whose_fallback_makes_its_caller_fail_is_rolled_back_and_not_restored_again() {
+    let cfg = Configured::new("journal-revalidate");
+    cfg.first_start();
+
+    // Second start: restored and validated again; its null makes configure() fail: rolled back.
+    let mut jvm = cfg.start(Some("ten"));
+    await_reason(jvm.pid, "restored", "restored; validating under rule once");
+    let rolled_back = await_reason(jvm.pid, "rolled-back", "restored from the journal");
+    assert!(
+        rolled_back.contains("java.lang.NullPointerException at Cfg.configure followed its fallback")
+            && rolled_back.contains("no longer durable"),
+        "{rolled_back}"
+    );
+    assert_eq!(jvm.state(), "STATE java.lang.NullPointerException", "the restored repair was in place at start-up");
+    jvm.finish();
+    assert_eq!(cfg.durable(), Vec::new(), "rolled back: no longer durable");
+
+    // Third start: nothing is restored; the fault happens as on the first.
+    let mut jvm = cfg.start(Some("ten"));
+    assert_eq!(jvm.state(), "STATE java.lang.NumberFormatException");
+    assert!(!events(jvm.pid).iter().any(|e| e["kind"] == "restored"), "{:#?}", events(jvm.pid));
+    jvm.finish();
+}
+
+#[test]
+fn a_restored_repair_a_fault_passes_through_again_is_rolled_back_and_not_restored_again() {
+    let cfg = Configured::new("journal-revalidate-through");
+    cfg.first_start();
+
+    // Second start without the property: limit() fails on null, a fault the guard (for the
+    // NumberFormatException) lets through.
+    let mut jvm = cfg.start(None);
+    await_reason(jvm.pid, "restored", "restored; validating under rule once");
+    let rolled_back = await_reason(jvm.pid, "rolled-back", "restored from the journal");
+    assert!(
+        rolled_back.contains("new faults of other kinds through the repaired method: java.lang.NullPointerException")
+            && rolled_back.contains("no longer durable"),
+        "{rolled_back}"
+    );
+    assert_eq!(jvm.state(), "STATE java.lang.NullPointerException");
+    jvm.finish();
+    assert_eq!(cfg.durable(), Vec::new(), "rolled back: no longer durable");
+    let mut jvm = cfg.start(Some("ten"));
+    assert_eq!(jvm.state(), "STATE java.lang.NumberFormatException", "not restored: the fault happens again");
+    assert!(!events(jvm.pid).iter().any(|e| e["kind"] == "restored"), "{:#?}", events(jvm.pid));
+    jvm.finish();
 }

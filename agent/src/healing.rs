@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use repair_bytecode::transform::ProbePoint;
+use repair_model::journal::RepairedFault;
 use repair_model::policy::{self, Decision, Engine, FrameRef, Observation, Policy};
 use repair_model::rank;
 use repair_model::spec::{Action, PatchSpec};
@@ -94,6 +95,9 @@ pub struct Healer {
     /// The fault log, once started: told of the thread only while a policy is in force, so that
     /// without one a throw never wakes the thread.
     faults: std::sync::OnceLock<&'static FaultLog>,
+    /// Durable repairs restored from the journal, with the fault their records name, waiting
+    /// for the thread to validate them again ([`Healer::validate_restored`]).
+    restored: Mutex<Vec<(AppliedPatch, Option<RepairedFault>)>>,
 }
 
 /// The name the thread has in the JVM while it is attached for a call.
@@ -147,6 +151,36 @@ impl Healer {
         }
     }
 
+    /// A rule's durable repair, restored from the journal at this start (`fault` as its record
+    /// names it): validated again like a new repair, under the rule of that name in the policy
+    /// in force, except that one call through it is evidence enough (it was kept on evidence
+    /// before, or for a fault that happens once a start, as at deploy time). Returns how, for the
+    /// `restored` event, or why it is not.
+    pub fn validate_restored(&self, patch: AppliedPatch, fault: Option<RepairedFault>) -> Result<String, String> {
+        let rule_name = patch.who.strip_prefix("rule:").ok_or("not a rule's repair")?;
+        let how = {
+            let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let policy = state.as_ref().map(|s| &s.policy).ok_or("no policy in force")?;
+            let rule = policy
+                .rules
+                .iter()
+                .find(|r| r.name == rule_name)
+                .ok_or_else(|| format!("the policy in force has no rule {rule_name}"))?;
+            format!(
+                "restored; validating under rule {rule_name}: window {:?}, at least {} call by {:?}",
+                rule.validate_window,
+                rule.min_calls.min(1),
+                rule.max_window
+            )
+        };
+        self.restored.lock().unwrap_or_else(|e| e.into_inner()).push((patch, fault));
+        if let Some(tx) = self.sender.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            let wake = Occurrence { fault_id: WAKE, count: 0, at: Instant::now(), after_fallback: None, ending: None };
+            let _ = tx.try_send(wake);
+        }
+        Ok(how)
+    }
+
     pub fn state(&self) -> Option<PolicyState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -175,8 +209,12 @@ struct Watch {
     last_deadline: Instant,
     max_fallback_rate: f64,
     durable: bool,
-    /// Journaled durable before its verdict: its fault was about to end its thread.
+    /// Journaled durable before its verdict: its fault was about to end its thread, or it was
+    /// restored from the journal.
     kept_at_once: bool,
+    /// Restored from the journal at this start: its fault was seen by an earlier JVM, so
+    /// `fault_id` is 0 until a fault of its exception passes through the repaired method here.
+    restored: bool,
     /// Fault counts at the end of the settling time; `None` before.
     baseline: Option<HashMap<u64, u64>>,
     blame: Blame,
@@ -271,6 +309,13 @@ impl Blame {
         Blame { report_id, fault_id: fault.id, target: target.clone(), callers }
     }
 
+    /// A restored repair's: its fault was in an earlier JVM, whose journal record kept the
+    /// callers (`class.method`).
+    fn restored(report_id: i32, target: &(String, String), callers: &[String]) -> Blame {
+        let callers = callers.iter().filter_map(|c| c.rsplit_once('.')).map(|(c, m)| (c.into(), m.into())).collect();
+        Blame { report_id, fault_id: 0, target: target.clone(), callers }
+    }
+
     /// Whether `fault`, which followed a fallback reported under `report_id`, may be its doing.
     fn covers(&self, fault: &Fault, report_id: i32) -> bool {
         self.report_id == report_id
@@ -294,6 +339,7 @@ fn run(agent: Parts, healer: &'static Healer, rx: Receiver<Occurrence>) {
         health: HashMap::new(),
     };
     r.take_policy();
+    r.watch_restored();
     let mut checked = Instant::now();
     loop {
         // Nothing under validation: sleep until an occurrence or a policy arrives. Otherwise wake
@@ -304,7 +350,10 @@ fn run(agent: Parts, healer: &'static Healer, rx: Receiver<Occurrence>) {
             rx.recv_timeout(CHECK_EVERY.saturating_sub(checked.elapsed()).max(Duration::from_millis(1)))
         };
         match received {
-            Ok(o) if o.fault_id == WAKE => r.take_policy(),
+            Ok(o) if o.fault_id == WAKE => {
+                r.take_policy();
+                r.watch_restored();
+            }
             Ok(o) if o.fault_id == HEALTH_FAILED => r.health_failed(o),
             Ok(Occurrence { fault_id, ending: Some(ticket), .. }) => r.ending(fault_id, ticket),
             Ok(o) => r.occurrence(o),
@@ -351,7 +400,7 @@ impl Run {
             );
             let site = policy::site_key(&w.target.0, &w.target.1, &w.target.2);
             let about = About { rule: &w.rule, patch: &w.patch.spec.id, site: &site };
-            match self.agent.journal.validated(self.agent.events, &w.patch, true, &why) {
+            match self.agent.journal.validated(self.agent.events, &w.patch, true, Some(w.repaired_fault()), &why) {
                 Ok(()) => {
                     w.kept_at_once = true;
                     self.agent.events.emit(Kind::Journal, about, why);
@@ -360,6 +409,55 @@ impl Run {
             }
         }
         self.agent.faults.ending_handled(ticket);
+    }
+
+    /// Puts the restored durable repairs handed over under validation, as new repairs are: the
+    /// faults of this JVM count from its start (the repair is in place since its class loaded).
+    fn watch_restored(&mut self) {
+        let restored = std::mem::take(&mut *self.healer.restored.lock().unwrap_or_else(|e| e.into_inner()));
+        for (patch, fault) in restored {
+            let spec = &patch.spec;
+            let target =
+                (spec.class.clone(), spec.method.name.clone(), spec.method.descriptor.clone().unwrap_or_default());
+            let site = policy::site_key(&target.0, &target.1, &target.2);
+            let rule_name = patch.who.strip_prefix("rule:").unwrap_or_default().to_string();
+            let rule = self.engine.as_ref().and_then(|e| e.policy.rules.iter().find(|r| r.name == rule_name).cloned());
+            let Some(rule) = rule else {
+                let about = About { rule: &rule_name, patch: &spec.id, site: &site };
+                let why = "restored, not validated: the policy was replaced meanwhile and has no rule of that name";
+                self.agent.events.emit(Kind::Restored, about, why);
+                continue;
+            };
+            if let Some(e) = self.engine.as_mut() {
+                e.set_busy(&rule.name, &site, true);
+            }
+            // Records older than the fault they name: any fault through the method counts against it.
+            let RepairedFault { exception, callers } =
+                fault.unwrap_or(RepairedFault { exception: String::new(), callers: Vec::new() });
+            let now = Instant::now();
+            self.watches.push(Watch {
+                blame: Blame::restored(patch.report_id, &(target.0.clone(), target.1.clone()), &callers),
+                patch,
+                rule: rule.name.clone(),
+                site,
+                target,
+                fault_id: 0,
+                exception,
+                applied: now,
+                deadline: now + rule.validate_window,
+                min_calls: rule.min_calls.min(1),
+                last_deadline: now + rule.max_window,
+                max_fallback_rate: rule.max_fallback_rate,
+                durable: true,
+                kept_at_once: true,
+                restored: true,
+                baseline: Some(HashMap::new()),
+                handled: HashMap::new(),
+                health: None,
+            });
+        }
+        // Judged by their rule's health signal too, as new repairs are.
+        self.judge_by_health(None);
     }
 
     fn occurrence(&mut self, o: Occurrence) {
@@ -618,6 +716,7 @@ impl Run {
                         max_fallback_rate: rule.max_fallback_rate,
                         durable: rule.durable,
                         kept_at_once: false,
+                        restored: false,
                         baseline: None,
                         handled: HashMap::new(),
                         health: None,
@@ -811,6 +910,16 @@ impl Run {
         let mut i = 0;
         while i < self.watches.len() {
             let w = &mut self.watches[i];
+            if w.restored && w.fault_id == 0 {
+                // The first fault of its kind through the repaired method is its fault returning.
+                let through = |f: &&Fault| {
+                    f.exception == w.exception
+                        && f.stack
+                            .iter()
+                            .any(|s| (&s.class, &s.method, &s.descriptor) == (&w.target.0, &w.target.1, &w.target.2))
+                };
+                w.fault_id = faults.iter().find(through).map_or(0, |f| f.id);
+            }
             if w.baseline.is_none() {
                 if now.duration_since(w.applied) < SETTLE {
                     i += 1;
@@ -841,12 +950,42 @@ impl Run {
         match result {
             Verdict::Unproven(why) => {
                 self.healer.stats(&w.rule, |s| s.unproven += 1);
+                // A durable rule's repair of a fault that happens once (at start-up, at deploy)
+                // never gets the calls a verdict needs in the JVM that saw the fault: it is
+                // journaled durable-but-unproven, and the next start validates it again.
+                let why = if w.restored {
+                    format!("restored from the journal: {why}; it stays durable, validated again at the next start")
+                } else if w.kept_at_once {
+                    format!("{why}; journaled durable when its fault was about to end its thread")
+                } else if w.durable {
+                    let kept = format!(
+                        "{why}; journaled durable-but-unproven (durable rule): restored at the next start and validated \
+                         again there"
+                    );
+                    match self.agent.journal.validated(
+                        self.agent.events,
+                        &w.patch,
+                        true,
+                        Some(w.repaired_fault()),
+                        &kept,
+                    ) {
+                        Ok(()) => kept,
+                        Err(e) => format!("{why}; not kept across restarts: {e}"),
+                    }
+                } else {
+                    format!("{why}; not kept across restarts")
+                };
                 self.agent.events.emit(Kind::Unproven, about, why);
                 self.kept.push(w);
             }
             Verdict::Holds(why) => {
-                let why = if w.durable { format!("{why}; kept across restarts (durable rule)") } else { why };
-                let _ = self.agent.journal.validated(self.agent.events, &w.patch, w.durable, &why);
+                let why = match (w.restored, w.durable) {
+                    (true, _) => format!("restored from the journal and validated again: {why}; it stays durable"),
+                    (false, true) => format!("{why}; kept across restarts (durable rule)"),
+                    (false, false) => why,
+                };
+                let fault = w.durable.then(|| w.repaired_fault());
+                let _ = self.agent.journal.validated(self.agent.events, &w.patch, w.durable, fault, &why);
                 self.healer.stats(&w.rule, |s| s.validated += 1);
                 self.agent.events.emit(Kind::Validated, about, why);
                 if matches!(w.patch.spec.action, Action::Probe { .. }) {
@@ -866,10 +1005,12 @@ impl Run {
                             let _ =
                                 self.agent.journal.rolled_back(self.agent.events, std::slice::from_ref(p), &who, &why);
                         }
+                        let restored = if w.restored { "restored from the journal, " } else { "" };
+                        let durable = if w.durable { "; no longer durable" } else { "" };
                         self.agent.events.emit(
                             Kind::RolledBack,
                             about,
-                            format!("{why}; the rule tries its next action when the fault returns"),
+                            format!("{restored}{why}{durable}; the rule tries its next action when the fault returns"),
                         );
                     }
                     // An operator rolled it back meanwhile: nothing left to undo.
@@ -1040,14 +1181,22 @@ impl Run {
     }
 }
 
+impl Watch {
+    /// The fault the repair is for, as a durable verdict journals it.
+    fn repaired_fault(&self) -> RepairedFault {
+        let callers = self.blame.callers.iter().map(|(class, method)| format!("{class}.{method}")).collect();
+        RepairedFault { exception: self.exception.clone(), callers }
+    }
+}
+
 /// How a repair's validation ended; each with its reason.
 enum Verdict {
     /// Its window passed cleanly over enough calls.
     Holds(String),
     /// It does not hold: rolled back.
     Fails(String),
-    /// Too few calls to judge by the end of the longest window: kept, neither validated nor
-    /// made durable.
+    /// Too few calls to judge by the end of the longest window: kept, not validated (a durable
+    /// rule's repair is journaled durable-but-unproven, to be validated again at the next start).
     Unproven(String),
 }
 
@@ -1126,7 +1275,7 @@ fn verdict(w: &mut Watch, faults: &[Fault], active: &[String], now: Instant, age
         return (now >= w.last_deadline).then(|| {
             Verdict::Unproven(format!(
                 "{calls} calls in {window:?}, fewer than the {} a verdict needs: the repair stays in force, \
-                 neither validated nor durable ({fallbacks} fallbacks, no new faults{health})",
+                 not validated ({fallbacks} fallbacks, no new faults{health})",
                 w.min_calls
             ))
         });

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use repair_model::journal::{sha256_hex, Event, Journal as JournalFile, Record};
+use repair_model::journal::{sha256_hex, Event, Journal as JournalFile, Record, RepairedFault};
 
 use crate::events::{About, EventLog, Kind};
 use crate::patches::AppliedPatch;
@@ -292,12 +292,23 @@ impl Journal {
                 reason: reason.to_string(),
                 attachments: Vec::new(),
                 instance: String::new(),
+                fault: None,
             },
         )
     }
 
-    pub fn validated(&self, events: &EventLog, p: &AppliedPatch, durable: bool, reason: &str) -> Result<(), String> {
-        self.write(events, record(Event::Validated, std::slice::from_ref(p), durable, reason, false))
+    /// Journals a verdict that keeps `p`; `fault` is the one a rule's durable repair was made
+    /// for, by which a restart validates it again.
+    pub fn validated(
+        &self,
+        events: &EventLog,
+        p: &AppliedPatch,
+        durable: bool,
+        fault: Option<RepairedFault>,
+        reason: &str,
+    ) -> Result<(), String> {
+        let r = record(Event::Validated, std::slice::from_ref(p), durable, reason, false);
+        self.write(events, Record { fault, ..r })
     }
 
     /// Journals a patch rolled back: `patches` are all of one id.
@@ -341,6 +352,7 @@ fn record(event: Event, patches: &[AppliedPatch], durable: bool, reason: &str, w
         reason: reason.to_string(),
         attachments: Vec::new(),
         instance: String::new(),
+        fault: None,
     }
 }
 
@@ -377,6 +389,7 @@ mod tests {
                 reason: String::new(),
                 attachments: Vec::new(),
                 instance: String::new(),
+                fault: None,
             };
             journal.write(&events, r).unwrap();
         }

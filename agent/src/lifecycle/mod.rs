@@ -399,7 +399,8 @@ impl Agent {
     }
 
     /// Puts back the durable patches the journal holds. At start-up (`jni` is `None`) they wait
-    /// for their classes to load; after attach they are applied to the loaded classes.
+    /// for their classes to load; after attach they are applied to the loaded classes. A rule's
+    /// repair is handed to the healer, to be validated again under its rule.
     fn restore_durable(&self, jni: Option<&Jni<'_>>) {
         for record in self.journal.durable() {
             let about = About { patch: &record.patch_id, ..About::default() };
@@ -442,13 +443,31 @@ impl Agent {
                     .collect();
                 (spec, files)
             };
+            // A rule's repair is one patch; an operator's patches were never the healer's to judge.
+            let validating = |restored: Vec<crate::patches::AppliedPatch>| match restored.as_slice() {
+                [patch] if record.who.starts_with("rule:") => {
+                    match self.healer.validate_restored(patch.clone(), record.fault.clone()) {
+                        Ok(how) => format!("; {how}"),
+                        Err(why) => format!("; restored, not validated again: {why}"),
+                    }
+                }
+                _ => String::new(),
+            };
             match jni {
                 None => {
-                    for spec in specs {
-                        let (spec, files) = with_files(spec);
-                        self.patches.preload(spec, files, record.who.clone());
-                    }
-                    self.events.emit(Kind::Restored, about, format!("{since}: applies as the classes load"));
+                    let restored = specs
+                        .into_iter()
+                        .map(|spec| {
+                            let (spec, files) = with_files(spec);
+                            self.patches.preload(spec, files, record.who.clone())
+                        })
+                        .collect();
+                    let validating = validating(restored);
+                    self.events.emit(
+                        Kind::Restored,
+                        about,
+                        format!("{since}: applies as the classes load{validating}"),
+                    );
                 }
                 Some(jni) => {
                     // After attach, the classes loaded now are patched together; the others as they load.
@@ -469,8 +488,10 @@ impl Agent {
                         .map(with_files)
                         .partition(|(s, _)| loaded.contains(&s.target_class_internal()));
                     match self.patches.apply_set(self.jvmti, jni, now, waiting, record.who.clone()) {
-                        Ok(_) => {
-                            self.events.emit(Kind::Restored, about, format!("{since}: applied to the loaded classes"))
+                        Ok(restored) => {
+                            let validating = validating(restored);
+                            let text = format!("{since}: applied to the loaded classes{validating}");
+                            self.events.emit(Kind::Restored, about, text)
                         }
                         Err(e) => self.events.emit(Kind::Journal, about, format!("durable patch not restored: {e}")),
                     }
