@@ -1,9 +1,12 @@
 //! End to end on a real servlet container: Debian's Jetty 9 (`libjetty9-java`, jars in
 //! /usr/share/java), embedded, serving a small webapp with real bugs — a price lookup that unboxes a
 //! missing entry, a constructor that parses a missing parameter, and the text one of two `write`
-//! overloads — each an HTTP 500 for some requests. One generic policy repairs them with no operator:
-//! the failing requests then answer 200 with the degraded answer, the others exactly as before, and
-//! each patch is on the exact method and descriptor (the other overload untouched).
+//! overloads, a discount lookup whose `null` the servlet answers with a 500 of its own — each an
+//! HTTP 500 for some requests. One generic policy repairs them with no operator, judged by the
+//! response status (a health signal on Jetty's `HttpChannel.onCompleted`): the failing requests then
+//! answer 200 with the degraded answer, the others exactly as before, each patch is on the exact
+//! method and descriptor (the other overload untouched), and the guard whose `null` left the 500 in
+//! place was rolled back for the guard at its caller.
 //!
 //! A second webapp has faults that happen once or hang instead: a servlet whose `init()` fails at
 //! deploy time (Jetty marks its webapp unavailable: 503 until the next start) and a request that
@@ -78,12 +81,16 @@ rules:
     then:
       - guard: { catch: [fault], fallback: default }
       - { guard: { catch: [fault], fallback: default }, at: caller }
-    validate: { window: 1s, max_fallback_rate: 1.0 }
+    validate:
+      window: 1s
+      max_fallback_rate: 1.0
+      # What users see: the status of each response as Jetty completes it.
+      health: { method: org.eclipse.jetty.server.HttpChannel.onCompleted, failure: "this._response._status >= 500" }
 "#;
 
 /// Request → (status, body) of one round of every request.
 fn round(port: u16) -> BTreeMap<&'static str, (u16, String)> {
-    const PATHS: [&str; 7] = [
+    const PATHS: [&str; 9] = [
         "/price?item=apple",
         "/price?item=fig",
         "/cart?items=a,b",
@@ -91,6 +98,8 @@ fn round(port: u16) -> BTreeMap<&'static str, (u16, String)> {
         "/echo?text=hey",
         "/echo",
         "/echo?bytes=xyz",
+        "/discount?code=spring",
+        "/discount?code=bogus",
     ];
     PATHS.iter().map(|p| (*p, http_get(port, p))).collect()
 }
@@ -116,7 +125,7 @@ fn a_jetty_webapp_is_repaired_by_policy_alone_and_its_500s_become_200s() {
     let pid = svc.pid.to_string();
 
     let before = round(port);
-    for bad in ["/price?item=fig", "/cart", "/echo"] {
+    for bad in ["/price?item=fig", "/cart", "/echo", "/discount?code=bogus"] {
         assert_eq!(before[bad].0, 500, "{bad} fails before any repair: {:?}", before[bad]);
     }
     // Traffic until every request answers 200 (the policy needs each fault twice, then a window).
@@ -130,12 +139,13 @@ fn a_jetty_webapp_is_repaired_by_policy_alone_and_its_500s_become_200s() {
         assert!(started.elapsed() < Duration::from_secs(60), "still failing: {r:?}\nevents: {events:#}");
         std::thread::sleep(Duration::from_millis(100));
     };
-    for good in ["/price?item=apple", "/cart?items=a,b", "/echo?text=hey", "/echo?bytes=xyz"] {
+    for good in ["/price?item=apple", "/cart?items=a,b", "/echo?text=hey", "/echo?bytes=xyz", "/discount?code=spring"] {
         assert_eq!(after[good], before[good], "{good} answers as before the repairs");
     }
     assert_eq!(after["/price?item=fig"].1, "price 0");
     assert_eq!(after["/cart"].1, "items 0", "the constructor returned after super() with what it had set");
     assert_eq!(after["/echo"].1, "length 0");
+    assert_eq!(after["/discount?code=bogus"].1, "", "the servlet returned before writing: an empty 200");
 
     let patches = repairctl_json(&["patches", "--pid", &pid, "-o", "json"]);
     let mut targets: Vec<String> = patches
@@ -151,16 +161,49 @@ fn a_jetty_webapp_is_repaired_by_policy_alone_and_its_500s_become_200s() {
         targets,
         [
             "shop.Shop$Cart.<init>(Ljava/lang/String;)V",
+            "shop.Shop$DiscountServlet.doGet(Ljavax/servlet/http/HttpServletRequest;Ljavax/servlet/http/HttpServletResponse;)V",
             "shop.Shop$Out.write(Ljava/lang/String;)I",
             "shop.Shop$Prices.of(Ljava/lang/String;)J",
         ],
         "one patch a faulting method, on its exact descriptor: {patches:#}"
     );
+    // The guard on the discount lookup raised no fault, but its `null` made the servlet answer
+    // 500 itself: the health signal (the response status) rolled it back, and the guard at the
+    // caller that followed answers 200.
     let events = repairctl_json(&["events", "--pid", &pid, "-o", "json"]);
+    let events = events.as_array().unwrap();
+    let undone: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e["kind"] == "rolled-back" || e["kind"] == "refused")
+        .map(|e| (e["site"].as_str().unwrap_or_default(), e["reason"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(undone.len(), 1, "{events:#?}");
+    assert!(undone[0].0.starts_with("shop.Shop$Discounts.label"), "{undone:?}");
     assert!(
-        !events.as_array().unwrap().iter().any(|e| e["kind"] == "rolled-back" || e["kind"] == "refused"),
-        "{events:#}"
+        undone[0].1.starts_with(
+            "health signal org.eclipse.jetty.server.HttpChannel.onCompleted: a call meeting \
+             `this._response._status >= 500` (this._response._status = 500) followed its fallback"
+        ),
+        "{undone:?}"
     );
+    // Each repair that stays is validated once its window (1s) of traffic has passed.
+    let validated = |events: &serde_json::Value, patch: &str| {
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "validated" && e["patch"].as_str().unwrap_or_default().contains(patch))
+    };
+    let started = Instant::now();
+    loop {
+        round(port);
+        let events = repairctl_json(&["events", "--pid", &pid, "-o", "json"]);
+        if validated(&events, "Shop_DiscountServlet.doGet") && validated(&events, "Shop_Prices.of") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "not validated: {events:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     svc.finish();
 }
 
@@ -206,7 +249,19 @@ public final class Shop {
         static int write(String text) { return text.length(); }
     }
 
+    /** Discount labels by code; an unknown code is refused by the lookup, and a missing label
+     *  is the webapp's own error: it answers 500 without any exception. */
+    static final class Discounts {
+        private final Map<String, String> byCode = new HashMap<>();
+        Discounts() { byCode.put("spring", "10%"); }
+        String label(String code) {
+            if (!byCode.containsKey(code)) throw new IllegalStateException("no discount " + code);
+            return byCode.get(code);
+        }
+    }
+
     static final Prices PRICES = new Prices();
+    static final Discounts DISCOUNTS = new Discounts();
 
     public static final class PriceServlet extends HttpServlet {
         @Override protected void doGet(HttpServletRequest req, HttpServletResponse resp) throws IOException {
@@ -227,6 +282,17 @@ public final class Shop {
         }
     }
 
+    public static final class DiscountServlet extends HttpServlet {
+        @Override protected void doGet(HttpServletRequest req, HttpServletResponse resp) throws IOException {
+            String label = DISCOUNTS.label(req.getParameter("code"));
+            if (label == null) {
+                resp.sendError(500, "no label");
+                return;
+            }
+            resp.getWriter().print("discount " + label);
+        }
+    }
+
     public static void main(String[] args) throws Exception {
         Server server = new Server();
         ServerConnector http = new ServerConnector(server);
@@ -237,6 +303,7 @@ public final class Shop {
         context.addServlet(new ServletHolder(new PriceServlet()), "/price");
         context.addServlet(new ServletHolder(new CartServlet()), "/cart");
         context.addServlet(new ServletHolder(new EchoServlet()), "/echo");
+        context.addServlet(new ServletHolder(new DiscountServlet()), "/discount");
         server.setHandler(context);
         server.start();
         System.out.println("READY " + ProcessHandle.current().pid());
