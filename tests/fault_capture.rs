@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use agent_support::{agentpath, compile, finish, jdks, repairctl_json, TempDir};
+use agent_support::{agentpath, compile, finish, jdks, repairctl, repairctl_json, TempDir};
 
 const INIT_FAILS: &str = r#"
 public class InitFails {
@@ -94,6 +94,26 @@ fn attach_probes_every_loaded_class_but_one_whose_initializer_failed_and_says_so
             .unwrap_or_else(|| panic!("{}: no fault at InitFails$Working: {faults}", jdk.name));
         assert_eq!(working["exception"], "java.lang.IllegalStateException");
         assert_eq!(working["count"], 3);
+
+        // `classes` does not call it modifiable, and a patch on it is refused with the real cause
+        // (RetransformClasses alone would say JVMTI_ERROR_INVALID_CLASS: "not a loaded class").
+        let classes = repairctl_json(&["classes", "InitFails$*", "--pid", &pid, "-o", "json"]);
+        let modifiable = |name: &str| {
+            classes.as_array().unwrap().iter().find(|c| c["name"] == name).map(|c| c["modifiable"].clone())
+        };
+        assert_eq!(modifiable("InitFails$Broken"), Some(false.into()), "{}: {classes}", jdk.name);
+        assert_eq!(modifiable("InitFails$Working"), Some(true.into()), "{}: {classes}", jdk.name);
+        let spec = dir.0.join("broken.yaml");
+        std::fs::write(&spec, "id: broken-init\ntarget: { class: InitFails$Broken, method: \"<clinit>\" }\naction:\n  guard: { fallback: default }\n").unwrap();
+        let (ok, _, err) = repairctl(&["apply", spec.to_str().unwrap(), "--pid", &pid]);
+        assert!(!ok, "{}: applied to a class in the error state", jdk.name);
+        assert!(
+            err.contains("class InitFails$Broken cannot be modified: its static initializer failed"),
+            "{}: {err}",
+            jdk.name
+        );
+        let patches = repairctl_json(&["patches", "--pid", &pid, "-o", "json"]);
+        assert_eq!(patches.as_array().map(Vec::len), Some(0), "{}: nothing changed: {patches}", jdk.name);
 
         std::fs::write(&done, "").unwrap();
         let run = finish(child, Duration::from_secs(30));

@@ -901,6 +901,15 @@ fn loaded_classes_named<'a>(
                 "class {dotted} cannot be modified (JVMTI IsModifiableClass says no)"
             )));
         }
+        // RetransformClasses answers JVMTI_ERROR_INVALID_CLASS for such a class, which reads as
+        // "not loaded" though `classes` lists it: name the real cause instead.
+        if classes.iter().any(|c| jvmti.is_in_error_state(c).unwrap_or(false)) {
+            return Err(PatchError::Unavailable(format!(
+                "class {dotted} cannot be modified: its static initializer failed (class status ERROR), \
+                 so every use throws NoClassDefFoundError until the JVM restarts; a durable repair of \
+                 its <clinit> takes effect at the next start"
+            )));
+        }
     }
     Ok(found)
 }

@@ -166,7 +166,10 @@ impl Operations for AgentOperations {
                             Ok(l) => jni.class_name_of_object(&l),
                             Err(e) => format!("? ({e})"),
                         });
-                        let modifiable = a.jvmti.is_modifiable(&class).unwrap_or(false);
+                        // A class whose static initializer failed passes IsModifiableClass, yet
+                        // RetransformClasses refuses it: it is not modifiable in any way that counts.
+                        let modifiable = a.jvmti.is_modifiable(&class).unwrap_or(false)
+                            && !a.jvmti.is_in_error_state(&class).unwrap_or(true);
                         found.push(proto::LoadedClass { name, loader, modifiable });
                     }
                     jni.delete_local_ref(class);
