@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use agent_support::{agentpath, compile, default_jdk, jdks, repairctl_json as json, Jdk, Service, TempDir};
+use agent_support::{agentpath, compile, default_jdk, jdks, repairctl, repairctl_json as json, Jdk, Service, TempDir};
 
 /// Each `state` line runs the off-by-one methods once on fresh arrays and says what they did.
 /// Line numbers matter: `sum`'s array read is on line 5, `fill`'s write on line 9.
@@ -53,12 +53,6 @@ fn spec(dir: &Path, id: &str, method: &str, action: &str) -> String {
     std::fs::write(&p, format!("id: {id}\ntarget: {{ class: Sums, method: \"{method}\" }}\naction:\n  {action}\n"))
         .unwrap();
     p.display().to_string()
-}
-
-/// Runs repairctl; returns (success, stdout, stderr).
-fn repairctl(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_repairctl")).args(args).output().expect("repairctl runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
 fn start_sums(jdk: &Jdk, tag: &str) -> (TempDir, Service) {

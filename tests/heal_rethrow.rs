@@ -9,7 +9,7 @@ mod agent_support;
 use std::path::Path;
 use std::process::Command;
 
-use agent_support::{agentpath, compile, default_jdk, repairctl_json as json, Service, TempDir};
+use agent_support::{agentpath, compile, default_jdk, repairctl, repairctl_json as json, Service, TempDir};
 use repair_model::policy::patch_id;
 
 /// Answers each line on stdin with what `load` makes of it.
@@ -38,11 +38,6 @@ public class Loader {
     }
 }
 "#;
-
-fn repairctl(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_repairctl")).args(args).output().expect("repairctl runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
 
 fn spec(dir: &Path, name: &str, method: &str, as_class: &str) -> String {
     let text = format!(

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use agent_support::{agentpath, compile, default_jdk, repairctl_json, Service, TempDir};
+use agent_support::{agentpath, compile, default_jdk, repairctl, repairctl_json, Service, TempDir};
 
 /// `Depth.depth(n)` recurses `n` deep and returns `n`; for a negative `n` it recurses without end.
 /// Four workers call `depth(150)` all along and count wrong answers: the guard's depth is per
@@ -61,12 +61,6 @@ fn start_depth(jdk: &agent_support::Jdk, dir: &Path) -> Service {
     let mut command = Command::new(jdk.java());
     command.env("XDG_STATE_HOME", dir.join("state")).arg(agentpath("")).arg("-cp").arg(dir).arg("Depth");
     Service::start(command)
-}
-
-/// Runs repairctl; returns (success, stdout, stderr).
-fn repairctl(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_repairctl")).args(args).output().expect("repairctl runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
 fn calc(jvm: &mut Service, n: i32) -> String {

@@ -8,7 +8,7 @@ mod agent_support;
 use std::path::Path;
 use std::process::Command;
 
-use agent_support::{agentpath, compile, jdks, Jdk, Service, TempDir};
+use agent_support::{agentpath, compile, jdks, repairctl, Jdk, Service, TempDir};
 
 const SHOP: &str = r#"
 import java.io.*;
@@ -70,12 +70,6 @@ fn start_shop(jdk: &Jdk, dir: &Path, args: &[String]) -> Service {
     // The agent's default state dir: per test, so no test sees another's durable patches.
     command.env("XDG_STATE_HOME", dir.join("state")).args(args).arg("-cp").arg(dir).arg("Shop");
     Service::start(command)
-}
-
-/// Runs repairctl; returns (success, stdout, stderr).
-fn repairctl(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_repairctl")).args(args).output().expect("repairctl runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
 use agent_support::repairctl_json as json;

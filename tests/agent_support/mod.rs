@@ -178,6 +178,12 @@ pub fn agentpath(options: &str) -> String {
     }
 }
 
+/// Runs `repairctl`: whether it succeeded, its stdout and its stderr.
+pub fn repairctl(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_repairctl")).args(args).output().expect("repairctl runs");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
 /// Runs `repairctl` (of this build), which must succeed, and reads its JSON output (`-o json`).
 pub fn repairctl_json(args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_repairctl")).args(args).output().expect("repairctl runs");
