@@ -2,7 +2,7 @@
 # Installs what a fresh Debian machine lacks for building and testing repair; safe to run twice.
 set -euo pipefail
 
-packages=(gradle libclang-dev protobuf-compiler libasm-java junit4 libhamcrest-java libjetty9-java)
+packages=(gradle libclang-dev protobuf-compiler libasm-java junit4 libhamcrest-java libjetty9-java etcd-server)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
