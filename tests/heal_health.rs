@@ -9,7 +9,7 @@ mod agent_support;
 
 use std::time::Duration;
 
-use agent_support::{agentpath, compile, default_jdk, logged_events, LoggedEvent, TempDir};
+use agent_support::{compile, default_jdk, logged_events, LoggedEvent, TempDir};
 
 /// `Web.handle` serves a request: `lookup` throws `NullPointerException` for a name it does not
 /// know ("pear", every other request), `handle` catches every exception and responds 500, and
@@ -97,19 +97,14 @@ impl Served {
 fn start(dir: &TempDir, health: &str, args: [u32; 2]) -> std::process::Child {
     let jdk = default_jdk();
     compile(&jdk, &dir.0, &[("Web.java", WEB)]);
-    let policy = dir.0.join("policy.yaml");
-    std::fs::write(&policy, POLICY.replace(" HEALTH", health)).unwrap();
-    std::process::Command::new(jdk.java())
-        .env("XDG_STATE_HOME", dir.0.join("state"))
-        .arg(agentpath(&format!("policy={},log=info", policy.display())))
-        .arg("-cp")
-        .arg(&dir.0)
-        .arg("Web")
-        .args(args.map(|n| n.to_string()))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("java starts")
+    let [requests, fails_from] = args.map(|n| n.to_string());
+    agent_support::spawn_with_policy(
+        &jdk,
+        &dir.0,
+        &POLICY.replace(" HEALTH", health),
+        &[],
+        &["Web", &requests, &fails_from],
+    )
 }
 
 /// Runs `java Web REQUESTS EMPTY_FAILS_FROM` to its end under the policy with `health`.

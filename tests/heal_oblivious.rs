@@ -8,7 +8,7 @@
 mod agent_support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use agent_support::{agentpath, compile, default_jdk, jdks, repairctl, repairctl_json as json, Jdk, Service, TempDir};
@@ -203,32 +203,16 @@ fn a_policy_repairs_an_index_fault_with_oblivious_access_and_validates_it() {
     let jdk = default_jdk();
     let dir = TempDir::new("oblivious-policy");
     compile(&jdk, &dir.0, &[("Totals.java", TOTALS)]);
-    let policy = dir.0.join("policy.yaml");
-    std::fs::write(&policy, POLICY).unwrap();
-    let child = Command::new(jdk.java())
-        .env("XDG_STATE_HOME", dir.0.join("state"))
-        .arg(agentpath(&format!("policy={},log=info", policy.display())))
-        .arg("-cp")
-        .arg(&dir.0)
-        .arg("Totals")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("java starts");
+    let child = agent_support::spawn_with_policy(&jdk, &dir.0, POLICY, &[], &["Totals"]);
     let run = agent_support::finish(child, Duration::from_secs(60));
     run.expect_success();
     let stderr = &run.stderr;
-    // `repair: event KIND rule=R patch=P at=S: REASON`, of the verdict-related kinds
-    let events: Vec<(&str, &str, &str)> = stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix("repair: event "))
-        .filter(|l| l.contains(" rule=index "))
-        .filter_map(|l| {
-            let kind = l.split(' ').next()?;
-            let p = l.split(' ').find_map(|w| w.strip_prefix("patch="))?;
-            let reason = l.split_once(": ").map_or("", |(_, r)| r);
-            ["applied", "refused", "validated", "unproven", "rolled-back"].contains(&kind).then_some((kind, p, reason))
-        })
+    // The verdict-related events of the rule.
+    let logged = agent_support::logged_events(stderr, "index");
+    let events: Vec<(&str, &str, &str)> = logged
+        .iter()
+        .filter(|e| ["applied", "refused", "validated", "unproven", "rolled-back"].contains(&e.kind.as_str()))
+        .map(|e| (e.kind.as_str(), e.patch.as_str(), e.reason.as_str()))
         .collect();
     let story = |method: &str, descriptor: &str| -> Vec<(&str, String)> {
         let ids: Vec<String> = (0..2)

@@ -6,10 +6,9 @@
 
 mod agent_support;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use agent_support::{agentpath, compile, default_jdk, TempDir};
+use agent_support::{compile, default_jdk, TempDir};
 use repair_model::policy::patch_id;
 
 /// `length` counts the nodes of a list by recursion (a cyclic one: without end); `sum` reads one
@@ -62,33 +61,13 @@ fn one_rule_gives_each_fault_the_action_made_for_it_and_says_why() {
     let jdk = default_jdk();
     let dir = TempDir::new("heal-rank");
     compile(&jdk, &dir.0, &[("Rank.java", RANK)]);
-    let policy = dir.0.join("policy.yaml");
-    std::fs::write(&policy, POLICY).unwrap();
-    let child = Command::new(jdk.java())
-        .env("XDG_STATE_HOME", dir.0.join("state"))
-        .arg(agentpath(&format!("policy={},log=info", policy.display())))
-        .args(["-Xss512k", "-cp"])
-        .arg(&dir.0)
-        .arg("Rank")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("java starts");
+    let child = agent_support::spawn_with_policy(&jdk, &dir.0, POLICY, &["-Xss512k"], &["Rank"]);
     let run = agent_support::finish(child, Duration::from_secs(60));
     run.expect_success();
     let stderr = &run.stderr;
-    // `repair: event KIND rule=R patch=P at=S: REASON` lines of the rule: (kind, patch, reason).
-    let events: Vec<(&str, &str, &str)> = stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix("repair: event "))
-        .filter(|l| l.contains(" rule=any "))
-        .map(|l| {
-            let (head, reason) = l.split_once(": ").unwrap_or((l, ""));
-            let kind = head.split(' ').next().unwrap_or("");
-            let patch = head.split(' ').find_map(|w| w.strip_prefix("patch=")).unwrap_or("");
-            (kind, patch, reason)
-        })
-        .collect();
+    let logged = agent_support::logged_events(stderr, "any");
+    let events: Vec<(&str, &str, &str)> =
+        logged.iter().map(|e| (e.kind.as_str(), e.patch.as_str(), e.reason.as_str())).collect();
     let id =
         |method: &str, descriptor: &str, action: usize| patch_id("any", "Rank", method, descriptor, action, |_| false);
     let reason =

@@ -9,7 +9,7 @@
 mod agent_support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use agent_support::{agentpath, compile, default_jdk, repairctl, repairctl_json, Service, TempDir};
@@ -193,33 +193,13 @@ fn recursion_guard_chosen_by_a_rule_for_a_stack_overflow_holds() {
     let jdk = default_jdk();
     let dir = TempDir::new("recursion-policy");
     compile(&jdk, &dir.0, &[("Chain.java", CHAIN)]);
-    let policy = dir.0.join("policy.yaml");
-    std::fs::write(&policy, CHAIN_POLICY).unwrap();
-    let child = Command::new(jdk.java())
-        .env("XDG_STATE_HOME", dir.0.join("state"))
-        .arg(agentpath(&format!("policy={},log=info", policy.display())))
-        .args(["-Xss512k", "-cp"])
-        .arg(&dir.0)
-        .arg("Chain")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("java starts");
+    let child = agent_support::spawn_with_policy(&jdk, &dir.0, CHAIN_POLICY, &["-Xss512k"], &["Chain"]);
     let run = agent_support::finish(child, Duration::from_secs(60));
     run.expect_success();
     let stderr = &run.stderr;
-    // `repair: event KIND rule=R patch=P at=S: REASON` lines of the rule.
-    let events: Vec<(&str, &str, &str)> = stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix("repair: event "))
-        .filter(|l| l.contains(" rule=runaway "))
-        .map(|l| {
-            let (head, reason) = l.split_once(": ").unwrap_or((l, ""));
-            let kind = head.split(' ').next().unwrap_or("");
-            let patch = head.split(' ').find_map(|w| w.strip_prefix("patch=")).unwrap_or("");
-            (kind, patch, reason)
-        })
-        .collect();
+    let logged = agent_support::logged_events(stderr, "runaway");
+    let events: Vec<(&str, &str, &str)> =
+        logged.iter().map(|e| (e.kind.as_str(), e.patch.as_str(), e.reason.as_str())).collect();
     let id = repair_model::policy::patch_id("runaway", "Chain", "length", "(LChain$Node;)I", 0, |_| false);
     let story: Vec<(&str, &str)> = events
         .iter()

@@ -6,10 +6,10 @@
 
 mod agent_support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use agent_support::{agentpath, compile, default_jdk, TempDir};
+use agent_support::{compile, default_jdk, TempDir};
 
 /// `Names.name` throws for even ids; `Names.width` uses its result, and from call `strictFrom` on
 /// it no longer checks for `null`: a guard returning `null` at `name` makes it throw then.
@@ -132,18 +132,7 @@ fn heal(tag: &str, main: &str, rule: &str, during: impl FnOnce(u32)) -> Healed {
     let jdk = default_jdk();
     let dir = TempDir::new(tag);
     compile(&jdk, &dir.0, &[("Names.java", NAMES), ("Quiet.java", QUIET)]);
-    let policy = dir.0.join("policy.yaml");
-    std::fs::write(&policy, POLICY).unwrap();
-    let child = Command::new(jdk.java())
-        .env("XDG_STATE_HOME", dir.0.join("state"))
-        .arg(agentpath(&format!("policy={},log=info", policy.display())))
-        .arg("-cp")
-        .arg(&dir.0)
-        .arg(main)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("java starts");
+    let child = agent_support::spawn_with_policy(&jdk, &dir.0, POLICY, &[], &[main]);
     during(child.id());
     let run = agent_support::finish(child, Duration::from_secs(60));
     run.expect_success();

@@ -287,6 +287,24 @@ pub struct LoggedEvent {
     pub reason: String,
 }
 
+/// Starts `java JVM_ARGS -cp DIR MAIN_ARGS...` with the agent loading `policy` (written to
+/// `DIR/policy.yaml`) at `log=info`, its state under `DIR/state`; stdout and stderr piped.
+pub fn spawn_with_policy(jdk: &Jdk, dir: &Path, policy: &str, jvm_args: &[&str], main_args: &[&str]) -> Child {
+    let file = dir.join("policy.yaml");
+    std::fs::write(&file, policy).unwrap();
+    Command::new(jdk.java())
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .arg(agentpath(&format!("policy={},log=info", file.display())))
+        .args(jvm_args)
+        .arg("-cp")
+        .arg(dir)
+        .args(main_args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("java starts")
+}
+
 /// The events of the rule named `rule` in a JVM's stderr, in order.
 pub fn logged_events(stderr: &str, rule: &str) -> Vec<LoggedEvent> {
     let rule = format!(" rule={rule} ");
