@@ -531,17 +531,12 @@ pub struct Candidate {
 /// Ranks where a fault could be repaired: the throw site (the innermost application frame),
 /// then its callers in application code, innermost first. JDK frames are skipped unless
 /// `allow_jdk`, and so are frames outside `application` when it is given; the reasons say so.
-pub fn candidates(stack: &[FrameRef], application: &[String], allow_jdk: bool) -> Vec<Candidate> {
+/// `probed`: the stack was taken by a bytecode capture probe, as the exception left its top
+/// frame (what threw below that frame is gone from it), not by an exception event at the throw.
+pub fn candidates(stack: &[FrameRef], application: &[String], allow_jdk: bool, probed: bool) -> Vec<Candidate> {
     let mut out: Vec<Candidate> = Vec::new();
     let mut skipped: Vec<String> = Vec::new();
-    // Seen from a bytecode capture probe (the agent's own hook is on top): the stack is the one
-    // the exception was leaving, so what threw below the first frame is gone from it.
-    let mut probed = false;
     for (depth, f) in stack.iter().enumerate() {
-        if f.class.starts_with("repair.rt.") {
-            probed = true;
-            continue;
-        }
         let jdk = is_jdk_class(&f.class);
         let outside = !application.is_empty() && !application.iter().any(|g| crate::glob::matches(g, &f.class));
         if (jdk && !allow_jdk) || outside || f.bci < 0 {
@@ -1270,22 +1265,22 @@ mod tests {
             f("repair.demo.ShopService", "route", 40),
             f("java.lang.Thread", "run", 1),
         ];
-        let c = candidates(&stack, &[], false);
+        let c = candidates(&stack, &[], false, false);
         let names: Vec<&str> = c.iter().map(|c| c.frame.method.as_str()).collect();
         assert_eq!(names, ["page", "dispatch", "route"]);
         assert!(c[0].reason.starts_with("throw site") && c[0].reason.contains("java.util.ArrayList.get (JDK)"));
         assert!(c[1].reason.contains("caller of repair.demo.OrderService.page"));
-        let app = candidates(&stack, &["repair.demo.*".to_string()], false);
+        let app = candidates(&stack, &["repair.demo.*".to_string()], false, false);
         assert_eq!(app.iter().map(|c| c.frame.method.as_str()).collect::<Vec<_>>(), ["page", "route"]);
         assert!(app[1].reason.contains("com.lib.Router.dispatch (library)"));
-        assert_eq!(candidates(&stack, &[], true)[0].frame.method, "checkIndex");
-        // A bytecode capture probe's call into the agent is passed over; the frame below it is the
-        // one the exception was leaving.
-        let probed = [f("repair.rt.Hooks", "thrown", -1), f("repair.demo.OrderService", "page", 12)];
-        let c = candidates(&probed, &[], true);
+        assert_eq!(candidates(&stack, &[], true, false)[0].frame.method, "checkIndex");
+        // From a bytecode capture probe the top frame is the one the exception was leaving.
+        let probed = [f("repair.demo.OrderService", "page", 12), f("repair.demo.ShopService", "route", 40)];
+        let c = candidates(&probed, &[], true, true);
         assert_eq!(
             (c[0].frame.method.as_str(), c[0].reason.as_str()),
             ("page", "throw site: the frame the exception left")
         );
+        assert_eq!(candidates(&probed, &[], true, false)[0].reason, "throw site: the frame that threw");
     }
 }

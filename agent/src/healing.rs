@@ -584,7 +584,8 @@ impl Run {
                 bci: f.bci,
             })
             .collect();
-        let ranked = policy::candidates(&frames, &application, rule.allow_jdk);
+        let probed = self.agent.fault_mode == FaultMode::Bytecode;
+        let ranked = policy::candidates(&frames, &application, rule.allow_jdk, probed);
         let prospects: Vec<rank::Prospect<'_, (String, String)>> = actions
             .iter()
             .filter_map(|&action| {
