@@ -91,7 +91,9 @@ pub async fn rollback(target: &Target, output: Output) -> Result<(), String> {
         by: super::live::operator(),
         at_ms,
     };
-    store::rollback(&client, &keys, current.as_deref(), &record).await?;
+    // A failed rollout keeps its phase (and reason); one still going is marked rolled-back.
+    let going = current.as_deref().filter(|_| view.phase.as_ref().is_none_or(|(p, _)| !p.stopped()));
+    store::rollback(&client, &keys, going, &record).await?;
     print(output, json!({"rollback": record.id, "rolled_back": current, "service": target.service}), |_| match &current
     {
         Some(id) => format!("rolled back {id}: desired state of {} is nothing\n", target.service),
