@@ -306,3 +306,35 @@ fn a_patch_rolls_out_canary_first_a_bad_one_stops_at_its_canary_and_a_rollback_c
     assert!(phases.iter().any(|p| p.starts_with("failed")), "{h:#}");
     assert!(h.as_array().unwrap().iter().any(|r| r["kind"] == "rollback"), "{h:#}");
 }
+
+#[test]
+fn etcd_away_mid_rollout_changes_no_jvm_and_the_rollout_completes_after_and_a_killed_daemons_instances_expire() {
+    let Some(mut f) = Fleet::start("fleet-outage") else { return };
+    let etcd = f.etcd.url();
+    apply(&etcd, &f.write("guard.yaml", GUARD), "3s");
+    let s = f.wait_for("the canary running shop-guard", Duration::from_secs(20), |s| {
+        phase(s) == "canary" && !running(s, "shop-guard").is_empty()
+    });
+    let canary_pid = f.pid_of(&running(&s, "shop-guard")[0]);
+
+    // etcd away past the hold: every JVM keeps what it runs, nothing more is rolled out.
+    f.etcd.stop();
+    std::thread::sleep(Duration::from_secs(5));
+    for jvm in &f.jvms {
+        let has = patches(jvm.pid).contains(&"shop-guard".to_string());
+        assert_eq!(has, jvm.pid == canary_pid, "JVM {} while etcd was away", jvm.pid);
+    }
+    f.etcd.restart();
+    let s = f.wait_for("rollout done after etcd came back", Duration::from_secs(40), |s| {
+        phase(s) == "done" && running(s, "shop-guard").len() == 3
+    });
+    assert!(instances(&s).iter().all(|i| i["matches"] == true), "{s:#}");
+
+    // Daemon b killed -9: its instance leaves the fleet when its lease expires (3 s); its JVM
+    // keeps the patch.
+    let b_pid = f.jvms[2].pid;
+    f.daemons[1].0.kill().unwrap();
+    let s = f.wait_for("b's instance gone", Duration::from_secs(15), |s| instances(s).len() == 2);
+    assert!(instances(&s).iter().all(|i| i["host"] == "a"), "{s:#}");
+    assert!(patches(b_pid).contains(&"shop-guard".to_string()));
+}

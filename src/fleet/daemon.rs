@@ -31,6 +31,9 @@ pub struct Config {
     pub lease_ttl: Duration,
 }
 
+/// A service's keys (relative) with their values and mod_revisions.
+type Cache = BTreeMap<String, (String, i64)>;
+
 /// What the store's tasks tell the loop.
 enum Message {
     /// A service's keys read whole (at start and after each reconnect).
@@ -65,7 +68,7 @@ struct Daemon {
     etcd: Etcd,
     tx: mpsc::Sender<Message>,
     /// Per service: its keys, the cache (`None` until the first read), its watch task.
-    services: HashMap<String, (Keys, Option<BTreeMap<String, (String, i64)>>, tokio::task::JoinHandle<()>)>,
+    services: HashMap<String, (Keys, Option<Cache>, tokio::task::JoinHandle<()>)>,
     instances: BTreeMap<u32, Instance>,
     lease: Option<i64>,
 }
