@@ -308,7 +308,7 @@ fn a_patch_rolls_out_canary_first_a_bad_one_stops_at_its_canary_and_a_rollback_c
 }
 
 #[test]
-fn etcd_away_mid_rollout_changes_no_jvm_and_the_rollout_completes_after_and_a_killed_daemons_instances_expire() {
+fn etcd_away_mid_rollout_a_killed_daemon_and_a_restarted_jvm_leave_each_jvm_running_what_it_should() {
     let Some(mut f) = Fleet::start("fleet-outage") else { return };
     let etcd = f.etcd.url();
     apply(&etcd, &f.write("guard.yaml", GUARD), "3s");
@@ -337,4 +337,19 @@ fn etcd_away_mid_rollout_changes_no_jvm_and_the_rollout_completes_after_and_a_ki
     let s = f.wait_for("b's instance gone", Duration::from_secs(15), |s| instances(s).len() == 2);
     assert!(instances(&s).iter().all(|i| i["host"] == "a"), "{s:#}");
     assert!(patches(b_pid).contains(&"shop-guard".to_string()));
+
+    // A JVM restarted (same state dir): the durable patch is back from its journal before the
+    // daemon sees it, and its instance matches again under its new pid.
+    let old = f.jvms[0].pid;
+    f.jvms[0].kill();
+    let jvm = shop_jvm(&f.dir.0.join("classes"), &f.dir.0.join("host-a"), &f.dir.0.join("state-0"));
+    assert!(patches(jvm.pid).contains(&"shop-guard".to_string()), "restored from the journal at start");
+    let new_id = format!("a/{}", jvm.pid);
+    let s = f.wait_for("the restarted JVM reported", Duration::from_secs(20), |s| {
+        let all = instances(s);
+        all.iter().any(|i| i["id"] == new_id.as_str() && i["matches"] == true)
+            && !all.iter().any(|i| i["id"] == format!("a/{old}").as_str())
+    });
+    assert_eq!(running(&s, "shop-guard").len(), 2, "{s:#}");
+    f.jvms.push(jvm);
 }
