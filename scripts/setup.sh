@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks for building and testing repair; safe to run twice.
 set -euo pipefail
+# libprotobuf-dev: the well-known .proto files etcd-client's build script compiles against (with protoc).
 
-packages=(gradle libclang-dev protobuf-compiler libasm-java junit4 libhamcrest-java libjetty9-java etcd-server)
+packages=(gradle libclang-dev protobuf-compiler libasm-java junit4 libhamcrest-java libjetty9-java etcd-server libprotobuf-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod client;
 pub mod deploy;
 pub mod endpoint;
+pub mod fleet;
 pub mod glob;
 pub mod journal;
 pub mod observe;

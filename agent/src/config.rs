@@ -80,6 +80,9 @@ pub struct Options {
     /// `app=GLOB:GLOB...`: bytecode capture only in these classes (dotted globs, `com.shop.*`);
     /// empty: every class outside the JDK and the agent.
     pub app: Vec<String>,
+    /// `service=NAME`: the service this JVM is an instance of (`repaird` groups JVMs by it);
+    /// empty: not said (the fleet falls back to the main class or jar).
+    pub service: String,
 }
 
 impl Default for Options {
@@ -94,12 +97,13 @@ impl Default for Options {
             faults: FaultMode::Bytecode,
             log: LogLevel::Warn,
             app: Vec::new(),
+            service: String::new(),
         }
     }
 }
 
 pub const KEYS: &str =
-    "control, token_file, tls_cert, tls_key, tls_client_ca, state, journal_max, policy, faults, log, app";
+    "control, token_file, tls_cert, tls_key, tls_client_ca, state, journal_max, policy, faults, log, app, service";
 
 impl Options {
     /// Parses `key=value,key=value`; the error names the offending pair and why.
@@ -154,6 +158,7 @@ impl Options {
                         return Err(format!("app={value:?}: {g:?} uses '/'; write dotted names (com.shop.*)"));
                     }
                 }
+                "service" => o.service = parse_service(value)?,
                 _ => return Err(format!("unknown option {key:?} (known keys: {KEYS})")),
             }
         }
@@ -170,6 +175,12 @@ impl Options {
         }
         Ok(o)
     }
+}
+
+/// A service name: 1-64 of `A-Z a-z 0-9 . _ -` (it is a path segment of the fleet's keys in etcd).
+pub fn parse_service(value: &str) -> Result<String, String> {
+    repair_model::fleet::check_service(value).map_err(|e| format!("service={value:?}: {e}"))?;
+    Ok(value.to_string())
 }
 
 fn parse_control(value: &str) -> Result<ControlEndpoint, String> {
@@ -201,7 +212,7 @@ mod tests {
     #[test]
     fn every_key_parses() {
         let o =
-            Options::parse("control=tcp:127.0.0.1:7000,token_file=/t,tls_cert=/c.pem,tls_key=/k.pem,tls_client_ca=/ca.pem,state=/tmp/st,policy=/p.yaml,faults=jvmti,log=debug,app=com.shop.*:org.acme.Main")
+            Options::parse("control=tcp:127.0.0.1:7000,token_file=/t,tls_cert=/c.pem,tls_key=/k.pem,tls_client_ca=/ca.pem,state=/tmp/st,policy=/p.yaml,faults=jvmti,log=debug,app=com.shop.*:org.acme.Main,service=shop")
                 .unwrap();
         assert_eq!(o.control, ControlEndpoint::Tcp { host: "127.0.0.1".into(), port: 7000 });
         assert_eq!(o.token_file, Some(PathBuf::from("/t")));
@@ -212,6 +223,7 @@ mod tests {
         assert_eq!(o.faults, FaultMode::Jvmti);
         assert_eq!(o.log, LogLevel::Debug);
         assert_eq!(o.app, ["com.shop.*", "org.acme.Main"]);
+        assert_eq!(o.service, "shop");
     }
 
     #[test]
@@ -228,5 +240,14 @@ mod tests {
         assert!(Options::parse("journal_max=0").unwrap_err().contains("journal_max=\"0\""));
         assert_eq!(Options::parse("journal_max=64").unwrap().journal_max_bytes, 64 << 20);
         assert!(Options::parse("app=com/shop/*").unwrap_err().contains("dotted"));
+        assert!(Options::parse("service=").unwrap_err().contains("service=\"\""));
+        assert!(Options::parse("service=shop/eu").unwrap_err().contains("'/'"));
+        assert!(Options::parse(&format!("service={}", "s".repeat(65))).unwrap_err().contains("64"));
+    }
+
+    #[test]
+    fn the_service_option_names_the_fleet() {
+        assert_eq!(Options::parse("service=shop-eu_1.a").unwrap().service, "shop-eu_1.a");
+        assert_eq!(Options::parse("log=info").unwrap().service, "");
     }
 }

@@ -398,6 +398,15 @@ enum Command {
         #[arg(long)]
         probe_all: bool,
     },
+    /// A service's fleet in etcd: roll a patch or policy out to every JVM of it (canary first),
+    /// see what each runs, roll it back, list the rollouts. repaird on each host carries it out.
+    #[command(
+        after_help = "Examples:\n  repairctl fleet apply guard.yaml --service shop --etcd http://127.0.0.1:2379 --canary 1 --hold 30s\n  repairctl fleet status --service shop --etcd http://127.0.0.1:2379\n  repairctl fleet rollback --service shop --etcd http://127.0.0.1:2379\n  repairctl fleet history --service shop --etcd http://127.0.0.1:2379 -o json"
+    )]
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCommand,
+    },
     /// Shell completions for bash, zsh or fish, on stdout.
     #[command(
         after_help = "Examples:\n  repairctl completions bash > /etc/bash_completion.d/repairctl\n  repairctl completions zsh > \"${fpath[1]}/_repairctl\"\n  repairctl completions fish > ~/.config/fish/completions/repairctl.fish"
@@ -426,6 +435,94 @@ enum PolicyCommand {
     /// The policy in force and what each rule did.
     #[command(after_help = "Examples:\n  repairctl policy show\n  repairctl policy show -o yaml")]
     Show,
+}
+
+/// Where a fleet command finds the service's keys.
+#[derive(clap::Args, Debug, Clone)]
+struct FleetTarget {
+    /// The service (the agent's service= option, else the JVM's main class or jar). Example:
+    /// `--service shop`
+    #[arg(long)]
+    service: String,
+    /// The etcd endpoints, comma-separated. Example: `--etcd http://127.0.0.1:2379`
+    #[arg(long, value_name = "URL[,URL...]")]
+    etcd: String,
+    /// PEM file of the CA that signed etcd's certificate. Example: `--etcd-ca ca.pem`
+    #[arg(long, value_name = "PEM")]
+    etcd_ca: Option<PathBuf>,
+    /// PEM file of this client's certificate for etcd. Example: `--etcd-cert me.pem`
+    #[arg(long, value_name = "PEM", requires = "etcd_key")]
+    etcd_cert: Option<PathBuf>,
+    /// PEM file of this client's key for etcd. Example: `--etcd-key me.key`
+    #[arg(long, value_name = "PEM", requires = "etcd_cert")]
+    etcd_key: Option<PathBuf>,
+}
+
+impl FleetTarget {
+    fn target(self) -> cli::fleet::Target {
+        cli::fleet::Target {
+            service: self.service,
+            etcd: self.etcd,
+            tls: repair_model::fleet::store::TlsFiles { ca: self.etcd_ca, cert: self.etcd_cert, key: self.etcd_key },
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum FleetCommand {
+    /// Make FILE (a patch spec, or a policy: a file with `rules:`) the service's desired state:
+    /// the canaries run it first, for the hold time, then every instance. Prints the rollout id.
+    #[command(
+        after_help = "Examples:\n  repairctl fleet apply guard.yaml --service shop --etcd http://127.0.0.1:2379 --canary 1 --hold 30s\n  repairctl fleet apply policy.yaml --service shop --etcd http://127.0.0.1:2379 --canary 10%"
+    )]
+    Apply {
+        /// The patch spec or policy (YAML). Example: `guard.yaml`
+        file: PathBuf,
+        #[command(flatten)]
+        target: FleetTarget,
+        /// Canaries: a count of instances, or a share of them. Example: `--canary 10%`
+        #[arg(long, default_value = "1")]
+        canary: String,
+        /// How long each canary must hold it (in force, no more new faults than --max-faults)
+        /// before every instance runs it. Example: `--hold 30s`
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        hold: std::time::Duration,
+        /// New faults at the patched classes a canary may see during its hold. Example:
+        /// `--max-faults 2`
+        #[arg(long, default_value_t = 0)]
+        max_faults: u64,
+    },
+    /// Each instance of the service: what it runs of the fleet's, its verdict, whether it
+    /// matches the desired state; and the rollout in force.
+    #[command(after_help = "Examples:\n  repairctl fleet status --service shop --etcd http://127.0.0.1:2379 -o json")]
+    Status {
+        #[command(flatten)]
+        target: FleetTarget,
+    },
+    /// Desired state: nothing. Every repaird rolls the fleet's patch or policy back on its JVMs.
+    #[command(after_help = "Examples:\n  repairctl fleet rollback --service shop --etcd http://127.0.0.1:2379")]
+    Rollback {
+        #[command(flatten)]
+        target: FleetTarget,
+    },
+    /// Every rollout and rollback of the service: id, kind, name, phase, when, by whom.
+    #[command(after_help = "Examples:\n  repairctl fleet history --service shop --etcd http://127.0.0.1:2379 -o json")]
+    History {
+        #[command(flatten)]
+        target: FleetTarget,
+    },
+}
+
+fn fleet(command: FleetCommand, output: cli::Output) -> Result<(), String> {
+    match command {
+        FleetCommand::Apply { file, target, canary, hold, max_faults } => {
+            let options = cli::fleet::RolloutOptions { canary, hold, max_faults };
+            block_on(cli::fleet::apply(&target.target(), &file, &options, output))
+        }
+        FleetCommand::Status { target } => block_on(cli::fleet::status(&target.target(), output)),
+        FleetCommand::Rollback { target } => block_on(cli::fleet::rollback(&target.target(), output)),
+        FleetCommand::History { target } => block_on(cli::fleet::history(&target.target(), output)),
+    }
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -627,6 +724,7 @@ fn main() -> ExitCode {
             Some(pid) => live::attach(pid, &options, agent, conn.output),
             None => Err("give the JVM: repairctl attach PID (repairctl ps lists the JVMs)".to_string()),
         },
+        Command::Fleet { command } => fleet(command, conn.output),
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "repairctl", &mut buf);

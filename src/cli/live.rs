@@ -131,7 +131,7 @@ pub async fn status(conn: &Conn) -> Result<(), String> {
         "faults_seen": s.faults_seen, "patches_active": s.patches_active, "classes_loaded": s.classes_loaded,
         "uptime_ms": s.uptime_ms, "endpoint": s.endpoint,
         "fault_capture_detail": s.fault_capture_detail, "classes_skipped": s.classes_skipped,
-        "journal": s.journal, "instance": s.instance,
+        "journal": s.journal, "instance": s.instance, "service": s.service,
     });
     print(conn.output, value, |wide| {
         // Each entry is `capability: why`; the table names them, -o wide adds why.

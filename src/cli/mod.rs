@@ -2,6 +2,7 @@
 
 pub mod deploy;
 pub mod diff;
+pub mod fleet;
 pub mod live;
 pub mod observe;
 pub mod ps;

@@ -146,6 +146,7 @@ impl Operations for AgentOperations {
             classes_skipped,
             journal: a.journal.health(),
             instance: a.journal.instance().to_string(),
+            service: a.options.service.clone(),
         }
     }
 
