@@ -35,6 +35,7 @@ use crate::jvm::{JavaVm, Jni, Jvmti};
 use crate::observe::{Judged, Observations};
 use crate::patches::{AppliedPatch, PatchManager};
 use crate::runtime::faults::{Fault, FaultLog, Occurrence};
+use crate::runtime::hooks::ATTRIBUTION;
 
 /// What the healer works with, handed down by the lifecycle that owns each part.
 #[derive(Clone, Copy)]
@@ -58,10 +59,6 @@ const CHECK_EVERY: Duration = Duration::from_millis(50);
 /// Faults counted in the first moments after an apply may come from calls already running the
 /// old code: the baseline for "new faults" is taken this long after the apply.
 const SETTLE: Duration = Duration::from_millis(100);
-/// A fault on a thread this soon after one of a repair's fallbacks there (and before another
-/// fallback) is taken as that fallback's outcome: the caller got the fallback value and failed.
-/// A call of a health signal's method is judged against the fallback before it the same way.
-pub(crate) const ATTRIBUTION: Duration = Duration::from_secs(1);
 /// How long occurrences queued before a rollback are still recognized as the undone repair's.
 const UNDONE_MEMORY: Duration = Duration::from_secs(5);
 

@@ -174,7 +174,7 @@ impl Health {
     /// and not yet followed by a judged call: the fallback a call now says something about.
     fn due(&self) -> Option<(i32, Instant, Arc<Judged>)> {
         let (report_id, at) = crate::runtime::hooks::last_fallback()?;
-        if JUDGED_FALLBACK.with(Cell::get) == Some(at) || at.elapsed() > crate::healing::ATTRIBUTION {
+        if JUDGED_FALLBACK.with(Cell::get) == Some(at) || at.elapsed() > crate::runtime::hooks::ATTRIBUTION {
             return None;
         }
         Some((report_id, at, self.judged(report_id).filter(|j| at >= j.since)?))

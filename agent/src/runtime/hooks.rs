@@ -34,7 +34,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use repair_bytecode::classfile::{ACC_FINAL, ACC_NATIVE, ACC_PUBLIC, ACC_STATIC};
 use repair_bytecode::transform::hooks as contract;
@@ -150,6 +150,11 @@ thread_local! {
     /// this thread may be the fallback's doing (the caller got a `null`).
     static LAST_FALLBACK: Cell<Option<(i32, Instant)>> = const { Cell::new(None) };
 }
+
+/// A fault on a thread this soon after one of a repair's fallbacks there (and before another
+/// fallback) is taken as that fallback's outcome: the caller got the fallback value and failed.
+/// A call of a health signal's method is judged against the fallback before it the same way.
+pub const ATTRIBUTION: Duration = Duration::from_secs(1);
 
 /// This thread's last guard fallback: its report id and when it ran.
 pub fn last_fallback() -> Option<(i32, Instant)> {
