@@ -24,6 +24,7 @@ repaird=$root/target/release/repaird
 jvm_flags=(-Xmx32m -Xss512k -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:ReservedCodeCacheSize=16m)
 work=$(mktemp -d)
 uid=$(id -u)
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # Every process this script starts, by pid: only those are stopped.
 pids=()
@@ -293,5 +294,6 @@ mkdir -p bench
     echo "# rollback that no instance runs any more."
     echo "# at rest: etcd's /metrics (grpc_server_msg_received_total for streams, grpc_server_handled_total"
     echo "# for unary calls, etcd_network_client_grpc_*_bytes_total) over $rest_seconds s, divided by N."
+    echo "# load average (1, 5, 15 min) at the start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
     cat "$report"
 } | tee bench/fleet.txt
