@@ -70,7 +70,7 @@ YAML
 
 # The benchmark's side: the 50 ms poll of `fleet status -o json`, the waits, and etcd's counters.
 cat > "$work/fleet.py" <<'PY'
-import json, re, statistics, subprocess, sys, time, urllib.request
+import json, os, re, statistics, subprocess, sys, time, urllib.request
 
 def status(repairctl, etcd):
     out = subprocess.run([repairctl, "fleet", "status", "--service", "bench", "--etcd", etcd, "-o", "json"],
@@ -139,11 +139,22 @@ def scrape(url):
         sums[key] = sums.get(key, 0.0) + float(m.group(3))
     return sums
 
-def cmd_rest(url, n, seconds):
-    """etcd's counters over `seconds` with nothing changing, per instance and second."""
+def cpu_seconds(pids):
+    """User + system CPU seconds of the processes `pids` (comma-separated)."""
+    total = 0
+    for pid in pids.split(","):
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+def cmd_rest(url, n, seconds, daemons, jvms):
+    """etcd's counters over `seconds` with nothing changing, per instance and second; and the CPU
+    the daemons and the JVMs used meanwhile."""
     n, seconds = int(n), float(seconds)
     before = scrape(url)
+    cpu_before = cpu_seconds(daemons), cpu_seconds(jvms)
     time.sleep(seconds)
+    cpu_after = cpu_seconds(daemons), cpu_seconds(jvms)
     after = scrape(url)
     delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
     rate = lambda name, method="": delta.get((name, method), 0.0) / seconds / n
@@ -157,6 +168,11 @@ def cmd_rest(url, n, seconds):
     print(f"per instance: {', '.join(parts) or 'no requests'}; "
           f"bytes received by etcd {rate('etcd_network_client_grpc_received_bytes_total'):.1f} B/s, "
           f"sent {rate('etcd_network_client_grpc_sent_bytes_total'):.1f} B/s")
+    daemon_cpu = (cpu_after[0] - cpu_before[0]) / seconds * 100
+    jvm_cpu = (cpu_after[1] - cpu_before[1]) / seconds * 100
+    print(f"CPU at rest: the repaird processes {daemon_cpu:.1f}% of a core ({daemon_cpu / n:.2f}% per instance: "
+          f"each JVM's agent asked its status, patches and policy every second over its socket), "
+          f"the {n} JVMs {jvm_cpu:.1f}% (the service's own loop included)")
     polled = [m for m, _ in unary if m in ("Range", "Txn", "Put", "DeleteRange")]
     if polled:
         print(f"POLLING at rest: {', '.join(polled)} requests while nothing changed (target: none)")
@@ -234,10 +250,11 @@ for asked in $sizes; do
     if [ "$rss_kb" -eq 0 ]; then
         rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/${jvm_pids[0]}/status")
     fi
+    daemon_pids=()
     for g in $(seq 0 $((hosts - 1))); do
         "$repaird" --etcd "$etcd_url" --host "h$g" --agents-dir "$work/tmp-$n/h$g" \
             2> "$work/repaird-$n-h$g.log" &
-        pids+=($!)
+        pids+=($!); daemon_pids+=($!)
     done
     fleet instances "$repairctl" "$etcd_url" "$n" || {
         echo "bench-fleet: fewer than $n instances in fleet status after 120 s" >&2
@@ -274,9 +291,9 @@ for asked in $sizes; do
     guard "$patch" "$work/guard-$n-rest.yaml"
     fleet rollout "$repairctl" "$etcd_url" "$n" "$work/guard-$n-rest.yaml" "$patch" "$hold" > /dev/null
     sleep 3
-    rest=$(fleet rest "$etcd_url/metrics" "$n" "$rest_seconds")
+    rest=$(fleet rest "$etcd_url/metrics" "$n" "$rest_seconds" "$(IFS=,; echo "${daemon_pids[*]}")" "$(IFS=,; echo "${jvm_pids[*]}")")
     note "at rest N=$n ($rest_seconds s, patch in force, phase done): $(echo "$rest" | head -1)"
-    note "    $(echo "$rest" | tail -1)"
+    echo "$rest" | tail -n +2 | while read -r line; do note "    $line"; done
     stop_all
 done
 
