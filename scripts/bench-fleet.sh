@@ -172,7 +172,7 @@ def cmd_rest(url, n, seconds, daemons, jvms):
     jvm_cpu = (cpu_after[1] - cpu_before[1]) / seconds * 100
     print(f"CPU at rest: the repaird processes {daemon_cpu:.1f}% of a core ({daemon_cpu / n:.2f}% per instance: "
           f"each JVM's agent asked its status, patches and policy every second over its socket), "
-          f"the {n} JVMs {jvm_cpu:.1f}% (the service's own loop included)")
+          f"{'the JVM' if n == 1 else f'the {n} JVMs'} {jvm_cpu:.1f}% (the service's own loop included)")
     polled = [m for m, _ in unary if m in ("Range", "Txn", "Put", "DeleteRange")]
     if polled:
         print(f"POLLING at rest: {', '.join(polled)} requests while nothing changed (target: none)")
