@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{print, table, Output};
 use crate::fleet::rollout::{self, Phase, View};
-use crate::fleet::{store, Canary, Desired, HistoryRecord, Keys, Kind};
+use crate::fleet::{deploy_name, store, BuildContent, Canary, Desired, HistoryRecord, Keys, Kind};
 
 /// Where the service's keys are and how to reach etcd.
 #[derive(Debug, Clone)]
@@ -57,6 +57,27 @@ fn kind_and_name(file: &Path, text: &str) -> Result<(Kind, String), String> {
 pub async fn apply(target: &Target, file: &Path, options: &RolloutOptions, output: Output) -> Result<(), String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let (kind, name) = kind_and_name(file, &text)?;
+    put(target, kind, name, text, options, output).await
+}
+
+/// `fleet deploy`: the build's class files (read as `repairctl deploy` reads them) as the
+/// desired state; each repaird deploys them whole, as patch `deploy-<build's file stem>`.
+pub async fn deploy(target: &Target, build: &Path, options: &RolloutOptions, output: Output) -> Result<(), String> {
+    let files = super::deploy::read_build(build)?;
+    let content = BuildContent::new(&build.display().to_string(), &files.class_files, &files.resources).to_content()?;
+    let name = deploy_name(build);
+    crate::spec::PatchSpec::check_id(&name).map_err(|e| format!("{}: {e}", build.display()))?;
+    put(target, Kind::Deploy, name, content, options, output).await
+}
+
+async fn put(
+    target: &Target,
+    kind: Kind,
+    name: String,
+    content: String,
+    options: &RolloutOptions,
+    output: Output,
+) -> Result<(), String> {
     let canary: Canary = rollout::parse_canary(&options.canary)?;
     let (client, keys) = open(target).await?;
     let at_ms = crate::journal::now_ms();
@@ -66,7 +87,7 @@ pub async fn apply(target: &Target, file: &Path, options: &RolloutOptions, outpu
         id: id.clone(),
         kind,
         name: name.clone(),
-        content: text,
+        content,
         canary,
         hold_ms: options.hold.as_millis() as u64,
         max_faults: options.max_faults,
