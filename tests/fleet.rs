@@ -448,7 +448,7 @@ fn a_build_deploys_canary_first_to_every_jvm_and_a_rollback_brings_the_old_code_
     });
     let canary = s["rollout"]["canaries"][0].as_str().unwrap().to_string();
     assert_eq!(s["rollout"]["kind"], "deploy", "{s:#}");
-    assert_eq!(running(&s, "deploy-shop-fixed"), [canary.clone()], "only the canary runs it: {s:#}");
+    assert_eq!(running(&s, "deploy-shop-fixed"), std::slice::from_ref(&canary), "only the canary runs it: {s:#}");
     let canary_pid = f.pid_of(&canary);
     for jvm in &mut f.jvms {
         let expected = if jvm.pid == canary_pid { "STATE 6" } else { "STATE -1" };
