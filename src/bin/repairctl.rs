@@ -398,10 +398,10 @@ enum Command {
         #[arg(long)]
         probe_all: bool,
     },
-    /// A service's fleet in etcd: roll a patch or policy out to every JVM of it (canary first),
+    /// A service's fleet in etcd: roll a patch, policy or build out to every JVM of it (canary first),
     /// see what each runs, roll it back, list the rollouts. repaird on each host carries it out.
     #[command(
-        after_help = "Examples:\n  repairctl fleet apply guard.yaml --service shop --etcd http://127.0.0.1:2379 --canary 1 --hold 30s\n  repairctl fleet status --service shop --etcd http://127.0.0.1:2379\n  repairctl fleet rollback --service shop --etcd http://127.0.0.1:2379\n  repairctl fleet history --service shop --etcd http://127.0.0.1:2379 -o json"
+        after_help = "Examples:\n  repairctl fleet apply guard.yaml --service shop --etcd http://127.0.0.1:2379 --canary 1 --hold 30s\n  repairctl fleet deploy shop-1.4.1.jar --service shop --etcd http://127.0.0.1:2379\n  repairctl fleet status --service shop --etcd http://127.0.0.1:2379\n  repairctl fleet rollback --service shop --etcd http://127.0.0.1:2379\n  repairctl fleet history --service shop --etcd http://127.0.0.1:2379 -o json"
     )]
     Fleet {
         #[command(subcommand)]
@@ -492,6 +492,29 @@ enum FleetCommand {
         #[arg(long, default_value_t = 0)]
         max_faults: u64,
     },
+    /// Make a build (a jar or a directory of class files) the service's desired state: each
+    /// repaird hot-deploys its changed classes whole (as `repairctl deploy --durable`), canaries
+    /// first. The build travels through etcd: at most 1 MiB encoded. Prints the rollout id.
+    #[command(
+        after_help = "Examples:\n  repairctl fleet deploy shop-1.4.1.jar --service shop --etcd http://127.0.0.1:2379 --canary 1 --hold 30s\n  repairctl fleet deploy build/classes --service shop --etcd http://127.0.0.1:2379 --canary 10%"
+    )]
+    Deploy {
+        /// The build: a jar, or a directory of class files. Example: `shop-1.4.1.jar`
+        build: PathBuf,
+        #[command(flatten)]
+        target: FleetTarget,
+        /// Canaries: a count of instances, or a share of them. Example: `--canary 10%`
+        #[arg(long, default_value = "1")]
+        canary: String,
+        /// How long each canary must hold it (in force, no more new faults than --max-faults)
+        /// before every instance runs it. Example: `--hold 30s`
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        hold: std::time::Duration,
+        /// New faults at the deployed classes a canary may see during its hold. Example:
+        /// `--max-faults 2`
+        #[arg(long, default_value_t = 0)]
+        max_faults: u64,
+    },
     /// Each instance of the service: what it runs of the fleet's, its verdict, whether it
     /// matches the desired state; and the rollout in force.
     #[command(after_help = "Examples:\n  repairctl fleet status --service shop --etcd http://127.0.0.1:2379 -o json")]
@@ -518,6 +541,10 @@ fn fleet(command: FleetCommand, output: cli::Output) -> Result<(), String> {
         FleetCommand::Apply { file, target, canary, hold, max_faults } => {
             let options = cli::fleet::RolloutOptions { canary, hold, max_faults };
             block_on(cli::fleet::apply(&target.target(), &file, &options, output))
+        }
+        FleetCommand::Deploy { build, target, canary, hold, max_faults } => {
+            let options = cli::fleet::RolloutOptions { canary, hold, max_faults };
+            block_on(cli::fleet::deploy(&target.target(), &build, &options, output))
         }
         FleetCommand::Status { target } => block_on(cli::fleet::status(&target.target(), output)),
         FleetCommand::Rollback { target } => block_on(cli::fleet::rollback(&target.target(), output)),

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{print, table, Output};
 use crate::fleet::rollout::{self, Phase, View};
-use crate::fleet::{store, Canary, Desired, HistoryRecord, Keys, Kind};
+use crate::fleet::{deploy_name, store, BuildContent, Canary, Desired, HistoryRecord, Keys, Kind};
 
 /// Where the service's keys are and how to reach etcd.
 #[derive(Debug, Clone)]
@@ -27,8 +27,27 @@ pub struct RolloutOptions {
 
 async fn open(target: &Target) -> Result<(etcd_client::Client, Keys), String> {
     crate::fleet::check_service(&target.service).map_err(|e| format!("--service {:?}: {e}", target.service))?;
-    let client = store::connect(&store::endpoints(&target.etcd, &target.tls)?, &target.tls).await?;
+    let client = store::connect(&store::endpoints(&target.etcd, &target.tls)?, &target.tls)
+        .await
+        .map_err(|e| explain(target, e))?;
     Ok((client, Keys::new(&target.service)))
+}
+
+/// An etcd error for people: a connection over TLS that closed says what to check (etcd closes
+/// it when it wants a client certificate and gets none, or one it does not trust); others as is.
+fn explain(target: &Target, error: String) -> String {
+    let secure = target.etcd.contains("https://") || target.tls.ca.is_some() || target.tls.cert.is_some();
+    let transport = ["connection closed", "Transport", "transport error", "tls handshake", "InvalidCertificate"];
+    if !secure || !transport.iter().any(|t| error.contains(t)) {
+        return error;
+    }
+    let what = error.strip_prefix("etcd: ").and_then(|e| e.split_once(": ")).map_or("connect", |(w, _)| w);
+    let hint = if target.tls.cert.is_none() {
+        "no client certificate was given: if etcd runs with --client-cert-auth, give --etcd-cert and --etcd-key"
+    } else {
+        "check that etcd trusts the client certificate's CA (its --trusted-ca-file) and that --etcd-ca signed etcd's"
+    };
+    format!("etcd {}: {what}: the TLS connection was refused or closed; {hint}", target.etcd)
 }
 
 /// A patch spec or a policy, told apart as the agent would: a top-level `rules:` key is a policy.
@@ -57,6 +76,27 @@ fn kind_and_name(file: &Path, text: &str) -> Result<(Kind, String), String> {
 pub async fn apply(target: &Target, file: &Path, options: &RolloutOptions, output: Output) -> Result<(), String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let (kind, name) = kind_and_name(file, &text)?;
+    put(target, kind, name, text, options, output).await
+}
+
+/// `fleet deploy`: the build's class files (read as `repairctl deploy` reads them) as the
+/// desired state; each repaird deploys them whole, as patch `deploy-<build's file stem>`.
+pub async fn deploy(target: &Target, build: &Path, options: &RolloutOptions, output: Output) -> Result<(), String> {
+    let files = super::deploy::read_build(build)?;
+    let content = BuildContent::new(&build.display().to_string(), &files.class_files, &files.resources).to_content()?;
+    let name = deploy_name(build);
+    crate::spec::PatchSpec::check_id(&name).map_err(|e| format!("{}: {e}", build.display()))?;
+    put(target, Kind::Deploy, name, content, options, output).await
+}
+
+async fn put(
+    target: &Target,
+    kind: Kind,
+    name: String,
+    content: String,
+    options: &RolloutOptions,
+    output: Output,
+) -> Result<(), String> {
     let canary: Canary = rollout::parse_canary(&options.canary)?;
     let (client, keys) = open(target).await?;
     let at_ms = crate::journal::now_ms();
@@ -66,7 +106,7 @@ pub async fn apply(target: &Target, file: &Path, options: &RolloutOptions, outpu
         id: id.clone(),
         kind,
         name: name.clone(),
-        content: text,
+        content,
         canary,
         hold_ms: options.hold.as_millis() as u64,
         max_faults: options.max_faults,
@@ -74,13 +114,13 @@ pub async fn apply(target: &Target, file: &Path, options: &RolloutOptions, outpu
         at_ms,
     };
     let record = HistoryRecord { id: id.clone(), kind: kind.to_string(), name, by, at_ms };
-    store::put_desired(&client, &keys, &desired, &record).await?;
+    store::put_desired(&client, &keys, &desired, &record).await.map_err(|e| explain(target, e))?;
     print(output, json!({"rollout": id, "service": target.service}), |_| format!("{id}\n"))
 }
 
 pub async fn rollback(target: &Target, output: Output) -> Result<(), String> {
     let (client, keys) = open(target).await?;
-    let (values, _) = store::read_service(&client, &keys).await?;
+    let (values, _) = store::read_service(&client, &keys).await.map_err(|e| explain(target, e))?;
     let (view, _) = View::from_keys(&values);
     let current = view.desired.as_ref().map(|d| d.id.clone());
     let at_ms = crate::journal::now_ms();
@@ -93,7 +133,7 @@ pub async fn rollback(target: &Target, output: Output) -> Result<(), String> {
     };
     // A failed rollout keeps its phase (and reason); one still going is marked rolled-back.
     let going = current.as_deref().filter(|_| view.phase.as_ref().is_none_or(|(p, _)| !p.stopped()));
-    store::rollback(&client, &keys, going, &record).await?;
+    store::rollback(&client, &keys, going, &record).await.map_err(|e| explain(target, e))?;
     print(output, json!({"rollback": record.id, "rolled_back": current, "service": target.service}), |_| match &current
     {
         Some(id) => format!("rolled back {id}: desired state of {} is nothing\n", target.service),
@@ -103,7 +143,7 @@ pub async fn rollback(target: &Target, output: Output) -> Result<(), String> {
 
 pub async fn status(target: &Target, output: Output) -> Result<(), String> {
     let (client, keys) = open(target).await?;
-    let (values, _) = store::read_service(&client, &keys).await?;
+    let (values, _) = store::read_service(&client, &keys).await.map_err(|e| explain(target, e))?;
     let (view, problems) = View::from_keys(&values);
     for p in &problems {
         eprintln!("repairctl: {}: {p}", target.service);
@@ -168,7 +208,7 @@ pub async fn status(target: &Target, output: Output) -> Result<(), String> {
 
 pub async fn history(target: &Target, output: Output) -> Result<(), String> {
     let (client, keys) = open(target).await?;
-    let (values, _) = store::read_service(&client, &keys).await?;
+    let (values, _) = store::read_service(&client, &keys).await.map_err(|e| explain(target, e))?;
     let mut records: Vec<HistoryRecord> = values
         .iter()
         .filter(|(k, _)| k.starts_with("history/"))
@@ -218,6 +258,24 @@ mod tests {
         assert_eq!(kind_and_name(Path::new("dir/my policy.yaml"), policy).unwrap(), (Kind::Policy, "my-policy".into()));
         assert!(kind_and_name(Path::new("x.yaml"), "id: [").unwrap_err().contains("x.yaml"));
         assert_eq!(clock(0), "1970-01-01 00:00:00");
+        let target = |url: &str, cert: bool| Target {
+            service: "shop".into(),
+            etcd: url.into(),
+            tls: store::TlsFiles {
+                ca: Some("ca.pem".into()),
+                cert: cert.then(|| "me.pem".into()),
+                key: cert.then(|| "me.key".into()),
+            },
+        };
+        let closed = "etcd: read: grpc request error: source: tonic::transport::Error(Transport, hyper::Error(Canceled, \"connection closed\"))";
+        let e = explain(&target("https://10.0.0.5:2379", false), closed.into());
+        assert!(
+            e.starts_with("etcd https://10.0.0.5:2379: read: the TLS connection") && e.contains("--etcd-cert"),
+            "{e}"
+        );
+        assert!(explain(&target("https://e:2379", true), closed.into()).contains("--trusted-ca-file"));
+        let plain = Target { tls: store::TlsFiles::default(), ..target("http://e:2379", false) };
+        assert_eq!(explain(&plain, closed.into()), closed);
         assert_eq!(clock(1_700_000_000_000), "2023-11-14 22:13:20");
     }
 }

@@ -193,6 +193,15 @@ fn durable(spec: &str) -> Result<String, String> {
     serde_yaml_ng::to_string(&value).map_err(|e| e.to_string())
 }
 
+/// The classes a deployment changed (the canary's faults are judged at them); a build that
+/// changes nothing in this JVM is an error, or the daemon would deploy it again and again.
+fn deployed_classes(reply: &proto::DeployReply) -> Result<Vec<String>, String> {
+    if !reply.applied {
+        return Err(format!("the build changes no class of this JVM ({})", reply.summary));
+    }
+    Ok(reply.classes.iter().filter(|c| c.state == "changed" || c.state == "pending").map(|c| c.name.clone()).collect())
+}
+
 /// The marker of the fleet on what it applies: `fleet:<rollout>`.
 fn who(rollout: &str) -> String {
     format!("fleet:{rollout}")
@@ -368,7 +377,23 @@ impl Daemon {
                 };
                 agent.policy_apply(req).await.map(|_| Vec::new()).map_err(|s| describe(&s))
             }
-            Kind::Deploy => Err("deploy rollouts are not supported by this repaird yet".to_string()),
+            Kind::Deploy => {
+                let (build, class_files) = super::BuildContent::from_content(&desired.content)?;
+                let req = proto::DeployRequest {
+                    id: desired.name.clone(),
+                    source: format!("{} (fleet rollout {})", build.source, desired.id),
+                    class_files: class_files.into_iter().collect(),
+                    resources: build.resources,
+                    dry_run: false,
+                    // Restored from the journal by a restarted JVM, as the fleet's patches are.
+                    durable: true,
+                    who: who(&desired.id),
+                    // Whole or nothing: a class the JVM cannot take refuses the deployment.
+                    partial: false,
+                };
+                let reply = agent.deploy(req).await.map_err(|s| describe(&s))?.into_inner();
+                deployed_classes(&reply)
+            }
         }
     }
 
@@ -584,5 +609,24 @@ mod tests {
         let spec = "id: fix\ntarget: { class: a.B, method: run }\naction:\n  guard: { fallback: default }\n";
         assert!(durable(spec).unwrap().contains("durable: true"));
         assert!(durable(&format!("{spec}durable: false\n")).unwrap().contains("durable: true"));
+    }
+
+    #[test]
+    fn a_deployment_is_judged_at_the_classes_it_changed() {
+        let class = |name: &str, state: &str| proto::DeployClass {
+            name: name.into(),
+            state: state.into(),
+            ..Default::default()
+        };
+        let reply = proto::DeployReply {
+            id: "deploy-shop".into(),
+            applied: true,
+            classes: vec![class("Shop", "changed"), class("Util", "unchanged"), class("Late", "pending")],
+            summary: "deployed".into(),
+            ..Default::default()
+        };
+        assert_eq!(deployed_classes(&reply).unwrap(), ["Shop", "Late"]);
+        let nothing = proto::DeployReply { applied: false, summary: "nothing to deploy: 0 changed".into(), ..reply };
+        assert!(deployed_classes(&nothing).unwrap_err().contains("changes no class of this JVM (nothing to deploy"));
     }
 }

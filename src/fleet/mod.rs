@@ -17,6 +17,8 @@ pub mod daemon;
 pub mod rollout;
 pub mod store;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Where every service's keys live.
@@ -175,6 +177,108 @@ pub struct HistoryRecord {
     pub at_ms: u64,
 }
 
+/// The largest deploy content (encoded) the fleet puts in etcd: etcd refuses requests above
+/// `--max-request-bytes` (1.5 MiB by default), and the desired state travels in one txn.
+pub const MAX_DEPLOY_BYTES: usize = 1 << 20;
+
+/// The content of a deploy rollout: the build's class files (path in the build → base64 of the
+/// bytes) as `repairctl deploy` reads them, and the names of its other files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildContent {
+    /// The jar or directory it was read from, for messages.
+    pub source: String,
+    pub class_files: BTreeMap<String, String>,
+    #[serde(default)]
+    pub resources: Vec<String>,
+}
+
+impl BuildContent {
+    pub fn new(source: &str, class_files: &std::collections::HashMap<String, Vec<u8>>, resources: &[String]) -> Self {
+        BuildContent {
+            source: source.to_string(),
+            class_files: class_files.iter().map(|(k, v)| (k.clone(), base64_encode(v))).collect(),
+            resources: resources.to_vec(),
+        }
+    }
+
+    /// The JSON text put in `desired.content`; refused above [`MAX_DEPLOY_BYTES`].
+    pub fn to_content(&self) -> Result<String, String> {
+        let text = serde_json::to_string(self).map_err(|e| e.to_string())?;
+        if text.len() > MAX_DEPLOY_BYTES {
+            return Err(format!(
+                "{}: the build is {} bytes encoded ({} class files), above the fleet's limit of {} bytes (1 MiB):                  the desired state goes to etcd in one request and etcd refuses requests above its                  --max-request-bytes (1.5 MiB by default); deploy only the changed classes (a directory of them)",
+                self.source,
+                text.len(),
+                self.class_files.len(),
+                MAX_DEPLOY_BYTES
+            ));
+        }
+        Ok(text)
+    }
+
+    /// Reads `desired.content` back: the class files' bytes.
+    pub fn from_content(text: &str) -> Result<(BuildContent, std::collections::HashMap<String, Vec<u8>>), String> {
+        let build: BuildContent =
+            serde_json::from_str(text).map_err(|e| format!("the deploy content is not a build: {e}"))?;
+        let mut files = std::collections::HashMap::new();
+        for (path, b64) in &build.class_files {
+            let bytes = base64_decode(b64).map_err(|e| format!("the deploy content, {path}: {e}"))?;
+            files.insert(path.clone(), bytes);
+        }
+        Ok((build, files))
+    }
+}
+
+/// A deploy rollout's patch id from the build's file name: `deploy-<stem>` with anything but
+/// `A-Z a-z 0-9 . _ -` made `-`.
+pub fn deploy_name(build: &std::path::Path) -> String {
+    let stem = build.file_stem().map_or_else(|| "build".to_string(), |s| s.to_string_lossy().into_owned());
+    let stem: String =
+        stem.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' }).collect();
+    format!("deploy-{stem}")
+}
+
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding.
+pub fn base64_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(BASE64[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Decodes standard base64 with padding.
+pub fn base64_decode(text: &str) -> Result<Vec<u8>, String> {
+    let text = text.as_bytes();
+    if text.len() % 4 != 0 {
+        return Err(format!("not base64: {} characters (not a multiple of 4)", text.len()));
+    }
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    for (q, quad) in text.chunks(4).enumerate() {
+        let last = q == text.len() / 4 - 1;
+        let pad = quad.iter().rev().take_while(|c| **c == b'=').count();
+        if pad > 2 || (pad > 0 && !last) {
+            return Err("not base64: '=' inside".to_string());
+        }
+        let mut n = 0u32;
+        for (i, c) in quad[..4 - pad].iter().enumerate() {
+            let v = BASE64.iter().position(|b| b == c).ok_or_else(|| format!("not base64: {:?}", *c as char))?;
+            n |= (v as u32) << (18 - 6 * i);
+        }
+        out.extend_from_slice(&n.to_be_bytes()[1..4 - pad]);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,5 +314,34 @@ mod tests {
         let k = Keys::new("shop");
         assert_eq!(k.slot("fix-1", 0), "/repair/v1/services/shop/rollouts/fix-1/slot/0");
         assert_eq!(k.relative(&k.instance("a/42")), Some("instances/a/42"));
+    }
+
+    #[test]
+    fn base64_round_trips_and_refuses_what_is_not() {
+        assert_eq!(base64_encode(b""), "");
+        assert_eq!(base64_encode(b"f"), "Zg==");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(base64_decode(&base64_encode(&all)).unwrap(), all);
+        assert_eq!(base64_decode("Zm8=").unwrap(), b"fo");
+        assert!(base64_decode("Zm8").unwrap_err().contains("multiple of 4"));
+        assert!(base64_decode("Z=8=").unwrap_err().contains("'='"));
+        assert!(base64_decode("Zm8*").unwrap_err().contains("'*'"));
+    }
+
+    #[test]
+    fn a_build_travels_as_json_and_a_big_one_is_refused() {
+        let files = std::collections::HashMap::from([("a/B.class".to_string(), vec![0xca, 0xfe, 0xba, 0xbe])]);
+        let b = BuildContent::new("app.jar", &files, &["META-INF/MANIFEST.MF".to_string()]);
+        let text = b.to_content().unwrap();
+        assert!(text.contains("\"a/B.class\":\"yv66vg==\""), "{text}");
+        let (back, bytes) = BuildContent::from_content(&text).unwrap();
+        assert_eq!((back, bytes), (b, files));
+        assert!(BuildContent::from_content("[]").unwrap_err().contains("not a build"));
+        let big = std::collections::HashMap::from([("a/B.class".to_string(), vec![7u8; 800 * 1024])]);
+        let err = BuildContent::new("big.jar", &big, &[]).to_content().unwrap_err();
+        assert!(err.starts_with("big.jar: the build is 1092") && err.contains("1.5 MiB"), "{err}");
+        assert_eq!(deploy_name(std::path::Path::new("/srv/shop 1.4.jar")), "deploy-shop-1.4");
     }
 }
