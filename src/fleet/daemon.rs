@@ -6,7 +6,7 @@
 //! watch and the lease are retried with backoff, and on reconnect the service is read again
 //! whole and reconciled.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -49,6 +49,8 @@ struct HoldState {
     rollout: String,
     since: Instant,
     faults_before: u64,
+    /// For a policy: the fault sites there were when it was applied (see [`Daemon::faults`]).
+    sites_before: Option<HashSet<String>>,
 }
 
 /// One local JVM with the agent.
@@ -183,6 +185,18 @@ fn faults_at(faults: &proto::FaultsReply, classes: &[String]) -> u64 {
     let classes: Vec<String> = classes.iter().map(|c| dotted(c)).collect();
     let at = |f: &proto::Frame| classes.contains(&dotted(&f.class_name));
     faults.faults.iter().filter(|f| f.site.as_ref().is_some_and(at) || f.stack.iter().any(at)).map(|f| f.count).sum()
+}
+
+/// A fault's site as the canary's judgment tells sites apart: exception, class, method, descriptor.
+fn fault_site(f: &proto::Fault) -> String {
+    let site = f.site.as_ref();
+    format!(
+        "{} at {}.{}{}",
+        f.exception,
+        site.map_or("", |s| s.class_name.as_str()),
+        site.map_or("", |s| s.method.as_str()),
+        site.map_or("", |s| s.method_descriptor.as_str())
+    )
 }
 
 /// The spec with `durable: true`, so a restarted JVM has the patch from its journal.
@@ -349,10 +363,24 @@ impl Daemon {
         })
     }
 
-    async fn faults(&mut self, pid: u32, classes: &[String]) -> Result<u64, String> {
+    /// The faults a canary is judged by: for a patch or a build, the counts at the classes it
+    /// changed; for a policy (`sites_before`, which repairs faults already there, so they go on
+    /// until its rules fire) the counts at sites that were not faulting when it was applied:
+    /// what its repairs caused elsewhere. Also the sites there are now.
+    async fn faults(
+        &mut self,
+        pid: u32,
+        classes: &[String],
+        sites_before: Option<&HashSet<String>>,
+    ) -> Result<(u64, HashSet<String>), String> {
         let mut agent = self.agent(pid).await?;
         let f = agent.faults(proto::FaultsRequest {}).await.map_err(|s| describe(&s))?.into_inner();
-        Ok(if classes.is_empty() { f.faults.iter().map(|f| f.count).sum() } else { faults_at(&f, classes) })
+        let sites: HashSet<String> = f.faults.iter().map(fault_site).collect();
+        let count = match sites_before {
+            Some(before) => f.faults.iter().filter(|x| !before.contains(&fault_site(x))).map(|x| x.count).sum(),
+            None => faults_at(&f, classes),
+        };
+        Ok((count, sites))
     }
 
     /// Puts `desired` in force in JVM `pid`.
@@ -472,7 +500,17 @@ impl Daemon {
             } else if should && !runs(&running) {
                 match self.apply(pid, d).await {
                     Ok(classes) => {
-                        let faults_before = if canary.is_some() { self.faults(pid, &classes).await? } else { 0 };
+                        let policy = d.kind == Kind::Policy;
+                        let (faults_before, sites_before) = if canary.is_some() {
+                            let (count, sites) = self.faults(pid, &classes, None).await?;
+                            if policy {
+                                (0, Some(sites))
+                            } else {
+                                (count, None)
+                            }
+                        } else {
+                            (0, None)
+                        };
                         log(&format!(
                             "{id}: applied {} {} (rollout {}{})",
                             d.kind,
@@ -480,8 +518,12 @@ impl Daemon {
                             d.id,
                             canary.map(|k| format!(", canary slot {k}")).unwrap_or_default()
                         ));
-                        self.instances.get_mut(&pid).expect("reconciled").hold =
-                            Some(HoldState { rollout: d.id.clone(), since: Instant::now(), faults_before });
+                        self.instances.get_mut(&pid).expect("reconciled").hold = Some(HoldState {
+                            rollout: d.id.clone(),
+                            since: Instant::now(),
+                            faults_before,
+                            sites_before,
+                        });
                         running = self.running(pid, true).await?;
                     }
                     Err(e) if canary.is_some() => {
@@ -497,12 +539,20 @@ impl Daemon {
                     .find(|(p, ro, _)| p == &d.name && ro == &d.id)
                     .map(|(_, _, c)| c.clone())
                     .unwrap_or_default();
-                let faults_now = self.faults(pid, &classes).await?;
+                let held = self.instances[&pid].hold.as_ref().filter(|h| h.rollout == d.id);
+                let sites_before = held.and_then(|h| h.sites_before.clone());
+                let fresh = held.is_none();
+                let (faults_now, sites) = self.faults(pid, &classes, sites_before.as_ref()).await?;
                 let instance = self.instances.get_mut(&pid).expect("reconciled");
-                if instance.hold.as_ref().is_none_or(|h| h.rollout != d.id) {
+                if fresh {
                     // Applied before this daemon started: the hold starts now.
-                    instance.hold =
-                        Some(HoldState { rollout: d.id.clone(), since: Instant::now(), faults_before: faults_now });
+                    let policy = d.kind == Kind::Policy;
+                    instance.hold = Some(HoldState {
+                        rollout: d.id.clone(),
+                        since: Instant::now(),
+                        faults_before: if policy { 0 } else { faults_now },
+                        sites_before: policy.then_some(sites),
+                    });
                 }
                 let h = instance.hold.as_ref().expect("set");
                 match rollout::hold(
