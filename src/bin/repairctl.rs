@@ -447,24 +447,35 @@ struct FleetTarget {
     /// The etcd endpoints, comma-separated. Example: `--etcd http://127.0.0.1:2379`
     #[arg(long, value_name = "URL[,URL...]")]
     etcd: String,
-    /// PEM file of the CA that signed etcd's certificate. Example: `--etcd-ca ca.pem`
-    #[arg(long, value_name = "PEM")]
-    etcd_ca: Option<PathBuf>,
-    /// PEM file of this client's certificate for etcd. Example: `--etcd-cert me.pem`
-    #[arg(long, value_name = "PEM", requires = "etcd_key")]
-    etcd_cert: Option<PathBuf>,
-    /// PEM file of this client's key for etcd. Example: `--etcd-key me.key`
-    #[arg(long, value_name = "PEM", requires = "etcd_cert")]
-    etcd_key: Option<PathBuf>,
+    #[command(flatten)]
+    tls: repair_model::fleet::store::TlsFiles,
 }
 
 impl FleetTarget {
     fn target(self) -> cli::fleet::Target {
-        cli::fleet::Target {
-            service: self.service,
-            etcd: self.etcd,
-            tls: repair_model::fleet::store::TlsFiles { ca: self.etcd_ca, cert: self.etcd_cert, key: self.etcd_key },
-        }
+        cli::fleet::Target { service: self.service, etcd: self.etcd, tls: self.tls }
+    }
+}
+
+/// How a rollout goes: the flags `fleet apply` and `fleet deploy` share.
+#[derive(clap::Args, Debug, Clone)]
+struct RolloutArgs {
+    /// Canaries: a count of instances, or a share of them. Example: `--canary 10%`
+    #[arg(long, default_value = "1")]
+    canary: String,
+    /// How long each canary must hold it (in force, no more new faults than --max-faults)
+    /// before every instance runs it. Example: `--hold 30s`
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    hold: std::time::Duration,
+    /// New faults a canary may see during its hold: at the classes a patch or build changes; for
+    /// a policy, at sites that were not faulting before. Example: `--max-faults 2`
+    #[arg(long, default_value_t = 0)]
+    max_faults: u64,
+}
+
+impl From<RolloutArgs> for cli::fleet::RolloutOptions {
+    fn from(a: RolloutArgs) -> Self {
+        cli::fleet::RolloutOptions { canary: a.canary, hold: a.hold, max_faults: a.max_faults }
     }
 }
 
@@ -480,17 +491,8 @@ enum FleetCommand {
         file: PathBuf,
         #[command(flatten)]
         target: FleetTarget,
-        /// Canaries: a count of instances, or a share of them. Example: `--canary 10%`
-        #[arg(long, default_value = "1")]
-        canary: String,
-        /// How long each canary must hold it (in force, no more new faults than --max-faults)
-        /// before every instance runs it. Example: `--hold 30s`
-        #[arg(long, default_value = "10s", value_parser = parse_duration)]
-        hold: std::time::Duration,
-        /// New faults at the patched classes a canary may see during its hold. Example:
-        /// `--max-faults 2`
-        #[arg(long, default_value_t = 0)]
-        max_faults: u64,
+        #[command(flatten)]
+        rollout: RolloutArgs,
     },
     /// Make a build (a jar or a directory of class files) the service's desired state: each
     /// repaird hot-deploys its changed classes whole (as `repairctl deploy --durable`), canaries
@@ -503,17 +505,8 @@ enum FleetCommand {
         build: PathBuf,
         #[command(flatten)]
         target: FleetTarget,
-        /// Canaries: a count of instances, or a share of them. Example: `--canary 10%`
-        #[arg(long, default_value = "1")]
-        canary: String,
-        /// How long each canary must hold it (in force, no more new faults than --max-faults)
-        /// before every instance runs it. Example: `--hold 30s`
-        #[arg(long, default_value = "10s", value_parser = parse_duration)]
-        hold: std::time::Duration,
-        /// New faults at the deployed classes a canary may see during its hold. Example:
-        /// `--max-faults 2`
-        #[arg(long, default_value_t = 0)]
-        max_faults: u64,
+        #[command(flatten)]
+        rollout: RolloutArgs,
     },
     /// Each instance of the service: what it runs of the fleet's, its verdict, whether it
     /// matches the desired state; and the rollout in force.
@@ -538,13 +531,11 @@ enum FleetCommand {
 
 fn fleet(command: FleetCommand, output: cli::Output) -> Result<(), String> {
     match command {
-        FleetCommand::Apply { file, target, canary, hold, max_faults } => {
-            let options = cli::fleet::RolloutOptions { canary, hold, max_faults };
-            block_on(cli::fleet::apply(&target.target(), &file, &options, output))
+        FleetCommand::Apply { file, target, rollout } => {
+            block_on(cli::fleet::apply(&target.target(), &file, &rollout.into(), output))
         }
-        FleetCommand::Deploy { build, target, canary, hold, max_faults } => {
-            let options = cli::fleet::RolloutOptions { canary, hold, max_faults };
-            block_on(cli::fleet::deploy(&target.target(), &build, &options, output))
+        FleetCommand::Deploy { build, target, rollout } => {
+            block_on(cli::fleet::deploy(&target.target(), &build, &rollout.into(), output))
         }
         FleetCommand::Status { target } => block_on(cli::fleet::status(&target.target(), output)),
         FleetCommand::Rollback { target } => block_on(cli::fleet::rollback(&target.target(), output)),

@@ -34,15 +34,8 @@ struct Args {
     /// Example: `--lease-ttl 10s`
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     lease_ttl: std::time::Duration,
-    /// PEM file of the CA that signed etcd's certificate. Example: `--etcd-ca ca.pem`
-    #[arg(long, value_name = "PEM")]
-    etcd_ca: Option<PathBuf>,
-    /// PEM file of this daemon's client certificate. Example: `--etcd-cert repaird.pem`
-    #[arg(long, value_name = "PEM", requires = "etcd_key")]
-    etcd_cert: Option<PathBuf>,
-    /// PEM file of this daemon's client key. Example: `--etcd-key repaird.key`
-    #[arg(long, value_name = "PEM", requires = "etcd_cert")]
-    etcd_key: Option<PathBuf>,
+    #[command(flatten)]
+    tls: store::TlsFiles,
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -56,7 +49,7 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let tls = store::TlsFiles { ca: args.etcd_ca, cert: args.etcd_cert, key: args.etcd_key };
+    let tls = args.tls;
     let run = || -> Result<(), String> {
         if args.host.is_empty() || args.host.contains('/') {
             return Err(format!("--host {:?}: a host name without '/'", args.host));

@@ -17,11 +17,17 @@ use super::{Desired, HistoryRecord, Keys, Observed};
 /// How a unary call waits for etcd before it counts as unreachable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// PEM files for TLS to etcd (`--etcd-ca`, `--etcd-cert`, `--etcd-key`).
-#[derive(Debug, Clone, Default)]
+/// PEM files for TLS to etcd: the flags `repaird` and `repairctl fleet` share.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct TlsFiles {
+    /// PEM file of the CA that signed etcd's certificate. Example: `--etcd-ca ca.pem`
+    #[arg(long = "etcd-ca", id = "etcd_ca", value_name = "PEM")]
     pub ca: Option<PathBuf>,
+    /// PEM file of the client certificate etcd checks. Example: `--etcd-cert me.pem`
+    #[arg(long = "etcd-cert", id = "etcd_cert", value_name = "PEM", requires = "etcd_key")]
     pub cert: Option<PathBuf>,
+    /// PEM file of that certificate's key. Example: `--etcd-key me.key`
+    #[arg(long = "etcd-key", id = "etcd_key", value_name = "PEM", requires = "etcd_cert")]
     pub key: Option<PathBuf>,
 }
 
