@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `repairctl watch` (and `trace`, if this build has it) beside Arthas's `watch` (and `trace`): the
 # throughput of a program whose hot method (bench.Hot.work(int, String), a few ns) is called about
-# 10^6 times a second on one thread (each call follows ~1 us of other work, calibrated once),
+# 10^6 times a second on one thread by bench.Driver, a class of its own (each call follows ~1 us of other work, calibrated once),
 # unobserved, while every call is reported, and after the observation ends; and the time from the
 # command to its first event. Three JVMs, all started with the same flags except C:
 #   A: -agentpath:librepair.so, observed by repairctl;
@@ -47,19 +47,26 @@ if [ ! -f "$arthas/arthas-boot.jar" ]; then
     rm -rf "$arthas.tmp" && mkdir -p "$arthas.tmp" && unzip -q "$zip" -d "$arthas.tmp" && mv "$arthas.tmp" "$arthas"
 fi
 
-# --- the program: bench.Hot K SECONDS. K = 0: prints the K (iterations of other work per call)
+# --- the program: bench.Driver K SECONDS, calling bench.Hot.work. K = 0: prints the K (iterations of other work per call)
 # that makes ~10^6 calls per second of the thread's CPU time. Otherwise prints READY <pid>, then
 # every 500 ms `T <epoch ms> <calls/s> <calls per CPU-second of the thread> <calls so far>`.
 mkdir -p "$work/src/bench"
 cat > "$work/src/bench/Hot.java" <<'JAVA'
 package bench;
-import java.lang.management.ManagementFactory;
-import java.lang.management.ThreadMXBean;
+/** The observed class: only the observed method, as a service's class is not its request loop. */
 public final class Hot {
-    static final String[] NAMES = {"apple", "pear", "plum", "fig", "kiwi", "lime", "date", "yuzu"};
-    static long sink, filler;
     /** The observed method: a few ns. */
     static long work(int a, String b) { return a * 31L + b.length(); }
+}
+JAVA
+cat > "$work/src/bench/Driver.java" <<'JAVA'
+package bench;
+import java.lang.management.ManagementFactory;
+import java.lang.management.ThreadMXBean;
+/** The driver: calls Hot.work in a loop (in a class of its own: see the README). */
+public final class Driver {
+    static final String[] NAMES = {"apple", "pear", "plum", "fig", "kiwi", "lime", "date", "yuzu"};
+    static long sink, filler;
     /** Other work between calls: K rounds of xorshift. */
     static long spin(long x, int k) { for (int i = 0; i < k; i++) { x ^= x << 13; x ^= x >>> 7; x ^= x << 17; } return x; }
     public static void main(String[] args) {
@@ -71,7 +78,7 @@ public final class Hot {
             for (int round = 0; round < 16; round++) {
                 long c0 = mx.getCurrentThreadCpuTime(), n = 0;
                 while (mx.getCurrentThreadCpuTime() - c0 < 200_000_000L) {
-                    for (int j = 0; j < 1024; j++) { filler = spin(filler | 1, k); sink += work(j, NAMES[j & 7]); }
+                    for (int j = 0; j < 1024; j++) { filler = spin(filler | 1, k); sink += Hot.work(j, NAMES[j & 7]); }
                     n += 1024;
                 }
                 double rate = n / ((mx.getCurrentThreadCpuTime() - c0) / 1e9);
@@ -86,7 +93,7 @@ public final class Hot {
         long last = System.nanoTime(), lastCpu = mx.getCurrentThreadCpuTime(), n = 0, total = 0;
         int i = 0;
         while (true) {
-            for (int j = 0; j < 256; j++, i++) { filler = spin(filler | 1, k); sink += work(i, NAMES[i & 7]); }
+            for (int j = 0; j < 256; j++, i++) { filler = spin(filler | 1, k); sink += Hot.work(i, NAMES[i & 7]); }
             n += 256;
             long now = System.nanoTime();
             if (now - last >= 500_000_000L) {
@@ -102,7 +109,7 @@ public final class Hot {
     }
 }
 JAVA
-"$java_home/bin/javac" -d "$work/classes" "$work/src/bench/Hot.java"
+"$java_home/bin/javac" -d "$work/classes" "$work/src/bench/Hot.java" "$work/src/bench/Driver.java"
 
 # --- helpers: count (a stream's reader), arthas (steps in one telnet session with Arthas's server)
 cat > "$work/bench.py" <<'PY'
@@ -262,11 +269,11 @@ window() {
 }
 
 jvm=
-# start_jvm NAME [JVM flags...]: starts bench.Hot, logging to $work/NAME.log; sets $jvm.
+# start_jvm NAME [JVM flags...]: starts bench.Driver, logging to $work/NAME.log; sets $jvm.
 start_jvm() {
     local name=$1 log="$work/$1.log"
     shift
-    "$java" -XX:ErrorFile="$work/hs_err_%p.log" "$@" -cp "$work/classes" bench.Hot "$k" 3600 > "$log" 2>&1 &
+    "$java" -XX:ErrorFile="$work/hs_err_%p.log" "$@" -cp "$work/classes" bench.Driver "$k" 3600 > "$log" 2>&1 &
     jvm=$!
     jvms+=("$jvm")
     for _ in $(seq 100); do grep -q '^READY' "$log" && break; kill -0 "$jvm" 2>/dev/null || break; sleep 0.1; done
@@ -280,7 +287,7 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 stat_before="$EPOCHREALTIME $(head -1 /proc/stat | cut -d' ' -f3-)"
 
 echo "== calibrating the other work per call"
-k=${K:-$("$java" -cp "$work/classes" bench.Hot 0 0 | sed -n 's/^K //p')}
+k=${K:-$("$java" -cp "$work/classes" bench.Driver 0 0 | sed -n 's/^K //p')}
 [ -n "$k" ] || fail "calibration printed no K"
 echo "   K=$k rounds of xorshift per call"
 
@@ -442,8 +449,11 @@ P(f"# scripts/bench-observe.sh at {rev} on {cores} cores, {jv}, Arthas {av}, {ti
 P(f"# load average (1/5/15 min) {lb} before, {la} after; the machine's CPU busy {100 * busy:.0f}% over the run: shared")
 P("# with other engineers' builds and JVMs, so the watched thread is not always on a core (wall), and even its calls")
 P("# per CPU-second drift by a few % over minutes (no hardware counters in this VM to count instructions instead).")
-P(f"# bench.Hot calls work(int, String) (a few ns) in a loop on one thread, each call after {k} rounds of xorshift")
-P("# (calibrated to ~1e6 calls per CPU-second); it prints its calls/s every 500 ms. Numbers are medians of those")
+P(f"# bench.Driver calls bench.Hot.work(int, String) (a few ns) in a loop on one thread, each call after {k} rounds of")
+P("# xorshift. The loop is in a class of its own: a method of a retransformed class that is running (a loop that never")
+P("# returns) stays interpreted: -XX:+PrintCompilation shows it never compiled again (before 2026-12-03 the loop was in")
+P("# bench.Hot, and every figure after the first observation measured that, for both tools)")
+P("# (K calibrated to ~1e6 calls per CPU-second); it prints its calls/s every 500 ms. Numbers are medians of those")
 P(f"# samples over {win} s windows ({warmup} s of warm-up first; {settle} s after each change, {tsettle} s after a trace starts),")
 P(f"# pooled over {cycles} cycles of none / observed / after, each tool and command. Three JVMs, same flags: A and B")
 P("# with -agentpath:librepair.so, C without. A: `repairctl watch bench.Hot work --max-per-second 2000000")
