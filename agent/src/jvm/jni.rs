@@ -415,20 +415,15 @@ impl<'a> Jni<'a> {
         text
     }
 
-    /// The first `max` characters of a Java string (and `...` when there are more), copied
-    /// without the JVM allocating: an observed value is read on the application's thread.
-    fn string_prefix(&self, s: sys::jobject, max: usize) -> Option<String> {
-        const CHUNK: usize = 256;
+    /// The first characters of a Java string, as many as `units` holds, and whether there were
+    /// more; copied without the JVM allocating (an observed value is read on the application's
+    /// thread).
+    fn string_units(&self, s: sys::jobject, units: &mut [u16]) -> Option<(usize, bool)> {
         let len = jni_call!(self.env, GetStringLength, s)?.max(0) as usize;
-        let take = len.min(max).min(CHUNK);
-        let mut units = [0u16; CHUNK];
+        let take = len.min(units.len());
         // In bounds by construction: it cannot throw.
         jni_call!(self.env, GetStringRegion, s, 0, take as sys::jsize, units.as_mut_ptr());
-        let mut text = String::from_utf16_lossy(&units[..take]);
-        if len > take {
-            text.push_str("...");
-        }
-        Some(text)
+        Some((take, len > take))
     }
 
     /// Takes the pending exception (clearing it) and describes it as `Class: message`.
@@ -501,9 +496,26 @@ impl<'a> Jni<'a> {
         if obj.is_null() {
             return Value::Null;
         }
-        if let Some(plain) = Plain::get(self).and_then(|p| p.read(self, obj, hint)) {
+        if let Some(plain) = self.with_plain(obj, hint, |p| p.map(|p| p.to_value())) {
             return plain;
         }
+        self.object_value(obj)
+    }
+
+    /// Calls `f` with the value of `obj` (not null) when it is a string or a boxed primitive,
+    /// read into a buffer on the stack (nothing allocated: the hooks write it on as bytes), or
+    /// with `None` for any other object; `hint` as in [`Jni::value_hinted`].
+    pub fn with_plain<R>(&self, obj: &Local<'_>, hint: &ValueHint, f: impl FnOnce(Option<PlainValue<'_>>) -> R) -> R {
+        match Plain::get(self) {
+            Some(p) => p.read(self, obj, hint, f),
+            None => f(None),
+        }
+    }
+
+    /// [`Jni::value`] of an object that is not a string or a box: an array's first elements, or
+    /// the class of anything else.
+    pub fn object_value(&self, obj: &Local<'_>) -> repair_model::observe::Value {
+        use repair_model::observe::Value;
         let class = self.object_class(obj);
         let name = self.class_name_of(&class);
         self.delete_local(class.raw());
@@ -650,16 +662,20 @@ impl<'a> Jni<'a> {
     /// The first `max` elements of an `Object[]`, as local references (free them, or call this
     /// inside a local frame).
     pub fn array_elements(&self, array: &Local<'_>, max: usize) -> Vec<Local<'a>> {
+        (0..self.array_length(array).min(max)).map(|i| self.array_element(array, i)).collect()
+    }
+
+    /// The length of an array (0 for `null`).
+    pub fn array_length(&self, array: &Local<'_>) -> usize {
         if array.is_null() {
-            return Vec::new();
+            return 0;
         }
-        let len = jni_call!(self.env, GetArrayLength, array.raw()).unwrap_or(0).max(0) as usize;
-        // Each index is in bounds: no element read can throw.
-        (0..len.min(max))
-            .map(|i| {
-                self.local(jni_call!(self.env, GetObjectArrayElement, array.raw(), i as i32).unwrap_or(ptr::null_mut()))
-            })
-            .collect()
+        jni_call!(self.env, GetArrayLength, array.raw()).unwrap_or(0).max(0) as usize
+    }
+
+    /// Element `i` of an `Object[]`, `i` below [`Jni::array_length`] (so the read cannot throw).
+    pub fn array_element(&self, array: &Local<'_>, i: usize) -> Local<'a> {
+        self.local(jni_call!(self.env, GetObjectArrayElement, array.raw(), i as i32).unwrap_or(ptr::null_mut()))
     }
 
     /// [`Jni::value_text`] of the first `max` elements of an `Object[]`, comma-separated.
@@ -955,35 +971,83 @@ impl Plain {
         Some(plain)
     }
 
-    /// The value of `obj` (not null) when it is a string or a box; `None` otherwise.
-    fn read(&self, jni: &Jni<'_>, obj: &Local<'_>, hint: &ValueHint) -> Option<repair_model::observe::Value> {
-        use repair_model::observe::Value;
+    /// Calls `f` with the value of `obj` (not null) when it is a string or a box, `None`
+    /// otherwise.
+    fn read<R>(
+        &self,
+        jni: &Jni<'_>,
+        obj: &Local<'_>,
+        hint: &ValueHint,
+        f: impl FnOnce(Option<PlainValue<'_>>) -> R,
+    ) -> R {
         use std::sync::atomic::Ordering::Relaxed;
-        const MAX_CHARS: usize = 200;
         let o = obj.raw();
         let is = |i: usize| jni_call!(jni.env, IsInstanceOf, o, self.classes[i].0 .0) == Some(1);
         let hint_now = hint.0.load(Relaxed);
         let hinted = usize::from(hint_now & !ValueHint::EXACT).min(self.classes.len() - 1);
         let i = match hint_now & ValueHint::EXACT != 0 || is(hinted) {
             true => hinted,
-            false => {
-                let i = (0..self.classes.len()).filter(|i| *i != hinted).find(|i| is(*i))?;
-                hint.0.store(i as u8, Relaxed);
-                i
-            }
+            false => match (0..self.classes.len()).filter(|i| *i != hinted).find(|i| is(*i)) {
+                Some(i) => {
+                    hint.0.store(i as u8, Relaxed);
+                    i
+                }
+                None => return f(None),
+            },
         };
-        let (_, f, kind) = self.classes[i];
-        Some(match kind {
-            Boxed::String => Value::Text(jni.string_prefix(o, MAX_CHARS)?),
-            Boxed::Int => Value::Integer(jni_call!(jni.env, GetIntField, o, f)?.into()),
-            Boxed::Long => Value::Integer(jni_call!(jni.env, GetLongField, o, f)?),
-            Boxed::Short => Value::Integer(jni_call!(jni.env, GetShortField, o, f)?.into()),
-            Boxed::Byte => Value::Integer(jni_call!(jni.env, GetByteField, o, f)?.into()),
-            Boxed::Boolean => Value::Bool(jni_call!(jni.env, GetBooleanField, o, f)? == 1),
-            Boxed::Double => Value::Number(jni_call!(jni.env, GetDoubleField, o, f)?),
-            Boxed::Float => Value::Number(jni_call!(jni.env, GetFloatField, o, f)?.into()),
-            Boxed::Char => Value::Text(char::from_u32(jni_call!(jni.env, GetCharField, o, f)?.into())?.to_string()),
-        })
+        let (_, field, kind) = self.classes[i];
+        let mut units = [0u16; PlainValue::MAX_CHARS];
+        let value = match kind {
+            Boxed::String => {
+                jni.string_units(o, &mut units).map(|(n, cut)| PlainValue::Text { units: &units[..n], cut })
+            }
+            Boxed::Int => jni_call!(jni.env, GetIntField, o, field).map(|v| PlainValue::Integer(v.into())),
+            Boxed::Long => jni_call!(jni.env, GetLongField, o, field).map(PlainValue::Integer),
+            Boxed::Short => jni_call!(jni.env, GetShortField, o, field).map(|v| PlainValue::Integer(v.into())),
+            Boxed::Byte => jni_call!(jni.env, GetByteField, o, field).map(|v| PlainValue::Integer(v.into())),
+            Boxed::Boolean => jni_call!(jni.env, GetBooleanField, o, field).map(|v| PlainValue::Bool(v == 1)),
+            Boxed::Double => jni_call!(jni.env, GetDoubleField, o, field).map(PlainValue::Number),
+            Boxed::Float => jni_call!(jni.env, GetFloatField, o, field).map(|v| PlainValue::Number(v.into())),
+            Boxed::Char => jni_call!(jni.env, GetCharField, o, field).map(|c| {
+                units[0] = c;
+                PlainValue::Text { units: &units[..1], cut: false }
+            }),
+        };
+        f(value)
+    }
+}
+
+/// A string or a boxed primitive as read from the JVM, borrowing the string's characters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PlainValue<'u> {
+    Bool(bool),
+    Integer(i64),
+    Number(f64),
+    /// A string's first UTF-16 units (a `char` is a string of one), and whether it was cut.
+    Text {
+        units: &'u [u16],
+        cut: bool,
+    },
+}
+
+impl PlainValue<'_> {
+    /// Characters of a string read, at most.
+    pub const MAX_CHARS: usize = 200;
+
+    pub fn to_value(self) -> repair_model::observe::Value {
+        use repair_model::observe::Value;
+        match self {
+            PlainValue::Bool(b) => Value::Bool(b),
+            PlainValue::Integer(n) => Value::Integer(n),
+            PlainValue::Number(n) => Value::Number(n),
+            PlainValue::Text { units, cut } => {
+                let mut text = String::from_utf16_lossy(units);
+                if cut {
+                    text.push_str("...");
+                }
+                Value::Text(text)
+            }
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use std::ffi::{c_char, c_uchar, CStr};
 use std::fmt;
 use std::ptr;
 
-pub use jni::{JavaVm, Jni, Local, TraceElement, ValueHint, Weak};
+pub use jni::{JavaVm, Jni, Local, PlainValue, TraceElement, ValueHint, Weak};
 
 /// The JVM's `JavaVM` as `Agent_OnLoad` receives it, for the exports in `lib.rs`.
 pub type RawJavaVm = sys::JavaVM;

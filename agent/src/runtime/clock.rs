@@ -36,6 +36,15 @@ impl Stamp {
         Stamp(clock().clock.raw())
     }
 
+    /// The clock's raw reading, to keep as a number ([`Stamp::from_raw`] gives the stamp back).
+    pub fn raw(self) -> u64 {
+        self.0
+    }
+
+    pub fn from_raw(raw: u64) -> Stamp {
+        Stamp(raw)
+    }
+
     /// Nanoseconds from `self` to `later` (0 when `later` is earlier).
     pub fn ns_until(self, later: Stamp) -> u64 {
         clock().clock.delta_as_nanos(self.0, later.0)

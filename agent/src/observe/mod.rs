@@ -6,17 +6,18 @@
 //! observation by the patch's report id and pair entries with exits on a per-thread stack.
 //!
 //! The application's thread does only what cannot wait: it reads the values of the call (objects
-//! do not outlive it) and queues them; the stream, on the control plane, checks the condition,
-//! renders the text, applies the byte and report quotas and counts `-n`. The queue is bounded and
-//! polled, never signalled: a client that reads too slowly loses reports (counted), never slows the
-//! application, and no report costs the application a wakeup.
+//! do not outlive it) into a buffer of its own and queues them as bytes ([`record`]); the stream,
+//! on the control plane, decodes them, checks the condition, renders the text, applies the byte
+//! and report quotas and counts `-n`. The queue is bounded and polled, never signalled: a client
+//! that reads too slowly loses reports (counted), never slows the application, and no report
+//! costs the application a wakeup or an allocation.
 //!
 //! A rule's health signal (`validate.health`) is an observation too, of kind [`Kind::Health`],
 //! that streams to nobody: it judges, on the application's thread, the first call of its method
 //! after a fallback of a repair it judges ([`Health`]), and tells the policy engine of a failure.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -27,18 +28,23 @@ use repair_model::observe::{Call, Condition, Expr, Part, Root, Template, Value};
 use repair_model::proto;
 
 use crate::jvm::{Jni, Jvmti, Local};
+use record::{Cursor, Put};
+
+mod record;
 use crate::runtime::clock::{self, Stamp};
 use crate::runtime::faults::FaultLog;
 use crate::runtime::IntMap;
 
 /// Reports queued for a stream before further ones are dropped.
 pub const QUEUE: usize = 4096;
+/// Bytes queued for a stream before further reports are dropped (large rendered values).
+const QUEUE_BYTES: usize = 8 << 20;
 /// Arguments rendered per call.
 const MAX_ARGS: usize = 16;
 /// Deeper nesting than this (runaway recursion) is not observed.
 const MAX_DEPTH: usize = 256;
 /// Calls a traced call keeps (a long loop's first ones).
-const MAX_CALLS: usize = 4096;
+const MAX_CALLS: u32 = 4096;
 /// Distinct call paths a stack observation counts; calls by others are not counted.
 const MAX_PATHS: usize = 1000;
 /// Watched or traced calls sent in one message at most.
@@ -181,15 +187,17 @@ impl Health {
     }
 }
 
-/// What waits for an observation's stream.
+/// What waits for an observation's stream: records ([`record`]), in order.
 #[derive(Default)]
 struct Queue {
-    items: Vec<Pending>,
+    bytes: Vec<u8>,
+    records: usize,
     ended: Option<String>,
     /// The stream has taken the last message.
     finished: bool,
 }
 
+/// A queued record as the stream decodes it.
 enum Pending {
     /// A watched call as captured on its thread: rendered and judged by the stream.
     Call(Captured),
@@ -202,7 +210,7 @@ enum Pending {
 /// A traced call: the calls it made, in the order they ended.
 struct Traced {
     report_id: i32,
-    thread: Arc<str>,
+    thread: String,
     start_ms: u64,
     duration_ns: u64,
     calls: Vec<Made>,
@@ -213,7 +221,7 @@ struct Traced {
 /// is done on the control plane.
 struct Captured {
     report_id: i32,
-    thread: Arc<str>,
+    thread: String,
     start_ms: u64,
     duration_ns: u64,
     args: Vec<Value>,
@@ -302,16 +310,15 @@ struct Frame {
     picked: bool,
     /// Picked while the queue was full (and no condition to check): dropped, never rendered.
     dropping: bool,
-    /// The arguments as captured.
-    args: Vec<Value>,
-    /// `this` as captured, when asked for.
-    this: Option<Value>,
-    /// The values of the observation's paths rooted in the arguments and `this`, by the path's
-    /// index in `exprs`.
+    /// Where its record starts in the thread's scratch (watch, trace): the arguments and `this`
+    /// as captured, the values of the paths rooted in them; a trace's calls so far.
+    at: usize,
+    /// Health: the values of the condition's paths rooted in the arguments and `this`, by the
+    /// path's index in `exprs`.
     values: Vec<(usize, Value)>,
-    /// Trace: the calls made so far, and the one in progress with the traced calls made inside
-    /// it (deeper levels).
-    calls: Vec<Made>,
+    /// Trace: the calls made so far (written in the record), and the one in progress with the
+    /// traced calls made inside it (deeper levels).
+    calls: u32,
     open_call: Option<(u16, Stamp)>,
     inside: Vec<proto::TraceCall>,
     /// Time the entry hook spent capturing, when `measured` (counted against the CPU quota).
@@ -328,31 +335,96 @@ struct Made {
     inside: Vec<proto::TraceCall>,
 }
 
-thread_local! {
+/// What the observations' hooks keep on a thread, in one thread-local (each is a lookup of its
+/// own in a shared library, on every hook).
+struct OnThread {
     /// This thread's last [`Observations::by_report`] answer, keyed by the observations, their
     /// generation and the report id.
     #[allow(clippy::type_complexity)]
-    static LAST_FOUND: RefCell<Option<((usize, u64, i32), Option<Arc<Observation>>)>> = const { RefCell::new(None) };
-    static CALLS: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
+    found: Option<((usize, u64, i32), Option<Arc<Observation>>)>,
+    calls: ThreadCalls,
+}
+
+/// The observed calls a thread is inside, and the records they are writing.
+struct ThreadCalls {
+    /// Innermost last.
+    frames: Vec<Frame>,
+    /// The frames' records, each from its frame's `at` on (reused: a call allocates nothing).
+    scratch: Vec<u8>,
     /// This thread's name and when it was read: asking JVMTI on every report costs more than the
     /// rest of the report (a thread is renamed rarely; the name is read again each second).
-    static THREAD_NAME: RefCell<Option<(Arc<str>, Stamp)>> = const { RefCell::new(None) };
+    name: Option<(String, Stamp)>,
+}
+
+thread_local! {
+    static ON_THREAD: RefCell<OnThread> = const {
+        RefCell::new(OnThread { found: None, calls: ThreadCalls { frames: Vec::new(), scratch: Vec::new(), name: None } })
+    };
     /// When the fallback a health signal's call last judged on this thread ran: each fallback
     /// is judged by the first call after it only.
     static JUDGED_FALLBACK: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
-fn thread_name(jvmti: Jvmti, jni: &Jni<'_>, now: Stamp) -> Arc<str> {
-    THREAD_NAME.with(|t| {
-        let mut t = t.borrow_mut();
-        match &*t {
-            Some((name, at)) if at.ns_until(now) < 1_000_000_000 => name.clone(),
-            _ => {
-                let name: Arc<str> = jvmti.current_thread_name(jni).unwrap_or_else(|_| "?".to_string()).into();
-                *t = Some((name.clone(), now));
-                name
-            }
+/// A thread's name from `cache`, read again when the one known is older than a second.
+fn cached_name<'c>(cache: &'c mut Option<(String, Stamp)>, jvmti: Jvmti, jni: &Jni<'_>, now: Stamp) -> &'c str {
+    let fresh = matches!(cache, Some((_, at)) if at.ns_until(now) < 1_000_000_000);
+    if !fresh {
+        *cache = Some((jvmti.current_thread_name(jni).unwrap_or_else(|_| "?".to_string()), now));
+    }
+    cache.as_ref().map_or("?", |(n, _)| n.as_str())
+}
+
+impl ThreadCalls {
+    /// Where a new frame's record starts, if there is room for one more frame.
+    fn start(&mut self) -> Option<usize> {
+        if self.frames.len() >= MAX_DEPTH {
+            return None;
         }
+        if self.frames.is_empty() {
+            self.scratch.clear();
+        }
+        Some(self.scratch.len())
+    }
+
+    /// The innermost frame of `report_id`, after dropping the frames opened inside it that never
+    /// closed (their probes were rolled back while they ran): its record now ends the scratch.
+    fn innermost(&mut self, report_id: i32) -> Option<usize> {
+        let at = self.frames.iter().rposition(|f| f.report_id == report_id)?;
+        if let Some(above) = self.frames.get(at + 1) {
+            self.scratch.truncate(above.at);
+            self.frames.truncate(at + 1);
+        }
+        Some(at)
+    }
+
+    /// Takes the innermost frame of `report_id` off the stack; its record is the scratch from
+    /// its `at` on, until [`ThreadCalls::done`].
+    fn close(&mut self, report_id: i32) -> Option<Frame> {
+        self.innermost(report_id)?;
+        self.frames.pop()
+    }
+
+    /// Forgets a closed frame's record.
+    fn done(&mut self, frame: &Frame) {
+        self.scratch.truncate(frame.at);
+    }
+}
+
+/// Runs `f` with this thread's calls, unless a hook on this thread has them already.
+fn with_calls(f: impl FnOnce(&mut ThreadCalls)) {
+    ON_THREAD.with(|t| {
+        if let Ok(mut t) = t.try_borrow_mut() {
+            f(&mut t.calls)
+        }
+    })
+}
+
+/// This thread's name (for reports made outside a call's hooks).
+fn thread_name(jvmti: Jvmti, jni: &Jni<'_>) -> String {
+    let now = Stamp::now();
+    ON_THREAD.with(|t| match t.try_borrow_mut() {
+        Ok(mut t) => cached_name(&mut t.calls.name, jvmti, jni, now).to_string(),
+        Err(_) => jvmti.current_thread_name(jni).unwrap_or_else(|_| "?".to_string()),
     })
 }
 
@@ -414,7 +486,7 @@ impl Observations {
             health: r.health,
         });
         self.by_id.write().unwrap_or_else(|e| e.into_inner()).insert(id, o.clone());
-        (o.clone(), Reader { o, batch: VecDeque::new(), known: None })
+        (o.clone(), Reader { o, batch: Vec::new(), at: 0, known: None })
     }
 
     /// A probe patch of `o` is in effect under `report_id`, on `method` (as reports name it): its
@@ -431,7 +503,9 @@ impl Observations {
         self.generation.fetch_add(1, Ordering::Release);
         if let Some(o) = self.by_id.write().unwrap_or_else(|e| e.into_inner()).remove(&id) {
             // A thread's last answer may hold the observation a while longer: not its queue.
-            o.queue.lock().unwrap_or_else(|e| e.into_inner()).items = Vec::new();
+            let mut q = o.queue.lock().unwrap_or_else(|e| e.into_inner());
+            q.bytes = Vec::new();
+            q.records = 0;
         }
     }
 
@@ -445,29 +519,37 @@ impl Observations {
         self.by_id.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
     }
 
-    /// Runs `f` with the observation of a report id, if any. Every call of every probed method
-    /// asks this, twice: each thread keeps its last answer while no observation was attached or
-    /// removed, and lends it (no reference count taken and dropped on every hook).
-    fn with_report<R>(&self, report_id: i32, f: impl FnOnce(&Arc<Observation>) -> R) -> Option<R> {
+    /// The observation of a report id, if any (looked up without the thread's cache).
+    fn by_report(&self, report_id: i32) -> Option<Arc<Observation>> {
+        self.by_report.read().unwrap_or_else(|e| e.into_inner()).get(&report_id).cloned()
+    }
+
+    /// Runs `f` with the observation of a report id, if any, and this thread's calls; whether
+    /// there is one. Every call of every probed method asks this, twice: each thread keeps its
+    /// last answer while no observation was attached or removed, and lends it (no reference
+    /// count taken and dropped on every hook).
+    fn with_report(&self, report_id: i32, f: impl FnOnce(&Arc<Observation>, &mut ThreadCalls)) -> bool {
         if report_id <= 0 {
-            return None;
+            return false;
         }
         let key = (self as *const Self as usize, self.generation.load(Ordering::Acquire), report_id);
-        let look_up = || self.by_report.read().unwrap_or_else(|e| e.into_inner()).get(&report_id).cloned();
-        LAST_FOUND.with(|last| {
-            if let Ok(last) = last.try_borrow() {
-                if let Some((k, found)) = &*last {
-                    if *k == key {
-                        return found.as_ref().map(f);
-                    }
+        ON_THREAD.with(|t| {
+            let Ok(mut t) = t.try_borrow_mut() else {
+                // A hook inside a hook on this thread (they run no Java code, so only through
+                // a JVMTI callback): not observed.
+                return self.by_report(report_id).is_some();
+            };
+            let OnThread { found, calls } = &mut *t;
+            if !matches!(found, Some((k, _)) if *k == key) {
+                *found = Some((key, self.by_report(report_id)));
+            }
+            match found {
+                Some((_, Some(o))) => {
+                    f(o, calls);
+                    true
                 }
+                _ => false,
             }
-            let found = look_up();
-            // A hook inside `f` on this thread (re-entered) finds the cache lent: it only looks up.
-            if let Ok(mut last) = last.try_borrow_mut() {
-                *last = Some((key, found.clone()));
-            }
-            found.as_ref().map(f)
         })
     }
 
@@ -481,12 +563,11 @@ impl Observations {
         report_id: i32,
         args: Option<&Local<'_>>,
     ) -> bool {
-        self.with_report(report_id, |o| {
+        self.with_report(report_id, |o, calls| {
             if !o.ended.load(Ordering::Relaxed) {
-                o.entered(jvmti, jni, faults, report_id, args);
+                o.entered(jvmti, jni, faults, report_id, args, calls);
             }
         })
-        .is_some()
     }
 
     /// `Hooks.exit`/`exitValue` or `Hooks.thrown` of an observation's probe: the call ends.
@@ -499,11 +580,26 @@ impl Observations {
         value: Option<&Local<'_>>,
         threw: Option<&Local<'_>>,
     ) -> bool {
-        self.with_report(report_id, |o| o.exited(jvmti, jni, report_id, value, threw)).is_some()
+        self.with_report(report_id, |o, calls| o.exited(jvmti, jni, report_id, value, threw, calls))
     }
 }
 
+/// A record's first fields: its kind, the report id, the start and the duration (written at the
+/// exit: see the offsets below).
+fn put_header(out: &mut Vec<u8>, kind: record::Kind, report_id: i32) {
+    out.u8(kind as u8);
+    out.u32(report_id as u32);
+    out.u64(0);
+    out.u64(0);
+}
+/// Offsets in a record of its start (the raw clock stamp) and its duration.
+const START_AT: usize = 5;
+const DURATION_AT: usize = 13;
+/// A trace record's number of calls, after the header.
+const CALLS_AT: usize = 21;
+
 impl Observation {
+    #[allow(clippy::too_many_arguments)]
     fn entered(
         self: &Arc<Self>,
         jvmti: Jvmti,
@@ -511,10 +607,11 @@ impl Observation {
         faults: &FaultLog,
         report_id: i32,
         args: Option<&Local<'_>>,
+        t: &mut ThreadCalls,
     ) {
         let o = self;
         if o.kind == Kind::Health {
-            return o.health_entered(jni, report_id, args);
+            return o.health_entered(jni, report_id, args, t);
         }
         if o.kind == Kind::Stack {
             let n = o.hot.entered.fetch_add(1, Ordering::Relaxed) + 1;
@@ -534,6 +631,7 @@ impl Observation {
             return;
         }
         let n = o.hot.entered.fetch_add(1, Ordering::Relaxed) + 1;
+        let Some(at) = t.start() else { return };
         let sample = o.sample.load(Ordering::Relaxed);
         let picked = o.kind == Kind::Monitor || n % sample == 0;
         // What a captured call costs the hooks is timed on one in COST_SAMPLE of them (two clock
@@ -544,51 +642,83 @@ impl Observation {
         // costs the application next to nothing. (With a condition, the call must be rendered to
         // know whether it would be reported at all.)
         let dropping = picked && o.kind == Kind::Watch && o.condition.is_none() && o.queue_full();
-        let (mut shown, mut this, mut values) = (Vec::new(), None, Vec::new());
-        if let (Kind::Watch, Some(array), true, false) = (o.kind, args, picked, dropping) {
-            let mut elements = jni.array_elements(array, MAX_ARGS + 1);
-            let this_local = if o.this { elements.pop() } else { None };
-            shown.reserve_exact(elements.len());
-            for (i, e) in elements.iter().enumerate() {
-                shown.push(o.capture(jni, e, i));
+        match (o.kind, picked && !dropping) {
+            (Kind::Watch, true) => {
+                put_header(&mut t.scratch, record::Kind::Call, report_id);
+                o.put_arguments(jni, args, &mut t.scratch);
             }
-            this = this_local.map(|t| o.capture(jni, &t, MAX_ARGS));
-            for (i, x) in o.exprs.iter().enumerate() {
-                let root = match x.root {
-                    Root::Arg(i) => elements.get(i),
-                    Root::This => this_local.as_ref(),
-                    Root::Return => continue,
-                };
-                if let Some(root) = root {
-                    values.push((i, extract(jni, root, x)));
-                }
+            (Kind::Trace, true) => {
+                put_header(&mut t.scratch, record::Kind::Trace, report_id);
+                t.scratch.u32(0);
             }
-            // The element references are freed as the hook returns to Java (at most MAX_ARGS + 1
-            // of them, within what a native method may hold).
+            _ => {}
         }
         let started = Stamp::now();
-        CALLS.with(|c| {
-            let mut c = c.borrow_mut();
-            if c.len() < MAX_DEPTH {
-                c.push(Frame {
-                    report_id,
-                    observation: o.id,
-                    started,
-                    picked,
-                    dropping,
-                    args: shown,
-                    this,
-                    values,
-                    calls: Vec::new(),
-                    open_call: None,
-                    inside: Vec::new(),
-                    cost_ns: began.map_or(0, |b| b.ns_until(started)),
-                    measured,
-                });
-            }
+        t.frames.push(Frame {
+            report_id,
+            observation: o.id,
+            started,
+            picked,
+            dropping,
+            at,
+            values: Vec::new(),
+            calls: 0,
+            open_call: None,
+            inside: Vec::new(),
+            cost_ns: began.map_or(0, |b| b.ns_until(started)),
+            measured,
         });
     }
 
+    /// A watched call's arguments, `this` and the values of the paths rooted in them, onto its
+    /// record.
+    fn put_arguments(&self, jni: &Jni<'_>, args: Option<&Local<'_>>, out: &mut Vec<u8>) {
+        let Some(array) = args else {
+            return out.extend_from_slice(&[0, 0, 0]);
+        };
+        // The element references are freed as the hook returns to Java (at most MAX_ARGS + 1
+        // of them, within what a native method may hold).
+        let mut elements: [Option<Local<'_>>; MAX_ARGS + 1] = std::array::from_fn(|_| None);
+        let len = jni.array_length(array).min(MAX_ARGS + 1);
+        for (i, e) in elements.iter_mut().enumerate().take(len) {
+            *e = Some(jni.array_element(array, i));
+        }
+        let (args, this) = match self.this && len > 0 {
+            true => (&elements[..len - 1], elements[len - 1].as_ref()),
+            false => (&elements[..len], None),
+        };
+        out.u8(args.len() as u8);
+        for (i, e) in args.iter().enumerate() {
+            if let Some(e) = e {
+                self.put_captured(jni, e, i, out);
+            }
+        }
+        match this {
+            Some(t) => {
+                out.u8(1);
+                self.put_captured(jni, t, MAX_ARGS, out);
+            }
+            None => out.u8(0),
+        }
+        let count_at = out.len();
+        out.u8(0);
+        let mut n = 0u8;
+        for (i, x) in self.exprs.iter().enumerate() {
+            let root = match x.root {
+                Root::Arg(i) => args.get(i).and_then(Option::as_ref),
+                Root::This => this,
+                Root::Return => continue,
+            };
+            if let Some(root) = root {
+                out.u8(i as u8);
+                out.value(&extract(jni, root, x));
+                n += 1;
+            }
+        }
+        out[count_at] = n;
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn exited(
         self: &Arc<Self>,
         jvmti: Jvmti,
@@ -596,116 +726,161 @@ impl Observation {
         report_id: i32,
         value: Option<&Local<'_>>,
         threw: Option<&Local<'_>>,
+        t: &mut ThreadCalls,
     ) {
         let o = self;
-        let Some(frame) = CALLS.with(|c| {
-            let mut c = c.borrow_mut();
-            let at = c.iter().rposition(|f| f.report_id == report_id)?;
-            let frame = c.remove(at);
-            c.truncate(at);
-            Some(frame)
-        }) else {
-            return;
-        };
+        let Some(mut frame) = t.close(report_id) else { return };
         let began = Stamp::now();
-        let Frame {
-            started,
-            picked,
-            dropping,
-            args,
-            this,
-            mut values,
-            mut calls,
-            open_call,
-            mut inside,
-            cost_ns,
-            measured,
-            ..
-        } = frame;
-        let duration_ns = started.ns_until(began);
-        let start_ms = started.epoch_ms();
-        if o.ended.load(Ordering::Relaxed) || !picked {
-            return;
+        let duration_ns = frame.started.ns_until(began);
+        if o.ended.load(Ordering::Relaxed) || !frame.picked {
+            return t.done(&frame);
         }
-        if dropping {
+        if frame.dropping {
             o.hot.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
+            return t.done(&frame);
         }
         match o.kind {
             Kind::Monitor => {
                 let mut w = o.window.lock().unwrap_or_else(|e| e.into_inner());
                 w.durations.push(duration_ns);
                 w.failures += u64::from(threw.is_some());
+                t.done(&frame);
             }
-            Kind::Stack | Kind::Snapshot | Kind::Log => {}
-            Kind::Health => o.health_exited(jvmti, jni, started, &mut values, value, threw),
+            Kind::Stack | Kind::Snapshot | Kind::Log => t.done(&frame),
+            Kind::Health => {
+                let mut values = std::mem::take(&mut frame.values);
+                o.health_exited(jvmti, jni, frame.started, &mut values, value, threw, t);
+                t.done(&frame);
+            }
             Kind::Trace => {
                 // A call still open when the method exits ended by an exception.
-                if let Some((site, at)) = open_call {
-                    let inside = std::mem::take(&mut inside);
-                    let ns = at.ns_until(began);
-                    calls.push(Made { site, ns, threw: true, inside });
+                if let Some((site, at)) = frame.open_call.take() {
+                    let inside = std::mem::take(&mut frame.inside);
+                    put_made(&mut t.scratch, site, at.ns_until(began), true, &inside);
+                    frame.calls += 1;
                 }
                 // Inside a call of another traced method of this observation (`--depth`, or
                 // recursion): nested there, as a tree (rare: built here).
-                let nested = CALLS.with(|c| {
-                    let mut c = c.borrow_mut();
-                    let parent = c.iter_mut().rev().find(|f| f.observation == o.id)?;
-                    parent.open_call?;
-                    let method = o.method_of(report_id);
-                    let tree = merge(std::mem::take(&mut calls), o.sites.get(&method).map_or(&[][..], Vec::as_slice));
-                    parent.inside.push(proto::TraceCall {
-                        site: method.split('(').next().unwrap_or(&method).to_string(),
-                        count: 1,
-                        total_ns: duration_ns,
-                        max_ns: duration_ns,
-                        threw: threw.is_some(),
-                        calls: tree,
-                    });
-                    Some(())
-                });
-                if nested.is_some() || (o.sites.len() > 1 && o.method_of(report_id) != o.root) {
-                    return;
+                if let Some(parent) = t.frames.iter_mut().rev().find(|f| f.observation == o.id) {
+                    if parent.open_call.is_some() {
+                        let method = o.method_of(report_id);
+                        let made = read_made(&t.scratch[frame.at + CALLS_AT + 4..], frame.calls);
+                        let tree = merge(made, o.sites.get(&method).map_or(&[][..], Vec::as_slice));
+                        parent.inside.push(proto::TraceCall {
+                            site: method.split('(').next().unwrap_or(&method).to_string(),
+                            count: 1,
+                            total_ns: duration_ns,
+                            max_ns: duration_ns,
+                            threw: threw.is_some(),
+                            calls: tree,
+                        });
+                        return t.done(&frame);
+                    }
                 }
-                o.spent(measured, cost_ns, began);
+                if o.sites.len() > 1 && o.method_of(report_id) != o.root {
+                    return t.done(&frame);
+                }
+                o.spent(frame.measured, frame.cost_ns, began);
                 if duration_ns < o.min_ns {
-                    return;
+                    return t.done(&frame);
                 }
-                o.push(Pending::Trace(Traced {
-                    report_id,
-                    thread: thread_name(jvmti, jni, began),
-                    start_ms,
-                    duration_ns,
-                    calls,
-                    thrown: threw.map(|t| jni.class_name_of_object(t)),
-                }));
+                match threw {
+                    Some(e) => {
+                        t.scratch.u8(1);
+                        t.scratch.str(&jni.class_name_of_object(e));
+                    }
+                    None => t.scratch.u8(0),
+                }
+                o.finish(jvmti, jni, &frame, began, t);
             }
             Kind::Watch => {
+                let count_at = t.scratch.len();
+                t.scratch.u8(0);
                 let returned = match (threw, value) {
                     (None, Some(v)) => {
+                        let mut n = 0u8;
                         for (i, x) in o.exprs.iter().enumerate().filter(|(_, x)| x.root == Root::Return) {
-                            values.push((i, extract(jni, v, x)));
+                            t.scratch.u8(i as u8);
+                            t.scratch.value(&extract(jni, v, x));
+                            n += 1;
                         }
-                        Some(o.capture(jni, v, MAX_ARGS + 1))
+                        t.scratch[count_at] = n;
+                        Some(v)
                     }
                     _ => None,
                 };
-                let thrown = threw.map(|t| (jni.class_name_of_object(t), jni.throwable_message(t)));
-                o.spent(measured, cost_ns, began);
-                o.push(Pending::Call(Captured {
-                    report_id,
-                    thread: thread_name(jvmti, jni, began),
-                    start_ms,
-                    duration_ns,
-                    args,
-                    this,
-                    values,
-                    returned,
-                    thrown,
-                }));
+                match returned {
+                    Some(v) => {
+                        t.scratch.u8(1);
+                        o.put_captured(jni, v, MAX_ARGS + 1, &mut t.scratch);
+                    }
+                    None => t.scratch.u8(0),
+                }
+                match threw {
+                    Some(e) => {
+                        t.scratch.u8(1);
+                        t.scratch.str(&jni.class_name_of_object(e));
+                        match jni.throwable_message(e) {
+                            Some(m) => {
+                                t.scratch.u8(1);
+                                t.scratch.str(&m);
+                            }
+                            None => t.scratch.u8(0),
+                        }
+                    }
+                    None => t.scratch.u8(0),
+                }
+                o.spent(frame.measured, frame.cost_ns, began);
+                o.finish(jvmti, jni, &frame, began, t);
             }
         }
     }
+
+    /// Completes a closed frame's record (its start, duration, calls and the thread's name) and
+    /// queues it.
+    fn finish(&self, jvmti: Jvmti, jni: &Jni<'_>, frame: &Frame, ended: Stamp, t: &mut ThreadCalls) {
+        let name = cached_name(&mut t.name, jvmti, jni, ended);
+        t.scratch.str(name);
+        let record = &mut t.scratch;
+        record.set_u64(frame.at + START_AT, frame.started.raw());
+        record.set_u64(frame.at + DURATION_AT, frame.started.ns_until(ended));
+        if self.kind == Kind::Trace {
+            record.set_u32(frame.at + CALLS_AT, frame.calls);
+        }
+        self.push(&t.scratch[frame.at..]);
+        t.done(frame);
+    }
+}
+
+/// A call a traced method made, onto its record.
+fn put_made(out: &mut Vec<u8>, site: u16, ns: u64, threw: bool, inside: &[proto::TraceCall]) {
+    use prost::Message;
+    out.u16(site);
+    out.u64(ns);
+    out.u8(u8::from(threw));
+    if inside.is_empty() {
+        return out.u32(0);
+    }
+    // Traced methods inside the call (`--depth`): rare, encoded as they are.
+    let tree = proto::TraceTree { calls: inside.to_vec(), ..Default::default() }.encode_to_vec();
+    out.u32(tree.len() as u32);
+    out.extend_from_slice(&tree);
+}
+
+/// The calls a traced method made: `n` of them as [`put_made`] wrote them.
+fn read_made(bytes: &[u8], n: u32) -> Vec<Made> {
+    let mut c = Cursor::new(bytes);
+    (0..n).map_while(|_| take_made(&mut c)).collect()
+}
+
+fn take_made(c: &mut Cursor<'_>) -> Option<Made> {
+    use prost::Message;
+    let (site, ns, threw) = (c.u16()?, c.u64()?, c.u8()? != 0);
+    let inside = match c.u32()? as usize {
+        0 => Vec::new(),
+        n => proto::TraceTree::decode(c.bytes(n)?).ok()?.calls,
+    };
+    Some(Made { site, ns, threw, inside })
 }
 
 impl Observation {
@@ -718,15 +893,16 @@ impl Observation {
     /// condition's values of the arguments (they do not outlive the call); a call nested in
     /// such a call gets a frame of its own so that exits pair with entries; any other call
     /// leaves nothing.
-    fn health_entered(&self, jni: &Jni<'_>, report_id: i32, args: Option<&Local<'_>>) {
+    fn health_entered(&self, jni: &Jni<'_>, report_id: i32, args: Option<&Local<'_>>, t: &mut ThreadCalls) {
         let Some(health) = &self.health else { return };
         if health.judging.load(Ordering::Relaxed) == 0 {
             return;
         }
         let judging = health.due().is_some();
-        if !judging && !CALLS.with(|c| c.borrow().iter().any(|f| f.report_id == report_id)) {
+        if !judging && !t.frames.iter().any(|f| f.report_id == report_id) {
             return;
         }
+        let Some(at) = t.start() else { return };
         if judging {
             // The calls it shows in `repairctl observations`: those that judged a fallback.
             self.hot.entered.fetch_add(1, Ordering::Relaxed);
@@ -746,31 +922,26 @@ impl Observation {
                 }
             }
         }
-        CALLS.with(|c| {
-            let mut c = c.borrow_mut();
-            if c.len() < MAX_DEPTH {
-                c.push(Frame {
-                    report_id,
-                    observation: self.id,
-                    started: Stamp::now(),
-                    picked: judging,
-                    dropping: false,
-                    args: Vec::new(),
-                    this: None,
-                    values,
-                    calls: Vec::new(),
-                    open_call: None,
-                    inside: Vec::new(),
-                    cost_ns: 0,
-                    measured: false,
-                });
-            }
+        t.frames.push(Frame {
+            report_id,
+            observation: self.id,
+            started: Stamp::now(),
+            picked: judging,
+            dropping: false,
+            at,
+            values,
+            calls: 0,
+            open_call: None,
+            inside: Vec::new(),
+            cost_ns: 0,
+            measured: false,
         });
     }
 
     /// A judging call of a health signal's method ends: whether it meets the failure condition
     /// is counted for the repair whose fallback it follows (the thread's latest, if still due),
     /// and a failure is told to the policy engine at once.
+    #[allow(clippy::too_many_arguments)]
     fn health_exited(
         &self,
         jvmti: Jvmti,
@@ -779,6 +950,7 @@ impl Observation {
         values: &mut Vec<(usize, Value)>,
         value: Option<&Local<'_>>,
         threw: Option<&Local<'_>>,
+        t: &mut ThreadCalls,
     ) {
         let (Some(health), Some(condition)) = (&self.health, &self.condition) else { return };
         let Some((report_id, fell_back, judged)) = health.due() else { return };
@@ -792,13 +964,8 @@ impl Observation {
             values.drain(..).filter_map(|(i, v)| Some((self.exprs.get(i)?.text.clone(), v))).collect();
         let exception = threw.map(|t| jni.class_name_of_object(t));
         let now = Stamp::now();
-        let thread = thread_name(jvmti, jni, now);
-        let call = Call {
-            values: &named,
-            exception: exception.as_deref(),
-            duration_ns: started.ns_until(now),
-            thread: &thread,
-        };
+        let thread = cached_name(&mut t.name, jvmti, jni, now);
+        let call = Call { values: &named, exception: exception.as_deref(), duration_ns: started.ns_until(now), thread };
         if !condition.holds(&call) {
             judged.healthy.fetch_add(1, Ordering::Relaxed);
             return;
@@ -816,39 +983,42 @@ impl Observation {
 impl Observations {
     /// `Hooks.callEnter`: the traced method's innermost call on this thread makes call `site`.
     pub fn call_entered(&self, report_id: i32, site: i32) {
-        CALLS.with(|c| {
-            if let Some(f) = c.borrow_mut().iter_mut().rev().find(|f| f.report_id == report_id) {
-                if f.picked {
-                    // A call still open threw, and the method caught it.
-                    if let Some((open, at)) = f.open_call.take() {
-                        let inside = std::mem::take(&mut f.inside);
-                        if f.calls.len() < MAX_CALLS {
-                            f.calls.push(Made { site: open, ns: at.elapsed_ns(), threw: true, inside });
-                        }
-                    }
-                    f.open_call = Some((site as u16, Stamp::now()));
+        with_calls(|t| {
+            let Some(at) = t.innermost(report_id) else { return };
+            let f = &mut t.frames[at];
+            if !f.picked || f.dropping {
+                return;
+            }
+            // A call still open threw, and the method caught it.
+            if let Some((open, at)) = f.open_call.take() {
+                let inside = std::mem::take(&mut f.inside);
+                if f.calls < MAX_CALLS {
+                    put_made(&mut t.scratch, open, at.elapsed_ns(), true, &inside);
+                    f.calls += 1;
                 }
             }
-        });
+            f.open_call = Some((site as u16, Stamp::now()));
+        })
     }
 
     /// `Hooks.callExit`: call `site` returned.
     pub fn call_exited(&self, report_id: i32, site: i32) {
-        CALLS.with(|c| {
-            if let Some(f) = c.borrow_mut().iter_mut().rev().find(|f| f.report_id == report_id) {
-                if let Some((open, at)) = f.open_call.take() {
-                    let inside = std::mem::take(&mut f.inside);
-                    if open as i32 == site && f.calls.len() < MAX_CALLS {
-                        f.calls.push(Made { site: open, ns: at.elapsed_ns(), threw: false, inside });
-                    }
+        with_calls(|t| {
+            let Some(at) = t.innermost(report_id) else { return };
+            let f = &mut t.frames[at];
+            if let Some((open, at)) = f.open_call.take() {
+                let inside = std::mem::take(&mut f.inside);
+                if open as i32 == site && f.calls < MAX_CALLS {
+                    put_made(&mut t.scratch, open, at.elapsed_ns(), false, &inside);
+                    f.calls += 1;
                 }
             }
-        });
+        })
     }
 
     /// `Hooks.snapshot` of an observation's snapshot point: the line is reached with `locals`.
     pub fn snapshot(&self, jvmti: Jvmti, jni: &Jni<'_>, faults: &FaultLog, report_id: i32, locals: Option<&Local<'_>>) {
-        let Some(o) = self.with_report(report_id, Arc::clone) else { return };
+        let Some(o) = self.by_report(report_id) else { return };
         if o.ended.load(Ordering::Relaxed) {
             return;
         }
@@ -879,7 +1049,7 @@ impl Observations {
                         })
                         .collect();
                     let taken = proto::SnapshotTaken {
-                        thread: thread_name(jvmti, jni, Stamp::now()).to_string(),
+                        thread: thread_name(jvmti, jni),
                         at_ms: now_ms(),
                         location: o.target.clone(),
                         locals,
@@ -995,16 +1165,18 @@ impl Observation {
     /// A value as captured for the stream: plain, or an object expanded `depth` levels into its
     /// fields (which can only be read now, on its thread).
     /// `at`: the argument's index, `MAX_ARGS` for `this`, `MAX_ARGS + 1` for the return value.
-    fn capture(&self, jni: &Jni<'_>, v: &Local<'_>, at: usize) -> Value {
-        let plain = match self.hints.get(at) {
-            Some(hint) => jni.value_hinted(v, hint),
-            None => jni.value(v),
-        };
-        match (self.depth, plain) {
-            (0, plain) => plain,
-            (d, Value::Object(_)) => Value::Object(jni.render(v, d, 16)),
-            (_, plain) => plain,
+    fn put_captured(&self, jni: &Jni<'_>, v: &Local<'_>, at: usize, out: &mut Vec<u8>) {
+        if v.is_null() {
+            return out.value(&Value::Null);
         }
+        let hint = &self.hints[at.min(self.hints.len() - 1)];
+        if jni.with_plain(v, hint, |p| p.map(|p| out.plain(&p)).is_some()) {
+            return;
+        }
+        out.value(&match self.depth {
+            0 => jni.object_value(v),
+            d => Value::Object(jni.render(v, d, 16)),
+        })
     }
 
     /// Charges the hooks' time on a measured call (`entry_ns` on entry, since `exit_began` on
@@ -1021,23 +1193,31 @@ impl Observation {
         self.hot.queued.load(Ordering::Relaxed) >= QUEUE
     }
 
-    /// Queues a report; when the queue is full (a slow client) it is dropped and counted.
-    fn push(&self, item: Pending) {
+    /// Queues a record; when the queue is full (a slow client) it is dropped and counted.
+    fn push(&self, record: &[u8]) {
+        self.queue_record(record, false)
+    }
+
+    /// Queues a record, unless the observation ended; when the queue is full, only if `always`
+    /// (a notice: they are few), else it is dropped and counted.
+    fn queue_record(&self, record: &[u8], always: bool) {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         if q.ended.is_some() {
             return;
         }
-        if q.items.len() >= QUEUE {
+        if !always && (q.records >= QUEUE || q.bytes.len() + record.len() > QUEUE_BYTES) {
             drop(q);
             self.hot.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        q.items.push(item);
-        self.hot.queued.store(q.items.len(), Ordering::Relaxed);
+        q.bytes.extend_from_slice(record);
+        q.records += 1;
+        self.hot.queued.store(q.records, Ordering::Relaxed);
     }
 
+    /// A report built where it happened, queued as a record of its own.
     fn send(&self, what: proto::observed::What) {
-        self.push(Pending::Report(what))
+        self.queue_record(&report_record(what), false)
     }
 
     /// Whether `reports` more reports fit this second's quota, given what they cost the agent
@@ -1079,10 +1259,7 @@ impl Observation {
 
     /// A notice on the stream, queued even when the queue is full (they are few).
     fn notice(&self, text: String) {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        if q.ended.is_none() {
-            q.items.push(Pending::Report(proto::observed::What::Notice(text)));
-        }
+        self.queue_record(&report_record(proto::observed::What::Notice(text)), true)
     }
 
     /// Ends the observation: `reason` is the stream's last message, after what is queued.
@@ -1261,9 +1438,10 @@ impl Observation {
 /// The stream's end of an observation's queue.
 pub struct Reader {
     o: Arc<Observation>,
-    /// Items taken from the queue, not yet delivered (the queue's buffer, taken whole: the
-    /// queue gets this one's back, as empty).
-    batch: VecDeque<Pending>,
+    /// Records taken from the queue (its buffer, taken whole: the queue gets this one's back,
+    /// as empty), delivered up to `at`.
+    batch: Vec<u8>,
+    at: usize,
     /// The method of the last report delivered.
     known: Option<MethodInfo>,
 }
@@ -1289,17 +1467,29 @@ pub enum Taken {
 }
 
 impl Reader {
-    /// `first` and the reports of its kind (`same`) next in the batch, delivered, up to
+    /// The next record of the batch, decoded; `None` at its end. A record that does not decode
+    /// (a bug) ends the batch.
+    fn take(&mut self) -> Option<Pending> {
+        let mut c = Cursor::new(self.batch.get(self.at..)?);
+        let item = decode(&mut c);
+        match item {
+            Some(_) => self.at += c.at(),
+            None => self.at = self.batch.len(),
+        }
+        item
+    }
+
+    /// The kind of the next record of the batch.
+    fn next_kind(&self) -> Option<record::Kind> {
+        Cursor::new(self.batch.get(self.at..)?).peek_kind()
+    }
+
+    /// `first` and the reports of its kind next in the batch, delivered, up to
     /// [`REPORTS_A_MESSAGE`]; `of` takes each out of its message.
-    fn gather<T>(
-        &mut self,
-        first: T,
-        same: fn(&Pending) -> bool,
-        of: fn(proto::observed::What) -> Option<T>,
-    ) -> Vec<T> {
+    fn gather<T>(&mut self, first: T, kind: record::Kind, of: fn(proto::observed::What) -> Option<T>) -> Vec<T> {
         let mut all = vec![first];
-        while all.len() < REPORTS_A_MESSAGE && self.batch.front().is_some_and(same) {
-            let Some(item) = self.batch.pop_front() else { break };
+        while all.len() < REPORTS_A_MESSAGE && self.next_kind() == Some(kind) {
+            let Some(item) = self.take() else { break };
             all.extend(self.o.deliver(item, &mut self.known).and_then(|m| m.what).and_then(of));
         }
         all
@@ -1312,32 +1502,24 @@ impl Reader {
         use proto::observed::What;
         let mut busy = false;
         loop {
-            while let Some(item) = self.batch.pop_front() {
+            while let Some(item) = self.take() {
                 busy = true;
                 let Some(mut m) = self.o.deliver(item, &mut self.known) else { continue };
                 m.what = match m.what.take() {
                     Some(What::Call(first)) => Some(
-                        match self.gather(
-                            first,
-                            |p| matches!(p, Pending::Call(_)),
-                            |w| match w {
-                                What::Call(c) => Some(c),
-                                _ => None,
-                            },
-                        ) {
+                        match self.gather(first, record::Kind::Call, |w| match w {
+                            What::Call(c) => Some(c),
+                            _ => None,
+                        }) {
                             mut calls if calls.len() == 1 => What::Call(calls.remove(0)),
                             calls => What::Calls(proto::ObservedCalls { calls }),
                         },
                     ),
                     Some(What::Trace(first)) => Some(
-                        match self.gather(
-                            first,
-                            |p| matches!(p, Pending::Trace(_)),
-                            |w| match w {
-                                What::Trace(t) => Some(t),
-                                _ => None,
-                            },
-                        ) {
+                        match self.gather(first, record::Kind::Trace, |w| match w {
+                            What::Trace(t) => Some(t),
+                            _ => None,
+                        }) {
                             mut trees if trees.len() == 1 => What::Trace(trees.remove(0)),
                             trees => What::Traces(proto::TraceTrees { trees }),
                         },
@@ -1348,7 +1530,7 @@ impl Reader {
                 return Taken::Report(m);
             }
             let mut q = self.o.queue.lock().unwrap_or_else(|e| e.into_inner());
-            if q.items.is_empty() {
+            if q.records == 0 {
                 if q.finished {
                     return Taken::End;
                 }
@@ -1359,12 +1541,84 @@ impl Reader {
                 let dropped = self.o.hot.dropped.load(Ordering::Relaxed);
                 return Taken::Report(proto::Observed { observation: self.o.id, what: Some(what), dropped });
             }
-            // Both conversions reuse the buffers (the batch is empty): nothing moves or grows.
-            let mut items: Vec<Pending> = std::mem::take(&mut self.batch).into();
-            std::mem::swap(&mut q.items, &mut items);
+            // The batch is delivered: the queue takes its buffer back, empty (nothing grows).
+            self.batch.clear();
+            self.at = 0;
+            std::mem::swap(&mut q.bytes, &mut self.batch);
+            q.records = 0;
             self.o.hot.queued.store(0, Ordering::Relaxed);
-            drop(q);
-            self.batch = items.into();
+        }
+    }
+}
+
+/// A report as a record of its own.
+fn report_record(what: proto::observed::What) -> Vec<u8> {
+    use prost::Message;
+    let encoded = proto::Observed { observation: 0, what: Some(what), dropped: 0 }.encode_to_vec();
+    let mut record = Vec::with_capacity(encoded.len() + 5);
+    record.u8(record::Kind::Report as u8);
+    record.u32(encoded.len() as u32);
+    record.extend_from_slice(&encoded);
+    record
+}
+
+/// The next record, as the stream handles it.
+fn decode(c: &mut Cursor<'_>) -> Option<Pending> {
+    use prost::Message;
+    match c.kind()? {
+        record::Kind::Report => {
+            let n = c.u32()? as usize;
+            Some(Pending::Report(proto::Observed::decode(c.bytes(n)?).ok()?.what?))
+        }
+        record::Kind::Call => {
+            let (report_id, start, duration_ns) = (c.u32()? as i32, c.u64()?, c.u64()?);
+            let args = (0..c.u8()?).map(|_| c.value()).collect::<Option<Vec<_>>>()?;
+            let this = match c.u8()? {
+                0 => None,
+                _ => Some(c.value()?),
+            };
+            let mut values = Vec::new();
+            for _ in 0..c.u8()? {
+                values.push((c.u8()? as usize, c.value()?));
+            }
+            for _ in 0..c.u8()? {
+                values.push((c.u8()? as usize, c.value()?));
+            }
+            let returned = match c.u8()? {
+                0 => None,
+                _ => Some(c.value()?),
+            };
+            let thrown = match c.u8()? {
+                0 => None,
+                _ => Some((c.str()?, if c.u8()? == 0 { None } else { Some(c.str()?) })),
+            };
+            Some(Pending::Call(Captured {
+                report_id,
+                thread: c.str()?,
+                start_ms: Stamp::from_raw(start).epoch_ms(),
+                duration_ns,
+                args,
+                this,
+                values,
+                returned,
+                thrown,
+            }))
+        }
+        record::Kind::Trace => {
+            let (report_id, start, duration_ns, n) = (c.u32()? as i32, c.u64()?, c.u64()?, c.u32()?);
+            let calls = (0..n).map(|_| take_made(c)).collect::<Option<Vec<_>>>()?;
+            let thrown = match c.u8()? {
+                0 => None,
+                _ => Some(c.str()?),
+            };
+            Some(Pending::Trace(Traced {
+                report_id,
+                thread: c.str()?,
+                start_ms: Stamp::from_raw(start).epoch_ms(),
+                duration_ns,
+                calls,
+                thrown,
+            }))
         }
     }
 }
