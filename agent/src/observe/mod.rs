@@ -224,11 +224,12 @@ struct Captured {
     thread: String,
     start_ms: u64,
     duration_ns: u64,
-    args: Vec<Value>,
-    this: Option<Value>,
+    /// The arguments, `this` and the return value, as shown.
+    args: Vec<String>,
+    this: Option<String>,
     /// The observation's paths (by their index in `exprs`) and their values.
     values: Vec<(usize, Value)>,
-    returned: Option<Value>,
+    returned: Option<String>,
     /// The class of the exception the call threw, and its message.
     thrown: Option<(String, Option<String>)>,
 }
@@ -1335,9 +1336,9 @@ impl Observation {
         if self.condition.as_ref().is_some_and(|cond| !cond.holds(&call)) {
             return None;
         }
-        let args: Vec<String> = c.args.iter().map(Value::shown).collect();
-        let returned = c.returned.map(|v| v.shown()).unwrap_or_default();
-        let this = c.this.map(|v| v.shown()).unwrap_or_default();
+        let args = c.args;
+        let returned = c.returned.unwrap_or_default();
+        let this = c.this.unwrap_or_default();
         let shown: HashMap<String, String> = self
             .show
             .iter()
@@ -1356,7 +1357,7 @@ impl Observation {
             None => class,
         });
         Some(proto::ObservedCall {
-            thread: c.thread.to_string(),
+            thread: c.thread,
             start_ms: c.start_ms,
             duration_ns: c.duration_ns,
             args,
@@ -1487,7 +1488,8 @@ impl Reader {
     /// `first` and the reports of its kind next in the batch, delivered, up to
     /// [`REPORTS_A_MESSAGE`]; `of` takes each out of its message.
     fn gather<T>(&mut self, first: T, kind: record::Kind, of: fn(proto::observed::What) -> Option<T>) -> Vec<T> {
-        let mut all = vec![first];
+        let mut all = Vec::with_capacity(32);
+        all.push(first);
         while all.len() < REPORTS_A_MESSAGE && self.next_kind() == Some(kind) {
             let Some(item) = self.take() else { break };
             all.extend(self.o.deliver(item, &mut self.known).and_then(|m| m.what).and_then(of));
@@ -1572,10 +1574,10 @@ fn decode(c: &mut Cursor<'_>) -> Option<Pending> {
         }
         record::Kind::Call => {
             let (report_id, start, duration_ns) = (c.u32()? as i32, c.u64()?, c.u64()?);
-            let args = (0..c.u8()?).map(|_| c.value()).collect::<Option<Vec<_>>>()?;
+            let args = (0..c.u8()?).map(|_| c.shown()).collect::<Option<Vec<_>>>()?;
             let this = match c.u8()? {
                 0 => None,
-                _ => Some(c.value()?),
+                _ => Some(c.shown()?),
             };
             let mut values = Vec::new();
             for _ in 0..c.u8()? {
@@ -1586,7 +1588,7 @@ fn decode(c: &mut Cursor<'_>) -> Option<Pending> {
             }
             let returned = match c.u8()? {
                 0 => None,
-                _ => Some(c.value()?),
+                _ => Some(c.shown()?),
             };
             let thrown = match c.u8()? {
                 0 => None,

@@ -190,6 +190,36 @@ impl<'a> Cursor<'a> {
         Some(String::from_utf8_lossy(self.take(n)?).into_owned())
     }
 
+    /// The next value's text as the stream shows it ([`Value::shown`]); a string of plain
+    /// characters goes from its UTF-16 units to its quoted text in one step.
+    pub fn shown(&mut self) -> Option<String> {
+        if self.bytes.get(self.at) == Some(&UTF16) {
+            let start = self.at;
+            self.at += 1;
+            let n = self.u16()? as usize;
+            let units = self.take(2 * n)?;
+            let cut = self.u8()? != 0;
+            let plain = |u: u16| (0x20..0x7f).contains(&u) && u != u16::from(b'"') && u != u16::from(b'\\');
+            let mut text = String::with_capacity(n + 5);
+            text.push('"');
+            for c in units.chunks_exact(2) {
+                let u = u16::from_le_bytes([c[0], c[1]]);
+                if !plain(u) {
+                    // Escapes, or characters beyond ASCII: as `Value::shown` writes them.
+                    self.at = start;
+                    return Some(self.value()?.shown());
+                }
+                text.push(u as u8 as char);
+            }
+            if cut {
+                text.push_str("...");
+            }
+            text.push('"');
+            return Some(text);
+        }
+        Some(self.value()?.shown())
+    }
+
     pub fn value(&mut self) -> Option<Value> {
         Some(match self.u8()? {
             NULL => Value::Null,
@@ -263,6 +293,23 @@ mod tests {
         assert_eq!(c.str().as_deref(), Some("end"));
         assert_eq!(c.at(), b.len());
         assert_eq!(c.u8(), None, "past the end reads nothing, never panics");
+    }
+
+    #[test]
+    fn shown_text_is_what_value_shown_gives() {
+        let texts = ["kiwi", "", "say \"hi\"", "back\\slash", "tab\there", "päär", "日本", "\u{1}"];
+        for text in texts {
+            for cut in [false, true] {
+                let units: Vec<u16> = text.encode_utf16().collect();
+                let mut b = Vec::new();
+                b.plain(&PlainValue::Text { units: &units, cut });
+                b.value(&Value::Integer(-3));
+                let mut c = Cursor::new(&b);
+                let expected = PlainValue::Text { units: &units, cut }.to_value().shown();
+                assert_eq!(c.shown(), Some(expected), "{text:?} cut {cut}");
+                assert_eq!(c.shown().as_deref(), Some("-3"), "and the next value after it");
+            }
+        }
     }
 
     #[test]
