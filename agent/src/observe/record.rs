@@ -115,9 +115,11 @@ impl Put for Vec<u8> {
                 let n = units.len().min(u16::MAX as usize);
                 self.u8(UTF16);
                 self.u16(n as u16);
-                self.reserve(2 * n + 1);
-                for u in &units[..n] {
-                    self.extend_from_slice(&u.to_le_bytes());
+                // Sized first, then filled: a loop the compiler turns into a copy.
+                let at = self.len();
+                self.resize(at + 2 * n, 0);
+                for (to, u) in self[at..].chunks_exact_mut(2).zip(&units[..n]) {
+                    to.copy_from_slice(&u.to_le_bytes());
                 }
                 self.u8(u8::from(cut));
             }
