@@ -1624,3 +1624,77 @@ fn decode(c: &mut Cursor<'_>) -> Option<Pending> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(report_id: i32, at: usize) -> Frame {
+        Frame {
+            report_id,
+            observation: 1,
+            started: Stamp::now(),
+            picked: true,
+            dropping: false,
+            at,
+            values: Vec::new(),
+            calls: 0,
+            open_call: None,
+            inside: Vec::new(),
+            cost_ns: 0,
+            measured: false,
+        }
+    }
+
+    /// Opens a frame for `report_id` writing `bytes` as its record so far.
+    fn open(t: &mut ThreadCalls, report_id: i32, bytes: &[u8]) {
+        let at = t.start().expect("room for a frame");
+        t.scratch.extend_from_slice(bytes);
+        t.frames.push(frame(report_id, at));
+    }
+
+    #[test]
+    fn each_closed_frame_finds_its_own_record_even_past_frames_that_never_closed() {
+        let mut t = ThreadCalls { frames: Vec::new(), scratch: vec![9, 9], name: None };
+        open(&mut t, 1, b"outer");
+        assert_eq!(t.frames[0].at, 0, "the first frame starts an empty scratch");
+        open(&mut t, 2, b"inner");
+        let inner = t.close(2).unwrap();
+        assert_eq!(&t.scratch[inner.at..], b"inner");
+        t.done(&inner);
+        // A frame whose exit never runs (its probe was rolled back while it ran) ...
+        open(&mut t, 3, b"abandoned");
+        // ... is dropped when the frame it is inside writes or closes.
+        assert_eq!(t.innermost(1), Some(0));
+        assert_eq!(t.scratch, b"outer");
+        t.scratch.extend_from_slice(b"+call");
+        let outer = t.close(1).unwrap();
+        assert_eq!(&t.scratch[outer.at..], b"outer+call");
+        t.done(&outer);
+        assert!(t.frames.is_empty() && t.scratch.is_empty());
+        assert!(t.close(1).is_none(), "an exit without its entry is no frame");
+    }
+
+    #[test]
+    fn no_frame_past_the_depth_limit() {
+        let mut t = ThreadCalls { frames: Vec::new(), scratch: Vec::new(), name: None };
+        for _ in 0..MAX_DEPTH {
+            open(&mut t, 1, b"x");
+        }
+        assert_eq!(t.start(), None);
+    }
+
+    #[test]
+    fn a_traced_calls_made_calls_read_back_with_what_ran_inside_them() {
+        let inside = vec![proto::TraceCall { site: "Inner.run".into(), count: 2, ..Default::default() }];
+        let mut b = Vec::new();
+        put_made(&mut b, 3, 1500, false, &[]);
+        put_made(&mut b, 7, 20, true, &inside);
+        let made = read_made(&b, 2);
+        assert_eq!(made.len(), 2);
+        assert_eq!((made[0].site, made[0].ns, made[0].threw, made[0].inside.len()), (3, 1500, false, 0));
+        assert_eq!((made[1].site, made[1].ns, made[1].threw), (7, 20, true));
+        assert_eq!(made[1].inside, inside);
+        assert_eq!(read_made(&b, 3).len(), 2, "no third call: nothing made up");
+    }
+}
