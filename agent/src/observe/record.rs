@@ -202,8 +202,8 @@ impl<'a> Cursor<'a> {
             let units = self.take(2 * n)?;
             let cut = self.u8()? != 0;
             let plain = |u: u16| (0x20..0x7f).contains(&u) && u != u16::from(b'"') && u != u16::from(b'\\');
-            let mut text = String::with_capacity(n + 5);
-            text.push('"');
+            let mut text = Vec::with_capacity(n + 5);
+            text.push(b'"');
             for c in units.chunks_exact(2) {
                 let u = u16::from_le_bytes([c[0], c[1]]);
                 if !plain(u) {
@@ -211,13 +211,17 @@ impl<'a> Cursor<'a> {
                     self.at = start;
                     return Some(self.value()?.shown());
                 }
-                text.push(u as u8 as char);
+                text.push(u as u8);
             }
             if cut {
-                text.push_str("...");
+                text.extend_from_slice(b"...");
             }
-            text.push('"');
-            return Some(text);
+            text.push(b'"');
+            return String::from_utf8(text).ok();
+        }
+        if self.bytes.get(self.at) == Some(&INTEGER) {
+            self.at += 1;
+            return Some(itoa::Buffer::new().format(self.u64()? as i64).to_string());
         }
         Some(self.value()?.shown())
     }
@@ -306,10 +310,12 @@ mod tests {
                 let mut b = Vec::new();
                 b.plain(&PlainValue::Text { units: &units, cut });
                 b.value(&Value::Integer(-3));
+                b.value(&Value::Integer(i64::MIN));
                 let mut c = Cursor::new(&b);
                 let expected = PlainValue::Text { units: &units, cut }.to_value().shown();
                 assert_eq!(c.shown(), Some(expected), "{text:?} cut {cut}");
                 assert_eq!(c.shown().as_deref(), Some("-3"), "and the next value after it");
+                assert_eq!(c.shown(), Some(i64::MIN.to_string()));
             }
         }
     }
