@@ -27,7 +27,7 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
-    if bytes.iter().all(|&b| ESCAPE[b as usize] == 0) {
+    if !needs_escaping(bytes) {
         out.extend_from_slice(bytes);
     } else {
         escaped(out, bytes);
@@ -35,8 +35,27 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// Whether any of `bytes` is a quote, a backslash or a control character: eight bytes at a time
+/// (windows that may overlap), as most strings have nothing to escape.
+fn needs_escaping(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // the high bit of a byte of the result is set if that byte of `w` is below 0x20, or equals
+    // `"` or `\` (no false negatives; false positives cost only the exact path)
+    let flagged = |w: u64| {
+        let below_space = w.wrapping_sub(ONES * 0x20);
+        let quote = (w ^ (ONES * b'"' as u64)).wrapping_sub(ONES);
+        let backslash = (w ^ (ONES * b'\\' as u64)).wrapping_sub(ONES);
+        (below_space | quote | backslash) & !w & HIGH != 0
+    };
+    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
+    if bytes.len() < 8 {
+        return bytes.iter().any(|&b| ESCAPE[b as usize] != 0);
+    }
+    bytes.chunks_exact(8).any(|c| flagged(word(c))) || flagged(word(&bytes[bytes.len() - 8..]))
+}
+
 /// The bytes of a string that has something to escape, escaped.
-#[cold]
 fn escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut run = 0;
@@ -145,6 +164,22 @@ mod tests {
             &every_ascii,
         ] {
             assert_eq!(written(|o| string(o, s)), serde_json::to_string(s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn a_character_to_escape_is_found_at_any_place_of_a_string_of_any_length() {
+        let to_escape = (0u8..0x20).map(char::from).chain(['"', '\\']);
+        let not_to_escape = [' ', '!', '#', '[', ']', '~', '\u{7f}', 'é', '\u{a2}', '\u{5c5c}', '🦀'];
+        for c in to_escape.chain(not_to_escape) {
+            for fill in ['a', 'é', '\u{2222}'] {
+                for len in 1..24 {
+                    for at in 0..len {
+                        let s: String = (0..len).map(|i| if i == at { c } else { fill }).collect();
+                        assert_eq!(written(|o| string(o, &s)), serde_json::to_string(&s).unwrap(), "{s:?}");
+                    }
+                }
+            }
         }
     }
 
