@@ -3,6 +3,7 @@
 pub mod deploy;
 pub mod diff;
 pub mod fleet;
+mod json;
 pub mod live;
 pub mod observe;
 pub mod ps;

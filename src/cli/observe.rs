@@ -1,11 +1,9 @@
 //! `repairctl watch` and `monitor`: a method observed while the command runs, and `observations`
 //! and `stop` for the ones in progress.
 
+use super::json;
 use serde_json::json;
 use tokio_stream::StreamExt;
-
-#[path = "json.rs"]
-mod json;
 
 use super::live::{operator, rpc, Conn};
 use super::{out_bytes, print, record_text, table, Output};
