@@ -765,7 +765,8 @@ impl Observation {
                 if let Some(parent) = t.frames.iter_mut().rev().find(|f| f.observation == o.id) {
                     if parent.open_call.is_some() {
                         let method = o.method_of(report_id);
-                        let made = read_made(&t.scratch[frame.at + CALLS_AT + 4..], frame.calls);
+                        let made =
+                            t.scratch.get(frame.at + CALLS_AT + 4..).map_or(Vec::new(), |b| read_made(b, frame.calls));
                         let tree = merge(made, o.sites.get(&method).map_or(&[][..], Vec::as_slice));
                         parent.inside.push(proto::TraceCall {
                             site: method.split('(').next().unwrap_or(&method).to_string(),
