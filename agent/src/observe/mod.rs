@@ -704,19 +704,38 @@ impl Observation {
         let count_at = out.len();
         out.u8(0);
         let mut n = 0u8;
+        self.entry_values(
+            jni,
+            |i| args.get(i).and_then(Option::as_ref),
+            this,
+            |i, v| {
+                out.u8(i as u8);
+                out.value(&v);
+                n += 1;
+            },
+        );
+        out[count_at] = n;
+    }
+
+    /// The values of the paths rooted in the arguments (`arg`) and `this`, each with its path's
+    /// index in `exprs` (those rooted in the return value wait for the exit).
+    fn entry_values<'r, 'j: 'r>(
+        &self,
+        jni: &Jni<'_>,
+        arg: impl Fn(usize) -> Option<&'r Local<'j>>,
+        this: Option<&'r Local<'j>>,
+        mut f: impl FnMut(usize, Value),
+    ) {
         for (i, x) in self.exprs.iter().enumerate() {
             let root = match x.root {
-                Root::Arg(i) => args.get(i).and_then(Option::as_ref),
+                Root::Arg(n) => arg(n),
                 Root::This => this,
                 Root::Return => continue,
             };
             if let Some(root) = root {
-                out.u8(i as u8);
-                out.value(&extract(jni, root, x));
-                n += 1;
+                f(i, extract(jni, root, x));
             }
         }
-        out[count_at] = n;
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -913,16 +932,7 @@ impl Observation {
         if let (true, Some(array)) = (judging, args) {
             let mut elements = jni.array_elements(array, MAX_ARGS + 1);
             let this = if self.this { elements.pop() } else { None };
-            for (i, x) in self.exprs.iter().enumerate() {
-                let root = match x.root {
-                    Root::Arg(n) => elements.get(n),
-                    Root::This => this.as_ref(),
-                    Root::Return => continue,
-                };
-                if let Some(root) = root {
-                    values.push((i, extract(jni, root, x)));
-                }
-            }
+            self.entry_values(jni, |n| elements.get(n), this.as_ref(), |i, v| values.push((i, v)));
         }
         t.frames.push(Frame {
             report_id,
