@@ -183,16 +183,21 @@ fn trace(text: &mut Vec<u8>, output: Output, id: u64, t: &proto::TraceTree, drop
     }
 }
 
-/// A [`CallRecord`] as one line of JSON.
-fn call_json(out: &mut Vec<u8>, id: u64, c: &proto::ObservedCall, dropped: u64) {
+/// The fields a watched and a traced call's records start with, from the `{` on.
+fn call_head_json(out: &mut Vec<u8>, id: u64, thread: &str, start_ms: u64, duration_ns: u64) {
     out.extend_from_slice(b"{\"observation\":");
     json::uint(out, id);
     out.extend_from_slice(b",\"thread\":");
-    json::string(out, &c.thread);
+    json::string(out, thread);
     out.extend_from_slice(b",\"start_ms\":");
-    json::uint(out, c.start_ms);
+    json::uint(out, start_ms);
     out.extend_from_slice(b",\"duration_ns\":");
-    json::uint(out, c.duration_ns);
+    json::uint(out, duration_ns);
+}
+
+/// A [`CallRecord`] as one line of JSON.
+fn call_json(out: &mut Vec<u8>, id: u64, c: &proto::ObservedCall, dropped: u64) {
+    call_head_json(out, id, &c.thread, c.start_ms, c.duration_ns);
     out.extend_from_slice(b",\"args\":");
     json::strings(out, &c.args);
     out.extend_from_slice(b",\"returned\":");
@@ -212,14 +217,7 @@ fn call_json(out: &mut Vec<u8>, id: u64, c: &proto::ObservedCall, dropped: u64) 
 
 /// A [`TraceRecord`] as one line of JSON.
 fn trace_json(out: &mut Vec<u8>, id: u64, t: &proto::TraceTree, dropped: u64) {
-    out.extend_from_slice(b"{\"observation\":");
-    json::uint(out, id);
-    out.extend_from_slice(b",\"thread\":");
-    json::string(out, &t.thread);
-    out.extend_from_slice(b",\"start_ms\":");
-    json::uint(out, t.start_ms);
-    out.extend_from_slice(b",\"duration_ns\":");
-    json::uint(out, t.duration_ns);
+    call_head_json(out, id, &t.thread, t.start_ms, t.duration_ns);
     out.extend_from_slice(b",\"method\":");
     json::string(out, &t.method);
     out.extend_from_slice(b",\"thrown\":");
