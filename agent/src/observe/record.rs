@@ -4,9 +4,9 @@
 //! back empty; the stream decodes and renders. Allocating a call's values instead (and freeing
 //! them on the stream's thread) was a third of what a watched call cost the application.
 //!
-//! A record is a kind byte and its fields, little-endian. Only this module writes or reads them,
-//! and both run in the same process: a record that does not decode is a bug, skipped (never a
-//! panic).
+//! A record is a kind byte and its fields, little-endian: the fields are written and read here,
+//! the layout of each kind in `observe`, in one process. A record that does not decode is a bug,
+//! skipped (never a panic).
 
 use repair_model::observe::Value;
 
