@@ -120,20 +120,30 @@ def now_ms():
 
 def count(args):
     """count T0 MARK OUT: reads a stream of JSON lines from stdin; writes to OUT the ms from T0
-    (epoch s) to the first MARK, the number of MARKs, the notices and the last line."""
+    (epoch s) to the first MARK, the number of MARKs, the notices and the last line. Lean: each
+    chunk is scanned once and copied at most once (the reader shares the cores it measures)."""
     t0, mark, out = float(args[0]), args[1].encode(), args[2]
+    notice = b'"notice"'
+    edge = max(len(mark), len(notice)) - 1
+    try:  # a larger pipe: fewer, larger reads
+        import fcntl
+        fcntl.fcntl(sys.stdin.fileno(), 1031, 1 << 20)  # F_SETPIPE_SZ
+    except OSError:
+        pass
     first, n, tail, last, notices = None, 0, b"", b"", []
     while True:
-        c = sys.stdin.buffer.read1(1 << 16)
+        c = sys.stdin.buffer.read1(1 << 20)
         if not c:
             break
-        if first is None and mark in tail + c:
+        seam = tail + c[:edge]  # a mark or notice split between two chunks
+        hits = c.count(mark) + seam.count(mark) - tail.count(mark)
+        if first is None and hits:
             first = time.time() - t0
-        n += (tail + c).count(mark) - tail.count(mark)
-        tail = c[-len(mark):]
-        if b'"notice"' in last[-200:] + c:
-            notices += re.findall(rb'"notice":"([^"]*)"', last[-200:] + c)
-        last = (last + c)[-4096:]
+        n += hits
+        if notice in c or notice in seam:
+            notices += re.findall(rb'"notice":"([^"]*)"', last[-4096:] + c)
+        last = c[-4096:] if len(c) >= 4096 else (last + c)[-4096:]
+        tail = c[-edge:]
     lines = last.rstrip(b"\n").split(b"\n")
     json.dump({"first_ms": None if first is None else first * 1000, "events": n,
                "notices": sorted(set(x.decode("utf-8", "replace") for x in notices)),
