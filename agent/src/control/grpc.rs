@@ -1,12 +1,14 @@
 //! The gRPC service: proto messages in, [`Operations`] calls on blocking threads, proto out. The
 //! only mapping here is of the request: the operator's name and the peer the transport vouches for.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use repair_model::proto::{self, agent_server};
 use tokio_stream::{Stream, StreamExt};
+use tonic::codegen::http;
 use tonic::{Request, Response, Status};
 
 use super::{Operations, Operator};
@@ -18,6 +20,15 @@ pub struct AgentService {
 impl AgentService {
     pub fn new(operations: Arc<dyn Operations>) -> Self {
         Self { operations }
+    }
+
+    /// An observation, started: its stream.
+    async fn observing(&self, req: Request<proto::ObserveRequest>) -> Result<Observing, Status> {
+        let peer = peer(&req);
+        let r = req.into_inner();
+        let by = Operator { who: operator(&r.who), peer };
+        let s = self.try_call(move |o| o.observe(r, by)).await?;
+        Ok(Observing { reports: s.reports, tick: None, wait: BUSY_WAIT, finish: Some(s.finish) })
     }
 
     /// Runs a call that can fail, with its error message bounded (see [`bounded`]).
@@ -83,8 +94,12 @@ pub async fn serve<S, IO, E>(
         };
     }
     // A deploy carries a whole build's class files (gRPC's default limit is 4 MiB).
+    let service = Arc::new(service);
     let agent = tonic::service::interceptor::InterceptedService::new(
-        agent_server::AgentServer::new(service).max_decoding_message_size(MAX_REQUEST),
+        WireObserve {
+            generated: agent_server::AgentServer::from_arc(service.clone()).max_decoding_message_size(MAX_REQUEST),
+            service,
+        },
         check.clone(),
     );
     let mut router = builder.add_service(agent);
@@ -104,6 +119,91 @@ pub async fn serve<S, IO, E>(
 
 type FaultStream = Pin<Box<dyn Stream<Item = Result<proto::Fault, Status>> + Send>>;
 type ObservedStream = Pin<Box<dyn Stream<Item = Result<proto::Observed, Status>> + Send>>;
+
+/// The Observe method's path.
+const OBSERVE: &str = "/repair.v1.Agent/Observe";
+
+/// The agent's service: the generated one, except Observe, whose messages the observation writes
+/// in protobuf's wire form itself (a watched call goes from its record to its bytes; see
+/// `observe::Reader`) and which goes out as they are.
+#[derive(Clone)]
+struct WireObserve<S> {
+    generated: S,
+    service: Arc<AgentService>,
+}
+
+impl<S> tonic::server::NamedService for WireObserve<S> {
+    const NAME: &'static str = agent_server::SERVICE_NAME;
+}
+
+impl<S, B> tonic::codegen::Service<http::Request<B>> for WireObserve<S>
+where
+    S: tonic::codegen::Service<http::Request<B>, Response = http::Response<tonic::body::Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        self.generated.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path() != OBSERVE {
+            return Box::pin(self.generated.call(req));
+        }
+        let service = self.service.clone();
+        Box::pin(async move { Ok(tonic::server::Grpc::new(WireCodec).server_streaming(ObserveCall(service), req).await) })
+    }
+}
+
+/// An Observe call: its request decoded as usual, its messages already encoded.
+struct ObserveCall(Arc<AgentService>);
+
+impl tonic::server::ServerStreamingService<proto::ObserveRequest> for ObserveCall {
+    type Response = Vec<u8>;
+    type ResponseStream = Observing;
+    type Future = tonic::codegen::BoxFuture<Response<Observing>, Status>;
+
+    fn call(&mut self, req: Request<proto::ObserveRequest>) -> Self::Future {
+        let service = self.0.clone();
+        Box::pin(async move { service.observing(req).await.map(Response::new) })
+    }
+}
+
+/// The Observe method's codec: the request by prost, the messages as they come (encoded).
+struct WireCodec;
+
+impl tonic::codec::Codec for WireCodec {
+    type Encode = Vec<u8>;
+    type Decode = proto::ObserveRequest;
+    type Encoder = WireEncoder;
+    type Decoder = tonic_prost::ProstDecoder<proto::ObserveRequest>;
+
+    fn encoder(&mut self) -> WireEncoder {
+        WireEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::default()
+    }
+}
+
+struct WireEncoder;
+
+impl tonic::codec::Encoder for WireEncoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), Status> {
+        use prost::bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
 
 /// An observation's stream; when it is dropped (it ended, or the client went away), its `finish`
 /// runs on a blocking thread (it rolls the probes back).
@@ -126,7 +226,7 @@ const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 const IDLE_WAIT: std::time::Duration = std::time::Duration::from_millis(16);
 
 impl Stream for Observing {
-    type Item = Result<proto::Observed, Status>;
+    type Item = Result<Vec<u8>, Status>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
         use std::task::Poll;
         loop {
@@ -229,13 +329,15 @@ impl agent_server::Agent for AgentService {
 
     type ObserveStream = ObservedStream;
 
+    /// Served by [`WireObserve`] (the messages as the observation encoded them); this, decoding
+    /// them, is the generated service's own.
     async fn observe(&self, req: Request<proto::ObserveRequest>) -> Result<Response<ObservedStream>, Status> {
-        let peer = peer(&req);
-        let r = req.into_inner();
-        let by = Operator { who: operator(&r.who), peer };
-        let s = self.try_call(move |o| o.observe(r, by)).await?;
-        let stream = Observing { reports: s.reports, tick: None, wait: BUSY_WAIT, finish: Some(s.finish) };
-        Ok(Response::new(Box::pin(stream)))
+        let decoded = self.observing(req).await?.map(|m| {
+            m.and_then(|m| {
+                prost::Message::decode(&m[..]).map_err(|e| Status::internal(format!("an observation's message: {e}")))
+            })
+        });
+        Ok(Response::new(Box::pin(decoded)))
     }
 
     async fn observations(

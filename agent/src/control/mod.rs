@@ -51,11 +51,10 @@ pub trait Reports: Send + 'static {
     fn next(&mut self) -> Next;
 }
 
-/// What a poll of an observation's reports found (matched at once: a box would cost an
-/// allocation a report).
-#[allow(clippy::large_enum_variant)]
+/// What a poll of an observation's reports found.
 pub enum Next {
-    Report(proto::Observed),
+    /// A `proto::Observed` message in protobuf's wire form (the stream sends it as it is).
+    Report(Vec<u8>),
     /// Nothing to send now. `busy`: items were queued (and none was reported: a condition or a
     /// quota left them out), so more are likely soon.
     Wait {
@@ -69,7 +68,7 @@ impl Reports for tokio::sync::mpsc::Receiver<proto::Observed> {
     fn next(&mut self) -> Next {
         use tokio::sync::mpsc::error::TryRecvError;
         match self.try_recv() {
-            Ok(m) => Next::Report(m),
+            Ok(m) => Next::Report(prost::Message::encode_to_vec(&m)),
             Err(TryRecvError::Disconnected) => Next::End,
             Err(TryRecvError::Empty) => Next::Wait { busy: false },
         }

@@ -31,6 +31,7 @@ use crate::jvm::{Jni, Jvmti, Local};
 use record::{Cursor, Put};
 
 mod record;
+mod wire;
 use crate::runtime::clock::{self, Stamp};
 use crate::runtime::faults::FaultLog;
 use crate::runtime::IntMap;
@@ -197,10 +198,9 @@ struct Queue {
     finished: bool,
 }
 
-/// A queued record as the stream decodes it.
+/// A queued record as the stream decodes it (a watched call is written out as it is read:
+/// [`Observation::put_call`]).
 enum Pending {
-    /// A watched call as captured on its thread: rendered and judged by the stream.
-    Call(Captured),
     /// A traced call as captured on its thread: its tree is built by the stream.
     Trace(Traced),
     /// A report built where it happened.
@@ -215,23 +215,6 @@ struct Traced {
     duration_ns: u64,
     calls: Vec<Made>,
     thrown: Option<String>,
-}
-
-/// A watched call's values, read on the application's thread; everything else about its report
-/// is done on the control plane.
-struct Captured {
-    report_id: i32,
-    thread: String,
-    start_ms: u64,
-    duration_ns: u64,
-    /// The arguments, `this` and the return value, as shown.
-    args: Vec<String>,
-    this: Option<String>,
-    /// The observation's paths (by their index in `exprs`) and their values.
-    values: Vec<(usize, Value)>,
-    returned: Option<String>,
-    /// The class of the exception the call threw, and its message.
-    thrown: Option<(String, Option<String>)>,
 }
 
 /// The counts the application's threads write, on a cache line of their own: the stream's thread
@@ -487,7 +470,7 @@ impl Observations {
             health: r.health,
         });
         self.by_id.write().unwrap_or_else(|e| e.into_inner()).insert(id, o.clone());
-        (o.clone(), Reader { o, batch: Vec::new(), at: 0, known: None })
+        (o.clone(), Reader { o, batch: Vec::new(), at: 0, known: None, values: Vec::new() })
     }
 
     /// A probe patch of `o` is in effect under `report_id`, on `method` (as reports name it): its
@@ -1282,22 +1265,30 @@ impl Observation {
         self.queue.lock().unwrap_or_else(|e| e.into_inner()).ended = Some(reason);
     }
 
-    /// The stream's message for a queued item, or `None` when it is not reported: a call that
-    /// does not meet the condition or the quota, or comes after `-n` reports.
+    /// Whether a report may still go out (`-n`: a stack observation counts calls, not the paths
+    /// it reports).
+    fn has_room(&self) -> bool {
+        self.kind == Kind::Stack || self.count == 0 || self.reported.load(Ordering::Relaxed) < self.count
+    }
+
+    /// Counts a report that goes out; the observation ends with the `-n`-th.
+    fn reported_one(&self) {
+        let reported = self.reported.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.kind != Kind::Stack && self.count > 0 && reported >= self.count {
+            self.end(format!("{reported} reports, as asked (-n)"));
+        }
+    }
+
+    /// The stream's message for a queued item, or `None` when it is not reported: a traced call
+    /// over the quota, or anything after `-n` reports.
     /// `known`: the method of the last report, kept by the stream between reports (looking it
     /// up costs a lock, and its call sites a string hash).
-    fn deliver(&self, item: Pending, known: &mut Option<MethodInfo>) -> Option<proto::Observed> {
-        // A stack observation counts calls, not the paths it reports.
-        let counted = self.kind != Kind::Stack;
-        if counted && self.count > 0 && self.reported.load(Ordering::Relaxed) >= self.count {
+    fn deliver(&self, item: Pending, known: &mut Option<MethodInfo>) -> Option<proto::observed::What> {
+        if !self.has_room() {
             return None;
         }
         let what = match item {
             Pending::Report(what) => what,
-            Pending::Call(call) => {
-                let method = &self.method_info(call.report_id, known).method;
-                proto::observed::What::Call(self.render(call, method)?)
-            }
             Pending::Trace(t) => {
                 if !self.charge(1, 0) {
                     return None;
@@ -1313,15 +1304,94 @@ impl Observation {
                 })
             }
         };
-        let reported = self.reported.fetch_add(1, Ordering::Relaxed) + 1;
-        if counted && self.count > 0 && reported >= self.count {
-            self.end(format!("{reported} reports, as asked (-n)"));
+        self.reported_one();
+        Some(what)
+    }
+
+    /// A watched call's record (its kind byte read), appended to `out` as an `ObservedCalls`
+    /// element (an `ObservedCall`, field 1) in protobuf's wire form, if it meets the condition, the
+    /// quotas and `-n`. `Some(false)`: not reported (`out` as it was). `None`: the record does not
+    /// decode (a bug; `out` as it was).
+    /// `values`: the stream's buffer for the values of the observation's paths.
+    fn put_call(
+        &self,
+        c: &mut Cursor<'_>,
+        out: &mut Vec<u8>,
+        known: &mut Option<MethodInfo>,
+        values: &mut Vec<(usize, Value)>,
+    ) -> Option<bool> {
+        let start = out.len();
+        let (mut held, mut text_bytes) = (false, 0);
+        values.clear();
+        let read = wire::nested(out, 1, |o| {
+            let (report_id, started, duration_ns) = (c.u32()? as i32, c.u64()?, c.u64()?);
+            wire::uint(o, 2, Stamp::from_raw(started).epoch_ms());
+            wire::uint(o, 3, duration_ns);
+            let shown_from = o.len();
+            for _ in 0..c.u8()? {
+                wire::nested(o, 4, |o| c.shown_into(o))?;
+            }
+            if c.u8()? != 0 {
+                wire::nested(o, 9, |o| c.shown_into(o))?;
+            }
+            for _ in 0..c.u8()? {
+                values.push((c.u8()? as usize, c.value()?));
+            }
+            for _ in 0..c.u8()? {
+                values.push((c.u8()? as usize, c.value()?));
+            }
+            if c.u8()? != 0 {
+                wire::nested(o, 5, |o| c.shown_into(o))?;
+            }
+            text_bytes = o.len() - shown_from;
+            let mut exception = None;
+            if c.u8()? != 0 {
+                let class = c.text()?;
+                let message = if c.u8()? == 0 { None } else { Some(c.text()?) };
+                wire::nested(o, 6, |o| {
+                    o.extend_from_slice(class);
+                    if let Some(m) = message {
+                        o.extend_from_slice(b": ");
+                        o.extend_from_slice(m);
+                    }
+                    Some(())
+                })?;
+                exception = Some(class);
+            }
+            let thread = c.text()?;
+            wire::bytes(o, 1, thread);
+            wire::bytes(o, 7, self.method_info(report_id, known).method.as_bytes());
+            held = self.holds(values, exception, duration_ns, thread);
+            let shown_from = o.len();
+            for x in &self.show {
+                let of_x = |(i, _): &&(usize, Value)| self.exprs.get(*i).is_some_and(|e| e.text == x.text);
+                let Some((_, v)) = values.iter().find(of_x) else { continue };
+                wire::nested(o, 8, |o| {
+                    wire::bytes(o, 1, x.text.as_bytes());
+                    wire::bytes(o, 2, v.to_string().as_bytes());
+                    Some(())
+                })?;
+            }
+            text_bytes += o.len() - shown_from;
+            Some(())
+        });
+        read?;
+        if !(held && self.has_room() && self.charge(1, text_bytes as u64)) {
+            out.truncate(start);
+            return Some(false);
         }
-        Some(proto::Observed {
-            observation: self.id,
-            what: Some(what),
-            dropped: self.hot.dropped.load(Ordering::Relaxed),
-        })
+        self.reported_one();
+        Some(true)
+    }
+
+    /// Whether the condition (if any) holds for a watched call.
+    fn holds(&self, values: &[(usize, Value)], exception: Option<&[u8]>, duration_ns: u64, thread: &[u8]) -> bool {
+        let Some(condition) = &self.condition else { return true };
+        let values: Vec<(String, Value)> =
+            values.iter().filter_map(|(i, v)| Some((self.exprs.get(*i)?.text.clone(), v.clone()))).collect();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let (exception, thread) = (exception.map(text), text(thread));
+        condition.holds(&Call { values: &values, exception: exception.as_deref(), duration_ns, thread: &thread })
     }
 
     /// The method a report id's probes are on, and its call sites, from `known` when it is
@@ -1334,49 +1404,6 @@ impl Observation {
             let method = self.method_of(report_id);
             let sites = self.sites.get(&method).cloned().unwrap_or_default();
             MethodInfo { report_id, method, sites }
-        })
-    }
-
-    /// A captured call of `method` as the stream shows it, if it meets the condition and the
-    /// quotas.
-    fn render(&self, c: Captured, method: &str) -> Option<proto::ObservedCall> {
-        let values: Vec<(String, Value)> =
-            c.values.into_iter().filter_map(|(i, v)| Some((self.exprs.get(i)?.text.clone(), v))).collect();
-        let exception = c.thrown.as_ref().map(|(class, _)| class.as_str());
-        let call = Call { values: &values, exception, duration_ns: c.duration_ns, thread: &c.thread };
-        if self.condition.as_ref().is_some_and(|cond| !cond.holds(&call)) {
-            return None;
-        }
-        let args = c.args;
-        let returned = c.returned.unwrap_or_default();
-        let this = c.this.unwrap_or_default();
-        let shown: HashMap<String, String> = self
-            .show
-            .iter()
-            .filter_map(|x| values.iter().find(|(k, _)| *k == x.text))
-            .map(|(k, v)| (k.clone(), v.to_string()))
-            .collect();
-        let bytes = args.iter().map(String::len).sum::<usize>()
-            + returned.len()
-            + this.len()
-            + shown.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-        if !self.charge(1, bytes as u64) {
-            return None;
-        }
-        let thrown = c.thrown.map(|(class, message)| match message {
-            Some(m) => format!("{class}: {m}"),
-            None => class,
-        });
-        Some(proto::ObservedCall {
-            thread: c.thread,
-            start_ms: c.start_ms,
-            duration_ns: c.duration_ns,
-            args,
-            returned,
-            thrown: thrown.unwrap_or_default(),
-            method: method.to_string(),
-            values: shown,
-            this,
         })
     }
 
@@ -1456,6 +1483,8 @@ pub struct Reader {
     at: usize,
     /// The method of the last report delivered.
     known: Option<MethodInfo>,
+    /// The values of a watched call's paths (kept: a call without paths allocates nothing).
+    values: Vec<(usize, Value)>,
 }
 
 /// The method of a report id's probes, as reports show it, and its call sites (trace).
@@ -1465,10 +1494,10 @@ struct MethodInfo {
     sites: Vec<String>,
 }
 
-/// What [`Reader::next`] found (matched at once: a box would cost an allocation a report).
-#[allow(clippy::large_enum_variant)]
+/// What [`Reader::next`] found.
 pub enum Taken {
-    Report(proto::Observed),
+    /// A `proto::Observed` message, in protobuf's wire form.
+    Report(Vec<u8>),
     /// Nothing to report now; `busy` when items were taken and left out (by the condition or a
     /// quota) since the last report.
     Nothing {
@@ -1496,16 +1525,55 @@ impl Reader {
         Cursor::new(self.batch.get(self.at..)?).peek_kind()
     }
 
-    /// `first` and the reports of its kind next in the batch, delivered, up to
-    /// [`REPORTS_A_MESSAGE`]; `of` takes each out of its message.
-    fn gather<T>(&mut self, first: T, kind: record::Kind, of: fn(proto::observed::What) -> Option<T>) -> Vec<T> {
-        let mut all = Vec::with_capacity(32);
-        all.push(first);
-        while all.len() < REPORTS_A_MESSAGE && self.next_kind() == Some(kind) {
-            let Some(item) = self.take() else { break };
-            all.extend(self.o.deliver(item, &mut self.known).and_then(|m| m.what).and_then(of));
+    /// The watched calls next in the batch that are reported, up to [`REPORTS_A_MESSAGE`], as
+    /// one message; `None` when none of them is.
+    fn calls(&mut self) -> Option<Vec<u8>> {
+        let mut calls = Vec::with_capacity(4096);
+        let mut n = 0;
+        while n < REPORTS_A_MESSAGE && self.next_kind() == Some(record::Kind::Call) {
+            let Some(rest) = self.batch.get(self.at + 1..) else { break };
+            let mut c = Cursor::new(rest);
+            match self.o.put_call(&mut c, &mut calls, &mut self.known, &mut self.values) {
+                Some(reported) => {
+                    n += usize::from(reported);
+                    self.at += 1 + c.at();
+                }
+                None => self.at = self.batch.len(),
+            }
         }
-        all
+        let mut m = Vec::with_capacity(calls.len() + 32);
+        wire::uint(&mut m, 1, self.o.id);
+        match n {
+            0 => return None,
+            // One call goes as one (`call`), as a client reading calls one at a time expects.
+            1 => wire::bytes(&mut m, 2, wire::body(&calls)?),
+            _ => wire::bytes(&mut m, 11, &calls),
+        }
+        wire::uint(&mut m, 6, self.o.hot.dropped.load(Ordering::Relaxed));
+        Some(m)
+    }
+
+    /// `first` and the traced calls next in the batch, delivered, up to [`REPORTS_A_MESSAGE`].
+    fn traces(&mut self, first: proto::TraceTree) -> proto::observed::What {
+        use proto::observed::What;
+        let mut trees = vec![first];
+        while trees.len() < REPORTS_A_MESSAGE && self.next_kind() == Some(record::Kind::Trace) {
+            let Some(item) = self.take() else { break };
+            if let Some(What::Trace(t)) = self.o.deliver(item, &mut self.known) {
+                trees.push(t);
+            }
+        }
+        match trees.len() {
+            1 => What::Trace(trees.remove(0)),
+            _ => What::Traces(proto::TraceTrees { trees }),
+        }
+    }
+
+    /// `what` as the stream's message.
+    fn message(&self, what: proto::observed::What) -> Vec<u8> {
+        use prost::Message;
+        let dropped = self.o.hot.dropped.load(Ordering::Relaxed);
+        proto::Observed { observation: self.o.id, what: Some(what), dropped }.encode_to_vec()
     }
 
     /// The next message ready now. Watched calls (or traced calls) that are ready together go
@@ -1515,32 +1583,21 @@ impl Reader {
         use proto::observed::What;
         let mut busy = false;
         loop {
-            while let Some(item) = self.take() {
+            while let Some(kind) = self.next_kind() {
                 busy = true;
-                let Some(mut m) = self.o.deliver(item, &mut self.known) else { continue };
-                m.what = match m.what.take() {
-                    Some(What::Call(first)) => Some(
-                        match self.gather(first, record::Kind::Call, |w| match w {
-                            What::Call(c) => Some(c),
-                            _ => None,
-                        }) {
-                            mut calls if calls.len() == 1 => What::Call(calls.remove(0)),
-                            calls => What::Calls(proto::ObservedCalls { calls }),
-                        },
-                    ),
-                    Some(What::Trace(first)) => Some(
-                        match self.gather(first, record::Kind::Trace, |w| match w {
-                            What::Trace(t) => Some(t),
-                            _ => None,
-                        }) {
-                            mut trees if trees.len() == 1 => What::Trace(trees.remove(0)),
-                            trees => What::Traces(proto::TraceTrees { trees }),
-                        },
-                    ),
-                    what => what,
+                if kind == record::Kind::Call {
+                    match self.calls() {
+                        Some(m) => return Taken::Report(m),
+                        None => continue,
+                    }
+                }
+                let Some(item) = self.take() else { break };
+                let what = match self.o.deliver(item, &mut self.known) {
+                    Some(What::Trace(first)) => self.traces(first),
+                    Some(what) => what,
+                    None => continue,
                 };
-                m.dropped = self.o.hot.dropped.load(Ordering::Relaxed);
-                return Taken::Report(m);
+                return Taken::Report(self.message(what));
             }
             let mut q = self.o.queue.lock().unwrap_or_else(|e| e.into_inner());
             if q.records == 0 {
@@ -1550,9 +1607,7 @@ impl Reader {
                 let Some(reason) = q.ended.clone() else { return Taken::Nothing { busy } };
                 q.finished = true;
                 drop(q);
-                let what = proto::observed::What::Ended(reason);
-                let dropped = self.o.hot.dropped.load(Ordering::Relaxed);
-                return Taken::Report(proto::Observed { observation: self.o.id, what: Some(what), dropped });
+                return Taken::Report(self.message(What::Ended(reason)));
             }
             // The batch is delivered: the queue takes its buffer back, empty (nothing grows).
             self.batch.clear();
@@ -1579,43 +1634,11 @@ fn report_record(what: proto::observed::What) -> Vec<u8> {
 fn decode(c: &mut Cursor<'_>) -> Option<Pending> {
     use prost::Message;
     match c.kind()? {
+        // Written out as they are read (`Reader::calls`), never decoded.
+        record::Kind::Call => None,
         record::Kind::Report => {
             let n = c.u32()? as usize;
             Some(Pending::Report(proto::Observed::decode(c.bytes(n)?).ok()?.what?))
-        }
-        record::Kind::Call => {
-            let (report_id, start, duration_ns) = (c.u32()? as i32, c.u64()?, c.u64()?);
-            let args = (0..c.u8()?).map(|_| c.shown()).collect::<Option<Vec<_>>>()?;
-            let this = match c.u8()? {
-                0 => None,
-                _ => Some(c.shown()?),
-            };
-            let mut values = Vec::new();
-            for _ in 0..c.u8()? {
-                values.push((c.u8()? as usize, c.value()?));
-            }
-            for _ in 0..c.u8()? {
-                values.push((c.u8()? as usize, c.value()?));
-            }
-            let returned = match c.u8()? {
-                0 => None,
-                _ => Some(c.shown()?),
-            };
-            let thrown = match c.u8()? {
-                0 => None,
-                _ => Some((c.str()?, if c.u8()? == 0 { None } else { Some(c.str()?) })),
-            };
-            Some(Pending::Call(Captured {
-                report_id,
-                thread: c.str()?,
-                start_ms: Stamp::from_raw(start).epoch_ms(),
-                duration_ns,
-                args,
-                this,
-                values,
-                returned,
-                thrown,
-            }))
         }
         record::Kind::Trace => {
             let (report_id, start, duration_ns, n) = (c.u32()? as i32, c.u64()?, c.u64()?, c.u32()?);

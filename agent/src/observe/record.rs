@@ -192,38 +192,57 @@ impl<'a> Cursor<'a> {
         Some(String::from_utf8_lossy(self.take(n)?).into_owned())
     }
 
-    /// The next value's text as the stream shows it ([`Value::shown`]); a string of plain
-    /// characters goes from its UTF-16 units to its quoted text in one step.
+    /// The bytes of the next text field, as written (the stream's own records: UTF-8).
+    pub fn text(&mut self) -> Option<&'a [u8]> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+
+    /// The next value's text as the stream shows it ([`Value::shown`]).
+    #[cfg(test)]
     pub fn shown(&mut self) -> Option<String> {
+        let mut text = Vec::new();
+        self.shown_into(&mut text)?;
+        String::from_utf8(text).ok()
+    }
+
+    /// Appends the next value's text as the stream shows it ([`Value::shown`]); a string of plain
+    /// characters goes from its UTF-16 units to its quoted text in one step. Nothing is appended
+    /// when the value does not decode.
+    pub fn shown_into(&mut self, out: &mut Vec<u8>) -> Option<()> {
         if self.bytes.get(self.at) == Some(&UTF16) {
-            let start = self.at;
+            let (start, written) = (self.at, out.len());
             self.at += 1;
             let n = self.u16()? as usize;
             let units = self.take(2 * n)?;
             let cut = self.u8()? != 0;
             let plain = |u: u16| (0x20..0x7f).contains(&u) && u != u16::from(b'"') && u != u16::from(b'\\');
-            let mut text = Vec::with_capacity(n + 5);
-            text.push(b'"');
+            out.reserve(n + 5);
+            out.push(b'"');
             for c in units.chunks_exact(2) {
                 let u = u16::from_le_bytes([c[0], c[1]]);
                 if !plain(u) {
                     // Escapes, or characters beyond ASCII: as `Value::shown` writes them.
+                    out.truncate(written);
                     self.at = start;
-                    return Some(self.value()?.shown());
+                    out.extend_from_slice(self.value()?.shown().as_bytes());
+                    return Some(());
                 }
-                text.push(u as u8);
+                out.push(u as u8);
             }
             if cut {
-                text.extend_from_slice(b"...");
+                out.extend_from_slice(b"...");
             }
-            text.push(b'"');
-            return String::from_utf8(text).ok();
+            out.push(b'"');
+            return Some(());
         }
         if self.bytes.get(self.at) == Some(&INTEGER) {
             self.at += 1;
-            return Some(itoa::Buffer::new().format(self.u64()? as i64).to_string());
+            out.extend_from_slice(itoa::Buffer::new().format(self.u64()? as i64).as_bytes());
+            return Some(());
         }
-        Some(self.value()?.shown())
+        out.extend_from_slice(self.value()?.shown().as_bytes());
+        Some(())
     }
 
     pub fn value(&mut self) -> Option<Value> {
