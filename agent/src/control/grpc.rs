@@ -156,7 +156,9 @@ where
             return Box::pin(self.generated.call(req));
         }
         let service = self.service.clone();
-        Box::pin(async move { Ok(tonic::server::Grpc::new(WireCodec).server_streaming(ObserveCall(service), req).await) })
+        Box::pin(
+            async move { Ok(tonic::server::Grpc::new(WireCodec).server_streaming(ObserveCall(service), req).await) },
+        )
     }
 }
 

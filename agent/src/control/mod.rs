@@ -57,9 +57,7 @@ pub enum Next {
     Report(Vec<u8>),
     /// Nothing to send now. `busy`: items were queued (and none was reported: a condition or a
     /// quota left them out), so more are likely soon.
-    Wait {
-        busy: bool,
-    },
+    Wait { busy: bool },
     /// The observation is over and everything before its end was sent.
     End,
 }

@@ -1500,9 +1500,7 @@ pub enum Taken {
     Report(Vec<u8>),
     /// Nothing to report now; `busy` when items were taken and left out (by the condition or a
     /// quota) since the last report.
-    Nothing {
-        busy: bool,
-    },
+    Nothing { busy: bool },
     /// The observation ended and everything before its end was delivered.
     End,
 }
@@ -1685,6 +1683,106 @@ mod tests {
         let at = t.start().expect("room for a frame");
         t.scratch.extend_from_slice(bytes);
         t.frames.push(frame(report_id, at));
+    }
+
+    /// A watched call's record as the hooks write it: arguments (an int and a string), the
+    /// int as the value of the observation's first path, then how the call ended.
+    fn call_record(arg: i64, name: &str, ended: Result<i64, (&str, &str)>, thread: &str, started: Stamp) -> Vec<u8> {
+        let mut r = Vec::new();
+        put_header(&mut r, record::Kind::Call, 7);
+        r.set_u64(START_AT, started.raw());
+        r.set_u64(DURATION_AT, 1500);
+        let units: Vec<u16> = name.encode_utf16().collect();
+        r.u8(2);
+        r.value(&Value::Integer(arg));
+        r.plain(&crate::jvm::PlainValue::Text { units: &units, cut: false });
+        r.u8(0);
+        r.extend_from_slice(&[1, 0]);
+        r.value(&Value::Integer(arg));
+        r.u8(0);
+        match ended {
+            Ok(v) => {
+                r.u8(1);
+                r.value(&Value::Integer(v));
+                r.u8(0);
+            }
+            Err((class, message)) => {
+                r.extend_from_slice(&[0, 1]);
+                r.str(class);
+                r.u8(1);
+                r.str(message);
+            }
+        }
+        r.str(thread);
+        r
+    }
+
+    fn decoded(taken: Taken) -> proto::Observed {
+        match taken {
+            Taken::Report(m) => prost::Message::decode(&m[..]).expect("a message prost reads"),
+            Taken::Nothing { .. } => panic!("nothing to report"),
+            Taken::End => panic!("the end"),
+        }
+    }
+
+    #[test]
+    fn watched_calls_go_out_as_prost_reads_them_filtered_by_the_condition() {
+        use proto::observed::What;
+        let observations = Observations::default();
+        let (o, mut reader) = observations.start(Request {
+            kind: Kind::Watch,
+            target: "Shop.total".into(),
+            condition: Some(Condition::parse("args[0] >= 2", Some(2)).unwrap()),
+            show: vec![Expr::parse("args[0]", Some(2)).unwrap()],
+            depth: 0,
+            this: false,
+            locals: Vec::new(),
+            template: None,
+            to_stderr: false,
+            sites: Vec::new(),
+            min_ns: 0,
+            health: None,
+            sample: 1,
+            count: 0,
+            max_per_second: 1000,
+            max_cpu_ms: 0,
+            max_kib: 0,
+            who: "test".into(),
+        });
+        let started = Stamp::now();
+        let quoted = "say \"hi\"";
+        o.push(&call_record(1, "kiwi", Ok(33), "main", started));
+        o.push(&call_record(5, quoted, Err(("java.lang.IllegalStateException", "boom")), "worker-1", started));
+        o.push(&call_record(7, "fig", Ok(48), "main", started));
+        let expected = |arg: i64, name: &str, returned: &str, thrown: &str, thread: &str| proto::ObservedCall {
+            thread: thread.into(),
+            start_ms: started.epoch_ms(),
+            duration_ns: 1500,
+            args: vec![arg.to_string(), Value::Text(name.into()).shown()],
+            returned: returned.into(),
+            thrown: thrown.into(),
+            method: "Shop.total".into(),
+            values: [("args[0]".to_string(), arg.to_string())].into(),
+            this: String::new(),
+        };
+        let m = decoded(reader.next());
+        assert_eq!(m.observation, o.id);
+        let calls = vec![
+            expected(5, quoted, "", "java.lang.IllegalStateException: boom", "worker-1"),
+            expected(7, "fig", "48", "", "main"),
+        ];
+        assert_eq!(m.what, Some(What::Calls(proto::ObservedCalls { calls })), "the first call does not hold");
+
+        o.push(&call_record(9, "p\u{e4}\u{e4}r", Ok(1), "main", started));
+        let m = decoded(reader.next());
+        assert_eq!(m.what, Some(What::Call(expected(9, "p\u{e4}\u{e4}r", "1", "", "main"))), "one call goes as one");
+        assert!(matches!(reader.next(), Taken::Nothing { busy: false }));
+
+        o.push(&call_record(0, "x", Ok(0), "main", started));
+        assert!(matches!(reader.next(), Taken::Nothing { busy: true }), "taken, and left out");
+        o.end("asked".into());
+        assert_eq!(decoded(reader.next()).what, Some(What::Ended("asked".into())));
+        assert!(matches!(reader.next(), Taken::End));
     }
 
     #[test]
