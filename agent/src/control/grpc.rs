@@ -331,15 +331,9 @@ impl agent_server::Agent for AgentService {
 
     type ObserveStream = ObservedStream;
 
-    /// Served by [`WireObserve`] (the messages as the observation encoded them); this, decoding
-    /// them, is the generated service's own.
-    async fn observe(&self, req: Request<proto::ObserveRequest>) -> Result<Response<ObservedStream>, Status> {
-        let decoded = self.observing(req).await?.map(|m| {
-            m.and_then(|m| {
-                prost::Message::decode(&m[..]).map_err(|e| Status::internal(format!("an observation's message: {e}")))
-            })
-        });
-        Ok(Response::new(Box::pin(decoded)))
+    /// Never called: [`WireObserve`] serves Observe, its messages as the observation encoded them.
+    async fn observe(&self, _: Request<proto::ObserveRequest>) -> Result<Response<ObservedStream>, Status> {
+        Err(Status::internal("Observe is served by the agent's own route (WireObserve), not the generated one"))
     }
 
     async fn observations(
