@@ -119,36 +119,34 @@ def now_ms():
     return time.time() * 1000
 
 def count(args):
-    """count T0 MARK OUT: reads a stream of JSON lines from stdin; writes to OUT the ms from T0
-    (epoch s) to the first MARK, the number of MARKs, the notices and the last line. Lean (it
-    shares the cores it measures): each chunk is scanned once and copied at most once, and once
-    the first event is in, reads wait for the pipe (1 MiB) to fill rather than wake on each write."""
+    """count T0 MARK OUT: reads a stream of JSON lines from stdin to its end; writes to OUT the ms
+    from T0 (epoch s) to the first MARK, the notices and the last line. It shares the cores it
+    measures, so it is lean: once the first MARK is in, each chunk is scanned once (for a notice)
+    and reads wait for the pipe (1 MiB) to fill rather than wake on each write. How many reports
+    went out is the agent's count (`repairctl observations`)."""
     t0, mark, out = float(args[0]), args[1].encode(), args[2]
     notice = b'"notice"'
-    edge = max(len(mark), len(notice)) - 1
     try:  # a larger pipe: fewer, larger reads
         import fcntl
         fcntl.fcntl(sys.stdin.fileno(), 1031, 1 << 20)  # F_SETPIPE_SZ
     except OSError:
         pass
-    first, n, tail, last, notices = None, 0, b"", b"", []
+    first, tail, last, notices = None, b"", b"", []
     while True:
         c = sys.stdin.buffer.read1(1 << 20)
         if not c:
             break
-        seam = tail + c[:edge]  # a mark or notice split between two chunks
-        hits = c.count(mark) + seam.count(mark) - tail.count(mark)
-        if first is None and hits:
+        if first is None and mark in tail + c:
             first = time.time() - t0
-        n += hits
+        seam = tail + c[:len(notice) - 1]  # a notice split between two chunks
         if notice in c or notice in seam:
             notices += re.findall(rb'"notice":"([^"]*)"', last[-4096:] + c)
         last = c[-4096:] if len(c) >= 4096 else (last + c)[-4096:]
-        tail = c[-edge:]
+        tail = c[-(max(len(mark), len(notice)) - 1):]
         if first is not None and len(c) < 1 << 18:
-            time.sleep(0.005)  # let the pipe fill: a few reads a second, not one a write
+            time.sleep(0.005)
     lines = last.rstrip(b"\n").split(b"\n")
-    json.dump({"first_ms": None if first is None else first * 1000, "events": n,
+    json.dump({"first_ms": None if first is None else first * 1000,
                "notices": sorted(set(x.decode("utf-8", "replace") for x in notices)),
                "last": lines[-1].decode("utf-8", "replace")}, open(out, "w"))
 
@@ -345,8 +343,8 @@ d = json.load(open(sys.argv[1])); d.update(json.loads(sys.argv[2])); print(json.
         [ "$("$repairctl" observations --pid "$a" -o json | tr -d ' \n')" = "[]" ] \
             || fail "an observation is left after the $kind stream ended"
         echo "   $kind $r: $(python3 -c 'import json, sys
-d = json.load(open(sys.argv[1]))
-print(d["events"], "calls reported; first after", round(d["first_ms"]), "ms;", "; ".join(d["notices"][-1:]), d["last"])' "$work/ours.json")"
+d = json.load(open(sys.argv[1])); d.update(json.loads(sys.argv[2]))
+print(d["agent_reported"], "calls reported; first after", round(d["first_ms"]), "ms;", "; ".join(d["notices"][-1:]), d["last"])' "$work/ours.json" "$obs")"
         sleep "$s"
         window "ours-$kind-after" A "$window"
     done
