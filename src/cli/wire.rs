@@ -205,11 +205,24 @@ impl<'a> Reader<'a> {
         self.at >= self.bytes.len()
     }
 
+    #[cold]
     fn error(&self, what: &str) -> String {
         format!("{} message of {} bytes, at byte {}: {what}", self.message, self.bytes.len(), self.at)
     }
 
+    #[inline]
     fn varint(&mut self) -> Result<u64, String> {
+        // most are one byte: field keys, lengths of short strings
+        if let Some(&b) = self.bytes.get(self.at) {
+            if b < 0x80 {
+                self.at += 1;
+                return Ok(u64::from(b));
+            }
+        }
+        self.long_varint()
+    }
+
+    fn long_varint(&mut self) -> Result<u64, String> {
         let mut value = 0u64;
         for i in 0..10 {
             let Some(&b) = self.bytes.get(self.at) else {
@@ -229,6 +242,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A field's number and wire type.
+    #[inline]
     fn key(&mut self) -> Result<(u32, u8), String> {
         let key = self.varint()?;
         let (field, wire) = (key >> 3, (key & 7) as u8);
@@ -241,6 +255,7 @@ impl<'a> Reader<'a> {
         Ok((field as u32, wire))
     }
 
+    #[inline]
     fn varint_field(&mut self, wire: u8, name: &str) -> Result<u64, String> {
         if wire != VARINT {
             return Err(self.error(&format!("{name} has wire type {wire}, not a varint")));
@@ -248,6 +263,7 @@ impl<'a> Reader<'a> {
         self.varint()
     }
 
+    #[inline]
     fn len_delimited(&mut self, wire: u8, name: &str) -> Result<&'a [u8], String> {
         if wire != LEN {
             return Err(self.error(&format!("{name} has wire type {wire}, not length-delimited")));
@@ -262,6 +278,7 @@ impl<'a> Reader<'a> {
         Ok(bytes)
     }
 
+    #[inline]
     fn string(&mut self, wire: u8, name: &str) -> Result<&'a str, String> {
         let start = self.at;
         let bytes = self.len_delimited(wire, name)?;
