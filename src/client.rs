@@ -7,7 +7,7 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint as TonicEndpoint, Identity};
 
 use crate::endpoint::{find_socket, socket_path, token_path, Endpoint};
-use crate::proto::agent_client::AgentClient;
+use crate::proto::{self, agent_client::AgentClient};
 
 /// Which agent to talk to.
 #[derive(Debug, Clone)]
@@ -45,8 +45,76 @@ impl Credentials {
     }
 }
 
-/// A connected client; TCP calls carry the token.
-pub type Client = AgentClient<tonic::service::interceptor::InterceptedService<Channel, Auth>>;
+/// The channel to an agent, with the token its TCP calls carry.
+pub type Service = tonic::service::interceptor::InterceptedService<Channel, Auth>;
+
+/// A connected client: the generated one (what it derefs to) and, for the calls it reads off the
+/// wire itself ([`Client::observe_wire`]), the same channel and token.
+#[derive(Clone)]
+pub struct Client {
+    agent: AgentClient<Service>,
+    service: Service,
+}
+
+impl std::ops::Deref for Client {
+    type Target = AgentClient<Service>;
+    fn deref(&self) -> &Self::Target {
+        &self.agent
+    }
+}
+
+impl std::ops::DerefMut for Client {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.agent
+    }
+}
+
+impl Client {
+    /// The Observe call with each streamed message's bytes, undecoded: `repairctl watch` reads
+    /// the watched calls in them in place (cli::wire) instead of decoding each into a message.
+    pub async fn observe_wire(
+        &mut self,
+        request: proto::ObserveRequest,
+    ) -> Result<tonic::Response<tonic::codec::Streaming<prost::bytes::Bytes>>, tonic::Status> {
+        let mut grpc = tonic::client::Grpc::new(self.service.clone());
+        grpc.ready().await.map_err(|e| tonic::Status::unknown(format!("Service was not ready: {e}")))?;
+        let mut request = tonic::Request::new(request);
+        request.extensions_mut().insert(tonic::GrpcMethod::new("repair.v1.Agent", "Observe"));
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static("/repair.v1.Agent/Observe");
+        grpc.server_streaming(request, path, RawCodec).await
+    }
+}
+
+/// Encodes a request as prost does; decodes a response to its bytes.
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = proto::ObserveRequest;
+    type Decode = prost::bytes::Bytes;
+    type Encoder = tonic_prost::ProstEncoder<proto::ObserveRequest>;
+    type Decoder = RawDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstEncoder::new(tonic::codec::BufferSettings::default())
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawDecoder
+    }
+}
+
+/// A message's bytes, as they came (split off tonic's buffer, not copied).
+struct RawDecoder;
+
+impl tonic::codec::Decoder for RawDecoder {
+    type Item = prost::bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<prost::bytes::Bytes>, tonic::Status> {
+        use prost::bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
 
 #[derive(Clone)]
 pub struct Auth(Option<MetadataValue<tonic::metadata::Ascii>>);
@@ -127,7 +195,8 @@ pub async fn connect(target: &Target, credentials: &Credentials) -> Result<Clien
         ),
         None => None,
     };
-    Ok(AgentClient::with_interceptor(channel, Auth(auth)))
+    let service = Service::new(channel, Auth(auth));
+    Ok(Client { agent: AgentClient::new(service.clone()), service })
 }
 
 /// The socket of JVM `pid`'s agent, or one line that says why there is none and what to do:

@@ -113,7 +113,7 @@ pub fn boolean(out: &mut Vec<u8>, b: bool) {
 }
 
 /// `items` as a JSON array of strings.
-pub fn strings(out: &mut Vec<u8>, items: &[String]) {
+pub fn strings(out: &mut Vec<u8>, items: &[&str]) {
     out.push(b'[');
     for (i, s) in items.iter().enumerate() {
         if i > 0 {
@@ -124,10 +124,11 @@ pub fn strings(out: &mut Vec<u8>, items: &[String]) {
     out.push(b']');
 }
 
-/// `map` as a JSON object, in its iteration order (the order `serde_json` writes it in).
-pub fn map<'a>(out: &mut Vec<u8>, map: impl IntoIterator<Item = (&'a String, &'a String)>) {
+/// A map's entries as a JSON object, in their order (the order `serde_json` writes a map in: its
+/// iteration order).
+pub fn map(out: &mut Vec<u8>, entries: &[(&str, &str)]) {
     out.push(b'{');
-    for (i, (k, v)) in map.into_iter().enumerate() {
+    for (i, (k, v)) in entries.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
@@ -190,12 +191,13 @@ mod tests {
         }
         assert_eq!(written(|o| boolean(o, true)), "true");
         assert_eq!(written(|o| boolean(o, false)), "false");
-        let items = vec![String::new(), "a\"".to_string(), "\u{0}".to_string()];
+        let items = ["", "a\"", "\u{0}"];
         assert_eq!(written(|o| strings(o, &items)), serde_json::to_string(&items).unwrap());
         assert_eq!(written(|o| strings(o, &[])), "[]");
         let values: std::collections::HashMap<String, String> =
             (0..20).map(|i| (format!("k{i}\"\\"), format!("v\n{i}"))).collect();
-        assert_eq!(written(|o| map(o, &values)), serde_json::to_string(&values).unwrap());
-        assert_eq!(written(|o| map(o, &std::collections::HashMap::new())), "{}");
+        let entries: Vec<(&str, &str)> = values.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(written(|o| map(o, &entries)), serde_json::to_string(&values).unwrap());
+        assert_eq!(written(|o| map(o, &[])), "{}");
     }
 }

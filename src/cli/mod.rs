@@ -9,6 +9,7 @@ pub mod observe;
 pub mod ps;
 pub mod rewrite;
 pub mod topics;
+mod wire;
 
 /// How results are printed: the same `-o/--output` on every command that prints records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

@@ -2,6 +2,8 @@
 //! and `stop` for the ones in progress.
 
 use super::json;
+use super::wire::{self, CallView};
+use prost::Message;
 use serde_json::json;
 use tokio_stream::StreamExt;
 
@@ -69,11 +71,13 @@ pub async fn observe(conn: &Conn, o: &Observe) -> Result<(), String> {
         max_kib: o.max_kib,
         depth: o.depth,
     };
-    let mut stream = rpc(conn.client().await?.observe(req).await)?;
+    let mut stream = rpc(conn.client().await?.observe_wire(req).await)?;
     // Records are written in batches: while the agent streams faster than a write a record
     // could keep up with, they pile up here and go out together once nothing more is ready.
     const BATCH: usize = 1 << 16;
     let mut pending = Vec::with_capacity(2 * BATCH);
+    // the room of a watched call's arguments and values, kept from message to message
+    let mut scratch = CallView::default();
     let flush = |pending: &mut Vec<u8>| {
         let written = out_bytes(pending);
         pending.clear();
@@ -88,9 +92,23 @@ pub async fn observe(conn: &Conn, o: &Observe) -> Result<(), String> {
             }
         };
         let Some(item) = item else { break };
-        let m = item.map_err(|s| describe(&s))?;
-        let ended = matches!(m.what, Some(What::Ended(_)));
-        record(&mut pending, conn.output, m);
+        let message = match item {
+            Ok(message) => message,
+            Err(status) => {
+                flush(&mut pending)?;
+                return Err(describe(&status));
+            }
+        };
+        let before = pending.len();
+        let ended = match record_wire(&mut pending, conn.output, &message, &mut scratch) {
+            Ok(ended) => ended,
+            Err(e) => {
+                // the records of the messages before this one, none of this one's
+                pending.truncate(before);
+                flush(&mut pending)?;
+                return Err(format!("the agent sent a message repairctl cannot read: {e}"));
+            }
+        };
         if ended {
             return flush(&mut pending);
         }
@@ -110,29 +128,61 @@ struct CallRecord<'a> {
     thread: &'a str,
     start_ms: u64,
     duration_ns: u64,
-    args: &'a [String],
+    args: &'a [&'a str],
     returned: &'a str,
     thrown: &'a str,
     method: &'a str,
-    values: &'a std::collections::HashMap<String, String>,
+    values: Values<'a>,
     this: &'a str,
     dropped: u64,
 }
 
 impl<'a> CallRecord<'a> {
-    fn of(observation: u64, c: &'a proto::ObservedCall, dropped: u64) -> CallRecord<'a> {
+    fn of(observation: u64, c: &'a CallView<'a>, dropped: u64) -> CallRecord<'a> {
         CallRecord {
             observation,
-            thread: &c.thread,
+            thread: c.thread,
             start_ms: c.start_ms,
             duration_ns: c.duration_ns,
             args: &c.args,
-            returned: &c.returned,
-            thrown: &c.thrown,
-            method: &c.method,
-            values: &c.values,
-            this: &c.this,
+            returned: c.returned,
+            thrown: c.thrown,
+            method: c.method,
+            values: Values(&c.values),
+            this: c.this,
             dropped,
+        }
+    }
+}
+
+/// A watched call's values as a JSON object, in their order.
+struct Values<'a>(&'a [(&'a str, &'a str)]);
+
+impl serde::Serialize for Values<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().copied())
+    }
+}
+
+/// A streamed message, as it came off the wire, as `output` prints it, appended to `text`;
+/// whether it is the last (the observation ended). Watched calls are read in place into
+/// `scratch`'s room; any other message is decoded and goes through [`record`].
+fn record_wire(text: &mut Vec<u8>, output: Output, message: &[u8], scratch: &mut CallView) -> Result<bool, String> {
+    match wire::observed(message)? {
+        wire::Observed::Calls { observation, dropped, mut calls } => {
+            let mut view = std::mem::take(scratch).recycle();
+            while let Some(bytes) = calls.next_call()? {
+                wire::call(bytes, &mut view)?;
+                call(text, output, observation, &mut view, dropped);
+            }
+            *scratch = view.recycle();
+            Ok(false)
+        }
+        wire::Observed::Other => {
+            let m = proto::Observed::decode(message).map_err(|e| format!("Observed message: {e}"))?;
+            let ended = matches!(m.what, Some(What::Ended(_)));
+            record(text, output, m);
+            Ok(ended)
         }
     }
 }
@@ -143,16 +193,16 @@ fn record(text: &mut Vec<u8>, output: Output, m: proto::Observed) {
     let (id, dropped) = (m.observation, m.dropped);
     let Some(what) = m.what else { return };
     match what {
-        What::Calls(batch) => batch.calls.iter().for_each(|c| call(text, output, id, c, dropped)),
-        What::Call(c) => call(text, output, id, &c, dropped),
+        What::Calls(batch) => batch.calls.iter().for_each(|c| call(text, output, id, &mut CallView::of(c), dropped)),
+        What::Call(c) => call(text, output, id, &mut CallView::of(&c), dropped),
         What::Traces(batch) => batch.trees.iter().for_each(|t| trace(text, output, id, t, dropped)),
         What::Trace(t) => trace(text, output, id, &t, dropped),
         what => other(text, output, id, what, dropped),
     }
 }
 
-/// A watched call as `output` prints it, appended to `text`.
-fn call(text: &mut Vec<u8>, output: Output, id: u64, c: &proto::ObservedCall, dropped: u64) {
+/// A watched call as `output` prints it, appended to `text` (the text line sorts its values).
+fn call(text: &mut Vec<u8>, output: Output, id: u64, c: &mut CallView, dropped: u64) {
     match output {
         Output::Json => call_json(text, id, c, dropped),
         Output::Table | Output::Wide => call_line(text, c),
@@ -196,20 +246,20 @@ fn call_head_json(out: &mut Vec<u8>, id: u64, thread: &str, start_ms: u64, durat
 }
 
 /// A [`CallRecord`] as one line of JSON.
-fn call_json(out: &mut Vec<u8>, id: u64, c: &proto::ObservedCall, dropped: u64) {
-    call_head_json(out, id, &c.thread, c.start_ms, c.duration_ns);
+fn call_json(out: &mut Vec<u8>, id: u64, c: &CallView, dropped: u64) {
+    call_head_json(out, id, c.thread, c.start_ms, c.duration_ns);
     out.extend_from_slice(b",\"args\":");
     json::strings(out, &c.args);
     out.extend_from_slice(b",\"returned\":");
-    json::string(out, &c.returned);
+    json::string(out, c.returned);
     out.extend_from_slice(b",\"thrown\":");
-    json::string(out, &c.thrown);
+    json::string(out, c.thrown);
     out.extend_from_slice(b",\"method\":");
-    json::string(out, &c.method);
+    json::string(out, c.method);
     out.extend_from_slice(b",\"values\":");
     json::map(out, &c.values);
     out.extend_from_slice(b",\"this\":");
-    json::string(out, &c.this);
+    json::string(out, c.this);
     out.extend_from_slice(b",\"dropped\":");
     json::uint(out, dropped);
     out.extend_from_slice(b"}\n");
@@ -419,8 +469,9 @@ fn dropped_text(dropped: u64) -> String {
     }
 }
 
-/// A watched call as a line of text: when, thread, time taken, the call and its outcome.
-fn call_line(out: &mut Vec<u8>, c: &proto::ObservedCall) {
+/// A watched call as a line of text: when, thread, time taken, the call and its outcome, the
+/// values in the order of their `key=value` text (into which `c.values` is sorted).
+fn call_line(out: &mut Vec<u8>, c: &mut CallView) {
     clock_to(out, c.start_ms);
     out.extend_from_slice(b"  ");
     out.extend_from_slice(c.thread.as_bytes());
@@ -450,10 +501,14 @@ fn call_line(out: &mut Vec<u8>, c: &proto::ObservedCall) {
         }
     }
     if !c.values.is_empty() {
-        let mut values: Vec<String> = c.values.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        values.sort();
-        out.extend_from_slice(b"  ");
-        out.extend_from_slice(values.join(" ").as_bytes());
+        fn text<'a>(&(k, v): &(&'a str, &'a str)) -> impl Iterator<Item = u8> + 'a {
+            k.bytes().chain([b'=']).chain(v.bytes())
+        }
+        c.values.sort_unstable_by(|a, b| text(a).cmp(text(b)));
+        for (i, kv) in c.values.iter().enumerate() {
+            out.extend_from_slice(if i == 0 { b"  " } else { b" " });
+            out.extend(text(kv));
+        }
     }
     if !c.this.is_empty() {
         out.extend_from_slice(b"  this=");
@@ -670,9 +725,10 @@ mod tests {
         for seed in 0..4 {
             for c in calls(seed) {
                 let (id, dropped) = (seed as u64 * 1000, (seed as u64) << 40);
-                let mut expected = serde_json::to_string(&CallRecord::of(id, &c, dropped)).unwrap();
+                let view = CallView::of(&c);
+                let mut expected = serde_json::to_string(&CallRecord::of(id, &view, dropped)).unwrap();
                 expected.push('\n');
-                assert_eq!(text(|o| call_json(o, id, &c, dropped)), expected);
+                assert_eq!(text(|o| call_json(o, id, &view, dropped)), expected);
             }
         }
         for t in trees() {
@@ -685,8 +741,9 @@ mod tests {
             values: (0..50).map(|k| (format!("args[{k}].\"x\""), format!("v\u{1}{k}"))).collect(),
             ..Default::default()
         };
-        let line = text(|o| call_json(o, 1, &c, 0));
-        assert_eq!(line, serde_json::to_string(&CallRecord::of(1, &c, 0)).unwrap() + "\n");
+        let view = CallView::of(&c);
+        let line = text(|o| call_json(o, 1, &view, 0));
+        assert_eq!(line, serde_json::to_string(&CallRecord::of(1, &view, 0)).unwrap() + "\n");
         let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(parsed["values"].as_object().unwrap().len(), 50);
     }
@@ -699,8 +756,10 @@ mod tests {
             what: Some(What::Calls(proto::ObservedCalls { calls: calls.clone() })),
             dropped: 2,
         };
-        let expected: String =
-            calls.iter().map(|c| serde_json::to_string(&CallRecord::of(4, c, 2)).unwrap() + "\n").collect();
+        let expected: String = calls
+            .iter()
+            .map(|c| serde_json::to_string(&CallRecord::of(4, &CallView::of(c), 2)).unwrap() + "\n")
+            .collect();
         assert_eq!(text(|o| record(o, Output::Json, batch.clone())), expected);
         let expected: String = calls.iter().map(old_call_line).collect();
         assert_eq!(text(|o| record(o, Output::Table, batch.clone())), expected);
@@ -728,6 +787,98 @@ mod tests {
             text(|o| record(o, Output::Table, ended)),
             "# ended: done \"now\" (9 reports dropped: the client read too slowly)\n"
         );
+    }
+
+    /// `message` as the wire path prints it, and whether it ended the observation.
+    fn wire_text(output: Output, message: &[u8], scratch: &mut CallView) -> Result<(String, bool), String> {
+        let mut out = Vec::new();
+        let ended = record_wire(&mut out, output, message, scratch)?;
+        Ok((String::from_utf8(out).expect("UTF-8"), ended))
+    }
+
+    /// Each line as JSON, for records whose `values` (a map) may come in another order.
+    fn parsed(lines: &str) -> Vec<serde_json::Value> {
+        lines.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+    }
+
+    #[test]
+    fn watched_calls_read_off_the_wire_are_printed_as_the_decoded_message_is() {
+        let mut scratch = CallView::default();
+        for seed in 0..6 {
+            let calls = calls(seed);
+            let (id, dropped) = (seed as u64 + 1, (seed as u64) << 33);
+            let batch = proto::Observed {
+                observation: id,
+                what: Some(What::Calls(proto::ObservedCalls { calls: calls.clone() })),
+                dropped,
+            };
+            let singles =
+                calls.iter().map(|c| proto::Observed { observation: id, what: Some(What::Call(c.clone())), dropped });
+            for m in std::iter::once(batch).chain(singles) {
+                let bytes = m.encode_to_vec();
+                // what the prost path prints for the message as it arrives (decoded from its bytes)
+                let decoded = proto::Observed::decode(bytes.as_slice()).unwrap();
+                for output in [Output::Json, Output::Table, Output::Wide, Output::Yaml] {
+                    let expected = text(|o| record(o, output, decoded.clone()));
+                    let (got, ended) = wire_text(output, &bytes, &mut scratch).unwrap();
+                    assert!(!ended);
+                    assert!(!got.is_empty());
+                    if output == Output::Json {
+                        // byte for byte where the map's order cannot differ, else as JSON
+                        assert_eq!(parsed(&got), parsed(&expected), "seed {seed}");
+                        for (g, e) in got.lines().zip(expected.lines()) {
+                            if parsed(g)[0]["values"].as_object().unwrap().len() <= 1 {
+                                assert_eq!(g, e, "seed {seed}");
+                            }
+                        }
+                    } else {
+                        assert_eq!(got, expected, "seed {seed} {output:?}");
+                    }
+                }
+            }
+        }
+        // any other message goes the prost way; the end says so
+        let ended = proto::Observed { observation: 5, what: Some(What::Ended("done \"now\"".into())), dropped: 9 };
+        for output in [Output::Json, Output::Table] {
+            let (got, is_end) = wire_text(output, &ended.encode_to_vec(), &mut scratch).unwrap();
+            assert!(is_end);
+            assert_eq!(got, text(|o| record(o, output, ended.clone())));
+        }
+        let notice = proto::Observed { observation: 5, what: Some(What::Notice("sampling".into())), dropped: 0 };
+        let (got, is_end) = wire_text(Output::Json, &notice.encode_to_vec(), &mut scratch).unwrap();
+        assert_eq!((got.as_str(), is_end), ("{\"notice\":\"sampling\",\"observation\":5}\n", false));
+        let trees = proto::Observed {
+            observation: 2,
+            what: Some(What::Traces(proto::TraceTrees { trees: trees() })),
+            dropped: 1,
+        };
+        let (got, _) = wire_text(Output::Table, &trees.encode_to_vec(), &mut scratch).unwrap();
+        assert_eq!(got, text(|o| record(o, Output::Table, trees)));
+    }
+
+    #[test]
+    fn a_message_that_does_not_parse_is_an_error_naming_what_was_wrong() {
+        let c = proto::ObservedCall { thread: "main".into(), method: "work()".into(), ..Default::default() };
+        let m = proto::Observed {
+            observation: 1,
+            what: Some(What::Calls(proto::ObservedCalls { calls: vec![c] })),
+            dropped: 0,
+        };
+        let bytes = m.encode_to_vec();
+        let mut scratch = CallView::default();
+        let cut = wire_text(Output::Json, &bytes[..bytes.len() - 3], &mut scratch).unwrap_err();
+        assert!(cut.contains("cut short"), "{cut}");
+        let mut bad = bytes.clone();
+        let at = bad.windows(4).position(|w| w == b"main").unwrap();
+        bad[at + 1] = 0xff;
+        let not_utf8 = wire_text(Output::Table, &bad, &mut scratch).unwrap_err();
+        assert!(not_utf8.contains("ObservedCall.thread is not UTF-8"), "{not_utf8}");
+        // a message that is not a call, bad alike, fails in prost
+        let notice = proto::Observed { observation: 1, what: Some(What::Notice("note".into())), dropped: 0 };
+        let mut bad = notice.encode_to_vec();
+        *bad.last_mut().unwrap() = 0xff;
+        let e = wire_text(Output::Json, &bad, &mut scratch).unwrap_err();
+        assert!(e.starts_with("Observed message: "), "{e}");
     }
 
     #[test]
