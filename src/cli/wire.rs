@@ -5,16 +5,7 @@
 //! last of a repeated scalar winning, unknown fields skipped.
 
 use crate::proto;
-
-/// The field numbers of `repair.v1.Observed` (proto/repair/v1/agent.proto) read here.
-mod observed {
-    pub const OBSERVATION: u32 = 1;
-    pub const CALL: u32 = 2;
-    pub const DROPPED: u32 = 6;
-    pub const CALLS: u32 = 11;
-    /// Every field of the `what` oneof.
-    pub const WHAT: [u32; 11] = [2, 3, 4, 5, 7, 8, 9, 10, 11, 12, CALLS];
-}
+use crate::proto::field::{map_entry, observed, observed_call, observed_calls};
 
 const VARINT: u8 = 0;
 const FIXED64: u8 = 1;
@@ -97,7 +88,7 @@ impl<'a> Calls<'a> {
         }
         while !self.batch.done() {
             let (field, wire) = self.batch.key()?;
-            if field == 1 {
+            if field == observed_calls::CALLS {
                 return self.batch.len_delimited(wire, "ObservedCalls.calls").map(Some);
             }
             self.batch.skip(field, wire, 0)?;
@@ -151,14 +142,14 @@ pub fn call<'a>(message: &'a [u8], into: &mut CallView<'a>) -> Result<(), String
     while !r.done() {
         let (field, wire) = r.key()?;
         match field {
-            1 => into.thread = r.string(wire, "ObservedCall.thread")?,
-            2 => into.start_ms = r.varint_field(wire, "ObservedCall.start_ms")?,
-            3 => into.duration_ns = r.varint_field(wire, "ObservedCall.duration_ns")?,
-            4 => into.args.push(r.string(wire, "ObservedCall.args")?),
-            5 => into.returned = r.string(wire, "ObservedCall.returned")?,
-            6 => into.thrown = r.string(wire, "ObservedCall.thrown")?,
-            7 => into.method = r.string(wire, "ObservedCall.method")?,
-            8 => {
+            observed_call::THREAD => into.thread = r.string(wire, "ObservedCall.thread")?,
+            observed_call::START_MS => into.start_ms = r.varint_field(wire, "ObservedCall.start_ms")?,
+            observed_call::DURATION_NS => into.duration_ns = r.varint_field(wire, "ObservedCall.duration_ns")?,
+            observed_call::ARGS => into.args.push(r.string(wire, "ObservedCall.args")?),
+            observed_call::RETURNED => into.returned = r.string(wire, "ObservedCall.returned")?,
+            observed_call::THROWN => into.thrown = r.string(wire, "ObservedCall.thrown")?,
+            observed_call::METHOD => into.method = r.string(wire, "ObservedCall.method")?,
+            observed_call::VALUES => {
                 let (key, value) = entry(r.len_delimited(wire, "ObservedCall.values")?)?;
                 // a key seen again replaces the value, as a map insert does
                 match into.values.iter_mut().find(|(k, _)| *k == key) {
@@ -166,7 +157,7 @@ pub fn call<'a>(message: &'a [u8], into: &mut CallView<'a>) -> Result<(), String
                     None => into.values.push((key, value)),
                 }
             }
-            9 => into.this = r.string(wire, "ObservedCall.this")?,
+            observed_call::THIS => into.this = r.string(wire, "ObservedCall.this")?,
             _ => r.skip(field, wire, 0)?,
         }
     }
@@ -180,8 +171,8 @@ fn entry(message: &[u8]) -> Result<(&str, &str), String> {
     while !r.done() {
         let (field, wire) = r.key()?;
         match field {
-            1 => key = r.string(wire, "ObservedCall.values key")?,
-            2 => value = r.string(wire, "ObservedCall.values value")?,
+            map_entry::KEY => key = r.string(wire, "ObservedCall.values key")?,
+            map_entry::VALUE => value = r.string(wire, "ObservedCall.values value")?,
             _ => r.skip(field, wire, 0)?,
         }
     }

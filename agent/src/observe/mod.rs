@@ -26,6 +26,7 @@ use repair_bytecode::descriptor::{FieldType, MethodDescriptor};
 use repair_model::journal::now_ms;
 use repair_model::observe::{Call, Condition, Expr, Part, Root, Template, Value};
 use repair_model::proto;
+use repair_model::proto::field::{map_entry, observed, observed_call as call, observed_calls};
 
 use crate::jvm::{Jni, Jvmti, Local};
 use record::{Cursor, Put};
@@ -1323,16 +1324,16 @@ impl Observation {
         let start = out.len();
         let (mut held, mut text_bytes) = (false, 0);
         values.clear();
-        let read = wire::nested(out, 1, |o| {
+        let read = wire::nested(out, observed_calls::CALLS, |o| {
             let (report_id, started, duration_ns) = (c.u32()? as i32, c.u64()?, c.u64()?);
-            wire::uint(o, 2, Stamp::from_raw(started).epoch_ms());
-            wire::uint(o, 3, duration_ns);
+            wire::uint(o, call::START_MS, Stamp::from_raw(started).epoch_ms());
+            wire::uint(o, call::DURATION_NS, duration_ns);
             let shown_from = o.len();
             for _ in 0..c.u8()? {
-                wire::nested(o, 4, |o| c.shown_into(o))?;
+                wire::nested(o, call::ARGS, |o| c.shown_into(o))?;
             }
             if c.u8()? != 0 {
-                wire::nested(o, 9, |o| c.shown_into(o))?;
+                wire::nested(o, call::THIS, |o| c.shown_into(o))?;
             }
             for _ in 0..c.u8()? {
                 values.push((c.u8()? as usize, c.value()?));
@@ -1341,14 +1342,14 @@ impl Observation {
                 values.push((c.u8()? as usize, c.value()?));
             }
             if c.u8()? != 0 {
-                wire::nested(o, 5, |o| c.shown_into(o))?;
+                wire::nested(o, call::RETURNED, |o| c.shown_into(o))?;
             }
             text_bytes = o.len() - shown_from;
             let mut exception = None;
             if c.u8()? != 0 {
                 let class = c.text()?;
                 let message = if c.u8()? == 0 { None } else { Some(c.text()?) };
-                wire::nested(o, 6, |o| {
+                wire::nested(o, call::THROWN, |o| {
                     o.extend_from_slice(class);
                     if let Some(m) = message {
                         o.extend_from_slice(b": ");
@@ -1359,16 +1360,16 @@ impl Observation {
                 exception = Some(class);
             }
             let thread = c.text()?;
-            wire::bytes(o, 1, thread);
-            wire::bytes(o, 7, self.method_info(report_id, known).method.as_bytes());
+            wire::bytes(o, call::THREAD, thread);
+            wire::bytes(o, call::METHOD, self.method_info(report_id, known).method.as_bytes());
             held = self.holds(values, exception, duration_ns, thread);
             let shown_from = o.len();
             for x in &self.show {
                 let of_x = |(i, _): &&(usize, Value)| self.exprs.get(*i).is_some_and(|e| e.text == x.text);
                 let Some((_, v)) = values.iter().find(of_x) else { continue };
-                wire::nested(o, 8, |o| {
-                    wire::bytes(o, 1, x.text.as_bytes());
-                    wire::bytes(o, 2, v.to_string().as_bytes());
+                wire::nested(o, call::VALUES, |o| {
+                    wire::bytes(o, map_entry::KEY, x.text.as_bytes());
+                    wire::bytes(o, map_entry::VALUE, v.to_string().as_bytes());
                     Some(())
                 })?;
             }
@@ -1540,14 +1541,14 @@ impl Reader {
             }
         }
         let mut m = Vec::with_capacity(calls.len() + 32);
-        wire::uint(&mut m, 1, self.o.id);
+        wire::uint(&mut m, observed::OBSERVATION, self.o.id);
         match n {
             0 => return None,
             // One call goes as one (`call`), as a client reading calls one at a time expects.
-            1 => wire::bytes(&mut m, 2, wire::body(&calls)?),
-            _ => wire::bytes(&mut m, 11, &calls),
+            1 => wire::bytes(&mut m, observed::CALL, wire::body(&calls)?),
+            _ => wire::bytes(&mut m, observed::CALLS, &calls),
         }
-        wire::uint(&mut m, 6, self.o.hot.dropped.load(Ordering::Relaxed));
+        wire::uint(&mut m, observed::DROPPED, self.o.hot.dropped.load(Ordering::Relaxed));
         Some(m)
     }
 
