@@ -246,3 +246,57 @@ fn attach_by_jcmd_loads_once_and_reports_what_it_lacks() {
         run.expect_stderr("report 5 (patch -): fallbacks=1");
     }
 }
+
+/// A JVM killed with SIGKILL leaves its socket, and the kernel hands its pid (the socket's name)
+/// to a later JVM: the agent clears it without a word at the default level and listens there.
+#[test]
+fn a_socket_left_at_this_jvms_pid_by_a_dead_one_is_cleared_quietly() {
+    use repair_model::endpoint::{current_uid, default_socket_dir_in};
+    use std::os::unix::fs::DirBuilderExt;
+    for jdk in jdks() {
+        let dir = TempDir::new("stale-socket");
+        compile(&jdk, &dir.0, &[("Sleeper.java", SLEEPER)]);
+        let tmp = dir.0.join("tmp");
+        let sockets = default_socket_dir_in(&tmp, current_uid().unwrap());
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&sockets).unwrap();
+        let go = dir.0.join("go");
+        let mut child = Command::new(jdk.java())
+            .arg("-XX:+EnableDynamicAgentLoading")
+            .arg("-cp")
+            .arg(&dir.0)
+            .arg("Sleeper")
+            .arg(&go)
+            .env("TMPDIR", &tmp)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("java starts");
+        let mut line = String::new();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        let stale = sockets.join(format!("{}.sock", child.id()));
+        drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+        assert!(std::os::unix::net::UnixStream::connect(&stale).is_err(), "the socket left behind is dead");
+        let out = Command::new(jdk.tool("jcmd"))
+            .arg(child.id().to_string())
+            .arg("JVMTI.agent_load")
+            .arg(agent_support::agent_so())
+            .output()
+            .expect("jcmd runs");
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(said.contains("return code: 0"), "{}: attach: {said}", jdk.name);
+        assert!(std::os::unix::net::UnixStream::connect(&stale).is_ok(), "{}: the agent listens at its pid", jdk.name);
+        std::fs::write(&go, "").unwrap();
+        std::io::Read::read_to_string(&mut stdout, &mut String::new()).unwrap();
+        let run = finish(child, Duration::from_secs(30));
+        assert_eq!(run.code, Some(0), "{}: {}", jdk.name, run.stderr);
+        let ours: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("repair: ")).collect();
+        assert_eq!(ours.len(), 1, "{}: one line at load:\n{}", jdk.name, run.stderr);
+        assert!(
+            ours[0].contains("loaded (by attach)") && ours[0].contains(&stale.display().to_string()),
+            "{}",
+            ours[0]
+        );
+    }
+}

@@ -328,7 +328,9 @@ fn prepare_socket(path: &Path) -> Result<PathBuf, ControlError> {
                 path.display()
             )));
         }
-        crate::log_warn!("removing stale control socket {} (its JVM is gone)", path.display());
+        // Routine, not a warning: a JVM killed with SIGKILL leaves its socket, and the kernel
+        // hands its pid (the socket's name) to a later JVM, this one.
+        crate::log_info!("removing stale control socket {} (its JVM is gone)", path.display());
         std::fs::remove_file(&path)
             .map_err(|e| ControlError(format!("stale control socket {}: {e}", path.display())))?;
     }
