@@ -128,14 +128,23 @@ fn calls(lines: &[serde_json::Value]) -> Vec<&serde_json::Value> {
     lines.iter().filter(|l| l.get("args").is_some()).collect()
 }
 
+/// No observation in progress: checked right away, for a stream that ended by itself ends only
+/// once its probes are rolled back.
 fn observations_end(pid: &str) {
+    let list = json(&["observations", "--pid", pid, "-o", "json"]);
+    assert_eq!(list, serde_json::json!([]), "the observation outlived its stream");
+}
+
+/// No observation in progress, within 10 s: the agent learns that a client went away only when
+/// its connection's end reaches it.
+fn observations_end_after_the_client_went_away(pid: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let list = json(&["observations", "--pid", pid, "-o", "json"]);
         if list.as_array().unwrap().is_empty() {
             return;
         }
-        assert!(Instant::now() < deadline, "the observation outlived its stream: {list}");
+        assert!(Instant::now() < deadline, "the observation outlived its client: {list}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -289,7 +298,7 @@ fn a_killed_client_ends_its_observation_and_a_patch_applied_meanwhile_stays() {
 
     watch.kill().unwrap();
     watch.wait().unwrap();
-    observations_end(&pid);
+    observations_end_after_the_client_went_away(&pid);
     assert!(svc.state().contains("price=-1"), "the guard outlives the observation");
     let events = json(&["events", "--pid", &pid, "-o", "json"]);
     assert!(
@@ -299,6 +308,40 @@ fn a_killed_client_ends_its_observation_and_a_patch_applied_meanwhile_stays() {
     let (ok, text) = repairctl(&["rollback", "pear", "--pid", &pid]);
     assert!(ok, "{text}");
     assert!(svc.state().contains("price=NPE"));
+    assert_eq!(running(&pid, "Prices", "price"), before, "byte for byte what it ran before the watch");
+    svc.finish();
+}
+
+#[test]
+fn stop_ends_an_observation_whose_stream_says_so_and_an_unknown_id_is_refused() {
+    let (_dir, svc) = start("observe-stop");
+    let pid = svc.pid.to_string();
+    let before = running(&pid, "Prices", "price");
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_repairctl"))
+        .args(["watch", "Prices", "price", "--pid", &pid, "-o", "json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(watch.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("\"args\""), "{line}");
+    let list = json(&["observations", "--pid", &pid, "-o", "json"]);
+    let id = list[0]["id"].as_u64().unwrap().to_string();
+
+    let (ok, text) = repairctl(&["stop", "999", "--pid", &pid]);
+    assert!(!ok && text.contains("no observation 999 in progress") && text.contains(&id), "{text}");
+    assert_eq!(json(&["observations", "--pid", &pid, "-o", "json"])[0]["id"].as_u64(), list[0]["id"].as_u64());
+
+    let (ok, text) = repairctl(&["stop", &id, "--pid", &pid]);
+    assert!(ok && text.contains(&id), "{text}");
+    // The watch ends by itself (no kill), its last line saying who ended it.
+    let rest: Vec<serde_json::Value> =
+        out.lines().map(|l| serde_json::from_str(&l.unwrap()).unwrap()).collect::<Vec<_>>();
+    let ended = rest.last().and_then(|l| l["ended"].as_str()).unwrap_or_default();
+    assert!(ended.contains("stopped by"), "{rest:?}");
+    assert!(watch.wait().unwrap().success(), "a stopped watch is not an error");
+    observations_end(&pid);
     assert_eq!(running(&pid, "Prices", "price"), before, "byte for byte what it ran before the watch");
     svc.finish();
 }

@@ -28,7 +28,7 @@ impl AgentService {
         let r = req.into_inner();
         let by = Operator { who: operator(&r.who), peer };
         let s = self.try_call(move |o| o.observe(r, by)).await?;
-        Ok(Observing { reports: s.reports, tick: None, wait: BUSY_WAIT, finish: Some(s.finish) })
+        Ok(Observing { reports: s.reports, tick: None, wait: BUSY_WAIT, finish: Some(s.finish), finishing: None })
     }
 
     /// Runs a call that can fail, with its error message bounded (see [`bounded`]).
@@ -207,8 +207,10 @@ impl tonic::codec::Encoder for WireEncoder {
     }
 }
 
-/// An observation's stream; when it is dropped (it ended, or the client went away), its `finish`
-/// runs on a blocking thread (it rolls the probes back).
+/// An observation's stream. Its `finish` (it rolls the probes back) runs on a blocking thread:
+/// when the observation ends, before the stream does, so that a client which sees the end finds
+/// the classes as they were and the observation no longer listed; when the client goes away, as
+/// the stream is dropped.
 ///
 /// It takes what the queue holds and, once it is empty, looks again after a short wait (1 ms,
 /// doubling while nothing comes, to [`IDLE_WAIT`]) rather than being woken by each report: a wakeup
@@ -220,6 +222,8 @@ struct Observing {
     tick: Option<Pin<Box<tokio::time::Sleep>>>,
     wait: std::time::Duration,
     finish: Option<Box<dyn FnOnce() + Send>>,
+    /// The rollback in progress once the observation has ended; the stream ends after it.
+    finishing: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The first wait on an empty queue (while reports come, each is on its way within this long).
@@ -237,7 +241,17 @@ impl Stream for Observing {
                     self.wait = BUSY_WAIT;
                     return Poll::Ready(Some(Ok(m)));
                 }
-                super::Next::End => return Poll::Ready(None),
+                super::Next::End => {
+                    if let Some(finish) = self.finish.take() {
+                        self.finishing = Some(tokio::task::spawn_blocking(finish));
+                    }
+                    if let Some(finishing) = self.finishing.as_mut() {
+                        // Ends the stream either way: a rollback that panicked is only a JoinError here.
+                        let _ = std::task::ready!(Pin::new(finishing).poll(cx));
+                        self.finishing = None;
+                    }
+                    return Poll::Ready(None);
+                }
                 super::Next::Wait { busy: true } => self.wait = BUSY_WAIT,
                 super::Next::Wait { busy: false } => {}
             }

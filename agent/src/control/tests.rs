@@ -16,6 +16,8 @@ struct FakeOperations {
     faults: Mutex<Option<tokio::sync::broadcast::Sender<proto::Fault>>>,
     /// The peer of each apply and rollback, as the server passed it on.
     peers: Mutex<Vec<String>>,
+    /// Set by an observation's `finish`, which takes its time as a rollback does.
+    rolled_back: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Operations for FakeOperations {
@@ -59,7 +61,12 @@ impl Operations for FakeOperations {
         let (tx, reports) = tokio::sync::mpsc::channel(4);
         let ended = proto::observed::What::Ended(format!("fake {} of {}", r.kind, r.class_name));
         tx.try_send(proto::Observed { observation: 1, what: Some(ended), dropped: 0 }).unwrap();
-        Ok(super::ObservationStream { reports: Box::new(reports), finish: Box::new(|| ()) })
+        let rolled_back = self.rolled_back.clone();
+        let finish = move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            rolled_back.store(true, std::sync::atomic::Ordering::SeqCst);
+        };
+        Ok(super::ObservationStream { reports: Box::new(reports), finish: Box::new(finish) })
     }
     fn observations(&self) -> Vec<proto::ObservationInfo> {
         Vec::new()
@@ -166,6 +173,27 @@ fn a_client_drives_the_agent_over_the_unix_socket() {
     assert_eq!(*api.peers.lock().unwrap(), [me.clone(), me.clone()], "the bad apply never reached the agent");
     server.shutdown();
     assert!(!path.exists(), "socket removed at shutdown");
+}
+
+/// A client that sees an observation end finds its probes rolled back: the stream ends after.
+#[test]
+fn an_observation_stream_ends_once_its_rollback_is_done() {
+    let path = socket("observe-end");
+    let api = Arc::new(FakeOperations::default());
+    let server = start(api.clone(), config(Endpoint::Unix(path.clone()), None)).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = connect(&Target::Endpoint(Endpoint::Unix(path.clone())), &none()).await.unwrap();
+        let request = proto::ObserveRequest { kind: "watch".into(), class_name: "a.B".into(), ..Default::default() };
+        let mut stream = c.observe(request).await.unwrap().into_inner();
+        let mut seen = Vec::new();
+        while let Some(m) = stream.message().await.unwrap() {
+            seen.push(m.what);
+        }
+        assert_eq!(seen, [Some(proto::observed::What::Ended("fake watch of a.B".into()))]);
+        assert!(api.rolled_back.load(std::sync::atomic::Ordering::SeqCst), "the stream ended before its rollback");
+    });
+    server.shutdown();
 }
 
 #[test]
