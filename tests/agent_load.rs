@@ -196,45 +196,63 @@ public class Sleeper {
 }
 "#;
 
+/// A JVM running `Sleeper` without the agent, once it says "ready"; `Sleeper` ends when the file
+/// `go` in `dir` appears. `tmpdir`: its TMPDIR, where the agent puts its socket.
+struct Sleeping {
+    child: std::process::Child,
+    stdout: BufReader<std::process::ChildStdout>,
+    go: std::path::PathBuf,
+}
+
+impl Sleeping {
+    fn start(jdk: &agent_support::Jdk, dir: &TempDir, tmpdir: Option<&std::path::Path>) -> Sleeping {
+        compile(jdk, &dir.0, &[("Sleeper.java", SLEEPER)]);
+        let go = dir.0.join("go");
+        let mut java = Command::new(jdk.java());
+        java.arg("-XX:+EnableDynamicAgentLoading").arg("-cp").arg(&dir.0).arg("Sleeper").arg(&go);
+        if let Some(tmp) = tmpdir {
+            java.env("TMPDIR", tmp);
+        }
+        let mut child = java.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("java starts");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        Sleeping { child, stdout, go }
+    }
+
+    /// `jcmd PID JVMTI.agent_load librepair.so "OPTS"`: what jcmd printed.
+    fn attach(&self, jdk: &agent_support::Jdk, opts: &str) -> String {
+        let mut jcmd = Command::new(jdk.tool("jcmd"));
+        jcmd.arg(self.child.id().to_string()).arg("JVMTI.agent_load").arg(agent_support::agent_so());
+        if !opts.is_empty() {
+            // jcmd takes key=value words as its own arguments: the agent's options are quoted.
+            jcmd.arg(format!("\"{opts}\""));
+        }
+        let out = jcmd.output().expect("jcmd runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Lets it end: what it printed after "ready", and how it ran.
+    fn finish(mut self) -> (String, agent_support::Run) {
+        std::fs::write(&self.go, "").unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.stdout, &mut rest).unwrap();
+        (rest, finish(self.child, Duration::from_secs(30)))
+    }
+}
+
 #[test]
 fn attach_by_jcmd_loads_once_and_reports_what_it_lacks() {
     for jdk in jdks() {
         let dir = TempDir::new("attach");
-        compile(&jdk, &dir.0, &[("Sleeper.java", SLEEPER)]);
-        let go = dir.0.join("go");
-        let mut child = Command::new(jdk.java())
-            .arg("-XX:+EnableDynamicAgentLoading")
-            .arg("-cp")
-            .arg(&dir.0)
-            .arg("Sleeper")
-            .arg(&go)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("java starts");
-        let mut line = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        stdout.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "ready");
-        let jcmd = |opts: &str| {
-            let out = Command::new(jdk.tool("jcmd"))
-                .arg(child.id().to_string())
-                .arg("JVMTI.agent_load")
-                .arg(agent_support::agent_so())
-                // jcmd takes key=value words as its own arguments: the agent's options are quoted.
-                .arg(format!("\"{opts}\""))
-                .output()
-                .expect("jcmd runs");
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        };
+        let jvm = Sleeping::start(&jdk, &dir, None);
+        let jcmd = |opts: &str| jvm.attach(&jdk, opts);
         let first = jcmd("faults=jvmti,log=info");
         assert!(first.contains("return code: 0"), "{}: first attach: {first}", jdk.name);
         let second = jcmd("log=debug");
         assert!(second.contains("return code: -5"), "{}: second attach: {second}", jdk.name);
-        std::fs::write(&go, "").unwrap();
-        let mut rest = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-        let run = finish(child, Duration::from_secs(30));
+        let (rest, run) = jvm.finish();
         assert_eq!(run.code, Some(0), "{}: {}", jdk.name, run.stderr);
         assert!(rest.contains("attached hooks called"), "{rest}");
         run.expect_stderr("repair: loaded (by attach)");
@@ -255,41 +273,17 @@ fn a_socket_left_at_this_jvms_pid_by_a_dead_one_is_cleared_quietly() {
     use std::os::unix::fs::DirBuilderExt;
     for jdk in jdks() {
         let dir = TempDir::new("stale-socket");
-        compile(&jdk, &dir.0, &[("Sleeper.java", SLEEPER)]);
         let tmp = dir.0.join("tmp");
         let sockets = default_socket_dir_in(&tmp, current_uid().unwrap());
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&sockets).unwrap();
-        let go = dir.0.join("go");
-        let mut child = Command::new(jdk.java())
-            .arg("-XX:+EnableDynamicAgentLoading")
-            .arg("-cp")
-            .arg(&dir.0)
-            .arg("Sleeper")
-            .arg(&go)
-            .env("TMPDIR", &tmp)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("java starts");
-        let mut line = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        stdout.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "ready");
-        let stale = sockets.join(format!("{}.sock", child.id()));
+        let jvm = Sleeping::start(&jdk, &dir, Some(&tmp));
+        let stale = sockets.join(format!("{}.sock", jvm.child.id()));
         drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
         assert!(std::os::unix::net::UnixStream::connect(&stale).is_err(), "the socket left behind is dead");
-        let out = Command::new(jdk.tool("jcmd"))
-            .arg(child.id().to_string())
-            .arg("JVMTI.agent_load")
-            .arg(agent_support::agent_so())
-            .output()
-            .expect("jcmd runs");
-        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        let said = jvm.attach(&jdk, "");
         assert!(said.contains("return code: 0"), "{}: attach: {said}", jdk.name);
         assert!(std::os::unix::net::UnixStream::connect(&stale).is_ok(), "{}: the agent listens at its pid", jdk.name);
-        std::fs::write(&go, "").unwrap();
-        std::io::Read::read_to_string(&mut stdout, &mut String::new()).unwrap();
-        let run = finish(child, Duration::from_secs(30));
+        let (_, run) = jvm.finish();
         assert_eq!(run.code, Some(0), "{}: {}", jdk.name, run.stderr);
         let ours: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("repair: ")).collect();
         assert_eq!(ours.len(), 1, "{}: one line at load:\n{}", jdk.name, run.stderr);

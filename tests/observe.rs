@@ -270,13 +270,11 @@ fn monitor_streams_calls_failures_and_durations_per_interval() {
     svc.finish();
 }
 
-#[test]
-fn a_killed_client_ends_its_observation_and_a_patch_applied_meanwhile_stays() {
-    let (dir, mut svc) = start("observe-kill");
-    let pid = svc.pid.to_string();
-    let before = running(&pid, "Prices", "price");
+/// `repairctl watch Prices price -o json` running, once it has printed its first call: the child
+/// and the rest of its output.
+fn watching_prices(pid: &str) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
     let mut watch = Command::new(env!("CARGO_BIN_EXE_repairctl"))
-        .args(["watch", "Prices", "price", "--pid", &pid, "-o", "json"])
+        .args(["watch", "Prices", "price", "--pid", pid, "-o", "json"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -284,6 +282,15 @@ fn a_killed_client_ends_its_observation_and_a_patch_applied_meanwhile_stays() {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert!(line.contains("\"args\""), "{line}");
+    (watch, out)
+}
+
+#[test]
+fn a_killed_client_ends_its_observation_and_a_patch_applied_meanwhile_stays() {
+    let (dir, mut svc) = start("observe-kill");
+    let pid = svc.pid.to_string();
+    let before = running(&pid, "Prices", "price");
+    let (mut watch, _out) = watching_prices(&pid);
     assert_ne!(running(&pid, "Prices", "price"), before, "watched, the method runs probes");
     let list = json(&["observations", "--pid", &pid, "-o", "json"]);
     assert_eq!(list[0]["target"], "Prices.price", "{list}");
@@ -317,15 +324,7 @@ fn stop_ends_an_observation_whose_stream_says_so_and_an_unknown_id_is_refused() 
     let (_dir, svc) = start("observe-stop");
     let pid = svc.pid.to_string();
     let before = running(&pid, "Prices", "price");
-    let mut watch = Command::new(env!("CARGO_BIN_EXE_repairctl"))
-        .args(["watch", "Prices", "price", "--pid", &pid, "-o", "json"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(watch.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert!(line.contains("\"args\""), "{line}");
+    let (mut watch, out) = watching_prices(&pid);
     let list = json(&["observations", "--pid", &pid, "-o", "json"]);
     let id = list[0]["id"].as_u64().unwrap().to_string();
 
