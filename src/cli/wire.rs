@@ -321,26 +321,20 @@ mod tests {
     use crate::proto::observed::What;
     use prost::Message;
 
-    fn varint(out: &mut Vec<u8>, mut n: u64) {
-        while n >= 0x80 {
-            out.push(n as u8 | 0x80);
-            n >>= 7;
-        }
-        out.push(n as u8);
-    }
+    use prost::encoding::{encode_key, encode_varint, WireType};
 
     fn key(out: &mut Vec<u8>, field: u32, wire: u8) {
-        varint(out, u64::from(field) << 3 | u64::from(wire));
+        encode_key(field, WireType::try_from(u64::from(wire)).unwrap(), out);
     }
 
     fn number(out: &mut Vec<u8>, field: u32, n: u64) {
         key(out, field, VARINT);
-        varint(out, n);
+        encode_varint(n, out);
     }
 
     fn bytes(out: &mut Vec<u8>, field: u32, b: &[u8]) {
         key(out, field, LEN);
-        varint(out, b.len() as u64);
+        encode_varint(b.len() as u64, out);
         out.extend_from_slice(b);
     }
 
