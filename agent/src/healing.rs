@@ -1051,24 +1051,14 @@ impl Run {
             };
             let this = signal.failure.exprs().iter().any(|e| e.root == repair_model::observe::Root::This);
             let (o, _nobody) = a.observations.start(crate::observe::Request {
-                kind: crate::observe::Kind::Health,
-                target: target.clone(),
                 condition: Some(signal.failure.clone()),
-                show: Vec::new(),
-                depth: 0,
                 this,
-                locals: Vec::new(),
-                template: None,
-                to_stderr: false,
-                sites: Vec::new(),
-                min_ns: 0,
                 health: Some(crate::observe::Health::new(Box::new(tell))),
-                sample: 1,
-                count: 0,
-                max_per_second: 0,
-                max_cpu_ms: 0,
-                max_kib: 0,
-                who: format!("rule:{}", rule.name),
+                ..crate::observe::Request::new(
+                    crate::observe::Kind::Health,
+                    target.clone(),
+                    format!("rule:{}", rule.name),
+                )
             });
             let spec = PatchSpec {
                 id: o.patch_id.clone(),

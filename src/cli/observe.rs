@@ -75,6 +75,8 @@ pub async fn observe(conn: &Conn, o: &Observe) -> Result<(), String> {
     // Records are written in batches: while the agent streams faster than a write a record
     // could keep up with, they pile up here and go out together once nothing more is ready.
     const BATCH: usize = 1 << 16;
+    // How long the end of the stream is awaited after the observation's last message.
+    const ROLLBACK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
     let mut pending = Vec::with_capacity(2 * BATCH);
     // the room of a watched call's arguments and values, kept from message to message
     let mut scratch = CallView::default();
@@ -110,7 +112,17 @@ pub async fn observe(conn: &Conn, o: &Observe) -> Result<(), String> {
             }
         };
         if ended {
-            return flush(&mut pending);
+            flush(&mut pending)?;
+            // The agent ends the stream once the probes are rolled back: waiting for that end
+            // means that when repairctl returns, the class is as it was.
+            let rest = async { while let Some(Ok(_)) = stream.next().await {} };
+            if tokio::time::timeout(ROLLBACK_WAIT, rest).await.is_err() {
+                eprintln!(
+                    "repairctl: the observation ended; its rollback was not confirmed within {} s",
+                    ROLLBACK_WAIT.as_secs()
+                );
+            }
+            return Ok(());
         }
         if pending.len() >= BATCH {
             flush(&mut pending)?;

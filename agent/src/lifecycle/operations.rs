@@ -514,8 +514,6 @@ impl Operations for AgentOperations {
             (false, _) => format!("{class}.{method}"),
         };
         let (o, reports) = a.observations.start(crate::observe::Request {
-            kind,
-            target: target.clone(),
             condition,
             show,
             depth: request.expand.min(4),
@@ -525,13 +523,12 @@ impl Operations for AgentOperations {
             to_stderr: request.to_stderr,
             sites,
             min_ns: request.min_ns,
-            health: None,
             sample: u64::from(request.sample),
             count: request.count,
             max_per_second: u64::from(request.max_per_second),
             max_cpu_ms: request.max_cpu_ms,
             max_kib: request.max_kib,
-            who: by.who.clone(),
+            ..crate::observe::Request::new(kind, target.clone(), by.who.clone())
         });
         if let [one] = descriptors.as_slice() {
             o.declare(&[one]);
@@ -900,25 +897,16 @@ impl AgentOperations {
             "" => None,
             text => Some(repair_model::observe::Condition::parse(text, arity).map_err(Status::invalid_argument)?),
         };
+        let target = format!("{class_glob}.{method} ({} methods)", found.len());
         let (o, reports) = a.observations.start(crate::observe::Request {
-            kind,
-            target: format!("{class_glob}.{method} ({} methods)", found.len()),
             condition,
-            show: Vec::new(),
             depth: request.expand.min(4),
-            this: false,
-            locals: Vec::new(),
-            template: None,
-            to_stderr: false,
-            sites: Vec::new(),
-            min_ns: 0,
-            health: None,
             sample: u64::from(request.sample),
             count: request.count,
             max_per_second: u64::from(request.max_per_second),
             max_cpu_ms: request.max_cpu_ms,
             max_kib: request.max_kib,
-            who: by.who.clone(),
+            ..crate::observe::Request::new(kind, target, by.who.clone())
         });
         let watch = kind == Kind::Watch;
         let specs = found

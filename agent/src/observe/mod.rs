@@ -285,6 +285,33 @@ pub struct Request {
     pub who: String,
 }
 
+impl Request {
+    /// A `kind` observation of `target` for `who` that reports every call (no condition, sampling
+    /// or count) under the default quotas; the fields a command sets are given beside it.
+    pub fn new(kind: Kind, target: String, who: String) -> Request {
+        Request {
+            kind,
+            target,
+            condition: None,
+            show: Vec::new(),
+            depth: 0,
+            this: false,
+            locals: Vec::new(),
+            template: None,
+            to_stderr: false,
+            sites: Vec::new(),
+            min_ns: 0,
+            health: None,
+            sample: 1,
+            count: 0,
+            max_per_second: 0,
+            max_cpu_ms: 0,
+            max_kib: 0,
+            who,
+        }
+    }
+}
+
 /// An observed call this thread is inside.
 struct Frame {
     report_id: i32,
@@ -1731,24 +1758,10 @@ mod tests {
         use proto::observed::What;
         let observations = Observations::default();
         let (o, mut reader) = observations.start(Request {
-            kind: Kind::Watch,
-            target: "Shop.total".into(),
             condition: Some(Condition::parse("args[0] >= 2", Some(2)).unwrap()),
             show: vec![Expr::parse("args[0]", Some(2)).unwrap()],
-            depth: 0,
-            this: false,
-            locals: Vec::new(),
-            template: None,
-            to_stderr: false,
-            sites: Vec::new(),
-            min_ns: 0,
-            health: None,
-            sample: 1,
-            count: 0,
             max_per_second: 1000,
-            max_cpu_ms: 0,
-            max_kib: 0,
-            who: "test".into(),
+            ..Request::new(Kind::Watch, "Shop.total".into(), "test".into())
         });
         let started = Stamp::now();
         let quoted = "say \"hi\"";
