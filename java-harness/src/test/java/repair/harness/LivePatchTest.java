@@ -17,6 +17,7 @@ import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicLongArray;
 import org.junit.After;
 import org.junit.Test;
 
@@ -28,6 +29,9 @@ public class LivePatchTest {
     private Process service;
     private final List<Thread> clients = new ArrayList<>();
     private final AtomicBoolean stop = new AtomicBoolean();
+    /** Per client thread, the rounds (a price and an order) it has finished. */
+    private final AtomicLongArray rounds = new AtomicLongArray(CLIENTS);
+    private static final int CLIENTS = 4;
 
     static File bin(String name) {
         File f = new File(System.getProperty("repair.bin", "../target/release"), name);
@@ -90,7 +94,8 @@ public class LivePatchTest {
     /** Four threads calling the faulty endpoints; counts answers that are errors. */
     private AtomicLong drive(int port) {
         AtomicLong errors = new AtomicLong();
-        for (int t = 0; t < 4; t++) {
+        for (int t = 0; t < CLIENTS; t++) {
+            int me = t;
             Thread c = new Thread(() -> {
                 while (!stop.get()) {
                     try {
@@ -101,6 +106,7 @@ public class LivePatchTest {
                     } catch (Exception e) {
                         errors.incrementAndGet();
                     }
+                    rounds.incrementAndGet(me);
                 }
             });
             c.setDaemon(true);
@@ -117,6 +123,9 @@ public class LivePatchTest {
         String started = get(port, "/stats", "GET").replaceAll("(?s).*started=(\\d+).*", "$1");
         repairctl("apply", "../demo/price-npe.yaml", "--pid", pid);
         assertEquals("200 0", get(port, "/price?item=durian", "GET"));
+        // A request in flight while the class was redefined may still run the old code (and
+        // fail): counted from when each client has finished the round it was in.
+        awaitNextRound();
         long before = errors.get();
         Thread.sleep(300);
         assertEquals("no errors while repaired", before, errors.get());
@@ -127,6 +136,21 @@ public class LivePatchTest {
         assertTrue(repairctl("patches", "--pid", pid).contains("price-npe"));
         repairctl("rollback", "price-npe", "--pid", pid);
         assertEquals("500 java.lang.NullPointerException", get(port, "/price?item=durian", "GET"));
+    }
+
+    /** Returns once every client thread has finished the round it is in now. */
+    private void awaitNextRound() throws InterruptedException {
+        long[] now = new long[CLIENTS];
+        for (int t = 0; t < CLIENTS; t++) {
+            now[t] = rounds.get(t);
+        }
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        for (int t = 0; t < CLIENTS; t++) {
+            while (rounds.get(t) <= now[t]) {
+                assertTrue("client " + t + " finished no round in 10 s", System.nanoTime() < deadline);
+                Thread.sleep(5);
+            }
+        }
     }
 
     static String pidOf(Process p) {
