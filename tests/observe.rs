@@ -332,16 +332,22 @@ fn stop_ends_an_observation_whose_stream_says_so_and_an_unknown_id_is_refused() 
     assert!(!ok && text.contains("no observation 999 in progress") && text.contains(&id), "{text}");
     assert_eq!(json(&["observations", "--pid", &pid, "-o", "json"])[0]["id"].as_u64(), list[0]["id"].as_u64());
 
+    // The watching client does not read meanwhile (stopped): `stop` rolls back all the same, and
+    // returns once it is done.
+    let signal =
+        |sig: &str| assert!(Command::new("kill").args([sig, &watch.id().to_string()]).status().unwrap().success());
+    signal("-STOP");
     let (ok, text) = repairctl(&["stop", &id, "--pid", &pid]);
     assert!(ok && text.contains(&id), "{text}");
+    observations_end(&pid);
+    assert_eq!(running(&pid, "Prices", "price"), before, "byte for byte what it ran before the watch");
+    signal("-CONT");
     // The watch ends by itself (no kill), its last line saying who ended it.
     let rest: Vec<serde_json::Value> =
         out.lines().map(|l| serde_json::from_str(&l.unwrap()).unwrap()).collect::<Vec<_>>();
     let ended = rest.last().and_then(|l| l["ended"].as_str()).unwrap_or_default();
     assert!(ended.contains("stopped by"), "{rest:?}");
     assert!(watch.wait().unwrap().success(), "a stopped watch is not an error");
-    observations_end(&pid);
-    assert_eq!(running(&pid, "Prices", "price"), before, "byte for byte what it ran before the watch");
     svc.finish();
 }
 

@@ -323,3 +323,37 @@ fn a_stream_keeps_up_with_a_reader_and_a_stalled_client_costs_the_application_no
     );
     drop(jvm);
 }
+
+/// `repairctl stop` under a client that has stopped reading (its stream backed up, so the stream
+/// is not polled): the probes go at once, and the client, once it reads again, gets the end.
+#[test]
+fn stop_rolls_back_at_once_under_a_client_that_does_not_read() {
+    let dir = TempDir::new("observe-stop-stalled");
+    let jvm = start(&dir);
+    let pid = jvm.pid.to_string();
+    let code = || json(&["code", "Work", "step", "--pid", &pid, "-o", "json"])[0]["sha256"].clone();
+    let before = code();
+    let (client, mut out) = watch(jvm.pid, Duration::from_secs(60));
+    let mut line = String::new();
+    for _ in 0..1000 {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the stream ended early");
+    }
+    signal(client.0.id(), libc::SIGSTOP);
+    // At this pace the transport's buffers fill within a fraction of this.
+    std::thread::sleep(Duration::from_secs(2));
+    let list = json(&["observations", "--pid", &pid, "-o", "json"]);
+    let id = list[0]["id"].as_u64().expect("the observation is listed").to_string();
+    assert!(list[0]["dropped"].as_u64().unwrap_or(0) > 0, "the stream is backed up: {list}");
+    let stopped = Command::new(env!("CARGO_BIN_EXE_repairctl")).args(["stop", &id, "--pid", &pid]).output().unwrap();
+    assert!(stopped.status.success(), "{}", String::from_utf8_lossy(&stopped.stderr));
+    assert_eq!(json(&["observations", "--pid", &pid, "-o", "json"]), serde_json::json!([]), "stopped: not listed");
+    assert_eq!(code(), before, "the probes are gone while the client still does not read");
+    signal(client.0.id(), libc::SIGCONT);
+    let mut last = String::new();
+    for l in out.lines() {
+        last = l.unwrap();
+    }
+    assert!(last.contains("\"ended\"") && last.contains("stopped by"), "{last}");
+    drop(jvm);
+}

@@ -581,7 +581,10 @@ impl Operations for AgentOperations {
                 o.who, o.target
             )));
         }
+        // Rolled back here, not by the stream: its client may not be reading (a stalled client
+        // would keep the probes in); what is still queued for it is dropped.
         o.end(format!("stopped by {by}"));
+        o.roll_back();
         Ok(vec![o.info()])
     }
 
@@ -989,7 +992,10 @@ impl AgentOperations {
                 }
             });
         }
-        let finish = move || {
+        // Holds the observation weakly: the observation holds its rollback.
+        let weak = std::sync::Arc::downgrade(&o);
+        o.set_rollback(Box::new(move || {
+            let Some(o) = weak.upgrade() else { return };
             o.end("the client went away".to_string());
             let undone = a.vm.attached("repair-control", |jni| a.patches.rollback(a.jvmti, jni, Some(&o.patch_id)));
             let why = match undone {
@@ -1000,8 +1006,8 @@ impl AgentOperations {
             a.events.emit(Kind::RolledBack, About { patch: &o.patch_id, site: &o.target, ..About::default() }, why);
             // Listed until its probes are gone.
             a.observations.remove(o.id);
-        };
-        Ok(ObservationStream { reports: Box::new(reports), finish: Box::new(finish) })
+        }));
+        Ok(ObservationStream { reports: Box::new(reports), finish: Box::new(move || o.roll_back()) })
     }
 }
 

@@ -125,6 +125,9 @@ pub struct Observation {
     paths: Mutex<HashMap<Vec<String>, (u64, bool)>>,
     /// A health signal's repairs and what their calls said (kind `Health` only).
     health: Option<Health>,
+    /// Takes its probes away and forgets it; run once, by the first of its stream's end, its
+    /// client going away and `stop` (a second caller waits for the first to finish).
+    rollback: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 /// What a health signal judges: the repairs of its rule in force or under watch, by report id.
@@ -496,6 +499,7 @@ impl Observations {
             paths: Mutex::new(HashMap::new()),
             methods: Mutex::new(HashMap::new()),
             health: r.health,
+            rollback: Mutex::new(None),
         });
         self.by_id.write().unwrap_or_else(|e| e.into_inner()).insert(id, o.clone());
         (o.clone(), Reader { o, batch: Vec::new(), at: 0, known: None, values: Vec::new() })
@@ -1286,6 +1290,21 @@ impl Observation {
     }
 
     /// Ends the observation: `reason` is the stream's last message, after what is queued.
+    /// What [`roll_back`](Self::roll_back) runs, once its probes are applied.
+    pub fn set_rollback(&self, f: Box<dyn FnOnce() + Send>) {
+        *self.rollback.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
+    }
+
+    /// Ends the observation's probes (see `rollback`). The lock is held while the rollback runs
+    /// so that a second caller returns only once it is done; nothing it calls (JVMTI's class
+    /// file hook included) takes this lock.
+    pub fn roll_back(&self) {
+        let mut slot = self.rollback.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = slot.take() {
+            f();
+        }
+    }
+
     pub fn end(&self, reason: String) {
         if self.ended.swap(true, Ordering::Relaxed) {
             return;
