@@ -324,10 +324,11 @@ fn a_stream_keeps_up_with_a_reader_and_a_stalled_client_costs_the_application_no
     drop(jvm);
 }
 
-/// `repairctl stop` under a client that has stopped reading (its stream backed up, so the stream
-/// is not polled): the probes go at once, and the client, once it reads again, gets the end.
+/// `repairctl stop`, and then `--for`, under a client that has stopped reading (its stream backed
+/// up, so the stream is not polled): the probes go at once (within a second of --for), and the
+/// client, once it reads again, gets the end.
 #[test]
-fn stop_rolls_back_at_once_under_a_client_that_does_not_read() {
+fn stop_and_for_roll_back_under_a_client_that_does_not_read() {
     let dir = TempDir::new("observe-stop-stalled");
     let jvm = start(&dir);
     let pid = jvm.pid.to_string();
@@ -355,5 +356,21 @@ fn stop_rolls_back_at_once_under_a_client_that_does_not_read() {
         last = l.unwrap();
     }
     assert!(last.contains("\"ended\"") && last.contains("stopped by"), "{last}");
+
+    // The same for an end by --for: the probes go within a second of it.
+    let (client, mut out) = watch(jvm.pid, Duration::from_secs(2));
+    for _ in 0..1000 {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the stream ended early");
+    }
+    signal(client.0.id(), libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(json(&["observations", "--pid", &pid, "-o", "json"]), serde_json::json!([]), "--for: not listed");
+    assert_eq!(code(), before, "--for: the probes are gone while the client still does not read");
+    signal(client.0.id(), libc::SIGCONT);
+    for l in out.lines() {
+        last = l.unwrap();
+    }
+    assert!(last.contains("\"ended\"") && last.contains("--for"), "{last}");
     drop(jvm);
 }

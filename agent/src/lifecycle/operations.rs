@@ -965,7 +965,8 @@ impl AgentOperations {
             About { patch: &o.patch_id, site: &target, ..About::default() },
             format!("{} {target} for {by}", o.info().kind),
         );
-        // The clock of the observation: monitor intervals, and its end after --for.
+        // The clock of the observation: monitor intervals, its end after --for, and its rollback
+        // a second after it ended.
         let until = (duration_ms > 0).then(|| Instant::now() + Duration::from_millis(duration_ms));
         let every = Duration::from_millis(if every_ms == 0 { 5000 } else { every_ms.max(100) });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -990,6 +991,10 @@ impl AgentOperations {
                         o.end(format!("{duration_ms} ms passed, as asked (--for)"));
                     }
                 }
+                // However it ended, its probes go within a second even when its stream is stuck
+                // behind a client that stopped reading (a stream that ended has rolled back).
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let _ = tokio::task::spawn_blocking(move || o.roll_back()).await;
             });
         }
         // Holds the observation weakly: the observation holds its rollback.
