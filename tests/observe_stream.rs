@@ -214,15 +214,9 @@ impl Read {
 }
 
 fn observations_end(pid: u32) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let list = json(&["observations", "--pid", &pid.to_string(), "-o", "json"]);
-        if list.as_array().unwrap().is_empty() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the observation outlived its stream: {list}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    within(Duration::from_secs(30), "the observation outlived its stream", || {
+        (json(&["observations", "--pid", &pid.to_string(), "-o", "json"]) == serde_json::json!([])).then_some(())
+    });
 }
 
 #[test]
@@ -324,6 +318,18 @@ fn a_stream_keeps_up_with_a_reader_and_a_stalled_client_costs_the_application_no
     drop(jvm);
 }
 
+/// What `f` gives once it gives something, polled every 100 ms for at most `limit`.
+fn within<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// `repairctl stop`, and then `--for`, under a client that has stopped reading (its stream backed
 /// up, so the stream is not polled): the probes go at once (within a second of --for), and the
 /// client, once it reads again, gets the end.
@@ -341,11 +347,12 @@ fn stop_and_for_roll_back_under_a_client_that_does_not_read() {
         assert!(out.read_line(&mut line).unwrap() > 0, "the stream ended early");
     }
     signal(client.0.id(), libc::SIGSTOP);
-    // At this pace the transport's buffers fill within a fraction of this.
-    std::thread::sleep(Duration::from_secs(2));
-    let list = json(&["observations", "--pid", &pid, "-o", "json"]);
+    // Once the transport's buffers are full, the agent drops what it cannot queue.
+    let list = within(Duration::from_secs(20), "the stream backs up", || {
+        let list = json(&["observations", "--pid", &pid, "-o", "json"]);
+        (list[0]["dropped"].as_u64().unwrap_or(0) > 0).then_some(list)
+    });
     let id = list[0]["id"].as_u64().expect("the observation is listed").to_string();
-    assert!(list[0]["dropped"].as_u64().unwrap_or(0) > 0, "the stream is backed up: {list}");
     let stopped = Command::new(env!("CARGO_BIN_EXE_repairctl")).args(["stop", &id, "--pid", &pid]).output().unwrap();
     assert!(stopped.status.success(), "{}", String::from_utf8_lossy(&stopped.stderr));
     assert_eq!(json(&["observations", "--pid", &pid, "-o", "json"]), serde_json::json!([]), "stopped: not listed");
@@ -364,8 +371,9 @@ fn stop_and_for_roll_back_under_a_client_that_does_not_read() {
         assert!(out.read_line(&mut line).unwrap() > 0, "the stream ended early");
     }
     signal(client.0.id(), libc::SIGSTOP);
-    std::thread::sleep(Duration::from_secs(4));
-    assert_eq!(json(&["observations", "--pid", &pid, "-o", "json"]), serde_json::json!([]), "--for: not listed");
+    within(Duration::from_secs(15), "--for: the observation ends while its client does not read", || {
+        (json(&["observations", "--pid", &pid, "-o", "json"]) == serde_json::json!([])).then_some(())
+    });
     assert_eq!(code(), before, "--for: the probes are gone while the client still does not read");
     signal(client.0.id(), libc::SIGCONT);
     for l in out.lines() {

@@ -28,7 +28,8 @@ impl AgentService {
         let r = req.into_inner();
         let by = Operator { who: operator(&r.who), peer };
         let s = self.try_call(move |o| o.observe(r, by)).await?;
-        Ok(Observing { reports: s.reports, tick: None, wait: BUSY_WAIT, finish: Some(s.finish), finishing: None })
+        let (reports, finish) = s.take().ok_or_else(|| Status::internal("an observation's stream was taken twice"))?;
+        Ok(Observing { reports, tick: None, wait: BUSY_WAIT, finish: Some(finish), finishing: None })
     }
 
     /// Runs a call that can fail, with its error message bounded (see [`bounded`]).
@@ -221,7 +222,7 @@ struct Observing {
     /// The wait in progress while the queue is empty.
     tick: Option<Pin<Box<tokio::time::Sleep>>>,
     wait: std::time::Duration,
-    finish: Option<Box<dyn FnOnce() + Send>>,
+    finish: Option<super::Finish>,
     /// The rollback in progress once the observation has ended; the stream ends after it.
     finishing: Option<tokio::task::JoinHandle<()>>,
 }
@@ -267,12 +268,7 @@ impl Stream for Observing {
 impl Drop for Observing {
     fn drop(&mut self) {
         if let Some(finish) = self.finish.take() {
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => {
-                    runtime.spawn_blocking(finish);
-                }
-                Err(_) => finish(),
-            }
+            super::run_blocking(finish);
         }
     }
 }

@@ -35,14 +35,44 @@ impl std::fmt::Display for Operator {
     }
 }
 
-/// What the control plane asks of the agent, in the contract's own messages: the agent maps its
-/// domain onto them once (`lifecycle::operations`), and the server's tests serve a fake without
-/// a JVM. Called on the control plane's blocking threads, never on a JVM thread; may block.
-/// Errors are gRPC statuses with one clear message naming the input and the cause.
-/// An observation's reports, and what to run once its stream is over.
+/// An observation's reports, and what to run once its stream is over. Dropped before a stream
+/// took it (the client went away while the observation started), it runs `finish` itself.
 pub struct ObservationStream {
-    pub reports: Box<dyn Reports>,
-    pub finish: Box<dyn FnOnce() + Send>,
+    reports: Option<Box<dyn Reports>>,
+    finish: Option<Finish>,
+}
+
+/// What runs once an observation's stream is over (it may block: a rollback).
+pub type Finish = Box<dyn FnOnce() + Send>;
+
+impl ObservationStream {
+    pub fn new(reports: Box<dyn Reports>, finish: Finish) -> ObservationStream {
+        ObservationStream { reports: Some(reports), finish: Some(finish) }
+    }
+
+    /// The reports and the finish, for the stream to run.
+    fn take(mut self) -> Option<(Box<dyn Reports>, Finish)> {
+        self.reports.take().zip(self.finish.take())
+    }
+}
+
+impl Drop for ObservationStream {
+    fn drop(&mut self) {
+        if let Some(finish) = self.finish.take() {
+            run_blocking(finish);
+        }
+    }
+}
+
+/// Runs `f`, which may block (a rollback), on the runtime's blocking threads when there is a
+/// runtime (a drop may happen on one of its workers), else here.
+fn run_blocking(f: Finish) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn_blocking(f);
+        }
+        Err(_) => f(),
+    }
 }
 
 /// Where an observation's stream takes its reports from. It is polled, never woken: a wakeup per
@@ -73,6 +103,10 @@ impl Reports for tokio::sync::mpsc::Receiver<proto::Observed> {
     }
 }
 
+/// What the control plane asks of the agent, in the contract's own messages: the agent maps its
+/// domain onto them once (`lifecycle::operations`), and the server's tests serve a fake without
+/// a JVM. Called on the control plane's blocking threads, never on a JVM thread; may block.
+/// Errors are gRPC statuses with one clear message naming the input and the cause.
 pub trait Operations: Send + Sync + 'static {
     fn status(&self) -> proto::StatusReply;
     /// Loaded classes whose dotted name matches `glob` (`*`, `?`; empty: all).

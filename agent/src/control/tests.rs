@@ -66,7 +66,7 @@ impl Operations for FakeOperations {
             std::thread::sleep(std::time::Duration::from_millis(300));
             rolled_back.store(true, std::sync::atomic::Ordering::SeqCst);
         };
-        Ok(super::ObservationStream { reports: Box::new(reports), finish: Box::new(finish) })
+        Ok(super::ObservationStream::new(Box::new(reports), Box::new(finish)))
     }
     fn observations(&self) -> Vec<proto::ObservationInfo> {
         Vec::new()
@@ -173,6 +173,21 @@ fn a_client_drives_the_agent_over_the_unix_socket() {
     assert_eq!(*api.peers.lock().unwrap(), [me.clone(), me.clone()], "the bad apply never reached the agent");
     server.shutdown();
     assert!(!path.exists(), "socket removed at shutdown");
+}
+
+/// An observation whose stream was never taken (its client went away while it started) is
+/// finished all the same.
+#[test]
+fn an_observation_stream_dropped_untaken_is_finished() {
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (_tx, reports) = tokio::sync::mpsc::channel::<proto::Observed>(1);
+    let f = finished.clone();
+    let stream = super::ObservationStream::new(
+        Box::new(reports),
+        Box::new(move || f.store(true, std::sync::atomic::Ordering::SeqCst)),
+    );
+    drop(stream);
+    assert!(finished.load(std::sync::atomic::Ordering::SeqCst));
 }
 
 /// A client that sees an observation end finds its probes rolled back: the stream ends after.

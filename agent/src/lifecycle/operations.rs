@@ -1012,7 +1012,11 @@ impl AgentOperations {
             // Listed until its probes are gone.
             a.observations.remove(o.id);
         }));
-        Ok(ObservationStream { reports: Box::new(reports), finish: Box::new(move || o.roll_back()) })
+        // A `stop` while the probes went in found nothing to roll back yet.
+        if o.has_ended() {
+            o.roll_back();
+        }
+        Ok(ObservationStream::new(Box::new(reports), Box::new(move || o.roll_back())))
     }
 }
 

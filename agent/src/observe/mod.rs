@@ -513,16 +513,12 @@ impl Observations {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
-    /// Forgets an observation (its patch is rolled back or never applied).
+    /// Forgets an observation (its patch is rolled back or never applied). What it queued stays
+    /// for its stream, which may still be sending it (its `Reader` frees it).
     pub fn remove(&self, id: u64) {
         self.by_report.write().unwrap_or_else(|e| e.into_inner()).retain(|_, o| o.id != id);
         self.generation.fetch_add(1, Ordering::Release);
-        if let Some(o) = self.by_id.write().unwrap_or_else(|e| e.into_inner()).remove(&id) {
-            // A thread's last answer may hold the observation a while longer: not its queue.
-            let mut q = o.queue.lock().unwrap_or_else(|e| e.into_inner());
-            q.bytes = Vec::new();
-            q.records = 0;
-        }
+        self.by_id.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
     }
 
     pub fn list(&self) -> Vec<Arc<Observation>> {
@@ -1289,7 +1285,6 @@ impl Observation {
         self.queue_record(&report_record(proto::observed::What::Notice(text)), true)
     }
 
-    /// Ends the observation: `reason` is the stream's last message, after what is queued.
     /// What [`roll_back`](Self::roll_back) runs, once its probes are applied.
     pub fn set_rollback(&self, f: Box<dyn FnOnce() + Send>) {
         *self.rollback.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
@@ -1305,6 +1300,7 @@ impl Observation {
         }
     }
 
+    /// Ends the observation: `reason` is the stream's last message, after what is queued.
     pub fn end(&self, reason: String) {
         if self.ended.swap(true, Ordering::Relaxed) {
             return;
@@ -1532,6 +1528,16 @@ pub struct Reader {
     known: Option<MethodInfo>,
     /// The values of a watched call's paths (kept: a call without paths allocates nothing).
     values: Vec<(usize, Value)>,
+}
+
+impl Drop for Reader {
+    /// The stream is over: what it did not take goes (a thread's last answer may hold the
+    /// observation a while longer, not its queue).
+    fn drop(&mut self) {
+        let mut q = self.o.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.bytes = Vec::new();
+        q.records = 0;
+    }
 }
 
 /// The method of a report id's probes, as reports show it, and its call sites (trace).
@@ -1816,6 +1822,45 @@ mod tests {
         o.end("asked".into());
         assert_eq!(decoded(reader.next()).what, Some(What::Ended("asked".into())));
         assert!(matches!(reader.next(), Taken::End));
+    }
+
+    #[test]
+    fn an_observation_rolls_back_once_and_its_stream_still_sends_what_was_queued() {
+        use proto::observed::What;
+        let observations = Arc::new(Observations::default());
+        let (o, mut reader) = observations
+            .start(Request { max_per_second: 1000, ..Request::new(Kind::Watch, "Shop.total".into(), "t".into()) });
+        let runs = Arc::new(AtomicUsize::new(0));
+        o.set_rollback(Box::new({
+            let (runs, observations, id) = (runs.clone(), observations.clone(), o.id);
+            move || {
+                runs.fetch_add(1, Ordering::Relaxed);
+                observations.remove(id);
+            }
+        }));
+        let started = Stamp::now();
+        o.push(&call_record(1, "kiwi", Ok(33), "main", started));
+        o.push(&call_record(2, "fig", Ok(48), "main", started));
+        // `stop`, then the stream's own end, then the clock a second later: one rollback.
+        o.end("stopped".into());
+        o.roll_back();
+        assert!(observations.list().is_empty(), "rolled back: no longer listed");
+        o.roll_back();
+        assert_eq!(runs.load(Ordering::Relaxed), 1);
+        let Some(What::Calls(batch)) = decoded(reader.next()).what else { panic!("the queued calls") };
+        assert_eq!(batch.calls.iter().map(|c| c.args[0].as_str()).collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(decoded(reader.next()).what, Some(What::Ended("stopped".into())));
+        assert!(matches!(reader.next(), Taken::End));
+        o.roll_back();
+        assert_eq!(runs.load(Ordering::Relaxed), 1);
+
+        // What a stream did not take goes with it.
+        let (o, reader) = observations.start(Request::new(Kind::Watch, "Shop.total".into(), "t".into()));
+        o.push(&call_record(3, "plum", Ok(1), "main", started));
+        assert!(o.queue.lock().unwrap().records == 1);
+        drop(reader);
+        let q = o.queue.lock().unwrap();
+        assert_eq!((q.records, q.bytes.capacity()), (0, 0));
     }
 
     #[test]
