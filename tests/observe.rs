@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agent_support::{agentpath, compile, default_jdk, repairctl_json as json, Service, TempDir};
+use agent_support::{agentpath, compile, default_jdk, repairctl_json as json, within, Service, TempDir};
 
 const SERVICE: &str = r#"
 import java.io.*;
@@ -138,15 +138,9 @@ fn observations_end(pid: &str) {
 /// No observation in progress, within 10 s: the agent learns that a client went away only when
 /// its connection's end reaches it.
 fn observations_end_after_the_client_went_away(pid: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let list = json(&["observations", "--pid", pid, "-o", "json"]);
-        if list.as_array().unwrap().is_empty() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the observation outlived its client: {list}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    within(Duration::from_secs(10), "the observation outlived its client", || {
+        json(&["observations", "--pid", pid, "-o", "json"]).as_array().unwrap().is_empty().then_some(())
+    });
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use agent_support::{agentpath, compile, default_jdk, repairctl_json as json, TempDir};
+use agent_support::{agentpath, compile, default_jdk, repairctl_json as json, within, TempDir};
 
 /// Calls `Work.step` RATE times a second (fewer when it cannot keep up; a debt of more than
 /// 100 ms is forgotten) and prints `RATE <epoch ms> <calls a second>` every 500 ms.
@@ -316,18 +316,6 @@ fn a_stream_keeps_up_with_a_reader_and_a_stalled_client_costs_the_application_no
         "RSS grew from {base} KiB to {max_rss} KiB during the observations"
     );
     drop(jvm);
-}
-
-/// What `f` gives once it gives something, polled every 100 ms for at most `limit`.
-fn within<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(t) = f() {
-            return t;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// `repairctl stop`, and then `--for`, under a client that has stopped reading (its stream backed

@@ -191,6 +191,18 @@ pub fn repairctl_json(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("repairctl {args:?}: {e}"))
 }
 
+/// What `f` gives once it gives something, polled every 100 ms for at most `limit`.
+pub fn within<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The agent's events (`repairctl events -o json`), oldest first.
 pub fn events(pid: u32) -> Vec<serde_json::Value> {
     repairctl_json(&["events", "--pid", &pid.to_string(), "-o", "json"]).as_array().cloned().unwrap_or_default()

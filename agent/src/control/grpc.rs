@@ -27,9 +27,8 @@ impl AgentService {
         let peer = peer(&req);
         let r = req.into_inner();
         let by = Operator { who: operator(&r.who), peer };
-        let s = self.try_call(move |o| o.observe(r, by)).await?;
-        let (reports, finish) = s.take().ok_or_else(|| Status::internal("an observation's stream was taken twice"))?;
-        Ok(Observing { reports, tick: None, wait: BUSY_WAIT, finish: Some(finish), finishing: None })
+        let stream = self.try_call(move |o| o.observe(r, by)).await?;
+        Ok(Observing { stream, tick: None, wait: BUSY_WAIT, finishing: None })
     }
 
     /// Runs a call that can fail, with its error message bounded (see [`bounded`]).
@@ -211,18 +210,17 @@ impl tonic::codec::Encoder for WireEncoder {
 /// An observation's stream. Its `finish` (it rolls the probes back) runs on a blocking thread:
 /// when the observation ends, before the stream does, so that a client which sees the end finds
 /// the classes as they were and the observation no longer listed; when the client goes away, as
-/// the stream is dropped.
+/// the stream is dropped (by the [`ObservationStream`](super::ObservationStream)'s drop).
 ///
 /// It takes what the queue holds and, once it is empty, looks again after a short wait (1 ms,
 /// doubling while nothing comes, to [`IDLE_WAIT`]) rather than being woken by each report: a wakeup
 /// per report would cost the application's thread, which queues it, a system call each time
 /// (tens of thousands a second), and the control plane a context switch each.
 struct Observing {
-    reports: Box<dyn super::Reports>,
+    stream: super::ObservationStream,
     /// The wait in progress while the queue is empty.
     tick: Option<Pin<Box<tokio::time::Sleep>>>,
     wait: std::time::Duration,
-    finish: Option<super::Finish>,
     /// The rollback in progress once the observation has ended; the stream ends after it.
     finishing: Option<tokio::task::JoinHandle<()>>,
 }
@@ -237,13 +235,13 @@ impl Stream for Observing {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
         use std::task::Poll;
         loop {
-            match self.reports.next() {
+            match self.stream.reports.next() {
                 super::Next::Report(m) => {
                     self.wait = BUSY_WAIT;
                     return Poll::Ready(Some(Ok(m)));
                 }
                 super::Next::End => {
-                    if let Some(finish) = self.finish.take() {
+                    if let Some(finish) = self.stream.finish.take() {
                         self.finishing = Some(tokio::task::spawn_blocking(finish));
                     }
                     if let Some(finishing) = self.finishing.as_mut() {
@@ -265,13 +263,6 @@ impl Stream for Observing {
     }
 }
 
-impl Drop for Observing {
-    fn drop(&mut self) {
-        if let Some(finish) = self.finish.take() {
-            super::run_blocking(finish);
-        }
-    }
-}
 type EventStream = Pin<Box<dyn Stream<Item = Result<proto::Event, Status>> + Send>>;
 
 #[tonic::async_trait]

@@ -35,10 +35,11 @@ impl std::fmt::Display for Operator {
     }
 }
 
-/// An observation's reports, and what to run once its stream is over. Dropped before a stream
-/// took it (the client went away while the observation started), it runs `finish` itself.
+/// An observation's reports, and what to run once its stream is over. Dropped with `finish` not
+/// yet run (the client went away, even while the observation started), it runs it.
 pub struct ObservationStream {
-    reports: Option<Box<dyn Reports>>,
+    reports: Box<dyn Reports>,
+    /// Taken by the stream when it runs it at the observation's end.
     finish: Option<Finish>,
 }
 
@@ -47,31 +48,21 @@ pub type Finish = Box<dyn FnOnce() + Send>;
 
 impl ObservationStream {
     pub fn new(reports: Box<dyn Reports>, finish: Finish) -> ObservationStream {
-        ObservationStream { reports: Some(reports), finish: Some(finish) }
-    }
-
-    /// The reports and the finish, for the stream to run.
-    fn take(mut self) -> Option<(Box<dyn Reports>, Finish)> {
-        self.reports.take().zip(self.finish.take())
+        ObservationStream { reports, finish: Some(finish) }
     }
 }
 
 impl Drop for ObservationStream {
+    /// `finish` may block (a rollback): on the runtime's blocking threads when there is a runtime
+    /// (a drop may happen on one of its workers), else here.
     fn drop(&mut self) {
-        if let Some(finish) = self.finish.take() {
-            run_blocking(finish);
+        let Some(finish) = self.finish.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(finish);
+            }
+            Err(_) => finish(),
         }
-    }
-}
-
-/// Runs `f`, which may block (a rollback), on the runtime's blocking threads when there is a
-/// runtime (a drop may happen on one of its workers), else here.
-fn run_blocking(f: Finish) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => {
-            runtime.spawn_blocking(f);
-        }
-        Err(_) => f(),
     }
 }
 
@@ -90,17 +81,6 @@ pub enum Next {
     Wait { busy: bool },
     /// The observation is over and everything before its end was sent.
     End,
-}
-
-impl Reports for tokio::sync::mpsc::Receiver<proto::Observed> {
-    fn next(&mut self) -> Next {
-        use tokio::sync::mpsc::error::TryRecvError;
-        match self.try_recv() {
-            Ok(m) => Next::Report(prost::Message::encode_to_vec(&m)),
-            Err(TryRecvError::Disconnected) => Next::End,
-            Err(TryRecvError::Empty) => Next::Wait { busy: false },
-        }
-    }
 }
 
 /// What the control plane asks of the agent, in the contract's own messages: the agent maps its

@@ -20,6 +20,18 @@ struct FakeOperations {
     rolled_back: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// The fake's observations: messages sent on a channel, ended when it closes.
+impl super::Reports for tokio::sync::mpsc::Receiver<proto::Observed> {
+    fn next(&mut self) -> super::Next {
+        use tokio::sync::mpsc::error::TryRecvError;
+        match self.try_recv() {
+            Ok(m) => super::Next::Report(prost::Message::encode_to_vec(&m)),
+            Err(TryRecvError::Disconnected) => super::Next::End,
+            Err(TryRecvError::Empty) => super::Next::Wait { busy: false },
+        }
+    }
+}
+
 impl Operations for FakeOperations {
     fn status(&self) -> proto::StatusReply {
         proto::StatusReply { pid: 42, jvm: "fake".into(), load_mode: "onattach".into(), ..Default::default() }

@@ -582,7 +582,7 @@ impl Operations for AgentOperations {
             )));
         }
         // Rolled back here, not by the stream: its client may not be reading (a stalled client
-        // would keep the probes in); what is still queued for it is dropped.
+        // would keep the probes in); what is still queued for it is sent before the end.
         o.end(format!("stopped by {by}"));
         o.roll_back();
         Ok(vec![o.info()])

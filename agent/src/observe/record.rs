@@ -188,8 +188,7 @@ impl<'a> Cursor<'a> {
     }
 
     pub fn str(&mut self) -> Option<String> {
-        let n = self.u32()? as usize;
-        Some(String::from_utf8_lossy(self.take(n)?).into_owned())
+        Some(String::from_utf8_lossy(self.text()?).into_owned())
     }
 
     /// The bytes of the next text field, as written (the stream's own records: UTF-8).
