@@ -609,15 +609,14 @@ impl Engine {
         }
     }
 
+    /// The rule that counts `f` (the first that matches it), and its index.
+    pub fn rule_for(&self, f: &Observation<'_>) -> Option<(usize, &Rule)> {
+        rule_for(&self.policy.rules, f)
+    }
+
     pub fn observe(&mut self, f: &Observation<'_>, now: Instant) -> Option<Decision> {
         let site = site_key(f.class, f.method, f.descriptor);
-        let code = format!("{}.{}", f.class, f.method);
-        let (i, rule) = self.policy.rules.iter().enumerate().find(|(_, r)| {
-            f.exception_chain.contains(&r.exception)
-                && r.within_code.as_deref().is_none_or(|g| crate::glob::matches(g, &code))
-                && r.message.as_ref().is_none_or(|m| m.is_match(f.message))
-                && r.caught.is_none_or(|c| f.caught == Some(c))
-        })?;
+        let (i, rule) = rule_for(&self.policy.rules, f)?;
         if self.busy.contains(&(i, site.clone())) {
             return None;
         }
@@ -709,6 +708,16 @@ impl Engine {
             }
         }
     }
+}
+
+fn rule_for<'r>(rules: &'r [Rule], f: &Observation<'_>) -> Option<(usize, &'r Rule)> {
+    let code = format!("{}.{}", f.class, f.method);
+    rules.iter().enumerate().find(|(_, r)| {
+        f.exception_chain.contains(&r.exception)
+            && r.within_code.as_deref().is_none_or(|g| crate::glob::matches(g, &code))
+            && r.message.as_ref().is_none_or(|m| m.is_match(f.message))
+            && r.caught.is_none_or(|c| f.caught == Some(c))
+    })
 }
 
 /// How the engine names a site, and keys its windows and escalation by: the class, the method

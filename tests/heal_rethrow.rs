@@ -8,8 +8,9 @@ mod agent_support;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
-use agent_support::{agentpath, compile, default_jdk, repairctl, repairctl_json as json, Service, TempDir};
+use agent_support::{agentpath, compile, default_jdk, repairctl, repairctl_json as json, within, Service, TempDir};
 use repair_model::policy::patch_id;
 
 /// Answers each line on stdin with what `load` makes of it.
@@ -110,7 +111,8 @@ fn a_live_rethrow_runs_the_callers_error_path_and_bad_types_are_refused() {
     jvm.finish();
 }
 
-/// Loops over good and bad input; says at the end how each call ended.
+/// Loops over good and bad input; says at the end how each call ended, and stays up until its
+/// stdin closes, so that the repair's verdict does not race the JVM's exit.
 const IMPORT: &str = r#"
 import java.io.IOException;
 public class Import {
@@ -123,6 +125,7 @@ public class Import {
         }
     }
     public static void main(String[] a) throws Exception {
+        System.out.println("READY " + ProcessHandle.current().pid());
         int values = 0, errors = 0, escaped = 0;
         for (int i = 0; i < 120; i++) {
             try {
@@ -132,6 +135,7 @@ public class Import {
             Thread.sleep(10);
         }
         System.out.println("values=" + values + " errors=" + errors + " escaped=" + escaped);
+        while (System.in.read() != -1) {}
     }
 }
 "#;
@@ -183,29 +187,37 @@ fn a_policy_rethrows_as_the_type_a_frame_above_handles_or_refuses_and_escalates(
     std::fs::write(&policy, POLICY).unwrap();
     let options = agentpath(&format!("policy={},log=info", policy.display()));
 
-    let run = agent_support::java(&jdk, &dir.0, std::slice::from_ref(&options), "Import");
-    run.expect_success();
-    let c = counts(&run.stdout);
-    assert_eq!(c["values"], 60, "good input is untouched: {}", run.stdout);
-    assert!((2..30).contains(&c["escaped"]), "the fault stops escaping once repaired:\n{}", run.stderr);
+    let mut command = Command::new(jdk.java());
+    command.env("XDG_STATE_HOME", dir.0.join("state")).arg(&options).arg("-cp").arg(&dir.0).arg("Import");
+    let mut jvm = Service::start(command);
+    let summary = jvm.line();
+    // The verdict comes a window after the apply, however slow the machine: waited for.
+    let verdict = within(Duration::from_secs(30), "a verdict on import-nfe's repair", || {
+        let kinds = ["validated", "rolled-back"];
+        agent_support::events(jvm.pid)
+            .into_iter()
+            .find(|e| e["rule"] == "import-nfe" && kinds.contains(&e["kind"].as_str().unwrap_or("")))
+    });
+    let stderr = jvm.finish();
+    let c = counts(&summary);
+    assert_eq!(c["values"], 60, "good input is untouched: {summary}");
+    assert!((2..30).contains(&c["escaped"]), "the fault stops escaping once repaired:\n{stderr}");
     assert_eq!(c["errors"], 60 - c["escaped"], "after the repair every bad input takes load's error path");
     let id = patch_id("import-nfe", "Import", "parse", "(Ljava/lang/String;)I", 0, |_| false);
-    let applied = run
-        .stderr
+    let applied = stderr
         .lines()
         .find(|l| l.contains(&format!("event applied rule=import-nfe patch={id}")))
-        .unwrap_or_else(|| panic!("no applied event:\n{}", run.stderr));
+        .unwrap_or_else(|| panic!("no applied event:\n{stderr}"));
     let line = IMPORT.lines().position(|l| l.contains("return \"value \" + parse(s)")).unwrap() + 1;
     assert!(applied.contains("rethrow NumberFormatException as java.io.IOException"), "{applied}");
     assert!(
         applied.contains(&format!("rethrow as java.io.IOException: handled by Import.load (Import.java:{line})")),
         "{applied}"
     );
-    let validated = run.stderr.lines().find(|l| l.contains("event validated rule=import-nfe")).unwrap_or_else(|| {
-        panic!("the repair did not hold:\n{}", run.stderr);
-    });
-    assert!(validated.contains("no new faults"), "its own IOExceptions are its fallbacks, not new faults: {validated}");
-    assert!(!run.stderr.contains("event rolled-back"), "{}", run.stderr);
+    assert_eq!(verdict["kind"], "validated", "the repair did not hold: {verdict}\n{stderr}");
+    let reason = verdict["reason"].as_str().unwrap_or("");
+    assert!(reason.contains("no new faults"), "its own IOExceptions are its fallbacks, not new faults: {reason}");
+    assert!(!stderr.contains("event rolled-back"), "{stderr}");
 
     let run = agent_support::java(&jdk, &dir.0, &[options], "Totals");
     run.expect_success();

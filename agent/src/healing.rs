@@ -512,6 +512,9 @@ impl Run {
                 break;
             }
         }
+        if decision.is_none() && before == 0 {
+            self.read_ahead(&fault, &obs);
+        }
         match decision {
             Some(Decision::Repair { rule, class, method, descriptor, actions, dry_run, reason }) => {
                 let site = policy::site_key(&class, &method, &descriptor);
@@ -547,6 +550,33 @@ impl Run {
         }
     }
 
+    /// A rule counts a fault seen for the first time: the classes its actions would patch are
+    /// read now, so that the repair, when the rule fires, does not wait for a retransformation to
+    /// read them (one each, 6-12 ms, which queued behind one another when several rules fired
+    /// together). A class is read once in the JVM's life; a dry run reads nothing.
+    fn read_ahead(&self, fault: &Fault, obs: &Observation<'_>) {
+        let Some(engine) = self.engine.as_ref() else { return };
+        let Some((_, rule)) = engine.rule_for(obs) else { return };
+        if engine.policy.mode == policy::Mode::DryRun {
+            return;
+        }
+        let probed = self.agent.fault_mode == FaultMode::Bytecode;
+        let ranked = policy::candidates(&frames_of(fault), &engine.policy.application, rule.allow_jdk, probed);
+        let mut classes: Vec<String> = (rule.then.iter())
+            .filter_map(|step| ranked.get(step.at.index()))
+            .map(|c| c.frame.class.replace('.', "/"))
+            .collect();
+        classes.sort();
+        classes.dedup();
+        if classes.is_empty() {
+            return;
+        }
+        let a = self.agent;
+        if let Ok(Err(e)) = a.vm.attached(THREAD, |jni| a.patches.read_ahead(a.jvmti, jni, &classes)) {
+            crate::log_debug!("reading {} ahead of rule {}: {e}", classes.join(", "), rule.name);
+        }
+    }
+
     /// Carries out a decision: ranks the rule's `actions` for this fault ([`rank`]); those that
     /// cannot fit it are refused, each with its reason, and the others tried best first until one
     /// applies, whose event says why it was chosen.
@@ -571,16 +601,7 @@ impl Run {
             About { rule: rule_name, site: &site, ..About::default() },
             format!("{reason} (fault #{} {})", fault.id, fault.exception),
         );
-        let frames: Vec<FrameRef> = fault
-            .stack
-            .iter()
-            .map(|f| FrameRef {
-                class: f.class.clone(),
-                method: f.method.clone(),
-                descriptor: f.descriptor.clone(),
-                bci: f.bci,
-            })
-            .collect();
+        let frames = frames_of(fault);
         let probed = self.agent.fault_mode == FaultMode::Bytecode;
         let ranked = policy::candidates(&frames, &application, rule.allow_jdk, probed);
         let prospects: Vec<rank::Prospect<'_, (String, String)>> = actions
@@ -1285,6 +1306,18 @@ fn verdict(w: &mut Watch, faults: &[Fault], active: &[String], now: Instant, age
 
 /// Whether `fault` is what a rethrow patch makes of the exceptions it catches: its type, leaving
 /// the method it patched. Those are its fallbacks (counted as such), not new faults.
+/// The fault's stack as the policy ranks it.
+fn frames_of(fault: &Fault) -> Vec<FrameRef> {
+    (fault.stack.iter())
+        .map(|f| FrameRef {
+            class: f.class.clone(),
+            method: f.method.clone(),
+            descriptor: f.descriptor.clone(),
+            bci: f.bci,
+        })
+        .collect()
+}
+
 fn transforms(patch: &AppliedPatch, fault: &Fault) -> bool {
     let Action::Rethrow { as_class, .. } = &patch.spec.action else { return false };
     *as_class == fault.exception

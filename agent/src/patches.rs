@@ -589,6 +589,29 @@ impl PatchManager {
         chain(original, st.patches.iter().filter(|p| p.class == internal))
     }
 
+    /// Reads the bytes of these classes now, as a repair of them would, in one retransformation
+    /// for those not read yet; names not loaded, or that the JVM cannot modify, are passed over.
+    pub fn read_ahead(&self, jvmti: Jvmti, jni: &Jni<'_>, classes: &[String]) -> Result<(), PatchError> {
+        let _op = self.operations.lock().unwrap_or_else(|e| e.into_inner());
+        let unread: Vec<String> = {
+            let st = self.state();
+            classes.iter().filter(|c| !st.originals.contains_key(*c)).cloned().collect()
+        };
+        if unread.is_empty() {
+            // Listing the loaded classes costs milliseconds in a big application: not for nothing.
+            return Ok(());
+        }
+        jni.with_local_frame(64, |jni| {
+            let mut loaded = loaded_by_name(jvmti, jni, &unread)?;
+            loaded.retain(|_, copies| {
+                copies
+                    .iter()
+                    .all(|c| jvmti.is_modifiable(c).unwrap_or(false) && !jvmti.is_in_error_state(c).unwrap_or(true))
+            });
+            self.capture_originals(jvmti, &loaded)
+        })
+    }
+
     /// The bytes each class of `loaded` had as the JVM loaded it, before any patch.
     pub fn originals(
         &self,

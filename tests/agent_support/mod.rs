@@ -253,6 +253,11 @@ impl Service {
         self.lines.recv_timeout(Duration::from_secs(30)).expect("an answer line")
     }
 
+    /// The JVM's next line on stdout, unasked (30 s at most).
+    pub fn line(&mut self) -> String {
+        self.lines.recv_timeout(Duration::from_secs(30)).expect("a line")
+    }
+
     /// SIGKILLs the JVM and reaps it.
     pub fn kill(&mut self) {
         let mut child = self.child.take().expect("running");
