@@ -11,7 +11,7 @@ use std::ffi::{c_char, c_uchar, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 
-use super::{c_string, sys, JavaVm, Jni, Jvmti, JvmtiError, Local, MethodId};
+use super::{c_string, sys, CallArgs, Captured, JavaVm, Jni, Jvmti, JvmtiError, Local, MethodId, Packed, Primitive};
 
 /// The JVMTI `Exception` event, in safe handles.
 pub struct ExceptionEvent<'a> {
@@ -36,9 +36,9 @@ pub trait VmEvents: Sync {
 pub trait HookCalls: Sync {
     fn fallback(&self, jni: &Jni<'_>, id: i32, thrown: Option<&Local<'_>>);
     fn enter(&self, jni: &Jni<'_>, id: i32, nanos: Option<i64>);
-    fn enter_args(&self, jni: &Jni<'_>, id: i32, args: Option<&Local<'_>>);
+    fn enter_args(&self, jni: &Jni<'_>, id: i32, args: Option<&CallArgs<'_, '_>>);
     fn exit(&self, jni: &Jni<'_>, id: i32, nanos: Option<i64>);
-    fn exit_value(&self, jni: &Jni<'_>, id: i32, value: Option<&Local<'_>>);
+    fn exit_value(&self, jni: &Jni<'_>, id: i32, value: Option<Captured<'_, '_>>);
     fn thrown(&self, jni: &Jni<'_>, id: i32, thrown: Option<&Local<'_>>);
     fn line(&self, id: i32, line: i32);
     /// A traced method is about to make call `site`, or the call returned (`transform::trace`).
@@ -212,9 +212,11 @@ pub fn bind_hooks(jni: &Jni<'_>, class: &Local<'_>, hooks: &'static dyn HookCall
         (contract::FALLBACK, f(hook_fallback as *const ())),
         (contract::ENTER, f(hook_enter as *const ())),
         (contract::ENTER_ARGS, f(hook_enter_args as *const ())),
+        (contract::ENTER_PACKED, f(hook_enter_packed as *const ())),
         (contract::ENTER_AT, f(hook_enter_at as *const ())),
         (contract::EXIT, f(hook_exit as *const ())),
         (contract::EXIT_VALUE, f(hook_exit_value as *const ())),
+        (contract::EXIT_PRIMITIVE, f(hook_exit_primitive as *const ())),
         (contract::EXIT_AT, f(hook_exit_at as *const ())),
         (contract::THROWN, f(hook_thrown as *const ())),
         (contract::LINE, f(hook_line as *const ())),
@@ -250,9 +252,9 @@ thread_local! {
     static READING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Calls `f` on the hooks with `obj` to read, or with `None` when this thread is already reading
-/// one in an outer hook (see [`HookCalls`]).
-fn with_object(env: *mut sys::JNIEnv, obj: sys::jobject, f: impl FnOnce(&dyn HookCalls, &Jni<'_>, Option<&Local<'_>>)) {
+/// Calls `f` on the hooks with whether it may read objects: not when this thread is already
+/// reading one in an outer hook (see [`HookCalls`]).
+fn reading(env: *mut sys::JNIEnv, f: impl FnOnce(&dyn HookCalls, &Jni<'_>, bool)) {
     struct Done;
     impl Drop for Done {
         // Also on a panic, which `guarded` catches: the thread must not stay marked.
@@ -263,11 +265,16 @@ fn with_object(env: *mut sys::JNIEnv, obj: sys::jobject, f: impl FnOnce(&dyn Hoo
     let jni = Jni::from_raw(env);
     with_hooks(|h| {
         if READING.replace(true) {
-            return f(h, &jni, None);
+            return f(h, &jni, false);
         }
         let _done = Done;
-        f(h, &jni, Some(&jni.local(obj)))
+        f(h, &jni, true)
     })
+}
+
+/// Calls `f` on the hooks with `obj` to read, or with `None` as [`reading`] says.
+fn with_object(env: *mut sys::JNIEnv, obj: sys::jobject, f: impl FnOnce(&dyn HookCalls, &Jni<'_>, Option<&Local<'_>>)) {
+    reading(env, |h, jni, may| f(h, jni, may.then(|| jni.local(obj)).as_ref()))
 }
 
 extern "C" fn hook_fallback(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, t: sys::jobject) {
@@ -279,7 +286,32 @@ extern "C" fn hook_enter(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::ji
 }
 
 extern "C" fn hook_enter_args(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, args: sys::jobject) {
-    guarded("Hooks.enterArgs", (), || with_object(env, args, |h, jni, obj| h.enter_args(jni, id, obj)))
+    guarded("Hooks.enterArgs", (), || {
+        with_object(env, args, |h, jni, obj| h.enter_args(jni, id, obj.map(CallArgs::Boxed).as_ref()))
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+extern "C" fn hook_enter_packed(
+    env: *mut sys::JNIEnv,
+    _class: sys::jclass,
+    id: sys::jint,
+    shape: sys::jint,
+    p0: sys::jlong,
+    p1: sys::jlong,
+    p2: sys::jlong,
+    p3: sys::jlong,
+    r0: sys::jobject,
+    r1: sys::jobject,
+    r2: sys::jobject,
+    r3: sys::jobject,
+) {
+    guarded("Hooks.enterPacked", (), || {
+        reading(env, |h, jni, may| {
+            let packed = may.then(|| Packed::new(shape, [p0, p1, p2, p3], [r0, r1, r2, r3].map(|r| jni.local(r))));
+            h.enter_args(jni, id, packed.flatten().as_ref().map(CallArgs::Packed).as_ref())
+        })
+    })
 }
 
 extern "C" fn hook_enter_at(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, nanos: sys::jlong) {
@@ -291,7 +323,25 @@ extern "C" fn hook_exit(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jin
 }
 
 extern "C" fn hook_exit_value(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, value: sys::jobject) {
-    guarded("Hooks.exitValue", (), || with_object(env, value, |h, jni, obj| h.exit_value(jni, id, obj)))
+    guarded("Hooks.exitValue", (), || {
+        with_object(env, value, |h, jni, obj| h.exit_value(jni, id, obj.map(Captured::Object)))
+    })
+}
+
+extern "C" fn hook_exit_primitive(
+    env: *mut sys::JNIEnv,
+    _class: sys::jclass,
+    value: sys::jlong,
+    id: sys::jint,
+    code: sys::jint,
+) {
+    guarded("Hooks.exitPrimitive", (), || {
+        reading(env, |h, jni, may| {
+            let code = u8::try_from(code).ok().and_then(repair_bytecode::transform::hooks::packed::Code::from_u8);
+            let value = code.and_then(|c| Primitive::from_raw(c, value)).filter(|_| may);
+            h.exit_value(jni, id, value.map(Captured::Primitive))
+        })
+    })
 }
 
 extern "C" fn hook_exit_at(env: *mut sys::JNIEnv, _class: sys::jclass, id: sys::jint, nanos: sys::jlong) {

@@ -5,6 +5,7 @@
 //! valid while the `Jni` it came from is), [`Weak`] (a weak global reference) and [`MethodId`]. The exported entry points
 //! and event callbacks are in [`ffi`]; they catch every panic before it reaches the JVM.
 
+mod captured;
 pub mod ffi;
 mod jni;
 mod sys;
@@ -13,6 +14,7 @@ use std::ffi::{c_char, c_uchar, CStr};
 use std::fmt;
 use std::ptr;
 
+pub use captured::{CallArgs, Captured, Packed, Primitive};
 pub use jni::{JavaVm, Jni, Local, PlainValue, TraceElement, ValueHint, Weak};
 
 /// The JVM's `JavaVM` as `Agent_OnLoad` receives it, for the exports in `lib.rs`.

@@ -20,7 +20,7 @@ use crate::events::{About, EventLog, Kind};
 use crate::healing::{self, Healer};
 use crate::journal::Journal;
 use crate::jvm::ffi::{self, ExceptionEvent, HookCalls, VmEvents};
-use crate::jvm::{internal_name, Capability, Event, JavaVm, Jni, Jvmti, Local, REQUESTED_VERSION};
+use crate::jvm::{internal_name, CallArgs, Capability, Captured, Event, JavaVm, Jni, Jvmti, Local, REQUESTED_VERSION};
 use crate::patches::PatchManager;
 use crate::runtime::faults::{is_application_class, FaultLog};
 use crate::runtime::hooks;
@@ -656,7 +656,7 @@ impl HookCalls for Agent {
             self.patches.reports.enter(id, nanos)
         }
     }
-    fn enter_args(&self, jni: &Jni<'_>, id: i32, args: Option<&Local<'_>>) {
+    fn enter_args(&self, jni: &Jni<'_>, id: i32, args: Option<&CallArgs<'_, '_>>) {
         if !self.observations.entered(self.jvmti, jni, &self.faults, id, args) {
             self.patches.reports.enter_args(jni, id, args)
         }
@@ -666,7 +666,7 @@ impl HookCalls for Agent {
             self.patches.reports.exit(id, nanos)
         }
     }
-    fn exit_value(&self, jni: &Jni<'_>, id: i32, value: Option<&Local<'_>>) {
+    fn exit_value(&self, jni: &Jni<'_>, id: i32, value: Option<Captured<'_, '_>>) {
         if !self.observations.exited(self.jvmti, jni, id, value, None) {
             self.patches.reports.exit_value(jni, id, value)
         }

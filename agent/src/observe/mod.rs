@@ -28,7 +28,7 @@ use repair_model::observe::{Call, Condition, Expr, Part, Root, Template, Value};
 use repair_model::proto;
 use repair_model::proto::field::{map_entry, observed, observed_call as call, observed_calls};
 
-use crate::jvm::{Jni, Jvmti, Local};
+use crate::jvm::{CallArgs, Captured, Jni, Jvmti, Local};
 use record::{Cursor, Put};
 
 mod record;
@@ -573,7 +573,7 @@ impl Observations {
         jni: &Jni<'_>,
         faults: &FaultLog,
         report_id: i32,
-        args: Option<&Local<'_>>,
+        args: Option<&CallArgs<'_, '_>>,
     ) -> bool {
         self.with_report(report_id, |o, calls| {
             if !o.ended.load(Ordering::Relaxed) {
@@ -589,7 +589,7 @@ impl Observations {
         jvmti: Jvmti,
         jni: &Jni<'_>,
         report_id: i32,
-        value: Option<&Local<'_>>,
+        value: Option<Captured<'_, '_>>,
         threw: Option<&Local<'_>>,
     ) -> bool {
         self.with_report(report_id, |o, calls| o.exited(jvmti, jni, report_id, value, threw, calls))
@@ -618,7 +618,7 @@ impl Observation {
         jni: &Jni<'_>,
         faults: &FaultLog,
         report_id: i32,
-        args: Option<&Local<'_>>,
+        args: Option<&CallArgs<'_, '_>>,
         t: &mut ThreadCalls,
     ) {
         let o = self;
@@ -684,48 +684,40 @@ impl Observation {
 
     /// A watched call's arguments, `this` and the values of the paths rooted in them, onto its
     /// record.
-    fn put_arguments(&self, jni: &Jni<'_>, args: Option<&Local<'_>>, out: &mut Vec<u8>) {
-        let Some(array) = args else {
+    fn put_arguments<'j>(&self, jni: &Jni<'j>, args: Option<&CallArgs<'_, 'j>>, out: &mut Vec<u8>) {
+        let Some(args) = args else {
             return out.extend_from_slice(&[0, 0, 0]);
         };
-        // The element references are freed as the hook returns to Java (at most MAX_ARGS + 1
-        // of them, within what a native method may hold).
-        let mut elements: [Option<Local<'_>>; MAX_ARGS + 1] = std::array::from_fn(|_| None);
-        let len = jni.array_length(array).min(MAX_ARGS + 1);
-        for (i, e) in elements.iter_mut().enumerate().take(len) {
-            *e = Some(jni.array_element(array, i));
-        }
-        let (args, this) = match self.this && len > 0 {
-            true => (&elements[..len - 1], elements[len - 1].as_ref()),
-            false => (&elements[..len], None),
-        };
-        out.u8(args.len() as u8);
-        for (i, e) in args.iter().enumerate() {
-            if let Some(e) = e {
-                self.put_captured(jni, e, i, out);
+        args.read(jni, self.this, |args, this| {
+            let args = &args[..args.len().min(MAX_ARGS)];
+            out.u8(args.len() as u8);
+            for (i, a) in args.iter().enumerate() {
+                if let Some(a) = a {
+                    self.put_captured(jni, *a, i, out);
+                }
             }
-        }
-        match this {
-            Some(t) => {
-                out.u8(1);
-                self.put_captured(jni, t, MAX_ARGS, out);
+            match this {
+                Some(t) => {
+                    out.u8(1);
+                    self.put_captured(jni, Captured::Object(t), MAX_ARGS, out);
+                }
+                None => out.u8(0),
             }
-            None => out.u8(0),
-        }
-        let count_at = out.len();
-        out.u8(0);
-        let mut n = 0u8;
-        self.entry_values(
-            jni,
-            |i| args.get(i).and_then(Option::as_ref),
-            this,
-            |i, v| {
-                out.u8(i as u8);
-                out.value(&v);
-                n += 1;
-            },
-        );
-        out[count_at] = n;
+            let count_at = out.len();
+            out.u8(0);
+            let mut n = 0u8;
+            self.entry_values(
+                jni,
+                |i| args.get(i).copied().flatten(),
+                this,
+                |i, v| {
+                    out.u8(i as u8);
+                    out.value(&v);
+                    n += 1;
+                },
+            );
+            out[count_at] = n;
+        })
     }
 
     /// The values of the paths rooted in the arguments (`arg`) and `this`, each with its path's
@@ -733,14 +725,14 @@ impl Observation {
     fn entry_values<'r, 'j: 'r>(
         &self,
         jni: &Jni<'_>,
-        arg: impl Fn(usize) -> Option<&'r Local<'j>>,
+        arg: impl Fn(usize) -> Option<Captured<'r, 'j>>,
         this: Option<&'r Local<'j>>,
         mut f: impl FnMut(usize, Value),
     ) {
         for (i, x) in self.exprs.iter().enumerate() {
             let root = match x.root {
                 Root::Arg(n) => arg(n),
-                Root::This => this,
+                Root::This => this.map(Captured::Object),
                 Root::Return => continue,
             };
             if let Some(root) = root {
@@ -755,7 +747,7 @@ impl Observation {
         jvmti: Jvmti,
         jni: &Jni<'_>,
         report_id: i32,
-        value: Option<&Local<'_>>,
+        value: Option<Captured<'_, '_>>,
         threw: Option<&Local<'_>>,
         t: &mut ThreadCalls,
     ) {
@@ -925,7 +917,7 @@ impl Observation {
     /// condition's values of the arguments (they do not outlive the call); a call nested in
     /// such a call gets a frame of its own so that exits pair with entries; any other call
     /// leaves nothing.
-    fn health_entered(&self, jni: &Jni<'_>, report_id: i32, args: Option<&Local<'_>>, t: &mut ThreadCalls) {
+    fn health_entered<'j>(&self, jni: &Jni<'j>, report_id: i32, args: Option<&CallArgs<'_, 'j>>, t: &mut ThreadCalls) {
         let Some(health) = &self.health else { return };
         if health.judging.load(Ordering::Relaxed) == 0 {
             return;
@@ -940,10 +932,10 @@ impl Observation {
             self.hot.entered.fetch_add(1, Ordering::Relaxed);
         }
         let mut values = Vec::new();
-        if let (true, Some(array)) = (judging, args) {
-            let mut elements = jni.array_elements(array, MAX_ARGS + 1);
-            let this = if self.this { elements.pop() } else { None };
-            self.entry_values(jni, |n| elements.get(n), this.as_ref(), |i, v| values.push((i, v)));
+        if let (true, Some(args)) = (judging, args) {
+            args.read(jni, self.this, |args, this| {
+                self.entry_values(jni, |n| args.get(n).copied().flatten(), this, |i, v| values.push((i, v)))
+            });
         }
         t.frames.push(Frame {
             report_id,
@@ -971,7 +963,7 @@ impl Observation {
         jni: &Jni<'_>,
         started: Stamp,
         values: &mut Vec<(usize, Value)>,
-        value: Option<&Local<'_>>,
+        value: Option<Captured<'_, '_>>,
         threw: Option<&Local<'_>>,
         t: &mut ThreadCalls,
     ) {
@@ -1150,11 +1142,16 @@ fn merge_inside(into: &mut Vec<proto::TraceCall>, more: Vec<proto::TraceCall>) {
 
 /// The value at `x`'s fields from `root`; a path that does not hold for this object (a subclass
 /// without the field) gives a text saying so, which no comparison matches.
-fn extract(jni: &Jni<'_>, root: &Local<'_>, x: &Expr) -> Value {
-    if x.fields.is_empty() {
-        return jni.value(root);
+fn extract(jni: &Jni<'_>, root: Captured<'_, '_>, x: &Expr) -> Value {
+    match root {
+        Captured::Object(o) if !x.fields.is_empty() => {
+            jni.field_path(o, &x.fields).unwrap_or_else(|e| Value::Object(format!("<{e}>")))
+        }
+        Captured::Primitive(_) if !x.fields.is_empty() => {
+            Value::Object(format!("<a primitive value has no field {}>", x.fields[0]))
+        }
+        root => root.value(jni),
     }
-    jni.field_path(root, &x.fields).unwrap_or_else(|e| Value::Object(format!("<{e}>")))
 }
 
 impl Observation {
@@ -1188,7 +1185,11 @@ impl Observation {
     /// A value as captured for the stream: plain, or an object expanded `depth` levels into its
     /// fields (which can only be read now, on its thread).
     /// `at`: the argument's index, `MAX_ARGS` for `this`, `MAX_ARGS + 1` for the return value.
-    fn put_captured(&self, jni: &Jni<'_>, v: &Local<'_>, at: usize, out: &mut Vec<u8>) {
+    fn put_captured(&self, jni: &Jni<'_>, v: Captured<'_, '_>, at: usize, out: &mut Vec<u8>) {
+        let v = match v {
+            Captured::Primitive(p) => return p.with_plain(|p| out.plain(&p)),
+            Captured::Object(v) => v,
+        };
         if v.is_null() {
             return out.value(&Value::Null);
         }

@@ -11,9 +11,11 @@
 //! | `fallback(ILjava/lang/Throwable;)V`            | a guard handler took its fallback            |
 //! | `enter(I)V`                                    | a probed method is entered                   |
 //! | `enterArgs(I[Ljava/lang/Object;)V`             | entered, with the arguments boxed            |
+//! | `enterPacked(IIJJJJ` + 4 `Object`s `)V`         | entered, with up to 4 primitives unboxed     |
 //! | `enterAt(IJ)V`                                 | entered, with `System.nanoTime()`            |
 //! | `exit(I)V`                                     | a probed method returns                      |
 //! | `exitValue(ILjava/lang/Object;)V`              | returns, with the value boxed (null for void)|
+//! | `exitPrimitive(JII)V`                          | returns a primitive, unboxed, and its type   |
 //! | `exitAt(IJ)V`                                  | returns, with `System.nanoTime()`            |
 //! | `thrown(ILjava/lang/Throwable;)V`              | exits by an exception (rethrown after)       |
 //! | `line(II)V`                                    | a probed source line is about to run         |
@@ -42,7 +44,7 @@ use repair_bytecode::{ClassFile, ConstantPool, Member};
 
 use super::faults::FaultLog;
 use crate::jvm::ffi::HookCalls;
-use crate::jvm::{Jni, Jvmti, Local};
+use crate::jvm::{CallArgs, Captured, Jni, Jvmti, Local};
 
 const ACC_SUPER: u16 = 0x0020;
 
@@ -199,11 +201,11 @@ impl Reports {
         }
     }
 
-    pub fn enter_args(&self, jni: &Jni<'_>, id: i32, args: Option<&Local<'_>>) {
+    pub fn enter_args(&self, jni: &Jni<'_>, id: i32, args: Option<&CallArgs<'_, '_>>) {
         let c = self.counters(id);
         c.enters.fetch_add(1, Ordering::Relaxed);
         let Some(args) = args else { return };
-        let text = jni.array_text(args, 8);
+        let text = args.text(jni, 8);
         c.last.write().unwrap_or_else(|e| e.into_inner()).args = Some(text);
     }
 
@@ -225,11 +227,11 @@ impl Reports {
         }
     }
 
-    pub fn exit_value(&self, jni: &Jni<'_>, id: i32, value: Option<&Local<'_>>) {
+    pub fn exit_value(&self, jni: &Jni<'_>, id: i32, value: Option<Captured<'_, '_>>) {
         let c = self.counters(id);
         c.exits.fetch_add(1, Ordering::Relaxed);
         let Some(value) = value else { return };
-        let text = jni.value_text(value);
+        let text = value.value(jni).to_string();
         c.last.write().unwrap_or_else(|e| e.into_inner()).value = Some(text);
     }
 

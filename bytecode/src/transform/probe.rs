@@ -13,9 +13,9 @@ use crate::constant_pool::ConstantPool;
 use crate::descriptor::{FieldType, MethodDescriptor};
 use crate::error::{Error, Result};
 
-/// Extra operand stack the probes use on top of what the method had: an `Object[]` being
-/// filled (array, array, index, a long value) plus the probe id.
-const EXTRA_STACK: u16 = 6;
+/// Extra operand stack the probes use on top of what the method had: a packed entry's id,
+/// shape, four `long`s and four references (an `Object[]` being filled takes six).
+const EXTRA_STACK: u16 = 14;
 
 pub fn probe(class: &[u8], spec: &ProbeSpec) -> Result<Vec<u8>> {
     let mut cf = ClassFile::parse(class)?;
@@ -56,6 +56,53 @@ pub(crate) fn hook(pool: &mut ConstantPool, (name, descriptor): (&str, &str)) ->
 
 fn nano_time(pool: &mut ConstantPool) -> Result<Insn> {
     Ok(Insn::Cp { op: INVOKESTATIC, index: pool.add_method_ref("java/lang/System", "nanoTime", "()J")? })
+}
+
+/// Widens the primitive of type `t` on top of the stack to the `long` [`hooks::packed`] carries.
+fn widen(t: &FieldType, pool: &mut ConstantPool) -> Result<Vec<Insn>> {
+    let raw = |pool: &mut ConstantPool, class: &str, name: &str, descriptor: &str| -> Result<Insn> {
+        Ok(Insn::Cp { op: INVOKESTATIC, index: pool.add_method_ref(class, name, descriptor)? })
+    };
+    Ok(match t {
+        FieldType::Long => Vec::new(),
+        FieldType::Double => vec![raw(pool, "java/lang/Double", "doubleToRawLongBits", "(D)J")?],
+        FieldType::Float => vec![raw(pool, "java/lang/Float", "floatToRawIntBits", "(F)I")?, Insn::Op(I2L)],
+        _ => vec![Insn::Op(I2L)],
+    })
+}
+
+/// A packed entry's arguments (see [`hooks::ENTER_PACKED`]): the shape, the primitives widened,
+/// then the references, each run padded to its four slots.
+fn packed_arguments(
+    params: &[FieldType],
+    this: bool,
+    is_static: bool,
+    shape: i32,
+    pool: &mut ConstantPool,
+) -> Result<Vec<Insn>> {
+    use crate::code::ValueKind;
+    let mut slots = Vec::with_capacity(params.len());
+    let mut slot = if is_static { 0 } else { 1 };
+    for t in params {
+        slots.push(slot);
+        slot += t.size() as u16;
+    }
+    let mut call = vec![push_int(shape, pool)?];
+    let mut primitives = 0;
+    for (t, &slot) in params.iter().zip(&slots).filter(|(t, _)| !t.is_reference()) {
+        call.push(Insn::load(ValueKind::of(t).expect("parameters are not void"), slot));
+        call.extend(widen(t, pool)?);
+        primitives += 1;
+    }
+    call.extend((primitives..hooks::packed::PRIMITIVES).map(|_| Insn::Op(LCONST_0)));
+    let mut references: Vec<u16> =
+        params.iter().zip(&slots).filter(|(t, _)| t.is_reference()).map(|(_, &slot)| slot).collect();
+    if this {
+        references.push(0);
+    }
+    call.extend(references.iter().map(|&slot| Insn::load(ValueKind::Reference, slot)));
+    call.extend((references.len()..hooks::packed::REFERENCES).map(|_| Insn::Op(ACONST_NULL)));
+    Ok(call)
 }
 
 /// Boxes the value of type `t` on top of the stack into its wrapper (references stay).
@@ -139,6 +186,20 @@ fn probe_method(cf: &mut ClassFile, index: usize, spec: &ProbeSpec) -> Result<()
                 if spec.capture_return {
                     match &desc.ret {
                         FieldType::Void => call.push(Insn::Op(ACONST_NULL)),
+                        t if !t.is_reference() => {
+                            let type_code = hooks::packed::Code::of(t).expect("not void") as i32;
+                            call.push(Insn::Op(if t.size() == 2 { DUP2 } else { DUP }));
+                            call.extend(widen(t, pool)?);
+                            call.extend([
+                                push_int(id, pool)?,
+                                push_int(type_code, pool)?,
+                                hook(pool, hooks::EXIT_PRIMITIVE)?,
+                            ]);
+                            let n = call.len();
+                            code.insns.splice(i..i, call);
+                            i += n + 1;
+                            continue;
+                        }
                         t => {
                             call.push(Insn::Op(if t.size() == 2 { DUP2 } else { DUP }));
                             call.extend(boxing(t, pool)?);
@@ -181,8 +242,12 @@ fn probe_method(cf: &mut ClassFile, index: usize, spec: &ProbeSpec) -> Result<()
 
         if wants(ProbePoint::Entry) {
             let mut call = vec![push_int(id, pool)?];
-            if spec.capture_args {
-                let this = spec.capture_this && !info.is_static() && !info.is_constructor();
+            let this = spec.capture_this && !info.is_static() && !info.is_constructor();
+            let packed = spec.capture_args.then(|| hooks::packed::shape(&desc.params, this)).flatten();
+            if let Some(shape) = packed {
+                call.extend(packed_arguments(&desc.params, this, info.is_static(), shape, pool)?);
+                call.push(hook(pool, hooks::ENTER_PACKED)?);
+            } else if spec.capture_args {
                 call.push(push_int(desc.params.len() as i32 + i32::from(this), pool)?);
                 call.push(Insn::Cp { op: ANEWARRAY, index: pool.add_class("java/lang/Object")? });
                 if this {
