@@ -193,7 +193,7 @@ fn a_policy_rethrows_as_the_type_a_frame_above_handles_or_refuses_and_escalates(
     let summary = jvm.line();
     // The verdict comes a window after the apply, however slow the machine: waited for.
     let verdict = within(Duration::from_secs(30), "a verdict on import-nfe's repair", || {
-        let kinds = ["validated", "rolled-back"];
+        let kinds = ["validated", "rolled-back", "unproven"];
         agent_support::events(jvm.pid)
             .into_iter()
             .find(|e| e["rule"] == "import-nfe" && kinds.contains(&e["kind"].as_str().unwrap_or("")))

@@ -25,7 +25,7 @@ public class Obs {
                 shop.checkout(new Order(2, "a"));
                 Kinds.mix(seq % 2 == 0, 'x', (short) 7, (byte) -3, 1.5f, 2.25, seq * 1000000000L, seq % 3 == 0 ? "text" : (Object) 5);
                 Kinds.mix(seq, "t");
-                Kinds.pack('y', 1.5f, (short) -7, seq % 2 == 0, seq);
+                Kinds.pack('y', 1.5f, seq % 2 == 0, seq, "s");
                 try { Thread.sleep(1); } catch (InterruptedException e) { return; }
             }
         }, "load");
@@ -67,7 +67,7 @@ class Shop {
 class Kinds {
     static String mix(boolean z, char c, short s, byte b, float f, double d, long j, Object o) { return z ? "yes" : "no"; }
     static int mix(int i, String t) { return i % 7; }
-    static double pack(char c, float f, short s, boolean z, long j) { return f * 1.5; }
+    static double pack(char c, float f, boolean z, long j, String s) { return f * 1.5; }
     static float pack(long j) { return j; }
 }
 class Prices {
@@ -246,15 +246,16 @@ fn watch_reads_every_primitive_string_and_boxed_value_by_its_kind() {
     }
     // Four primitives and no more: passed to the agent unboxed (`hooks::ENTER_PACKED`), each
     // type read back as its box would be; a primitive return value likewise.
-    let lines = stream(&["watch", "Kinds", "pack(CFSZJ)D", "-n", "4", "--if", "args[4] > 1", "--pid", &pid]);
+    let lines =
+        stream(&["watch", "Kinds", "pack(CFZJLjava/lang/String;)D", "-n", "4", "--if", "args[3] > 1", "--pid", &pid]);
     let seen = calls(&lines);
     assert_eq!(seen.len(), 4, "{lines:?}");
     for c in &seen {
         let args: Vec<&str> = c["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
-        let seq: i64 = args[4].parse().unwrap_or_else(|e| panic!("{c}: {e}"));
+        let seq: i64 = args[3].parse().unwrap_or_else(|e| panic!("{c}: {e}"));
         assert!(seq > 1, "the condition over a packed argument: {c}");
         let z = if seq % 2 == 0 { "true" } else { "false" };
-        assert_eq!(args, ["\"y\"", "1.5", "-7", z, &seq.to_string()], "{c}");
+        assert_eq!(args, ["\"y\"", "1.5", z, &seq.to_string(), "\"s\""], "{c}");
         assert_eq!(c["returned"], "2.25", "{c}");
     }
     observations_end(&pid);

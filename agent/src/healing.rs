@@ -283,6 +283,8 @@ struct Run {
     handled: HashMap<u64, bool>,
     /// The health signals of the policy in force, by rule.
     health: HashMap<String, Arc<crate::observe::Observation>>,
+    /// Classes read ahead of a repair ([`Run::read_ahead`]), or tried: each once.
+    read_ahead: std::collections::HashSet<String>,
 }
 
 /// Which faults that follow a repair's fallback on a thread are that fallback's doing.
@@ -334,6 +336,7 @@ fn run(agent: Parts, healer: &'static Healer, rx: Receiver<Occurrence>) {
         undone: Vec::new(),
         handled: HashMap::new(),
         health: HashMap::new(),
+        read_ahead: Default::default(),
     };
     r.take_policy();
     r.watch_restored();
@@ -553,8 +556,9 @@ impl Run {
     /// A rule counts a fault seen for the first time: the classes its actions would patch are
     /// read now, so that the repair, when the rule fires, does not wait for a retransformation to
     /// read them (one each, 6-12 ms, which queued behind one another when several rules fired
-    /// together). A class is read once in the JVM's life; a dry run reads nothing.
-    fn read_ahead(&self, fault: &Fault, obs: &Observation<'_>) {
+    /// together). A class is read, or tried, once in the JVM's life (one the JVM cannot modify
+    /// is not tried again: each try lists the loaded classes); a dry run reads nothing.
+    fn read_ahead(&mut self, fault: &Fault, obs: &Observation<'_>) {
         let Some(engine) = self.engine.as_ref() else { return };
         let Some((_, rule)) = engine.rule_for(obs) else { return };
         if engine.policy.mode == policy::Mode::DryRun {
@@ -565,12 +569,14 @@ impl Run {
         let mut classes: Vec<String> = (rule.then.iter())
             .filter_map(|step| ranked.get(step.at.index()))
             .map(|c| c.frame.class.replace('.', "/"))
+            .filter(|c| !self.read_ahead.contains(c))
             .collect();
         classes.sort();
         classes.dedup();
         if classes.is_empty() {
             return;
         }
+        self.read_ahead.extend(classes.iter().cloned());
         let a = self.agent;
         if let Ok(Err(e)) = a.vm.attached(THREAD, |jni| a.patches.read_ahead(a.jvmti, jni, &classes)) {
             crate::log_debug!("reading {} ahead of rule {}: {e}", classes.join(", "), rule.name);
@@ -1304,8 +1310,6 @@ fn verdict(w: &mut Watch, faults: &[Fault], active: &[String], now: Instant, age
     })
 }
 
-/// Whether `fault` is what a rethrow patch makes of the exceptions it catches: its type, leaving
-/// the method it patched. Those are its fallbacks (counted as such), not new faults.
 /// The fault's stack as the policy ranks it.
 fn frames_of(fault: &Fault) -> Vec<FrameRef> {
     (fault.stack.iter())
@@ -1318,6 +1322,8 @@ fn frames_of(fault: &Fault) -> Vec<FrameRef> {
         .collect()
 }
 
+/// Whether `fault` is what a rethrow patch makes of the exceptions it catches: its type, leaving
+/// the method it patched. Those are its fallbacks (counted as such), not new faults.
 fn transforms(patch: &AppliedPatch, fault: &Fault) -> bool {
     let Action::Rethrow { as_class, .. } = &patch.spec.action else { return false };
     *as_class == fault.exception

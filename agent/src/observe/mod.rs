@@ -688,8 +688,8 @@ impl Observation {
         let Some(args) = args else {
             return out.extend_from_slice(&[0, 0, 0]);
         };
-        args.read(jni, self.this, |args, this| {
-            let args = &args[..args.len().min(MAX_ARGS)];
+        args.read(jni, self.this, |all, this| {
+            let args = &all[..all.len().min(MAX_ARGS)];
             out.u8(args.len() as u8);
             for (i, a) in args.iter().enumerate() {
                 if let Some(a) = a {
@@ -708,7 +708,7 @@ impl Observation {
             let mut n = 0u8;
             self.entry_values(
                 jni,
-                |i| args.get(i).copied().flatten(),
+                |i| all.get(i).copied().flatten(),
                 this,
                 |i, v| {
                     out.u8(i as u8);
