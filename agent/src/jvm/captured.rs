@@ -85,10 +85,10 @@ impl<'j> Packed<'j> {
 }
 
 /// Most arguments read of a call (`this` aside).
-const MAX: usize = 16;
+pub const MAX_ARGS: usize = 16;
 
 impl<'j> CallArgs<'_, 'j> {
-    /// Calls `f` with the first arguments (at most 16), each `None` where none could be read,
+    /// Calls `f` with the first arguments (at most [`MAX_ARGS`]), each `None` where none could be read,
     /// and `this` when it was captured (`this_captured` says so of a boxed array, whose last
     /// element it then is).
     pub fn read<R>(
@@ -99,10 +99,10 @@ impl<'j> CallArgs<'_, 'j> {
     ) -> R {
         match self {
             CallArgs::Boxed(array) => {
-                // Freed as the hook returns to Java (at most MAX + 1 references, within what a
-                // native method may hold).
-                let mut elements: [Option<Local<'j>>; MAX + 1] = std::array::from_fn(|_| None);
-                let len = jni.array_length(array).min(MAX + 1);
+                // Freed as the hook returns to Java (at most MAX_ARGS + 1 references, within what
+                // a native method may hold).
+                let mut elements: [Option<Local<'j>>; MAX_ARGS + 1] = std::array::from_fn(|_| None);
+                let len = jni.array_length(array).min(MAX_ARGS + 1);
                 for (i, e) in elements.iter_mut().enumerate().take(len) {
                     *e = Some(jni.array_element(array, i));
                 }
@@ -110,7 +110,7 @@ impl<'j> CallArgs<'_, 'j> {
                     true => (&elements[..len - 1], elements[len - 1].as_ref()),
                     false => (&elements[..len], None),
                 };
-                let mut captured: [Option<Captured<'_, 'j>>; MAX + 1] = [None; MAX + 1];
+                let mut captured: [Option<Captured<'_, 'j>>; MAX_ARGS + 1] = [None; MAX_ARGS + 1];
                 for (c, e) in captured.iter_mut().zip(args) {
                     *c = e.as_ref().map(Captured::Object);
                 }

@@ -14,7 +14,7 @@ use std::ffi::{c_char, c_uchar, CStr};
 use std::fmt;
 use std::ptr;
 
-pub use captured::{CallArgs, Captured, Packed, Primitive};
+pub use captured::{CallArgs, Captured, Packed, Primitive, MAX_ARGS};
 pub use jni::{JavaVm, Jni, Local, PlainValue, TraceElement, ValueHint, Weak};
 
 /// The JVM's `JavaVM` as `Agent_OnLoad` receives it, for the exports in `lib.rs`.

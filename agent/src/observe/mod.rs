@@ -28,7 +28,7 @@ use repair_model::observe::{Call, Condition, Expr, Part, Root, Template, Value};
 use repair_model::proto;
 use repair_model::proto::field::{map_entry, observed, observed_call as call, observed_calls};
 
-use crate::jvm::{CallArgs, Captured, Jni, Jvmti, Local};
+use crate::jvm::{CallArgs, Captured, Jni, Jvmti, Local, MAX_ARGS};
 use record::{Cursor, Put};
 
 mod record;
@@ -41,8 +41,6 @@ use crate::runtime::IntMap;
 pub const QUEUE: usize = 4096;
 /// Bytes queued for a stream before further reports are dropped (large rendered values).
 const QUEUE_BYTES: usize = 8 << 20;
-/// Arguments rendered per call.
-const MAX_ARGS: usize = 16;
 /// Deeper nesting than this (runaway recursion) is not observed.
 const MAX_DEPTH: usize = 256;
 /// Calls a traced call keeps (a long loop's first ones).

@@ -159,11 +159,9 @@ pub mod packed {
     /// The shape of a call with these parameters (and `this`, when captured), or `None` when they
     /// do not fit: more than [`PARAMETERS`], [`PRIMITIVES`] or [`REFERENCES`].
     pub fn shape(params: &[FieldType], this: bool) -> Option<i32> {
-        let references = params.iter().filter(|t| t.is_reference()).count() + usize::from(this);
-        if params.len() > PARAMETERS || params.len() - (references - usize::from(this)) > PRIMITIVES {
-            return None;
-        }
-        if references > REFERENCES {
+        let primitives = params.iter().filter(|t| !t.is_reference()).count();
+        let references = params.len() - primitives + usize::from(this);
+        if params.len() > PARAMETERS || primitives > PRIMITIVES || references > REFERENCES {
             return None;
         }
         let mut shape = params.len() as i32 | if this { THIS } else { 0 };
@@ -188,17 +186,16 @@ pub mod packed {
         shape & THIS != 0
     }
 
-    /// The parameters' types a shape describes, and whether `this` is carried; `None` for a shape
-    /// no [`shape`] gives.
-    pub fn decode(shape: i32) -> Option<(Vec<Code>, bool)> {
-        let codes = (0..parameters(shape)?).map(|i| code(shape, i)).collect::<Option<Vec<_>>>()?;
-        Some((codes, has_this(shape)))
-    }
-
     #[cfg(test)]
     mod tests {
         use super::*;
         use crate::descriptor::MethodDescriptor;
+
+        /// The parameters' types a shape describes, and whether `this` is carried.
+        fn decode(shape: i32) -> Option<(Vec<Code>, bool)> {
+            let codes = (0..parameters(shape)?).map(|i| code(shape, i)).collect::<Option<Vec<_>>>()?;
+            Some((codes, has_this(shape)))
+        }
 
         #[test]
         fn shapes_round_trip_and_what_does_not_fit_has_none() {

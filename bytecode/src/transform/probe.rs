@@ -50,23 +50,27 @@ pub fn probe_all(class: &[u8], probe_id_base: i32) -> Result<(Vec<u8>, usize)> {
     Ok((cf.to_bytes()?, probed))
 }
 
+/// `invokestatic class.name descriptor`.
+fn invoke_static(pool: &mut ConstantPool, class: &str, name: &str, descriptor: &str) -> Result<Insn> {
+    Ok(Insn::Cp { op: INVOKESTATIC, index: pool.add_method_ref(class, name, descriptor)? })
+}
+
 pub(crate) fn hook(pool: &mut ConstantPool, (name, descriptor): (&str, &str)) -> Result<Insn> {
-    Ok(Insn::Cp { op: INVOKESTATIC, index: pool.add_method_ref(hooks::CLASS, name, descriptor)? })
+    invoke_static(pool, hooks::CLASS, name, descriptor)
 }
 
 fn nano_time(pool: &mut ConstantPool) -> Result<Insn> {
-    Ok(Insn::Cp { op: INVOKESTATIC, index: pool.add_method_ref("java/lang/System", "nanoTime", "()J")? })
+    invoke_static(pool, "java/lang/System", "nanoTime", "()J")
 }
 
 /// Widens the primitive of type `t` on top of the stack to the `long` [`hooks::packed`] carries.
 fn widen(t: &FieldType, pool: &mut ConstantPool) -> Result<Vec<Insn>> {
-    let raw = |pool: &mut ConstantPool, class: &str, name: &str, descriptor: &str| -> Result<Insn> {
-        Ok(Insn::Cp { op: INVOKESTATIC, index: pool.add_method_ref(class, name, descriptor)? })
-    };
     Ok(match t {
         FieldType::Long => Vec::new(),
-        FieldType::Double => vec![raw(pool, "java/lang/Double", "doubleToRawLongBits", "(D)J")?],
-        FieldType::Float => vec![raw(pool, "java/lang/Float", "floatToRawIntBits", "(F)I")?, Insn::Op(I2L)],
+        FieldType::Double => vec![invoke_static(pool, "java/lang/Double", "doubleToRawLongBits", "(D)J")?],
+        FieldType::Float => {
+            vec![invoke_static(pool, "java/lang/Float", "floatToRawIntBits", "(F)I")?, Insn::Op(I2L)]
+        }
         _ => vec![Insn::Op(I2L)],
     })
 }
@@ -118,8 +122,7 @@ pub(crate) fn boxing(t: &FieldType, pool: &mut ConstantPool) -> Result<Option<In
         FieldType::Short => ("java/lang/Short", "S"),
         _ => return Ok(None),
     };
-    let m = pool.add_method_ref(class, "valueOf", &format!("({prim})L{class};"))?;
-    Ok(Some(Insn::Cp { op: INVOKESTATIC, index: m }))
+    invoke_static(pool, class, "valueOf", &format!("({prim})L{class};")).map(Some)
 }
 
 fn probe_method(cf: &mut ClassFile, index: usize, spec: &ProbeSpec) -> Result<()> {
